@@ -1,0 +1,294 @@
+"""Scenario and catalogue files -> validated model; the only place that validates user input.
+
+A scenario names its sites and load; the catalogue (``topologies/``: ``access.yaml``, ``sites.yaml``,
+``targets.yaml``) supplies profiles, site classes and default targets. All three are merged into one
+located tree and validated at once, so every error names the file, line and field it comes from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+
+import pydantic
+
+from sim import source
+from sim.errors import ScenarioError
+from sim.model.scenario import Scenario
+from sim.source import Located, dotted
+
+DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "topologies"
+CATALOGUE_FILES = ("access.yaml", "sites.yaml")
+TARGETS_FILE = "targets.yaml"
+MAX_SESSIONS = 20_000_000
+
+
+def load(path: Path | str) -> Scenario:
+    """Load and validate a scenario file with its catalogue and targets.
+
+    Raises:
+        ScenarioError: Naming the file, line and field of the first problem found.
+    """
+    scenario_src = source.read(path)
+    if not isinstance(scenario_src.data, dict):
+        raise ScenarioError("a scenario is a mapping of keys (name, window, sites, ...)", file=str(path), line=1)
+    catalogue_dir = _catalogue_dir(scenario_src, Path(path))
+    merged = _merge_scenario(scenario_src, catalogue_dir)
+    scenario = _validate(Scenario, merged)
+    _check_references(scenario, merged)
+    _check_size(scenario, merged)
+    return scenario
+
+
+def load_catalogue_dir(folder: Path | str) -> Located:
+    """Read a catalogue folder into one located tree (profiles, site classes, ... and targets)."""
+    folder = Path(folder)
+    tree = Located({}, {})
+    for name in CATALOGUE_FILES:
+        part = source.read(folder / name)
+        if not isinstance(part.data, dict):
+            raise ScenarioError("a catalogue file is a mapping of sections", file=str(folder / name), line=1)
+        tree = _overlay(tree, part)
+    return tree
+
+
+def validate_file(path: Path | str) -> str:
+    """Validate a scenario or catalogue file; return a one-line description of what it holds.
+
+    Raises:
+        ScenarioError: As :func:`load`.
+    """
+    path = Path(path)
+    if path.name in CATALOGUE_FILES + (TARGETS_FILE,):
+        scenario = _validate_catalogue_only(path.parent)
+        return f"catalogue {path.parent}: {len(scenario.catalogue.profiles)} access profiles, " \
+               f"{len(scenario.catalogue.site_classes)} site classes, targets valid"
+    scenario = load(path)
+    sites = sum(group.count for group in scenario.sites)
+    return f"scenario {scenario.name!r}: {sites} sites in {len(scenario.sites)} groups"
+
+
+def _validate_catalogue_only(folder: Path) -> Scenario:
+    profile = next(iter(_catalogue_profile_names(folder)), "x")
+    stub = Located({"name": "catalogue-check", "window": {"start": "08:00", "end": "09:00"},
+                    "sites": [{"class": _first_class(folder), "count": 1, "access": profile}]}, {})
+    merged = _merge_scenario(stub, folder)
+    scenario = _validate(Scenario, merged)
+    _check_references(scenario, merged)
+    return scenario
+
+
+def _catalogue_profile_names(folder: Path) -> list[str]:
+    data = load_catalogue_dir(folder).data
+    return list(data.get("profiles") or {}) if isinstance(data.get("profiles"), dict) else []
+
+
+def _first_class(folder: Path) -> str:
+    data = load_catalogue_dir(folder).data.get("site_classes")
+    return next(iter(data), "x") if isinstance(data, dict) else "x"
+
+
+def _catalogue_dir(scenario_src: Located, path: Path) -> Path:
+    given = scenario_src.data.get("catalogue")
+    if given is None:
+        return DEFAULT_CATALOGUE
+    file, line = scenario_src.where(("catalogue",))
+    if not isinstance(given, str):
+        raise ScenarioError("catalogue must be a folder path", file=file, line=line, path="catalogue")
+    folder = (path.parent / given).resolve()
+    if not folder.is_dir():
+        raise ScenarioError(f"no catalogue folder at {folder}", file=file, line=line, path="catalogue")
+    return folder
+
+
+def _merge_scenario(scenario_src: Located, catalogue_dir: Path) -> Located:
+    catalogue = load_catalogue_dir(catalogue_dir)
+    targets = source.read(catalogue_dir / TARGETS_FILE)
+    overrides = scenario_src.data.get("targets", {})
+    if overrides is not None and not isinstance(overrides, dict):
+        file, line = scenario_src.where(("targets",))
+        raise ScenarioError("targets must be a mapping of overrides", file=file, line=line, path="targets")
+    if overrides:
+        targets = _overlay(targets, _sub(scenario_src, ("targets",)))
+    merged = Located({k: v for k, v in scenario_src.data.items() if k not in ("catalogue", "targets")},
+                     {p: w for p, w in scenario_src.lines.items() if p[:1] not in (("catalogue",), ("targets",))})
+    merged = _attach(merged, ("catalogue",), catalogue)
+    return _attach(merged, ("targets",), targets)
+
+
+def _sub(tree: Located, prefix: tuple) -> Located:
+    data = tree.data
+    for key in prefix:
+        data = data[key]
+    n = len(prefix)
+    return Located(data, {p[n:]: w for p, w in tree.lines.items() if p[:n] == prefix})
+
+
+def _attach(tree: Located, prefix: tuple, part: Located) -> Located:
+    tree.data[prefix[0]] = part.data
+    tree.lines.update({prefix + p: w for p, w in part.lines.items()})
+    return tree
+
+
+def _overlay(base: Located, top: Located) -> Located:
+    """Deep-merge ``top`` over ``base`` (mappings merge, anything else replaces), keeping lines."""
+    data = _merge_data(base.data, top.data)
+    lines = dict(base.lines)
+    for path in [p for p in lines if any(p[:len(q)] == q for q in _replaced_paths(base.data, top.data, ()))]:
+        del lines[path]
+    lines.update(top.lines)
+    return Located(data, lines)
+
+
+def _merge_data(base: object, top: object) -> object:
+    if isinstance(base, dict) and isinstance(top, dict):
+        out = dict(base)
+        for key, value in top.items():
+            out[key] = _merge_data(base[key], value) if key in base else value
+        return out
+    return top
+
+
+def _replaced_paths(base: object, top: object, path: tuple) -> list[tuple]:
+    if isinstance(base, dict) and isinstance(top, dict):
+        return [q for key in top if key in base for q in _replaced_paths(base[key], top[key], path + (key,))]
+    return [path]
+
+
+def _validate(model: type[pydantic.BaseModel], tree: Located):
+    try:
+        return model.model_validate(tree.data)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise _located_error(errors[0], tree, model, len(errors) - 1) from None
+
+
+def _located_error(error: dict, tree: Located, model: type, more: int) -> ScenarioError:
+    loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+    file, line = tree.where(loc)
+    message = _message(error, loc, model)
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ScenarioError(message, file=file, line=line, path=dotted(loc) or None)
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part)
+
+
+def _message(error: dict, loc: tuple, model: type) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        return f"unknown key {loc[-1]!r}" + _did_you_mean(str(loc[-1]), allowed, "allowed keys")
+    if kind == "missing":
+        return f"missing required key {loc[-1]!r}" if loc else "missing required keys"
+    if kind in ("value_error", "assertion_error"):
+        return msg.split(", ", 1)[1] if ", " in msg else msg
+    return f"{msg} (got {error.get('input')!r})" if not isinstance(error.get("input"), (dict, list)) else msg
+
+
+def _fields_at(model: object, loc: tuple) -> list[str]:
+    """Names (aliases where set) of the keys allowed at ``loc`` inside ``model``."""
+    current = model
+    for part in loc:
+        current = _unwrap(current, part)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, pydantic.BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: object, part: object) -> object:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        fields = {f.alias or name: f for name, f in annotation.model_fields.items()}
+        return _plain(fields[part].annotation) if part in fields else None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, tuple) and isinstance(part, int):
+        return _plain(args[0])
+    if origin is dict:
+        return _plain(args[1])
+    return None
+
+
+def _plain(annotation: object) -> object:
+    """Strip Optional/Annotated wrappers from a type annotation."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def _did_you_mean(word: str, choices: list[str], what: str) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; {what}: {', '.join(sorted(choices))}" if choices else ""
+
+
+def _reference_error(tree: Located, path: tuple, what: str, name: str, choices: list[str]) -> ScenarioError:
+    file, line = tree.where(path)
+    return ScenarioError(f"unknown {what} {name!r}" + _did_you_mean(name, choices, f"known {what}s"),
+                         file=file, line=line, path=dotted(path))
+
+
+def _check_references(scenario: Scenario, tree: Located) -> None:
+    """Check every name that points into the catalogue (profiles, classes, day profiles, ...)."""
+    cat = scenario.catalogue
+    profiles, classes = list(cat.profiles), list(cat.site_classes)
+    for i, group in enumerate(scenario.sites):
+        if group.site_class not in cat.site_classes:
+            raise _reference_error(tree, ("sites", i, "class"), "site class", group.site_class, classes)
+        if group.access not in cat.profiles:
+            raise _reference_error(tree, ("sites", i, "access"), "profile", group.access, profiles)
+        if group.aggregation is not None and group.aggregation not in cat.aggregations:
+            raise _reference_error(tree, ("sites", i, "aggregation"), "aggregation", group.aggregation,
+                                   list(cat.aggregations))
+        if group.distance is not None and not cat.profiles[group.access].derating:
+            file, line = tree.where(("sites", i, "distance"))
+            raise ScenarioError(f"profile {group.access!r} has no derating by distance; remove 'distance'",
+                                file=file, line=line, path=dotted(("sites", i, "distance")))
+    if cat.core.home_profile not in cat.profiles:
+        raise _reference_error(tree, ("catalogue", "core", "home_profile"), "profile", cat.core.home_profile,
+                               profiles)
+    for name, site_class in cat.site_classes.items():
+        for activity in ("consultations", "gp2gp", "imaging", "record_syncs"):
+            spec = getattr(site_class, activity)
+            if spec is not None and spec.profile not in cat.day_profiles:
+                raise _reference_error(tree, ("catalogue", "site_classes", name, activity, "profile"),
+                                       "day profile", spec.profile, list(cat.day_profiles))
+    _check_unique_names(scenario, tree)
+
+
+def _check_unique_names(scenario: Scenario, tree: Located) -> None:
+    seen: dict[str, int] = {}
+    for i, group in enumerate(scenario.sites):
+        if group.name is None:
+            continue
+        if group.name in seen:
+            file, line = tree.where(("sites", i, "name"))
+            raise ScenarioError(f"name {group.name!r} is already used by sites[{seen[group.name]}]",
+                                file=file, line=line, path=dotted(("sites", i, "name")))
+        seen[group.name] = i
+
+
+def _check_size(scenario: Scenario, tree: Located) -> None:
+    """Refuse a scenario whose trace would be too large to generate (a likely typo)."""
+    from sim.workload import expected_sessions
+    total = expected_sessions(scenario)
+    if total > MAX_SESSIONS:
+        file, line = tree.where(("sites",))
+        raise ScenarioError(f"this scenario would generate about {total:,.0f} sessions, more than the "
+                            f"{MAX_SESSIONS:,} one run can hold; reduce counts, volume_scale or the window",
+                            file=file, line=line, path="sites")

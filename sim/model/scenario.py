@@ -1,0 +1,68 @@
+"""The scenario: which sites, on which access, under which load, judged by which targets."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from sim.model.catalogue import Catalogue, VideoKnob
+from sim.model.quantities import (
+    ClockS, DistanceM, DurationS, Fraction, Frozen, Multiplier, SiteCount,
+)
+from sim.model.targets import Targets
+
+
+class Window(Frozen):
+    """The part of the working day whose sessions are generated and replayed (clock times)."""
+
+    start: ClockS
+    end: ClockS
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end <= self.start:
+            raise ValueError("window end must be after its start")
+        return self
+
+
+class Load(Frozen):
+    """The growth knobs the policy is about (shares are fractions)."""
+
+    gp_video_share: Fraction = 0.021
+    outpatient_remote_share: Fraction = 0.25
+    outpatient_video_of_remote: Fraction = 0.5
+    community_video_share: Fraction = 0.05
+    volume_scale: Multiplier = 1.0
+
+    def video_share(self, knob: VideoKnob) -> float:
+        """Share of a site family's consultations held by video."""
+        if knob == "gp":
+            return self.gp_video_share
+        if knob == "outpatient":
+            return self.outpatient_remote_share * self.outpatient_video_of_remote
+        return self.community_video_share
+
+
+class SiteGroup(Frozen):
+    """``count`` sites of one class on one access profile (and line length, for copper)."""
+
+    site_class: str = Field(alias="class")
+    count: SiteCount
+    access: str
+    distance: DistanceM | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    aggregation: str | None = None
+
+
+class Scenario(Frozen):
+    """A validated scenario with its catalogue and targets resolved."""
+
+    name: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    window: Window
+    drain: DurationS = 6 * 3600.0
+    utilisation_bin: DurationS = 60.0
+    load: Load = Load()
+    sites: tuple[SiteGroup, ...] = Field(min_length=1)
+    catalogue: Catalogue
+    targets: Targets

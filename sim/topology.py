@@ -1,0 +1,92 @@
+"""Scenario -> topology: the concrete sites, their access links and the shared links, as plain data.
+
+Both engines translate this one description (Mininet's ``Topo`` idiom): the simulator into fluid links,
+the emulation into shaped interfaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from sim.model.scenario import Scenario, SiteGroup
+
+SITE_COLUMNS = ("site", "site_class", "family", "access_profile", "technology", "medium", "distance_m",
+                "down_bps", "up_bps", "rtt_s", "buffer_bytes", "loss", "jitter_s", "aggregation")
+
+
+@dataclass(frozen=True)
+class SharedLink:
+    """A link several sites' traffic crosses (e.g. one GPON tree), per direction."""
+
+    name: str
+    down_bps: float
+    up_bps: float
+    buffer_bytes: float
+
+
+@dataclass(frozen=True)
+class FarEnd:
+    """A patient's home at the far end of a video call."""
+
+    down_bps: float
+    up_bps: float
+    rtt_s: float
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every site with its access link, the shared links, and the far ends.
+
+    Attributes:
+        sites: One row per site, columns :data:`SITE_COLUMNS` (rates in bit/s, delays in s,
+            ``aggregation`` the shared link's name or ``""``).
+        shared: Shared links by name.
+        cloud_rtt_s: RTT from a site's network edge to the cloud services (s).
+        home: The patient's home at the far end of video calls.
+    """
+
+    sites: pd.DataFrame
+    shared: dict[str, SharedLink]
+    cloud_rtt_s: float
+    home: FarEnd
+
+
+def build(scenario: Scenario) -> Topology:
+    """Expand a scenario's site groups into concrete sites and shared links."""
+    cat = scenario.catalogue
+    rows, shared = [], {}
+    for index, group in enumerate(scenario.sites):
+        prefix = _prefix(scenario, index, group)
+        profile = cat.profiles[group.access]
+        down_bps, up_bps = profile.rates_at(group.distance)
+        site_class = cat.site_classes[group.site_class]
+        for j in range(group.count):
+            name = f"{prefix}-{j + 1:03d}" if group.count > 1 else prefix
+            aggregation = _aggregation_name(scenario, group, prefix, j, shared)
+            rows.append((name, group.site_class, site_class.family, group.access, profile.technology,
+                         profile.medium, group.distance if group.distance is not None else float("nan"),
+                         down_bps, up_bps, profile.rtt, profile.buffer, profile.loss, profile.jitter,
+                         aggregation))
+    home = cat.profiles[cat.core.home_profile]
+    return Topology(pd.DataFrame(rows, columns=list(SITE_COLUMNS)), shared, cat.core.cloud_rtt,
+                    FarEnd(home.down, home.up, home.rtt))
+
+
+def _prefix(scenario: Scenario, index: int, group: SiteGroup) -> str:
+    if group.name:
+        return group.name
+    default = f"{group.site_class}-{group.access}"
+    clashes = [g for g in scenario.sites if not g.name and f"{g.site_class}-{g.access}" == default]
+    return f"{default}-g{index}" if len(clashes) > 1 else default
+
+
+def _aggregation_name(scenario: Scenario, group: SiteGroup, prefix: str, j: int,
+                      shared: dict[str, SharedLink]) -> str:
+    if group.aggregation is None:
+        return ""
+    spec = scenario.catalogue.aggregations[group.aggregation]
+    name = f"{group.aggregation}-{prefix}-{j // spec.sites_per_link + 1}"
+    shared.setdefault(name, SharedLink(name, spec.down, spec.up, spec.buffer))
+    return name
