@@ -1,0 +1,123 @@
+"""The flow-level discrete-event simulator (SimPy): replay a trace over a topology, emit records.
+
+Public entry point: :func:`run`. The engine knows nothing of targets or reports; its only output is the
+record table and the links' utilisation series (:mod:`sim.records`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from sim.des.context import Context, RunWindow
+from sim.des.group import Group
+from sim.des.links import Link, bin_count
+from sim.topology import Topology
+
+ENGINE = "des"
+
+__all__ = ["ENGINE", "Result", "RunWindow", "run"]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a simulation produced: records, link utilisation, and the count of events it processed."""
+
+    records: pd.DataFrame
+    links: pd.DataFrame
+    events: int
+
+
+def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
+        progress: Callable[[float], None] | None = None) -> Result:
+    """Simulate every session of ``trace`` on ``topology``.
+
+    Args:
+        trace: Sessions to replay (:data:`sim.workload.TRACE_COLUMNS`).
+        topology: Sites, their links and the far ends.
+        window: Start of the utilisation series, horizon (sessions unfinished by then are recorded as
+            not completed) and bin width, all in seconds.
+        progress: Called now and then with the share of simulated time done (0..1).
+
+    Returns:
+        Records (:data:`sim.records.RECORD_COLUMNS`), link series (:data:`sim.records.LINK_COLUMNS`) and
+        the number of events.
+    """
+    links, site_links = _links(topology, window)
+    ctx = Context(trace, topology, window)
+    groups = _groups(topology, trace, site_links, ctx)
+    env = simpy.Environment(initial_time=min(window.start_s, float(trace["start_s"].min()))
+                            if len(trace) else window.start_s)
+    for group in groups:
+        env.process(group.process(env))
+    _run_with_progress(env, window, progress)
+    return Result(ctx.records(), _link_frame(links, window), sum(g.events for g in groups))
+
+
+def _links(topology: Topology, window: RunWindow) -> tuple[list[Link], dict[str, tuple]]:
+    n_bins = bin_count(window.start_s, window.horizon_s, window.bin_s)
+    links, site_links, shared = [], {}, {}
+    for name, spec in topology.shared.items():
+        pair = tuple(Link(f"{name}/{d}", "", "aggregation", d, rate, spec.buffer_bytes, 0.0, 0.0,
+                          window.start_s, window.bin_s, n_bins)
+                     for d, rate in (("up", spec.up_bps), ("down", spec.down_bps)))
+        shared[name] = pair
+        links.extend(pair)
+    for row in topology.sites.itertuples(index=False):
+        up, down = (Link(f"{row.site}/{d}", row.site, "access", d, rate, row.buffer_bytes, row.loss,
+                         row.jitter_s, window.start_s, window.bin_s, n_bins)
+                    for d, rate in (("up", row.up_bps), ("down", row.down_bps)))
+        links.extend((up, down))
+        agg = shared.get(row.aggregation)
+        site_links[row.site] = ((up, agg[0]) if agg else (up,), (down, agg[1]) if agg else (down,))
+    return links, site_links
+
+
+def _groups(topology: Topology, trace: pd.DataFrame, site_links: dict, ctx: Context) -> list[Group]:
+    """One group per set of sites sharing links (a site alone when it shares none)."""
+    members: dict[str, list[str]] = {}
+    for site, aggregation in zip(topology.sites["site"], topology.sites["aggregation"]):
+        members.setdefault(aggregation or f"site:{site}", []).append(site)
+    rtt = dict(zip(topology.sites["site"], topology.sites["rtt_s"]))
+    by_site = {site: [] for site in topology.sites["site"]}
+    for row in trace.to_dict("records"):
+        up, down = site_links[row["site"]]
+        row.update(up=up, down=down, rtt_s=rtt[row["site"]])
+        by_site[row["site"]].append(row)
+    groups = []
+    for sites in members.values():
+        sessions = sorted((s for site in sites for s in by_site[site]), key=lambda s: (s["start_s"], s["session_id"]))
+        links = list(dict.fromkeys(link for site in sites for path in site_links[site] for link in path))
+        groups.append(Group(links, sessions, ctx))
+    return groups
+
+
+def _run_with_progress(env: simpy.Environment, window: RunWindow, progress) -> None:
+    if progress is None:
+        env.run()
+        return
+    span_s = window.horizon_s - env.now
+    steps = 50
+    for k in range(1, steps + 1):
+        until = env.now + span_s / steps if k < steps else None
+        if until is None or not env._queue:  # noqa: SLF001 - SimPy has no public "is empty"
+            env.run()
+            break
+        env.run(until=until)
+        progress(k / steps)
+    progress(1.0)
+
+
+def _link_frame(links: list[Link], window: RunWindow) -> pd.DataFrame:
+    n_bins = len(links[0].bits) if links else 0
+    starts = window.start_s + window.bin_s * np.arange(n_bins)
+    frames = [pd.DataFrame({
+        "engine": ENGINE, "link": link.name, "site": link.site, "kind": link.kind, "direction": link.direction,
+        "capacity_bps": link.capacity_bps, "bin_start_s": starts, "bin_s": window.bin_s,
+        "utilisation": np.asarray(link.bits) / (link.capacity_bps * window.bin_s),
+    }) for link in links]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

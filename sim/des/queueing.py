@@ -1,0 +1,51 @@
+"""Queueing delay and jitter at a link, in the two regimes a fluid model can tell apart.
+
+* Saturated by elastic (TCP) flows: the drop-tail buffer sits near full, so every packet waits about
+  ``buffer_bytes * 8 / capacity_bps`` (bufferbloat), and consecutive packets' delays differ by about one
+  frame's serialisation time.
+* Below saturation: M/D/1 mean waiting for packets of ``FRAME_BYTES`` (Pollaczek-Khinchine), capped at the
+  full-buffer delay.
+
+Jitter (RFC 3550's mean difference between consecutive packets' delays) is taken as utilisation times one
+frame's serialisation time: a packet's delay differs from its predecessor's by the frames that slipped in
+between, about one when the link is full, none when it is idle. This is a model assumption, to be calibrated
+against the emulation.
+
+Adaptive video (WebRTC's delay-based control) backs off as soon as the queue grows, so video flows alone
+never load a link beyond ``VIDEO_MAX_UTILISATION`` of its capacity (an assumption).
+"""
+
+from __future__ import annotations
+
+import math
+
+from sim.des.tcp import FRAME_BYTES
+
+MAX_UTILISATION = 0.98  # where the M/D/1 formula is cut off; beyond it the buffer bound applies
+VIDEO_MAX_UTILISATION = 0.9  # assumption: the load at which delay-based video control holds a link
+
+
+def full_buffer_delay_s(buffer_bytes: float, capacity_bps: float) -> float:
+    """Delay (s) of a packet joining a full drop-tail buffer."""
+    return buffer_bytes * 8 / capacity_bps
+
+
+def md1_wait_s(utilisation: float, capacity_bps: float) -> tuple[float, float]:
+    """Mean and standard deviation (s) of the M/D/1 waiting time at ``utilisation`` (0..1)."""
+    rho = min(max(utilisation, 0.0), MAX_UTILISATION)
+    service_s = FRAME_BYTES * 8 / capacity_bps
+    mean_s = rho * service_s / (2 * (1 - rho))
+    variance = mean_s**2 + rho * service_s**2 / (3 * (1 - rho))
+    return mean_s, math.sqrt(variance)
+
+
+def link_delay_s(capacity_bps: float, buffer_bytes: float, load_bps: float, saturated: bool,
+                 ) -> tuple[float, float]:
+    """Queueing delay and jitter (s) at a link carrying ``load_bps``; ``saturated`` by elastic flows."""
+    full_s = full_buffer_delay_s(buffer_bytes, capacity_bps)
+    frame_s = FRAME_BYTES * 8 / capacity_bps
+    if saturated:
+        return full_s, min(full_s, frame_s)
+    utilisation = min(load_bps / capacity_bps, 1.0)
+    mean_s, _ = md1_wait_s(utilisation, capacity_bps)
+    return min(mean_s, full_s), min(full_s, utilisation * frame_s)

@@ -1,0 +1,70 @@
+"""TCP start-up and steady-state limits for flow-level transfers.
+
+A transfer first pays its handshakes (TCP, TLS 1.3 and the request: ``HANDSHAKE_RTTS`` round trips),
+then slow start from an initial window of ``INITIAL_WINDOW_SEGMENTS``, doubling each round trip until the
+window fills the path (rate x RTT). Bytes sent in those rounds are counted; the rest of the transfer shares
+capacity as a fluid flow. This is the short-flow latency model of Cardwell, Savage & Anderson (2000) with
+no loss during slow start. Under random loss, Mathis et al. (1997) bound the steady rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MSS_BYTES = 1448           # TCP payload per segment with timestamps, on a 1500-byte MTU
+FRAME_BYTES = 1514         # the Ethernet frame carrying it: what a shaped link counts
+GOODPUT_FACTOR = MSS_BYTES / FRAME_BYTES
+INITIAL_WINDOW_SEGMENTS = 10   # RFC 6928
+HANDSHAKE_RTTS = 3         # TCP SYN/SYN-ACK, TLS 1.3, then the request before data flows
+MAX_WINDOW_BYTES = 6 * 2**20   # Linux default tcp_rmem maximum (autotuning ceiling)
+
+
+@dataclass(frozen=True)
+class StartUp:
+    """What slow start costs a transfer: its duration (s) and the payload it delivered (bytes)."""
+
+    duration_s: float
+    sent_bytes: float
+
+
+def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int = 0) -> StartUp:
+    """Start-up of a transfer of ``size_bytes`` on a path with ``rate_bps`` available and ``rtt_s``.
+
+    Args:
+        size_bytes: Payload to deliver (bytes).
+        rate_bps: Wire rate the flow can have once its window fills the path (bit/s).
+        rtt_s: Round-trip time, queueing included (s).
+        extra_rtts: Further request round trips (e.g. one per extra chunk of a chunked transfer).
+
+    Returns:
+        The handshake and slow-start time, and the payload sent in it. When ``sent_bytes`` reaches
+        ``size_bytes`` the transfer completes at the end of its start-up.
+    """
+    setup_s = (HANDSHAKE_RTTS + extra_rtts) * rtt_s
+    first_round_bytes = INITIAL_WINDOW_SEGMENTS * MSS_BYTES
+    pipe_segments = rate_bps * GOODPUT_FACTOR * rtt_s / (8 * MSS_BYTES)
+    rounds_to_fill = max(0, math.ceil(math.log2(pipe_segments / INITIAL_WINDOW_SEGMENTS))) \
+        if pipe_segments > INITIAL_WINDOW_SEGMENTS else 0
+    slow_start_bytes = first_round_bytes * (2**rounds_to_fill - 1)
+    if size_bytes <= slow_start_bytes:
+        rounds = math.ceil(math.log2(size_bytes / first_round_bytes + 1))
+        return StartUp(setup_s + rounds * rtt_s, size_bytes)
+    return StartUp(setup_s + rounds_to_fill * rtt_s, slow_start_bytes)
+
+
+def window_cap_bps(rtt_s: float, loss: float) -> float:
+    """Highest wire rate one TCP flow sustains: receive window over RTT, and the Mathis bound under loss."""
+    if rtt_s <= 0:
+        return math.inf
+    cap_bps = MAX_WINDOW_BYTES * 8 / rtt_s / GOODPUT_FACTOR
+    if loss > 0:
+        cap_bps = min(cap_bps, MSS_BYTES * 8 / rtt_s * 1.22 / math.sqrt(loss) / GOODPUT_FACTOR)
+    return cap_bps
+
+
+def mathis_loss(rate_bps: float, rtt_s: float) -> float:
+    """Loss rate at which a Reno-like flow settles to ``rate_bps`` (Mathis et al., inverted); at most 0.5."""
+    if rate_bps <= 0 or rtt_s <= 0:
+        return 0.0
+    return min(0.5, (1.22 * MSS_BYTES * 8 / (rtt_s * rate_bps * GOODPUT_FACTOR)) ** 2)

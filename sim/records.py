@@ -1,0 +1,80 @@
+"""The record table: one row per session, the same columns from every engine; and link utilisation series.
+
+This schema is the contract between the engines and everything after them (evaluation, reports,
+comparisons). A test pins it; change it only with a new ``FORMAT_VERSION``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+FORMAT_VERSION = 1
+
+RECORD_COLUMNS = {
+    "engine": "str",              # "des" or "emu"
+    "session_id": "int64",
+    "site": "str",
+    "site_class": "str",
+    "family": "str",
+    "access_profile": "str",
+    "technology": "str",
+    "medium": "str",              # copper, fibre, radio, cable
+    "app": "str",                 # video, image, record
+    "kind": "str",                # gp_video, ct, gp2gp, record_fetch, ...
+    "direction": "str",           # up (from the site), down (to it), both (video)
+    "urgency": "str",             # routine, urgent
+    "start_s": "float64",         # seconds since midnight
+    "end_s": "float64",           # NaN when not completed
+    "completed": "bool",
+    "duration_s": "float64",      # transfer: completion time; video: call length
+    "size_bytes": "float64",      # transfer: payload; video: bytes received in the worse direction
+    "mean_rate_bps": "float64",   # transfer: size / duration; video: mean rate, worse direction
+    "target_rate_bps": "float64",  # video recommended bitrate (NaN for transfers)
+    "min_rate_bps": "float64",    # video minimum bitrate (NaN for transfers)
+    "share_at_target": "float64",  # video: share of call time at the target rate, worse direction
+    "share_below_min": "float64",  # video: share of call time below the minimum, worse direction
+    "one_way_delay_s": "float64",  # video: mean one-way delay, worse direction
+    "one_way_delay_p95_s": "float64",  # video: 95th percentile over call time, worse direction
+    "jitter_s": "float64",        # video: mean interarrival jitter, worse direction
+    "loss": "float64",            # video: share of media lost, worse direction
+    "queue_delay_s": "float64",   # mean queueing delay on the path (transfer: at its start), worse direction
+    "rtt_s": "float64",           # round-trip time (transfer: at its start, queueing included)
+    "bottleneck": "str",          # what limited it most: access_up, access_down, aggregation_up, home, ...
+}
+
+LINK_COLUMNS = {
+    "engine": "str",
+    "link": "str",                # e.g. "gp-adsl/up"
+    "site": "str",                # "" for a shared link
+    "kind": "str",                # access or aggregation
+    "direction": "str",           # up or down
+    "capacity_bps": "float64",
+    "bin_start_s": "float64",     # seconds since midnight
+    "bin_s": "float64",
+    "utilisation": "float64",     # mean share of capacity in use over the bin
+}
+
+
+def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """Return ``frame`` with exactly ``columns``, in order and of their dtypes.
+
+    Raises:
+        ValueError: If a column is missing or extra.
+    """
+    missing = [c for c in columns if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in columns]
+    if missing or extra:
+        raise ValueError(f"record table columns differ: missing {missing}, unexpected {extra}")
+    return frame[list(columns)].astype(columns)
+
+
+def write(frame: pd.DataFrame, path: Path, columns: dict[str, str]) -> None:
+    """Write a record or link table as Parquet, after checking its schema."""
+    conform(frame, columns).to_parquet(path, index=False)
+
+
+def read(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    """Read a record or link table from Parquet and check its schema."""
+    return conform(pd.read_parquet(path), columns)

@@ -1,0 +1,176 @@
+"""Records + targets -> verdicts per session, per site and per site class.
+
+A session passes when it meets every target of its app; a site passes an app when enough of its sessions
+pass (``targets.passing.sessions``); its access links pass when the busiest hour's mean utilisation stays
+within ``targets.link.busy_hour_utilisation``; a site class on an access profile passes an app when enough
+of its sites pass (``targets.passing.sites``). Every verdict carries the reason it failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sim.model.targets import Targets
+
+APPS = ("video", "image", "record", "link")
+CLASS_KEYS = ["family", "site_class", "access_profile", "technology", "medium"]
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Verdicts at three levels: sessions, sites (per app, ``link`` for utilisation) and site classes."""
+
+    sessions: pd.DataFrame
+    sites: pd.DataFrame
+    classes: pd.DataFrame
+
+    @property
+    def all_pass(self) -> bool:
+        """True when every site class passes every app."""
+        return bool(self.classes["passed"].all())
+
+
+def evaluate(records: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
+             window_s: tuple[float, float]) -> Verdicts:
+    """Judge records and link utilisation against the targets.
+
+    Args:
+        records: The record table.
+        links: The link utilisation series.
+        sites: The topology's site table (every site appears in the verdicts, even one with no sessions).
+        targets: The scenario's targets.
+        window_s: The replayed window (s since midnight), over which the busy hour is sought.
+    """
+    sessions = session_verdicts(records, targets)
+    site_rows = pd.concat([_site_app_verdicts(sessions, sites, targets),
+                           _link_verdicts(links, sites, targets, window_s)], ignore_index=True)
+    return Verdicts(sessions, site_rows, _class_verdicts(site_rows, targets))
+
+
+def session_verdicts(records: pd.DataFrame, targets: Targets) -> pd.DataFrame:
+    """One row per session: ``passed`` and, when it failed, ``reason`` (failed criteria joined by '; ')."""
+    failures = [_video_failures(records, targets), _transfer_failures(records, targets)]
+    reasons = pd.Series([""] * len(records), index=records.index, dtype=object)
+    for table in failures:
+        for name, failed in table.items():
+            reasons = reasons.where(~failed, reasons + np.where(reasons == "", "", "; ") + name)
+    out = records[["session_id", "site", "site_class", "family", "access_profile", "technology", "medium",
+                   "app", "kind", "direction", "urgency"]].copy()
+    out["passed"] = reasons == ""
+    out["reason"] = reasons.astype(str)
+    return out
+
+
+def _video_failures(records: pd.DataFrame, targets: Targets) -> dict[str, pd.Series]:
+    video, t = records["app"] == "video", targets.video
+    return {
+        "call not completed": video & ~records["completed"],
+        "bitrate below target": video & (records["share_at_target"] < t.share_at_target),
+        "bitrate below minimum": video & (records["share_below_min"] > t.share_below_minimum),
+        f"one-way delay p95 > {t.delay_p95 * 1e3:g} ms": video & (records["one_way_delay_p95_s"] > t.delay_p95),
+        f"jitter > {t.jitter * 1e3:g} ms": video & (records["jitter_s"] > t.jitter),
+        f"loss > {t.loss:.2%}": video & (records["loss"] > t.loss),
+    }
+
+
+def _transfer_failures(records: pd.DataFrame, targets: Targets) -> dict[str, pd.Series]:
+    transfer = records["app"] != "video"
+    limits = transfer_limits_s(records, targets)
+    return {
+        "not completed": transfer & ~records["completed"],
+        "slower than target": transfer & records["completed"] & (records["duration_s"] > limits),
+    }
+
+
+def transfer_limits_s(records: pd.DataFrame, targets: Targets) -> pd.Series:
+    """Completion-time limit (s) of each transfer session (NaN for video)."""
+    limits = [targets.transfers.limit_s(app, kind, urgency) if app != "video" else np.nan
+              for app, kind, urgency in zip(records["app"], records["kind"], records["urgency"])]
+    return pd.Series(limits, index=records.index, dtype="float64")
+
+
+def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets) -> pd.DataFrame:
+    if sessions.empty:
+        return _empty_sites()
+    grouped = sessions.groupby(["site", "app"], sort=True)
+    out = grouped.agg(sessions=("passed", "size"), sessions_passing=("passed", "sum")).reset_index()
+    out["share_passing"] = out["sessions_passing"] / out["sessions"]
+    out["passed"] = out["share_passing"] >= targets.passing.sessions
+    out["value"] = out["share_passing"]
+    main = sessions[~sessions["passed"]].groupby(["site", "app"])["reason"].agg(_main_reason)
+    out["reason"] = [main.get((s, a), "") if not p else "" for s, a, p in
+                     zip(out["site"], out["app"], out["passed"])]
+    return _with_site_columns(out, sites)
+
+
+def _link_verdicts(links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
+                   window_s: tuple[float, float]) -> pd.DataFrame:
+    access = links[links["kind"] == "access"]
+    busy = {site: busy_hour_utilisation(frame, window_s) for site, frame in access.groupby("site", sort=True)}
+    limit = targets.link.busy_hour_utilisation
+    out = pd.DataFrame({"site": list(busy), "app": "link"})
+    out["value"] = [busy[s][0] for s in out["site"]]
+    out["sessions"] = 0
+    out["sessions_passing"] = 0
+    out["share_passing"] = np.nan
+    out["passed"] = out["value"] <= limit
+    out["reason"] = [f"busy-hour {busy[s][1]} utilisation {v:.0%} > {limit:.0%}" if v > limit else ""
+                     for s, v in zip(out["site"], out["value"])]
+    return _with_site_columns(out, sites)
+
+
+def busy_hour_utilisation(site_links: pd.DataFrame, window_s: tuple[float, float]) -> tuple[float, str]:
+    """Highest mean utilisation over any hour of the window (the whole window if shorter), over a site's links.
+
+    Returns:
+        (utilisation 0..1, the direction it occurred on: ``up`` or ``down``).
+    """
+    best = (0.0, "up")
+    for direction, frame in site_links.groupby("direction", sort=True):
+        inside = frame[(frame["bin_start_s"] >= window_s[0]) & (frame["bin_start_s"] < window_s[1])]
+        values = inside.sort_values("bin_start_s")["utilisation"].to_numpy()
+        if len(values) == 0:
+            continue
+        bins_per_hour = max(1, min(len(values), round(3600.0 / float(frame["bin_s"].iat[0]))))
+        rolling = np.convolve(values, np.ones(bins_per_hour) / bins_per_hour, mode="valid")
+        if rolling.max() > best[0]:
+            best = (float(rolling.max()), direction)
+    return best
+
+
+def _class_verdicts(site_rows: pd.DataFrame, targets: Targets) -> pd.DataFrame:
+    grouped = site_rows.groupby(CLASS_KEYS + ["app"], sort=True)
+    out = grouped.agg(sites=("passed", "size"), sites_passing=("passed", "sum"),
+                      sessions=("sessions", "sum"), sessions_passing=("sessions_passing", "sum")).reset_index()
+    out["share_passing"] = out["sites_passing"] / out["sites"]
+    out["passed"] = out["share_passing"] >= targets.passing.sites
+    main = site_rows[~site_rows["passed"]].groupby(CLASS_KEYS + ["app"])["reason"].agg(_main_reason)
+    out["reason"] = [main.get(tuple(row), "") if not passed else "" for row, passed in
+                     zip(out[CLASS_KEYS + ["app"]].itertuples(index=False, name=None), out["passed"])]
+    out["app"] = pd.Categorical(out["app"], categories=APPS, ordered=True)
+    out = out.sort_values(CLASS_KEYS + ["app"]).reset_index(drop=True)
+    out["app"] = out["app"].astype(str)
+    return out
+
+
+def _main_reason(reasons: pd.Series) -> str:
+    """The most frequent single failed criterion among failures (ties: alphabetical)."""
+    counts = pd.Series([part for text in reasons for part in text.split("; ") if part]).value_counts()
+    if counts.empty:
+        return ""
+    top = counts[counts == counts.max()].index
+    return sorted(top)[0]
+
+
+def _with_site_columns(frame: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
+    columns = ["site"] + CLASS_KEYS
+    merged = frame.merge(sites[columns], on="site", how="left")
+    return merged[columns + ["app", "sessions", "sessions_passing", "share_passing", "value", "passed", "reason"]]
+
+
+def _empty_sites() -> pd.DataFrame:
+    return pd.DataFrame(columns=["site", "app", "sessions", "sessions_passing", "share_passing", "value",
+                                 "passed", "reason"])
