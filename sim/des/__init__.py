@@ -84,7 +84,9 @@ def _groups(topology: Topology, trace: pd.DataFrame, site_links: dict, ctx: Cont
         members.setdefault(aggregation or f"site:{site}", []).append(site)
     rtt = dict(zip(topology.sites["site"], topology.sites["rtt_s"]))
     by_site = {site: [] for site in topology.sites["site"]}
-    for row in trace.to_dict("records"):
+    names = list(trace.columns)
+    for values in zip(*(trace[name].tolist() for name in names)):
+        row = dict(zip(names, values))
         up, down = site_links[row["site"]]
         row.update(up=up, down=down, rtt_s=rtt[row["site"]])
         by_site[row["site"]].append(row)

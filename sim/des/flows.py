@@ -12,30 +12,37 @@ _TINY = 1e-9
 class Transfer:
     """A TCP transfer: start-up (handshakes, slow start), then a fluid share until its bytes are sent."""
 
-    __slots__ = ("session", "path", "size_bytes", "remaining_bytes", "active_at_s", "cap_bps", "rate_bps",
-                 "limiter", "limited_bits", "rtt_s", "queue_delay_s")
+    __slots__ = ("session", "path", "keys", "size_bytes", "remaining_bytes", "active_at_s", "cap_bps", "rate_bps",
+                 "limiter", "limited_bits", "rtt_s", "queue_delay_s", "since_s")
 
     def __init__(self, session: int, path: tuple, size_bytes: float, remaining_bytes: float,
                  active_at_s: float, cap_bps: float, rtt_s: float, queue_delay_s: float) -> None:
         self.session, self.path = session, path
+        self.keys = tuple(id(link) for link in path)  # the links' keys in the sharing problem
         self.size_bytes, self.remaining_bytes = size_bytes, remaining_bytes
         self.active_at_s, self.cap_bps = active_at_s, cap_bps
         self.rtt_s, self.queue_delay_s = rtt_s, queue_delay_s
         self.rate_bps = 0.0
         self.limiter = None
         self.limited_bits: dict[str, float] = {}
+        self.since_s = active_at_s  # accounting is settled up to here
 
-    def advance(self, dt_s: float) -> None:
-        """Send at the current rate for ``dt_s`` seconds."""
-        self.remaining_bytes -= self.rate_bps * GOODPUT_FACTOR * dt_s / 8
-        label = self.limiter.label if self.limiter is not None else "window"
-        self.limited_bits[label] = self.limited_bits.get(label, 0.0) + self.rate_bps * dt_s
+    def settle(self, now_s: float) -> None:
+        """Account for sending at the current rate from the last settlement until ``now_s``."""
+        dt_s = now_s - self.since_s
+        if dt_s > 0 and self.rate_bps > 0:
+            self.remaining_bytes -= self.rate_bps * GOODPUT_FACTOR * dt_s / 8
+            label = self.limiter.label if self.limiter is not None else "window"
+            self.limited_bits[label] = self.limited_bits.get(label, 0.0) + self.rate_bps * dt_s
+        self.since_s = max(self.since_s, now_s)
 
-    def time_left_s(self) -> float:
-        """Seconds until the last byte is sent at the current rate."""
+    def finish_s(self) -> float:
+        """When the last byte is sent at the current rate (s)."""
         if self.remaining_bytes <= 0:
-            return 0.0
-        return self.remaining_bytes * 8 / (self.rate_bps * GOODPUT_FACTOR) if self.rate_bps > 0 else math.inf
+            return self.since_s
+        if self.rate_bps <= 0:
+            return math.inf
+        return self.since_s + self.remaining_bytes * 8 / (self.rate_bps * GOODPUT_FACTOR)
 
     def bottleneck(self) -> str:
         """What limited this transfer most, by bits sent under each limit."""
@@ -47,14 +54,16 @@ class Transfer:
 class Media:
     """One direction of a video call: adapts between its minimum and target rate; tracks its quality."""
 
-    __slots__ = ("session", "path", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "extra_jitter_s",
+    __slots__ = ("session", "path", "keys", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "extra_jitter_s",
                  "end_s", "rate_bps", "limiter", "cause", "delay_s", "jitter_s", "loss", "queue_s",
                  "bits", "lost_bits", "at_target_s", "below_min_s", "elapsed_s", "jitter_sum", "queue_sum",
-                 "delay_sum", "delays", "limited_s")
+                 "delay_sum", "delays", "limited_s", "since_s")
 
     def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
                  base_delay_s: float, extra_jitter_s: float, end_s: float) -> None:
         self.session, self.path, self.far_cap_bps = session, path, far_cap_bps
+        # media cross each link and its video headroom, a virtual link keyed by the negated id
+        self.keys = tuple(key for link in path for key in (id(link), -id(link)))
         self.target_bps, self.min_bps = target_bps, min_bps
         self.base_delay_s, self.extra_jitter_s, self.end_s = base_delay_s, extra_jitter_s, end_s
         self.rate_bps = 0.0
@@ -64,6 +73,7 @@ class Media:
         self.jitter_sum = self.queue_sum = self.delay_sum = 0.0
         self.delays: list[tuple[float, float]] = []
         self.limited_s: dict[str, float] = {}
+        self.since_s = end_s  # set to the call's start when it joins a group
 
     def observe(self) -> None:
         """Take the path's current delay, jitter and loss after a re-share."""
@@ -77,8 +87,14 @@ class Media:
             delivered *= (1.0 - link.loss) * (1.0 - link.congestion_loss)
         self.loss = 1.0 - delivered
 
-    def advance(self, dt_s: float) -> None:
-        """Accumulate quality over ``dt_s`` seconds at the current rate, delay, jitter and loss."""
+    def settle(self, now_s: float) -> None:
+        """Accumulate quality from the last settlement until ``now_s`` at the current rate, delay, jitter, loss."""
+        dt_s = now_s - self.since_s
+        self.since_s = max(self.since_s, now_s)
+        if dt_s > 0:
+            self._accumulate(dt_s)
+
+    def _accumulate(self, dt_s: float) -> None:
         rate = self.rate_bps
         self.elapsed_s += dt_s
         self.bits += rate * dt_s

@@ -12,7 +12,7 @@ import math
 
 from sim.des import queueing, tcp
 from sim.des.flows import Media, Transfer
-from sim.des.sharing import NO_LINK, max_min
+from sim.des.sharing import NO_LINK, max_min, share_one_link
 
 _EPS_S = 1e-9
 
@@ -33,8 +33,13 @@ class Group:
         self.transfers: list[Transfer] = []
         self.media: list[Media] = []
         self.calls: dict[int, list[Media]] = {}
-        self.last_s = sessions[0]["start_s"] if sessions else 0.0
+        self.now_s = sessions[0]["start_s"] if sessions else 0.0
         self.events = 0
+        self.changed = False  # set when the fluid flows change, so shares must be recomputed
+        self.by_id = {id(link): link for link in links}
+        self.single_link_paths = all(len(path) == 1 for s in sessions for path in (s["up"], s["down"]))
+        self.capacity = {id(link): link.capacity_bps for link in links}
+        self.capacity.update({-id(link): link.capacity_bps * queueing.VIDEO_MAX_UTILISATION for link in links})
 
     def process(self, env):
         """The SimPy process: wait for the next change, apply it, re-share."""
@@ -44,36 +49,29 @@ class Group:
             next_s = min(sessions[i]["start_s"] if i < n else math.inf, self._next_change_s())
             if next_s > horizon_s:
                 yield env.timeout(max(0.0, horizon_s - env.now))
-                self._advance(horizon_s)
                 self._stop_all(horizon_s)
                 return
             yield env.timeout(max(0.0, next_s - env.now))
-            now_s = env.now
+            now_s = self.now_s = env.now
             self.events += 1
-            self._advance(now_s)
             while i < n and sessions[i]["start_s"] <= now_s + _EPS_S:
                 self._arrive(sessions[i], now_s)
                 i += 1
             self._finish_due(now_s)
-            self._reshare()
+            if self.changed:
+                self._reshare(now_s)
+                self.changed = False
+        self._settle_links(self.now_s)
 
     def _next_change_s(self) -> float:
-        now_s = self.last_s
         times = [f.active_at_s for f in self.starting]
-        times += [now_s + f.time_left_s() for f in self.transfers]
+        times += [f.finish_s() for f in self.transfers]
         times += [m.end_s for m in self.media]
         return min(times, default=math.inf)
 
-    def _advance(self, now_s: float) -> None:
-        dt_s = now_s - self.last_s
-        if dt_s > 0:
-            for link in self.links:
-                link.carry(self.last_s, now_s)
-            for flow in self.transfers:
-                flow.advance(dt_s)
-            for media in self.media:
-                media.advance(dt_s)
-        self.last_s = now_s
+    def _settle_links(self, now_s: float) -> None:
+        for link in self.links:
+            link.settle(now_s)
 
     def _arrive(self, session: dict, now_s: float) -> None:
         if session["app"] == "video":
@@ -88,10 +86,13 @@ class Group:
         halves = []
         for path, far_cap_bps in ((s["up"], far.down_bps), (s["down"], far.up_bps)):
             jitter_s = math.sqrt(sum(link.jitter_s**2 for link in path))
-            halves.append(Media(s["session_id"], path, far_cap_bps, s["target_rate_bps"], s["min_rate_bps"],
-                                base_s, jitter_s, end_s))
+            media = Media(s["session_id"], path, far_cap_bps, s["target_rate_bps"], s["min_rate_bps"],
+                          base_s, jitter_s, end_s)
+            media.since_s = now_s
+            halves.append(media)
         self.media.extend(halves)
         self.calls[s["session_id"]] = halves
+        self.changed = True
 
     def _start_transfer(self, s: dict, now_s: float) -> None:
         path, back = (s["up"], s["down"]) if s["direction"] == "up" else (s["down"], s["up"])
@@ -106,7 +107,10 @@ class Group:
         start = tcp.slow_start(size, min(cap_bps, self._available_bps(path)), rtt_s, extra_rtts=chunks - 1)
         flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s)
-        self.starting.append(flow)
+        if flow.remaining_bytes <= 0:  # done within slow start, which takes no fluid share: its end is known
+            self.ctx.finish_transfer(flow, flow.active_at_s)
+        else:
+            self.starting.append(flow)
 
     def _available_bps(self, path: tuple) -> float:
         """Estimate of the rate a new transfer will find: a fair share of what video leaves."""
@@ -121,31 +125,39 @@ class Group:
         due = [f for f in self.starting if f.active_at_s <= now_s + _EPS_S]
         if due:
             self.starting = [f for f in self.starting if f.active_at_s > now_s + _EPS_S]
-            for flow in due:
-                if flow.remaining_bytes <= 0:
-                    self.ctx.finish_transfer(flow, now_s)
-                else:
-                    self.transfers.append(flow)
-        done = [f for f in self.transfers if f.time_left_s() <= _EPS_S]
+            self.transfers.extend(due)
+            self.changed = True
+        done = [f for f in self.transfers if f.finish_s() <= now_s + _EPS_S]
         if done:
-            self.transfers = [f for f in self.transfers if f.time_left_s() > _EPS_S]
+            self.transfers = [f for f in self.transfers if f.finish_s() > now_s + _EPS_S]
+            self.changed = True
             for flow in done:
+                flow.settle(now_s)
                 self.ctx.finish_transfer(flow, now_s)
         ended = [m for m in self.media if m.end_s <= now_s + _EPS_S]
         if ended:
             self.media = [m for m in self.media if m.end_s > now_s + _EPS_S]
+            self.changed = True
+            for media in ended:
+                media.settle(now_s)
             for session in sorted({m.session for m in ended}):
                 self.ctx.finish_call(session, self.calls.pop(session), now_s, completed=True)
 
     def _stop_all(self, now_s: float) -> None:
+        self._settle_links(now_s)
+        for flow in self.transfers + self.media:
+            flow.settle(now_s)
         for flow in self.starting + self.transfers:
             self.ctx.abandon_transfer(flow)
         for session in sorted(self.calls):
             self.ctx.finish_call(session, self.calls[session], now_s, completed=False)
         self.starting, self.transfers, self.media, self.calls = [], [], [], {}
 
-    def _reshare(self) -> None:
+    def _reshare(self, now_s: float) -> None:
+        self._settle_links(now_s)
         flows = self.transfers + self.media
+        for flow in flows:
+            flow.settle(now_s)
         caps = [f.cap_bps for f in self.transfers] + [min(m.target_bps, m.far_cap_bps) for m in self.media]
         rates, limiter = self._share(flows, caps)
         saturated = {limiter[k] for k in range(len(self.transfers)) if limiter[k] != NO_LINK}
@@ -155,7 +167,7 @@ class Group:
             for k in backed_off:
                 caps[k] = min(caps[k], flows[k].min_bps)
             rates, limiter = self._share(flows, caps)
-        by_id = {id(link): link for link in self.links}
+        by_id = self.by_id
         for k, flow in enumerate(flows):
             flow.rate_bps = rates[k]
             flow.limiter = by_id.get(limiter[k])
@@ -171,13 +183,25 @@ class Group:
 
     def _share(self, flows: list, caps: list[float]) -> tuple[list[float], list[int]]:
         """Max-min shares; video also crosses each link's headroom (a virtual link, keyed by -id)."""
-        n_transfers = len(self.transfers)
-        paths = [tuple(id(link) for link in f.path) if k < n_transfers else
-                 tuple(i for link in f.path for i in (id(link), -id(link))) for k, f in enumerate(flows)]
-        capacity = {id(link): link.capacity_bps for link in self.links}
-        capacity.update({-id(link): link.capacity_bps * queueing.VIDEO_MAX_UTILISATION for link in self.links})
-        rates, limiter = max_min(caps, paths, capacity)
+        if self.single_link_paths:
+            return self._share_per_link(flows, caps)
+        rates, limiter = max_min(caps, [f.keys for f in flows], self.capacity)
         return rates, [abs(k) if k != NO_LINK else k for k in limiter]
+
+    def _share_per_link(self, flows: list, caps: list[float]) -> tuple[list[float], list[int]]:
+        """The same shares when every flow crosses one link: each link solved on its own, in closed form."""
+        rates, limiter = [0.0] * len(flows), [NO_LINK] * len(flows)
+        on_link: dict[int, list[int]] = {}
+        for k, flow in enumerate(flows):
+            on_link.setdefault(flow.keys[0], []).append(k)
+        n_transfers = len(self.transfers)
+        for key, members in on_link.items():
+            link_rates, limited = share_one_link(self.capacity[key], self.capacity[-key], [caps[k] for k in members],
+                                                 [k >= n_transfers for k in members])
+            for k, rate, lim in zip(members, link_rates, limited):
+                rates[k] = rate
+                limiter[k] = key if lim else NO_LINK
+        return rates, limiter
 
     def _update_links(self, saturated: set[int]) -> None:
         for link in self.links:

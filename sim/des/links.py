@@ -21,7 +21,7 @@ class Link:
 
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
-                 "bin0_s", "bin_s")
+                 "bin0_s", "bin_s", "since_s")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -33,18 +33,21 @@ class Link:
         self.queue_delay_s = self.queue_jitter_s = self.congestion_loss = 0.0
         self.bits = [0.0] * n_bins
         self.bin0_s, self.bin_s = bin0_s, bin_s
+        self.since_s = bin0_s  # utilisation is settled up to here
 
     @property
     def label(self) -> str:
         """The bottleneck label records use: ``access_up``, ``aggregation_down``, ..."""
         return f"{self.kind}_{self.direction}"
 
-    def carry(self, t0_s: float, t1_s: float) -> None:
-        """Add the bits carried at the current load from ``t0_s`` to ``t1_s`` to the utilisation bins."""
+    def settle(self, now_s: float) -> None:
+        """Add the bits carried at the current load since the last settlement to the utilisation bins."""
+        t0_s, t1_s = self.since_s, now_s
+        self.since_s = max(self.since_s, now_s)
         rate, bits, w, b0 = self.load_bps, self.bits, self.bin_s, self.bin0_s
         if rate <= 0.0 or t1_s <= t0_s:
             return
-        k0 = int((t0_s - b0) // w)
+        k0 = max(0, int((t0_s - b0) // w))
         k1 = min(int((t1_s - b0) // w), len(bits) - 1)
         if k0 >= k1:
             bits[k0] += rate * (t1_s - t0_s)

@@ -55,3 +55,36 @@ def max_min(caps_bps: list[float], paths: list[tuple[int, ...]], capacity_bps: d
         for fl in users.values():
             fl -= frozen
     return rates, limiter
+
+
+def water_level(caps_bps: list[float], capacity_bps: float) -> float:
+    """The level max-min filling reaches when ``caps_bps`` share ``capacity_bps`` (inf if all caps fit)."""
+    remaining, n = capacity_bps, len(caps_bps)
+    for cap in sorted(caps_bps):
+        if cap * n <= remaining:
+            remaining -= cap
+            n -= 1
+        else:
+            return remaining / n
+    return math.inf
+
+
+def share_one_link(capacity_bps: float, headroom_bps: float, caps_bps: list[float], is_video: list[bool],
+                   ) -> tuple[list[float], list[bool]]:
+    """Max-min shares on one link where video flows also share a headroom below its capacity.
+
+    The same answer as :func:`max_min` on the link plus a virtual headroom link crossed by video only, in
+    closed form: every flow rises to a common level until the headroom or the link fills first.
+
+    Returns:
+        (rates_bps, limited): each flow's rate, and whether the link (not its own cap) limited it.
+    """
+    video_caps = [c for c, v in zip(caps_bps, is_video) if v]
+    headroom_level = water_level(video_caps, headroom_bps) if video_caps else math.inf
+    link_level = water_level(caps_bps, capacity_bps)
+    if link_level <= headroom_level:
+        return [min(c, link_level) for c in caps_bps], [c > link_level for c in caps_bps]
+    video_bps = sum(min(c, headroom_level) for c in video_caps)
+    elastic_level = water_level([c for c, v in zip(caps_bps, is_video) if not v], capacity_bps - video_bps)
+    levels = [headroom_level if v else elastic_level for v in is_video]
+    return [min(c, lv) for c, lv in zip(caps_bps, levels)], [c > lv for c, lv in zip(caps_bps, levels)]

@@ -1,0 +1,181 @@
+"""The ``testbed`` command: thin wrappers that parse arguments, call one library function, set the exit code.
+
+Exit codes: 0 ok, 1 targets missed (``check``), 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sim import checks, load, pipeline
+from sim.errors import TestbedError
+from sim.targets import APPS, CLASS_KEYS, Verdicts
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="NHS connectivity capacity testbed: do NHS sites meet their service targets on copper "
+                       "and on full fibre?")
+out = Console()
+err = Console(stderr=True)
+SCENARIOS_DIR = load.DEFAULT_CATALOGUE.parent / "scenarios"
+
+
+@contextmanager
+def _exits():
+    """Turn the testbed's errors into a message and exit 2, and Ctrl-C into exit 130; never a traceback."""
+    try:
+        yield
+    except TestbedError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing was kept")
+        raise typer.Exit(130) from None
+
+
+@contextmanager
+def _progress_bar(label: str):
+    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=1.0)
+        yield lambda done: bar.update(task, completed=done)
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the testbed does.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+
+
+@app.command()
+def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
+        seed: int = typer.Option(None, help="Seed for the workload (default: the scenario's)."),
+        out_dir: Path = typer.Option(Path("results"), "--out", help="Root of the results folders."),
+        engine: str = typer.Option("des", help="Engine: des (flow-level simulator).")) -> None:
+    """Run a scenario, write its results folder and print the compliance table."""
+    with _exits():
+        _require_engine(engine)
+        with _progress_bar(f"simulating {scenario.name}") as progress:
+            outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress)
+        _print_table(outcome.verdicts, outcome.scenario.name)
+        out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s")
+        out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
+          seed: int = typer.Option(None, help="Seed for the workload (default: the scenario's)."),
+          junit: Path = typer.Option(None, help="Write JUnit XML here."),
+          json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here."),
+          out_dir: Path = typer.Option(None, "--out", help="Also write a results folder under this root.")) -> None:
+    """Run a scenario and exit 1 when any site class misses a target (for CI)."""
+    with _exits():
+        with _progress_bar(f"checking {scenario.name}") as progress:
+            outcome = (pipeline.run(scenario, seed=seed, out=out_dir, progress=progress) if out_dir else
+                       pipeline.simulate(load.load(scenario), seed, progress))
+        name, bar = outcome.scenario.name, outcome.scenario.targets.passing.sites
+        if junit:
+            checks.write_text(junit, checks.junit_xml(outcome.verdicts, name, bar))
+        if json_path:
+            checks.write_text(json_path, checks.summary_json(outcome.verdicts, name, outcome.seed))
+        _print_table(outcome.verdicts, name)
+        failed = int((~outcome.verdicts.classes["passed"]).sum())
+        out.print("all site classes meet their targets" if not failed else f"{failed} verdicts missed their target")
+    raise typer.Exit(0 if outcome.verdicts.all_pass else 1)
+
+
+@app.command()
+def validate(files: list[Path] = typer.Argument(..., help="Scenario or catalogue files.")) -> None:
+    """Check scenario or catalogue files and report the first problem in each."""
+    failed = False
+    for file in files:
+        try:
+            out.print(f"{file}: ok, {load.validate_file(file)}", highlight=False)
+        except TestbedError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            failed = True
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command("list")
+def list_(what: str = typer.Argument("all", help="profiles, site-classes, scenarios or all.")) -> None:
+    """List the access profiles, site classes and shipped scenarios."""
+    with _exits():
+        shows: dict[str, Callable[[], None]] = {"profiles": _list_profiles, "site-classes": _list_classes,
+                                                "scenarios": _list_scenarios}
+        if what != "all" and what not in shows:
+            raise TestbedError(f"cannot list {what!r}; choose one of: {', '.join(shows)}, all")
+        for name, show in shows.items():
+            if what in ("all", name):
+                show()
+
+
+def _require_engine(engine: str) -> None:
+    if engine != "des":
+        raise TestbedError(f"unknown engine {engine!r}; this version has: des")
+
+
+def _catalogue():
+    return load.load(SCENARIOS_DIR / "ci-smoke.yaml").catalogue if (SCENARIOS_DIR / "ci-smoke.yaml").exists() \
+        else load._validate_catalogue_only(load.DEFAULT_CATALOGUE).catalogue  # noqa: SLF001
+
+
+def _list_profiles() -> None:
+    table = Table("profile", "technology", "medium", "down", "up", "RTT", "buffer", title="Access profiles")
+    from sim.units import format_rate
+    for name, p in load._validate_catalogue_only(load.DEFAULT_CATALOGUE).catalogue.profiles.items():  # noqa: SLF001
+        table.add_row(name, p.technology, p.medium, format_rate(p.down), format_rate(p.up), f"{p.rtt * 1e3:g} ms",
+                      f"{p.buffer / 1e3:g} kB")
+    out.print(table)
+
+
+def _list_classes() -> None:
+    table = Table("site class", "family", "label", "consultations/day", title="Site classes")
+    for name, c in load._validate_catalogue_only(load.DEFAULT_CATALOGUE).catalogue.site_classes.items():  # noqa: SLF001
+        table.add_row(name, c.family, c.label, f"{c.consultations.per_day:g}" if c.consultations else "-")
+    out.print(table)
+
+
+def _list_scenarios() -> None:
+    table = Table("scenario file", "sites", "description", title="Shipped scenarios")
+    for path in sorted(SCENARIOS_DIR.glob("*.yaml")):
+        scenario = load.load(path)
+        table.add_row(str(path.relative_to(SCENARIOS_DIR.parent)), str(sum(g.count for g in scenario.sites)),
+                      scenario.description)
+    out.print(table)
+
+
+def _print_table(verdicts: Verdicts, scenario: str) -> None:
+    classes = verdicts.classes
+    table = Table("site class", "access", *APPS, "main reason for failing",
+                  title=f"{scenario}: share of sites meeting each target")
+    for keys, rows in classes.groupby(CLASS_KEYS, sort=False):
+        by_app = {row.app: row for row in rows.itertuples(index=False)}
+        cells = [_cell(by_app.get(a)) for a in APPS]
+        reasons = "; ".join(sorted({f"{r.app}: {r.reason}" for r in by_app.values() if not r.passed}))
+        table.add_row(keys[1], keys[2], *cells, reasons)
+    out.print(table)
+
+
+def _cell(row) -> str:
+    if row is None:
+        return "-"
+    mark = "[green]pass[/green]" if row.passed else "[red]FAIL[/red]"
+    return f"{row.share_passing:.0%} {mark}"
+
+
+def main() -> None:
+    """Entry point for ``python -m sim``."""
+    app(prog_name="testbed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

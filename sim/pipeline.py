@@ -1,0 +1,68 @@
+"""The main job, one way through: scenario -> trace -> engine -> records -> verdicts -> results folder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sim import des, results, targets, topology, workload
+from sim.load import load
+from sim.model.scenario import Scenario
+from sim.topology import Topology
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything one run produced; ``folder`` is set when it was written to disk."""
+
+    scenario: Scenario
+    topology: Topology
+    seed: int
+    trace: pd.DataFrame
+    result: des.Result
+    verdicts: targets.Verdicts
+    wall_s: float
+    folder: Path | None = None
+
+
+def simulate(scenario: Scenario, seed: int | None = None,
+             progress: Callable[[float], None] | None = None) -> Outcome:
+    """Generate the trace, simulate it and evaluate the targets (nothing is written)."""
+    started = time.perf_counter()
+    seed = scenario.seed if seed is None else seed
+    topo = topology.build(scenario)
+    trace = workload.generate(scenario, topo, seed)
+    window = des.RunWindow(scenario.window.start, scenario.window.end + scenario.drain, scenario.utilisation_bin)
+    result = des.run(trace, topo, window, progress)
+    verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
+                                (scenario.window.start, scenario.window.end))
+    return Outcome(scenario, topo, seed, trace, result, verdicts, time.perf_counter() - started)
+
+
+def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results",
+        progress: Callable[[float], None] | None = None) -> Outcome:
+    """Load a scenario, simulate it and write its results folder under ``out``.
+
+    Raises:
+        ScenarioError: If the scenario is invalid (nothing is written).
+    """
+    scenario = load(path)
+    outcome = simulate(scenario, seed, progress)
+    with results.run_folder(Path(out), scenario.name, des.ENGINE, outcome.seed) as folder:
+        write(outcome, folder.partial, Path(path))
+    return Outcome(**{**outcome.__dict__, "folder": folder.final})
+
+
+def write(outcome: Outcome, folder: Path, scenario_file: Path) -> None:
+    """Write an outcome's files into ``folder``."""
+    meta = results.meta(scenario=outcome.scenario.name, scenario_file=str(scenario_file), engine=des.ENGINE,
+                        seed=outcome.seed, sessions=len(outcome.trace), events=outcome.result.events,
+                        wall_s=outcome.wall_s)
+    results.write_run(folder, scenario_text=scenario_file.read_text(encoding="utf-8"),
+                      resolved=outcome.scenario.model_dump(mode="json", by_alias=True), meta=meta,
+                      trace=outcome.trace, sites=outcome.topology.sites, records=outcome.result.records,
+                      links=outcome.result.links, verdicts=outcome.verdicts)

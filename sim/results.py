@@ -1,0 +1,112 @@
+"""Results folders: ``results/<scenario>/<timestamp>-<engine>-s<seed>/``, written so that a run which did
+not finish never looks like one that did.
+
+A run is written into a hidden ``.<name>.partial`` folder beside its final place and renamed only when
+everything (records, verdicts, ``meta.json``) is in it; on any error or interrupt the partial folder is
+removed. A report can be redrawn from a finished folder alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+import sim
+from sim import records as rec
+from sim.targets import Verdicts
+
+META_FILE = "meta.json"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where a run is being written (``partial``) and where it lands when finished (``final``)."""
+
+    partial: Path
+    final: Path
+
+
+@contextlib.contextmanager
+def run_folder(root: Path, scenario: str, engine: str, seed: int) -> Iterator[RunFolder]:
+    """Yield a fresh partial folder; rename it to its final name only if the block finishes.
+
+    Raises:
+        FileExistsError: If the final folder already exists.
+    """
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    final = Path(root) / scenario / f"{stamp}-{engine}-s{seed}"
+    for n in range(2, 100):  # two runs of one scenario in the same second get distinct folders
+        if not final.exists() and not final.with_name(f".{final.name}.partial").exists():
+            break
+        final = Path(root) / scenario / f"{stamp}-{engine}-s{seed}-{n}"
+    folder = RunFolder(final.with_name(f".{final.name}.partial"), final)
+    folder.partial.mkdir(parents=True, exist_ok=False)
+    try:
+        yield folder
+        if final.exists():
+            raise FileExistsError(f"results folder {final} already exists")
+        os.replace(folder.partial, final)
+    finally:
+        if folder.partial.exists():
+            shutil.rmtree(folder.partial, ignore_errors=True)
+
+
+def write_run(folder: Path, *, scenario_text: str, resolved: dict, meta: dict, trace: pd.DataFrame, sites: pd.DataFrame,
+              records: pd.DataFrame, links: pd.DataFrame, verdicts: Verdicts) -> None:
+    """Write every file of a run: the scenario as given and resolved (SI units), trace, records, verdicts; ``meta.json`` last."""
+    (folder / "scenario.yaml").write_text(scenario_text)
+    (folder / "resolved.json").write_text(json.dumps(resolved, indent=1) + "\n")
+    trace.to_parquet(folder / "trace.parquet", index=False)
+    sites.to_csv(folder / "sites.csv", index=False)
+    rec.write(records, folder / "records.parquet", rec.RECORD_COLUMNS)
+    rec.write(links, folder / "links.parquet", rec.LINK_COLUMNS)
+    write_verdicts(folder, verdicts)
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def write_verdicts(folder: Path, verdicts: Verdicts) -> None:
+    """Write verdicts: per site class (``verdicts.csv``), per site, per session, and all in JSON."""
+    verdicts.classes.to_csv(folder / "verdicts.csv", index=False)
+    verdicts.sites.to_csv(folder / "site_verdicts.csv", index=False)
+    verdicts.sessions.to_parquet(folder / "session_verdicts.parquet", index=False)
+    doc = {"all_pass": verdicts.all_pass,
+           "site_classes": json.loads(verdicts.classes.to_json(orient="records")),
+           "sites": json.loads(verdicts.sites.to_json(orient="records"))}
+    (folder / "verdicts.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def meta(*, scenario: str, scenario_file: str, engine: str, seed: int, sessions: int, events: int,
+         wall_s: float, extra: dict | None = None) -> dict:
+    """The self-description of a run: versions, seed, engine, host and what was run."""
+    return {
+        "format_version": rec.FORMAT_VERSION, "package_version": sim.__version__, "git_revision": _git_revision(),
+        "scenario": scenario, "scenario_file": scenario_file, "engine": engine, "seed": seed,
+        "sessions": sessions, "events": events, "wall_s": round(wall_s, 3),
+        "host": platform.node(), "kernel": platform.release(), "python": platform.python_version(),
+        "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "emulation": None, **(extra or {}),
+    }
+
+
+def is_complete(folder: Path) -> bool:
+    """True when ``folder`` holds a finished run."""
+    return (Path(folder) / META_FILE).is_file() and not Path(folder).name.endswith(".partial")
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
