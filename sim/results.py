@@ -1,9 +1,8 @@
-"""Results folders: ``results/<scenario>/<timestamp>-<engine>-s<seed>/``, written so that a run which did
-not finish never looks like one that did.
+"""Results folders: ``results/<scenario>/<timestamp>-<engine>-s<seed>/``, never half-written.
 
-A run is written into a hidden ``.<name>.partial`` folder beside its final place and renamed only when
-everything (records, verdicts, ``meta.json``) is in it; on any error or interrupt the partial folder is
-removed. A report can be redrawn from a finished folder alone.
+A run that did not finish never looks like one that did: it is written into a hidden ``.<name>.partial``
+folder beside its final place and renamed only when everything (records, verdicts, ``meta.json``) is in it;
+on any error or interrupt the partial folder is removed. A report can be redrawn from a finished folder alone.
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ def run_folder(root: Path, scenario: str, engine: str, seed: int) -> Iterator[Ru
 
 def write_run(folder: Path, *, scenario_text: str, resolved: dict, meta: dict, trace: pd.DataFrame, sites: pd.DataFrame,
               records: pd.DataFrame, links: pd.DataFrame, verdicts: Verdicts) -> None:
-    """Write every file of a run: the scenario as given and resolved (SI units), trace, records, verdicts; ``meta.json`` last."""
+    """Write every file of a run: scenario as given and resolved (SI units), trace, records, verdicts; meta last."""
     (folder / "scenario.yaml").write_text(scenario_text)
     (folder / "resolved.json").write_text(json.dumps(resolved, indent=1) + "\n")
     trace.to_parquet(folder / "trace.parquet", index=False)
@@ -93,7 +92,7 @@ def meta(*, scenario: str, scenario_file: str, engine: str, seed: int, sessions:
         "scenario": scenario, "scenario_file": scenario_file, "engine": engine, "seed": seed,
         "sessions": sessions, "events": events, "wall_s": round(wall_s, 3),
         "host": platform.node(), "kernel": platform.release(), "python": platform.python_version(),
-        "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "emulation": None, **(extra or {}),
     }
 

@@ -12,7 +12,14 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from sim.model.quantities import (
-    DelayS, DistanceM, DurationDistribution, Fraction, Frozen, PerDay, RateBps, SizeBytes,
+    DelayS,
+    DistanceM,
+    DurationDistribution,
+    Fraction,
+    Frozen,
+    PerDay,
+    RateBps,
+    SizeBytes,
     SizeDistribution,
 )
 

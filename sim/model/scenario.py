@@ -6,7 +6,13 @@ from pydantic import Field, model_validator
 
 from sim.model.catalogue import Catalogue, VideoKnob
 from sim.model.quantities import (
-    ClockS, DistanceM, DurationS, Fraction, Frozen, Multiplier, SiteCount,
+    ClockS,
+    DistanceM,
+    DurationS,
+    Fraction,
+    Frozen,
+    Multiplier,
+    SiteCount,
 )
 from sim.model.targets import Targets
 

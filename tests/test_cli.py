@@ -1,0 +1,119 @@
+"""The ``testbed`` command, in-process: outputs, exit codes, and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sim import des, results
+from sim.cli import app
+
+runner = CliRunner()
+RUN_FILES = {"scenario.yaml", "resolved.json", "meta.json", "trace.parquet", "records.parquet", "links.parquet",
+             "sites.csv", "verdicts.csv", "verdicts.json", "site_verdicts.csv", "session_verdicts.parquet"}
+
+
+def test_run_writes_a_complete_results_folder(tmp_path, scenarios_dir):
+    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "ci-smoke").iterdir()
+    assert folder.name.endswith("-des-s1")
+    assert {p.name for p in folder.iterdir()} == RUN_FILES
+    assert results.is_complete(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["seed"] == 1 and meta["engine"] == "des" and meta["format_version"] == 1
+    assert meta["sessions"] == len(pd.read_parquet(folder / "trace.parquet"))
+    verdicts = pd.read_csv(folder / "verdicts.csv")
+    row = verdicts[(verdicts["access_profile"] == "adsl2plus") & (verdicts["app"] == "video")].iloc[0]
+    assert not row["passed"]
+    assert "adsl2plus" in result.output and str(folder) in result.output
+
+
+def test_seed_option_names_the_folder(tmp_path, scenarios_dir):
+    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--seed", "77", "--out", str(tmp_path)])
+    assert result.exit_code == 0
+    assert [p.name[-4:] for p in (tmp_path / "ci-smoke").iterdir()] == ["-s77"]
+
+
+def test_check_exits_1_and_writes_junit_and_json_when_targets_are_missed(tmp_path, scenarios_dir):
+    junit, summary = tmp_path / "out.xml", tmp_path / "out.json"
+    result = runner.invoke(app, ["check", str(scenarios_dir / "ci-smoke.yaml"), "--junit", str(junit),
+                                 "--json", str(summary)])
+    assert result.exit_code == 1, result.output
+    doc = json.loads(summary.read_text())
+    assert doc["all_pass"] is False and doc["failed"] >= 1
+    failures = ET.parse(junit).getroot().findall(".//failure")
+    assert len(failures) == doc["failed"]
+    assert any("adsl2plus" in case.get("classname") for case in ET.parse(junit).getroot().iter("testcase")
+               if case.find("failure") is not None)
+
+
+def test_check_exits_0_when_every_class_passes(tmp_path, scenarios_dir):
+    text = (scenarios_dir / "ci-smoke.yaml").read_text()
+    text = text.replace("access: adsl2plus", "access: fttp_330_50").replace("access: fttc_80_20, distance: 0.6km",
+                                                                          "access: leased_100")
+    scenario = tmp_path / "fibre-smoke.yaml"
+    scenario.write_text(text.replace("name: ci-smoke", "name: fibre-smoke"))
+    result = runner.invoke(app, ["check", str(scenario)])
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_input_exits_2_with_a_located_message_and_no_traceback(tmp_path, scenarios_dir):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((scenarios_dir / "ci-smoke.yaml").read_text().replace("access: fttp_330_50", "access: fttp_1g"))
+    result = runner.invoke(app, ["run", str(bad), "--out", str(tmp_path / "res")])
+    assert result.exit_code == 2
+    assert f"{bad}:" in result.output and "sites[2].access" in result.output
+    assert "did you mean" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "res").exists()
+
+
+def test_missing_file_exits_2(tmp_path):
+    result = runner.invoke(app, ["check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_interrupted_run_leaves_no_folder_that_looks_complete(tmp_path, scenarios_dir, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sim.pipeline.results.write_run", interrupted)
+    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--out", str(tmp_path)])
+    assert result.exit_code == 130
+    leftovers = list((tmp_path / "ci-smoke").iterdir()) if (tmp_path / "ci-smoke").exists() else []
+    assert leftovers == []
+
+
+def test_failing_engine_leaves_nothing(tmp_path, scenarios_dir, monkeypatch):
+    real_run = des.run
+
+    def broken(*args, **kwargs):
+        real_run(*args, **kwargs)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("sim.pipeline.des.run", broken)
+    with pytest.raises(RuntimeError):
+        from sim import pipeline
+        pipeline.run(scenarios_dir / "ci-smoke.yaml", out=tmp_path)
+    assert not any(tmp_path.rglob("meta.json"))
+
+
+def test_validate_reports_each_file(scenarios_dir, topologies_dir, tmp_path):
+    good = runner.invoke(app, ["validate", str(scenarios_dir / "icb.yaml"), str(topologies_dir / "access.yaml")])
+    assert good.exit_code == 0 and "62 sites" in good.output and "access profiles" in good.output
+    bad = tmp_path / "b.yaml"
+    bad.write_text("name: x\nwindow: {start: '08:00', end: '07:00'}\nsites: []\n")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2 and f"{bad}:2 window" in result.output
+
+
+def test_list_shows_profiles_classes_and_scenarios():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in ("fttc_80_20", "leased_1000", "gp_medium", "acute_site", "baseline-2019.yaml"):
+        assert name in result.output
+    assert runner.invoke(app, ["list", "nonsense"]).exit_code == 2

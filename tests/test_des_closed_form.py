@@ -1,0 +1,190 @@
+"""The flow-level simulator against closed forms worked out by hand.
+
+Constants used in the expected values (from the model's documented choices, restated here):
+MSS 1448 B carried in 1514 B frames, so TCP goodput is 1448/1514 of the wire rate; initial window 10
+segments; 3 round trips of handshakes (TCP, TLS 1.3, request) before data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import call, simulate, site, topology, trace, transfer
+
+from sim.topology import FarEnd, SharedLink
+
+GOODPUT = 1448 / 1514
+MSS = 1448
+IW_BYTES = 10 * 1448
+
+
+def test_one_transfer_completion_time_matches_slow_start_plus_fluid():
+    # 5 MB down a 10 Mbit/s link, RTT 20 ms (site) + 10 ms (cloud) = 30 ms.
+    # Window to fill the pipe: 10e6 * GOODPUT * 0.03 / (8 * 1448) = 24.77 segments -> 2 doublings from 10.
+    # Slow start sends 10 + 20 = 30 segments = 43,440 B in those 2 round trips.
+    # Time = 3 RTT (handshakes) + 2 RTT (slow start) + (5e6 - 43,440) B * 8 / (10e6 * GOODPUT).
+    topo = topology(site("a", down_bps=10e6, up_bps=1e6, rtt_s=0.02), cloud_rtt_s=0.01)
+    result = simulate(topo, trace(transfer("a", 100.0, 5e6)))
+    expected_s = 5 * 0.03 + (5e6 - 43_440) * 8 / (10e6 * GOODPUT)
+    record = result.records.iloc[0]
+    assert record["completed"]
+    assert record["duration_s"] == pytest.approx(expected_s, rel=1e-9)
+    assert record["bottleneck"] == "access_down"
+
+
+def test_short_transfer_finishes_within_slow_start_in_whole_round_trips():
+    # 50 kB at RTT 100 ms on a fast link: rounds so that 14,480 * (2^k - 1) >= 50,000 -> k = 3.
+    # Time = 3 handshake RTTs + 3 rounds = 0.6 s, whatever the link rate.
+    topo = topology(site("a", down_bps=1e9, up_bps=1e9, rtt_s=0.1))
+    record = simulate(topo, trace(transfer("a", 0.0, 50_000))).records.iloc[0]
+    assert record["duration_s"] == pytest.approx(0.6, rel=1e-9)
+    assert record["bottleneck"] == "start-up"
+
+
+def test_chunked_transfer_pays_one_request_round_trip_per_extra_chunk():
+    # 12 MB in 4.5 MB chunks = 3 chunks: 2 extra request round trips over the unchunked transfer.
+    topo = topology(site("a", down_bps=20e6, up_bps=20e6, rtt_s=0.05))
+    plain = simulate(topo, trace(transfer("a", 0.0, 12e6, "up", kind="gp2gp"))).records.iloc[0]
+    chunked = simulate(topo, trace(transfer("a", 0.0, 12e6, "up", kind="gp2gp", chunk_bytes=4.5e6))).records.iloc[0]
+    assert chunked["duration_s"] - plain["duration_s"] == pytest.approx(2 * 0.05, rel=1e-9)
+
+
+@pytest.mark.parametrize("n_flows", [1, 2, 4, 7])
+def test_equal_flows_share_a_link_equally_and_finish_together(n_flows):
+    # With no RTT there is no start-up: N flows of S bytes each get C/N; all finish at N*S*8/(C*GOODPUT).
+    topo = topology(site("a", down_bps=8e6, up_bps=8e6))
+    sessions = trace(*(transfer("a", 10.0, 2e6) for _ in range(n_flows)))
+    records = simulate(topo, sessions).records
+    expected_s = n_flows * 2e6 * 8 / (8e6 * GOODPUT)
+    assert records["duration_s"].to_numpy() == pytest.approx(np.full(n_flows, expected_s), rel=1e-9)
+
+
+def test_later_flow_gets_the_remaining_share_processor_sharing():
+    # No buffer (so no queueing delay) and no RTT: pure processor sharing.
+    # Flow 1 (4 MB) alone at C for 1 s, then shares with flow 2 (1 MB): both at C/2.
+    # In bytes/s, r = 8e6 * GOODPUT / 8. After 1 s flow 1 has r bytes done; flow 2 needs 1e6 B at r/2
+    # -> 2e6/r s; flow 1 then finishes alone.
+    topo = topology(site("a", down_bps=8e6, up_bps=8e6, buffer_bytes=0))
+    records = simulate(topo, trace(transfer("a", 0.0, 4e6), transfer("a", 1.0, 1e6))).records
+    r = 8e6 * GOODPUT / 8
+    t2_end = 1.0 + 2e6 / r
+    t1_end = t2_end + (4e6 - r * 1.0 - 1e6) / r
+    assert records["end_s"].to_numpy() == pytest.approx([t1_end, t2_end], rel=1e-9)
+
+
+def test_a_flow_joining_a_saturated_link_pays_the_full_buffer_in_every_round_trip():
+    # Flow 1 saturates an 8 Mbit/s link whose 150 kB buffer then holds 0.15 s. Flow 2 arrives at t=1 with
+    # RTT 0 + 0.15 s: it spends 3 handshake RTTs (0.45 s) and slow-start rounds before joining the share.
+    # At C/2 its window must reach 4e6 * GOODPUT * 0.15 / (8 * 1448) = 49.5 segments: 3 doublings from 10,
+    # 0.45 s and 70 segments (101,360 B) more. So it joins at t = 1 + 0.9 = 1.9 s with 898,640 B left.
+    topo = topology(site("a", down_bps=8e6, up_bps=8e6))
+    records = simulate(topo, trace(transfer("a", 0.0, 4e6), transfer("a", 1.0, 1e6))).records
+    r = 8e6 * GOODPUT / 8
+    t2_end = 1.9 + (1e6 - 70 * 1448) / (r / 2)
+    assert records["rtt_s"].iloc[1] == pytest.approx(0.15, rel=1e-9)
+    assert records["end_s"].iloc[1] == pytest.approx(t2_end, rel=1e-9)
+
+
+def test_max_min_fairness_across_a_shared_aggregation_link():
+    # Three sites behind a 10 Mbit/s shared uplink; site a's own uplink is 2 Mbit/s, b's and c's 20.
+    # Max-min: a is held to 2 by its access link, b and c split the remaining 8 -> 4 each.
+    # Sizes chosen so all finish together: a 1 MB at 2 Mbit/s, b and c 2 MB at 4 Mbit/s -> 4/GOODPUT s.
+    shared = {"agg": SharedLink("agg", 10e6, 10e6, 1e6)}
+    topo = topology(site("a", down_bps=100e6, up_bps=2e6, aggregation="agg"),
+                    site("b", down_bps=100e6, up_bps=20e6, aggregation="agg"),
+                    site("c", down_bps=100e6, up_bps=20e6, aggregation="agg"), shared=shared)
+    sessions = trace(transfer("a", 0.0, 1e6, "up"), transfer("b", 0.0, 2e6, "up"), transfer("c", 0.0, 2e6, "up"))
+    records = simulate(topo, sessions).records.set_index("site")
+    assert records["duration_s"].to_numpy() == pytest.approx(np.full(3, 4 / GOODPUT), rel=1e-9)
+    assert records.loc["a", "bottleneck"] == "access_up"
+    assert records.loc["b", "bottleneck"] == "aggregation_up"
+
+
+def test_mm1_processor_sharing_mean_sojourn_time():
+    # Poisson arrivals, exponential sizes, one link shared equally: M/M/1-PS, E[T] = (1/mu) / (1 - rho).
+    # Link 8 Mbit/s; mean size chosen so 1/mu = 1 s; rho = 0.5 -> E[T] = 2 s.
+    rng = np.random.default_rng(7)
+    service_rate_bytes = 8e6 * GOODPUT / 8
+    n, rho = 40_000, 0.5
+    starts = np.cumsum(rng.exponential(1.0 / rho, n))
+    sizes = rng.exponential(service_rate_bytes * 1.0, n)
+    topo = topology(site("a", down_bps=8e6, up_bps=8e6, buffer_bytes=0))  # no RTT, no queue: pure PS
+    records = simulate(topo, trace(*(transfer("a", t, s) for t, s in zip(starts, sizes)))).records
+    assert records["completed"].all()
+    # Standard error of the mean sojourn here is about 2% (sojourn times are correlated); allow 6%.
+    assert records["duration_s"].mean() == pytest.approx(2.0, rel=0.06)
+
+
+def test_mg1_processor_sharing_is_insensitive_to_the_size_distribution():
+    # PS insensitivity: E[T] = E[S] / (C (1 - rho)) for any size distribution; lognormal sizes, cv 1.5.
+    rng = np.random.default_rng(11)
+    service_rate_bytes = 8e6 * GOODPUT / 8
+    n, rho, mean_size = 40_000, 0.5, service_rate_bytes * 1.0
+    sigma = np.sqrt(np.log1p(1.5**2))
+    sizes = rng.lognormal(np.log(mean_size) - sigma**2 / 2, sigma, n)
+    starts = np.cumsum(rng.exponential(1.0 / rho, n))
+    topo = topology(site("a", down_bps=8e6, up_bps=8e6, buffer_bytes=0))
+    records = simulate(topo, trace(*(transfer("a", t, s) for t, s in zip(starts, sizes)))).records
+    expected_s = sizes.mean() / service_rate_bytes / (1 - rho)
+    assert records["duration_s"].mean() == pytest.approx(expected_s, rel=0.08)
+
+
+def test_full_buffer_delay_hits_video_sharing_a_copper_uplink_with_an_upload():
+    # ADSL-like uplink 1 Mbit/s with a 150 kB drop-tail buffer, saturated by a bulk upload:
+    # queueing delay = 150,000 * 8 / 1e6 = 1.2 s. Base one-way delay = (site 40 + cloud 10 + home 10) / 2 ms.
+    # The call's delay-based control yields to TCP: it sends at its 350 kbit/s minimum, never its target.
+    topo = topology(site("a", down_bps=16e6, up_bps=1e6, rtt_s=0.04), cloud_rtt_s=0.01,
+                    home=FarEnd(70e6, 18e6, 0.01))
+    sessions = trace(transfer("a", 0.0, 200e6, "up", kind="gp2gp"), call("a", 60.0, 600.0))
+    video = simulate(topo, sessions).records.query("app == 'video'").iloc[0]
+    assert video["one_way_delay_p95_s"] == pytest.approx(0.03 + 1.2, rel=1e-9)
+    assert video["queue_delay_s"] == pytest.approx(1.2, rel=1e-9)
+    assert video["share_at_target"] == 0.0
+    assert video["share_below_min"] == 0.0
+    assert video["mean_rate_bps"] == pytest.approx(350e3, rel=1e-9)
+    assert video["bottleneck"] == "access_up"
+
+
+def test_video_alone_on_a_slow_uplink_is_held_below_capacity_by_its_own_control():
+    # One call wanting 1.5 Mbit/s on a 1 Mbit/s uplink: delay-based control holds the link at 90%.
+    topo = topology(site("a", down_bps=16e6, up_bps=1e6))
+    video = simulate(topo, trace(call("a", 0.0, 300.0))).records.iloc[0]
+    assert video["mean_rate_bps"] == pytest.approx(0.9e6, rel=1e-9)
+    assert video["share_at_target"] == 0.0
+
+
+def test_md1_queueing_delay_for_video_below_saturation():
+    # Four calls at 1.5 Mbit/s on a 10 Mbit/s link: utilisation 0.6. M/D/1 with 1514-byte frames:
+    # service s = 1514 * 8 / 10e6 = 1.2112 ms; mean wait = rho s / (2 (1 - rho)) = 0.6 * 1.2112 / 0.8 ms.
+    topo = topology(site("a", down_bps=10e6, up_bps=10e6))
+    records = simulate(topo, trace(*(call("a", 0.0, 120.0) for _ in range(4)))).records
+    wait_s = 0.6 * (1514 * 8 / 10e6) / (2 * 0.4)
+    assert records["queue_delay_s"].to_numpy() == pytest.approx(np.full(4, wait_s), rel=1e-9)
+    assert records["share_at_target"].to_numpy() == pytest.approx(np.ones(4))
+
+
+def test_mathis_bound_limits_a_long_transfer_on_a_lossy_line():
+    # 1% random loss, RTT 50 ms, 100 Mbit/s: goodput = MSS*8/RTT * 1.22/sqrt(p) = 2.827 Mbit/s (wire less).
+    topo = topology(site("a", down_bps=100e6, up_bps=100e6, rtt_s=0.05, loss=0.01))
+    record = simulate(topo, trace(transfer("a", 0.0, 50e6))).records.iloc[0]
+    goodput_bps = MSS * 8 / 0.05 * 1.22 / 0.1
+    # Start-up (3 handshake RTTs, slow start to the bound) is a few tenths of a second of ~140 s.
+    assert record["duration_s"] == pytest.approx(50e6 * 8 / goodput_bps, rel=0.01)
+    assert record["bottleneck"] == "window"
+
+
+def test_link_utilisation_accounts_for_every_wire_bit():
+    # 30 MB at 10 Mbit/s (no RTT): wire bits = 30e6 * 8 / GOODPUT; utilisation bins must add up to them.
+    topo = topology(site("a", down_bps=10e6, up_bps=10e6))
+    result = simulate(topo, trace(transfer("a", 5.0, 30e6)), bin_s=10.0)
+    down = result.links[result.links["link"] == "a/down"]
+    carried_bits = (down["utilisation"] * down["capacity_bps"] * down["bin_s"]).sum()
+    assert carried_bits == pytest.approx(30e6 * 8 / GOODPUT, rel=1e-9)
+    assert down["utilisation"].max() == pytest.approx(1.0)
+
+
+def test_unfinished_transfer_at_the_horizon_is_recorded_as_not_completed():
+    topo = topology(site("a", down_bps=1e6, up_bps=256e3))
+    records = simulate(topo, trace(transfer("a", 0.0, 100e6, "up")), horizon_s=600.0).records
+    assert not records["completed"].iloc[0]
+    assert np.isnan(records["end_s"].iloc[0])

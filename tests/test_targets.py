@@ -1,0 +1,72 @@
+"""Verdicts against targets, on hand-made records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import call, simulate, site, topology, trace, transfer
+
+from sim import targets
+from sim.load import load
+from sim.targets import busy_hour_utilisation
+
+
+@pytest.fixture
+def scenario_targets(scenarios_dir):
+    return load(scenarios_dir / "ci-smoke.yaml").targets
+
+
+def test_transfer_limits_by_kind_and_urgency(scenario_targets):
+    records = pd.DataFrame({"app": ["image", "image", "record", "record", "video"],
+                            "kind": ["ct", "ct", "gp2gp", "record_fetch", "gp_video"],
+                            "urgency": ["urgent", "routine", "routine", "routine", "routine"]})
+    limits = targets.transfer_limits_s(records, scenario_targets)
+    assert limits[:4].tolist() == [120.0, 900.0, 60.0, 5.0]
+    assert np.isnan(limits[4])
+
+
+def test_sessions_fail_for_the_reasons_their_records_show(scenario_targets):
+    # Site a: 1 Mbit/s up with an upload -> the call fails delay and bitrate; the 25 MB GP2GP upload takes
+    # ~200 s > 60 s. Site b: fast -> everything passes.
+    topo = topology(site("a", down_bps=16e6, up_bps=1e6, rtt_s=0.04), site("b", down_bps=330e6, up_bps=50e6),
+                    cloud_rtt_s=0.01)
+    sessions = trace(transfer("a", 0.0, 25e6, "up", kind="gp2gp"), call("a", 10.0, 300.0),
+                     transfer("b", 0.0, 25e6, "up", kind="gp2gp"), call("b", 10.0, 300.0))
+    result = simulate(topo, sessions)
+    verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario_targets, (0.0, 3600.0))
+    by = verdicts.sessions.set_index(["site", "app"])
+    assert not by.loc[("a", "video"), "passed"]
+    assert "one-way delay p95 > 150 ms" in by.loc[("a", "video"), "reason"]
+    assert "bitrate below target" in by.loc[("a", "video"), "reason"]
+    assert by.loc[("a", "record"), "reason"] == "slower than target"
+    assert by.loc[("b", "video"), "passed"] and by.loc[("b", "record"), "passed"]
+    classes = verdicts.classes.set_index(["access_profile", "app"])
+    assert classes["passed"].all() == verdicts.all_pass
+
+
+def test_busy_hour_is_the_highest_rolling_hour_mean():
+    # Bins of 15 min: up link 0.2 all day except 0.9 for four bins (one hour) -> busy hour 0.9 on "up".
+    bins = np.arange(0, 8 * 3600, 900.0)
+    up = np.full(len(bins), 0.2)
+    up[10:14] = 0.9
+    frame = pd.DataFrame({"direction": ["up"] * len(bins) + ["down"] * len(bins),
+                          "bin_start_s": np.concatenate([bins, bins]), "bin_s": 900.0,
+                          "utilisation": np.concatenate([up, np.full(len(bins), 0.5)])})
+    assert busy_hour_utilisation(frame, (0.0, 8 * 3600.0)) == (pytest.approx(0.9), "up")
+    # A window shorter than an hour is judged on its mean.
+    assert busy_hour_utilisation(frame, (9 * 900.0, 11 * 900.0))[0] == pytest.approx((0.2 + 0.9) / 2)
+
+
+def test_site_class_pass_bar(scenario_targets):
+    rows = pd.DataFrame({"site": [f"s{i}" for i in range(10)], "family": "gp_practice", "site_class": "gp_medium",
+                         "access_profile": "fttc_80_20", "technology": "FTTC", "medium": "copper", "app": "video",
+                         "sessions": 10, "sessions_passing": 10, "share_passing": 1.0, "value": 1.0,
+                         "passed": [True] * 9 + [False], "reason": [""] * 9 + ["jitter > 30 ms"]})
+    classes = targets._class_verdicts(rows, scenario_targets)  # bar: 90% of sites
+    assert classes["share_passing"].iat[0] == pytest.approx(0.9)
+    assert classes["passed"].iat[0]
+    rows.loc[8, ["passed", "reason"]] = [False, "jitter > 30 ms"]
+    classes = targets._class_verdicts(rows, scenario_targets)
+    assert not classes["passed"].iat[0]
+    assert classes["reason"].iat[0] == "jitter > 30 ms"

@@ -1,0 +1,84 @@
+"""The workload generator against the volumes and shares it is given."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim import topology, workload
+from sim.load import load
+from sim.model.catalogue import DayProfile
+
+
+def test_poisson_arrivals_follow_the_day_profile():
+    profile = DayProfile.model_validate({"08:00": "75%", "09:00": "25%"})
+    rng = np.random.default_rng(1)
+    counts = [workload.arrivals(400, profile, 0.0, 86400.0, rng) for _ in range(200)]
+    per_run = np.array([len(c) for c in counts])
+    assert per_run.mean() == pytest.approx(400, rel=0.02)  # mean of 200 Poisson(400): s.e. 1.4
+    all_times = np.concatenate(counts)
+    assert ((all_times >= 8 * 3600) & (all_times < 9 * 3600)).mean() == pytest.approx(0.75, abs=0.01)
+    assert all_times.min() >= 8 * 3600 and all_times.max() < 10 * 3600
+
+
+def test_window_keeps_the_matching_fraction_of_an_hour():
+    profile = DayProfile.model_validate({"08:00": "100%"})
+    rng = np.random.default_rng(2)
+    n = np.mean([len(workload.arrivals(1000, profile, 8 * 3600 + 900, 8 * 3600 + 2700, rng)) for _ in range(100)])
+    assert n == pytest.approx(500, rel=0.02)  # half the hour
+
+
+def test_gp_practice_video_share_and_record_fetches(scenarios_dir):
+    scenario = load(scenarios_dir / "icb.yaml")
+    scenario = scenario.model_copy(update={"load": scenario.load.model_copy(update={"gp_video_share": 0.25})})
+    topo = topology.build(scenario)
+    trace = workload.generate(scenario, topo, 9)
+    gp = trace[trace["site"].isin(topo.sites.loc[topo.sites["site_class"] == "gp_medium", "site"])]
+    calls, fetches = (gp["kind"] == "gp_video").sum(), (gp["kind"] == "record_fetch").sum()
+    # One fetch per consultation, a quarter of consultations by video.
+    assert calls / fetches == pytest.approx(0.25, abs=0.02)
+    video = gp[gp["app"] == "video"]
+    assert video["duration_s"].mean() == pytest.approx(9.24 * 60, rel=0.05)
+    assert set(video["target_rate_bps"]) == {1.5e6} and set(video["min_rate_bps"]) == {350e3}
+
+
+def test_gp2gp_sizes_follow_the_published_distribution(scenarios_dir):
+    scenario = load(scenarios_dir / "icb.yaml")
+    scale = scenario.load.model_copy(update={"volume_scale": 200.0})
+    scenario = scenario.model_copy(update={"load": scale})
+    topo = topology.build(scenario)
+    trace = workload.generate(scenario, topo, 4)
+    gp2gp = trace[trace["kind"] == "gp2gp"]
+    assert set(gp2gp["chunk_bytes"]) == {4.5e6}
+    assert set(gp2gp["direction"]) == {"up", "down"}
+    with_attachments = gp2gp["size_bytes"] > 2e6  # extracts alone are ~200 kB; attachments median 9.9 MB
+    # 53.5% carry attachments, of which those above ~1.8 MB (so the total passes 2 MB) are
+    # 1 - Phi(ln(1.8/9.9) / sigma), sigma = ln(21.8/9.9) / 0.6745 = 1.1704 -> 1 - Phi(-1.4566) = 0.9274.
+    sigma = math.log(21.8 / 9.9) / 0.6744897501960817
+    above = 1 - 0.5 * (1 + math.erf(math.log(1.8 / 9.9) / sigma / math.sqrt(2)))
+    assert with_attachments.mean() == pytest.approx(0.535 * above, abs=0.02)
+    # Median of those: the attachments' quantile F = 0.0726 + 0.5 * 0.9274 = 0.5363 (z = 0.0911), i.e.
+    # 9.9 MB * exp(0.0911 * 1.1704) = 11.0 MB, plus a ~0.2 MB extract.
+    assert gp2gp.loc[with_attachments, "size_bytes"].median() == pytest.approx(11.2e6, rel=0.05)
+
+
+def test_imaging_follows_the_modality_mix(scenarios_dir):
+    scenario = load(scenarios_dir / "baseline-2019.yaml")
+    topo = topology.build(scenario)
+    trace = workload.generate(scenario, topo, 1)
+    uploads = trace[(trace["app"] == "image") & (trace["direction"] == "up")]
+    shares = uploads["kind"].value_counts(normalize=True)
+    assert shares["xray"] == pytest.approx(0.54, abs=0.04)
+    assert shares["ct"] == pytest.approx(0.12, abs=0.03)
+    assert set(uploads.loc[uploads["urgency"] == "urgent", "kind"]) == {"ct"}
+
+
+def test_trace_is_sorted_and_numbered(scenarios_dir):
+    scenario = load(scenarios_dir / "ci-smoke.yaml")
+    trace = workload.generate(scenario, topology.build(scenario), 1)
+    assert trace["start_s"].is_monotonic_increasing
+    assert trace["session_id"].tolist() == list(range(len(trace)))
+    assert list(trace.columns) == list(workload.TRACE_COLUMNS)
+    assert not trace["urgency"].isna().any() and set(trace["urgency"]) <= {"routine", "urgent"}
