@@ -115,11 +115,19 @@ def _run_with_progress(env: simpy.Environment, window: RunWindow, progress) -> N
 
 
 def _link_frame(links: list[Link], window: RunWindow) -> pd.DataFrame:
+    """The utilisation series of every link, one row per link and bin."""
     n_bins = len(links[0].bits) if links else 0
-    starts = window.start_s + window.bin_s * np.arange(n_bins)
-    frames = [pd.DataFrame({
-        "engine": ENGINE, "link": link.name, "site": link.site, "kind": link.kind, "direction": link.direction,
-        "capacity_bps": link.capacity_bps, "bin_start_s": starts, "bin_s": window.bin_s,
-        "utilisation": np.asarray(link.bits) / (link.capacity_bps * window.bin_s),
-    }) for link in links]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    capacity = np.array([link.capacity_bps for link in links])
+    bits = np.array([link.bits for link in links]).reshape(len(links), n_bins)
+
+    def per_link(values: list) -> np.ndarray:
+        return np.repeat(np.asarray(values, dtype=object), n_bins)
+
+    return pd.DataFrame({
+        "engine": ENGINE, "link": per_link([link.name for link in links]),
+        "site": per_link([link.site for link in links]),
+        "kind": per_link([link.kind for link in links]), "direction": per_link([link.direction for link in links]),
+        "capacity_bps": np.repeat(capacity, n_bins),
+        "bin_start_s": np.tile(window.start_s + window.bin_s * np.arange(n_bins), len(links)),
+        "bin_s": window.bin_s, "utilisation": (bits / (capacity[:, None] * window.bin_s)).ravel(),
+    })

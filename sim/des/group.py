@@ -35,7 +35,7 @@ class Group:
         self.calls: dict[int, list[Media]] = {}
         self.now_s = sessions[0]["start_s"] if sessions else 0.0
         self.events = 0
-        self.changed = False  # set when the fluid flows change, so shares must be recomputed
+        self.dirty: set = set()  # links whose fluid flows changed, so their shares must be recomputed
         self.by_id = {id(link): link for link in links}
         self.single_link_paths = all(len(path) == 1 for s in sessions for path in (s["up"], s["down"]))
         self.capacity = {id(link): link.capacity_bps for link in links}
@@ -58,9 +58,8 @@ class Group:
                 self._arrive(sessions[i], now_s)
                 i += 1
             self._finish_due(now_s)
-            if self.changed:
+            if self.dirty:
                 self._reshare(now_s)
-                self.changed = False
         self._settle_links(self.now_s)
 
     def _next_change_s(self) -> float:
@@ -92,7 +91,7 @@ class Group:
             halves.append(media)
         self.media.extend(halves)
         self.calls[s["session_id"]] = halves
-        self.changed = True
+        self.dirty.update(s["up"], s["down"])
 
     def _start_transfer(self, s: dict, now_s: float) -> None:
         path, back = (s["up"], s["down"]) if s["direction"] == "up" else (s["down"], s["up"])
@@ -126,19 +125,20 @@ class Group:
         if due:
             self.starting = [f for f in self.starting if f.active_at_s > now_s + _EPS_S]
             self.transfers.extend(due)
-            self.changed = True
+            for flow in due:
+                self.dirty.update(flow.path)
         done = [f for f in self.transfers if f.finish_s() <= now_s + _EPS_S]
         if done:
             self.transfers = [f for f in self.transfers if f.finish_s() > now_s + _EPS_S]
-            self.changed = True
             for flow in done:
+                self.dirty.update(flow.path)
                 flow.settle(now_s)
                 self.ctx.finish_transfer(flow, now_s)
         ended = [m for m in self.media if m.end_s <= now_s + _EPS_S]
         if ended:
             self.media = [m for m in self.media if m.end_s > now_s + _EPS_S]
-            self.changed = True
             for media in ended:
+                self.dirty.update(media.path)
                 media.settle(now_s)
             for session in sorted({m.session for m in ended}):
                 self.ctx.finish_call(session, self.calls.pop(session), now_s, completed=True)
@@ -154,47 +154,60 @@ class Group:
         self.starting, self.transfers, self.media, self.calls = [], [], [], {}
 
     def _reshare(self, now_s: float) -> None:
-        self._settle_links(now_s)
-        flows = self.transfers + self.media
+        """Recompute shares, queues and media quality on the links whose flows changed."""
+        transfers, media, links = self._dirty_part()
+        for link in links:
+            link.settle(now_s)
+        flows = transfers + media
         for flow in flows:
             flow.settle(now_s)
-        caps = [f.cap_bps for f in self.transfers] + [min(m.target_bps, m.far_cap_bps) for m in self.media]
-        rates, limiter = self._share(flows, caps)
-        saturated = {limiter[k] for k in range(len(self.transfers)) if limiter[k] != NO_LINK}
-        backed_off = [k for k in range(len(self.transfers), len(flows))
+        n_transfers = len(transfers)
+        caps = [f.cap_bps for f in transfers] + [min(m.target_bps, m.far_cap_bps) for m in media]
+        rates, limiter = self._share(flows, caps, n_transfers)
+        saturated = {limiter[k] for k in range(n_transfers) if limiter[k] != NO_LINK}
+        backed_off = [k for k in range(n_transfers, len(flows))
                       if any(id(link) in saturated for link in flows[k].path)]
         if backed_off:  # video's delay-based control yields to TCP filling the buffer: drop to minimum
             for k in backed_off:
                 caps[k] = min(caps[k], flows[k].min_bps)
-            rates, limiter = self._share(flows, caps)
+            rates, limiter = self._share(flows, caps, n_transfers)
         by_id = self.by_id
         for k, flow in enumerate(flows):
             flow.rate_bps = rates[k]
             flow.limiter = by_id.get(limiter[k])
         for k in backed_off:
             flows[k].cause = next(link for link in flows[k].path if id(link) in saturated)
-        for media in self.media:
-            if media.cause is None or media.rate_bps >= media.target_bps * (1 - 1e-9) or \
-                    id(media.cause) not in saturated:
-                media.cause = media.limiter
-        self._update_links(saturated)
-        for media in self.media:
-            media.observe()
+        for m in media:
+            if m.cause is None or m.rate_bps >= m.target_bps * (1 - 1e-9) or id(m.cause) not in saturated:
+                m.cause = m.limiter
+        self._update_links(links, flows, saturated)
+        for m in media:
+            m.observe()
 
-    def _share(self, flows: list, caps: list[float]) -> tuple[list[float], list[int]]:
-        """Max-min shares; video also crosses each link's headroom (a virtual link, keyed by -id)."""
+    def _dirty_part(self) -> tuple[list, list, list]:
+        """The transfers, media and links to recompute: when every path is one link, only the changed links'."""
+        dirty, self.dirty = self.dirty, set()
+        if not self.single_link_paths:
+            return self.transfers, self.media, self.links
+        return ([f for f in self.transfers if f.path[0] in dirty], [m for m in self.media if m.path[0] in dirty],
+                [link for link in self.links if link in dirty])
+
+    def _share(self, flows: list, caps: list[float], n_transfers: int) -> tuple[list[float], list[int]]:
+        """Max-min shares of transfers (the first ``n_transfers``) and media.
+
+        Media also cross each link's video headroom, a virtual link keyed by the negated id.
+        """
         if self.single_link_paths:
-            return self._share_per_link(flows, caps)
+            return self._share_per_link(flows, caps, n_transfers)
         rates, limiter = max_min(caps, [f.keys for f in flows], self.capacity)
         return rates, [abs(k) if k != NO_LINK else k for k in limiter]
 
-    def _share_per_link(self, flows: list, caps: list[float]) -> tuple[list[float], list[int]]:
+    def _share_per_link(self, flows: list, caps: list[float], n_transfers: int) -> tuple[list[float], list[int]]:
         """The same shares when every flow crosses one link: each link solved on its own, in closed form."""
         rates, limiter = [0.0] * len(flows), [NO_LINK] * len(flows)
         on_link: dict[int, list[int]] = {}
         for k, flow in enumerate(flows):
             on_link.setdefault(flow.keys[0], []).append(k)
-        n_transfers = len(self.transfers)
         for key, members in on_link.items():
             link_rates, limited = share_one_link(self.capacity[key], self.capacity[-key], [caps[k] for k in members],
                                                  [k >= n_transfers for k in members])
@@ -203,13 +216,13 @@ class Group:
                 limiter[k] = key if lim else NO_LINK
         return rates, limiter
 
-    def _update_links(self, saturated: set[int]) -> None:
-        for link in self.links:
+    def _update_links(self, links: list, flows: list, saturated: set[int]) -> None:
+        for link in links:
             link.load_bps = 0.0
-        for flow in self.transfers + self.media:
+        for flow in flows:
             for link in flow.path:
                 link.load_bps += flow.rate_bps
-        for link in self.links:
+        for link in links:
             link.saturated = id(link) in saturated
             link.queue_delay_s, link.queue_jitter_s = queueing.link_delay_s(
                 link.capacity_bps, link.buffer_bytes, link.load_bps, link.saturated)

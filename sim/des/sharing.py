@@ -79,6 +79,9 @@ def share_one_link(capacity_bps: float, headroom_bps: float, caps_bps: list[floa
     Returns:
         (rates_bps, limited): each flow's rate, and whether the link (not its own cap) limited it.
     """
+    if len(caps_bps) == 1:  # the common case: one flow alone on its link
+        bound_bps = headroom_bps if is_video[0] else capacity_bps
+        return [min(caps_bps[0], bound_bps)], [caps_bps[0] > bound_bps]
     video_caps = [c for c, v in zip(caps_bps, is_video) if v]
     headroom_level = water_level(video_caps, headroom_bps) if video_caps else math.inf
     link_level = water_level(caps_bps, capacity_bps)
