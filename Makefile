@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set up everything a fresh machine
-# lacks: the Debian package for virtual environments (when root and missing), the virtual environment
+# lacks: the Debian packages (python3-venv, chromium; with apt-get when root and missing), the virtual environment
 # in .venv, and the Python packages in it.
 
 SHELL := /bin/bash
@@ -7,14 +7,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-APT_PACKAGES := python3-venv
 
 .PHONY: demo test bench lint install system-deps clean-results
 
 demo: install
-	$(VENV)/bin/testbed run scenarios/baseline-2019.yaml
 	$(VENV)/bin/testbed run scenarios/full-fibre.yaml
-	@echo "Results are in results/<scenario>/<timestamp>-des-s<seed>/ (verdicts.csv, records.parquet, meta.json)."
+	$(VENV)/bin/testbed run scenarios/baseline-2019.yaml
+	$(VENV)/bin/testbed compare results/baseline-2019 results/full-fibre
+	@echo
+	@echo "Open in a browser (works offline): $$(ls -td results/baseline-2019/*/ | head -n 1)report.html"
 
 test: install
 	$(PY) -m pytest --benchmark-disable
@@ -28,11 +29,17 @@ lint: install
 install: system-deps $(STAMP)
 
 # Debian packages: installed with apt-get only when missing, and only when running as root.
+# python3-venv: virtual environments; chromium: PNG figures (kaleido) and the report's browser test.
 system-deps:
-	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	@missing=""; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
-	  else echo "Python's venv module is missing: install $(APT_PACKAGES) (as root: apt-get install $(APT_PACKAGES))"; exit 1; fi; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (install them as root; PNGs and the browser test need chromium)"; \
+	    case "$$missing" in *python3-venv*) exit 1;; esac; fi; \
 	fi
 
 $(STAMP): pyproject.toml

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sim import checks, load, pipeline
+from sim import checks, load, pipeline, report, results
 from sim.errors import TestbedError
 from sim.targets import APPS, CLASS_KEYS, Verdicts
 
@@ -58,15 +58,42 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what 
 def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         seed: int = typer.Option(None, help="Seed for the workload (default: the scenario's)."),
         out_dir: Path = typer.Option(Path("results"), "--out", help="Root of the results folders."),
-        engine: str = typer.Option("des", help="Engine: des (flow-level simulator).")) -> None:
-    """Run a scenario, write its results folder and print the compliance table."""
+        engine: str = typer.Option("des", help="Engine: des (flow-level simulator)."),
+        png: bool = typer.Option(None, "--png/--no-png", help="PNG figures (default: if Chromium is found)."),
+        ) -> None:
+    """Run a scenario, write its results folder and report, and print the compliance table."""
     with _exits():
         _require_engine(engine)
         with _progress_bar(f"simulating {scenario.name}") as progress:
-            outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress)
+            outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, png=png)
         _print_table(outcome.verdicts, outcome.scenario.name)
         out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s")
         out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)
+        out.print(f"report:  {outcome.folder / report.REPORT_FILE}", highlight=False, soft_wrap=True)
+
+
+@app.command("report")
+def report_(run_dir: Path = typer.Argument(..., help="A run folder, or a scenario's results folder (latest run)."),
+            png: bool = typer.Option(None, "--png/--no-png", help="PNG figures (default: when Chromium is found).")
+            ) -> None:
+    """Redraw a run's report from its results folder alone (no re-run)."""
+    with _exits():
+        path = report.render(results.latest(run_dir), png=png)
+        out.print(f"report: {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def compare(run_a: Path = typer.Argument(..., help="Run folder (or a scenario's results folder) A."),
+            run_b: Path = typer.Argument(..., help="Run folder (or a scenario's results folder) B."),
+            out_dir: Path = typer.Option(None, "--out", help="Where to write (default: results/compare/A-vs-B)."),
+            png: bool = typer.Option(None, "--png/--no-png", help="PNG figure (default: when Chromium is found).")
+            ) -> None:
+    """Write a report comparing two runs: what changes, for which site class."""
+    with _exits():
+        a, b = results.latest(run_a), results.latest(run_b)
+        target = out_dir or Path("results") / "compare" / f"{a.parent.name}-vs-{b.parent.name}"
+        path = report.compare(a, b, target, png=png)
+        out.print(f"comparison: {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, results, targets, topology, workload
+from sim import des, report, results, targets, topology, workload
 from sim.load import load
 from sim.model.scenario import Scenario
 from sim.topology import Topology
@@ -44,8 +44,15 @@ def simulate(scenario: Scenario, seed: int | None = None,
 
 
 def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results",
-        progress: Callable[[float], None] | None = None) -> Outcome:
-    """Load a scenario, simulate it and write its results folder under ``out``.
+        progress: Callable[[float], None] | None = None, png: bool | None = None) -> Outcome:
+    """Load a scenario, simulate it and write its results folder (with its report) under ``out``.
+
+    Args:
+        path: The scenario file.
+        seed: The workload's seed (default: the scenario's).
+        out: Root of the results folders.
+        progress: Called with the share of simulated time done.
+        png: Figures as PNG too: True required, False never, None when a browser is available.
 
     Raises:
         ScenarioError: If the scenario is invalid (nothing is written).
@@ -54,6 +61,7 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
     outcome = simulate(scenario, seed, progress)
     with results.run_folder(Path(out), scenario.name, des.ENGINE, outcome.seed) as folder:
         write(outcome, folder.partial, Path(path))
+        report.render(folder.partial, png=png)
     return Outcome(**{**outcome.__dict__, "folder": folder.final})
 
 

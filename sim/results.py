@@ -22,6 +22,7 @@ import pandas as pd
 
 import sim
 from sim import records as rec
+from sim.errors import TestbedError
 from sim.targets import Verdicts
 
 META_FILE = "meta.json"
@@ -95,6 +96,21 @@ def meta(*, scenario: str, scenario_file: str, engine: str, seed: int, sessions:
         "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "emulation": None, **(extra or {}),
     }
+
+
+def latest(folder: Path) -> Path:
+    """A run folder as given, or, for a scenario's results folder, its latest finished run.
+
+    Raises:
+        TestbedError: If there is no finished run there.
+    """
+    folder = Path(folder)
+    if is_complete(folder):
+        return folder
+    runs = sorted(p for p in folder.glob("*") if p.is_dir() and is_complete(p)) if folder.is_dir() else []
+    if not runs:
+        raise TestbedError(f"{folder}: no finished run here (give a run folder or a scenario's results folder)")
+    return runs[-1]
 
 
 def is_complete(folder: Path) -> bool:

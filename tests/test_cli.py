@@ -14,7 +14,8 @@ from sim.cli import app
 
 runner = CliRunner()
 RUN_FILES = {"scenario.yaml", "resolved.json", "meta.json", "trace.parquet", "records.parquet", "links.parquet",
-             "sites.csv", "verdicts.csv", "verdicts.json", "site_verdicts.csv", "session_verdicts.parquet"}
+             "sites.csv", "verdicts.csv", "verdicts.json", "site_verdicts.csv", "session_verdicts.parquet",
+             "report.html", "figures"}
 
 
 def test_run_writes_a_complete_results_folder(tmp_path, scenarios_dir):

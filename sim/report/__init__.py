@@ -1,0 +1,98 @@
+"""Reports for policy teams: a self-contained HTML page and PNGs, drawn from a results folder alone.
+
+``render(folder)`` writes ``report.html`` and ``figures/`` (PNG and CSV per figure) into a run's folder;
+``compare(a, b, out)`` writes a comparison of two runs. Nothing here imports an engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sim.errors import CapabilityError
+from sim.report import figures as figs
+from sim.report import page, pngs, summary
+from sim.report.data import RunData, read_run
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+
+__all__ = ["REPORT_FILE", "render", "compare", "read_run"]
+
+
+def render(folder: Path | str, *, png: bool | None = None) -> Path:
+    """Draw a run's report from its results folder.
+
+    Args:
+        folder: A finished (or being-finished) results folder.
+        png: True: PNGs required; False: none; None: PNGs when a browser for kaleido is found.
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        TestbedError: If the folder cannot be read; CapabilityError if PNGs are required but cannot be made.
+    """
+    folder = Path(folder)
+    run = read_run(folder)
+    specs = figs.all_figures(run)
+    links = _write_figure_files(folder, specs, png)
+    text = page.page(f"{run.name}: do NHS sites meet their service targets?", _intro(run), specs, links)
+    out = folder / REPORT_FILE
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def _write_figure_files(folder: Path, specs: list, png: bool | None) -> dict[str, dict[str, str]]:
+    fig_dir = folder / FIGURES_DIR
+    fig_dir.mkdir(exist_ok=True)
+    links: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        spec.table.to_csv(fig_dir / f"{spec.name}.csv", index=False)
+        links[spec.name] = {"CSV": f"{FIGURES_DIR}/{spec.name}.csv"}
+    if png is False:
+        return links
+    try:
+        pngs.write([s.figure for s in specs], [fig_dir / f"{s.name}.png" for s in specs])
+    except CapabilityError:
+        if png:
+            raise
+        log.warning("PNG figures skipped: no browser for kaleido (install chromium)")
+        return links
+    for spec in specs:
+        links[spec.name]["PNG"] = f"{FIGURES_DIR}/{spec.name}.png"
+    return links
+
+
+def _intro(run: RunData) -> str:
+    meta = run.meta
+    findings = summary.findings(run)
+    failing = "".join(_finding_item(f) for f in findings if f.failing)
+    passing = [f for f in findings if not f.failing]
+    misses = (f'<h2>Where targets are missed</h2><ul class="summary">{failing}</ul>' if failing else "")
+    met = (f'<details><summary>Where targets are met ({len(passing)} site class and app pairs)</summary>'
+           f'<ul class="summary">{"".join(_finding_item(f) for f in passing)}</ul></details>' if passing else "")
+    description = run.resolved.get("description", "")
+    return (f'<p class="meta">{page.esc(description)}</p>'
+            f'<p class="meta">Engine {page.esc(meta["engine"])}, seed {page.esc(meta["seed"])}, '
+            f'{page.esc(meta["sessions"])} sessions, run {page.esc(meta.get("finished_utc", ""))}, '
+            f'revision {page.esc((meta.get("git_revision") or "unknown")[:10])}.</p>'
+            f'<p class="headline">{page.esc(summary.headline(run))}</p>{misses}{met}')
+
+
+def _finding_item(f: summary.Finding) -> str:
+    """A summary line, carrying its numbers as data attributes (the browser test reads them)."""
+    attrs = f'data-app="{page.esc(f.app)}" data-site-class="{page.esc(f.site_class)}"'
+    shares = "".join(f'<span data-technology="{page.esc(t)}" data-share="{s:.6f}" data-sites="{n}"></span>'
+                     for t, s, n, _ in f.shares)
+    return f'<li class="{"fail" if f.failing else "pass"} finding" {attrs}>{page.esc(f.sentence())}{shares}</li>'
+
+
+def compare(run_a: Path | str, run_b: Path | str, out: Path | str, *, png: bool | None = None) -> Path:
+    """Write a comparison report of two runs into ``out``; return its path."""
+    from sim.report import comparison
+    return comparison.render(read_run(run_a), read_run(run_b), Path(out), png=png)

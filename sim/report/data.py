@@ -1,0 +1,81 @@
+"""Read a finished results folder: everything a report needs, and nothing from an engine."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sim import records as rec
+from sim.errors import TestbedError
+
+APP_NAMES = {"video": "video consultations", "image": "image transfers", "record": "record transfers",
+             "link": "access-link busy hour"}
+TECHNOLOGY_ORDER = ["ADSL", "ADSL2+", "FTTC", "G.fast", "EFM", "FTTP", "Leased line", "4G", "5G", "Home broadband"]
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A results folder, read: metadata, resolved scenario, verdicts, records and link series."""
+
+    folder: Path
+    meta: dict
+    resolved: dict
+    classes: pd.DataFrame
+    sites: pd.DataFrame
+    records: pd.DataFrame
+    links: pd.DataFrame
+
+    @property
+    def name(self) -> str:
+        """The scenario's name."""
+        return self.meta["scenario"]
+
+    @property
+    def site_bar(self) -> float:
+        """Share of a class's sites that must pass for the class to pass."""
+        return float(self.resolved["targets"]["passing"]["sites"])
+
+    def class_label(self, site_class: str) -> str:
+        """The catalogue's label of a site class (its name if it has none)."""
+        return self.resolved["catalogue"]["site_classes"].get(site_class, {}).get("label", site_class)
+
+
+def read_run(folder: Path | str) -> RunData:
+    """Read a finished results folder.
+
+    Raises:
+        TestbedError: If the folder is missing, unfinished or not a results folder.
+    """
+    folder = Path(folder)
+    if not (folder / "meta.json").is_file():
+        raise TestbedError(f"{folder}: not a finished results folder (no meta.json)")
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        resolved = json.loads((folder / "resolved.json").read_text())
+        classes = pd.read_csv(folder / "verdicts.csv", dtype={"reason": str}, keep_default_na=False)
+        sites = pd.read_csv(folder / "site_verdicts.csv", dtype={"reason": str}, keep_default_na=False,
+                            na_values={"share_passing": [""]})
+        records = rec.read(folder / "records.parquet", rec.RECORD_COLUMNS)
+        links = rec.read(folder / "links.parquet", rec.LINK_COLUMNS)
+    except (OSError, ValueError, KeyError) as exc:
+        raise TestbedError(f"{folder}: cannot read the results folder: {exc}") from None
+    return RunData(folder, meta, resolved, classes, sites, records, links)
+
+
+def technology_rank(technology: str) -> tuple[int, str]:
+    """Sort key putting copper technologies before fibre, then radio."""
+    return (TECHNOLOGY_ORDER.index(technology) if technology in TECHNOLOGY_ORDER else len(TECHNOLOGY_ORDER),
+            technology)
+
+
+def by_technology(classes: pd.DataFrame, bar: float) -> pd.DataFrame:
+    """Verdicts per site class x access technology x app (profiles of one technology pooled)."""
+    keys = ["family", "site_class", "technology", "medium", "app"]
+    out = classes.groupby(keys, sort=False).agg(sites=("sites", "sum"), sites_passing=("sites_passing", "sum"))
+    out = out.reset_index()
+    out["share_passing"] = out["sites_passing"] / out["sites"]
+    out["passed"] = out["share_passing"] >= bar
+    return out

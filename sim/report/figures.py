@@ -1,0 +1,258 @@
+"""The report's figures: each states its finding in its title, draws its target, carries its data and assumptions."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from sim.report.data import APP_NAMES, RunData, by_technology, technology_rank
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+PASS, FAIL, NEUTRAL = "#0072B2", "#D55E00", "#999999"
+SERIES = ["#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#0072B2", "#D55E00", "#F0E442", "#000000"]
+MEDIUM_COLOURS = {"copper": "#E69F00", "fibre": "#0072B2", "radio": "#009E73", "cable": "#CC79A7"}
+TRANSFER_NAMES = {"record_fetch": "Record fetches", "gp2gp": "GP2GP record transfers", "record_sync": "Record syncs",
+                  "image_routine": "Routine image transfers", "image_urgent": "Urgent image transfers"}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of a report: its file name, finding (title), plot, data and assumptions."""
+
+    name: str
+    title: str
+    figure: go.Figure
+    table: pd.DataFrame
+    footnote: str
+
+
+def esc(text: object) -> str:
+    """Escape a string from a scenario before it goes into a figure (plotly reads entities as text)."""
+    return html.escape(str(text), quote=True)
+
+
+def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    fig.update_layout(title={"text": esc(title), "x": 0.01, "font": {"size": 16}}, height=height,
+                      template="simple_white", font={"family": "Arial, Helvetica, sans-serif", "size": 13},
+                      margin={"l": 70, "r": 30, "t": 70, "b": 60}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def target_line(fig: go.Figure, *, x: float | None = None, y: float | None = None, text: str, log_x: bool = False,
+                **where) -> None:
+    """Draw a target as a black dashed line with its label (the template's pale shape defaults overridden)."""
+    line = {"dash": "dash", "color": "black", "width": 2}
+    if x is not None:
+        fig.add_vline(x=x, line=line, opacity=1, **where)
+        fig.add_annotation(x=np.log10(x) if log_x else x, y=1.0, yref="paper", text=esc(text), showarrow=False,
+                           xanchor="left", yanchor="bottom", font={"size": 12})
+    else:
+        fig.add_hline(y=y, line=line, opacity=1, annotation_text=esc(text), annotation_position="top left", **where)
+
+
+def compliance_matrix(run: RunData) -> FigureSpec:
+    """Site class x access technology, per app: share of sites meeting the target, coloured pass or fail."""
+    table = by_technology(run.classes, run.site_bar)
+    apps = [a for a in APP_NAMES if a in set(table["app"])]
+    techs = sorted(set(table["technology"]), key=technology_rank)
+    classes = sorted(set(table["site_class"]))
+    fig = make_subplots(rows=1, cols=len(apps), shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[esc(APP_NAMES[a]) for a in apps])
+    for col, app in enumerate(apps, start=1):
+        grid = table[table["app"] == app].set_index(["site_class", "technology"])
+        z = [[_cell(grid, c, t, "passed") for t in techs] for c in classes]
+        text = [[_share_text(grid, c, t) for t in techs] for c in classes]
+        fig.add_trace(go.Heatmap(z=z, x=[esc(t) for t in techs], y=[esc(run.class_label(c)) for c in classes],
+                                 text=text, texttemplate="%{text}", zmin=0, zmax=1, showscale=False, xgap=2, ygap=2,
+                                 colorscale=[[0, FAIL], [0.5, FAIL], [0.5, PASS], [1, PASS]],
+                                 hovertemplate="%{y}<br>%{x}: %{text} of sites pass<extra></extra>"), 1, col)
+    failing = table[~table["passed"]]
+    title = ("Every site class meets every target on every access technology" if failing.empty else
+             f"Targets missed on {', '.join(sorted(set(failing['technology']), key=technology_rank))}")
+    title += f" (blue: at least {run.site_bar:.0%} of sites pass; orange: fewer)"
+    _layout(fig, title, height=140 + 46 * len(classes))
+    fig.update_xaxes(tickangle=-30)
+    out = table.assign(site_class=table["site_class"].map(run.class_label))
+    return FigureSpec("compliance", title, fig, out[["site_class", "technology", "app", "sites", "sites_passing",
+                                                     "share_passing", "passed"]], _pass_bar_note(run))
+
+
+def _cell(grid: pd.DataFrame, site_class: str, tech: str, column: str) -> float | None:
+    return float(grid.loc[(site_class, tech), column]) if (site_class, tech) in grid.index else None
+
+
+def _share_text(grid: pd.DataFrame, site_class: str, tech: str) -> str:
+    return f"{grid.loc[(site_class, tech), 'share_passing']:.0%}" if (site_class, tech) in grid.index else ""
+
+
+def _pass_bar_note(run: RunData) -> str:
+    bars = run.resolved["targets"]["passing"]
+    return (f"A site passes an app when at least {bars['sessions']:.0%} of its sessions meet every target; a site "
+            f"class passes when at least {bars['sites']:.0%} of its sites pass (both bars are assumptions). "
+            "Targets: ITU-T G.114 (delay), Microsoft Teams guidance (jitter, loss), NHS Digital (75% utilisation); "
+            "transfer-time limits are assumptions.")
+
+
+def completion_cdfs(run: RunData) -> list[FigureSpec]:
+    """For each kind of transfer: completion-time distribution per access technology, with its time limit."""
+    records = run.records[run.records["app"] != "video"].copy()
+    limits = run.resolved["targets"]["transfers"]
+    records["target"] = np.where(records["app"] == "image", "image_" + records["urgency"], records["kind"])
+    return [_cdf(run, key, rows, float(limits[key])) for key, rows in records.groupby("target", sort=True)
+            if key in limits]
+
+
+def _cdf(run: RunData, key: str, rows: pd.DataFrame, limit_s: float) -> FigureSpec:
+    fig = go.Figure()
+    summary = []
+    for i, (tech, group) in enumerate(sorted(rows.groupby("technology"), key=lambda kv: technology_rank(kv[0]))):
+        times = np.sort(np.where(group["completed"], group["duration_s"], np.inf))
+        share_in = float((times <= limit_s).mean())
+        summary.append({"technology": tech, "transfers": len(times), "within_limit": share_in,
+                        "median_s": float(np.median(times)), "p95_s": float(np.quantile(times, 0.95))})
+        finite = times[np.isfinite(times)]
+        picks = np.unique(np.linspace(0, len(finite) - 1, min(len(finite), 400)).astype(int)) if len(finite) else []
+        fig.add_trace(go.Scatter(x=finite[picks], y=(np.asarray(picks) + 1) / len(times), mode="lines",
+                                 name=esc(tech), line={"color": SERIES[i % len(SERIES)], "width": 2.5}))
+    target_line(fig, x=limit_s, text=f"target {_seconds(limit_s)}", log_x=True)
+    finite_all = rows.loc[rows["completed"], "duration_s"]
+    low = max(min(float(finite_all.min()) if len(finite_all) else limit_s, limit_s) * 0.7, 1e-3)
+    high = max(float(finite_all.max()) if len(finite_all) else limit_s, limit_s) * 1.5
+    table = pd.DataFrame(summary)
+    worst = table.sort_values("within_limit").iloc[0]
+    best = table.sort_values("within_limit").iloc[-1]
+    name = TRANSFER_NAMES.get(key, key)
+    title = (f"{name}: {best['within_limit']:.0%} finish within {_seconds(limit_s)} on {best['technology']}"
+             + (f", {worst['within_limit']:.0%} on {worst['technology']}" if worst["technology"] != best["technology"]
+                else ""))
+    _layout(fig, title)
+    fig.update_xaxes(type="log", title_text="completion time (s, log scale)", range=[np.log10(low), np.log10(high)])
+    fig.update_yaxes(title_text="share of transfers completed", range=[0, 1.02], tickformat=".0%")
+    note = (f"Time from request to last byte, TCP and TLS set-up included. The {_seconds(limit_s)} limit is an "
+            "assumption: no national transfer-time target was found. " + _size_note(key))
+    return FigureSpec(f"completion-{key}", title, fig, table, note)
+
+
+def _size_note(key: str) -> str:
+    return {"record_fetch": "Record size: median 500 kB (assumption).",
+            "gp2gp": "Sizes: June 2021 GP2GP attachments, median 9.9 MB (NHS Digital), sent in 4.5 MB chunks.",
+            "record_sync": "Sync size: median 1 MB (assumption)."}.get(
+        key, "Study sizes: 2-view radiograph 15 MB, CT 250 MB, MRI 200 MB (published estimates; some are assumptions).")
+
+
+def _seconds(value_s: float) -> str:
+    return f"{value_s / 60:g} min" if value_s >= 120 else f"{value_s:g} s"
+
+
+def video_quality(run: RunData) -> FigureSpec | None:
+    """Per access technology: share of call time at the recommended bitrate, between, and below the minimum."""
+    calls = run.records[run.records["app"] == "video"]
+    if calls.empty:
+        return None
+    weights = calls["duration_s"]
+    parts = pd.DataFrame({"technology": calls["technology"], "w": weights,
+                          "at": calls["share_at_target"] * weights, "below": calls["share_below_min"] * weights})
+    table = parts.groupby("technology").sum()
+    table = pd.DataFrame({"calls": calls.groupby("technology").size(), "at_recommended": table["at"] / table["w"],
+                          "below_minimum": table["below"] / table["w"]})
+    table["between"] = 1 - table["at_recommended"] - table["below_minimum"]
+    table = table.reset_index().sort_values("technology", key=lambda s: s.map(technology_rank))
+    fig = go.Figure()
+    for column, label, colour in (("at_recommended", "at recommended bitrate", PASS),
+                                  ("between", "between minimum and recommended", "#E69F00"),
+                                  ("below_minimum", "below minimum", FAIL)):
+        fig.add_trace(go.Bar(y=[esc(t) for t in table["technology"]], x=table[column], name=label, orientation="h",
+                             marker_color=colour, text=[f"{v:.0%}" for v in table[column]], textposition="inside"))
+    bar = float(run.resolved["targets"]["video"]["share_at_target"])
+    target_line(fig, x=bar, text=f"target: {bar:.0%} of call time")
+    worst = table.sort_values("at_recommended").iloc[0]
+    video = run.resolved["catalogue"]["apps"]["video"]
+    title = (f"Video calls on {worst['technology']} spend {worst['at_recommended']:.0%} of their time at the "
+             f"recommended {video['target'] / 1e6:g} Mbit/s")
+    _layout(fig, title, height=160 + 40 * len(table))
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title_text="share of call time (duration-weighted over calls)", tickformat=".0%", range=[0, 1])
+    note = (f"Recommended {video['target'] / 1e6:g} Mbit/s each way (Microsoft Teams 1:1 video); minimum "
+            f"{video['minimum'] / 1e3:g} kbit/s (Attend Anywhere). Worse direction of each call. Model assumptions: "
+            "video backs off to its minimum while TCP fills a shared buffer; alone it loads a link to at most 90%.")
+    return FigureSpec("video-quality", title, fig, table, note)
+
+
+def link_utilisation(run: RunData) -> FigureSpec | None:
+    """The busiest site on each access technology: its access link's utilisation over the day, with the 75% line."""
+    busy = run.sites[run.sites["app"] == "link"].copy()
+    if busy.empty:
+        return None
+    picks = busy.sort_values("value", ascending=False).groupby("technology", sort=False).head(1)
+    picks = picks.sort_values("technology", key=lambda s: s.map(technology_rank))
+    limit = float(run.resolved["targets"]["link"]["busy_hour_utilisation"])
+    window = run.resolved["window"]
+    fig, rows = go.Figure(), []
+    for i, site in enumerate(picks.itertuples(index=False)):
+        series = _busiest_direction(run.links, site.site, window)
+        fig.add_trace(go.Scatter(x=series.index / 3600.0, y=series.to_numpy(), mode="lines",
+                                 name=esc(f"{site.technology}: {site.site} ({series.name})"),
+                                 line={"color": SERIES[i % len(SERIES)], "width": 2}))
+        rows.append({"technology": site.technology, "site": site.site, "direction": series.name,
+                     "busy_hour_utilisation": float(site.value), "peak_15min": float(series.max())})
+    target_line(fig, y=limit, text=f"{limit:.0%}: review line")
+    table = pd.DataFrame(rows)
+    top = table.sort_values("busy_hour_utilisation").iloc[-1]
+    title = (f"Busiest access links: {top['technology']} ({top['direction']}) averages "
+             f"{top['busy_hour_utilisation']:.0%} over its busy hour")
+    _layout(fig, title)
+    fig.update_xaxes(title_text="hour of day")
+    fig.update_yaxes(title_text="utilisation (15-minute mean)", tickformat=".0%", rangemode="tozero")
+    note = ("One site per access technology: the one with the busiest hour. 75%: NHS Digital's advice to review "
+            "sites using more than 75% of their FTTC capacity. Buffers of 100 packets are an assumption.")
+    return FigureSpec("utilisation", title, fig, table, note)
+
+
+def _busiest_direction(links: pd.DataFrame, site: str, window: dict) -> pd.Series:
+    best = None
+    for direction, frame in links[links["site"] == site].groupby("direction"):
+        inside = frame[(frame["bin_start_s"] >= window["start"]) & (frame["bin_start_s"] < window["end"])]
+        bins = max(1, round(900.0 / float(frame["bin_s"].iat[0])))
+        series = inside.set_index("bin_start_s")["utilisation"].rolling(bins, min_periods=1).mean()
+        series.name = direction
+        if best is None or series.max() > best.max():
+            best = series
+    return best
+
+
+def copper_vs_fibre(run: RunData) -> FigureSpec:
+    """Share of sites meeting each target, on copper and on fibre side by side."""
+    sites = run.sites
+    per_app = sites.groupby(["medium", "app"])["passed"].mean().rename("share").reset_index()
+    every = sites.groupby(["medium", "site"])["passed"].all().groupby("medium").mean().rename("share").reset_index()
+    every["app"] = "all"
+    table = pd.concat([per_app, every], ignore_index=True)
+    apps = [a for a in APP_NAMES if a in set(table["app"])] + ["all"]
+    names = {**APP_NAMES, "all": "every target"}
+    fig = go.Figure()
+    for medium in [m for m in ("copper", "fibre", "radio", "cable") if m in set(table["medium"])]:
+        rows = table[table["medium"] == medium].set_index("app").reindex(apps)
+        fig.add_trace(go.Bar(x=[names[a] for a in apps], y=rows["share"], name=medium,
+                             marker_color=MEDIUM_COLOURS[medium],
+                             text=[f"{v:.0%}" if pd.notna(v) else "" for v in rows["share"]], textposition="outside"))
+    target_line(fig, y=run.site_bar, text=f"{run.site_bar:.0%}: the pass bar for a site class")
+    shares = every.set_index("medium")["share"]
+    title = "Sites meeting every target: " + "; ".join(f"{m} {shares[m]:.0%}" for m in shares.index)
+    _layout(fig, title)
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title_text="share of sites", tickformat=".0%", range=[0, 1.12])
+    note = ("Copper: ADSL, ADSL2+, FTTC, G.fast, EFM; fibre: FTTP and leased lines. The mix of access is the "
+            "scenario's (baseline-2019: about 40% of sites on copper, DHSC 2019).")
+    return FigureSpec("copper-vs-fibre", title, fig, table[["medium", "app", "share"]], note)
+
+
+def all_figures(run: RunData) -> list[FigureSpec]:
+    """Every figure of a run's report, in reading order."""
+    figures = [compliance_matrix(run), copper_vs_fibre(run), video_quality(run), *completion_cdfs(run),
+               link_utilisation(run)]
+    return [f for f in figures if f is not None]

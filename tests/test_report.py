@@ -1,0 +1,106 @@
+"""Reports drawn from a results folder alone: summary numbers, escaping, self-containment, compare."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sim import pipeline, report, results
+from sim.cli import app
+from sim.report import summary
+from sim.report.data import by_technology, read_run
+
+runner = CliRunner()
+
+
+def _scenario(name: str) -> Path:
+    return Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    return pipeline.run(_scenario("ci-smoke"), out=tmp_path_factory.mktemp("results"), png=False).folder
+
+
+def test_every_run_has_a_self_contained_report(smoke_run):
+    text = (smoke_run / report.REPORT_FILE).read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"<script[^>]+src=", text), "no external scripts"
+    assert not re.search(r"<link[^>]+href=[\"']https?:", text), "no external stylesheets"
+    assert text.count('class="figure"') == len(list((smoke_run / "figures").glob("*.csv")))
+    assert "Plotly" in text  # plotly.js is inline
+
+
+def test_summary_numbers_match_the_verdicts(smoke_run):
+    run = read_run(smoke_run)
+    verdicts = pd.read_csv(smoke_run / "verdicts.csv")
+    expected = by_technology(verdicts, run.site_bar).set_index(["app", "site_class", "technology"])
+    found = summary.findings(run)
+    assert {(f.app, f.site_class) for f in found} == {(a, c) for a, c, _ in expected.index}
+    for f in found:
+        for tech, share, sites, passed in f.shares:
+            row = expected.loc[(f.app, f.site_class, tech)]
+            assert share == pytest.approx(row["sites_passing"] / row["sites"])
+            assert sites == row["sites"] and passed == row["passed"]
+    video_adsl = next(f for f in found if f.app == "video")
+    assert video_adsl.failing and video_adsl.failing[0][0] == "ADSL2+"
+    assert "ADSL2+ 0% of sites meet the video consultations target" in video_adsl.sentence()
+
+
+def test_report_is_redrawn_from_the_folder_alone(smoke_run, tmp_path):
+    copy = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, copy)
+    (copy / report.REPORT_FILE).unlink()
+    result = runner.invoke(app, ["report", str(copy), "--no-png"])
+    assert result.exit_code == 0, result.output
+    assert (copy / report.REPORT_FILE).read_text().count('class="figure"') >= 5
+
+
+def test_report_of_an_unfinished_folder_is_refused(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "no finished run" in result.output
+
+
+def test_scenario_strings_are_escaped(tmp_path, topologies_dir):
+    catalogue = tmp_path / "topologies"
+    shutil.copytree(topologies_dir, catalogue)
+    sites = catalogue / "sites.yaml"
+    sites.write_text(sites.read_text().replace("label: GP practice, medium (about 10,000 patients)",
+                                               "label: \"<script>window.__xss=1</script>\""))
+    scenario = tmp_path / "xss.yaml"
+    scenario.write_text(_scenario("ci-smoke").read_text().replace("name: ci-smoke", "name: xss")
+                        .replace("description: Three", "description: <img src=x onerror=alert(1)> Three")
+                        + "catalogue: topologies\n")
+    folder = pipeline.run(scenario, out=tmp_path / "results", png=False).folder
+    text = (folder / report.REPORT_FILE).read_text()
+    assert "<script>window.__xss" not in text and "<img src=x" not in text
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+def test_compare_reports_what_changes(tmp_path):
+    root = tmp_path / "results"
+    base = pipeline.run(_scenario("ci-smoke"), out=root, png=False).folder
+    fibre_text = _scenario("ci-smoke").read_text().replace("name: ci-smoke", "name: smoke-fibre")
+    fibre_text = fibre_text.replace("access: adsl2plus", "access: fttp_330_50")
+    (tmp_path / "fibre.yaml").write_text(fibre_text)
+    pipeline.run(tmp_path / "fibre.yaml", out=root, png=False)
+    result = runner.invoke(app, ["compare", str(base), str(root / "smoke-fibre"), "--out", str(tmp_path / "cmp"),
+                                 "--no-png"])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "cmp" / "compare.html").read_text()
+    # One of three medium practices fails video on ADSL2+ in ci-smoke; none on full fibre: 33% -> 100%.
+    assert "GP practice, medium (about 10,000 patients), video consultations: 67% of sites meet the target in " \
+           "ci-smoke, 100% in smoke-fibre (+33 points)." in text
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    row = table[(table["app"] == "video")].iloc[0]
+    assert row["share_a"] == pytest.approx(2 / 3) and row["share_b"] == pytest.approx(1.0)
+
+
+def test_latest_picks_the_newest_finished_run(smoke_run):
+    assert results.latest(smoke_run.parent) == smoke_run
