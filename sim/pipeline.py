@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, report, results, targets, topology, workload
+from sim import des, report, results, scale, targets, topology, workload
 from sim.load import load
 from sim.model.scenario import Scenario
 from sim.topology import Topology
@@ -36,33 +36,62 @@ def simulate(scenario: Scenario, seed: int | None = None,
     seed = scenario.seed if seed is None else seed
     topo = topology.build(scenario)
     trace = workload.generate(scenario, topo, seed)
-    window = des.RunWindow(scenario.window.start, scenario.window.end + scenario.drain, scenario.utilisation_bin)
-    result = des.run(trace, topo, window, progress)
+    result = des.run(trace, topo, _window(scenario), progress)
     verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
                                 (scenario.window.start, scenario.window.end))
     return Outcome(scenario, topo, seed, trace, result, verdicts, time.perf_counter() - started)
 
 
 def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results",
-        progress: Callable[[float], None] | None = None, png: bool | None = None) -> Outcome:
+        progress: Callable[[float], None] | None = None, png: bool | None = None, scheduler: str | None = None,
+        workers: int | None = None, resume: Path | str | None = None) -> Outcome:
     """Load a scenario, simulate it and write its results folder (with its report) under ``out``.
+
+    Large scenarios (or any, given ``scheduler``, ``workers`` or ``resume``) run in shards on Dask.
 
     Args:
         path: The scenario file.
         seed: The workload's seed (default: the scenario's).
         out: Root of the results folders.
-        progress: Called with the share of simulated time done.
+        progress: Called with the share of the work done.
         png: Figures as PNG too: True required, False never, None when a browser is available.
+        scheduler: Address of an existing Dask scheduler; default an embedded LocalCluster.
+        workers: Worker processes of the embedded cluster (default: one per core; 0: shards in this process).
+        resume: The partial folder of an interrupted sharded run, to finish without redoing its shards.
 
     Raises:
         ScenarioError: If the scenario is invalid (nothing is written).
     """
     scenario = load(path)
-    outcome = simulate(scenario, seed, progress)
-    with results.run_folder(Path(out), scenario.name, des.ENGINE, outcome.seed) as folder:
+    sharded = bool(scheduler or resume) or workers is not None or scale.wants_cluster(scenario)
+    seed = scenario.seed if seed is None else seed
+    with results.run_folder(Path(out), scenario.name, des.ENGINE, seed, keep_partial=sharded,
+                            resume=Path(resume) if resume else None) as folder:
+        outcome = (_sharded(scenario, seed, folder.partial, progress, scheduler, workers) if sharded
+                   else simulate(scenario, seed, progress))
         write(outcome, folder.partial, Path(path))
         report.render(folder.partial, png=png)
     return Outcome(**{**outcome.__dict__, "folder": folder.final})
+
+
+def _sharded(scenario: Scenario, seed: int, folder: Path, progress, scheduler: str | None,
+             workers: int | None) -> Outcome:
+    """Run a scenario in shards (see :mod:`sim.scale`), merge them, evaluate; shard files removed after."""
+    started = time.perf_counter()
+    topo = topology.build(scenario)
+    window = _window(scenario)
+    with scale.cluster(scheduler, workers) as client:
+        events = scale.run_shards(scenario, topo, seed, window, folder, client, progress)
+    trace, records, links = scale.merge(folder, scale.plan_shards(scenario, topo))
+    verdicts = targets.evaluate(records, links, topo.sites, scenario.targets, (scenario.window.start,
+                                                                              scenario.window.end))
+    scale.discard(folder)
+    return Outcome(scenario, topo, seed, trace, des.Result(records, links, events), verdicts,
+                   time.perf_counter() - started)
+
+
+def _window(scenario: Scenario) -> des.RunWindow:
+    return des.RunWindow(scenario.window.start, scenario.window.end + scenario.drain, scenario.utilisation_bin)
 
 
 def write(outcome: Outcome, folder: Path, scenario_file: Path) -> None:

@@ -37,28 +37,47 @@ class RunFolder:
 
 
 @contextlib.contextmanager
-def run_folder(root: Path, scenario: str, engine: str, seed: int) -> Iterator[RunFolder]:
-    """Yield a fresh partial folder; rename it to its final name only if the block finishes.
+def run_folder(root: Path, scenario: str, engine: str, seed: int, *, keep_partial: bool = False,
+               resume: Path | None = None) -> Iterator[RunFolder]:
+    """Yield a partial folder; rename it to its final name only if the block finishes.
+
+    Args:
+        root: Root of the results folders.
+        scenario, engine, seed: Name the folder.
+        keep_partial: Keep the partial folder on error or interrupt (a sharded run can resume from it).
+        resume: An existing partial folder to carry on with, instead of a new one.
 
     Raises:
-        FileExistsError: If the final folder already exists.
+        TestbedError: If ``resume`` is not an unfinished run's partial folder.
     """
+    folder = _resumed(Path(resume)) if resume else _fresh(Path(root), scenario, engine, seed)
+    folder.partial.mkdir(parents=True, exist_ok=resume is not None)
+    try:
+        yield folder
+        if folder.final.exists():
+            raise FileExistsError(f"results folder {folder.final} already exists")
+        os.replace(folder.partial, folder.final)
+    finally:
+        if folder.partial.exists() and not keep_partial:
+            shutil.rmtree(folder.partial, ignore_errors=True)
+
+
+def _fresh(root: Path, scenario: str, engine: str, seed: int) -> RunFolder:
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    final = Path(root) / scenario / f"{stamp}-{engine}-s{seed}"
+    final = root / scenario / f"{stamp}-{engine}-s{seed}"
     for n in range(2, 100):  # two runs of one scenario in the same second get distinct folders
         if not final.exists() and not final.with_name(f".{final.name}.partial").exists():
             break
-        final = Path(root) / scenario / f"{stamp}-{engine}-s{seed}-{n}"
-    folder = RunFolder(final.with_name(f".{final.name}.partial"), final)
-    folder.partial.mkdir(parents=True, exist_ok=False)
-    try:
-        yield folder
-        if final.exists():
-            raise FileExistsError(f"results folder {final} already exists")
-        os.replace(folder.partial, final)
-    finally:
-        if folder.partial.exists():
-            shutil.rmtree(folder.partial, ignore_errors=True)
+        final = root / scenario / f"{stamp}-{engine}-s{seed}-{n}"
+    return RunFolder(final.with_name(f".{final.name}.partial"), final)
+
+
+def _resumed(partial: Path) -> RunFolder:
+    if is_complete(partial):
+        raise TestbedError(f"{partial}: this run finished already; nothing to resume")
+    if not (partial.is_dir() and partial.name.startswith(".") and partial.name.endswith(".partial")):
+        raise TestbedError(f"{partial}: not an interrupted run's folder (those are named .<run>.partial)")
+    return RunFolder(partial, partial.with_name(partial.name[1:-len(".partial")]))
 
 
 def write_run(folder: Path, *, scenario_text: str, resolved: dict, meta: dict, trace: pd.DataFrame, sites: pd.DataFrame,

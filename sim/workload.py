@@ -30,39 +30,44 @@ def generate(scenario: Scenario, topology: Topology, seed: int) -> pd.DataFrame:
     Args:
         scenario: The validated scenario (catalogue, load and window).
         topology: Its sites, from :func:`sim.topology.build`.
-        seed: The run's seed; each site's generator is seeded by ``(seed, site index)``.
+        seed: The run's seed; each site's generator is seeded by ``(seed, site index)``, the index being the
+            site's row label in the whole topology (kept when a shard takes a slice of it).
 
     Returns:
         One row per session, columns :data:`TRACE_COLUMNS`, sorted by start time (s since midnight).
     """
     frames = []
-    for index, (site, class_name) in enumerate(zip(topology.sites["site"], topology.sites["site_class"])):
-        rng = np.random.default_rng([seed, index])
+    sites = topology.sites
+    for index, site, class_name in zip(sites.index.tolist(), sites["site"], sites["site_class"]):
+        rng = np.random.default_rng([seed, index])  # the site's index in the whole topology: shards regenerate it
         frames.extend(_site_sessions(scenario, scenario.catalogue.site_classes[class_name], site, rng))
     trace = pd.concat(frames, ignore_index=True) if frames else _empty()
     order = np.lexsort((np.arange(len(trace)), trace["start_s"].to_numpy()))
     trace = trace.iloc[order].reset_index(drop=True)
     trace["session_id"] = np.arange(len(trace), dtype="int64")
-    return trace[list(TRACE_COLUMNS)].astype(TRACE_COLUMNS)
+    # Columns only some activities set (e.g. chunk_bytes, by GP2GP) are NaN where no site has them.
+    return trace.reindex(columns=list(TRACE_COLUMNS)).astype(TRACE_COLUMNS)
 
 
 def expected_sessions(scenario: Scenario) -> float:
     """Expected number of sessions over a whole day (an upper bound for the window)."""
-    total = 0.0
-    for group in scenario.sites:
-        c = scenario.catalogue.site_classes[group.site_class]
-        per_site = 0.0
-        if c.consultations:
-            share = scenario.load.video_share(c.consultations.video_share_from)
-            per_site += c.consultations.per_day * (share + c.consultations.record_fetches)
-        if c.gp2gp:
-            per_site += c.gp2gp.send_per_day + c.gp2gp.receive_per_day
-        if c.imaging:
-            per_site += c.imaging.per_day * (1 + c.imaging.download_share)
-        if c.record_syncs:
-            per_site += c.record_syncs.per_day
-        total += group.count * per_site * scenario.load.volume_scale
-    return total
+    return sum(group.count * expected_per_site(scenario, group.site_class) for group in scenario.sites)
+
+
+def expected_per_site(scenario: Scenario, class_name: str) -> float:
+    """Expected sessions a day of one site of the class, under the scenario's load."""
+    c, load = scenario.catalogue.site_classes[class_name], scenario.load
+    per_site = 0.0
+    if c.consultations:
+        share = load.video_share(c.consultations.video_share_from)
+        per_site += c.consultations.per_day * (share + c.consultations.record_fetches)
+    if c.gp2gp:
+        per_site += c.gp2gp.send_per_day + c.gp2gp.receive_per_day
+    if c.imaging:
+        per_site += c.imaging.per_day * (1 + c.imaging.download_share)
+    if c.record_syncs:
+        per_site += c.record_syncs.per_day
+    return per_site * load.volume_scale
 
 
 def arrivals(per_day: float, profile: DayProfile, start_s: float, end_s: float,

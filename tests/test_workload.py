@@ -82,3 +82,12 @@ def test_trace_is_sorted_and_numbered(scenarios_dir):
     assert trace["session_id"].tolist() == list(range(len(trace)))
     assert list(trace.columns) == list(workload.TRACE_COLUMNS)
     assert not trace["urgency"].isna().any() and set(trace["urgency"]) <= {"routine", "urgent"}
+
+
+def test_a_trace_of_sites_without_gp2gp_has_every_column(scenarios_dir):
+    scenario = load(scenarios_dir / "icb.yaml")
+    topo = topology.build(scenario)
+    acute = topology.Topology(topo.sites[topo.sites["site_class"] == "acute_site"], {}, topo.cloud_rtt_s, topo.home)
+    trace = workload.generate(scenario, acute, 1)
+    assert list(trace.columns) == list(workload.TRACE_COLUMNS)
+    assert trace["chunk_bytes"].isna().all() and len(trace) > 1000

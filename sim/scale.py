@@ -1,0 +1,246 @@
+"""Estate-scale runs: the topology split into shards of sites, each replayed as a task, on Dask or in-process.
+
+Sites interact only through the links they share, so a shard that keeps every shared link's sites together
+replays exactly as it would in one process; each site's sessions come from its own generator. Each shard's
+trace, records and link series are written atomically to ``shards/`` of the run's partial folder as it
+finishes; an interrupted run resumes without redoing finished shards. Merging puts sessions back in the
+order a single-process run gives them (start time, then site, then generation order), so the records equal a
+single-process run's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim import des, workload
+from sim.errors import TestbedError
+from sim.model.scenario import Scenario
+from sim.records import LINK_COLUMNS, RECORD_COLUMNS
+from sim.topology import Topology
+
+log = logging.getLogger(__name__)
+
+SHARDS_DIR = "shards"
+PLAN_FILE = "shards.json"
+SESSIONS_PER_SHARD = 60_000  # about 3 s of simulation: small enough to balance, large enough to amortise
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A contiguous block of sites (row labels of the topology's site table)."""
+
+    index: int
+    first: int
+    last: int  # inclusive
+
+    @property
+    def name(self) -> str:
+        """File stem of the shard's outputs."""
+        return f"shard-{self.index:05d}"
+
+
+@dataclass(frozen=True)
+class ShardDone:
+    """What a finished shard reports back."""
+
+    index: int
+    sessions: int
+    events: int
+    wall_s: float
+
+
+def plan_shards(scenario: Scenario, topology: Topology, sessions_per_shard: int | None = None) -> list[Shard]:
+    """Split the sites into contiguous shards of about ``sessions_per_shard`` expected sessions each.
+
+    A boundary never falls between two sites on the same shared link.
+    """
+    sessions_per_shard = sessions_per_shard or SESSIONS_PER_SHARD
+    per_site = _expected_per_site(scenario, topology)
+    aggregation = topology.sites["aggregation"].tolist()
+    shards, first, load = [], 0, 0.0
+    labels = topology.sites.index.tolist()
+    for pos, label in enumerate(labels):
+        load += per_site[pos]
+        last_of_block = pos + 1 == len(labels) or not aggregation[pos] or aggregation[pos] != aggregation[pos + 1]
+        if load >= sessions_per_shard and last_of_block:
+            shards.append(Shard(len(shards), labels[first], label))
+            first, load = pos + 1, 0.0
+    if first < len(labels):
+        shards.append(Shard(len(shards), labels[first], labels[-1]))
+    return shards
+
+
+def _expected_per_site(scenario: Scenario, topology: Topology) -> list[float]:
+    per_class = {name: workload.expected_per_site(scenario, name) for name in set(topology.sites["site_class"])}
+    return [per_class[c] for c in topology.sites["site_class"]]
+
+
+def sub_topology(topology: Topology, shard: Shard) -> Topology:
+    """The part of the topology a shard replays (its sites keep their row labels, hence their seeds)."""
+    sites = topology.sites.loc[shard.first:shard.last]
+    shared = {name: link for name, link in topology.shared.items() if name in set(sites["aggregation"])}
+    return Topology(sites, shared, topology.cloud_rtt_s, topology.home)
+
+
+def run_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: int, window: des.RunWindow,
+              folder: str) -> ShardDone:
+    """Generate and simulate one shard; write its trace, records and links atomically; report back."""
+    started = time.perf_counter()
+    part = sub_topology(topology, shard)
+    trace = workload.generate(scenario, part, seed)
+    trace["site_index"] = trace["site"].map(dict(zip(part.sites["site"], part.sites.index))).astype("int64")
+    result = des.run(trace.drop(columns="site_index"), part, window)
+    out = Path(folder) / SHARDS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    for kind, frame in (("trace", trace), ("records", result.records), ("links", result.links)):
+        tmp = out / f".{shard.name}.{kind}.parquet.tmp"
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, out / f"{shard.name}.{kind}.parquet")
+    done = ShardDone(shard.index, len(trace), result.events, time.perf_counter() - started)
+    _write_json(out / f"{shard.name}.done.json", done.__dict__)  # last: the mark of a finished shard
+    return done
+
+
+def is_done(folder: Path, shard: Shard) -> bool:
+    """True when the shard's outputs are all written."""
+    return (Path(folder) / SHARDS_DIR / f"{shard.name}.done.json").is_file()
+
+
+def run_shards(scenario: Scenario, topology: Topology, seed: int, window: des.RunWindow, folder: Path,
+               client=None, progress: Callable[[float], None] | None = None) -> int:
+    """Run every shard not yet done (on ``client`` if given, else in-process); return the events processed.
+
+    Raises:
+        TestbedError: If ``folder`` holds shards of a different plan (another scenario, seed or split).
+    """
+    shards = plan_shards(scenario, topology)
+    _check_plan(folder, scenario, seed, shards)
+    todo = [s for s in shards if not is_done(folder, s)]
+    finished = len(shards) - len(todo)
+    if progress:
+        progress(finished / len(shards))
+    events = 0
+    for done in _map(client, [(scenario, topology, s, seed, window, str(folder)) for s in todo]):
+        events += done.events
+        finished += 1
+        if progress:
+            progress(finished / len(shards))
+    return events
+
+
+def _map(client, jobs: list[tuple]) -> Iterator[ShardDone]:
+    if client is None:
+        for job in jobs:
+            yield run_shard(*job)
+        return
+    from dask.distributed import as_completed
+    scenario_f, topology_f = client.scatter([jobs[0][0], jobs[0][1]], broadcast=True) if jobs else (None, None)
+    futures = [client.submit(run_shard, scenario_f, topology_f, *job[2:], pure=False) for job in jobs]
+    for future in as_completed(futures):
+        yield future.result()
+
+
+def merge(folder: Path, shards: list[Shard]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Read every shard and put sessions in single-process order; return (trace, records, links)."""
+    shard_dir = Path(folder) / SHARDS_DIR
+    traces, records, links = [], [], []
+    for shard in shards:
+        traces.append(pd.read_parquet(shard_dir / f"{shard.name}.trace.parquet"))
+        records.append(pd.read_parquet(shard_dir / f"{shard.name}.records.parquet"))
+        links.append(pd.read_parquet(shard_dir / f"{shard.name}.links.parquet"))
+    trace, record = pd.concat(traces, ignore_index=True), pd.concat(records, ignore_index=True)
+    order = np.lexsort((np.arange(len(trace)), trace["site_index"].to_numpy(), trace["start_s"].to_numpy()))
+    new_ids = np.arange(len(trace), dtype="int64")
+    trace = trace.iloc[order].reset_index(drop=True).drop(columns="site_index")
+    record = record.iloc[order].reset_index(drop=True)
+    trace["session_id"] = new_ids
+    record["session_id"] = new_ids
+    return (trace.astype(workload.TRACE_COLUMNS), record[list(RECORD_COLUMNS)].astype(RECORD_COLUMNS),
+            pd.concat(links, ignore_index=True)[list(LINK_COLUMNS)])
+
+
+def discard(folder: Path) -> None:
+    """Remove a merged run's shard files (the merged tables hold everything)."""
+    import shutil
+    shutil.rmtree(Path(folder) / SHARDS_DIR, ignore_errors=True)
+    (Path(folder) / PLAN_FILE).unlink(missing_ok=True)
+
+
+def _check_plan(folder: Path, scenario: Scenario, seed: int, shards: list[Shard]) -> None:
+    plan = {"scenario": scenario.name, "seed": seed, "shards": [[s.first, s.last] for s in shards],
+            "scenario_digest": _digest(scenario)}
+    path = Path(folder) / PLAN_FILE
+    if path.is_file():
+        found = json.loads(path.read_text())
+        if found != plan:
+            raise TestbedError(f"{folder}: holds shards of another run ({found['scenario']}, seed {found['seed']}); "
+                               "resume only the run that was interrupted, with its seed")
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    _write_json(path, plan)
+
+
+def _digest(scenario: Scenario) -> str:
+    import hashlib
+    return hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+@contextmanager
+def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
+    """A Dask client: on an existing scheduler (``tcp://host:8786``) or an embedded LocalCluster.
+
+    ``workers=0`` yields None: shards then run one after another in this process.
+
+    Raises:
+        TestbedError: If the scheduler cannot be reached within a few seconds.
+    """
+    from dask.distributed import Client, LocalCluster
+    if workers == 0 and not scheduler:
+        yield None
+        return
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="5s")
+        except (OSError, TimeoutError) as exc:
+            raise TestbedError(f"cannot reach the Dask scheduler at {scheduler!r} within 5 s: {exc}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    n = workers or max(1, os.cpu_count() or 1)
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as local, Client(local) as client:
+        yield client
+
+
+def shard_count(scenario: Scenario, topology: Topology) -> int:
+    """How many shards a run of this scenario is split into."""
+    return len(plan_shards(scenario, topology))
+
+
+def wants_cluster(scenario: Scenario) -> bool:
+    """True when a scenario is large enough that parallel shards beat one process (several shards' worth)."""
+    return workload.expected_sessions(scenario) * _window_share(scenario) > 2 * SESSIONS_PER_SHARD
+
+
+def _window_share(scenario: Scenario) -> float:
+    return min(1.0, (scenario.window.end - scenario.window.start) / (10 * 3600.0))
+
+

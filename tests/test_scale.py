@@ -1,0 +1,100 @@
+"""Sharded runs: exact equality with one process, resume without redoing shards, clear errors."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from sim import pipeline, scale, topology
+from sim.errors import TestbedError
+from sim.load import load
+
+
+@pytest.fixture
+def small_shards(monkeypatch):
+    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 2500)  # icb (~19,500 sessions) in about 8 shards
+
+
+@pytest.fixture(scope="module")
+def single(scenarios_dir_module):
+    return pipeline.simulate(load(scenarios_dir_module / "icb.yaml"))
+
+
+@pytest.fixture(scope="module")
+def scenarios_dir_module():
+    from conftest import ROOT
+    return ROOT / "scenarios"
+
+
+def test_shards_keep_sites_of_a_shared_link_together(scenarios_dir):
+    scenario = load(scenarios_dir / "icb.yaml")
+    topo = topology.build(scenario)
+    shards = scale.plan_shards(scenario, topo, sessions_per_shard=500)
+    assert len(shards) > 10
+    covered = [label for s in shards for label in range(s.first, s.last + 1)]
+    assert covered == topo.sites.index.tolist()
+    gpon = topo.sites[topo.sites["aggregation"] != ""]
+    homes = {s.index for s in shards for label in gpon.index if s.first <= label <= s.last}
+    assert len(homes) == 1
+
+
+def test_two_worker_cluster_gives_the_single_process_records(small_shards, scenarios_dir, tmp_path, single):
+    scenario = load(scenarios_dir / "icb.yaml")
+    sharded = pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=2)
+    assert scale.shard_count(scenario, topology.build(scenario)) >= 6
+    pd.testing.assert_frame_equal(sharded.result.records, single.result.records)
+    pd.testing.assert_frame_equal(sharded.trace, single.trace)
+    key = ["link", "bin_start_s"]
+    pd.testing.assert_frame_equal(sharded.result.links.sort_values(key).reset_index(drop=True),
+                                  single.result.links.sort_values(key).reset_index(drop=True))
+    assert not (sharded.folder / scale.SHARDS_DIR).exists()
+
+
+def test_interrupted_run_resumes_without_redoing_finished_shards(small_shards, scenarios_dir, tmp_path,
+                                                                 monkeypatch, single):
+    real, first_calls, resumed_calls = scale.run_shard, [], []
+
+    def interrupted_after_three(*args):
+        if len(first_calls) == 3:
+            raise KeyboardInterrupt
+        first_calls.append(args[2].index)
+        return real(*args)
+
+    monkeypatch.setattr(scale, "run_shard", interrupted_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=0)
+    (partial,) = (tmp_path / "icb").iterdir()
+    assert partial.name.startswith(".") and partial.name.endswith(".partial")  # never looks finished
+    assert len(list((partial / scale.SHARDS_DIR).glob("*.done.json"))) == 3
+
+    monkeypatch.setattr(scale, "run_shard", lambda *args: resumed_calls.append(args[2].index) or real(*args))
+    outcome = pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=0, resume=partial)
+    total = scale.shard_count(outcome.scenario, outcome.topology)
+    assert set(resumed_calls).isdisjoint(first_calls) and len(resumed_calls) == total - 3
+    pd.testing.assert_frame_equal(outcome.result.records, single.result.records)
+    assert not partial.exists() and (outcome.folder / "meta.json").is_file()
+
+
+def test_resuming_with_another_seed_is_refused(small_shards, scenarios_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(scale, "run_shard", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=0)
+    (partial,) = (tmp_path / "icb").iterdir()
+    with pytest.raises(TestbedError, match="holds shards of another run"):
+        pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=0, resume=partial, seed=7)
+
+
+def test_resume_refuses_a_finished_run(scenarios_dir, tmp_path):
+    finished = pipeline.run(scenarios_dir / "ci-smoke.yaml", out=tmp_path, png=False).folder
+    with pytest.raises(TestbedError, match="finished already"):
+        pipeline.run(scenarios_dir / "ci-smoke.yaml", out=tmp_path, png=False, resume=finished)
+
+
+def test_unreachable_scheduler_fails_within_seconds(scenarios_dir, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(TestbedError, match="cannot reach the Dask scheduler"):
+        pipeline.run(scenarios_dir / "ci-smoke.yaml", out=tmp_path, png=False, scheduler="tcp://127.0.0.1:9")
+    assert time.monotonic() - started < 30
+    assert not list(tmp_path.rglob("meta.json"))
