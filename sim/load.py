@@ -259,6 +259,9 @@ def _check_references(scenario: Scenario, tree: Located) -> None:
             file, line = tree.where(("sites", i, "distance"))
             raise ScenarioError(f"profile {group.access!r} has no derating by distance; remove 'distance'",
                                 file=file, line=line, path=dotted(("sites", i, "distance")))
+    for i, name in enumerate(cat.ladder):
+        if name not in cat.profiles:
+            raise _reference_error(tree, ("catalogue", "ladder", i), "profile", name, profiles)
     if cat.core.home_profile not in cat.profiles:
         raise _reference_error(tree, ("catalogue", "core", "home_profile"), "profile", cat.core.home_profile,
                                profiles)

@@ -67,7 +67,9 @@ def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     extra = [c for c in frame.columns if c not in columns]
     if missing or extra:
         raise ValueError(f"record table columns differ: missing {missing}, unexpected {extra}")
-    return frame[list(columns)].astype(columns)
+    frame = frame[list(columns)]
+    differ = {name: dtype for name, dtype in columns.items() if str(frame[name].dtype) != dtype}
+    return frame.astype(differ) if differ else frame
 
 
 def write(frame: pd.DataFrame, path: Path, columns: dict[str, str]) -> None:

@@ -43,7 +43,9 @@ def run_folder(root: Path, scenario: str, engine: str, seed: int, *, keep_partia
 
     Args:
         root: Root of the results folders.
-        scenario, engine, seed: Name the folder.
+        scenario: The scenario's name (the folder's parent).
+        engine: The engine's name (part of the folder's name).
+        seed: The seed (part of the folder's name).
         keep_partial: Keep the partial folder on error or interrupt (a sharded run can resume from it).
         resume: An existing partial folder to carry on with, instead of a new one.
 

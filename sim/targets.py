@@ -52,15 +52,16 @@ def evaluate(records: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, ta
 
 def session_verdicts(records: pd.DataFrame, targets: Targets) -> pd.DataFrame:
     """One row per session: ``passed`` and, when it failed, ``reason`` (failed criteria joined by '; ')."""
-    failures = [_video_failures(records, targets), _transfer_failures(records, targets)]
-    reasons = pd.Series([""] * len(records), index=records.index, dtype=object)
-    for table in failures:
-        for name, failed in table.items():
-            reasons = reasons.where(~failed, reasons + np.where(reasons == "", "", "; ") + name)
+    criteria = {**_video_failures(records, targets), **_transfer_failures(records, targets)}
+    names = list(criteria)
+    mask = np.zeros(len(records), dtype=np.int64)
+    for bit, failed in enumerate(criteria.values()):
+        mask |= failed.to_numpy(dtype=bool).astype(np.int64) << bit
+    text = {m: "; ".join(n for bit, n in enumerate(names) if m >> bit & 1) for m in np.unique(mask).tolist()}
     out = records[["session_id", "site", "site_class", "family", "access_profile", "technology", "medium",
                    "app", "kind", "direction", "urgency"]].copy()
-    out["passed"] = reasons == ""
-    out["reason"] = reasons.astype(str)
+    out["passed"] = mask == 0
+    out["reason"] = pd.Series(mask, index=records.index).map(text).astype("str")
     return out
 
 
@@ -87,9 +88,14 @@ def _transfer_failures(records: pd.DataFrame, targets: Targets) -> dict[str, pd.
 
 def transfer_limits_s(records: pd.DataFrame, targets: Targets) -> pd.Series:
     """Completion-time limit (s) of each transfer session (NaN for video)."""
-    limits = [targets.transfers.limit_s(app, kind, urgency) if app != "video" else np.nan
-              for app, kind, urgency in zip(records["app"], records["kind"], records["urgency"])]
-    return pd.Series(limits, index=records.index, dtype="float64")
+    app = records["app"].to_numpy(dtype=object)
+    key = np.where(app == "image", "image_" + records["urgency"].to_numpy(dtype=object),
+                   records["kind"].to_numpy(dtype=object))
+    limits = {k: targets.transfers.limit_s(a, k, "routine") if a != "image" else
+              targets.transfers.limit_s("image", "", k.removeprefix("image_"))
+              for a, k in {(a, k) for a, k in zip(app[app != "video"], key[app != "video"])}}
+    values = pd.Series(key, index=records.index).map(limits)
+    return values.where(app != "video").astype("float64")
 
 
 def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets) -> pd.DataFrame:
@@ -109,17 +115,38 @@ def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Tar
 def _link_verdicts(links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
                    window_s: tuple[float, float]) -> pd.DataFrame:
     access = links[links["kind"] == "access"]
-    busy = {site: busy_hour_utilisation(frame, window_s) for site, frame in access.groupby("site", sort=True)}
+    busy = busy_hours(access, window_s)
+    best = busy.sort_values(["site", "utilisation", "direction"], ascending=[True, False, True])
+    best = best.drop_duplicates("site").set_index("site")
     limit = targets.link.busy_hour_utilisation
-    out = pd.DataFrame({"site": list(busy), "app": "link"})
-    out["value"] = [busy[s][0] for s in out["site"]]
+    out = pd.DataFrame({"site": best.index.to_numpy(), "app": "link", "value": best["utilisation"].to_numpy()})
     out["sessions"] = 0
     out["sessions_passing"] = 0
     out["share_passing"] = np.nan
     out["passed"] = out["value"] <= limit
-    out["reason"] = [f"busy-hour {busy[s][1]} utilisation {v:.0%} > {limit:.0%}" if v > limit else ""
-                     for s, v in zip(out["site"], out["value"])]
+    out["reason"] = [f"busy-hour {d} utilisation {v:.0%} > {limit:.0%}" if v > limit else ""
+                     for d, v in zip(best["direction"], out["value"])]
     return _with_site_columns(out, sites)
+
+
+def busy_hours(links: pd.DataFrame, window_s: tuple[float, float]) -> pd.DataFrame:
+    """For every link: the highest mean utilisation over any hour of the window (the whole window if shorter).
+
+    Returns:
+        Columns site, direction, utilisation (0..1), one row per link.
+    """
+    inside = links[(links["bin_start_s"] >= window_s[0]) & (links["bin_start_s"] < window_s[1])]
+    inside = inside.sort_values(["link", "bin_start_s"], kind="stable")
+    names = inside["link"].drop_duplicates()
+    if names.empty:
+        return pd.DataFrame({"site": [], "direction": [], "utilisation": []})
+    values = inside["utilisation"].to_numpy().reshape(len(names), -1)
+    width = max(1, min(values.shape[1], round(3600.0 / float(inside["bin_s"].iat[0]))))
+    sums = np.cumsum(np.pad(values, ((0, 0), (1, 0))), axis=1)
+    rolling = (sums[:, width:] - sums[:, :-width]) / width
+    first = inside.drop_duplicates("link")
+    return pd.DataFrame({"site": first["site"].to_numpy(), "direction": first["direction"].to_numpy(),
+                         "utilisation": rolling.max(axis=1)})
 
 
 def busy_hour_utilisation(site_links: pd.DataFrame, window_s: tuple[float, float]) -> tuple[float, str]:
@@ -128,17 +155,11 @@ def busy_hour_utilisation(site_links: pd.DataFrame, window_s: tuple[float, float
     Returns:
         (utilisation 0..1, the direction it occurred on: ``up`` or ``down``).
     """
-    best = (0.0, "up")
-    for direction, frame in site_links.groupby("direction", sort=True):
-        inside = frame[(frame["bin_start_s"] >= window_s[0]) & (frame["bin_start_s"] < window_s[1])]
-        values = inside.sort_values("bin_start_s")["utilisation"].to_numpy()
-        if len(values) == 0:
-            continue
-        bins_per_hour = max(1, min(len(values), round(3600.0 / float(frame["bin_s"].iat[0]))))
-        rolling = np.convolve(values, np.ones(bins_per_hour) / bins_per_hour, mode="valid")
-        if rolling.max() > best[0]:
-            best = (float(rolling.max()), direction)
-    return best
+    busy = busy_hours(site_links, window_s)
+    if busy.empty:
+        return 0.0, "up"
+    top = busy.sort_values(["utilisation", "direction"], ascending=[False, True]).iloc[0]
+    return float(top["utilisation"]), str(top["direction"])
 
 
 def _class_verdicts(site_rows: pd.DataFrame, targets: Targets) -> pd.DataFrame:

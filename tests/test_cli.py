@@ -19,7 +19,7 @@ RUN_FILES = {"scenario.yaml", "resolved.json", "meta.json", "trace.parquet", "re
 
 
 def test_run_writes_a_complete_results_folder(tmp_path, scenarios_dir):
-    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--out", str(tmp_path)])
+    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--out", str(tmp_path), "--no-png"])
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "ci-smoke").iterdir()
     assert folder.name.endswith("-des-s1")
@@ -35,7 +35,8 @@ def test_run_writes_a_complete_results_folder(tmp_path, scenarios_dir):
 
 
 def test_seed_option_names_the_folder(tmp_path, scenarios_dir):
-    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--seed", "77", "--out", str(tmp_path)])
+    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--seed", "77", "--out", str(tmp_path),
+                                 "--no-png"])
     assert result.exit_code == 0
     assert [p.name[-4:] for p in (tmp_path / "ci-smoke").iterdir()] == ["-s77"]
 
@@ -66,7 +67,7 @@ def test_check_exits_0_when_every_class_passes(tmp_path, scenarios_dir):
 def test_bad_input_exits_2_with_a_located_message_and_no_traceback(tmp_path, scenarios_dir):
     bad = tmp_path / "bad.yaml"
     bad.write_text((scenarios_dir / "ci-smoke.yaml").read_text().replace("access: fttp_330_50", "access: fttp_1g"))
-    result = runner.invoke(app, ["run", str(bad), "--out", str(tmp_path / "res")])
+    result = runner.invoke(app, ["run", str(bad), "--out", str(tmp_path / "res"), "--no-png"])
     assert result.exit_code == 2
     assert f"{bad}:" in result.output and "sites[2].access" in result.output
     assert "did you mean" in result.output and "Traceback" not in result.output
@@ -83,7 +84,7 @@ def test_interrupted_run_leaves_no_folder_that_looks_complete(tmp_path, scenario
         raise KeyboardInterrupt
 
     monkeypatch.setattr("sim.pipeline.results.write_run", interrupted)
-    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--out", str(tmp_path)])
+    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--out", str(tmp_path), "--no-png"])
     assert result.exit_code == 130
     leftovers = list((tmp_path / "ci-smoke").iterdir()) if (tmp_path / "ci-smoke").exists() else []
     assert leftovers == []

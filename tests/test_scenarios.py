@@ -6,19 +6,32 @@ from pathlib import Path
 
 import pytest
 
-from sim import pipeline
+from sim import pipeline, workload
 from sim.load import load
 
 SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
 
 
+BRIEF_SESSIONS = 50_000
+
+
+def brief(scenario):
+    """A large scenario cut down to run in seconds: two sites of each group, the window's first half hour."""
+    if workload.expected_sessions(scenario) <= BRIEF_SESSIONS:
+        return scenario
+    sites = tuple(g.model_copy(update={"count": min(g.count, 2)}) for g in scenario.sites)
+    window = scenario.window.model_copy(update={"end": scenario.window.start + 1800.0})
+    return scenario.model_copy(update={"sites": sites, "window": window})
+
+
 @pytest.fixture(scope="module")
 def outcomes():
-    return {path.stem: pipeline.simulate(load(path)) for path in SCENARIOS}
+    return {path.stem: pipeline.simulate(brief(load(path))) for path in SCENARIOS}
 
 
 def test_every_scenario_is_shipped():
-    assert {p.stem for p in SCENARIOS} >= {"baseline-2019", "full-fibre", "digital-first", "icb", "ci-smoke"}
+    assert {p.stem for p in SCENARIOS} >= {"baseline-2019", "full-fibre", "digital-first", "icb", "ci-smoke",
+                                           "england", "england-full-fibre", "england-digital-first"}
 
 
 @pytest.mark.parametrize("name", [p.stem for p in SCENARIOS])

@@ -50,7 +50,8 @@ def test_busy_hour_is_the_highest_rolling_hour_mean():
     bins = np.arange(0, 8 * 3600, 900.0)
     up = np.full(len(bins), 0.2)
     up[10:14] = 0.9
-    frame = pd.DataFrame({"direction": ["up"] * len(bins) + ["down"] * len(bins),
+    frame = pd.DataFrame({"link": ["s/up"] * len(bins) + ["s/down"] * len(bins), "site": "s",
+                          "direction": ["up"] * len(bins) + ["down"] * len(bins),
                           "bin_start_s": np.concatenate([bins, bins]), "bin_s": 900.0,
                           "utilisation": np.concatenate([up, np.full(len(bins), 0.5)])})
     assert busy_hour_utilisation(frame, (0.0, 8 * 3600.0)) == (pytest.approx(0.9), "up")

@@ -218,3 +218,4 @@ class Catalogue(Frozen):
     apps: Apps
     day_profiles: dict[str, DayProfile]
     site_classes: dict[str, SiteClass]
+    ladder: tuple[str, ...] = ()  # products the planner may recommend, cheapest first
