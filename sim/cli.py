@@ -13,10 +13,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim import checks, load, pipeline, report, results
+from sim import checks, load, pipeline, report, results, studies, sweep
 from sim.errors import TestbedError
 from sim.targets import APPS, CLASS_KEYS, Verdicts
 
@@ -43,10 +43,26 @@ def _exits():
 
 @contextmanager
 def _progress_bar(label: str):
-    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+    """A progress bar on stderr with elapsed time and an estimate of the time left.
+
+    Yields ``progress(done, total=1.0)``: a share of the work, or a count (shards, runs) out of ``total``.
+    """
+    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TextColumn("{task.fields[count]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task(label, total=1.0)
-        yield lambda done: bar.update(task, completed=done)
+        task = bar.add_task(label, total=1.0, count="")
+
+        def progress(done: float, total: float = 1.0) -> None:
+            count = f"{done:,.0f}/{total:,.0f}" if total != 1.0 else ""
+            bar.update(task, completed=done / total if total else 1.0, count=count)
+
+        yield progress
+
+
+SCHEDULER = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786) to run "
+                                                    "on; default: an embedded cluster.")
+WORKERS = typer.Option(None, "--workers", help="Worker processes of the embedded cluster (default: one per core; "
+                                                "0: everything in this process).")
 
 
 @app.callback()
@@ -60,12 +76,19 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         out_dir: Path = typer.Option(Path("results"), "--out", help="Root of the results folders."),
         engine: str = typer.Option("des", help="Engine: des (flow-level simulator)."),
         png: bool = typer.Option(None, "--png/--no-png", help="PNG figures (default: if Chromium is found)."),
+        scheduler: str = SCHEDULER, workers: int = WORKERS,
+        resume: Path = typer.Option(None, "--resume", help="Finish an interrupted estate run from its partial folder "
+                                                           "(results/<scenario>/.<run>.partial)."),
         ) -> None:
-    """Run a scenario, write its results folder and report, and print the compliance table."""
+    """Run a scenario, write its results folder and report, and print the compliance table.
+
+    Estate-scale scenarios run in shards on Dask (an embedded cluster, or --scheduler).
+    """
     with _exits():
         _require_engine(engine)
         with _progress_bar(f"simulating {scenario.name}") as progress:
-            outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, png=png)
+            outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, png=png, scheduler=scheduler,
+                                   workers=workers, resume=resume)
         _print_table(outcome.verdicts, outcome.scenario.name)
         out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s")
         out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)
@@ -94,6 +117,49 @@ def compare(run_a: Path = typer.Argument(..., help="Run folder (or a scenario's 
         target = out_dir or Path("results") / "compare" / f"{a.parent.name}-vs-{b.parent.name}"
         path = report.compare(a, b, target, png=png)
         out.print(f"comparison: {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def plan(scenario: Path = typer.Argument(..., help="Scenario file (YAML): its load, targets and access ladder."),
+         site_class: list[str] = typer.Option(None, "--site-class", help="Plan this site class (repeatable; "
+                                                                         "default: every class in the scenario)."),
+         target_share: float = typer.Option(0.95, help="Share of a class's sites that must meet every target."),
+         seeds: int = typer.Option(5, help="Seeds (at least 2) for the confidence interval."),
+         out_dir: Path = typer.Option(Path("results"), "--out", help="Root of the results folders."),
+         scheduler: str = SCHEDULER, workers: int = WORKERS,
+         png: bool = typer.Option(None, "--png/--no-png", help="PNG figures (default: if Chromium is found)."),
+         ) -> None:
+    """The least capacity each site class needs to meet its targets, and the cheapest product that is enough."""
+    with _exits():
+        with _progress_bar(f"planning {scenario.name}") as progress:
+            found, folder = studies.plan(scenario, site_classes=site_class or None, target_share=target_share,
+                                         seeds=seeds, out=out_dir, scheduler=scheduler, workers=workers,
+                                         progress=progress, png=png)
+        _print_plan(folder)
+        out.print(f"plan:    {folder}", highlight=False, soft_wrap=True)
+        out.print(f"page:    {folder / 'plan.html'}", highlight=False, soft_wrap=True)
+
+
+@app.command("sweep")
+def sweep_(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
+           sets: list[str] = typer.Option(..., "--set", help="KEY=V1,V2,... a scenario key and its values "
+                                                               "(repeatable; e.g. load.gp_video_share=2%,25%,50% or "
+                                                               "access=adsl2plus,fttp_330_50)."),
+           seeds: int = typer.Option(1, help="Seeds per grid point."),
+           out_dir: Path = typer.Option(Path("results"), "--out", help="Root of the results folders."),
+           scheduler: str = SCHEDULER, workers: int = WORKERS,
+           png: bool = typer.Option(None, "--png/--no-png", help="PNG figures (default: if Chromium is found)."),
+           ) -> None:
+    """Run the grid of scenario variants x seeds: one flat table, one figure per app."""
+    with _exits():
+        axes = sweep.parse_sets(sets)
+        with _progress_bar(f"sweeping {scenario.name}") as progress:
+            done, folder = studies.sweep(scenario, axes, seeds=seeds, out=out_dir, scheduler=scheduler,
+                                         workers=workers, progress=progress, png=png)
+        runs = len(sweep.grid(axes)) * len(done.seeds)
+        out.print(f"{runs} runs, {len(done.table):,} rows", highlight=False)
+        out.print(f"table:   {folder / 'sweep.csv'}", highlight=False, soft_wrap=True)
+        out.print(f"page:    {folder / 'sweep.html'}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -178,6 +244,35 @@ def _list_scenarios() -> None:
         table.add_row(str(path.relative_to(SCENARIOS_DIR.parent)), str(sum(g.count for g in scenario.sites)),
                       scenario.description)
     out.print(table)
+
+
+def _print_plan(folder: Path) -> None:
+    from sim.report.studies import read_plan
+    summary = read_plan(folder)
+    table = Table(title="Least capacity per site class (mean [95% CI]) and the cheapest product that is enough")
+    for column in ("site class", "down", "up", "cheapest product"):
+        table.add_column(column)
+    for row in summary.itertuples(index=False):
+        product = row.product_label or row.product or _no_product(row)
+        table.add_row(row.site_class, _need(row.down_need_bps, row.down_ci_low_bps, row.down_ci_high_bps),
+                      _need(row.up_need_bps, row.up_ci_low_bps, row.up_ci_high_bps), product)
+    out.print(table)
+
+
+def _no_product(row) -> str:
+    if row.best_product:
+        return (f"none on the ladder meets the bar; best found: {row.best_product}, {row.best_worst_share:.0%} of "
+                "sites in its worst seed")
+    if row.reachable:
+        return "none: no product on the ladder is as fast as the least capacity"
+    return (f"none: capacity alone cannot meet the bar (at 10 Gbit/s, {row.share_at_high:.0%} of sites meet every "
+            "target in the worst seed; see the session verdicts of a run for what fails)")
+
+
+def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
+    if not mean_bps < float("inf"):
+        return "not reachable by capacity"
+    return f"{mean_bps / 1e6:.3g} Mbit/s [{low_bps / 1e6:.3g}-{high_bps / 1e6:.3g}]"
 
 
 def _print_table(verdicts: Verdicts, scenario: str) -> None:

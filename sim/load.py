@@ -25,17 +25,25 @@ TARGETS_FILE = "targets.yaml"
 MAX_SESSIONS = 20_000_000
 
 
-def load(path: Path | str) -> Scenario:
+def load(path: Path | str, overrides: dict[str, str] | None = None) -> Scenario:
     """Load and validate a scenario file with its catalogue and targets.
 
+    Args:
+        path: The scenario file.
+        overrides: ``{dotted key: YAML value}`` set on the merged scenario before validation, as ``--set``
+            gives them: e.g. ``load.gp_video_share: 50%``, ``catalogue.profiles.adsl2plus.up: 2Mbps``,
+            ``sites.0.count: 4``, or ``access: fttp_330_50`` for every site group's access.
+
     Raises:
-        ScenarioError: Naming the file, line and field of the first problem found.
+        ScenarioError: Naming the file, line and field (or the ``--set`` key) of the first problem found.
     """
     scenario_src = source.read(path)
     if not isinstance(scenario_src.data, dict):
         raise ScenarioError("a scenario is a mapping of keys (name, window, sites, ...)", file=str(path), line=1)
     catalogue_dir = _catalogue_dir(scenario_src, Path(path))
     merged = _merge_scenario(scenario_src, catalogue_dir)
+    for key, value in (overrides or {}).items():
+        _override(merged, key, value)
     scenario = _validate(Scenario, merged)
     _check_references(scenario, merged)
     _check_size(scenario, merged)
@@ -97,9 +105,14 @@ def _catalogue_dir(scenario_src: Located, path: Path) -> Path:
     file, line = scenario_src.where(("catalogue",))
     if not isinstance(given, str):
         raise ScenarioError("catalogue must be a folder path", file=file, line=line, path="catalogue")
-    folder = (path.parent / given).resolve()
-    if not folder.is_dir():
-        raise ScenarioError(f"no catalogue folder at {folder}", file=file, line=line, path="catalogue")
+    try:
+        folder = (path.parent / given).resolve()
+        found = all((folder / name).is_file() for name in CATALOGUE_FILES + (TARGETS_FILE,))
+    except (OSError, ValueError):  # a name too long, or with a NUL byte
+        folder, found = path.parent / given, False
+    if not found:
+        raise ScenarioError(f"no catalogue folder at {folder} (one with access.yaml, sites.yaml and targets.yaml)",
+                            file=file, line=line, path="catalogue")
     return folder
 
 
@@ -162,16 +175,33 @@ def _validate(model: type[pydantic.BaseModel], tree: Located):
         return model.model_validate(tree.data)
     except pydantic.ValidationError as exc:
         errors = exc.errors(include_url=False)
+        errors.sort(key=lambda error: error["type"] != "extra_forbidden")  # a misspelt key: name it first
         raise _located_error(errors[0], tree, model, len(errors) - 1) from None
 
 
 def _located_error(error: dict, tree: Located, model: type, more: int) -> ScenarioError:
-    loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+    loc = _data_loc(error["loc"], tree.data)
     file, line = tree.where(loc)
     message = _message(error, loc, model)
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ScenarioError(message, file=file, line=line, path=dotted(loc) or None)
+
+
+def _data_loc(loc: tuple, data: object) -> tuple:
+    """Drop pydantic's union tags from ``loc``, but never a part that is a key in the data (e.g. 'Foo')."""
+    out = []
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        elif _is_union_tag(part):
+            continue
+        else:
+            data = None
+        out.append(part)
+    return tuple(out)
 
 
 def _is_union_tag(part: object) -> bool:
@@ -228,6 +258,53 @@ def _plain(annotation: object) -> object:
                 return annotation
         else:
             return annotation
+
+
+def _override(tree: Located, key: str, value: str) -> None:
+    """Set ``key`` (dotted; list items by index) to ``value`` (read as YAML) in the merged tree."""
+    where = f"--set {key}"
+    parsed = source.parse(value, where).data if value.strip() else None
+    if parsed is None:
+        raise ScenarioError(f"no value given for {key!r}", file=where)
+    if key == "access":  # every site group's access; line lengths dropped where the profile has no derating
+        profile = (tree.data.get("catalogue") or {}).get("profiles", {}).get(parsed)
+        for i, group in enumerate(tree.data.get("sites") or []):
+            _override(tree, f"sites.{i}.access", value)
+            if isinstance(group, dict) and isinstance(profile, dict) and not profile.get("derating"):
+                group.pop("distance", None)
+        return
+    parts = [int(p) if p.isdigit() else p for p in key.split(".")]
+    data, path = tree.data, ()
+    for part in parts[:-1]:
+        data = _child(data, part, path, key)
+        path += (part,)
+    last = parts[-1]
+    _child(data, last, path, key, creating=True)
+    data[last] = parsed
+    tree.lines = {p: w for p, w in tree.lines.items() if p[:len(path) + 1] != path + (last,)}
+    tree.lines[path + (last,)] = ("--set", None)
+
+
+def _child(data: object, part: object, path: tuple, key: str, creating: bool = False) -> object:
+    """The item ``part`` of ``data`` (a mapping or list) on the way along ``--set key``, or a located error."""
+    if isinstance(data, list) and isinstance(part, int):
+        if part < len(data):
+            return data[part]
+        raise ScenarioError(f"{dotted(path) or 'the scenario'} has {len(data)} items; no item {part}",
+                            file=f"--set {key}")
+    if isinstance(data, dict) and isinstance(part, str):
+        if part in data:
+            return data[part]
+        known = sorted(set(data) | set(_fields_at(Scenario, path)))
+        if creating and part in known:
+            return None
+        near = difflib.get_close_matches(part, known, n=1, cutoff=0.5)
+        hint = f"; did you mean {'.'.join(map(str, path + (near[0],)))!r}?" if near else \
+            (f"; keys there: {', '.join(known)}" if known else "")
+        raise ScenarioError(f"no key {'.'.join(map(str, path + (part,)))!r} in the scenario{hint}",
+                            file=f"--set {key}")
+    raise ScenarioError(f"{dotted(path) or 'the scenario'} is a single value; it has no {part!r}",
+                        file=f"--set {key}")
 
 
 def _did_you_mean(word: str, choices: list[str], what: str) -> str:

@@ -43,7 +43,7 @@ def simulate(scenario: Scenario, seed: int | None = None,
 
 
 def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results",
-        progress: Callable[[float], None] | None = None, png: bool | None = None, scheduler: str | None = None,
+        progress: Callable[..., None] | None = None, png: bool | None = None, scheduler: str | None = None,
         workers: int | None = None, resume: Path | str | None = None) -> Outcome:
     """Load a scenario, simulate it and write its results folder (with its report) under ``out``.
 
@@ -53,7 +53,8 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
         path: The scenario file.
         seed: The workload's seed (default: the scenario's).
         out: Root of the results folders.
-        progress: Called with the share of the work done.
+        progress: Called as work is done: ``progress(share)`` in one process, ``progress(shards_done, shards)``
+            when sharded.
         png: Figures as PNG too: True required, False never, None when a browser is available.
         scheduler: Address of an existing Dask scheduler; default an embedded LocalCluster.
         workers: Worker processes of the embedded cluster (default: one per core; 0: shards in this process).
@@ -103,3 +104,4 @@ def write(outcome: Outcome, folder: Path, scenario_file: Path) -> None:
                       resolved=outcome.scenario.model_dump(mode="json", by_alias=True), meta=meta,
                       trace=outcome.trace, sites=outcome.topology.sites, records=outcome.result.records,
                       links=outcome.result.links, verdicts=outcome.verdicts)
+

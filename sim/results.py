@@ -92,6 +92,11 @@ def write_run(folder: Path, *, scenario_text: str, resolved: dict, meta: dict, t
     rec.write(records, folder / "records.parquet", rec.RECORD_COLUMNS)
     rec.write(links, folder / "links.parquet", rec.LINK_COLUMNS)
     write_verdicts(folder, verdicts)
+    write_meta(folder, meta)
+
+
+def write_meta(folder: Path, meta: dict) -> None:
+    """Write ``meta.json``, last of a folder's files: its presence marks the folder finished."""
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -128,7 +133,8 @@ def latest(folder: Path) -> Path:
     folder = Path(folder)
     if is_complete(folder):
         return folder
-    runs = sorted(p for p in folder.glob("*") if p.is_dir() and is_complete(p)) if folder.is_dir() else []
+    runs = sorted(p for p in folder.glob("*") if p.is_dir() and is_complete(p) and (p / "records.parquet").is_file()
+                  ) if folder.is_dir() else []
     if not runs:
         raise TestbedError(f"{folder}: no finished run here (give a run folder or a scenario's results folder)")
     return runs[-1]

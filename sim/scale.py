@@ -30,6 +30,8 @@ from sim.topology import Topology
 
 log = logging.getLogger(__name__)
 
+Progress = Callable[[float, float], None]  # progress(done, total): shards, runs or jobs finished out of total
+
 SHARDS_DIR = "shards"
 PLAN_FILE = "shards.json"
 SESSIONS_PER_SHARD = 60_000  # about 3 s of simulation: small enough to balance, large enough to amortise
@@ -117,8 +119,10 @@ def is_done(folder: Path, shard: Shard) -> bool:
 
 
 def run_shards(scenario: Scenario, topology: Topology, seed: int, window: des.RunWindow, folder: Path,
-               client=None, progress: Callable[[float], None] | None = None) -> int:
+               client=None, progress: Progress | None = None) -> int:
     """Run every shard not yet done (on ``client`` if given, else in-process); return the events processed.
+
+    ``progress(shards_done, shards_total)`` is called as shards finish.
 
     Raises:
         TestbedError: If ``folder`` holds shards of a different plan (another scenario, seed or split).
@@ -128,14 +132,37 @@ def run_shards(scenario: Scenario, topology: Topology, seed: int, window: des.Ru
     todo = [s for s in shards if not is_done(folder, s)]
     finished = len(shards) - len(todo)
     if progress:
-        progress(finished / len(shards))
+        progress(finished, len(shards))
     events = 0
     for done in _map(client, [(scenario, topology, s, seed, window, str(folder)) for s in todo]):
         events += done.events
         finished += 1
         if progress:
-            progress(finished / len(shards))
+            progress(finished, len(shards))
     return events
+
+
+def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progress | None = None) -> list:
+    """Run ``function(*job)`` for every job on the Dask ``client`` (or here, if None); results in job order.
+
+    ``progress(done, total)`` is called as jobs finish. Sweeps and plans use this, so they run on the same
+    executor as a sharded run (an embedded LocalCluster or ``--scheduler``).
+    """
+    if progress:
+        progress(0, len(jobs))
+    if client is None:
+        out = []
+        for k, job in enumerate(jobs):
+            out.append(function(*job))
+            if progress:
+                progress(k + 1, len(jobs))
+        return out
+    from dask.distributed import as_completed
+    futures = [client.submit(function, *job, pure=False) for job in jobs]
+    for k, _ in enumerate(as_completed(futures)):
+        if progress:
+            progress(k + 1, len(jobs))
+    return [f.result() for f in futures]
 
 
 def _map(client, jobs: list[tuple]) -> Iterator[ShardDone]:

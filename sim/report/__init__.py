@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
 
-__all__ = ["REPORT_FILE", "render", "compare", "read_run"]
+__all__ = ["REPORT_FILE", "render", "compare", "read_run", "render_plan", "render_sweep"]
 
 
 def render(folder: Path | str, *, png: bool | None = None) -> Path:
@@ -96,3 +96,15 @@ def compare(run_a: Path | str, run_b: Path | str, out: Path | str, *, png: bool 
     """Write a comparison report of two runs into ``out``; return its path."""
     from sim.report import comparison
     return comparison.render(read_run(run_a), read_run(run_b), Path(out), png=png)
+
+
+def render_plan(folder: Path | str) -> Path:
+    """Write a capacity plan's page (``plan.html``) from its folder."""
+    from sim.report import studies
+    return studies.render_plan(folder)
+
+
+def render_sweep(folder: Path | str) -> Path:
+    """Write a sweep's page (``sweep.html``) from its folder."""
+    from sim.report import studies
+    return studies.render_sweep(folder)

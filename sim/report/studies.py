@@ -1,0 +1,213 @@
+"""Report pages for studies of many runs: a capacity plan (``plan.html``) and a sweep (``sweep.html``).
+
+Each is drawn from its folder alone (``plan.csv``, ``curve.csv``, ``products.csv`` or ``sweep.csv``, and
+``meta.json``), with the target drawn on every plot, like a run's report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from sim.errors import TestbedError
+from sim.report.data import APP_NAMES
+from sim.report.figures import FAIL, PASS, SERIES, FigureSpec, _layout, esc, target_line
+from sim.report.page import esc as html_esc
+from sim.report.page import page
+
+PLAN_FILE, SWEEP_FILE = "plan.html", "sweep.html"
+
+
+def _read(folder: Path, *names: str) -> list[pd.DataFrame]:
+    try:
+        return [pd.read_csv(folder / name, keep_default_na=False, na_values=[""]) for name in names]
+    except (OSError, pd.errors.ParserError) as exc:
+        raise TestbedError(f"{folder}: cannot read the study's tables ({exc})") from None
+
+
+def _meta(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise TestbedError(f"{folder}: cannot read meta.json ({exc})") from None
+
+
+def _mbps(value_bps: float) -> str:
+    return "—" if not np.isfinite(value_bps) else f"{value_bps / 1e6:.3g} Mbit/s"
+
+
+# ---- capacity plan -----------------------------------------------------------------------------------------
+
+
+def plan_needs(summary: pd.DataFrame, target_share: float) -> FigureSpec:
+    """Per site class: the least capacity each way (mean and 95% CI) and the cheapest product's rates."""
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=["Download (to the site)",
+                                                                          "Upload (from the site)"])
+    labels = [esc(c) for c in summary["site_class"]]
+    for col, d in enumerate(("down", "up"), start=1):
+        need, low, high = (summary[f"{d}_need_bps"], summary[f"{d}_ci_low_bps"], summary[f"{d}_ci_high_bps"])
+        fig.add_trace(go.Scatter(
+            x=need / 1e6, y=labels, mode="markers", name="least capacity (mean of seeds)", showlegend=col == 1,
+            marker={"color": PASS, "size": 11},
+            error_x={"type": "data", "symmetric": False, "array": (high - need) / 1e6,
+                     "arrayminus": (need - low) / 1e6, "color": PASS}), 1, col)
+        fig.add_trace(go.Scatter(x=summary[f"product_{d}_bps"] / 1e6, y=labels, mode="markers",
+                                 name="cheapest product that meets the targets", showlegend=col == 1,
+                                 marker={"color": FAIL, "symbol": "diamond-open", "size": 13}), 1, col)
+    fig.update_xaxes(type="log", title_text="capacity (Mbit/s, log scale)")
+    named = summary[summary["product"].astype(str) != ""]
+    title = (f"Least capacity for {target_share:.0%} of sites to meet every target: "
+             f"{len(named)} of {len(summary)} site classes have a product on the ladder that is enough")
+    _layout(fig, title, height=240 + 45 * len(summary))
+    fig.update_layout(legend={"y": -0.35}, margin={"b": 110})
+    table = summary[["site_class", "down_need_bps", "down_ci_low_bps", "down_ci_high_bps", "up_need_bps",
+                     "up_ci_low_bps", "up_ci_high_bps", "product", "best_product", "best_worst_share"]]
+    note = ("Dots: the least capacity in each direction (the other held high) at which the share of a class's sites "
+            "meeting every target reaches the bar: geometric mean over seeds with a 95% Student-t interval (on the "
+            "logarithms); a generic line with full fibre's RTT and buffer (an assumption of the planner). "
+            "Diamonds: the cheapest product on the catalogue's ladder that met the bar for every seed, run with "
+            "its own rates, RTT and buffer.")
+    return FigureSpec("plan_needs", title, fig, table, note)
+
+
+def plan_curves(curve: pd.DataFrame, summary: pd.DataFrame, target_share: float) -> list[FigureSpec]:
+    """Per site class: share of sites meeting every target against capacity, per direction and seed."""
+    specs = []
+    for site_class, rows in curve.groupby("site_class", sort=False):
+        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=["Download", "Upload"])
+        need = summary.set_index("site_class").loc[site_class]
+        for col, d in enumerate(("down", "up"), start=1):
+            part = rows[rows["direction"] == d]
+            for k, (seed, points) in enumerate(part.groupby("seed")):
+                points = points.sort_values("capacity_bps")
+                fig.add_trace(go.Scatter(x=points["capacity_bps"] / 1e6, y=points["share"], mode="lines+markers",
+                                         name=f"seed {seed}", showlegend=col == 1, line={"width": 1.5},
+                                         marker={"color": SERIES[k % len(SERIES)]},
+                                         line_color=SERIES[k % len(SERIES)]), 1, col)
+            if np.isfinite(need[f"{d}_need_bps"]):
+                fig.add_vrect(x0=need[f"{d}_ci_low_bps"] / 1e6, x1=need[f"{d}_ci_high_bps"] / 1e6, row=1, col=col,
+                              fillcolor=PASS, opacity=0.12, line_width=0)
+            target_line(fig, y=target_share, text=f"bar: {target_share:.0%} of sites", row=1, col=col)
+        fig.update_xaxes(type="log", title_text="capacity (Mbit/s, log scale)")
+        fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%", title_text="sites meeting every target", col=1)
+        title = (f"{site_class}: {target_share:.0%} of sites meet every target from "
+                 f"{_mbps(need['down_need_bps'])} down and {_mbps(need['up_need_bps'])} up")
+        _layout(fig, title)
+        note = ("Each point is one simulated run of the class's sites at that capacity (bisection on a log scale, "
+                "reusing one trace per seed); the shaded band is the 95% interval of the least capacity.")
+        specs.append(FigureSpec(f"plan_curve_{site_class}", title, fig, part_table(rows), note))
+    return specs
+
+
+def part_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The curve points of one class, sorted for reading."""
+    return rows.sort_values(["direction", "seed", "capacity_bps"]).reset_index(drop=True)
+
+
+def read_plan(folder: Path | str) -> pd.DataFrame:
+    """A plan's per-class table (``plan.csv``), with product names as text ("" where none met the bar)."""
+    (summary,) = _read(Path(folder), "plan.csv")
+    for column in ("product", "product_label", "best_product"):
+        summary[column] = summary[column].fillna("").astype(str)
+    return summary
+
+
+def render_plan(folder: Path | str) -> Path:
+    """Write ``plan.html`` into a plan's folder from its tables; return its path."""
+    folder = Path(folder)
+    summary = read_plan(folder)
+    (curve,) = _read(folder, "curve.csv")
+    meta = _meta(folder)
+    share = float(meta["target_share"])
+    specs = [plan_needs(summary, share), *plan_curves(curve, summary, share)]
+    items = []
+    for row in summary.itertuples(index=False):
+        if row.product:
+            items.append(f"<li><b>{html_esc(row.site_class)}</b>: at least {_mbps(row.down_need_bps)} down and "
+                         f"{_mbps(row.up_need_bps)} up; cheapest product that is enough: "
+                         f"<b>{html_esc(row.product_label or row.product)}</b>.</li>")
+        else:
+            best = (f"the best found, {html_esc(row.best_product)}, had {row.best_worst_share:.0%} of sites passing "
+                    "in its worst seed" if row.best_product else
+                    "no product on the ladder is as fast as the least capacity" if row.reachable else
+                    f"capacity alone cannot meet it: at 10 Gbit/s each way, {row.share_at_high:.0%} of sites meet "
+                    "every target in the worst seed")
+            items.append(f"<li><b>{html_esc(row.site_class)}</b>: no product on the ladder meets the bar; {best}."
+                         "</li>")
+    intro = (f"<p>Scenario <b>{html_esc(meta['scenario'])}</b>, seeds {html_esc(meta['seeds'])}: the least access "
+             f"capacity at which {share:.0%} of each class's sites meet every service target.</p>"
+             f"<ul>{''.join(items)}</ul>")
+    return _write_page(folder, PLAN_FILE, f"{meta['scenario']}: what capacity is enough?", intro, specs)
+
+
+# ---- sweep ------------------------------------------------------------------------------------------------
+
+
+def sweep_figures(table: pd.DataFrame, keys: list[str], site_bar: float) -> list[FigureSpec]:
+    """One figure per app: share of sites passing (mean over seeds, min-max bars) by the first key.
+
+    A line per site class and combination of the other keys.
+    """
+    specs = []
+    x_key, others = keys[0], keys[1:]
+    for app in [a for a in APP_NAMES if a in set(table["app"])]:
+        rows = table[table["app"] == app]
+        pooled = rows.groupby([*keys, "seed", "site_class"], sort=False)[["sites", "sites_passing"]].sum()
+        pooled["share"] = pooled["sites_passing"] / pooled["sites"]
+        grouped = (pooled.reset_index().groupby([*keys, "site_class"], sort=False)["share"]
+                   .agg(["mean", "min", "max", "count"]).reset_index())
+        fig = go.Figure()
+        for k, (series, part) in enumerate(grouped.groupby(["site_class", *others], sort=False)):
+            series = series if isinstance(series, tuple) else (series,)
+            name = " · ".join([str(series[0])] + [f"{o}={v}" for o, v in zip(others, series[1:])])
+            colour = SERIES[k % len(SERIES)]
+            fig.add_trace(go.Scatter(
+                x=[str(v) for v in part[x_key]], y=part["mean"], mode="lines+markers", name=esc(name),
+                line={"color": colour}, marker={"color": colour},
+                error_y={"type": "data", "symmetric": False, "array": part["max"] - part["mean"],
+                         "arrayminus": part["mean"] - part["min"], "color": colour}))
+        target_line(fig, y=site_bar, text=f"pass bar: {site_bar:.0%} of sites")
+        fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%", title_text="sites meeting the target")
+        fig.update_xaxes(type="category", title_text=esc(x_key))
+        best = grouped.groupby(x_key, sort=False)["mean"].mean()
+        title = (f"{APP_NAMES[app]}: share of sites meeting the target by {x_key} "
+                 f"(from {best.iloc[0]:.0%} at {best.index[0]} to {best.iloc[-1]:.0%} at {best.index[-1]}, "
+                 "mean of classes)")
+        _layout(fig, title)
+        note = ("Each point is the mean over seeds of the share of a site class's sites meeting the target (all its "
+                "access profiles pooled); bars span the lowest and highest seed.")
+        specs.append(FigureSpec(f"sweep_{app}", title, fig, grouped, note))
+    return specs
+
+
+def render_sweep(folder: Path | str) -> Path:
+    """Write ``sweep.html`` into a sweep's folder from its table; return its path."""
+    folder = Path(folder)
+    (table,) = _read(folder, "sweep.csv")
+    meta = _meta(folder)
+    keys = list(meta["keys"])
+    specs = sweep_figures(table, keys, float(meta["site_bar"]))
+    grid = " × ".join(f"{html_esc(k)} ∈ {{{html_esc(', '.join(map(str, v)))}}}" for k, v in meta["grid"].items())
+    intro = (f"<p>Scenario <b>{html_esc(meta['scenario'])}</b> swept over {grid}, seeds "
+             f"{html_esc(meta['seeds'])}: {len(table):,} rows in <code>sweep.csv</code>.</p>")
+    return _write_page(folder, SWEEP_FILE, f"{meta['scenario']}: sweep", intro, specs)
+
+
+def _write_page(folder: Path, name: str, title: str, intro: str, specs: list[FigureSpec]) -> Path:
+    from sim.report import _write_figure_files
+    links = _write_figure_files(folder, specs, meta_png(folder))
+    out = folder / name
+    tmp = out.with_name(f".{name}.tmp")
+    tmp.write_text(page(title, intro, specs, links), encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def meta_png(folder: Path) -> bool | None:
+    """The study's PNG choice, kept in its meta.json (True, False, or None for 'when a browser is found')."""
+    return _meta(folder).get("png")
