@@ -68,6 +68,8 @@ WORKERS = typer.Option(None, "--workers", help="Worker processes of the embedded
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the testbed does.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    # Dask's own INFO lines (scheduler, nannies, connections) reach our handler unless quietened here.
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 @app.command()

@@ -296,8 +296,10 @@ def _child(data: object, part: object, path: tuple, key: str, creating: bool = F
         if part in data:
             return data[part]
         known = sorted(set(data) | set(_fields_at(Scenario, path)))
-        if creating and part in known:
-            return None
+        if part in known:  # a key the model allows, not given: created (a section as an empty mapping)
+            if not creating:
+                data[part] = {}
+            return data.get(part)
         near = difflib.get_close_matches(part, known, n=1, cutoff=0.5)
         hint = f"; did you mean {'.'.join(map(str, path + (near[0],)))!r}?" if near else \
             (f"; keys there: {', '.join(known)}" if known else "")
@@ -349,6 +351,28 @@ def _check_references(scenario: Scenario, tree: Located) -> None:
                 raise _reference_error(tree, ("catalogue", "site_classes", name, activity, "profile"),
                                        "day profile", spec.profile, list(cat.day_profiles))
     _check_unique_names(scenario, tree)
+    _check_emulation(scenario, tree)
+
+
+def _check_emulation(scenario: Scenario, tree: Located) -> None:
+    """The emulated sites exist and the emulated window lies inside the scenario's window."""
+    from sim import topology
+    emu = scenario.emulation
+    if emu.start is not None and not (scenario.window.start <= emu.start
+                                      and emu.start + emu.duration <= scenario.window.end):
+        file, line = tree.where(("emulation", "start"))
+        raise ScenarioError("the emulated window (start + duration) must lie inside the scenario's window "
+                            f"({_clock(scenario.window.start)}-{_clock(scenario.window.end)})",
+                            file=file, line=line, path="emulation.start")
+    if emu.sites:
+        names = topology.site_names(scenario)
+        for i, name in enumerate(emu.sites):
+            if name not in names:
+                raise _reference_error(tree, ("emulation", "sites", i), "site", name, names)
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
 
 
 def _check_unique_names(scenario: Scenario, tree: Located) -> None:

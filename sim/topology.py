@@ -63,7 +63,7 @@ def build(scenario: Scenario) -> Topology:
         down_bps, up_bps = profile.rates_at(group.distance)
         site_class = cat.site_classes[group.site_class]
         for j in range(group.count):
-            name = f"{prefix}-{j + 1:03d}" if group.count > 1 else prefix
+            name = _site_name(prefix, j, group.count)
             aggregation = _aggregation_name(scenario, group, prefix, j, shared)
             rows.append((name, group.site_class, site_class.family, group.access, profile.technology,
                          profile.medium, group.distance if group.distance is not None else float("nan"),
@@ -72,6 +72,19 @@ def build(scenario: Scenario) -> Topology:
     home = cat.profiles[cat.core.home_profile]
     return Topology(pd.DataFrame(rows, columns=list(SITE_COLUMNS)), shared, cat.core.cloud_rtt,
                     FarEnd(home.down, home.up, home.rtt))
+
+
+def site_names(scenario: Scenario) -> list[str]:
+    """The names :func:`build` gives the scenario's sites, in order."""
+    names = []
+    for index, group in enumerate(scenario.sites):
+        prefix = _prefix(scenario, index, group)
+        names += [_site_name(prefix, j, group.count) for j in range(group.count)]
+    return names
+
+
+def _site_name(prefix: str, j: int, count: int) -> str:
+    return f"{prefix}-{j + 1:03d}" if count > 1 else prefix
 
 
 def _prefix(scenario: Scenario, index: int, group: SiteGroup) -> str:

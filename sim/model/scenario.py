@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from sim.model.catalogue import Catalogue, VideoKnob
@@ -59,6 +61,30 @@ class SiteGroup(Frozen):
     aggregation: str | None = None
 
 
+class Emulation(Frozen):
+    """What the emulation replays: a few sites over a short window of the day, in real time.
+
+    ``sites`` are site names as the topology expands them (``gp-adsl``, ``gp_medium-adsl2plus-003``); by default
+    one site per access profile, copper first, up to ``max_sites``. ``start`` is a clock time; by default the
+    busiest ``duration`` of the scenario's window for those sites (most sessions starting in it).
+    """
+
+    sites: tuple[str, ...] | None = Field(default=None, min_length=1)
+    max_sites: int = Field(default=3, ge=1, le=50)
+    start: ClockS | None = None
+    duration: DurationS = 300.0
+    drain: DurationS = 60.0
+    congestion_control: Literal["cubic", "reno", "bbr"] = "cubic"
+
+    @model_validator(mode="after")
+    def _short(self) -> Emulation:
+        if not 1.0 <= self.duration <= 3600.0:
+            raise ValueError("an emulated window runs in real time: give a duration from 1 s to 1 h")
+        if self.drain > 3600.0:
+            raise ValueError("drain: at most 1 h (the emulation runs in real time)")
+        return self
+
+
 class Scenario(Frozen):
     """A validated scenario with its catalogue and targets resolved."""
 
@@ -72,3 +98,4 @@ class Scenario(Frozen):
     sites: tuple[SiteGroup, ...] = Field(min_length=1)
     catalogue: Catalogue
     targets: Targets
+    emulation: Emulation = Emulation()
