@@ -77,7 +77,9 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what 
 def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         seed: int = typer.Option(None, help="Seed for the workload (default: the scenario's)."),
         out_dir: Path = typer.Option(Path("results"), "--out", help="Root of the results folders."),
-        engine: str = typer.Option("des", help="Engine: des (flow-level simulator)."),
+        engine: str = typer.Option("des", help="des (flow-level simulator), emu (Mininet emulation of the "
+                                               "scenario's emulation slice, real time, root) or both (the slice "
+                                               "on each, and fidelity.csv)."),
         png: bool = typer.Option(None, "--png/--no-png", help="PNG figures (default: if Chromium is found)."),
         scheduler: str = SCHEDULER, workers: int = WORKERS,
         resume: Path = typer.Option(None, "--resume", help="Finish an interrupted estate run from its partial folder "
@@ -89,11 +91,20 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
     """
     with _exits():
         _require_engine(engine)
-        with _progress_bar(f"simulating {scenario.name}") as progress:
+        verb = "simulating" if engine == "des" else "emulating (real time)"
+        with _progress_bar(f"{verb} {scenario.name}") as progress:
             outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, png=png, scheduler=scheduler,
-                                   workers=workers, resume=resume)
+                                   workers=workers, resume=resume, engine=engine)
         _print_table(outcome.verdicts, outcome.scenario.name)
-        out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s")
+        if outcome.meta:
+            m = outcome.meta
+            out.print(f"emulated {', '.join(m['sites'])} from {_clock(m['window_start_s'])} to "
+                      f"{_clock(m['window_end_s'])} (+{m['drain_s']:.0f} s drain), delay by {m['delay_method']}, "
+                      f"TCP {m['congestion_control']}", highlight=False, soft_wrap=True)
+        if outcome.fidelity is not None:
+            _print_fidelity(outcome.fidelity)
+        out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s"
+                  if engine == "des" else f"{len(outcome.trace):,} sessions replayed in {outcome.wall_s:.1f} s")
         out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)
         out.print(f"report:  {outcome.folder / report.REPORT_FILE}", highlight=False, soft_wrap=True)
 
@@ -188,6 +199,29 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
 
 
 @app.command()
+def doctor() -> None:
+    """Report what this machine can emulate (root, Mininet, shaping, delay method, tools); exit 0 if a run can."""
+    from sim.emu import capabilities
+    caps = capabilities.detect()
+    for line in capabilities.doctor_lines(caps):
+        out.print(line, highlight=False, markup=False)
+    ok = not capabilities.problems(caps) and caps.delay_method
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def clean(prefix: str = typer.Argument(None, help="One run's prefix (tbXXXX); default: every run of ours whose "
+                                                   "process has died."),
+          force: bool = typer.Option(False, help="With a prefix: clean it even if its run still looks alive.")
+          ) -> None:
+    """Remove what crashed emulation runs of ours left: processes, namespaces, interfaces, bridges (ours only)."""
+    with _exits():
+        from sim.emu import clean as cleaner
+        for line in cleaner.clean(prefix, force=force).lines():
+            out.print(line, highlight=False, markup=False)
+
+
+@app.command()
 def validate(files: list[Path] = typer.Argument(..., help="Scenario or catalogue files.")) -> None:
     """Check scenario or catalogue files and report the first problem in each."""
     failed = False
@@ -215,8 +249,22 @@ def list_(what: str = typer.Argument("all", help="profiles, site-classes, scenar
 
 
 def _require_engine(engine: str) -> None:
-    if engine != "des":
-        raise TestbedError(f"unknown engine {engine!r}; this version has: des")
+    if engine not in ("des", "emu", "both"):
+        raise TestbedError(f"unknown engine {engine!r}; choose des, emu or both")
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+
+
+def _print_fidelity(table) -> None:
+    grid = Table(title="Simulator vs emulation on the same slice (fidelity.csv; difference = des - emu)")
+    for column in ("app", "access", "metric", "des", "emu", "difference"):
+        grid.add_column(column)
+    for row in table.itertuples(index=False):
+        grid.add_row(row.app, row.access_profile, row.metric, f"{row.des:.4g}", f"{row.emu:.4g}",
+                     f"{row.difference:+.3g}" + (f" ({row.relative:+.0%})" if row.relative == row.relative else ""))
+    out.print(grid)
 
 
 def _catalogue():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim import des, report, results, scale, targets, topology, workload
+from sim import records as records_mod
 from sim.load import load
 from sim.model.scenario import Scenario
 from sim.topology import Topology
@@ -27,6 +28,9 @@ class Outcome:
     verdicts: targets.Verdicts
     wall_s: float
     folder: Path | None = None
+    engine: str = des.ENGINE
+    fidelity: pd.DataFrame | None = None
+    meta: dict | None = None  # the emulation's self-description (sites, window, links, verification)
 
 
 def simulate(scenario: Scenario, seed: int | None = None,
@@ -44,10 +48,12 @@ def simulate(scenario: Scenario, seed: int | None = None,
 
 def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results",
         progress: Callable[..., None] | None = None, png: bool | None = None, scheduler: str | None = None,
-        workers: int | None = None, resume: Path | str | None = None) -> Outcome:
-    """Load a scenario, simulate it and write its results folder (with its report) under ``out``.
+        workers: int | None = None, resume: Path | str | None = None, engine: str = des.ENGINE) -> Outcome:
+    """Load a scenario, run it and write its results folder (with its report) under ``out``.
 
-    Large scenarios (or any, given ``scheduler``, ``workers`` or ``resume``) run in shards on Dask.
+    With the simulator (``engine="des"``), large scenarios (or any, given ``scheduler``, ``workers`` or
+    ``resume``) run in shards on Dask. ``engine="emu"`` emulates the scenario's ``emulation`` slice over real
+    packets (root); ``engine="both"`` also simulates that slice and writes ``fidelity.csv``.
 
     Args:
         path: The scenario file.
@@ -59,11 +65,14 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
         scheduler: Address of an existing Dask scheduler; default an embedded LocalCluster.
         workers: Worker processes of the embedded cluster (default: one per core; 0: shards in this process).
         resume: The partial folder of an interrupted sharded run, to finish without redoing its shards.
+        engine: ``des``, ``emu`` or ``both``.
 
     Raises:
         ScenarioError: If the scenario is invalid (nothing is written).
     """
     scenario = load(path)
+    if engine != des.ENGINE:
+        return _emulated(scenario, Path(path), seed, Path(out), progress, png, both=engine == "both")
     sharded = bool(scheduler or resume) or workers is not None or scale.wants_cluster(scenario)
     seed = scenario.seed if seed is None else seed
     with results.run_folder(Path(out), scenario.name, des.ENGINE, seed, keep_partial=sharded,
@@ -91,15 +100,50 @@ def _sharded(scenario: Scenario, seed: int, folder: Path, progress, scheduler: s
                    time.perf_counter() - started)
 
 
+def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progress, png: bool | None,
+              both: bool) -> Outcome:
+    """Emulate the scenario's slice (and, with ``both``, simulate the same slice); write one results folder.
+
+    The folder's ``records.parquet`` is the emulation's (the ground truth); with ``both``, ``records-des.parquet``
+    is the simulator's on the same sites, window and sessions, and ``fidelity.csv`` compares them.
+    """
+    from sim import fidelity
+    from sim.emu import engine as emu
+    started = time.perf_counter()
+    seed = scenario.seed if seed is None else seed
+    topo = topology.build(scenario)
+    trace = workload.generate(scenario, topo, seed)
+    name = "both" if both else emu.ENGINE
+    with results.run_folder(out, scenario.name, name, seed) as folder:
+        done = emu.run(scenario, topo, trace, seed, folder.partial / "agents", progress)
+        chosen = done.slice
+        window_s = (chosen.start_s, chosen.end_s)
+        verdicts = targets.evaluate(done.records, done.links, done.topology.sites, scenario.targets, window_s)
+        table = None
+        if both:
+            # The simulator's horizon is one second past the emulation's stop, so a call clipped to end exactly
+            # there (see sim.emu.window) finishes in both engines.
+            horizon = des.RunWindow(chosen.start_s, chosen.end_s + chosen.drain_s + 1.0, scenario.utilisation_bin)
+            simulated = des.run(chosen.trace, done.topology, horizon)
+            records_mod.write(simulated.records, folder.partial / "records-des.parquet", records_mod.RECORD_COLUMNS)
+            table = fidelity.table(simulated.records, done.records, scenario.targets)
+            table.to_csv(folder.partial / "fidelity.csv", index=False)
+        outcome = Outcome(scenario, done.topology, seed, chosen.trace, des.Result(done.records, done.links, 0),
+                          verdicts, time.perf_counter() - started, engine=name, fidelity=table, meta=done.meta)
+        write(outcome, folder.partial, path)
+        report.render(folder.partial, png=png)
+    return Outcome(**{**outcome.__dict__, "folder": folder.final})
+
+
 def _window(scenario: Scenario) -> des.RunWindow:
     return des.RunWindow(scenario.window.start, scenario.window.end + scenario.drain, scenario.utilisation_bin)
 
 
 def write(outcome: Outcome, folder: Path, scenario_file: Path) -> None:
     """Write an outcome's files into ``folder``."""
-    meta = results.meta(scenario=outcome.scenario.name, scenario_file=str(scenario_file), engine=des.ENGINE,
+    meta = results.meta(scenario=outcome.scenario.name, scenario_file=str(scenario_file), engine=outcome.engine,
                         seed=outcome.seed, sessions=len(outcome.trace), events=outcome.result.events,
-                        wall_s=outcome.wall_s)
+                        wall_s=outcome.wall_s, extra={"emulation": outcome.meta} if outcome.meta else None)
     results.write_run(folder, scenario_text=scenario_file.read_text(encoding="utf-8"),
                       resolved=outcome.scenario.model_dump(mode="json", by_alias=True), meta=meta,
                       trace=outcome.trace, sites=outcome.topology.sites, records=outcome.result.records,

@@ -27,6 +27,7 @@ class RunData:
     sites: pd.DataFrame
     records: pd.DataFrame
     links: pd.DataFrame
+    fidelity: pd.DataFrame | None = None  # simulator vs emulation on the same slice (``--engine both``)
 
     @property
     def name(self) -> str:
@@ -60,9 +61,10 @@ def read_run(folder: Path | str) -> RunData:
                             na_values={"share_passing": [""]})
         records = rec.read(folder / "records.parquet", rec.RECORD_COLUMNS)
         links = rec.read(folder / "links.parquet", rec.LINK_COLUMNS)
+        fidelity = pd.read_csv(folder / "fidelity.csv") if (folder / "fidelity.csv").is_file() else None
     except (OSError, ValueError, KeyError) as exc:
         raise TestbedError(f"{folder}: cannot read the results folder: {exc}") from None
-    return RunData(folder, meta, resolved, classes, sites, records, links)
+    return RunData(folder, meta, resolved, classes, sites, records, links, fidelity)
 
 
 def technology_rank(technology: str) -> tuple[int, str]:

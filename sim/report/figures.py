@@ -251,8 +251,42 @@ def copper_vs_fibre(run: RunData) -> FigureSpec:
     return FigureSpec("copper-vs-fibre", title, fig, table[["medium", "app", "share"]], note)
 
 
+FIDELITY_METRICS = {"median_completion_s": "median completion (s)", "p95_completion_s": "P95 completion (s)",
+                    "video_compliance": "calls meeting every video target", "mean_one_way_delay_s":
+                    "mean one-way delay (s)", "mean_rate_bps": "mean call rate (bit/s)",
+                    "completed_share": "transfers completed"}
+
+
+def fidelity(run: RunData) -> FigureSpec | None:
+    """Simulator against emulation on the same slice: each metric per app and access profile, both engines."""
+    table = run.fidelity
+    if table is None or table.empty:
+        return None
+    table = table[table["metric"] != "completed_share"]
+    panels = list(dict.fromkeys(zip(table["app"], table["metric"])))
+    fig = make_subplots(rows=len(panels), cols=1, vertical_spacing=0.5 / max(len(panels), 1),
+                        subplot_titles=[esc(f"{APP_NAMES.get(a, a)}: {FIDELITY_METRICS.get(m, m)}")
+                                        for a, m in panels])
+    for row, (app, metric) in enumerate(panels, start=1):
+        part = table[(table["app"] == app) & (table["metric"] == metric)]
+        for column, name, colour, symbol in (("emu", "emulation (real packets)", PASS, "circle"),
+                                             ("des", "simulator", FAIL, "diamond")):
+            fig.add_trace(go.Scatter(x=part[column], y=[esc(p) for p in part["access_profile"]], mode="markers",
+                                     name=esc(name), showlegend=row == 1,
+                                     marker={"color": colour, "symbol": symbol, "size": 11}), row, 1)
+    worst = table.loc[table["relative"].abs().idxmax()] if table["relative"].notna().any() else None
+    title = ("Simulator vs emulation on the same sessions" + (
+        f": largest gap {worst['relative']:+.0%} ({worst['app']} {worst['metric']} on {worst['access_profile']})"
+        if worst is not None else ""))
+    _layout(fig, title, height=160 + 150 * len(panels))
+    fig.update_xaxes(rangemode="tozero")  # gaps read against the whole figure, not a zoomed-in sliver
+    note = ("Both engines replayed the same sites, window and sessions; the emulation (real Linux TCP and UDP on "
+            "shaped links, delay by the method in meta.json) is the reference. Tolerances and why: docs/fidelity.md.")
+    return FigureSpec("fidelity", title, fig, table, note)
+
+
 def all_figures(run: RunData) -> list[FigureSpec]:
     """Every figure of a run's report, in reading order."""
     figures = [compliance_matrix(run), copper_vs_fibre(run), video_quality(run), *completion_cdfs(run),
-               link_utilisation(run)]
+               link_utilisation(run), fidelity(run)]
     return [f for f in figures if f is not None]

@@ -1,0 +1,158 @@
+"""The emulation engine: replay a slice of the trace over a Mininet network in real time, into the record table.
+
+One run: detect what the machine can do; choose the sites and window (:mod:`sim.emu.window`); plan the network and
+check the machine can carry it (:mod:`sim.emu.net`); build it, verify every link (configuration in force and a
+measured probe); start one traffic agent per host (:mod:`sim.emu.agent`), all keyed to one wall-clock epoch; wait
+for the window and its drain; collect what the agents measured (:mod:`sim.emu.traffic`); tear everything down.
+Records come out in the simulator's schema with ``engine = "emu"``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim.emu import capabilities, net, traffic, window
+from sim.emu.linkplan import EmuSettings
+from sim.errors import EngineError
+from sim.model.scenario import Scenario
+from sim.records import LINK_COLUMNS, RECORD_COLUMNS, conform
+from sim.topology import Topology
+
+ENGINE = "emu"
+START_MARGIN_S = 3.0  # between starting the agents and the window's first session (s): agents bind their sockets
+STOP_GRACE_S = 10.0   # after the stop time, how long agents get to write their results before they are ended (s)
+SITE_COLUMNS = ("site_class", "family", "access_profile", "technology", "medium")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmuResult:
+    """An emulation's records (RECORD_COLUMNS), link series (LINK_COLUMNS), slice and self-description."""
+
+    records: pd.DataFrame
+    links: pd.DataFrame
+    slice: window.Slice
+    topology: Topology
+    meta: dict
+
+
+def prepare(scenario: Scenario, topo: Topology, trace: pd.DataFrame) -> tuple[window.Slice, Topology]:
+    """The slice an emulation of this scenario replays, and the topology of its sites (no side effects)."""
+    chosen = window.choose(scenario, topo, trace)
+    return chosen, window.sub_topology(topo, chosen.sites)
+
+
+def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work_dir: Path,
+        progress: Callable[[float], None] | None = None) -> EmuResult:
+    """Emulate the scenario's slice; agents' specs and results are kept in ``work_dir`` as evidence.
+
+    Raises:
+        CapabilityError: Not root, no Mininet, no way to add delay, or more than the machine can carry.
+        EngineError: A link not as configured (named), an agent that failed, or bad sites and rates.
+    """
+    caps = capabilities.detect()
+    chosen, sub = prepare(scenario, topo, trace)
+    settings = EmuSettings(congestion_control=scenario.emulation.congestion_control, seed=seed)
+    emu = net.build(sub, list(chosen.sites), net.new_prefix(), settings, caps, offered_bps(chosen))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with emu:
+        built_s = time.monotonic() - started
+        report = net.verify(emu)
+        results = _replay(emu, chosen, scenario.emulation.congestion_control, work_dir, progress)
+    records = _records(chosen, sub, traffic.records(chosen.trace, results))
+    meta = {"engine": ENGINE, "prefix": emu.prefix, "sites": list(chosen.sites), "window_start_s": chosen.start_s,
+            "window_end_s": chosen.end_s, "drain_s": chosen.drain_s, "sessions": len(chosen.trace),
+            "congestion_control": scenario.emulation.congestion_control, "delay_method": emu.plan.method,
+            "loss_method": caps.loss_method, "build_s": round(built_s, 2), "links": emu.plan.describe(),
+            "verification": _jsonable(report), "capabilities": caps.as_dict()}
+    return EmuResult(records, empty_links(), chosen, sub, meta)
+
+
+def offered_bps(chosen: window.Slice) -> dict[str, float]:
+    """Each site's peak offered traffic, both directions together (bit/s), for the machine-capacity check.
+
+    Calls at their target rate both ways, all at once, plus transfers at most filling the access link (counted
+    by the capacity check as the access rate): a bound, not a forecast.
+    """
+    trace = chosen.trace
+    calls = trace[trace["app"] == "video"].groupby("site")["target_rate_bps"].sum() * 2
+    has_transfers = set(trace.loc[trace["app"] != "video", "site"])
+    return {site: (np.inf if site in has_transfers else float(calls.get(site, 0.0))) for site in chosen.sites}
+
+
+def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
+            progress: Callable[[float], None] | None) -> dict[str, dict]:
+    """Start every host's agent on one epoch, wait for the window and drain, and read their results."""
+    epoch_s = time.time() + START_MARGIN_S
+    specs = traffic.specs(chosen.trace, emu.endpoints(), epoch_s, chosen.start_s, chosen.end_s, chosen.drain_s,
+                          congestion_control)
+    procs, outs = {}, {}
+    for host, spec in sorted(specs.items(), key=lambda item: item[1]["server"] is None):  # server first
+        spec_path, outs[host] = work_dir / f"{host}.spec.json", work_dir / f"{host}.result.json"
+        spec_path.write_text(json.dumps(spec, indent=1) + "\n")
+        procs[host] = emu.node(host).popen(traffic.agent_command(spec_path, outs[host]))
+        emu.record_pid(f"agent {host}", procs[host].pid)
+    stop_at_s = epoch_s + chosen.duration_s + chosen.drain_s
+    try:
+        _wait(procs, stop_at_s, epoch_s, progress)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - a stuck agent is killed; stop() would kill it by PID anyway
+                proc.kill()
+    failed = {h: p.returncode for h, p in procs.items() if p.returncode not in (0, None)}
+    missing = [h for h, path in outs.items() if not path.is_file()]
+    if failed or missing:
+        raise EngineError(f"traffic agents failed: exit codes {failed}, no result from {missing} "
+                          f"(their specs are in {work_dir})")
+    return {host: json.loads(path.read_text()) for host, path in outs.items()}
+
+
+def _wait(procs: dict, stop_at_s: float, epoch_s: float, progress: Callable[[float], None] | None) -> None:
+    """Wait until every agent exits or the stop time and grace pass, reporting the share of the replay done."""
+    while time.time() < stop_at_s + STOP_GRACE_S:
+        if all(p.poll() is not None for p in procs.values()):
+            return
+        if progress:
+            progress(min(1.0, max(0.0, (time.time() - epoch_s) / max(stop_at_s - epoch_s, 1e-9))))
+        time.sleep(0.5)
+
+
+def _records(chosen: window.Slice, sub: Topology, measured: pd.DataFrame) -> pd.DataFrame:
+    """The agents' measurements with the trace's session columns and the sites' columns: the record table."""
+    trace = chosen.trace[["session_id", "site", "app", "kind", "direction", "urgency", "start_s",
+                          "target_rate_bps", "min_rate_bps"]]
+    video = trace["app"] == "video"
+    trace = trace.assign(target_rate_bps=trace["target_rate_bps"].where(video),
+                         min_rate_bps=trace["min_rate_bps"].where(video))
+    sites = sub.sites[["site", *SITE_COLUMNS]]
+    frame = trace.merge(sites, on="site", how="left").merge(measured, on="session_id", how="left")
+    frame["engine"] = ENGINE
+    return conform(frame, RECORD_COLUMNS)
+
+
+def empty_links() -> pd.DataFrame:
+    """A link table with no rows (the emulation does not yet sample link utilisation)."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in LINK_COLUMNS.items()})
+
+
+def _jsonable(report) -> object:
+    """The verification report as plain JSON data."""
+    if hasattr(report, "as_dict"):
+        return report.as_dict()
+    rows = getattr(report, "rows", None)
+    return rows if rows is not None else str(report)

@@ -1,0 +1,122 @@
+"""The emulation end to end: `testbed run --engine both` over real packets, fidelity within tolerance, and nothing
+of ours left behind, also after an interrupt. Needs root and Mininet (`make test` installs them; CI runs as root).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sim.cli import app
+from sim.emu import capabilities
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+# Tolerances of the simulator against the emulation on one slice (docs/fidelity.md says why these figures).
+TRANSFER_MEDIAN_RELATIVE = 0.35
+VIDEO_RATE_RELATIVE = 0.10
+VIDEO_DELAY_ABS_S, VIDEO_DELAY_RELATIVE = 0.005, 0.25
+
+
+def _can_emulate() -> str | None:
+    caps = capabilities.detect()
+    missing = capabilities.problems(caps) + ([] if caps.delay_method else ["a delay method"])
+    return "; ".join(missing) if missing else None
+
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or bool(_can_emulate()),
+                                reason="emulation needs root and Mininet: run `make test` as root "
+                                       "(it installs mininet, iperf3, irtt); `testbed doctor` says what is missing")
+
+
+def _scenario(tmp_path, duration="45s", drain="20s", start="08:05", name="emu-smoke"):
+    text = (ROOT / "scenarios" / "ci-smoke.yaml").read_text()
+    text = text.replace("name: ci-smoke", f"name: {name}\ncatalogue: {ROOT / 'topologies'}")
+    text += f'emulation: {{start: "{start}", duration: {duration}, drain: {drain}}}\n'
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def _tb_links() -> set[str]:
+    """Interfaces named like a testbed emulation run's (prefix tb + 4 hex digits)."""
+    out = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    names = [line.split()[0].split("@")[0] for line in out.splitlines() if line.split()]
+    return {n for n in names if len(n) > 6 and n[:2] == "tb" and all(c in "0123456789abcdef" for c in n[2:6])}
+
+
+def _ours_left(marker: str, links_before: set[str]) -> list[str]:
+    """New tb-prefixed interfaces, and processes whose command line names ``marker`` (this test's folder)."""
+    procs = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+    return sorted(_tb_links() - links_before) + [p for p in procs if marker in p and "pytest" not in p]
+
+
+def test_both_engines_replay_one_slice_and_agree_within_tolerance(tmp_path):
+    links_before = _tb_links()
+    path = _scenario(tmp_path)
+    result = runner.invoke(app, ["run", str(path), "--engine", "both", "--out", str(tmp_path / "out"), "--no-png"])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "out" / "emu-smoke").iterdir()
+    assert folder.name.endswith("-both-s1")
+    emu = pd.read_parquet(folder / "records.parquet")
+    des = pd.read_parquet(folder / "records-des.parquet")
+    assert set(emu["engine"]) == {"emu"} and set(des["engine"]) == {"des"}
+    assert sorted(emu["session_id"]) == sorted(des["session_id"]) and len(emu) > 0
+    assert emu["completed"].all(), emu[["session_id", "app", "completed"]]
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["engine"] == "both" and meta["emulation"]["delay_method"] in ("netem", "nfqueue")
+    assert meta["emulation"]["window_start_s"] == 8 * 3600 + 5 * 60
+    table = pd.read_csv(folder / "fidelity.csv")
+    median = table[table["metric"] == "median_completion_s"]
+    assert len(median) and (median["relative"].abs() <= TRANSFER_MEDIAN_RELATIVE).all(), median
+    rate = table[table["metric"] == "mean_rate_bps"]
+    assert (rate["relative"].abs() <= VIDEO_RATE_RELATIVE).all(), rate
+    delay = table[table["metric"] == "mean_one_way_delay_s"]
+    assert (delay["difference"].abs() <= VIDEO_DELAY_ABS_S + VIDEO_DELAY_RELATIVE * delay["emu"]).all(), delay
+    assert "Simulator vs emulation" in (folder / "report.html").read_text()
+    assert _ours_left(str(tmp_path), links_before) == []
+
+
+def test_an_interrupted_emulation_leaves_nothing_and_no_folder(tmp_path):
+    links_before = _tb_links()
+    path = _scenario(tmp_path, duration="60s", name="emu-interrupt")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(path), "--engine", "emu", "--out", str(out),
+                             "--no-png"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _agents(out):
+            time.sleep(0.5)  # until the agents run: the network is up and verified
+        assert _agents(out), "the emulation never started its agents"
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert not (out / "emu-interrupt").exists() or not any((out / "emu-interrupt").iterdir())
+    assert _ours_left(str(tmp_path), links_before) == []
+
+
+def _agents(out) -> list[str]:
+    procs = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+    return [p for p in procs if "sim.emu.agent" in p and str(out) in p]
+
+
+def test_emulated_sites_must_exist(tmp_path):
+    path = _scenario(tmp_path)
+    path.write_text(path.read_text().replace("emulation: {", "emulation: {sites: [gp-adls], "))
+    result = runner.invoke(app, ["run", str(path), "--engine", "emu", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "unknown site 'gp-adls'; did you mean 'gp-adsl'?" in result.output
+    assert not (tmp_path / "out").exists()

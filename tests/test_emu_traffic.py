@@ -1,0 +1,255 @@
+"""The emulation's traffic agents, with real packets: over loopback, and over a shaped path between two namespaces."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import call, trace, transfer
+
+from sim.emu.agent import MediaReceiver, RateController
+from sim.emu.traffic import RESULT_COLUMNS, Endpoint, Endpoints, agent_command, records, specs
+from sim.records import RECORD_COLUMNS
+
+LOOPBACK = "127.0.0.1"
+BASE_PORT = 40000 + (os.getpid() % 1000) * 10   # this run's ports: concurrent runs on one machine do not clash
+LEAD_S = 1.0                                    # agents start this long before the window's epoch
+
+
+def endpoints(site_ip: str, home_ip: str, server_ip: str) -> Endpoints:
+    return Endpoints({"s1": Endpoint("site1", site_ip)}, {"s1": Endpoint("home1", home_ip)},
+                     Endpoint("server", server_ip))
+
+
+class Agents:
+    """Agent processes of one replay, each optionally in a network namespace; killed by PID if still running."""
+
+    def __init__(self, folder: Path, host_specs: dict[str, dict], namespaces: dict[str, str] | None = None) -> None:
+        self.folder, self.procs = folder, {}
+        try:
+            for host, spec in host_specs.items():
+                spec_path, out_path = folder / f"{host}.spec.json", folder / f"{host}.result.json"
+                spec_path.write_text(json.dumps(spec))
+                prefix = ["ip", "netns", "exec", namespaces[host]] if namespaces else []
+                self.procs[host] = subprocess.Popen(prefix + agent_command(spec_path, out_path),
+                                                    cwd=Path(__file__).resolve().parent.parent)
+        except BaseException:
+            self.kill()
+            raise
+
+    def wait(self, timeout_s: float) -> dict[str, int]:
+        deadline_s = time.time() + timeout_s
+        return {host: proc.wait(timeout=max(0.1, deadline_s - time.time())) for host, proc in self.procs.items()}
+
+    def results(self) -> dict[str, dict]:
+        return {host: json.loads((self.folder / f"{host}.result.json").read_text()) for host in self.procs}
+
+    def kill(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def replay(folder: Path, sessions: pd.DataFrame, where: Endpoints, window_end_s: float, drain_s: float,
+           namespaces: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Replay ``sessions`` from now + LEAD_S; return the records and the raw results."""
+    epoch_s = time.time() + LEAD_S
+    host_specs = specs(sessions, where, epoch_s, 0.0, window_end_s, drain_s, base_port=BASE_PORT)
+    agents = Agents(folder, host_specs, namespaces)
+    try:
+        codes = agents.wait(LEAD_S + window_end_s + drain_s + 5.0)
+    finally:
+        agents.kill()
+    assert codes == {host: 0 for host in host_specs}
+    results = agents.results()
+    assert all(result["ready_at_s"] < epoch_s for result in results.values())
+    return records(sessions, results), results
+
+
+def worst_send_lateness_s(results: dict[str, dict]) -> float:
+    return max(c["send_lateness_s"]["max"] for r in results.values() for c in r["calls"] if c["send_lateness_s"])
+
+
+def test_loopback_replay_completes_every_session(tmp_path: Path) -> None:
+    sessions = trace(transfer("s1", 0.2, 3_000_000, "up", app="image", kind="ct"),
+                     transfer("s1", 0.4, 5_000_000, "down", kind="gp2gp", chunk_bytes=1_000_000),
+                     call("s1", 0.5, 10.0, target_bps=1.5e6, min_bps=350e3))
+    out, results = replay(tmp_path, sessions, endpoints(LOOPBACK, LOOPBACK, LOOPBACK), 11.0, 1.0)
+
+    assert list(out.columns) == list(RESULT_COLUMNS)
+    assert all(RECORD_COLUMNS[name] == dtype for name, dtype in RESULT_COLUMNS.items())
+    assert out["completed"].all()
+    assert out["session_id"].tolist() == sessions["session_id"].tolist()
+    assert out["size_bytes"].iloc[:2].tolist() == [3_000_000, 5_000_000]
+    delivered = {t["session_id"]: t["delivered_bytes"] for t in results["site1"]["transfers"]}
+    assert delivered == {0: 3_000_000, 1: 5_000_000}
+    assert {t["congestion_control"] for t in results["site1"]["transfers"]} == {"cubic"}
+    assert {s["congestion_control"] for s in results["server"]["served"]} == {"cubic"}
+    served = {s["session_id"]: (s["bytes_in"], s["bytes_out"]) for s in results["server"]["served"]}
+    assert served == {0: (3_000_000, 0), 1: (0, 5_000_000)}
+    transfers = out.iloc[:2]
+    assert (transfers["end_s"] - sessions["start_s"].iloc[:2] - transfers["duration_s"]).abs().max() < 1e-6
+    assert (transfers["duration_s"] < 1.0).all() and (transfers["rtt_s"] < 0.01).all()
+    assert transfers["share_at_target"].isna().all() and transfers["loss"].isna().all()
+
+    video = out.iloc[2]
+    assert video["end_s"] == pytest.approx(10.5) and video["duration_s"] == 10.0
+    # on a quiet machine the rate is within 0.1% of the target and every second is at it; agents starved of CPU by
+    # other work stall (their send lateness shows it) and the receiving end sees those stalls as delay
+    stalled = f"worst send lateness {worst_send_lateness_s(results):.3f} s"
+    assert video["mean_rate_bps"] == pytest.approx(1.5e6, rel=0.05), stalled
+    assert video["share_at_target"] >= 0.8 and video["share_below_min"] == 0.0, stalled
+    assert video["loss"] == 0.0
+    assert video["one_way_delay_s"] < 0.005 and video["one_way_delay_p95_s"] < 0.01 and video["jitter_s"] < 0.002
+
+
+def test_signal_stops_agents_promptly_with_partial_results(tmp_path: Path) -> None:
+    sessions = trace(call("s1", 0.0, 30.0), transfer("s1", 20.0, 1_000_000, "down"))
+    where = endpoints(LOOPBACK, LOOPBACK, LOOPBACK)
+    epoch_s = time.time() + LEAD_S
+    agents = Agents(tmp_path, specs(sessions, where, epoch_s, 0.0, 30.0, 1.0, base_port=BASE_PORT))
+    try:
+        time.sleep(max(0.0, epoch_s + 2.0 - time.time()))
+        sent_s = time.time()
+        for proc in agents.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        codes = agents.wait(5.0)
+        stopped_after_s = time.time() - sent_s
+    finally:
+        agents.kill()
+    assert codes == {"site1": 0, "home1": 0, "server": 0}
+    assert stopped_after_s < 1.0
+    results = agents.results()
+    assert {r["reason"] for r in results.values()} == {"signal SIGTERM"}
+    out = records(sessions, results).set_index("session_id")
+    assert not out["completed"].any()
+    assert out.loc[0, "duration_s"] == pytest.approx(2.0, abs=0.3)
+    assert math.isnan(out.loc[0, "end_s"]) and out.loc[0, "mean_rate_bps"] == pytest.approx(1.5e6, rel=0.05)
+    assert math.isnan(out.loc[1, "end_s"]) and math.isnan(out.loc[1, "duration_s"])
+
+
+def test_session_no_agent_reported_is_incomplete() -> None:
+    sessions = trace(call("s1", 0.0, 5.0), transfer("s1", 1.0, 1000, "up"))
+    out = records(sessions, {})
+    assert not out["completed"].any()
+    assert out[["end_s", "duration_s", "mean_rate_bps", "loss"]].isna().all().all()
+
+
+def test_specs_give_every_call_end_its_own_port_and_check_the_trace() -> None:
+    sessions = trace(call("s1", 0.0, 5.0), call("s1", 1.0, 5.0), transfer("s1", 2.0, 1000, "up"))
+    host_specs = specs(sessions, endpoints(LOOPBACK, LOOPBACK, LOOPBACK), 1000.0, 0.0, 10.0, 2.0, base_port=30000)
+    ports = [c["local_port"] for spec in host_specs.values() for c in spec["calls"]]
+    assert sorted(ports) == [30001, 30002, 30003, 30004]
+    assert host_specs["server"]["server"] == {"ip": LOOPBACK, "port": 30000}
+    assert {spec["stop_at_s"] for spec in host_specs.values()} == {1012.0}
+    assert host_specs["site1"]["transfers"][0]["start_at_s"] == 1002.0
+    json.dumps(host_specs, allow_nan=False)
+    with pytest.raises(ValueError, match="'s2'"):
+        specs(trace(transfer("s2", 0.0, 1000)), endpoints(LOOPBACK, LOOPBACK, LOOPBACK), 0.0, 0.0, 10.0, 1.0)
+    with pytest.raises(ValueError, match="outside the window"):
+        specs(sessions, endpoints(LOOPBACK, LOOPBACK, LOOPBACK), 0.0, 1.5, 10.0, 1.0)
+
+
+def test_controller_backs_off_on_a_growing_queue_holds_while_it_drains_and_recovers() -> None:
+    ctl = RateController(1.5e6, 350e3, now_s=0.0)
+    assert ctl.on_report(0.1, 0.0, 0.040, 1.0e6) == 1.5e6                   # one report over the threshold: wait
+    assert ctl.on_report(0.2, 0.0, 0.050, 1.0e6) == pytest.approx(0.85e6)   # two: x0.85 of the receive rate
+    assert ctl.on_report(0.3, 0.0, 0.060, 0.9e6) == pytest.approx(0.85e6)   # within the hold time
+    assert ctl.on_report(0.5, 0.0, 0.030, 0.9e6) == pytest.approx(0.85e6)   # draining: hold
+    assert ctl.on_report(1.5, 0.0, 0.001, 0.85e6) == pytest.approx(0.85e6 * 1.08)   # clear: +8% in a second
+    assert ctl.on_report(1.6, 0.2, 0.001, 0.1e6) == 350e3                    # heavy loss: never below the minimum
+    for t_s in range(2, 60):
+        ctl.on_report(float(t_s), 0.0, 0.0, 2e6)
+    assert ctl.rate_bps == 1.5e6                                              # never above the target
+    assert ctl.on_tick(60.6) == pytest.approx(1.5e6 * 0.85)                   # no report for 0.5 s: back off
+
+
+def test_receiver_measures_rfc3550_jitter_loss_and_per_second_rate() -> None:
+    rx = MediaReceiver(start_at_s=100.0, packet_bytes=1000, target_rate_bps=80e3, min_rate_bps=40e3)
+    delays_s = []
+    for seq in range(20):                    # 10 packets a second; every 4th lost; delays alternate 10 / 30 ms
+        if seq % 4 != 3:
+            sent_s = 100.0 + seq / 10
+            delays_s.append(0.010 if seq % 2 == 0 else 0.030)
+            rx.on_media(seq, sent_s, sent_s + delays_s[-1])
+    loss, queue_delay_s, _ = rx.report(102.1)
+    assert loss == pytest.approx(1 - 15 / 19)
+    summary = rx.summary(2.0)
+    assert summary["rate_bps_per_s"] == [64000.0, 56000.0]   # 8 then 7 packets of 8000 bit
+    assert summary["share_at_target"] == 0.0 and summary["share_below_min"] == 0.0
+    assert summary["one_way_delay_p95_s"] == pytest.approx(0.030)
+    assert queue_delay_s == pytest.approx(summary["one_way_delay_s"] - 0.010)
+    j_s, samples_s = 0.0, []
+    for before_s, after_s in zip(delays_s, delays_s[1:]):
+        j_s += (abs(after_s - before_s) - j_s) / 16   # RFC 3550 A.8, in seconds
+        samples_s.append(j_s)
+    assert rx.jitter_s == pytest.approx(j_s) and summary["jitter_s"] == pytest.approx(sum(samples_s) / 14)
+
+
+# --- a shaped path: two namespaces joined by a veth pair, TBF at 1 Mbit/s each way -------------------------------
+
+RATE_BPS = 1e6
+QUEUE_BYTES = 25_000          # 200 ms at 1 Mbit/s
+BURST_BYTES = 3_000
+TRANSFER_BYTES = 250_000
+
+
+@pytest.fixture
+def shaped_path():
+    """Namespaces ``tfx<pid>a`` (the site) and ``tfx<pid>b`` (home and server); removed by name afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates network namespaces, a veth pair and TBF qdiscs")
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        pytest.skip("needs iproute2 (ip, tc)")
+    prefix = f"tfx{os.getpid()}"
+    names = (prefix + "a", prefix + "b")
+    try:
+        for ns in names:
+            _run("ip", "netns", "add", ns)
+        _run("ip", "link", "add", names[0] + "0", "netns", names[0], "type", "veth", "peer", "name", names[1] + "0",
+             "netns", names[1])
+        for ns, address in zip(names, ("10.99.0.1/24", "10.99.0.2/24")):
+            dev = ns + "0"
+            _run("ip", "-n", ns, "addr", "add", address, "dev", dev)
+            _run("ip", "-n", ns, "link", "set", dev, "up")
+            _run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate",
+                 f"{RATE_BPS:.0f}bit", "burst", str(BURST_BYTES), "limit", str(QUEUE_BYTES))
+        yield {"site1": names[0], "home1": names[1], "server": names[1]}
+    finally:
+        for ns in names:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)   # absent if never made
+
+
+def _run(*argv: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(argv)}: {done.stderr}"
+
+
+def test_video_adapts_and_transfer_takes_its_serialisation_time_on_a_shaped_path(tmp_path, shaped_path) -> None:
+    sessions = trace(call("s1", 0.0, 10.0, target_bps=1.5e6, min_bps=350e3),
+                     transfer("s1", 10.5, TRANSFER_BYTES, "up", app="image", kind="xray"))
+    out, results = replay(tmp_path, sessions, endpoints("10.99.0.1", "10.99.0.2", "10.99.0.2"), 14.0, 1.0,
+                          namespaces=shaped_path)
+    video, upload = out.iloc[0], out.iloc[1]
+    assert video["completed"] and upload["completed"]
+    stalled = f"worst send lateness {worst_send_lateness_s(results):.3f} s"   # agents starved of CPU burst or skip
+    # 1.5 Mbit/s does not fit: the senders back off to what 1 Mbit/s carries (1200-byte payloads in 1242-byte frames)
+    assert 350e3 < video["mean_rate_bps"] < RATE_BPS
+    assert video["share_at_target"] == 0.0 and video["share_below_min"] <= 0.1, stalled
+    assert video["loss"] < 0.03, stalled
+    assert video["one_way_delay_s"] < QUEUE_BYTES * 8 / RATE_BPS
+    # the upload: every 1448-byte segment is a 1514-byte frame at 1 Mbit/s; the TBF bucket starts full; set-up is
+    # three round trips on an idle veth (sub-millisecond) plus the 4096-byte hello reply; a loss in slow start costs
+    # at most one full queue (200 ms) of extra time
+    wire_s = math.ceil(TRANSFER_BYTES / 1448) * 1514 * 8 / RATE_BPS
+    assert wire_s - BURST_BYTES * 8 / RATE_BPS - 0.01 < upload["duration_s"] < wire_s + 0.3
+    assert results["server"]["served"][0]["bytes_in"] == TRANSFER_BYTES
