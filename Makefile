@@ -30,16 +30,14 @@ install: system-deps $(STAMP)
 
 # Debian packages: installed with apt-get only when missing, and only when running as root.
 # python3-venv: virtual environments; chromium: PNG figures (kaleido) and the report's browser test;
-# the emulation: mininet (mnexec), iperf3, irtt, iptables, ping, ethtool, and gcc with libnetfilter-queue-dev to
-# build the delay shim's NFQUEUE binding.
+# the emulation: mininet (mnexec), iperf3, irtt, iptables, ping, ethtool.
 EMU_DEBS := mininet iperf3 irtt iptables iputils-ping ethtool
 system-deps:
 	@missing=""; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	for deb in $(EMU_DEBS) libnetfilter-queue-dev; do \
+	for deb in $(EMU_DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$deb 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$deb"; done; \
-	command -v gcc >/dev/null || missing="$$missing gcc"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +101,9 @@ def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
     for host, spec in sorted(specs.items(), key=lambda item: item[1]["server"] is None):  # server first
         spec_path, outs[host] = work_dir / f"{host}.spec.json", work_dir / f"{host}.result.json"
         spec_path.write_text(json.dumps(spec, indent=1) + "\n")
-        procs[host] = emu.node(host).popen(traffic.agent_command(spec_path, outs[host]))
+        with open(work_dir / f"{host}.log", "wb") as log_file:  # never a pipe: a chatty agent would block on it
+            procs[host] = emu.node(host).popen(traffic.agent_command(spec_path, outs[host]), stdout=log_file,
+                                               stderr=subprocess.STDOUT)
         emu.record_pid(f"agent {host}", procs[host].pid)
     stop_at_s = epoch_s + chosen.duration_s + chosen.drain_s
     try:
@@ -118,8 +121,13 @@ def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
     missing = [h for h, path in outs.items() if not path.is_file()]
     if failed or missing:
         raise EngineError(f"traffic agents failed: exit codes {failed}, no result from {missing} "
-                          f"(their specs are in {work_dir})")
-    return {host: json.loads(path.read_text()) for host, path in outs.items()}
+                          f"(their specs and logs are in {work_dir})")
+    results = {host: json.loads(path.read_text()) for host, path in outs.items()}
+    late = [h for h, r in results.items() if r.get("ready_at_s", 0.0) > epoch_s]
+    if late:
+        raise EngineError(f"traffic agents on {late} were not ready when the window began; the machine is too busy "
+                          f"(agents are given {START_MARGIN_S:.0f} s)")
+    return results
 
 
 def _wait(procs: dict, stop_at_s: float, epoch_s: float, progress: Callable[[float], None] | None) -> None:

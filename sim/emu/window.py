@@ -15,6 +15,9 @@ from sim.model.scenario import Scenario
 from sim.topology import Topology
 
 GRID_S = 60.0  # candidate window starts, for the busiest window
+# The default choice skips access profiles faster than this, both directions together (bit/s): one delay shim
+# carries about 40,000 packets/s (EMULATION.md, re-measured in benchmarks/README.md), some 480 Mbit/s of full frames.
+MAX_DEFAULT_ACCESS_BPS = 400e6
 CALL_MARGIN_S = 2.0  # calls end this long before the agents stop (s): time to send the last feedback
 
 
@@ -38,14 +41,17 @@ def choose_sites(scenario: Scenario, topo: Topology) -> tuple[str, ...]:
     """The scenario's ``emulation.sites``, or by default a spread of access profiles.
 
     The default takes one site per access profile of the most common site family, spread from the slowest
-    profile to the fastest, up to ``emulation.max_sites``. Copper and fibre both appear whenever the family has
-    both: the slowest and the fastest are always taken.
+    profile to the fastest, up to ``emulation.max_sites``, leaving out profiles faster than one delay shim carries
+    (``MAX_DEFAULT_ACCESS_BPS``). Copper and fibre both appear whenever the family has both: the slowest and the
+    fastest are always taken.
     """
     if scenario.emulation.sites:
         return tuple(scenario.emulation.sites)
     sites = topo.sites
     family = sites["family"].value_counts().index[0]
     mine = sites[sites["family"] == family]
+    carried = mine[mine["down_bps"] + mine["up_bps"] <= MAX_DEFAULT_ACCESS_BPS]
+    mine = carried if len(carried) else mine
     firsts = mine.drop_duplicates("access_profile").sort_values(["down_bps", "up_bps"], kind="stable")
     n = min(scenario.emulation.max_sites, len(firsts))
     picks = np.unique(np.round(np.linspace(0, len(firsts) - 1, n)).astype(int))
