@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.emu import capabilities
+from sim.emu import clean as cleaner
 from tests.conftest import ROOT
 
 runner = CliRunner()
@@ -100,8 +101,10 @@ def test_an_interrupted_emulation_leaves_nothing_and_no_folder(tmp_path):
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # the test failed before the interrupt: kill the run, then clean what it left
             proc.kill()
+            proc.wait()
+            cleaner.clean()
     assert proc.returncode == 130, output
     assert "Traceback" not in output
     assert not (out / "emu-interrupt").exists() or not any((out / "emu-interrupt").iterdir())

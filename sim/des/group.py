@@ -63,10 +63,18 @@ class Group:
         self._settle_links(self.now_s)
 
     def _next_change_s(self) -> float:
-        times = [f.active_at_s for f in self.starting]
-        times += [f.finish_s() for f in self.transfers]
-        times += [m.end_s for m in self.media]
-        return min(times, default=math.inf)
+        best_s = math.inf
+        for flow in self.starting:
+            if flow.active_at_s < best_s:
+                best_s = flow.active_at_s
+        for flow in self.transfers:
+            finish_s = flow.finish_s()
+            if finish_s < best_s:
+                best_s = finish_s
+        for media in self.media:
+            if media.end_s < best_s:
+                best_s = media.end_s
+        return best_s
 
     def _settle_links(self, now_s: float) -> None:
         for link in self.links:
@@ -121,22 +129,27 @@ class Group:
         return max(best, 1.0)
 
     def _finish_due(self, now_s: float) -> None:
-        due = [f for f in self.starting if f.active_at_s <= now_s + _EPS_S]
-        if due:
-            self.starting = [f for f in self.starting if f.active_at_s > now_s + _EPS_S]
-            self.transfers.extend(due)
-            for flow in due:
-                self.dirty.update(flow.path)
-        done = [f for f in self.transfers if f.finish_s() <= now_s + _EPS_S]
-        if done:
-            self.transfers = [f for f in self.transfers if f.finish_s() > now_s + _EPS_S]
-            for flow in done:
-                self.dirty.update(flow.path)
-                flow.settle(now_s)
-                self.ctx.finish_transfer(flow, now_s)
-        ended = [m for m in self.media if m.end_s <= now_s + _EPS_S]
+        limit_s = now_s + _EPS_S
+        if self.starting:
+            due = [f for f in self.starting if f.active_at_s <= limit_s]
+            if due:
+                self.starting = [f for f in self.starting if f.active_at_s > limit_s]
+                self.transfers.extend(due)
+                for flow in due:
+                    self.dirty.update(flow.path)
+        if self.transfers:
+            done, going = [], []
+            for flow in self.transfers:
+                (done if flow.finish_s() <= limit_s else going).append(flow)
+            if done:
+                self.transfers = going
+                for flow in done:
+                    self.dirty.update(flow.path)
+                    flow.settle(now_s)
+                    self.ctx.finish_transfer(flow, now_s)
+        ended = [m for m in self.media if m.end_s <= limit_s] if self.media else None
         if ended:
-            self.media = [m for m in self.media if m.end_s > now_s + _EPS_S]
+            self.media = [m for m in self.media if m.end_s > limit_s]
             for media in ended:
                 self.dirty.update(media.path)
                 media.settle(now_s)
@@ -185,10 +198,19 @@ class Group:
             m.observe()
 
     def _dirty_part(self) -> tuple[list, list, list]:
-        """The transfers, media and links to recompute: when every path is one link, only the changed links'."""
+        """The transfers, media and links to recompute: when every path is one link, only the changed links'.
+
+        Otherwise (paths through a shared link) the whole of each direction that changed: a path never mixes
+        directions, so shares, queues and back-off upstream never depend on downstream flows, nor the reverse.
+        """
         dirty, self.dirty = self.dirty, set()
         if not self.single_link_paths:
-            return self.transfers, self.media, self.links
+            directions = {link.direction for link in dirty}
+            if len(directions) > 1:
+                return self.transfers, self.media, self.links
+            return ([f for f in self.transfers if f.path[0].direction in directions],
+                    [m for m in self.media if m.path[0].direction in directions],
+                    [link for link in self.links if link.direction in directions])
         return ([f for f in self.transfers if f.path[0] in dirty], [m for m in self.media if m.path[0] in dirty],
                 [link for link in self.links if link in dirty])
 
