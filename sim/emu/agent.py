@@ -368,16 +368,30 @@ async def run_transfer(spec: dict, congestion_control: str, out: dict) -> None:
         await _recv_exactly(sock, HELLO_REPLY_BYTES)
         out["rtt_s"] = tcp_info(sock)["rtt_s"]
         out["congestion_control"] = congestion_control_of(sock)
+        done_bytes, rounds = 0, 0
         try:
-            while out["delivered_bytes"] < size_bytes:
-                n = min(chunk_bytes, size_bytes - out["delivered_bytes"])
+            while done_bytes < size_bytes:
+                n = min(chunk_bytes, size_bytes - done_bytes)
+                rounds += 1
                 await _exchange(sock, spec["direction"], n)
-                out["delivered_bytes"] += n
+                done_bytes += n
             end_s = time.time()
             out.update(completed=True, end_at_s=end_s, duration_s=end_s - spec["start_at_s"])
         finally:
             info = tcp_info(sock)
-            out.update(min_rtt_s=info["min_rtt_s"], retransmits=info["retransmits"])
+            out.update(min_rtt_s=info["min_rtt_s"], retransmits=info["retransmits"], rounds=rounds,
+                       delivered_bytes=_payload_confirmed(info, spec["direction"], rounds))
+
+
+def _payload_confirmed(info: dict, direction: str, rounds: int) -> int:
+    """Payload bytes the server acknowledged (upload) or the site received (download), from TCP's own counts.
+
+    The kernel counts the SYN in bytes acked, and a FIN from the server (which only comes if it stopped early) in
+    bytes received: exact for a completed transfer, within a byte for one cut short.
+    """
+    if direction == "up":
+        return max(0, info["bytes_acked"] - 1 - HELLO_BYTES - rounds * _REQUEST.size)
+    return max(0, info["bytes_received"] - HELLO_REPLY_BYTES)
 
 
 async def _exchange(sock: socket.socket, direction: str, size_bytes: int) -> None:
@@ -489,12 +503,17 @@ def congestion_control_of(sock: socket.socket) -> str:
 
 
 def tcp_info(sock: socket.socket) -> dict:
-    """Smoothed and minimum RTT (s) and total retransmitted segments, from the kernel's ``struct tcp_info``."""
+    """Smoothed and minimum RTT (s), retransmitted segments, bytes acked and received, from ``struct tcp_info``.
+
+    Offsets are those of ``<linux/tcp.h>`` (stable: fields are only ever appended).
+    """
     raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
     rtt_us, = struct.unpack_from("I", raw, 68)
     retrans, = struct.unpack_from("I", raw, 100)
+    bytes_acked, bytes_received = struct.unpack_from("QQ", raw, 120)
     min_rtt_us = struct.unpack_from("I", raw, 148)[0] if len(raw) >= 152 else rtt_us
-    return {"rtt_s": rtt_us / 1e6, "min_rtt_s": min_rtt_us / 1e6, "retransmits": retrans}
+    return {"rtt_s": rtt_us / 1e6, "min_rtt_s": min_rtt_us / 1e6, "retransmits": retrans,
+            "bytes_acked": bytes_acked, "bytes_received": bytes_received}
 
 
 def _kernel_arrival_s(ancillary: list) -> float:
@@ -637,8 +656,8 @@ class Agent:
 def _transfer_entry(spec: dict, window: dict) -> dict:
     return {"session_id": spec["session_id"], "direction": spec["direction"], "size_bytes": spec["size_bytes"],
             "completed": False, "start_s": _trace_s(window, spec["start_at_s"]), "late_s": None,
-            "duration_s": None, "delivered_bytes": 0, "rtt_s": None, "min_rtt_s": None, "retransmits": None,
-            "congestion_control": None, "aborted": None, "error": None}
+            "duration_s": None, "delivered_bytes": 0, "rounds": 0, "rtt_s": None, "min_rtt_s": None,
+            "retransmits": None, "congestion_control": None, "aborted": None, "error": None}
 
 
 async def _all_done(tasks: list) -> None:

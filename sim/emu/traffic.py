@@ -227,7 +227,8 @@ def _transfer_row(row, entry: dict | None, base_rtt_s: float) -> dict:
     if entry is None:
         return out
     rtt_s = _num(entry.get("rtt_s"))
-    out.update(completed=bool(entry["completed"]), rtt_s=rtt_s, queue_delay_s=max(0.0, rtt_s - base_rtt_s))
+    queue_delay_s = max(0.0, rtt_s - base_rtt_s) if math.isfinite(rtt_s - base_rtt_s) else _NAN
+    out.update(completed=bool(entry["completed"]), rtt_s=rtt_s, queue_delay_s=queue_delay_s)
     if entry["completed"]:
         duration_s = entry["duration_s"]
         out.update(end_s=entry["end_s"], duration_s=duration_s,
