@@ -9,6 +9,7 @@ did not apply. Output parsers are pure functions (tested on captured output).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -61,6 +62,10 @@ class VerifyReport:
     def add(self, link: str, what: str, expected: float, measured: float, ok: bool) -> None:
         """Record one check."""
         self.rows.append({"link": link, "what": what, "expected": expected, "measured": measured, "ok": ok})
+
+    def rows_for(self, link: str, direction: str) -> list[dict]:
+        """The checks of one link direction, in order."""
+        return [row for row in self.rows if row["link"] == link and row["what"].startswith(direction)]
 
 
 def verify(emu, tol: Tolerance) -> VerifyReport:
@@ -274,17 +279,44 @@ def _check_rates(emu, tol: Tolerance, report: VerifyReport) -> None:
                 if rate_bps is None:
                     continue
                 if batch and batch_bps + rate_bps > tol.parallel_bps:
-                    _run_rate_batch(emu, batch, tol, report)
+                    port = _rate_batch_with_retries(emu, batch, tol, report, port)
                     batch, batch_bps = [], 0.0
                 batch.append((link, direction, emu.plan.node(role, site), port))
                 batch_bps += rate_bps
                 port += 1
         if batch:
-            _run_rate_batch(emu, batch, tol, report)
+            port = _rate_batch_with_retries(emu, batch, tol, report, port)
 
 
-def _run_rate_batch(emu, batch: list, tol: Tolerance, report: VerifyReport) -> None:
+RATE_RETRIES = 2  # a probe outside tolerance is repeated alone, this many times, before the link is refused
+
+
+def _rate_batch_with_retries(emu, batch: list, tol: Tolerance, report: VerifyReport, port: int) -> int:
+    """Probe a batch; re-probe each link that missed, alone and for twice as long, before refusing it.
+
+    A short probe on a 2-core machine can lose CPU to the shims and other probes (a transient, not the link);
+    a link that misses on every attempt is refused with the last measurement. Returns the next free port.
+    """
+    failed = _run_rate_batch(emu, batch, tol, report)
+    longer = dataclasses.replace(tol, probe_s=2 * tol.probe_s)
+    for _ in range(RATE_RETRIES):
+        if not failed:
+            return port
+        retried = []
+        for link, direction, node, _ in failed:
+            retried += _run_rate_batch(emu, [(link, direction, node, port)], longer, report)
+            port += 1
+        failed = retried
+    if failed:
+        link, direction, _, _ = failed[0]
+        raise EngineError(report.rows_for(link.name, direction)[-1]["message"])
+    return port
+
+
+def _run_rate_batch(emu, batch: list, tol: Tolerance, report: VerifyReport) -> list:
+    """Probe every link of the batch at once; return the (link, direction, node, port) entries that missed."""
     server = emu.plan.node("server")
+    failed: list = []
     servers, clients = [], []
     for _, _, _, port in batch:
         proc = emu.node(server.name).popen(["iperf3", "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL,
@@ -308,10 +340,11 @@ def _run_rate_batch(emu, batch: list, tol: Tolerance, report: VerifyReport) -> N
             ok = abs(goodput_bps - expected_bps) <= tol.rate_rel * expected_bps
             report.add(link.name, f"{direction} tcp goodput_bps", expected_bps, goodput_bps, ok)
             if not ok:
-                raise EngineError(f"link {link.name} {direction}: TCP goodput {goodput_bps / 1e6:.3f} Mbit/s, "
-                                  f"expected {expected_bps / 1e6:.3f} (configured "
-                                  f"{getattr(link, direction).rate_bps / 1e6:g} Mbit/s x 1448/1514, "
-                                  f"+-{tol.rate_rel:.0%})")
+                report.rows[-1]["message"] = (
+                    f"link {link.name} {direction}: TCP goodput {goodput_bps / 1e6:.3f} Mbit/s, expected "
+                    f"{expected_bps / 1e6:.3f} (configured {getattr(link, direction).rate_bps / 1e6:g} Mbit/s x "
+                    f"1448/1514, +-{tol.rate_rel:.0%}) in {1 + RATE_RETRIES} probes")
+                failed.append(next(item for item in batch if item[0] is link and item[1] == direction))
     finally:
         for port, proc in servers:
             if proc.poll() is None:
@@ -323,6 +356,7 @@ def _run_rate_batch(emu, batch: list, tol: Tolerance, report: VerifyReport) -> N
                 proc.kill()
                 proc.wait()
             emu.state.forget(f"iperf3 client {port}")
+    return failed
 
 
 def probe_congestion_control() -> str:
