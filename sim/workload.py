@@ -36,17 +36,30 @@ def generate(scenario: Scenario, topology: Topology, seed: int) -> pd.DataFrame:
     Returns:
         One row per session, columns :data:`TRACE_COLUMNS`, sorted by start time (s since midnight).
     """
-    frames = []
+    parts = []
     sites = topology.sites
     for index, site, class_name in zip(sites.index.tolist(), sites["site"], sites["site_class"]):
         rng = np.random.default_rng([seed, index])  # the site's index in the whole topology: shards regenerate it
-        frames.extend(_site_sessions(scenario, scenario.catalogue.site_classes[class_name], site, rng))
-    trace = pd.concat(frames, ignore_index=True) if frames else _empty()
+        parts.extend(_site_sessions(scenario, scenario.catalogue.site_classes[class_name], site, rng))
+    if not sum(part["n"] for part in parts):
+        return _empty()
+    # One frame from all sites' column arrays: building a frame per site would cost more than drawing the sessions.
+    trace = pd.DataFrame({name: np.concatenate([_column(part, name) for part in parts])
+                          for name in TRACE_COLUMNS if name != "session_id"})
     order = np.lexsort((np.arange(len(trace)), trace["start_s"].to_numpy()))
     trace = trace.iloc[order].reset_index(drop=True)
-    trace["session_id"] = np.arange(len(trace), dtype="int64")
-    # Columns only some activities set (e.g. chunk_bytes, by GP2GP) are NaN where no site has them.
-    return trace.reindex(columns=list(TRACE_COLUMNS)).astype(TRACE_COLUMNS)
+    trace.insert(0, "session_id", np.arange(len(trace), dtype="int64"))
+    return trace.astype(TRACE_COLUMNS)
+
+
+def _column(part: dict, name: str) -> np.ndarray:
+    """One column of a part as an array of its length: its values, a repeated scalar, or NaN where not set."""
+    value = part.get(name)
+    if isinstance(value, np.ndarray):
+        return value
+    if value is None:  # columns only some activities set (e.g. chunk_bytes, by GP2GP) are NaN elsewhere
+        return np.full(part["n"], np.nan)
+    return np.full(part["n"], value, dtype=object if isinstance(value, str) else float)
 
 
 def expected_sessions(scenario: Scenario) -> float:
@@ -83,7 +96,8 @@ def arrivals(per_day: float, profile: DayProfile, start_s: float, end_s: float,
     return np.sort(np.concatenate(times)) if times else np.empty(0)
 
 
-def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) -> list[pd.DataFrame]:
+def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) -> list[dict]:
+    """A site's sessions as parts: dicts of column values (arrays, or scalars for the whole part) and ``n``."""
     cat, load, window = scenario.catalogue, scenario.load, scenario.window
     span = (window.start, window.end)
     frames = []
@@ -102,16 +116,17 @@ def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) ->
     return frames
 
 
-def _consultations(spec, cat: Catalogue, load, span, rng) -> list[pd.DataFrame]:
+def _consultations(spec, cat: Catalogue, load, span, rng) -> list[dict]:
     starts = arrivals(spec.per_day * load.volume_scale, cat.day_profiles[spec.profile], *span, rng)
     by_video = rng.random(len(starts)) < load.video_share(spec.video_share_from)
     video_starts = starts[by_video]
     video = cat.apps.video
-    calls = pd.DataFrame({
+    calls = {
+        "n": len(video_starts),
         "app": "video", "kind": VIDEO_KINDS[spec.video_share_from], "direction": "both", "urgency": "routine",
         "start_s": video_starts, "duration_s": spec.duration.sample(rng, len(video_starts)),
         "target_rate_bps": video.target, "min_rate_bps": video.minimum, "packet_bytes": video.packet,
-    })
+    }
     fetch_counts = np.floor(spec.record_fetches).astype(int) + (
         rng.random(len(starts)) < spec.record_fetches % 1)
     fetch_starts = np.repeat(starts, fetch_counts)
@@ -120,7 +135,7 @@ def _consultations(spec, cat: Catalogue, load, span, rng) -> list[pd.DataFrame]:
     return [calls, fetches]
 
 
-def _gp2gp(spec, cat: Catalogue, scale: float, span, rng) -> list[pd.DataFrame]:
+def _gp2gp(spec, cat: Catalogue, scale: float, span, rng) -> list[dict]:
     records, frames = cat.apps.records, []
     for direction, per_day in (("up", spec.send_per_day), ("down", spec.receive_per_day)):
         starts = arrivals(per_day * scale, cat.day_profiles[spec.profile], *span, rng)
@@ -133,7 +148,7 @@ def _gp2gp(spec, cat: Catalogue, scale: float, span, rng) -> list[pd.DataFrame]:
     return frames
 
 
-def _imaging(spec, cat: Catalogue, scale: float, span, rng) -> list[pd.DataFrame]:
+def _imaging(spec, cat: Catalogue, scale: float, span, rng) -> list[dict]:
     starts = arrivals(spec.per_day * scale, cat.day_profiles[spec.profile], *span, rng)
     names = list(cat.apps.modalities)
     modalities = [cat.apps.modalities[name] for name in names]
@@ -153,10 +168,10 @@ def _imaging(spec, cat: Catalogue, scale: float, span, rng) -> list[pd.DataFrame
 
 
 def _transfers(app: str, kind, direction: str, starts: np.ndarray, sizes: np.ndarray,
-               urgent: np.ndarray | None = None) -> pd.DataFrame:
-    urgency = np.where(urgent, "urgent", "routine") if urgent is not None else "routine"
-    return pd.DataFrame({"app": app, "kind": kind, "direction": direction, "urgency": urgency,
-                         "start_s": starts, "size_bytes": np.round(sizes)})
+               urgent: np.ndarray | None = None) -> dict:
+    urgency = np.where(urgent, "urgent", "routine").astype(object) if urgent is not None else "routine"
+    return {"n": len(starts), "app": app, "kind": kind, "direction": direction, "urgency": urgency,
+            "start_s": np.asarray(starts, dtype=float), "size_bytes": np.round(sizes).astype(float)}
 
 
 def _normalised(shares: list[float]) -> np.ndarray:
