@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sim.cli import app
-from sim.emu import capabilities
+from sim.emu import capabilities, utilisation
 from sim.emu import clean as cleaner
 from tests.conftest import ROOT
 
@@ -83,6 +83,11 @@ def test_both_engines_replay_one_slice_and_agree_within_tolerance(tmp_path):
     assert (rate["relative"].abs() <= VIDEO_RATE_RELATIVE).all(), rate
     delay = table[table["metric"] == "mean_one_way_delay_s"]
     assert (delay["difference"].abs() <= VIDEO_DELAY_ABS_S + VIDEO_DELAY_RELATIVE * delay["emu"]).all(), delay
+    links = pd.read_parquet(folder / "links.parquet")  # measured from the shaped interfaces' byte counters
+    assert set(links["engine"]) == {"emu"} and set(links["kind"]) == {"access"}
+    assert links["utilisation"].between(0.0, 1.05).all(), links
+    idle = set(links["site"]) - set(emu["site"])  # a site with no session in the slice carries (almost) nothing
+    assert (links.loc[links["site"].isin(idle), "utilisation"] < 0.01).all()
     assert "Simulator vs emulation" in (folder / "report.html").read_text()
     assert _ours_left(str(tmp_path), links_before) == []
 
@@ -123,3 +128,14 @@ def test_emulated_sites_must_exist(tmp_path):
     assert result.exit_code == 2
     assert "unknown site 'gp-adls'; did you mean 'gp-adsl'?" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_proc_net_dev_gives_transmitted_bytes():
+    text = ("Inter-|   Receive                                                |  Transmit\n"
+            " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls "
+            "carrier compressed\n"
+            "    lo:     120       2    0    0    0     0          0         0      120       2    0    0    0     0 "
+            "      0          0\n"
+            "tb12s0-eth0: 9000  10    0    0    0     0          0         0  1514000    1000    0    0    0     0 "
+            "      0          0\n")
+    assert utilisation.parse_proc_net_dev(text) == {"lo": 120, "tb12s0-eth0": 1_514_000}

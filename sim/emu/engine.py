@@ -22,14 +22,16 @@ import pandas as pd
 
 from sim.emu import capabilities, net, traffic, window
 from sim.emu.linkplan import EmuSettings
+from sim.emu.utilisation import Sampler
 from sim.errors import EngineError
 from sim.model.scenario import Scenario
-from sim.records import LINK_COLUMNS, RECORD_COLUMNS, conform
+from sim.records import RECORD_COLUMNS, conform
 from sim.topology import Topology
 
 ENGINE = "emu"
 START_MARGIN_S = 3.0  # between starting the agents and the window's first session (s): agents bind their sockets
 STOP_GRACE_S = 10.0   # after the stop time, how long agents get to write their results before they are ended (s)
+MAX_BIN_S = 10.0      # link utilisation is sampled at the scenario's bin, at most this long (a replay is minutes)
 SITE_COLUMNS = ("site_class", "family", "access_profile", "technology", "medium")
 
 log = logging.getLogger(__name__)
@@ -69,14 +71,15 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
     with emu:
         built_s = time.monotonic() - started
         report = net.verify(emu)
-        results = _replay(emu, chosen, scenario.emulation.congestion_control, work_dir, progress)
+        sampler = Sampler(emu, min(scenario.utilisation_bin, MAX_BIN_S), chosen.start_s)
+        results = _replay(emu, chosen, scenario.emulation.congestion_control, work_dir, progress, sampler)
     records = _records(chosen, sub, traffic.records(chosen.trace, results))
     meta = {"engine": ENGINE, "prefix": emu.prefix, "sites": list(chosen.sites), "window_start_s": chosen.start_s,
             "window_end_s": chosen.end_s, "drain_s": chosen.drain_s, "sessions": len(chosen.trace),
             "congestion_control": scenario.emulation.congestion_control, "delay_method": emu.plan.method,
             "loss_method": caps.loss_method, "build_s": round(built_s, 2), "links": emu.plan.describe(),
             "verification": _jsonable(report), "capabilities": caps.as_dict()}
-    return EmuResult(records, empty_links(), chosen, sub, meta)
+    return EmuResult(records, sampler.frame(), chosen, sub, meta)
 
 
 def offered_bps(chosen: window.Slice) -> dict[str, float]:
@@ -92,8 +95,8 @@ def offered_bps(chosen: window.Slice) -> dict[str, float]:
 
 
 def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
-            progress: Callable[[float], None] | None) -> dict[str, dict]:
-    """Start every host's agent on one epoch, wait for the window and drain, and read their results."""
+            progress: Callable[[float], None] | None, sampler: Sampler) -> dict[str, dict]:
+    """Start every host's agent on one epoch, wait for the window and drain (sampling the links), read results."""
     epoch_s = time.time() + START_MARGIN_S
     specs = traffic.specs(chosen.trace, emu.endpoints(), epoch_s, chosen.start_s, chosen.end_s, chosen.drain_s,
                           congestion_control)
@@ -107,7 +110,7 @@ def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
         emu.record_pid(f"agent {host}", procs[host].pid)
     stop_at_s = epoch_s + chosen.duration_s + chosen.drain_s
     try:
-        _wait(procs, stop_at_s, epoch_s, progress)
+        _wait(procs, stop_at_s, epoch_s, progress, sampler)
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -130,14 +133,23 @@ def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
     return results
 
 
-def _wait(procs: dict, stop_at_s: float, epoch_s: float, progress: Callable[[float], None] | None) -> None:
-    """Wait until every agent exits or the stop time and grace pass, reporting the share of the replay done."""
+def _wait(procs: dict, stop_at_s: float, epoch_s: float, progress: Callable[[float], None] | None,
+          sampler: Sampler) -> None:
+    """Wait for the stop time, sampling link bytes at each bin boundary from the epoch, then for the agents.
+
+    Agents get at most ``STOP_GRACE_S`` after the stop time; ``progress`` gets the share of the replay done.
+    """
+    next_sample_s = epoch_s
     while time.time() < stop_at_s + STOP_GRACE_S:
-        if all(p.poll() is not None for p in procs.values()):
+        now_s = time.time()
+        if now_s >= next_sample_s and next_sample_s <= stop_at_s + 1e-6:
+            sampler.sample(now_s)
+            next_sample_s += sampler.bin_s
+        if now_s >= stop_at_s and all(p.poll() is not None for p in procs.values()):
             return
         if progress:
-            progress(min(1.0, max(0.0, (time.time() - epoch_s) / max(stop_at_s - epoch_s, 1e-9))))
-        time.sleep(0.5)
+            progress(min(1.0, max(0.0, (now_s - epoch_s) / max(stop_at_s - epoch_s, 1e-9))))
+        time.sleep(max(0.0, min(0.2, next_sample_s - time.time())))
 
 
 def _records(chosen: window.Slice, sub: Topology, measured: pd.DataFrame) -> pd.DataFrame:
@@ -151,11 +163,6 @@ def _records(chosen: window.Slice, sub: Topology, measured: pd.DataFrame) -> pd.
     frame = trace.merge(sites, on="site", how="left").merge(measured, on="session_id", how="left")
     frame["engine"] = ENGINE
     return conform(frame, RECORD_COLUMNS)
-
-
-def empty_links() -> pd.DataFrame:
-    """A link table with no rows (the emulation does not yet sample link utilisation)."""
-    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in LINK_COLUMNS.items()})
 
 
 def _jsonable(report) -> object:
