@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from sim.emu import clean as cleaner
 from tests.conftest import ROOT
 
 runner = CliRunner()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 # Tolerances of the simulator against the emulation on one slice (docs/fidelity.md says why these figures).
 TRANSFER_MEDIAN_RELATIVE = 0.35
@@ -90,6 +92,28 @@ def test_both_engines_replay_one_slice_and_agree_within_tolerance(tmp_path):
     assert (links.loc[links["site"].isin(idle), "utilisation"] < 0.01).all()
     assert "Simulator vs emulation" in (folder / "report.html").read_text()
     assert _ours_left(str(tmp_path), links_before) == []
+    if CHROMIUM:  # each metric drawn for both engines, in a real browser
+        drawn = table[(table["metric"] != "completed_share") & table["des"].notna() & table["emu"].notna()]
+        assert _fidelity_points_in_browser(folder / "report.html") == 2 * len(drawn)
+
+
+def _fidelity_points_in_browser(page_path) -> int:
+    """Open the report in headless Chromium (offline); the data points the fidelity figure drew."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_path.as_uri())
+            page.wait_for_function("document.querySelectorAll('#fig-fidelity .main-svg').length > 0")
+            points = page.evaluate("() => document.getElementById('fig-fidelity').calcdata"
+                                   ".reduce((n, cd) => n + cd.filter(pt => pt.x !== undefined).length, 0)")
+        finally:
+            browser.close()
+    assert errors == []
+    return points
 
 
 def test_an_interrupted_emulation_leaves_nothing_and_no_folder(tmp_path):
