@@ -358,3 +358,21 @@ def _live_namespaces() -> set[str]:
             except OSError:
                 pass
     return found
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "scenarios")
+                                        .glob("*.yaml")))
+def test_every_shipped_scenario_has_a_default_slice_this_machine_carries(name):
+    """`--engine emu` works on every shipped scenario: its default sites and window pass the capacity check."""
+    from sim import topology, workload
+    from sim.emu import engine, linkplan
+    from sim.load import load
+
+    scenario = load(Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml")
+    topo = topology.build(scenario)
+    chosen, sub = engine.prepare(scenario, topo, workload.generate(scenario, topo, scenario.seed))
+    assert 1 <= len(chosen.sites) <= scenario.emulation.max_sites
+    assert len(chosen.trace) > 0 and chosen.trace["site"].isin(chosen.sites).all()
+    assert chosen.trace["start_s"].between(chosen.start_s, chosen.end_s, inclusive="left").all()
+    estimate = linkplan.estimate(sub, list(chosen.sites), offered_bps=engine.offered_bps(chosen, sub))
+    assert estimate.problems() == []

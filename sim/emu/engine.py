@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from sim.emu import capabilities, net, traffic, window
@@ -48,10 +47,25 @@ class EmuResult:
     meta: dict
 
 
-def prepare(scenario: Scenario, topo: Topology, trace: pd.DataFrame) -> tuple[window.Slice, Topology]:
-    """The slice an emulation of this scenario replays, and the topology of its sites (no side effects)."""
+def prepare(scenario: Scenario, topo: Topology, trace: pd.DataFrame, cores: int = 2,
+            method: str = "nfqueue") -> tuple[window.Slice, Topology]:
+    """The slice an emulation of this scenario replays, and the topology of its sites (no side effects).
+
+    When the sites are the default choice and the machine could not carry them all (:func:`sim.emu.net.estimate`),
+    the fastest are left out, one at a time, down to one site; sites the scenario names are kept as named (the
+    capacity check then refuses them, with its estimate).
+    """
     chosen = window.choose(scenario, topo, trace)
+    while not scenario.emulation.sites and len(chosen.sites) > 1 and _too_much(chosen, topo, cores, method):
+        rates = topo.sites.set_index("site").loc[list(chosen.sites), ["down_bps", "up_bps"]].sum(axis=1)
+        chosen = window.choose(scenario, topo, trace, tuple(s for s in chosen.sites if s != rates.idxmax()))
     return chosen, window.sub_topology(topo, chosen.sites)
+
+
+def _too_much(chosen: window.Slice, topo: Topology, cores: int, method: str) -> bool:
+    sub = window.sub_topology(topo, chosen.sites)
+    return bool(net.estimate(sub, list(chosen.sites), method=method, offered_bps=offered_bps(chosen, sub),
+                             cores=cores).problems())
 
 
 def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work_dir: Path,
@@ -63,9 +77,9 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
         EngineError: A link not as configured (named), an agent that failed, or bad sites and rates.
     """
     caps = capabilities.detect()
-    chosen, sub = prepare(scenario, topo, trace)
+    chosen, sub = prepare(scenario, topo, trace, caps.cores, caps.delay_method or "nfqueue")
     settings = EmuSettings(congestion_control=scenario.emulation.congestion_control, seed=seed)
-    emu = net.build(sub, list(chosen.sites), net.new_prefix(), settings, caps, offered_bps(chosen))
+    emu = net.build(sub, list(chosen.sites), net.new_prefix(), settings, caps, offered_bps(chosen, sub))
     work_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with emu:
@@ -82,16 +96,22 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
     return EmuResult(records, sampler.frame(), chosen, sub, meta)
 
 
-def offered_bps(chosen: window.Slice) -> dict[str, float]:
+def offered_bps(chosen: window.Slice, sub: Topology) -> dict[str, float]:
     """Each site's peak offered traffic, both directions together (bit/s), for the machine-capacity check.
 
-    Calls at their target rate both ways, all at once, plus transfers at most filling the access link (counted
-    by the capacity check as the access rate): a bound, not a forecast.
+    A bound, not a forecast: transfers may fill the access link in each direction they use, while calls add their
+    target rate both ways (all at once).
     """
-    trace = chosen.trace
-    calls = trace[trace["app"] == "video"].groupby("site")["target_rate_bps"].sum() * 2
-    has_transfers = set(trace.loc[trace["app"] != "video", "site"])
-    return {site: (np.inf if site in has_transfers else float(calls.get(site, 0.0))) for site in chosen.sites}
+    trace, rates = chosen.trace, sub.sites.set_index("site")
+    out = {}
+    for site in chosen.sites:
+        mine = trace[trace["site"] == site]
+        transfers = mine[mine["app"] != "video"]
+        directions = set(transfers["direction"])
+        out[site] = (2 * float(mine.loc[mine["app"] == "video", "target_rate_bps"].sum())
+                     + ("up" in directions) * float(rates.at[site, "up_bps"])
+                     + ("down" in directions) * float(rates.at[site, "down_bps"]))
+    return out
 
 
 def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,

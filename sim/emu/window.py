@@ -82,9 +82,9 @@ def busiest_start_s(trace: pd.DataFrame, sites: tuple[str, ...], scenario: Scena
     return float(candidates[int(np.argmax(offered_bits)), 0])
 
 
-def choose(scenario: Scenario, topo: Topology, trace: pd.DataFrame) -> Slice:
-    """The sites, window and trace slice the scenario's ``emulation`` section asks for (or its defaults)."""
-    sites = choose_sites(scenario, topo)
+def choose(scenario: Scenario, topo: Topology, trace: pd.DataFrame, sites: tuple[str, ...] | None = None) -> Slice:
+    """The sites (``sites``, else the ``emulation`` section's or its default), window and trace slice to replay."""
+    sites = sites or choose_sites(scenario, topo)
     start_s = scenario.emulation.start
     if start_s is None:
         start_s = busiest_start_s(trace, sites, scenario)
