@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim import checks, load, pipeline, report, results, studies, sweep
+from sim import checks, load, pipeline, report, results, studies, sweep, units
 from sim.errors import TestbedError
 from sim.targets import APPS, CLASS_KEYS, Verdicts
 
@@ -98,9 +98,9 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         _print_table(outcome.verdicts, outcome.scenario.name)
         if outcome.meta:
             m = outcome.meta
-            out.print(f"emulated {', '.join(m['sites'])} from {_clock(m['window_start_s'])} to "
-                      f"{_clock(m['window_end_s'])} (+{m['drain_s']:.0f} s drain), delay by {m['delay_method']}, "
-                      f"TCP {m['congestion_control']}", highlight=False, soft_wrap=True)
+            start, end = (units.format_clock(m[k], with_seconds=True) for k in ("window_start_s", "window_end_s"))
+            out.print(f"emulated {', '.join(m['sites'])} from {start} to {end} (+{m['drain_s']:.0f} s drain), "
+                      f"delay by {m['delay_method']}, TCP {m['congestion_control']}", highlight=False, soft_wrap=True)
         if outcome.fidelity is not None:
             _print_fidelity(outcome.fidelity)
         out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s"
@@ -251,10 +251,6 @@ def list_(what: str = typer.Argument("all", help="profiles, site-classes, scenar
 def _require_engine(engine: str) -> None:
     if engine not in ("des", "emu", "both"):
         raise TestbedError(f"unknown engine {engine!r}; choose des, emu or both")
-
-
-def _clock(seconds: float) -> str:
-    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
 
 
 def _print_fidelity(table) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pydantic
 
-from sim import source
+from sim import source, topology, units
 from sim.errors import ScenarioError
 from sim.model.scenario import Scenario
 from sim.source import Located, dotted
@@ -356,23 +356,19 @@ def _check_references(scenario: Scenario, tree: Located) -> None:
 
 def _check_emulation(scenario: Scenario, tree: Located) -> None:
     """The emulated sites exist and the emulated window lies inside the scenario's window."""
-    from sim import topology
     emu = scenario.emulation
     if emu.start is not None and not (scenario.window.start <= emu.start
                                       and emu.start + emu.duration <= scenario.window.end):
         file, line = tree.where(("emulation", "start"))
         raise ScenarioError("the emulated window (start + duration) must lie inside the scenario's window "
-                            f"({_clock(scenario.window.start)}-{_clock(scenario.window.end)})",
+                            f"({units.format_clock(scenario.window.start)}-"
+                            f"{units.format_clock(scenario.window.end)})",
                             file=file, line=line, path="emulation.start")
     if emu.sites:
         names = topology.site_names(scenario)
         for i, name in enumerate(emu.sites):
             if name not in names:
                 raise _reference_error(tree, ("emulation", "sites", i), "site", name, names)
-
-
-def _clock(seconds: float) -> str:
-    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
 
 
 def _check_unique_names(scenario: Scenario, tree: Located) -> None:

@@ -131,22 +131,22 @@ def run_shards(scenario: Scenario, topology: Topology, seed: int, window: des.Ru
     _check_plan(folder, scenario, seed, shards)
     todo = [s for s in shards if not is_done(folder, s)]
     finished = len(shards) - len(todo)
-    if progress:
-        progress(finished, len(shards))
-    events = 0
-    for done in _map(client, [(scenario, topology, s, seed, window, str(folder)) for s in todo]):
-        events += done.events
-        finished += 1
+
+    def step(done: float, total: float) -> None:
         if progress:
-            progress(finished, len(shards))
-    return events
+            progress(finished + done, len(shards))
+
+    jobs = [(scenario, topology, s, seed, window, str(folder)) for s in todo]
+    return sum(done.events for done in map_ordered(client, run_shard, jobs, step, shared=2))
 
 
-def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progress | None = None) -> list:
+def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progress | None = None,
+                shared: int = 0) -> list:
     """Run ``function(*job)`` for every job on the Dask ``client`` (or here, if None); results in job order.
 
-    ``progress(done, total)`` is called as jobs finish. Sweeps and plans use this, so they run on the same
-    executor as a sharded run (an embedded LocalCluster or ``--scheduler``).
+    ``progress(done, total)`` is called as jobs finish. The first ``shared`` arguments, the same in every job
+    (e.g. the scenario and its topology), are sent to the workers once. Shards, sweeps and plans all run through
+    here, on an embedded LocalCluster or ``--scheduler``.
     """
     if progress:
         progress(0, len(jobs))
@@ -158,23 +158,12 @@ def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progres
                 progress(k + 1, len(jobs))
         return out
     from dask.distributed import as_completed
-    futures = [client.submit(function, *job, pure=False) for job in jobs]
+    common = client.scatter(list(jobs[0][:shared]), broadcast=True) if jobs and shared else []
+    futures = [client.submit(function, *common, *job[shared:], pure=False) for job in jobs]
     for k, _ in enumerate(as_completed(futures)):
         if progress:
             progress(k + 1, len(jobs))
     return [f.result() for f in futures]
-
-
-def _map(client, jobs: list[tuple]) -> Iterator[ShardDone]:
-    if client is None:
-        for job in jobs:
-            yield run_shard(*job)
-        return
-    from dask.distributed import as_completed
-    scenario_f, topology_f = client.scatter([jobs[0][0], jobs[0][1]], broadcast=True) if jobs else (None, None)
-    futures = [client.submit(run_shard, scenario_f, topology_f, *job[2:], pure=False) for job in jobs]
-    for future in as_completed(futures):
-        yield future.result()
 
 
 def merge(folder: Path, shards: list[Shard]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

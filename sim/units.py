@@ -80,6 +80,12 @@ def parse_clock(text: object) -> float:
     return total_s
 
 
+def format_clock(seconds: float, with_seconds: bool = False) -> str:
+    """Format seconds since midnight as ``HH:MM`` (or ``HH:MM:SS``), the inverse of :func:`parse_clock`."""
+    text = f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
+    return f"{text}:{int(seconds % 60):02d}" if with_seconds else text
+
+
 def format_rate(rate_bps: float) -> str:
     """Format a rate in bit/s the way scenario files write it, e.g. ``1.5Mbps``."""
     for unit, scale in (("Gbps", 1e9), ("Mbps", 1e6), ("kbps", 1e3)):

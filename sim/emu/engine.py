@@ -92,7 +92,7 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
             "window_end_s": chosen.end_s, "drain_s": chosen.drain_s, "sessions": len(chosen.trace),
             "congestion_control": scenario.emulation.congestion_control, "delay_method": emu.plan.method,
             "loss_method": caps.loss_method, "build_s": round(built_s, 2), "links": emu.plan.describe(),
-            "verification": _jsonable(report), "capabilities": caps.as_dict()}
+            "verification": report.rows, "capabilities": caps.as_dict()}
     return EmuResult(records, sampler.frame(), chosen, sub, meta)
 
 
@@ -183,11 +183,3 @@ def _records(chosen: window.Slice, sub: Topology, measured: pd.DataFrame) -> pd.
     frame = trace.merge(sites, on="site", how="left").merge(measured, on="session_id", how="left")
     frame["engine"] = ENGINE
     return conform(frame, RECORD_COLUMNS)
-
-
-def _jsonable(report) -> object:
-    """The verification report as plain JSON data."""
-    if hasattr(report, "as_dict"):
-        return report.as_dict()
-    rows = getattr(report, "rows", None)
-    return rows if rows is not None else str(report)
