@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -84,15 +85,19 @@ def _groups(topology: Topology, trace: pd.DataFrame, site_links: dict, ctx: Cont
         members.setdefault(aggregation or f"site:{site}", []).append(site)
     rtt = dict(zip(topology.sites["site"], topology.sites["rtt_s"]))
     by_site = {site: [] for site in topology.sites["site"]}
-    names = list(trace.columns)
-    for values in zip(*(trace[name].tolist() for name in names)):
-        row = dict(zip(names, values))
-        up, down = site_links[row["site"]]
-        row.update(up=up, down=down, rtt_s=rtt[row["site"]])
-        by_site[row["site"]].append(row)
+    names = [*trace.columns, "up", "down", "rtt_s"]
+    columns = [trace[name].tolist() for name in trace.columns]
+    sites = columns[names.index("site")]
+    columns += [[site_links[site][0] for site in sites], [site_links[site][1] for site in sites],
+                [rtt[site] for site in sites]]
+    for site, row in zip(sites, map(dict, map(partial(zip, names), zip(*columns)))):
+        by_site[site].append(row)
+    start_s, ids = trace["start_s"].to_numpy(), trace["session_id"].to_numpy()
+    in_order = bool(np.all((start_s[1:] > start_s[:-1]) | ((start_s[1:] == start_s[:-1]) & (ids[1:] > ids[:-1]))))
     groups = []
     for sites in members.values():
-        sessions = sorted((s for site in sites for s in by_site[site]), key=lambda s: (s["start_s"], s["session_id"]))
+        sessions = (by_site[sites[0]] if in_order and len(sites) == 1 else
+                    sorted((s for site in sites for s in by_site[site]), key=lambda s: (s["start_s"], s["session_id"])))
         links = list(dict.fromkeys(link for site in sites for path in site_links[site] for link in path))
         groups.append(Group(links, sessions, ctx))
     return groups

@@ -32,10 +32,11 @@ class Context:
         self.home = topology.home
         ids = trace["session_id"].tolist()
         self.row = dict(zip(ids, range(len(ids))))
-        self.start_s = trace["start_s"].to_numpy()
-        self.columns = {name: np.full(len(ids), _NAN) for name in _OUTCOME_FLOATS}
-        self.completed = np.zeros(len(ids), dtype=bool)
-        self.bottleneck = np.full(len(ids), "none", dtype=object)
+        self.start_s = trace["start_s"].tolist()
+        # Python lists while running (cheaper to set one item than numpy arrays), arrays in the record table
+        self.columns = {name: [_NAN] * len(ids) for name in _OUTCOME_FLOATS}
+        self.completed = [False] * len(ids)
+        self.bottleneck = ["none"] * len(ids)
 
     def _put(self, session: int, completed: bool, bottleneck: str, **values: float) -> None:
         row = self.row[session]
@@ -46,10 +47,16 @@ class Context:
 
     def finish_transfer(self, flow, now_s: float) -> None:
         """Record a completed transfer."""
-        duration_s = now_s - self.start_s[self.row[flow.session]]
-        self._put(flow.session, True, flow.bottleneck(), end_s=now_s, duration_s=duration_s,
-                  mean_rate_bps=flow.size_bytes * 8 / duration_s if duration_s > 0 else _NAN,
-                  queue_delay_s=flow.queue_delay_s, rtt_s=flow.rtt_s)
+        row = self.row[flow.session]
+        duration_s = now_s - self.start_s[row]
+        columns = self.columns
+        self.completed[row] = True
+        self.bottleneck[row] = flow.bottleneck()
+        columns["end_s"][row] = now_s
+        columns["duration_s"][row] = duration_s
+        columns["mean_rate_bps"][row] = flow.size_bytes * 8 / duration_s if duration_s > 0 else _NAN
+        columns["queue_delay_s"][row] = flow.queue_delay_s
+        columns["rtt_s"][row] = flow.rtt_s
 
     def abandon_transfer(self, flow) -> None:
         """Record a transfer still unfinished at the horizon."""
@@ -74,15 +81,17 @@ class Context:
         for column in ("session_id", "site", "app", "kind", "direction", "urgency", "start_s",
                        "target_rate_bps", "min_rate_bps"):
             out[column] = trace[column].to_numpy()
-        sites = self.topology.sites.set_index("site")
+        sites = self.topology.sites
+        where = pd.Index(sites["site"]).get_indexer(trace["site"])
         for column in ("site_class", "family", "access_profile", "technology", "medium"):
-            out[column] = sites.loc[trace["site"], column].to_numpy()
-        out.update(self.columns)
+            out[column] = sites[column].to_numpy()[where]
+        columns = {name: np.array(values, dtype="float64") for name, values in self.columns.items()}
+        out.update(columns)
         is_video = (trace["app"] == "video").to_numpy()
-        out["size_bytes"] = np.where(is_video, self.columns["size_bytes"], trace["size_bytes"].to_numpy())
-        out["duration_s"] = np.where(is_video, trace["duration_s"].to_numpy(), self.columns["duration_s"])
-        out["completed"] = self.completed
-        out["bottleneck"] = self.bottleneck
+        out["size_bytes"] = np.where(is_video, columns["size_bytes"], trace["size_bytes"].to_numpy())
+        out["duration_s"] = np.where(is_video, trace["duration_s"].to_numpy(), columns["duration_s"])
+        out["completed"] = np.array(self.completed, dtype=bool)
+        out["bottleneck"] = np.array(self.bottleneck, dtype=object)
         return conform(pd.DataFrame(out), RECORD_COLUMNS)
 
 

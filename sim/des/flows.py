@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from sim.des.tcp import GOODPUT_FACTOR
 
 _TINY = 1e-9
@@ -51,61 +53,125 @@ class Transfer:
         return max(sorted(self.limited_bits), key=self.limited_bits.get)
 
 
-class Media:
-    """One direction of a video call: adapts between its minimum and target rate; tracks its quality."""
+class PathState:
+    """The queueing a path's media see: delay, jitter and loss now, and their integrals over time.
 
-    __slots__ = ("session", "path", "keys", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "extra_jitter_s",
-                 "end_s", "rate_bps", "limiter", "cause", "delay_s", "jitter_s", "loss", "queue_s",
-                 "bits", "lost_bits", "at_target_s", "below_min_s", "elapsed_s", "jitter_sum", "queue_sum",
-                 "delay_sum", "delays", "limited_s", "since_s")
+    Every media flow on the same path sees the same queues, so the path keeps them once: it is observed
+    after each re-share of its links, and keeps running integrals (s x s) and the history of its queueing
+    delay. A call's mean delay, jitter and loss and its delay percentile then come from differences of the
+    integrals and a slice of the history, and a media flow settles only when its own rate or cause changes.
+    """
+
+    __slots__ = ("links", "extra_jitter_s", "queue_s", "jitter_s", "loss", "since_s", "queue_int", "jitter_int",
+                 "loss_int", "times_s", "queues_s")
+
+    def __init__(self, links: tuple, now_s: float) -> None:
+        self.links = links
+        self.extra_jitter_s = math.sqrt(sum(link.jitter_s**2 for link in links))  # the access lines' own jitter
+        self.queue_s = self.jitter_s = self.loss = 0.0
+        self.since_s = now_s
+        self.queue_int = self.jitter_int = self.loss_int = 0.0
+        self.times_s: list[float] = []
+        self.queues_s: list[float] = []
+        self.observe(now_s)
+
+    def settle(self, now_s: float) -> None:
+        """Integrate the current queueing delay, jitter and loss up to ``now_s``."""
+        dt_s = now_s - self.since_s
+        if dt_s > 0:
+            self.queue_int += self.queue_s * dt_s
+            self.jitter_int += self.jitter_s * dt_s
+            self.loss_int += self.loss * dt_s
+            self.since_s = now_s
+
+    def observe(self, now_s: float) -> None:
+        """Take the links' state after a re-share (the path must be settled to ``now_s``)."""
+        links = self.links
+        if len(links) == 1:
+            link = links[0]
+            queue_s = link.queue_delay_s
+            self.jitter_s = math.sqrt(self.extra_jitter_s**2 + link.queue_jitter_s**2)
+            self.loss = 1.0 - (1.0 - link.loss) * (1.0 - link.congestion_loss)
+        else:
+            queue_s = sum(link.queue_delay_s for link in links)
+            self.jitter_s = math.sqrt(self.extra_jitter_s**2 + sum(link.queue_jitter_s**2 for link in links))
+            delivered = 1.0
+            for link in links:
+                delivered *= (1.0 - link.loss) * (1.0 - link.congestion_loss)
+            self.loss = 1.0 - delivered
+        self.queue_s = queue_s
+        if not self.queues_s or self.queues_s[-1] != queue_s:
+            if self.times_s and self.times_s[-1] == now_s:
+                self.queues_s[-1] = queue_s
+            else:
+                self.times_s.append(now_s)
+                self.queues_s.append(queue_s)
+
+    def queue_p95_s(self, start_s: float, end_s: float, first: int) -> float:
+        """95th percentile of the queueing delay over [start_s, end_s], weighted by time (s).
+
+        ``first`` is the index of the history entry in force at ``start_s``.
+        """
+        times = np.array(self.times_s[first:] + [end_s])
+        queues = np.array(self.queues_s[first:])
+        durations_s = np.diff(np.clip(times, start_s, end_s))
+        keep = durations_s > 0
+        queues, durations_s = queues[keep], durations_s[keep]
+        if not len(queues):
+            return self.queue_s
+        order = np.argsort(queues, kind="stable")
+        reached = np.cumsum(durations_s[order])
+        k = int(np.searchsorted(reached, 0.95 * reached[-1]))
+        return float(queues[order[min(k, len(order) - 1)]])
+
+
+class Media:
+    """One direction of a video call: adapts between its minimum and target rate; tracks its quality.
+
+    Rate-dependent measures (bits, time at target, below minimum, what limited it) accumulate here when
+    the rate or cause changes; delay, jitter and loss come from the path's integrals (:class:`PathState`).
+    """
+
+    __slots__ = ("session", "path", "keys", "state", "far_cap_bps", "target_bps", "min_bps", "base_delay_s",
+                 "end_s", "rate_bps", "limiter", "cause", "bits", "lost_bits", "at_target_s", "below_min_s",
+                 "elapsed_s", "limited_s", "since_s", "start_s", "first", "queue_mark", "jitter_mark",
+                 "loss_mark")
 
     def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
-                 base_delay_s: float, extra_jitter_s: float, end_s: float) -> None:
+                 base_delay_s: float, end_s: float) -> None:
         self.session, self.path, self.far_cap_bps = session, path, far_cap_bps
         # media cross each link and its video headroom, a virtual link keyed by the negated id
         self.keys = tuple(key for link in path for key in (id(link), -id(link)))
         self.target_bps, self.min_bps = target_bps, min_bps
-        self.base_delay_s, self.extra_jitter_s, self.end_s = base_delay_s, extra_jitter_s, end_s
+        self.base_delay_s, self.end_s = base_delay_s, end_s
         self.rate_bps = 0.0
-        self.limiter = self.cause = None
-        self.delay_s, self.jitter_s, self.loss, self.queue_s = base_delay_s, extra_jitter_s, 0.0, 0.0
+        self.limiter = self.cause = self.state = None
         self.bits = self.lost_bits = self.at_target_s = self.below_min_s = self.elapsed_s = 0.0
-        self.jitter_sum = self.queue_sum = self.delay_sum = 0.0
-        self.delays: list[tuple[float, float]] = []
         self.limited_s: dict[str, float] = {}
-        self.since_s = end_s  # set to the call's start when it joins a group
+        self.since_s = self.start_s = end_s  # set to the call's start when it joins a group
+        self.first = 0
+        self.queue_mark = self.jitter_mark = self.loss_mark = 0.0
 
-    def observe(self) -> None:
-        """Take the path's current delay, jitter and loss after a re-share."""
-        links = self.path
-        queue_s = sum(link.queue_delay_s for link in links)
-        self.queue_s = queue_s
-        self.delay_s = self.base_delay_s + queue_s
-        self.jitter_s = math.sqrt(self.extra_jitter_s**2 + sum(link.queue_jitter_s**2 for link in links))
-        delivered = 1.0
-        for link in links:
-            delivered *= (1.0 - link.loss) * (1.0 - link.congestion_loss)
-        self.loss = 1.0 - delivered
+    def join(self, state: PathState, now_s: float) -> None:
+        """Start the call on its path at ``now_s``: the integrals count from here."""
+        state.settle(now_s)
+        self.state, self.since_s, self.start_s = state, now_s, now_s
+        self.first = max(0, len(state.times_s) - 1)
+        self.queue_mark, self.jitter_mark, self.loss_mark = state.queue_int, state.jitter_int, state.loss_int
 
     def settle(self, now_s: float) -> None:
-        """Accumulate quality from the last settlement until ``now_s`` at the current rate, delay, jitter, loss."""
+        """Accumulate the rate-dependent measures from the last settlement until ``now_s`` at the current rate."""
         dt_s = now_s - self.since_s
-        self.since_s = max(self.since_s, now_s)
-        if dt_s > 0:
-            self._accumulate(dt_s)
-
-    def _accumulate(self, dt_s: float) -> None:
+        if dt_s <= 0:
+            return
+        self.since_s = now_s
+        state = self.state
+        state.settle(now_s)
         rate = self.rate_bps
         self.elapsed_s += dt_s
         self.bits += rate * dt_s
-        self.lost_bits += rate * dt_s * self.loss
-        self.jitter_sum += self.jitter_s * dt_s
-        self.queue_sum += self.queue_s * dt_s
-        self.delay_sum += self.delay_s * dt_s
-        if not self.delays or self.delays[-1][0] != self.delay_s:
-            self.delays.append((self.delay_s, dt_s))
-        else:
-            self.delays[-1] = (self.delay_s, self.delays[-1][1] + dt_s)
+        self.lost_bits += rate * (state.loss_int - self.loss_mark)
+        self.loss_mark = state.loss_int
         if rate >= self.target_bps * (1 - _TINY):
             self.at_target_s += dt_s
             return
@@ -115,23 +181,18 @@ class Media:
         self.limited_s[label] = self.limited_s.get(label, 0.0) + dt_s
 
     def summary(self) -> dict[str, float | str]:
-        """Quality over the call so far (rates in bit/s, delays in s, shares 0..1)."""
+        """Quality over the call so far (rates in bit/s, delays in s, shares 0..1); settle it first."""
         t = self.elapsed_s
+        state = self.state
         if t <= 0:
-            return {"bytes": 0.0, "rate": 0.0, "at_target": 0.0, "below_min": 1.0, "delay": self.delay_s,
-                    "delay_p95": self.delay_s, "jitter": self.jitter_s, "loss": self.loss, "queue": self.queue_s,
+            delay_s = self.base_delay_s + state.queue_s
+            return {"bytes": 0.0, "rate": 0.0, "at_target": 0.0, "below_min": 1.0, "delay": delay_s,
+                    "delay_p95": delay_s, "jitter": state.jitter_s, "loss": state.loss, "queue": state.queue_s,
                     "bottleneck": "none"}
+        queue_s = (state.queue_int - self.queue_mark) / t
         limited = max(sorted(self.limited_s), key=self.limited_s.get) if self.limited_s else "none"
+        p95_s = state.queue_p95_s(self.start_s, self.since_s, self.first)
         return {"bytes": self.bits / 8, "rate": self.bits / t, "at_target": self.at_target_s / t,
-                "below_min": self.below_min_s / t, "delay": self.delay_sum / t, "delay_p95": self._p95(),
-                "jitter": self.jitter_sum / t, "loss": self.lost_bits / self.bits if self.bits else 0.0,
-                "queue": self.queue_sum / t, "bottleneck": limited}
-
-    def _p95(self) -> float:
-        total = sum(dt for _, dt in self.delays)
-        acc = 0.0
-        for delay, dt in sorted(self.delays):
-            acc += dt
-            if acc >= 0.95 * total:
-                return delay
-        return self.delays[-1][0]
+                "below_min": self.below_min_s / t, "delay": self.base_delay_s + queue_s,
+                "delay_p95": self.base_delay_s + p95_s, "jitter": (state.jitter_int - self.jitter_mark) / t,
+                "loss": self.lost_bits / self.bits if self.bits else 0.0, "queue": queue_s, "bottleneck": limited}

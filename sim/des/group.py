@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from sim.des import queueing, tcp
-from sim.des.flows import Media, Transfer
+from sim.des.flows import Media, PathState, Transfer
 from sim.des.sharing import NO_LINK, max_min, share_one_link
 
 _EPS_S = 1e-9
@@ -36,6 +36,7 @@ class Group:
         self.now_s = sessions[0]["start_s"] if sessions else 0.0
         self.events = 0
         self.dirty: set = set()  # links whose fluid flows changed, so their shares must be recomputed
+        self.paths: dict[tuple, PathState] = {}  # the queues media see, one per path in use
         self.by_id = {id(link): link for link in links}
         self.single_link_paths = all(len(path) == 1 for s in sessions for path in (s["up"], s["down"]))
         self.capacity = {id(link): link.capacity_bps for link in links}
@@ -44,9 +45,19 @@ class Group:
     def process(self, env):
         """The SimPy process: wait for the next change, apply it, re-share."""
         sessions, n, i = self.sessions, len(self.sessions), 0
+        starts_s = [s["start_s"] for s in sessions]
+        is_video = [s["app"] == "video" for s in sessions]
         horizon_s = self.ctx.horizon_s
         while i < n or self.starting or self.transfers or self.media:
-            next_s = min(sessions[i]["start_s"] if i < n else math.inf, self._next_change_s())
+            change_s = self._next_change_s()
+            # A transfer arriving before the next change finds the state as it is now and changes no share
+            # while it starts up: it is started here, without an event of its own.
+            while i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S and starts_s[i] <= horizon_s:
+                flow = self._start_transfer(sessions[i], starts_s[i])
+                if flow is not None and flow.active_at_s < change_s:
+                    change_s = flow.active_at_s
+                i += 1
+            next_s = starts_s[i] if i < n and starts_s[i] < change_s else change_s
             if next_s > horizon_s:
                 yield env.timeout(max(0.0, horizon_s - env.now))
                 self._stop_all(horizon_s)
@@ -54,10 +65,11 @@ class Group:
             yield env.timeout(max(0.0, next_s - env.now))
             now_s = self.now_s = env.now
             self.events += 1
-            while i < n and sessions[i]["start_s"] <= now_s + _EPS_S:
+            while i < n and starts_s[i] <= now_s + _EPS_S:
                 self._arrive(sessions[i], now_s)
                 i += 1
-            self._finish_due(now_s)
+            if change_s <= now_s + _EPS_S:
+                self._finish_due(now_s)
             if self.dirty:
                 self._reshare(now_s)
         self._settle_links(self.now_s)
@@ -92,16 +104,21 @@ class Group:
         end_s = now_s + s["duration_s"]
         halves = []
         for path, far_cap_bps in ((s["up"], far.down_bps), (s["down"], far.up_bps)):
-            jitter_s = math.sqrt(sum(link.jitter_s**2 for link in path))
-            media = Media(s["session_id"], path, far_cap_bps, s["target_rate_bps"], s["min_rate_bps"],
-                          base_s, jitter_s, end_s)
-            media.since_s = now_s
+            media = Media(s["session_id"], path, far_cap_bps, s["target_rate_bps"], s["min_rate_bps"], base_s, end_s)
+            media.join(self._path_state(path, now_s), now_s)
             halves.append(media)
         self.media.extend(halves)
         self.calls[s["session_id"]] = halves
         self.dirty.update(s["up"], s["down"])
 
-    def _start_transfer(self, s: dict, now_s: float) -> None:
+    def _path_state(self, path: tuple, now_s: float) -> PathState:
+        state = self.paths.get(path)
+        if state is None:
+            state = self.paths[path] = PathState(path, now_s)
+        return state
+
+    def _start_transfer(self, s: dict, now_s: float) -> Transfer | None:
+        """Start a transfer's start-up; return it, or None when it completes within its start-up."""
         path, back = (s["up"], s["down"]) if s["direction"] == "up" else (s["down"], s["up"])
         queue_s = sum(link.queue_delay_s for link in path) + sum(link.queue_delay_s for link in back)
         rtt_s = s["rtt_s"] + self.ctx.cloud_rtt_s + queue_s
@@ -116,8 +133,9 @@ class Group:
                         cap_bps, rtt_s, queue_s)
         if flow.remaining_bytes <= 0:  # done within slow start, which takes no fluid share: its end is known
             self.ctx.finish_transfer(flow, flow.active_at_s)
-        else:
-            self.starting.append(flow)
+            return None
+        self.starting.append(flow)
+        return flow
 
     def _available_bps(self, path: tuple) -> float:
         """Estimate of the rate a new transfer will find: a fair share of what video leaves."""
@@ -168,12 +186,19 @@ class Group:
 
     def _reshare(self, now_s: float) -> None:
         """Recompute shares, queues and media quality on the links whose flows changed."""
+        if self.single_link_paths:
+            dirty, self.dirty = self.dirty, set()
+            for link in self.links:
+                if link in dirty:
+                    self._reshare_link(link, now_s)
+            return
         transfers, media, links = self._dirty_part()
+        states = {m.state for m in media}
         for link in links:
             link.settle(now_s)
+        for state in states:
+            state.settle(now_s)
         flows = transfers + media
-        for flow in flows:
-            flow.settle(now_s)
         n_transfers = len(transfers)
         caps = [f.cap_bps for f in transfers] + [min(m.target_bps, m.far_cap_bps) for m in media]
         rates, limiter = self._share(flows, caps, n_transfers)
@@ -185,58 +210,85 @@ class Group:
                 caps[k] = min(caps[k], flows[k].min_bps)
             rates, limiter = self._share(flows, caps, n_transfers)
         by_id = self.by_id
-        for k, flow in enumerate(flows):
-            flow.rate_bps = rates[k]
-            flow.limiter = by_id.get(limiter[k])
-        for k in backed_off:
-            flows[k].cause = next(link for link in flows[k].path if id(link) in saturated)
-        for m in media:
-            if m.cause is None or m.rate_bps >= m.target_bps * (1 - 1e-9) or id(m.cause) not in saturated:
-                m.cause = m.limiter
+        for k in range(n_transfers):
+            _set_transfer(transfers[k], rates[k], by_id.get(limiter[k]), now_s)
+        backed = set(backed_off)
+        for k in range(n_transfers, len(flows)):
+            m = flows[k]
+            cause = (next(link for link in m.path if id(link) in saturated) if k in backed else m.cause)
+            _set_media(m, rates[k], by_id.get(limiter[k]), cause, saturated, now_s)
         self._update_links(links, flows, saturated)
-        for m in media:
-            m.observe()
+        for state in states:
+            state.observe(now_s)
+
+    def _reshare_link(self, link, now_s: float) -> None:
+        """:meth:`_reshare` when every path is one link: each changed link on its own, in closed form."""
+        link.settle(now_s)
+        transfers = [f for f in self.transfers if f.path[0] is link]
+        media = [m for m in self.media if m.path[0] is link]
+        if not media and len(transfers) < 2:
+            self._reshare_elastic_alone(link, transfers, now_s)
+            return
+        state = media[0].state if media else None
+        if state is not None:
+            state.settle(now_s)
+        n_transfers = len(transfers)
+        is_video = [False] * n_transfers + [True] * len(media)
+        video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
+        capacity_bps, headroom_bps = link.capacity_bps, self.capacity[-id(link)]
+        rates, limited = share_one_link(capacity_bps, headroom_bps, [f.cap_bps for f in transfers] + video_caps,
+                                        is_video)
+        saturated = any(limited[:n_transfers])
+        if saturated and media:  # video's delay-based control yields to TCP filling the buffer: drop to minimum
+            video_caps = [min(c, m.min_bps) for c, m in zip(video_caps, media)]
+            rates, limited = share_one_link(capacity_bps, headroom_bps,
+                                            [f.cap_bps for f in transfers] + video_caps, is_video)
+        for k, flow in enumerate(transfers):
+            _set_transfer(flow, rates[k], link if limited[k] else None, now_s)
+        saturated_ids = {id(link)} if saturated else set()
+        for k, m in enumerate(media, start=n_transfers):
+            _set_media(m, rates[k], link if limited[k] else None, link if saturated else m.cause, saturated_ids,
+                       now_s)
+        link.carry(sum(rates), saturated)
+        link.congestion_loss = self._congestion_loss(link) if saturated else 0.0
+        if state is not None:
+            state.observe(now_s)
+
+    def _reshare_elastic_alone(self, link, transfers: list, now_s: float) -> None:
+        """:meth:`_reshare_link` for a link with at most one transfer and no media (the common case)."""
+        if not transfers:
+            link.carry(0.0, False)
+            link.congestion_loss = 0.0
+            return
+        flow = transfers[0]
+        saturated = flow.cap_bps > link.capacity_bps
+        rate_bps = link.capacity_bps if saturated else flow.cap_bps
+        _set_transfer(flow, rate_bps, link if saturated else None, now_s)
+        link.carry(rate_bps, saturated)
+        link.congestion_loss = (tcp.mathis_loss(rate_bps, flow.rtt_s - flow.queue_delay_s + link.queue_delay_s)
+                                if saturated else 0.0)  # as _congestion_loss, for one flow
 
     def _dirty_part(self) -> tuple[list, list, list]:
-        """The transfers, media and links to recompute: when every path is one link, only the changed links'.
+        """The transfers, media and links to recompute when paths cross a shared link.
 
-        Otherwise (paths through a shared link) the whole of each direction that changed: a path never mixes
-        directions, so shares, queues and back-off upstream never depend on downstream flows, nor the reverse.
+        That is the whole of each direction that changed: a path never mixes directions, so shares, queues and
+        back-off upstream never depend on downstream flows, nor the reverse.
         """
         dirty, self.dirty = self.dirty, set()
-        if not self.single_link_paths:
-            directions = {link.direction for link in dirty}
-            if len(directions) > 1:
-                return self.transfers, self.media, self.links
-            return ([f for f in self.transfers if f.path[0].direction in directions],
-                    [m for m in self.media if m.path[0].direction in directions],
-                    [link for link in self.links if link.direction in directions])
-        return ([f for f in self.transfers if f.path[0] in dirty], [m for m in self.media if m.path[0] in dirty],
-                [link for link in self.links if link in dirty])
+        directions = {link.direction for link in dirty}
+        if len(directions) > 1:
+            return self.transfers, self.media, self.links
+        return ([f for f in self.transfers if f.path[0].direction in directions],
+                [m for m in self.media if m.path[0].direction in directions],
+                [link for link in self.links if link.direction in directions])
 
     def _share(self, flows: list, caps: list[float], n_transfers: int) -> tuple[list[float], list[int]]:
-        """Max-min shares of transfers (the first ``n_transfers``) and media.
+        """Max-min shares of transfers (the first ``n_transfers``) and media, and the link ids limiting them.
 
         Media also cross each link's video headroom, a virtual link keyed by the negated id.
         """
-        if self.single_link_paths:
-            return self._share_per_link(flows, caps, n_transfers)
         rates, limiter = max_min(caps, [f.keys for f in flows], self.capacity)
         return rates, [abs(k) if k != NO_LINK else k for k in limiter]
-
-    def _share_per_link(self, flows: list, caps: list[float], n_transfers: int) -> tuple[list[float], list[int]]:
-        """The same shares when every flow crosses one link: each link solved on its own, in closed form."""
-        rates, limiter = [0.0] * len(flows), [NO_LINK] * len(flows)
-        on_link: dict[int, list[int]] = {}
-        for k, flow in enumerate(flows):
-            on_link.setdefault(flow.keys[0], []).append(k)
-        for key, members in on_link.items():
-            link_rates, limited = share_one_link(self.capacity[key], self.capacity[-key], [caps[k] for k in members],
-                                                 [k >= n_transfers for k in members])
-            for k, rate, lim in zip(members, link_rates, limited):
-                rates[k] = rate
-                limiter[k] = key if lim else NO_LINK
-        return rates, limiter
 
     def _update_links(self, links: list, flows: list, saturated: set[int]) -> None:
         for link in links:
@@ -245,9 +297,7 @@ class Group:
             for link in flow.path:
                 link.load_bps += flow.rate_bps
         for link in links:
-            link.saturated = id(link) in saturated
-            link.queue_delay_s, link.queue_jitter_s = queueing.link_delay_s(
-                link.capacity_bps, link.buffer_bytes, link.load_bps, link.saturated)
+            link.carry(link.load_bps, id(link) in saturated)
             link.congestion_loss = self._congestion_loss(link) if link.saturated else 0.0
 
     def _congestion_loss(self, link) -> float:
@@ -258,3 +308,24 @@ class Group:
         rate_bps = sum(f.rate_bps for f in elastic) / len(elastic)
         rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic) + link.queue_delay_s
         return tcp.mathis_loss(rate_bps, rtt_s)
+
+
+def _set_transfer(flow: Transfer, rate_bps: float, limiter, now_s: float) -> None:
+    """Give a transfer its new share; settle it first if its rate or limit changes."""
+    if rate_bps != flow.rate_bps or limiter is not flow.limiter:
+        flow.settle(now_s)
+        flow.rate_bps, flow.limiter = rate_bps, limiter
+
+
+def _set_media(m: Media, rate_bps: float, limiter, cause, saturated: set[int], now_s: float) -> None:
+    """Give a media flow its new rate and what limits it; settle it first if its rate or cause changes.
+
+    The cause (what the call's quality is blamed on) stays a saturated link it backed off for, while the
+    call is below target and that link stays saturated; otherwise it is the flow's limiter.
+    """
+    if cause is None or rate_bps >= m.target_bps * (1 - 1e-9) or id(cause) not in saturated:
+        cause = limiter
+    m.limiter = limiter
+    if rate_bps != m.rate_bps or cause is not m.cause:
+        m.settle(now_s)
+        m.rate_bps, m.cause = rate_bps, cause

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from sim.des import queueing
+
 
 class Link:
     """One direction of a link, as the fluid model sees it.
@@ -21,7 +23,7 @@ class Link:
 
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
-                 "bin0_s", "bin_s", "since_s")
+                 "bin0_s", "bin_s", "since_s", "full_queue")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -34,6 +36,18 @@ class Link:
         self.bits = [0.0] * n_bins
         self.bin0_s, self.bin_s = bin0_s, bin_s
         self.since_s = bin0_s  # utilisation is settled up to here
+        self.full_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, True)  # when saturated
+
+    def carry(self, load_bps: float, saturated: bool) -> None:
+        """Set the load (bit/s) the link now carries, whether elastic flows saturate it, and its queues."""
+        self.load_bps, self.saturated = load_bps, saturated
+        if saturated:
+            self.queue_delay_s, self.queue_jitter_s = self.full_queue
+        elif load_bps <= 0.0:
+            self.queue_delay_s = self.queue_jitter_s = 0.0
+        else:
+            self.queue_delay_s, self.queue_jitter_s = queueing.link_delay_s(self.capacity_bps, self.buffer_bytes,
+                                                                            load_bps, False)
 
     @property
     def label(self) -> str:

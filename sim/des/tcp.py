@@ -10,7 +10,7 @@ no loss during slow start. Under random loss, Mathis et al. (1997) bound the ste
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MSS_BYTES = 1448           # TCP payload per segment with timestamps, on a 1500-byte MTU
 FRAME_BYTES = 1514         # the Ethernet frame carrying it: what a shaped link counts
@@ -20,8 +20,7 @@ HANDSHAKE_RTTS = 3         # TCP SYN/SYN-ACK, TLS 1.3, then the request before d
 MAX_WINDOW_BYTES = 6 * 2**20   # Linux default tcp_rmem maximum (autotuning ceiling)
 
 
-@dataclass(frozen=True)
-class StartUp:
+class StartUp(NamedTuple):
     """What slow start costs a transfer: its duration (s) and the payload it delivered (bytes)."""
 
     duration_s: float
