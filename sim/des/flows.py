@@ -112,17 +112,33 @@ class PathState:
 
         ``first`` is the index of the history entry in force at ``start_s``.
         """
-        times = np.array(self.times_s[first:] + [end_s])
-        queues = np.array(self.queues_s[first:])
-        durations_s = np.diff(np.clip(times, start_s, end_s))
-        keep = durations_s > 0
-        queues, durations_s = queues[keep], durations_s[keep]
-        if not len(queues):
+        times, queues = self.times_s[first:], self.queues_s[first:]
+        if len(times) > 64:
+            return self._queue_p95_long_s(start_s, end_s, times, queues)
+        ends = times[1:] + [end_s]
+        spans = sorted((q, min(t1, end_s) - max(t0, start_s)) for q, t0, t1 in zip(queues, times, ends)
+                       if min(t1, end_s) > max(t0, start_s))
+        if not spans:
             return self.queue_s
-        order = np.argsort(queues, kind="stable")
-        reached = np.cumsum(durations_s[order])
-        k = int(np.searchsorted(reached, 0.95 * reached[-1]))
-        return float(queues[order[min(k, len(order) - 1)]])
+        total_s = sum(dt for _, dt in spans)
+        reached_s = 0.0
+        for queue_s, dt in spans:
+            reached_s += dt
+            if reached_s >= 0.95 * total_s:
+                return queue_s
+        return spans[-1][0]
+
+    def _queue_p95_long_s(self, start_s: float, end_s: float, times: list, queues: list) -> float:
+        """:meth:`queue_p95_s` for a long history, with numpy."""
+        durations_s = np.diff(np.clip(np.array(times + [end_s]), start_s, end_s))
+        keep = durations_s > 0
+        values, durations_s = np.array(queues)[keep], durations_s[keep]
+        if not len(values):
+            return self.queue_s
+        order = np.argsort(values, kind="stable")
+        reached_s = np.cumsum(durations_s[order])
+        k = int(np.searchsorted(reached_s, 0.95 * reached_s[-1]))
+        return float(values[order[min(k, len(order) - 1)]])
 
 
 class Media:

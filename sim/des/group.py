@@ -139,6 +139,8 @@ class Group:
 
     def _available_bps(self, path: tuple) -> float:
         """Estimate of the rate a new transfer will find: a fair share of what video leaves."""
+        if self.single_link_paths:  # kept up to date by each re-share of the link
+            return max(path[0].new_share_bps, 1.0)
         best = math.inf
         for link in path:
             video_bps = sum(min(m.rate_bps, m.min_bps) for m in self.media if link in m.path)
@@ -245,10 +247,16 @@ class Group:
                                             [f.cap_bps for f in transfers] + video_caps, is_video)
         for k, flow in enumerate(transfers):
             _set_transfer(flow, rates[k], link if limited[k] else None, now_s)
-        saturated_ids = {id(link)} if saturated else set()
-        for k, m in enumerate(media, start=n_transfers):
-            _set_media(m, rates[k], link if limited[k] else None, link if saturated else m.cause, saturated_ids,
-                       now_s)
+        video_floor_bps = 0.0
+        for k, m in enumerate(media, start=n_transfers):  # as _set_media, with this link the only one
+            rate_bps, limiter = rates[k], link if limited[k] else None
+            cause = link if saturated and rate_bps < m.target_bps * (1 - 1e-9) else limiter
+            m.limiter = limiter
+            if rate_bps != m.rate_bps or cause is not m.cause:
+                m.settle(now_s)
+                m.rate_bps, m.cause = rate_bps, cause
+            video_floor_bps += rate_bps if rate_bps < m.min_bps else m.min_bps
+        link.new_share_bps = (capacity_bps - video_floor_bps) / (n_transfers + 1)
         link.carry(sum(rates), saturated)
         link.congestion_loss = self._congestion_loss(link) if saturated else 0.0
         if state is not None:
@@ -256,6 +264,7 @@ class Group:
 
     def _reshare_elastic_alone(self, link, transfers: list, now_s: float) -> None:
         """:meth:`_reshare_link` for a link with at most one transfer and no media (the common case)."""
+        link.new_share_bps = link.capacity_bps / (len(transfers) + 1)
         if not transfers:
             link.carry(0.0, False)
             link.congestion_loss = 0.0

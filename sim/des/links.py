@@ -18,12 +18,14 @@ class Link:
         capacity_bps, buffer_bytes, loss, jitter_s: From the access profile or shared link.
         load_bps, saturated, queue_delay_s, queue_jitter_s, congestion_loss: The current state, set on
             each re-share.
+        new_share_bps: The share a new transfer would find here (what video leaves at its minimum, split
+            with the transfers already there), set on each re-share of a group whose paths are one link.
         bits: Bits carried in each utilisation bin.
     """
 
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
-                 "bin0_s", "bin_s", "since_s", "full_queue")
+                 "bin0_s", "bin_s", "since_s", "full_queue", "new_share_bps")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -36,6 +38,7 @@ class Link:
         self.bits = [0.0] * n_bins
         self.bin0_s, self.bin_s = bin0_s, bin_s
         self.since_s = bin0_s  # utilisation is settled up to here
+        self.new_share_bps = capacity_bps
         self.full_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, True)  # when saturated
 
     def carry(self, load_bps: float, saturated: bool) -> None:
