@@ -14,13 +14,12 @@ _TINY = 1e-9
 class Transfer:
     """A TCP transfer: start-up (handshakes, slow start), then a fluid share until its bytes are sent."""
 
-    __slots__ = ("session", "path", "keys", "size_bytes", "remaining_bytes", "active_at_s", "cap_bps", "rate_bps",
+    __slots__ = ("session", "path", "size_bytes", "remaining_bytes", "active_at_s", "cap_bps", "rate_bps",
                  "limiter", "limited_bits", "rtt_s", "queue_delay_s", "since_s")
 
     def __init__(self, session: int, path: tuple, size_bytes: float, remaining_bytes: float,
                  active_at_s: float, cap_bps: float, rtt_s: float, queue_delay_s: float) -> None:
         self.session, self.path = session, path
-        self.keys = tuple(id(link) for link in path)  # the links' keys in the sharing problem
         self.size_bytes, self.remaining_bytes = size_bytes, remaining_bytes
         self.active_at_s, self.cap_bps = active_at_s, cap_bps
         self.rtt_s, self.queue_delay_s = rtt_s, queue_delay_s
@@ -148,7 +147,7 @@ class Media:
     the rate or cause changes; delay, jitter and loss come from the path's integrals (:class:`PathState`).
     """
 
-    __slots__ = ("session", "path", "keys", "state", "far_cap_bps", "target_bps", "min_bps", "base_delay_s",
+    __slots__ = ("session", "path", "state", "far_cap_bps", "target_bps", "min_bps", "base_delay_s",
                  "end_s", "rate_bps", "limiter", "cause", "bits", "lost_bits", "at_target_s", "below_min_s",
                  "elapsed_s", "limited_s", "since_s", "start_s", "first", "queue_mark", "jitter_mark",
                  "loss_mark")
@@ -156,8 +155,6 @@ class Media:
     def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
                  base_delay_s: float, end_s: float) -> None:
         self.session, self.path, self.far_cap_bps = session, path, far_cap_bps
-        # media cross each link and its video headroom, a virtual link keyed by the negated id
-        self.keys = tuple(key for link in path for key in (id(link), -id(link)))
         self.target_bps, self.min_bps = target_bps, min_bps
         self.base_delay_s, self.end_s = base_delay_s, end_s
         self.rate_bps = 0.0

@@ -120,11 +120,13 @@ class Group:
     def _start_transfer(self, s: dict, now_s: float) -> Transfer | None:
         """Start a transfer's start-up; return it, or None when it completes within its start-up."""
         path, back = (s["up"], s["down"]) if s["direction"] == "up" else (s["down"], s["up"])
-        queue_s = sum(link.queue_delay_s for link in path) + sum(link.queue_delay_s for link in back)
-        rtt_s = s["rtt_s"] + self.ctx.cloud_rtt_s + queue_s
-        delivered = 1.0
+        queue_s, delivered = 0.0, 1.0
         for link in path:
+            queue_s += link.queue_delay_s
             delivered *= 1.0 - link.loss
+        for link in back:
+            queue_s += link.queue_delay_s
+        rtt_s = s["rtt_s"] + self.ctx.cloud_rtt_s + queue_s
         cap_bps = tcp.window_cap_bps(rtt_s, 1.0 - delivered)
         size = max(1.0, s["size_bytes"])
         chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1
@@ -296,7 +298,9 @@ class Group:
 
         Media also cross each link's video headroom, a virtual link keyed by the negated id.
         """
-        rates, limiter = max_min(caps, [f.keys for f in flows], self.capacity)
+        keys = [tuple(id(link) for link in f.path) for f in flows[:n_transfers]]
+        keys += [tuple(key for link in m.path for key in (id(link), -id(link))) for m in flows[n_transfers:]]
+        rates, limiter = max_min(caps, keys, self.capacity)
         return rates, [abs(k) if k != NO_LINK else k for k in limiter]
 
     def _update_links(self, links: list, flows: list, saturated: set[int]) -> None:
