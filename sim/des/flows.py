@@ -112,20 +112,22 @@ class PathState:
         ``first`` is the index of the history entry in force at ``start_s``.
         """
         times, queues = self.times_s[first:], self.queues_s[first:]
-        if len(times) > 64:
+        if len(times) > 256:
             return self._queue_p95_long_s(start_s, end_s, times, queues)
-        ends = times[1:] + [end_s]
-        spans = sorted((q, min(t1, end_s) - max(t0, start_s)) for q, t0, t1 in zip(queues, times, ends)
-                       if min(t1, end_s) > max(t0, start_s))
-        if not spans:
+        # the history runs to now (the call's end); only its first entry can start before the call
+        ends = times[1:]
+        ends.append(end_s)
+        durations_s = [t1 - t0 for t0, t1 in zip(times, ends)]
+        durations_s[0] = ends[0] - max(times[0], start_s)
+        goal_s = 0.95 * sum(durations_s)
+        if goal_s <= 0:
             return self.queue_s
-        total_s = sum(dt for _, dt in spans)
         reached_s = 0.0
-        for queue_s, dt in spans:
-            reached_s += dt
-            if reached_s >= 0.95 * total_s:
+        for queue_s, dt_s in sorted(zip(queues, durations_s)):
+            reached_s += dt_s
+            if reached_s >= goal_s:
                 return queue_s
-        return spans[-1][0]
+        return max(queues)
 
     def _queue_p95_long_s(self, start_s: float, end_s: float, times: list, queues: list) -> float:
         """:meth:`queue_p95_s` for a long history, with numpy."""
