@@ -198,8 +198,6 @@ class Group:
             return
         transfers, media, links = self._dirty_part()
         states = {m.state for m in media}
-        for link in links:
-            link.settle(now_s)
         for state in states:
             state.settle(now_s)
         flows = transfers + media
@@ -221,7 +219,7 @@ class Group:
             m = flows[k]
             cause = (next(link for link in m.path if id(link) in saturated) if k in backed else m.cause)
             _set_media(m, rates[k], by_id.get(limiter[k]), cause, saturated, now_s)
-        self._update_links(links, flows, saturated)
+        self._update_links(links, flows, saturated, now_s)
         for state in states:
             state.observe(now_s)
 
@@ -260,7 +258,7 @@ class Group:
             video_floor_bps += rate_bps if rate_bps < m.min_bps else m.min_bps
         link.new_share_bps = (capacity_bps - video_floor_bps) / (n_transfers + 1)
         link.carry(sum(rates), saturated)
-        link.congestion_loss = self._congestion_loss(link) if saturated else 0.0
+        link.congestion_loss = self._congestion_loss(link)
         if state is not None:
             state.observe(now_s)
 
@@ -303,24 +301,39 @@ class Group:
         rates, limiter = max_min(caps, keys, self.capacity)
         return rates, [abs(k) if k != NO_LINK else k for k in limiter]
 
-    def _update_links(self, links: list, flows: list, saturated: set[int]) -> None:
-        for link in links:
-            link.load_bps = 0.0
+    def _update_links(self, links: list, flows: list, saturated: set[int], now_s: float) -> None:
+        """Give each link its new load and queues; only links whose load or saturation changed are settled."""
+        loads_bps = dict.fromkeys(map(id, links), 0.0)
         for flow in flows:
             for link in flow.path:
-                link.load_bps += flow.rate_bps
+                loads_bps[id(link)] += flow.rate_bps
+        elastic: dict[int, list] = {}
+        for flow in self.transfers:
+            if flow.limiter is not None and id(flow.limiter) in saturated:
+                elastic.setdefault(id(flow.limiter), []).append(flow)
         for link in links:
-            link.carry(link.load_bps, id(link) in saturated)
-            link.congestion_loss = self._congestion_loss(link) if link.saturated else 0.0
+            load_bps, is_saturated = loads_bps[id(link)], id(link) in saturated
+            if load_bps != link.load_bps or is_saturated != link.saturated:
+                link.settle(now_s)
+                link.carry(load_bps, is_saturated)
+            link.congestion_loss = _congestion_loss(link, elastic.get(id(link), ()))
 
     def _congestion_loss(self, link) -> float:
-        """Drop rate at a saturated drop-tail link: what TCP's sawtooth there implies (Mathis, inverted)."""
-        elastic = [f for f in self.transfers if f.limiter is link]
-        if not elastic:
-            return 0.0
-        rate_bps = sum(f.rate_bps for f in elastic) / len(elastic)
-        rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic) + link.queue_delay_s
-        return tcp.mathis_loss(rate_bps, rtt_s)
+        """Drop rate at a saturated link (see :func:`_congestion_loss`)."""
+        return _congestion_loss(link, [f for f in self.transfers if f.limiter is link]) if link.saturated else 0.0
+
+
+def _congestion_loss(link, elastic: list) -> float:
+    """Drop rate at a saturated drop-tail link (0..0.5).
+
+    What the sawtooth of the TCP flows it limits (``elastic``) implies there (Mathis, inverted); none when no
+    flow saturates it.
+    """
+    if not elastic or not link.saturated:
+        return 0.0
+    rate_bps = sum(f.rate_bps for f in elastic) / len(elastic)
+    rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic) + link.queue_delay_s
+    return tcp.mathis_loss(rate_bps, rtt_s)
 
 
 def _set_transfer(flow: Transfer, rate_bps: float, limiter, now_s: float) -> None:
