@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, report, results, scale, targets, topology, workload
+from sim import des, merge, report, results, scale, targets, topology, workload
 from sim import records as records_mod
 from sim.load import load
 from sim.model.scenario import Scenario
@@ -79,25 +79,25 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
                             resume=Path(resume) if resume else None) as folder:
         outcome = (_sharded(scenario, seed, folder.partial, progress, scheduler, workers) if sharded
                    else simulate(scenario, seed, progress))
-        write(outcome, folder.partial, Path(path))
+        write(outcome, folder.partial, Path(path), tables=not sharded)  # a sharded run's are merged there
         report.render(folder.partial, png=png)
     return Outcome(**{**outcome.__dict__, "folder": folder.final})
 
 
 def _sharded(scenario: Scenario, seed: int, folder: Path, progress, scheduler: str | None,
              workers: int | None) -> Outcome:
-    """Run a scenario in shards (see :mod:`sim.scale`), merge them, evaluate; shard files removed after."""
+    """Run a scenario in shards (see :mod:`sim.scale`); merge them into the run's tables, written into ``folder``.
+
+    The shards evaluate their own sessions and sites; their files are removed once merged.
+    """
     started = time.perf_counter()
     topo = topology.build(scenario)
-    window = _window(scenario)
     with scale.cluster(scheduler, workers) as client:
-        events = scale.run_shards(scenario, topo, seed, window, folder, client, progress)
-    trace, records, links = scale.merge(folder, scale.plan_shards(scenario, topo))
-    verdicts = targets.evaluate(records, links, topo.sites, scenario.targets, (scenario.window.start,
-                                                                              scenario.window.end))
+        events = scale.run_shards(scenario, topo, seed, _window(scenario), folder, client, progress)
+    merged = merge.shards(folder, scale.plan_shards(scenario, topo), scenario.targets)
     scale.discard(folder)
-    return Outcome(scenario, topo, seed, trace, des.Result(records, links, events), verdicts,
-                   time.perf_counter() - started)
+    return Outcome(scenario, topo, seed, merged.trace, des.Result(merged.records, merged.links, events),
+                   merged.verdicts, time.perf_counter() - started)
 
 
 def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progress, png: bool | None,
@@ -139,13 +139,13 @@ def _window(scenario: Scenario) -> des.RunWindow:
     return des.RunWindow(scenario.window.start, scenario.window.end + scenario.drain, scenario.utilisation_bin)
 
 
-def write(outcome: Outcome, folder: Path, scenario_file: Path) -> None:
-    """Write an outcome's files into ``folder``."""
+def write(outcome: Outcome, folder: Path, scenario_file: Path, *, tables: bool = True) -> None:
+    """Write an outcome's files into ``folder`` (``tables=False``: all but its tables, which are there already)."""
     meta = results.meta(scenario=outcome.scenario.name, scenario_file=str(scenario_file), engine=outcome.engine,
                         seed=outcome.seed, sessions=len(outcome.trace), events=outcome.result.events,
                         wall_s=outcome.wall_s, extra={"emulation": outcome.meta} if outcome.meta else None)
     results.write_run(folder, scenario_text=scenario_file.read_text(encoding="utf-8"),
                       resolved=outcome.scenario.model_dump(mode="json", by_alias=True), meta=meta,
                       trace=outcome.trace, sites=outcome.topology.sites, records=outcome.result.records,
-                      links=outcome.result.links, verdicts=outcome.verdicts)
+                      links=outcome.result.links, verdicts=outcome.verdicts, tables=tables)
 

@@ -26,6 +26,8 @@ from sim.errors import TestbedError
 from sim.targets import Verdicts
 
 META_FILE = "meta.json"
+TABLE_FILES = {"trace": "trace.parquet", "records": "records.parquet", "links": "links.parquet",
+               "sessions": "session_verdicts.parquet"}  # a run's tables (session verdicts: ``sessions``)
 
 
 @dataclass(frozen=True)
@@ -83,16 +85,40 @@ def _resumed(partial: Path) -> RunFolder:
 
 
 def write_run(folder: Path, *, scenario_text: str, resolved: dict, meta: dict, trace: pd.DataFrame, sites: pd.DataFrame,
-              records: pd.DataFrame, links: pd.DataFrame, verdicts: Verdicts) -> None:
-    """Write every file of a run: scenario as given and resolved (SI units), trace, records, verdicts; meta last."""
+              records: pd.DataFrame, links: pd.DataFrame, verdicts: Verdicts, tables: bool = True) -> None:
+    """Write every file of a run: scenario as given and resolved (SI units), trace, records, verdicts; meta last.
+
+    With ``tables=False`` the files of :func:`write_tables` are in the folder already (a sharded run merges its
+    shards there) and the rest is written beside them.
+    """
+    if tables:
+        write_tables(folder, trace=trace, records=records, links=links, sessions=verdicts.sessions)
     (folder / "scenario.yaml").write_text(scenario_text)
     (folder / "resolved.json").write_text(json.dumps(resolved, indent=1) + "\n")
-    trace.to_parquet(folder / "trace.parquet", index=False)
     sites.to_csv(folder / "sites.csv", index=False)
-    rec.write(records, folder / "records.parquet", rec.RECORD_COLUMNS)
-    rec.write(links, folder / "links.parquet", rec.LINK_COLUMNS)
     write_verdicts(folder, verdicts)
     write_meta(folder, meta)
+
+
+def write_tables(folder: Path, *, trace: pd.DataFrame, records: pd.DataFrame, links: pd.DataFrame,
+                 sessions: pd.DataFrame) -> None:
+    """Write a run's tables of sessions and link bins (Parquet): trace, records, links and session verdicts."""
+    for name, frame in {"trace": trace, "records": records, "links": links, "sessions": sessions}.items():
+        write_table(folder, name, frame)
+
+
+def write_table(folder: Path, name: str, frame: pd.DataFrame) -> None:
+    """Write one of a run's tables (a key of :data:`TABLE_FILES`); records and links after checking their schema.
+
+    Raises:
+        ValueError: If records or links do not have their schema's columns.
+    """
+    path = folder / TABLE_FILES[name]
+    schema = {"records": rec.RECORD_COLUMNS, "links": rec.LINK_COLUMNS}.get(name)
+    if schema:
+        rec.write(frame, path, schema)
+    else:
+        frame.to_parquet(path, index=False)
 
 
 def write_meta(folder: Path, meta: dict) -> None:
@@ -101,10 +127,9 @@ def write_meta(folder: Path, meta: dict) -> None:
 
 
 def write_verdicts(folder: Path, verdicts: Verdicts) -> None:
-    """Write verdicts: per site class (``verdicts.csv``), per site, per session, and all in JSON."""
+    """Write verdicts per site class (``verdicts.csv``) and per site, and both in JSON (sessions: a table)."""
     verdicts.classes.to_csv(folder / "verdicts.csv", index=False)
     verdicts.sites.to_csv(folder / "site_verdicts.csv", index=False)
-    verdicts.sessions.to_parquet(folder / "session_verdicts.parquet", index=False)
     doc = {"all_pass": verdicts.all_pass,
            "site_classes": json.loads(verdicts.classes.to_json(orient="records")),
            "sites": json.loads(verdicts.sites.to_json(orient="records"))}

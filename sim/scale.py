@@ -1,11 +1,12 @@
 """Estate-scale runs: the topology split into shards of sites, each replayed as a task, on Dask or in-process.
 
 Sites interact only through the links they share, so a shard that keeps every shared link's sites together
-replays exactly as it would in one process; each site's sessions come from its own generator. Each shard's
-trace, records and link series are written atomically to ``shards/`` of the run's partial folder as it
-finishes; an interrupted run resumes without redoing finished shards. Merging puts sessions back in the
-order a single-process run gives them (start time, then site, then generation order), so the records equal a
-single-process run's.
+replays exactly as it would in one process; each site's sessions come from its own generator. Sessions and
+sites are judged on their own too, so each shard also evaluates its sessions and sites against the targets.
+Each shard's trace, records, link series and verdicts are written atomically to ``shards/`` of the run's
+partial folder as it finishes; an interrupted run resumes without redoing finished shards. Merging
+(:mod:`sim.merge`) puts sessions back in the order a single-process run gives them (start time, then site,
+then generation order), so the run's tables equal a single-process run's.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from sim import des, workload
+from sim import des, targets, workload
 from sim.errors import TestbedError
 from sim.model.scenario import Scenario
-from sim.records import LINK_COLUMNS, RECORD_COLUMNS
 from sim.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -34,6 +33,8 @@ Progress = Callable[[float, float], None]  # progress(done, total): shards, runs
 
 SHARDS_DIR = "shards"
 PLAN_FILE = "shards.json"
+SHARD_LAYOUT = 2  # what a shard writes (2: verdicts too); a partial folder of another layout is not resumed
+SHARD_TABLES = ("trace", "records", "links", "session_verdicts", "site_verdicts")
 SESSIONS_PER_SHARD = 60_000  # about 3 s of simulation: small enough to balance, large enough to amortise
 
 
@@ -49,6 +50,10 @@ class Shard:
     def name(self) -> str:
         """File stem of the shard's outputs."""
         return f"shard-{self.index:05d}"
+
+    def path(self, folder: Path | str, table: str) -> Path:
+        """Where the shard's ``table`` (one of :data:`SHARD_TABLES`) is, in the run's ``folder``."""
+        return Path(folder) / SHARDS_DIR / f"{self.name}.{table}.parquet"
 
 
 @dataclass(frozen=True)
@@ -96,21 +101,34 @@ def sub_topology(topology: Topology, shard: Shard) -> Topology:
 
 def run_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: int, window: des.RunWindow,
               folder: str) -> ShardDone:
-    """Generate and simulate one shard; write its trace, records and links atomically; report back."""
+    """Generate, simulate and judge one shard; write its tables atomically; report back.
+
+    The tables (:data:`SHARD_TABLES`): the trace (with each session's ``site_index``, its site's row label),
+    records, link series, each record's ``passed`` and ``reason`` (in record order) and its sites' verdicts.
+    """
     started = time.perf_counter()
     part = sub_topology(topology, shard)
     trace = workload.generate(scenario, part, seed)
     trace["site_index"] = trace["site"].map(dict(zip(part.sites["site"], part.sites.index))).astype("int64")
     result = des.run(trace.drop(columns="site_index"), part, window)
-    out = Path(folder) / SHARDS_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    for kind, frame in (("trace", trace), ("records", result.records), ("links", result.links)):
-        tmp = out / f".{shard.name}.{kind}.parquet.tmp"
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out / f"{shard.name}.{kind}.parquet")
+    sessions = targets.session_verdicts(result.records, scenario.targets)
+    sites = targets.site_verdicts(sessions, result.links, part.sites, scenario.targets,
+                                  (scenario.window.start, scenario.window.end))
+    tables = {"trace": trace, "records": result.records, "links": result.links,
+              "session_verdicts": sessions[["passed", "reason"]], "site_verdicts": sites}
+    for name, frame in tables.items():
+        _write_parquet(frame, shard.path(folder, name))
     done = ShardDone(shard.index, len(trace), result.events, time.perf_counter() - started)
-    _write_json(out / f"{shard.name}.done.json", done.__dict__)  # last: the mark of a finished shard
+    _write_json(Path(folder) / SHARDS_DIR / f"{shard.name}.done.json", done.__dict__)  # last: the shard is done
     return done
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` atomically (a reader sees the whole file or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def is_done(folder: Path, shard: Shard) -> bool:
@@ -136,8 +154,24 @@ def run_shards(scenario: Scenario, topology: Topology, seed: int, window: des.Ru
         if progress:
             progress(finished + done, len(shards))
 
-    jobs = [(scenario, topology, s, seed, window, str(folder)) for s in todo]
+    jobs = [(scenario, topology, s, seed, window, str(folder)) for s in densest_first(scenario, topology, todo)]
     return sum(done.events for done in map_ordered(client, run_shard, jobs, step, shared=2))
+
+
+def densest_first(scenario: Scenario, topology: Topology, shards: list[Shard]) -> list[Shard]:
+    """Shards in the order to start them: the most expected sessions per site first (ties: plan order).
+
+    A session costs more where more of them share a site's link (an acute site's shard takes about 1.5 times
+    a GP shard of as many sessions), so starting the densest shards first keeps workers from idling at the end.
+    """
+    per_site = _expected_per_site(scenario, topology)
+    labels = {label: pos for pos, label in enumerate(topology.sites.index.tolist())}
+
+    def density(shard: Shard) -> float:
+        first, last = labels[shard.first], labels[shard.last]
+        return sum(per_site[first:last + 1]) / (last - first + 1)
+
+    return sorted(shards, key=lambda shard: -density(shard))
 
 
 def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progress | None = None,
@@ -166,25 +200,6 @@ def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progres
     return [f.result() for f in futures]
 
 
-def merge(folder: Path, shards: list[Shard]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Read every shard and put sessions in single-process order; return (trace, records, links)."""
-    shard_dir = Path(folder) / SHARDS_DIR
-    traces, records, links = [], [], []
-    for shard in shards:
-        traces.append(pd.read_parquet(shard_dir / f"{shard.name}.trace.parquet"))
-        records.append(pd.read_parquet(shard_dir / f"{shard.name}.records.parquet"))
-        links.append(pd.read_parquet(shard_dir / f"{shard.name}.links.parquet"))
-    trace, record = pd.concat(traces, ignore_index=True), pd.concat(records, ignore_index=True)
-    order = np.lexsort((np.arange(len(trace)), trace["site_index"].to_numpy(), trace["start_s"].to_numpy()))
-    new_ids = np.arange(len(trace), dtype="int64")
-    trace = trace.iloc[order].reset_index(drop=True).drop(columns="site_index")
-    record = record.iloc[order].reset_index(drop=True)
-    trace["session_id"] = new_ids
-    record["session_id"] = new_ids
-    return (trace.astype(workload.TRACE_COLUMNS), record[list(RECORD_COLUMNS)].astype(RECORD_COLUMNS),
-            pd.concat(links, ignore_index=True)[list(LINK_COLUMNS)])
-
-
 def discard(folder: Path) -> None:
     """Remove a merged run's shard files (the merged tables hold everything)."""
     import shutil
@@ -194,10 +209,13 @@ def discard(folder: Path) -> None:
 
 def _check_plan(folder: Path, scenario: Scenario, seed: int, shards: list[Shard]) -> None:
     plan = {"scenario": scenario.name, "seed": seed, "shards": [[s.first, s.last] for s in shards],
-            "scenario_digest": _digest(scenario)}
+            "scenario_digest": _digest(scenario), "layout": SHARD_LAYOUT}
     path = Path(folder) / PLAN_FILE
     if path.is_file():
         found = json.loads(path.read_text())
+        if found.get("layout") != SHARD_LAYOUT:
+            raise TestbedError(f"{folder}: its shards were written by another version of the testbed; "
+                               "start the run afresh")
         if found != plan:
             raise TestbedError(f"{folder}: holds shards of another run ({found['scenario']}, seed {found['seed']}); "
                                "resume only the run that was interrupted, with its seed")

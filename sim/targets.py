@@ -4,6 +4,10 @@ A session passes when it meets every target of its app; a site passes an app whe
 pass (``targets.passing.sessions``); its access links pass when the busiest hour's mean utilisation stays
 within ``targets.link.busy_hour_utilisation``; a site class on an access profile passes an app when enough
 of its sites pass (``targets.passing.sites``). Every verdict carries the reason it failed.
+
+Sessions and sites are judged on their own: :func:`site_verdicts` of some of the sites (e.g. a shard of an
+estate run) gives exactly their rows of the whole, :func:`combine_site_verdicts` puts such parts back in the
+order one evaluation of every site gives, and :func:`class_verdicts` pools sites into site classes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from sim.model.targets import Targets
 
 APPS = ("video", "image", "record", "link")
 CLASS_KEYS = ["family", "site_class", "access_profile", "technology", "medium"]
+# A session verdict: the record's identifying columns, then whether it passed and why not.
+SESSION_KEYS = ["session_id", "site", "site_class", "family", "access_profile", "technology", "medium", "app", "kind",
+                "direction", "urgency"]
+SITE_VERDICT_COLUMNS = {"site": "str", **{name: "str" for name in CLASS_KEYS}, "app": "str", "sessions": "int64",
+                        "sessions_passing": "int64", "share_passing": "float64", "value": "float64", "passed": "bool",
+                        "reason": "str"}
 
 
 @dataclass(frozen=True)
@@ -45,21 +55,50 @@ def evaluate(records: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, ta
         window_s: The replayed window (s since midnight), over which the busy hour is sought.
     """
     sessions = session_verdicts(records, targets)
-    site_rows = pd.concat([_site_app_verdicts(sessions, sites, targets),
-                           _link_verdicts(links, sites, targets, window_s)], ignore_index=True)
-    return Verdicts(sessions, site_rows, _class_verdicts(site_rows, targets))
+    site_rows = site_verdicts(sessions, links, sites, targets, window_s)
+    return Verdicts(sessions, site_rows, class_verdicts(site_rows, targets))
+
+
+def site_verdicts(sessions: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
+                  window_s: tuple[float, float]) -> pd.DataFrame:
+    """Verdicts per site and app, sorted by (site, app); then per site on its access links (app ``link``), by site.
+
+    Args:
+        sessions: Session verdicts of the sites' sessions (:func:`session_verdicts`).
+        links: The sites' link utilisation series.
+        sites: The sites' rows of the topology's site table.
+        targets: The scenario's targets.
+        window_s: The replayed window (s since midnight), over which the busy hour is sought.
+
+    Returns:
+        Columns :data:`SITE_VERDICT_COLUMNS`.
+    """
+    return pd.concat([_site_app_verdicts(sessions, sites, targets), _link_verdicts(links, sites, targets, window_s)],
+                     ignore_index=True)
+
+
+def combine_site_verdicts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Site verdicts of disjoint sets of sites, in the order :func:`site_verdicts` of all their sites gives."""
+    rows = pd.concat([part for part in parts if len(part)] or [_empty_sites()], ignore_index=True)
+    is_link = rows["app"] == "link"
+    apps = rows[~is_link].sort_values(["site", "app"], kind="stable")
+    links = rows[is_link].sort_values("site", kind="stable")
+    return pd.concat([apps, links], ignore_index=True)
 
 
 def session_verdicts(records: pd.DataFrame, targets: Targets) -> pd.DataFrame:
-    """One row per session: ``passed`` and, when it failed, ``reason`` (failed criteria joined by '; ')."""
+    """One row per session: ``passed`` and, when it failed, ``reason`` (failed criteria joined by '; ').
+
+    Returns:
+        Columns :data:`SESSION_KEYS` (the records'), ``passed`` and ``reason``; in the records' order.
+    """
     criteria = {**_video_failures(records, targets), **_transfer_failures(records, targets)}
     names = list(criteria)
     mask = np.zeros(len(records), dtype=np.int64)
     for bit, failed in enumerate(criteria.values()):
         mask |= failed.to_numpy(dtype=bool).astype(np.int64) << bit
     text = {m: "; ".join(n for bit, n in enumerate(names) if m >> bit & 1) for m in np.unique(mask).tolist()}
-    out = records[["session_id", "site", "site_class", "family", "access_profile", "technology", "medium",
-                   "app", "kind", "direction", "urgency"]].copy()
+    out = records[SESSION_KEYS].copy()
     out["passed"] = mask == 0
     out["reason"] = pd.Series(mask, index=records.index).map(text).astype("str")
     return out
@@ -88,14 +127,11 @@ def _transfer_failures(records: pd.DataFrame, targets: Targets) -> dict[str, pd.
 
 def transfer_limits_s(records: pd.DataFrame, targets: Targets) -> pd.Series:
     """Completion-time limit (s) of each transfer session (NaN for video)."""
-    app = records["app"].to_numpy(dtype=object)
-    key = np.where(app == "image", "image_" + records["urgency"].to_numpy(dtype=object),
-                   records["kind"].to_numpy(dtype=object))
-    limits = {k: targets.transfers.limit_s(a, k, "routine") if a != "image" else
-              targets.transfers.limit_s("image", "", k.removeprefix("image_"))
-              for a, k in {(a, k) for a, k in zip(app[app != "video"], key[app != "video"])}}
-    values = pd.Series(key, index=records.index).map(limits)
-    return values.where(app != "video").astype("float64")
+    limits_s = np.full(len(records), np.nan)
+    for (app, kind, urgency), rows in records.groupby(["app", "kind", "urgency"], dropna=False).indices.items():
+        if app != "video":
+            limits_s[rows] = targets.transfers.limit_s(app, kind, urgency)
+    return pd.Series(limits_s, index=records.index)
 
 
 def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets) -> pd.DataFrame:
@@ -106,7 +142,7 @@ def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Tar
     out["share_passing"] = out["sessions_passing"] / out["sessions"]
     out["passed"] = out["share_passing"] >= targets.passing.sessions
     out["value"] = out["share_passing"]
-    main = sessions[~sessions["passed"]].groupby(["site", "app"])["reason"].agg(_main_reason)
+    main = _main_reasons(sessions[~sessions["passed"]], ["site", "app"])
     out["reason"] = [main.get((s, a), "") if not p else "" for s, a, p in
                      zip(out["site"], out["app"], out["passed"])]
     return _with_site_columns(out, sites)
@@ -162,13 +198,14 @@ def busy_hour_utilisation(site_links: pd.DataFrame, window_s: tuple[float, float
     return float(top["utilisation"]), str(top["direction"])
 
 
-def _class_verdicts(site_rows: pd.DataFrame, targets: Targets) -> pd.DataFrame:
+def class_verdicts(site_rows: pd.DataFrame, targets: Targets) -> pd.DataFrame:
+    """Verdicts per site class on an access profile and app, from its sites' rows (:func:`site_verdicts`)."""
     grouped = site_rows.groupby(CLASS_KEYS + ["app"], sort=True)
     out = grouped.agg(sites=("passed", "size"), sites_passing=("passed", "sum"),
                       sessions=("sessions", "sum"), sessions_passing=("sessions_passing", "sum")).reset_index()
     out["share_passing"] = out["sites_passing"] / out["sites"]
     out["passed"] = out["share_passing"] >= targets.passing.sites
-    main = site_rows[~site_rows["passed"]].groupby(CLASS_KEYS + ["app"])["reason"].agg(_main_reason)
+    main = _main_reasons(site_rows[~site_rows["passed"]], CLASS_KEYS + ["app"])
     out["reason"] = [main.get(tuple(row), "") if not passed else "" for row, passed in
                      zip(out[CLASS_KEYS + ["app"]].itertuples(index=False, name=None), out["passed"])]
     out["app"] = pd.Categorical(out["app"], categories=APPS, ordered=True)
@@ -177,13 +214,17 @@ def _class_verdicts(site_rows: pd.DataFrame, targets: Targets) -> pd.DataFrame:
     return out
 
 
-def _main_reason(reasons: pd.Series) -> str:
-    """The most frequent single failed criterion among failures (ties: alphabetical)."""
-    counts = pd.Series([part for text in reasons for part in text.split("; ") if part]).value_counts()
-    if counts.empty:
-        return ""
-    top = counts[counts == counts.max()].index
-    return sorted(top)[0]
+def _main_reasons(failed: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Per group of ``keys``: the most frequent single failed criterion in its rows' reasons (ties: alphabetical).
+
+    Returns:
+        The criterion, indexed by the groups' keys (groups with no criterion are absent).
+    """
+    parts = failed[keys].assign(part=failed["reason"].str.split("; ")).explode("part")
+    parts = parts[parts["part"].notna() & (parts["part"] != "")]
+    counts = parts.groupby(keys + ["part"]).size().rename("count").reset_index()
+    top = counts.sort_values(["count", "part"], ascending=[False, True], kind="stable").drop_duplicates(keys)
+    return top.set_index(keys)["part"]
 
 
 def _with_site_columns(frame: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
@@ -193,5 +234,4 @@ def _with_site_columns(frame: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame
 
 
 def _empty_sites() -> pd.DataFrame:
-    return pd.DataFrame(columns=["site", "app", "sessions", "sessions_passing", "share_passing", "value",
-                                 "passed", "reason"])
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in SITE_VERDICT_COLUMNS.items()})

@@ -47,3 +47,23 @@ def test_parquet_round_trip_keeps_every_value(tmp_path, des_records):
 def test_a_table_with_a_missing_column_is_refused(tmp_path, des_records):
     with pytest.raises(ValueError, match="missing \\['loss'\\]"):
         records.write(des_records.drop(columns="loss"), tmp_path / "x.parquet", records.RECORD_COLUMNS)
+
+
+def test_reading_some_columns_still_checks_the_whole_schema(tmp_path, des_records):
+    path = tmp_path / "records.parquet"
+    records.write(des_records, path, records.RECORD_COLUMNS)
+    some = records.read(path, records.RECORD_COLUMNS, only=["app", "duration_s"])
+    pd.testing.assert_frame_equal(some, des_records[["app", "duration_s"]])
+    with pytest.raises(ValueError, match="no such record table columns"):
+        records.read(path, records.RECORD_COLUMNS, only=["app", "speed"])
+    des_records.drop(columns="loss").to_parquet(path, index=False)
+    with pytest.raises(ValueError, match="missing \\['loss'\\]"):
+        records.read(path, records.RECORD_COLUMNS, only=["app"])
+
+
+def test_text_can_be_read_as_categories(tmp_path, des_records):
+    path = tmp_path / "records.parquet"
+    records.write(des_records, path, records.RECORD_COLUMNS)
+    some = records.read(path, records.RECORD_COLUMNS, only=["app", "duration_s"], categories=True)
+    assert [str(t) for t in some.dtypes] == ["category", "float64"]
+    assert some["app"].astype(str).tolist() == des_records["app"].tolist()

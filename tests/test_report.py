@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sim import pipeline, report, results
 from sim.cli import app
 from sim.report import summary
-from sim.report.data import by_technology, read_run
+from sim.report.data import LINK_FIELDS, RECORD_FIELDS, by_technology, read_run
 
 runner = CliRunner()
 
@@ -104,3 +104,14 @@ def test_compare_reports_what_changes(tmp_path):
 
 def test_latest_picks_the_newest_finished_run(smoke_run):
     assert results.latest(smoke_run.parent) == smoke_run
+
+
+def test_a_report_reads_only_what_it_draws(smoke_run):
+    run = read_run(smoke_run)
+    assert list(run.records.columns) == RECORD_FIELDS
+    busiest = run.sites[run.sites["app"] == "link"].sort_values("value").iloc[-1]["site"]
+    links = run.site_links([busiest])
+    assert list(links.columns) == LINK_FIELDS and set(links["site"]) == {busiest}
+    everything = pd.read_parquet(smoke_run / "links.parquet")
+    pd.testing.assert_frame_equal(links, everything.loc[everything["site"] == busiest, LINK_FIELDS]
+                                  .reset_index(drop=True))

@@ -98,3 +98,31 @@ def test_unreachable_scheduler_fails_within_seconds(scenarios_dir, tmp_path):
         pipeline.run(scenarios_dir / "ci-smoke.yaml", out=tmp_path, png=False, scheduler="tcp://127.0.0.1:9")
     assert time.monotonic() - started < 30
     assert not list(tmp_path.rglob("meta.json"))
+
+
+def test_sharded_folder_holds_the_single_process_files(small_shards, scenarios_dir, tmp_path):
+    # Shards judge their own sessions and sites; merged, every table and verdict file is the single-process one.
+    one = pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path / "one", png=False).folder
+    outcome = pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path / "sharded", png=False, workers=0)
+    sharded = outcome.folder
+    outcome.trace.loc[0, "start_s"] = 0.0  # the outcome's frames are ordinary ones: pandas can write into them
+    outcome.result.records.loc[0, "start_s"] = 0.0
+    outcome.result.links.loc[0, "bin_s"] = 0.0
+    for name in ("trace.parquet", "records.parquet", "session_verdicts.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(sharded / name), pd.read_parquet(one / name), check_exact=True)
+    key = ["link", "bin_start_s"]
+    pd.testing.assert_frame_equal(pd.read_parquet(sharded / "links.parquet").sort_values(key).reset_index(drop=True),
+                                  pd.read_parquet(one / "links.parquet").sort_values(key).reset_index(drop=True))
+    for name in ("verdicts.csv", "site_verdicts.csv", "verdicts.json", "sites.csv"):
+        assert (sharded / name).read_bytes() == (one / name).read_bytes(), name
+
+
+def test_densest_shards_start_first(scenarios_dir):
+    scenario = load(scenarios_dir / "icb.yaml")
+    topo = topology.build(scenario)
+    shards = scale.plan_shards(scenario, topo, sessions_per_shard=2500)
+    per_site = scale._expected_per_site(scenario, topo)
+    density = {s.index: sum(per_site[s.first:s.last + 1]) / (s.last - s.first + 1) for s in shards}
+    started = scale.densest_first(scenario, topo, shards)
+    assert sorted(s.index for s in started) == [s.index for s in shards]
+    assert [density[s.index] for s in started] == sorted(density.values(), reverse=True)

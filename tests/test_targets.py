@@ -64,10 +64,29 @@ def test_site_class_pass_bar(scenario_targets):
                          "access_profile": "fttc_80_20", "technology": "FTTC", "medium": "copper", "app": "video",
                          "sessions": 10, "sessions_passing": 10, "share_passing": 1.0, "value": 1.0,
                          "passed": [True] * 9 + [False], "reason": [""] * 9 + ["jitter > 30 ms"]})
-    classes = targets._class_verdicts(rows, scenario_targets)  # bar: 90% of sites
+    classes = targets.class_verdicts(rows, scenario_targets)  # bar: 90% of sites
     assert classes["share_passing"].iat[0] == pytest.approx(0.9)
     assert classes["passed"].iat[0]
     rows.loc[8, ["passed", "reason"]] = [False, "jitter > 30 ms"]
-    classes = targets._class_verdicts(rows, scenario_targets)
+    classes = targets.class_verdicts(rows, scenario_targets)
     assert not classes["passed"].iat[0]
     assert classes["reason"].iat[0] == "jitter > 30 ms"
+
+
+def test_site_verdicts_of_disjoint_sites_combine_into_those_of_all(scenario_targets):
+    # Evaluated apart (as estate shards are), sites "c" and "a", "b" give the rows and order of one evaluation.
+    topo = topology(site("c", down_bps=16e6, up_bps=1e6, rtt_s=0.04), site("a", down_bps=330e6, up_bps=50e6),
+                    site("b", down_bps=2e6, up_bps=0.5e6))
+    sessions = trace(call("c", 10.0, 300.0), transfer("a", 0.0, 25e6, "up", kind="gp2gp"), call("b", 5.0, 200.0),
+                     transfer("b", 20.0, 5e6), transfer("c", 30.0, 1e6, "up", kind="gp2gp"))
+    result = simulate(topo, sessions)
+    window_s = (0.0, 3600.0)
+    whole = targets.evaluate(result.records, result.links, topo.sites, scenario_targets, window_s)
+    parts = []
+    for names in (["c"], ["a", "b"]):
+        parts.append(targets.site_verdicts(whole.sessions[whole.sessions["site"].isin(names)],
+                                           result.links[result.links["site"].isin(names)],
+                                           topo.sites[topo.sites["site"].isin(names)], scenario_targets, window_s))
+    pd.testing.assert_frame_equal(targets.combine_site_verdicts(parts), whole.sites)
+    assert list(whole.sites.columns) == list(targets.SITE_VERDICT_COLUMNS)
+    assert [str(t) for t in whole.sites.dtypes] == list(targets.SITE_VERDICT_COLUMNS.values())

@@ -13,12 +13,19 @@ from sim.errors import TestbedError
 
 APP_NAMES = {"video": "video consultations", "image": "image transfers", "record": "record transfers",
              "link": "access-link busy hour"}
+# The record and link columns the figures draw: a report reads only these (an estate's records are millions of rows).
+RECORD_FIELDS = ["app", "kind", "urgency", "technology", "completed", "duration_s", "share_at_target",
+                 "share_below_min"]
+LINK_FIELDS = ["site", "direction", "bin_start_s", "bin_s", "utilisation"]
 TECHNOLOGY_ORDER = ["ADSL", "ADSL2+", "FTTC", "G.fast", "EFM", "FTTP", "Leased line", "4G", "5G", "Home broadband"]
 
 
 @dataclass(frozen=True)
 class RunData:
-    """A results folder, read: metadata, resolved scenario, verdicts, records and link series."""
+    """A results folder, read: metadata, resolved scenario, verdicts and records; link series on demand.
+
+    ``records`` holds only the columns the report draws (:data:`RECORD_FIELDS`), its text as categoricals.
+    """
 
     folder: Path
     meta: dict
@@ -26,8 +33,21 @@ class RunData:
     classes: pd.DataFrame
     sites: pd.DataFrame
     records: pd.DataFrame
-    links: pd.DataFrame
     fidelity: pd.DataFrame | None = None  # simulator vs emulation on the same slice (``--engine both``)
+
+    def site_links(self, sites: list[str]) -> pd.DataFrame:
+        """The link series (:data:`LINK_FIELDS`) of these sites' access links, read from the folder.
+
+        A report draws a few sites' links, and an estate has millions of link bins: only those are read.
+
+        Raises:
+            TestbedError: If the folder's link series cannot be read.
+        """
+        try:
+            return rec.read(self.folder / "links.parquet", rec.LINK_COLUMNS, only=LINK_FIELDS,
+                            filters=[("site", "in", sites)])
+        except (OSError, ValueError, KeyError) as exc:
+            raise TestbedError(f"{self.folder}: cannot read the link series: {exc}") from None
 
     @property
     def name(self) -> str:
@@ -59,12 +79,11 @@ def read_run(folder: Path | str) -> RunData:
         classes = pd.read_csv(folder / "verdicts.csv", dtype={"reason": str}, keep_default_na=False)
         sites = pd.read_csv(folder / "site_verdicts.csv", dtype={"reason": str}, keep_default_na=False,
                             na_values={"share_passing": [""]})
-        records = rec.read(folder / "records.parquet", rec.RECORD_COLUMNS)
-        links = rec.read(folder / "links.parquet", rec.LINK_COLUMNS)
+        records = rec.read(folder / "records.parquet", rec.RECORD_COLUMNS, only=RECORD_FIELDS, categories=True)
         fidelity = pd.read_csv(folder / "fidelity.csv") if (folder / "fidelity.csv").is_file() else None
     except (OSError, ValueError, KeyError) as exc:
         raise TestbedError(f"{folder}: cannot read the results folder: {exc}") from None
-    return RunData(folder, meta, resolved, classes, sites, records, links, fidelity)
+    return RunData(folder, meta, resolved, classes, sites, records, fidelity)
 
 
 def technology_rank(technology: str) -> tuple[int, str]:

@@ -100,18 +100,24 @@ def _pass_bar_note(run: RunData) -> str:
 
 def completion_cdfs(run: RunData) -> list[FigureSpec]:
     """For each kind of transfer: completion-time distribution per access technology, with its time limit."""
-    records = run.records[run.records["app"] != "video"].copy()
+    records = run.records
+    times_s = np.where(records["completed"], records["duration_s"], np.inf)
+    rows: dict[str, dict[str, list[np.ndarray]]] = {}  # transfer kind -> technology -> row positions
+    keys = ["app", "kind", "urgency", "technology"]
+    for (app, kind, urgency, tech), at in records.groupby(keys, observed=True).indices.items():
+        if app != "video":
+            rows.setdefault(f"image_{urgency}" if app == "image" else kind, {}).setdefault(tech, []).append(at)
     limits = run.resolved["targets"]["transfers"]
-    records["target"] = np.where(records["app"] == "image", "image_" + records["urgency"], records["kind"])
-    return [_cdf(run, key, rows, float(limits[key])) for key, rows in records.groupby("target", sort=True)
-            if key in limits]
+    return [_cdf(key, {tech: np.sort(times_s[np.concatenate(at)]) for tech, at in rows[key].items()},
+                 float(limits[key])) for key in sorted(rows) if key in limits]
 
 
-def _cdf(run: RunData, key: str, rows: pd.DataFrame, limit_s: float) -> FigureSpec:
+def _cdf(key: str, times_by_tech: dict[str, np.ndarray], limit_s: float) -> FigureSpec:
+    """One transfer kind's figure from its completion times (s, sorted; inf when not completed) per technology."""
     fig = go.Figure()
     summary = []
-    for i, (tech, group) in enumerate(sorted(rows.groupby("technology"), key=lambda kv: technology_rank(kv[0]))):
-        times = np.sort(np.where(group["completed"], group["duration_s"], np.inf))
+    for i, tech in enumerate(sorted(times_by_tech, key=technology_rank)):
+        times = times_by_tech[tech]
         share_in = float((times <= limit_s).mean())
         summary.append({"technology": tech, "transfers": len(times), "within_limit": share_in,
                         "median_s": float(np.median(times)), "p95_s": float(np.quantile(times, 0.95))})
@@ -120,7 +126,7 @@ def _cdf(run: RunData, key: str, rows: pd.DataFrame, limit_s: float) -> FigureSp
         fig.add_trace(go.Scatter(x=finite[picks], y=(np.asarray(picks) + 1) / len(times), mode="lines",
                                  name=esc(tech), line={"color": SERIES[i % len(SERIES)], "width": 2.5}))
     target_line(fig, x=limit_s, text=f"target {_seconds(limit_s)}", log_x=True)
-    finite_all = rows.loc[rows["completed"], "duration_s"]
+    finite_all = np.concatenate([t[np.isfinite(t)] for t in times_by_tech.values()])
     low = max(min(float(finite_all.min()) if len(finite_all) else limit_s, limit_s) * 0.7, 1e-3)
     high = max(float(finite_all.max()) if len(finite_all) else limit_s, limit_s) * 1.5
     table = pd.DataFrame(summary)
@@ -157,9 +163,10 @@ def video_quality(run: RunData) -> FigureSpec | None:
     weights = calls["duration_s"]
     parts = pd.DataFrame({"technology": calls["technology"], "w": weights,
                           "at": calls["share_at_target"] * weights, "below": calls["share_below_min"] * weights})
-    table = parts.groupby("technology").sum()
-    table = pd.DataFrame({"calls": calls.groupby("technology").size(), "at_recommended": table["at"] / table["w"],
-                          "below_minimum": table["below"] / table["w"]})
+    table = parts.groupby("technology", observed=True).sum()
+    table = pd.DataFrame({"calls": calls.groupby("technology", observed=True).size(),
+                          "at_recommended": table["at"] / table["w"], "below_minimum": table["below"] / table["w"]})
+    table.index = table.index.astype(str)  # categories, if the records were read so
     table["between"] = 1 - table["at_recommended"] - table["below_minimum"]
     table = table.reset_index().sort_values("technology", key=lambda s: s.map(technology_rank))
     fig = go.Figure()
@@ -193,8 +200,9 @@ def link_utilisation(run: RunData) -> FigureSpec | None:
     limit = float(run.resolved["targets"]["link"]["busy_hour_utilisation"])
     window = run.resolved["window"]
     fig, rows = go.Figure(), []
+    links = run.site_links(picks["site"].tolist())
     for i, site in enumerate(picks.itertuples(index=False)):
-        series = _busiest_direction(run.links, site.site, window)
+        series = _busiest_direction(links, site.site, window)
         fig.add_trace(go.Scatter(x=series.index / 3600.0, y=series.to_numpy(), mode="lines",
                                  name=esc(f"{site.technology}: {site.site} ({series.name})"),
                                  line={"color": SERIES[i % len(SERIES)], "width": 2}))
