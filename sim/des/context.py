@@ -11,6 +11,7 @@ from sim.records import RECORD_COLUMNS, conform
 from sim.topology import Topology
 
 _NAN = float("nan")
+ENGINE = "des"  # the records' engine column
 
 
 @dataclass(frozen=True)
@@ -76,22 +77,22 @@ class Context:
 
     def records(self) -> pd.DataFrame:
         """The record table, one row per session of the trace, in trace order."""
-        trace = self.trace
-        out = {"engine": np.full(len(trace), "des", dtype=object)}
+        trace, n = self.trace, len(self.trace)
+        out = {"engine": pd.array([ENGINE], dtype="str").take(np.zeros(n, dtype=np.intp))}
         for column in ("session_id", "site", "app", "kind", "direction", "urgency", "start_s",
                        "target_rate_bps", "min_rate_bps"):
-            out[column] = trace[column].to_numpy()
+            out[column] = trace[column].array  # text stays in its Arrow-backed array
         sites = self.topology.sites
         where = pd.Index(sites["site"]).get_indexer(trace["site"])
         for column in ("site_class", "family", "access_profile", "technology", "medium"):
-            out[column] = sites[column].to_numpy()[where]
+            out[column] = sites[column].array.take(where)
         columns = {name: np.array(values, dtype="float64") for name, values in self.columns.items()}
         out.update(columns)
         is_video = (trace["app"] == "video").to_numpy()
         out["size_bytes"] = np.where(is_video, columns["size_bytes"], trace["size_bytes"].to_numpy())
         out["duration_s"] = np.where(is_video, trace["duration_s"].to_numpy(), columns["duration_s"])
         out["completed"] = np.array(self.completed, dtype=bool)
-        out["bottleneck"] = np.array(self.bottleneck, dtype=object)
+        out["bottleneck"] = pd.array(self.bottleneck, dtype="str")
         return conform(pd.DataFrame(out), RECORD_COLUMNS)
 
 

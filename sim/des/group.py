@@ -37,8 +37,9 @@ class Group:
         self.events = 0
         self.dirty: set = set()  # links whose fluid flows changed, so their shares must be recomputed
         self.paths: dict[tuple, PathState] = {}  # the queues media see, one per path in use
+        self.next_arrival_s = math.inf  # start of the next session not yet arrived (s), set before each re-share
         self.by_id = {id(link): link for link in links}
-        self.single_link_paths = all(len(path) == 1 for s in sessions for path in (s["up"], s["down"]))
+        self.single_link_paths = all(link.kind == "access" for link in links)  # no site shares a link
         self.capacity = {id(link): link.capacity_bps for link in links}
         self.capacity.update({-id(link): link.capacity_bps * queueing.VIDEO_MAX_UTILISATION for link in links})
 
@@ -54,9 +55,11 @@ class Group:
             # while it starts up: it is started here, without an event of its own.
             while i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S and starts_s[i] <= horizon_s:
                 flow = self._start_transfer(sessions[i], starts_s[i])
-                if flow is not None and flow.active_at_s < change_s:
-                    change_s = flow.active_at_s
                 i += 1
+                if flow is None or self.single_link_paths and self._run_alone(flow, starts_s[i] if i < n else math.inf):
+                    continue
+                if flow.active_at_s < change_s:
+                    change_s = flow.active_at_s
             next_s = starts_s[i] if i < n and starts_s[i] < change_s else change_s
             if next_s > horizon_s:
                 yield env.timeout(max(0.0, horizon_s - env.now))
@@ -71,6 +74,7 @@ class Group:
             if change_s <= now_s + _EPS_S:
                 self._finish_due(now_s)
             if self.dirty:
+                self.next_arrival_s = starts_s[i] if i < n else math.inf
                 self._reshare(now_s)
         self._settle_links(self.now_s)
 
@@ -270,12 +274,47 @@ class Group:
             link.congestion_loss = 0.0
             return
         flow = transfers[0]
-        saturated = flow.cap_bps > link.capacity_bps
-        rate_bps = link.capacity_bps if saturated else flow.cap_bps
-        _set_transfer(flow, rate_bps, link if saturated else None, now_s)
-        link.carry(rate_bps, saturated)
-        link.congestion_loss = (tcp.mathis_loss(rate_bps, flow.rtt_s - flow.queue_delay_s + link.queue_delay_s)
-                                if saturated else 0.0)  # as _congestion_loss, for one flow
+        _carry_alone(flow, link, now_s)
+        finish_s = flow.finish_s()
+        if (finish_s + _EPS_S < self.next_arrival_s and finish_s <= self.ctx.horizon_s
+                and not any(f.path[0] is link for f in self.starting)):
+            self._finish_alone(flow, link, finish_s)
+
+    def _run_alone(self, flow: Transfer, next_arrival_s: float) -> bool:
+        """Replay a just-started transfer whole, if it will have its link to itself; True if it did.
+
+        It will when no other flow is on its link or starting towards it and it ends before the next session
+        arrives (and before the horizon): its share is then known now, and nothing joins or looks at the link
+        until it ends (see :meth:`_finish_alone`).
+        """
+        link = flow.path[0]
+        if (any(f.path[0] is link for f in self.transfers) or any(m.path[0] is link for m in self.media)
+                or any(f.path[0] is link for f in self.starting if f is not flow)):
+            return False
+        finish_s = flow.active_at_s + flow.remaining_bytes * 8 / (min(flow.cap_bps, link.capacity_bps)
+                                                                   * tcp.GOODPUT_FACTOR)
+        if not (finish_s + _EPS_S < next_arrival_s and finish_s <= self.ctx.horizon_s):
+            return False
+        self.starting.remove(flow)
+        self.transfers.append(flow)
+        link.settle(flow.active_at_s)
+        _carry_alone(flow, link, flow.active_at_s)
+        self._finish_alone(flow, link, flow.finish_s())
+        return True
+
+    def _finish_alone(self, flow: Transfer, link, finish_s: float) -> None:
+        """Finish a transfer alone on its link now, at ``finish_s``: nothing will join or look at the link before.
+
+        No session arrives before then and no starting flow will join the link, so until the transfer ends its
+        link's state is seen by nothing; the end event would change nothing but the link's own series.
+        """
+        link.settle(finish_s)
+        flow.settle(finish_s)
+        self.transfers.remove(flow)
+        self.ctx.finish_transfer(flow, finish_s)
+        link.carry(0.0, False)
+        link.congestion_loss = 0.0
+        link.new_share_bps = link.capacity_bps
 
     def _dirty_part(self) -> tuple[list, list, list]:
         """The transfers, media and links to recompute when paths cross a shared link.
@@ -334,6 +373,16 @@ def _congestion_loss(link, elastic: list) -> float:
     rate_bps = sum(f.rate_bps for f in elastic) / len(elastic)
     rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic) + link.queue_delay_s
     return tcp.mathis_loss(rate_bps, rtt_s)
+
+
+def _carry_alone(flow: Transfer, link, now_s: float) -> None:
+    """Give a transfer alone on its link its share from ``now_s``, and the link its load and queues."""
+    saturated = flow.cap_bps > link.capacity_bps
+    rate_bps = link.capacity_bps if saturated else flow.cap_bps
+    _set_transfer(flow, rate_bps, link if saturated else None, now_s)
+    link.carry(rate_bps, saturated)
+    link.congestion_loss = (tcp.mathis_loss(rate_bps, flow.rtt_s - flow.queue_delay_s + link.queue_delay_s)
+                            if saturated else 0.0)  # as _congestion_loss, for one flow
 
 
 def _set_transfer(flow: Transfer, rate_bps: float, limiter, now_s: float) -> None:
