@@ -85,6 +85,25 @@ def test_a_flow_joining_a_saturated_link_pays_the_full_buffer_in_every_round_tri
     assert records["end_s"].iloc[1] == pytest.approx(t2_end, rel=1e-9)
 
 
+def test_an_upload_started_during_a_download_sees_its_queue_on_the_ack_path():
+    # A 50 MB download saturates the 10 Mbit/s downlink for ~40 s, so its 150 kB buffer holds 0.12 s. An upload
+    # starting at t=10 s finds its own uplink idle but its ACKs queue behind the download: RTT 0.02 + 0.12 s.
+    # (The download is then not alone until it ends, so it must be replayed event by event, not skipped over.)
+    topo = topology(site("a", down_bps=10e6, up_bps=1e6, rtt_s=0.02))
+    records = simulate(topo, trace(transfer("a", 0.0, 50e6), transfer("a", 10.0, 10e3, "up"))).records
+    assert records["queue_delay_s"].iloc[1] == pytest.approx(0.12, rel=1e-9)
+    assert records["rtt_s"].iloc[1] == pytest.approx(0.14, rel=1e-9)
+
+
+def test_an_upload_after_a_download_ends_finds_the_downlink_idle():
+    # The same download, and an upload starting after it ends (~42 s): no queue on either direction.
+    topo = topology(site("a", down_bps=10e6, up_bps=1e6, rtt_s=0.02))
+    records = simulate(topo, trace(transfer("a", 0.0, 50e6), transfer("a", 60.0, 10e3, "up"))).records
+    assert records["end_s"].iloc[0] < 60.0
+    assert records["queue_delay_s"].iloc[1] == 0.0
+    assert records["rtt_s"].iloc[1] == pytest.approx(0.02, rel=1e-9)
+
+
 def test_max_min_fairness_across_a_shared_aggregation_link():
     # Three sites behind a 10 Mbit/s shared uplink; site a's own uplink is 2 Mbit/s, b's and c's 20.
     # Max-min: a is held to 2 by its access link, b and c split the remaining 8 -> 4 each.

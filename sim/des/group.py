@@ -4,6 +4,10 @@ Sites interact only through the links they share, so each connected group of lin
 link, or several sites behind one shared link) evolves on its own. Its process waits for the next change
 (an arrival, a start-up ending, a completion, a call ending); between changes every rate is constant, so
 the fluid model advances in one step and re-shares capacity only for this group.
+
+Events that would change nothing observed are skipped, exactly: a transfer arriving before the next change
+starts up without an event (start-up takes no share), and one that will have its link to itself until it
+ends, with no session arriving before then, is replayed whole at once (:meth:`Group._run_alone`).
 """
 
 from __future__ import annotations
