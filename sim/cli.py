@@ -68,9 +68,16 @@ WORKERS = typer.Option(None, "--workers", help="Worker processes of the embedded
 
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the testbed does.")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
-    # Dask's own INFO lines (scheduler, nannies, connections) reach our handler unless quietened here.
-    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    if not verbose:  # Dask's own lines (scheduler, nannies, connections) only when they are errors
+        handler.addFilter(_quiet_dask)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+def _quiet_dask(record: logging.LogRecord) -> bool:
+    """Drop Dask's log lines below ERROR (importing Dask resets its loggers to INFO, so levels cannot)."""
+    return not record.name.startswith("distributed") or record.levelno >= logging.ERROR
 
 
 @app.command()

@@ -259,7 +259,8 @@ def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterato
             client.close()
         return
     n = workers or max(1, os.cpu_count() or 1)
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    # Dask's HTTP server always starts; on a free local port, two runs never compete for its default 8787.
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                       silence_logs=logging.ERROR) as local, Client(local) as client:
         yield client
 

@@ -145,12 +145,13 @@ def _link_frame(links: list[Link], window: RunWindow) -> pd.DataFrame:
     n_bins = len(links[0].bits) if links else 0
     capacity = np.array([link.capacity_bps for link in links])
     bits = np.array([link.bits for link in links]).reshape(len(links), n_bins)
+    rows = np.repeat(np.arange(len(links)), n_bins)
 
-    def per_link(values: list) -> np.ndarray:
-        return np.repeat(np.asarray(values, dtype=object), n_bins)
+    def per_link(values: list) -> pd.api.extensions.ExtensionArray:
+        return pd.array(values, dtype="str").take(rows)  # one string per link, repeated in Arrow
 
     return pd.DataFrame({
-        "engine": ENGINE, "link": per_link([link.name for link in links]),
+        "engine": per_link([ENGINE] * len(links)), "link": per_link([link.name for link in links]),
         "site": per_link([link.site for link in links]),
         "kind": per_link([link.kind for link in links]), "direction": per_link([link.direction for link in links]),
         "capacity_bps": np.repeat(capacity, n_bins),

@@ -30,7 +30,9 @@ def max_min(caps_bps: list[float], paths: list[tuple[int, ...]], capacity_bps: d
     rates = [0.0] * n
     limiter = [NO_LINK] * n
     remaining = dict(capacity_bps)
-    users: dict[int, set[int]] = {link: set() for link in capacity_bps}
+    used = {link for path in paths for link in path}
+    # only links some flow crosses, in the order given (which claims a flow when two links fill at once)
+    users: dict[int, set[int]] = {link: set() for link in capacity_bps if link in used}
     for flow, path in enumerate(paths):
         for link in path:
             users[link].add(flow)
@@ -52,8 +54,10 @@ def max_min(caps_bps: list[float], paths: list[tuple[int, ...]], capacity_bps: d
         if not frozen:  # cannot happen with finite step; guards against an endless loop
             raise RuntimeError("max-min sharing made no progress")
         active -= frozen
-        for fl in users.values():
-            fl -= frozen
+        for link in list(users):
+            users[link] -= frozen
+            if not users[link]:  # every flow on it is frozen: it no longer takes part
+                del users[link]
     return rates, limiter
 
 
