@@ -14,12 +14,12 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.emu import capabilities, utilisation
 from sim.emu import clean as cleaner
-from tests.conftest import ROOT
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from helpers import call, trace, transfer
 
-from sim.emu.agent import MediaReceiver, RateController
+from sim.emu.media import MediaReceiver, RateController
 from sim.emu.traffic import RESULT_COLUMNS, Endpoint, Endpoints, agent_command, records, specs
 from sim.records import RECORD_COLUMNS
 

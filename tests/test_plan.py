@@ -4,13 +4,13 @@ import math
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 from typer.testing import CliRunner
 
 from sim import plan, studies
 from sim.cli import app
 from sim.errors import TestbedError
 from sim.load import load
-from tests.conftest import ROOT
 
 runner = CliRunner()
 
