@@ -19,6 +19,7 @@ from sim.des.flows import Media, PathState, Transfer
 from sim.des.sharing import NO_LINK, max_min, share_one_link
 
 _EPS_S = 1e-9
+SKIP_UNOBSERVED_EVENTS = True  # the exact shortcuts above; switched off only by the test that they are exact
 
 
 class Group:
@@ -57,7 +58,8 @@ class Group:
             change_s = self._next_change_s()
             # A transfer arriving before the next change finds the state as it is now and changes no share
             # while it starts up: it is started here, without an event of its own.
-            while i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S and starts_s[i] <= horizon_s:
+            while (SKIP_UNOBSERVED_EVENTS and i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S
+                   and starts_s[i] <= horizon_s):
                 flow = self._start_transfer(sessions[i], starts_s[i])
                 i += 1
                 if flow is None or self.single_link_paths and self._run_alone(flow, starts_s[i] if i < n else math.inf):
@@ -280,7 +282,7 @@ class Group:
         flow = transfers[0]
         _carry_alone(flow, link, now_s)
         finish_s = flow.finish_s()
-        if (finish_s + _EPS_S < self.next_arrival_s and finish_s <= self.ctx.horizon_s
+        if (SKIP_UNOBSERVED_EVENTS and finish_s + _EPS_S < self.next_arrival_s and finish_s <= self.ctx.horizon_s
                 and not any(f.path[0] is link for f in self.starting)):
             self._finish_alone(flow, link, finish_s)
 
