@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim.des import group
+from sim.topology import SharedLink
 
 RATES_BPS = [0.5e6, 1e6, 10e6, 80e6]
 
@@ -36,9 +37,14 @@ def _run(topo, sessions, skip: bool):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(a=sites, b=sites, sessions=st.lists(st.one_of(transfers, transfers, calls), min_size=1, max_size=12))
-def test_skipping_unobserved_events_changes_no_table(a, b, sessions):
-    topo = topology(a | {"site": "a"}, b | {"site": "b"}, cloud_rtt_s=0.01)
+@given(a=sites, b=sites, sessions=st.lists(st.one_of(transfers, transfers, calls), min_size=1, max_size=12),
+       shared_bps=st.sampled_from([None, 2e6, 100e6]))
+def test_skipping_unobserved_events_changes_no_table(a, b, sessions, shared_bps):
+    """Two practices, on their own lines or both behind one shared link (``shared_bps`` each way)."""
+    aggregation = "" if shared_bps is None else "agg"
+    shared = {"agg": SharedLink("agg", shared_bps, shared_bps, 100_000.0)} if shared_bps else None
+    topo = topology(a | {"site": "a", "aggregation": aggregation}, b | {"site": "b", "aggregation": aggregation},
+                    cloud_rtt_s=0.01, shared=shared)
     sessions_frame = trace(*sessions)
     plain, fast = _run(topo, sessions_frame, False), _run(topo, sessions_frame, True)
     pd.testing.assert_frame_equal(fast.records, plain.records, rtol=1e-9, atol=1e-12)
