@@ -34,8 +34,7 @@ HOME = FarEnd(69.4e6, 18.4e6, 0.0)  # no delay at the homes: the sweeps look at 
 def _reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (run as root: sudo make bench)"
-    caps = capabilities.detect()
-    missing = capabilities.problems(caps) + ([] if caps.delay_method else ["a delay method"])
+    missing = capabilities.missing_for_a_run(capabilities.detect())
     return f"cannot emulate here: {'; '.join(missing)}" if missing else None
 
 

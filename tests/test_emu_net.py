@@ -175,8 +175,7 @@ def test_shim_never_reorders_and_releases_in_batches():
 def _why_not() -> str | None:
     if os.geteuid() != 0:
         return "needs root (run the suite as root: sudo make test)"
-    caps = capabilities.detect()
-    missing = capabilities.problems(caps) + ([] if caps.delay_method else ["a delay method"])
+    missing = capabilities.missing_for_a_run(capabilities.detect())
     return f"cannot emulate here: {'; '.join(missing)} (make install; see `testbed doctor`)" if missing else None
 
 

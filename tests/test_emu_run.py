@@ -31,8 +31,7 @@ VIDEO_DELAY_ABS_S, VIDEO_DELAY_RELATIVE = 0.005, 0.25
 
 
 def _can_emulate() -> str | None:
-    caps = capabilities.detect()
-    missing = capabilities.problems(caps) + ([] if caps.delay_method else ["a delay method"])
+    missing = capabilities.missing_for_a_run(capabilities.detect())
     return "; ".join(missing) if missing else None
 
 

@@ -141,6 +141,14 @@ def problems(caps: Capabilities) -> list[str]:
     return [what for ok, what in needs if not ok]
 
 
+def missing_for_a_run(caps: Capabilities) -> list[str]:
+    """What is missing for an emulation run with the default (``auto``) delay method (empty when it can run).
+
+    That is :func:`problems`, and a delay method when the machine has none.
+    """
+    return problems(caps) + ([] if caps.delay_method else ["a delay method"])
+
+
 def doctor_lines(caps: Capabilities) -> list[str]:
     """A report for ``testbed doctor``: one line per check, then the methods a run will use."""
     mark = {True: "ok     ", False: "MISSING"}
