@@ -387,8 +387,7 @@ def _carry_alone(flow: Transfer, link, now_s: float) -> None:
     rate_bps = link.capacity_bps if saturated else flow.cap_bps
     _set_transfer(flow, rate_bps, link if saturated else None, now_s)
     link.carry(rate_bps, saturated)
-    link.congestion_loss = (tcp.mathis_loss(rate_bps, flow.rtt_s - flow.queue_delay_s + link.queue_delay_s)
-                            if saturated else 0.0)  # as _congestion_loss, for one flow
+    link.congestion_loss = _congestion_loss(link, [flow])
 
 
 def _set_transfer(flow: Transfer, rate_bps: float, limiter, now_s: float) -> None:
