@@ -19,7 +19,7 @@ from rich.table import Table
 
 from sim import checks, load, pipeline, report, results, studies, sweep, units
 from sim.errors import TestbedError
-from sim.targets import APPS, CLASS_KEYS, Verdicts
+from sim.targets import CLASS_KEYS, Verdicts
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="NHS connectivity capacity testbed: do NHS sites meet their service targets on copper "
@@ -243,11 +243,11 @@ def validate(files: list[Path] = typer.Argument(..., help="Scenario or catalogue
 
 
 @app.command("list")
-def list_(what: str = typer.Argument("all", help="profiles, site-classes, scenarios or all.")) -> None:
-    """List the access profiles, site classes and shipped scenarios."""
+def list_(what: str = typer.Argument("all", help="profiles, apps, site-classes, scenarios or all.")) -> None:
+    """List the access profiles, the app registry, site classes and shipped scenarios."""
     with _exits():
-        shows: dict[str, Callable[[], None]] = {"profiles": _list_profiles, "site-classes": _list_classes,
-                                                "scenarios": _list_scenarios}
+        shows: dict[str, Callable[[], None]] = {"profiles": _list_profiles, "apps": _list_apps,
+                                                "site-classes": _list_classes, "scenarios": _list_scenarios}
         if what != "all" and what not in shows:
             raise TestbedError(f"cannot list {what!r}; choose one of: {', '.join(shows)}, all")
         for name, show in shows.items():
@@ -282,6 +282,31 @@ def _list_profiles() -> None:
         table.add_row(name, p.technology, p.medium, format_rate(p.down), format_rate(p.up), f"{p.rtt * 1e3:g} ms",
                       f"{p.buffer / 1e3:g} kB")
     out.print(table)
+
+
+def _list_apps() -> None:
+    scenario = load._validate_catalogue_only(load.DEFAULT_CATALOGUE)  # noqa: SLF001
+    from sim.units import format_rate, format_size
+    table = Table("app", "kind", "on line", "rate or size", "target", "source", title="Apps (the registry)")
+    targets = scenario.targets
+    for name, a in scenario.catalogue.apps.items():
+        if a.rate is not None:
+            figure = f"{format_rate(a.rate.target)}" + (f" (min {format_rate(a.rate.minimum)})"
+                                                        if a.rate.minimum < a.rate.target else "")
+        else:
+            centre = a.size.median or a.size.value or a.size.mean if a.size else None
+            figure = f"median {format_size(centre)}" if centre else f"by {a.generator}"
+        if name in targets.streams:
+            target = f"delay p95 {targets.streams[name].delay_p95 * 1e3:g} ms"
+        elif name in targets.transfers:
+            target = f"within {targets.transfers[name]:g} s"
+        else:
+            target = "load only"
+        table.add_row(name, a.kind, "yes" if a.on_line else "no", figure, target, a.source)
+    out.print(table)
+    for name, a in scenario.catalogue.apps.items():
+        if not a.on_line:
+            out.print(f"{name} does not cross a site's line: {a.path}")
 
 
 def _list_classes() -> None:
@@ -330,22 +355,15 @@ def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
 
 
 def _print_table(verdicts: Verdicts, scenario: str) -> None:
-    classes = verdicts.classes
-    table = Table("site class", "access", *APPS, "main reason for failing",
-                  title=f"{scenario}: share of sites meeting each target")
-    for keys, rows in classes.groupby(CLASS_KEYS, sort=False):
-        by_app = {row.app: row for row in rows.itertuples(index=False)}
-        cells = [_cell(by_app.get(a)) for a in APPS]
-        reasons = "; ".join(sorted({f"{r.app}: {r.reason}" for r in by_app.values() if not r.passed}))
-        table.add_row(keys[1], keys[2], *cells, reasons)
+    """A row per site class and access: how many of its targets it meets, which it misses and why."""
+    table = Table("site class", "access", "meets", "misses (share of sites passing)", "main reason for each miss",
+                  title=f"{scenario}: targets met per site class and access (app names: testbed list apps)")
+    for keys, rows in verdicts.classes.groupby(CLASS_KEYS, sort=False):
+        failed = [row for row in rows.itertuples(index=False) if not row.passed]
+        misses = ", ".join(f"[red]{r.app}[/red] {r.share_passing:.0%}" for r in failed) or "[green]none[/green]"
+        reasons = "; ".join(f"{r.app}: {r.reason}" for r in failed)
+        table.add_row(keys[1], keys[2], f"{len(rows) - len(failed)} of {len(rows)}", misses, reasons)
     out.print(table)
-
-
-def _cell(row) -> str:
-    if row is None:
-        return "-"
-    mark = "[green]pass[/green]" if row.passed else "[red]FAIL[/red]"
-    return f"{row.share_passing:.0%} {mark}"
 
 
 def main() -> None:

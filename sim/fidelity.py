@@ -22,7 +22,8 @@ def table(des_records: pd.DataFrame, emu_records: pd.DataFrame, targets: Targets
     rows = []
     for (app, profile), emu_part in emu_records.groupby(["app", "access_profile"], sort=True):
         des_part = des_records[(des_records["app"] == app) & (des_records["access_profile"] == profile)]
-        for metric, (d, e) in _metrics(app, des_part, emu_part, targets).items():
+        stream = bool((emu_part["traffic"] == "stream").any())
+        for metric, (d, e) in _metrics(stream, des_part, emu_part, targets).items():
             rows.append((app, profile, metric, len(des_part), len(emu_part), d, e))
     frame = pd.DataFrame(rows, columns=COLUMNS[:-2])
     frame["difference"] = frame["des"] - frame["emu"]
@@ -30,9 +31,9 @@ def table(des_records: pd.DataFrame, emu_records: pd.DataFrame, targets: Targets
     return frame[COLUMNS]
 
 
-def _metrics(app: str, des_part: pd.DataFrame, emu_part: pd.DataFrame, targets: Targets) -> dict:
-    if app == "video":
-        return {"video_compliance": (_compliance(des_part, targets), _compliance(emu_part, targets)),
+def _metrics(stream: bool, des_part: pd.DataFrame, emu_part: pd.DataFrame, targets: Targets) -> dict:
+    if stream:
+        return {"stream_compliance": (_compliance(des_part, targets), _compliance(emu_part, targets)),
                 "mean_one_way_delay_s": (_mean(des_part["one_way_delay_s"]), _mean(emu_part["one_way_delay_s"])),
                 "mean_rate_bps": (_mean(des_part["mean_rate_bps"]), _mean(emu_part["mean_rate_bps"]))}
     out = {}
@@ -43,7 +44,7 @@ def _metrics(app: str, des_part: pd.DataFrame, emu_part: pd.DataFrame, targets: 
 
 
 def _compliance(records: pd.DataFrame, targets: Targets) -> float:
-    """Share of calls meeting every video target (the verdicts' own criteria)."""
+    """Share of calls meeting every target of their app (the verdicts' own criteria)."""
     if records.empty:
         return float("nan")
     return float(tg.session_verdicts(records, targets)["passed"].mean())

@@ -1,7 +1,7 @@
 """Scenario and catalogue files -> validated model; the only place that validates user input.
 
 A scenario names its sites and load; the catalogue (``topologies/``: ``access.yaml``, ``sites.yaml``,
-``targets.yaml``) supplies profiles, site classes and default targets. All three are merged into one
+``apps.yaml``, ``targets.yaml``) supplies profiles, site classes, the app registry and default targets. All three are merged into one
 located tree and validated at once, so every error names the file, line and field it comes from.
 """
 
@@ -20,7 +20,7 @@ from sim.model.scenario import Scenario
 from sim.source import Located, dotted
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "topologies"
-CATALOGUE_FILES = ("access.yaml", "sites.yaml")
+CATALOGUE_FILES = ("access.yaml", "apps.yaml", "sites.yaml")
 TARGETS_FILE = "targets.yaml"
 MAX_SESSIONS = 20_000_000
 
@@ -344,14 +344,63 @@ def _check_references(scenario: Scenario, tree: Located) -> None:
     if cat.core.home_profile not in cat.profiles:
         raise _reference_error(tree, ("catalogue", "core", "home_profile"), "profile", cat.core.home_profile,
                                profiles)
-    for name, site_class in cat.site_classes.items():
-        for activity in ("consultations", "gp2gp", "imaging", "record_syncs"):
-            spec = getattr(site_class, activity)
-            if spec is not None and spec.profile not in cat.day_profiles:
-                raise _reference_error(tree, ("catalogue", "site_classes", name, activity, "profile"),
-                                       "day profile", spec.profile, list(cat.day_profiles))
+    _check_site_classes(scenario, tree)
+    _check_target_apps(scenario, tree)
     _check_unique_names(scenario, tree)
     _check_emulation(scenario, tree)
+
+
+def _check_site_classes(scenario: Scenario, tree: Located) -> None:
+    """Day profiles exist; activities name registry apps of a generic generator, with what their kind needs."""
+    cat = scenario.catalogue
+    for name, site_class in cat.site_classes.items():
+        where = ("catalogue", "site_classes", name)
+        for section in ("consultations", "gp2gp", "imaging"):
+            spec = getattr(site_class, section)
+            if spec is not None and spec.profile not in cat.day_profiles:
+                raise _reference_error(tree, (*where, section, "profile"), "day profile", spec.profile,
+                                       list(cat.day_profiles))
+        for app_name, activity in site_class.activities.items():
+            _check_activity(cat, tree, (*where, "activities", app_name), site_class, app_name, activity)
+
+
+def _check_activity(cat, tree: Located, where: tuple, site_class, app_name: str, activity) -> None:
+    if app_name not in cat.apps:
+        raise _reference_error(tree, where, "app", app_name, list(cat.apps))
+    app = cat.apps[app_name]
+
+    def fail(message: str, key: str | None = None) -> ScenarioError:
+        path = (*where, key) if key else where
+        file, line = tree.where(path)
+        return ScenarioError(message, file=file, line=line, path=dotted(path))
+
+    if app.generator not in ("transfers", "streams"):
+        raise fail(f"app {app_name!r} is made by the {app.generator!r} generator, not from activities; "
+                   f"set its volume in the site class's {app.generator!r} section")
+    if activity.profile not in cat.day_profiles:
+        raise _reference_error(tree, (*where, "profile"), "day profile", activity.profile, list(cat.day_profiles))
+    if activity.per_staff is not None and site_class.staff is None:
+        raise fail("per_staff needs the site class's 'staff'", "per_staff")
+    if app.traffic == "transfer" and activity.size is None and app.size is None:
+        raise fail(f"transfer app {app_name!r} has no size here or in apps.yaml")
+    if app.traffic == "stream" and activity.duration is None and not activity.aggregate:
+        raise fail(f"stream app {app_name!r} needs a 'duration' (or 'aggregate: true')")
+    if app.traffic == "transfer" and activity.aggregate:
+        raise fail("only streams are aggregated; remove 'aggregate'", "aggregate")
+
+
+def _check_target_apps(scenario: Scenario, tree: Located) -> None:
+    """Every target names a registry app of its traffic (streams under ``streams``, transfers under ``transfers``)."""
+    apps = scenario.catalogue.apps
+    for section, traffic in (("streams", "stream"), ("transfers", "transfer")):
+        for name in getattr(scenario.targets, section):
+            if name not in apps:
+                raise _reference_error(tree, ("targets", section, name), "app", name, list(apps))
+            if apps[name].traffic != traffic:
+                file, line = tree.where(("targets", section, name))
+                raise ScenarioError(f"app {name!r} is a {apps[name].kind}: its target belongs under "
+                                    f"{'streams' if apps[name].traffic == 'stream' else 'transfers'}",
+                                    file=file, line=line, path=dotted(("targets", section, name)))
 
 
 def _check_emulation(scenario: Scenario, tree: Located) -> None:

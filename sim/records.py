@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: app names from the registry, the traffic column
 
 RECORD_COLUMNS = {
     "engine": "str",              # "des" or "emu"
@@ -22,24 +22,25 @@ RECORD_COLUMNS = {
     "access_profile": "str",
     "technology": "str",
     "medium": "str",              # copper, fibre, radio, cable
-    "app": "str",                 # video, image, record
-    "kind": "str",                # gp_video, ct, gp2gp, record_fetch, ...
+    "app": "str",                 # the registry's name: video, telephony, record_view, image_urgent, ...
+    "traffic": "str",             # stream (a call or session, both ways) or transfer (a size, one way)
+    "kind": "str",                # within the app: gp_video, ct, record_fetch, aggregate, ...
     "direction": "str",           # up (from the site), down (to it), both (video)
     "urgency": "str",             # routine, urgent
     "start_s": "float64",         # seconds since midnight
     "end_s": "float64",           # NaN when not completed
     "completed": "bool",
-    "duration_s": "float64",      # transfer: completion time; video: call length
-    "size_bytes": "float64",      # transfer: payload; video: bytes received in the worse direction
-    "mean_rate_bps": "float64",   # transfer: size / duration; video: mean rate, worse direction
-    "target_rate_bps": "float64",  # video recommended bitrate (NaN for transfers)
-    "min_rate_bps": "float64",    # video minimum bitrate (NaN for transfers)
-    "share_at_target": "float64",  # video: share of call time at the target rate, worse direction
-    "share_below_min": "float64",  # video: share of call time below the minimum, worse direction
-    "one_way_delay_s": "float64",  # video: mean one-way delay, worse direction
-    "one_way_delay_p95_s": "float64",  # video: 95th percentile over call time, worse direction
-    "jitter_s": "float64",        # video: mean interarrival jitter, worse direction
-    "loss": "float64",            # video: share of media lost, worse direction
+    "duration_s": "float64",      # transfer: completion time; stream: call length
+    "size_bytes": "float64",      # transfer: payload; stream: bytes received in the worse direction
+    "mean_rate_bps": "float64",   # transfer: size / duration; stream: mean rate, worse direction
+    "target_rate_bps": "float64",  # stream: recommended bitrate, the far end's direction (NaN for transfers)
+    "min_rate_bps": "float64",    # stream: minimum bitrate, the far end's direction (NaN for transfers)
+    "share_at_target": "float64",  # stream: share of call time at the target rate, worse direction
+    "share_below_min": "float64",  # stream: share of call time below the minimum, worse direction
+    "one_way_delay_s": "float64",  # stream: mean one-way delay, worse direction
+    "one_way_delay_p95_s": "float64",  # stream: 95th percentile over call time, worse direction
+    "jitter_s": "float64",        # stream: mean interarrival jitter, worse direction
+    "loss": "float64",            # stream: share of media lost, worse direction
     "queue_delay_s": "float64",   # mean queueing delay on the path (transfer: at its start), worse direction
     "rtt_s": "float64",           # round-trip time (transfer: at its start, queueing included)
     "bottleneck": "str",          # what limited it most: access_up, access_down, aggregation_up, home, ...

@@ -64,6 +64,7 @@ def _write_study(folder: Path, scenario_file: Path, scenario: Scenario, tables: 
     (folder / "scenario.yaml").write_text(scenario_file.read_text(encoding="utf-8"))
     for name, table in tables.items():
         table.to_csv(folder / name, index=False)
+    labels = {name: app.label for name, app in scenario.catalogue.apps.items()}
     meta = results.meta(scenario=scenario.name, scenario_file=str(scenario_file), engine=des.ENGINE,
-                        seed=scenario.seed, sessions=0, events=0, wall_s=wall_s, extra=extra)
+                        seed=scenario.seed, sessions=0, events=0, wall_s=wall_s, extra={**extra, "app_labels": labels})
     results.write_meta(folder, meta)

@@ -1,6 +1,7 @@
 """Records + targets -> verdicts per session, per site and per site class.
 
-A session passes when it meets every target of its app; a site passes an app when enough of its sessions
+A session passes when it meets every target of its app (an app with no target is load only: its sessions are
+marked "not judged" and no site or class verdict is made for it); a site passes an app when enough of its sessions
 pass (``targets.passing.sessions``); its access links pass when the busiest hour's mean utilisation stays
 within ``targets.link.busy_hour_utilisation``; a site class on an access profile passes an app when enough
 of its sites pass (``targets.passing.sites``). Every verdict carries the reason it failed.
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim.model.targets import Targets
+from sim.model.targets import Targets, judged_apps
 
-APPS = ("video", "image", "record", "link")
+LINK = "link"  # the site verdicts' app name for the access links' busy-hour utilisation
+NOT_JUDGED = "not judged (load only)"
 CLASS_KEYS = ["family", "site_class", "access_profile", "technology", "medium"]
 # A session verdict: the record's identifying columns, then whether it passed and why not.
 SESSION_KEYS = ["session_id", "site", "site_class", "family", "access_profile", "technology", "medium", "app", "kind",
@@ -80,7 +82,7 @@ def site_verdicts(sessions: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFra
 def combine_site_verdicts(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """Site verdicts of disjoint sets of sites, in the order :func:`site_verdicts` of all their sites gives."""
     rows = pd.concat([part for part in parts if len(part)] or [_empty_sites()], ignore_index=True)
-    is_link = rows["app"] == "link"
+    is_link = rows["app"] == LINK
     apps = rows[~is_link].sort_values(["site", "app"], kind="stable")
     links = rows[is_link].sort_values("site", kind="stable")
     return pd.concat([apps, links], ignore_index=True)
@@ -89,52 +91,62 @@ def combine_site_verdicts(parts: list[pd.DataFrame]) -> pd.DataFrame:
 def session_verdicts(records: pd.DataFrame, targets: Targets) -> pd.DataFrame:
     """One row per session: ``passed`` and, when it failed, ``reason`` (failed criteria joined by '; ').
 
+    Sessions of an app with no target pass with the reason :data:`NOT_JUDGED`; no site verdict counts them.
+
     Returns:
         Columns :data:`SESSION_KEYS` (the records'), ``passed`` and ``reason``; in the records' order.
     """
-    criteria = {**_video_failures(records, targets), **_transfer_failures(records, targets)}
+    criteria = {**_stream_failures(records, targets), **_transfer_failures(records, targets)}
     names = list(criteria)
     mask = np.zeros(len(records), dtype=np.int64)
     for bit, failed in enumerate(criteria.values()):
-        mask |= failed.to_numpy(dtype=bool).astype(np.int64) << bit
+        mask |= failed.astype(np.int64) << bit
     text = {m: "; ".join(n for bit, n in enumerate(names) if m >> bit & 1) for m in np.unique(mask).tolist()}
     out = records[SESSION_KEYS].copy()
     out["passed"] = mask == 0
-    out["reason"] = pd.Series(mask, index=records.index).map(text).astype("str")
+    reasons = pd.Series(mask, index=records.index).map(text)
+    judged = records["app"].isin(judged_apps(targets)).to_numpy()
+    out["reason"] = reasons.where(judged, NOT_JUDGED).astype("str")
     return out
 
 
-def _video_failures(records: pd.DataFrame, targets: Targets) -> dict[str, pd.Series]:
-    video, t = records["app"] == "video", targets.video
-    return {
-        "call not completed": video & ~records["completed"],
-        "bitrate below target": video & (records["share_at_target"] < t.share_at_target),
-        "bitrate below minimum": video & (records["share_below_min"] > t.share_below_minimum),
-        f"one-way delay p95 > {t.delay_p95 * 1e3:g} ms": video & (records["one_way_delay_p95_s"] > t.delay_p95),
-        f"jitter > {t.jitter * 1e3:g} ms": video & (records["jitter_s"] > t.jitter),
-        f"loss > {t.loss:.2%}": video & (records["loss"] > t.loss),
-    }
+def _stream_failures(records: pd.DataFrame, targets: Targets) -> dict[str, np.ndarray]:
+    """Failed criteria of stream sessions, each app against its own targets (same wording: one criterion)."""
+    out: dict[str, np.ndarray] = {}
+    app = records["app"].to_numpy()
+    for name, t in targets.streams.items():
+        mine = app == name
+        if not mine.any():
+            continue
+        for criterion, failed in {
+            "call not completed": ~records["completed"].to_numpy(),
+            "bitrate below target": records["share_at_target"].to_numpy() < t.share_at_target,
+            "bitrate below minimum": records["share_below_min"].to_numpy() > t.share_below_minimum,
+            f"one-way delay p95 > {t.delay_p95 * 1e3:g} ms": records["one_way_delay_p95_s"].to_numpy() > t.delay_p95,
+            f"jitter > {t.jitter * 1e3:g} ms": records["jitter_s"].to_numpy() > t.jitter,
+            f"loss > {t.loss:.2%}": records["loss"].to_numpy() > t.loss,
+        }.items():
+            out[criterion] = out.get(criterion, np.zeros(len(records), dtype=bool)) | (mine & failed)
+    return out
 
 
-def _transfer_failures(records: pd.DataFrame, targets: Targets) -> dict[str, pd.Series]:
-    transfer = records["app"] != "video"
-    limits = transfer_limits_s(records, targets)
-    return {
-        "not completed": transfer & ~records["completed"],
-        "slower than target": transfer & records["completed"] & (records["duration_s"] > limits),
-    }
+def _transfer_failures(records: pd.DataFrame, targets: Targets) -> dict[str, np.ndarray]:
+    limits = transfer_limits_s(records, targets).to_numpy()
+    judged = ~np.isnan(limits)
+    completed = records["completed"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        slower = records["duration_s"].to_numpy() > limits
+    return {"not completed": judged & ~completed, "slower than target": judged & completed & slower}
 
 
 def transfer_limits_s(records: pd.DataFrame, targets: Targets) -> pd.Series:
-    """Completion-time limit (s) of each transfer session (NaN for video)."""
-    limits_s = np.full(len(records), np.nan)
-    for (app, kind, urgency), rows in records.groupby(["app", "kind", "urgency"], dropna=False).indices.items():
-        if app != "video":
-            limits_s[rows] = targets.transfers.limit_s(app, kind, urgency)
-    return pd.Series(limits_s, index=records.index)
+    """Completion-time limit (s) of each transfer session of a judged app (NaN for streams and load only)."""
+    limits = records["app"].map(targets.transfers) if len(records) else pd.Series([], dtype=float)
+    return pd.Series(limits.to_numpy(dtype=float), index=records.index)
 
 
 def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets) -> pd.DataFrame:
+    sessions = sessions[sessions["app"].isin(judged_apps(targets))]
     if sessions.empty:
         return _empty_sites()
     grouped = sessions.groupby(["site", "app"], sort=True)
@@ -155,7 +167,7 @@ def _link_verdicts(links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
     best = busy.sort_values(["site", "utilisation", "direction"], ascending=[True, False, True])
     best = best.drop_duplicates("site").set_index("site")
     limit = targets.link.busy_hour_utilisation
-    out = pd.DataFrame({"site": best.index.to_numpy(), "app": "link", "value": best["utilisation"].to_numpy()})
+    out = pd.DataFrame({"site": best.index.to_numpy(), "app": LINK, "value": best["utilisation"].to_numpy()})
     out["sessions"] = 0
     out["sessions_passing"] = 0
     out["share_passing"] = np.nan
@@ -208,7 +220,7 @@ def class_verdicts(site_rows: pd.DataFrame, targets: Targets) -> pd.DataFrame:
     main = _main_reasons(site_rows[~site_rows["passed"]], CLASS_KEYS + ["app"])
     out["reason"] = [main.get(tuple(row), "") if not passed else "" for row, passed in
                      zip(out[CLASS_KEYS + ["app"]].itertuples(index=False, name=None), out["passed"])]
-    out["app"] = pd.Categorical(out["app"], categories=APPS, ordered=True)
+    out["app"] = pd.Categorical(out["app"], categories=[*judged_apps(targets), LINK], ordered=True)
     out = out.sort_values(CLASS_KEYS + ["app"]).reset_index(drop=True)
     out["app"] = out["app"].astype(str)
     return out

@@ -28,11 +28,14 @@ class SharedLink:
 
 @dataclass(frozen=True)
 class FarEnd:
-    """A patient's home at the far end of a video call."""
+    """The far end of a stream beyond the cloud edge: its access rates (bit/s) and RTT (s) to its own edge."""
 
     down_bps: float
     up_bps: float
     rtt_s: float
+
+
+CLOUD = FarEnd(float("inf"), float("inf"), 0.0)  # a service in the cloud: nothing beyond cloud_rtt_s limits it
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class Topology:
     shared: dict[str, SharedLink]
     cloud_rtt_s: float
     home: FarEnd
+
+    def far_end(self, name: str) -> FarEnd:
+        """The far end a stream reaches: ``home`` (a patient's line) or ``cloud`` (a service in the cloud)."""
+        return self.home if name == "home" else CLOUD
 
 
 def build(scenario: Scenario) -> Topology:

@@ -94,6 +94,14 @@ def format_rate(rate_bps: float) -> str:
     return f"{rate_bps:.4g}bps"
 
 
+def format_size(size_bytes: float) -> str:
+    """Format a size in bytes the way scenario files write it, e.g. ``500KB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(size_bytes) >= scale:
+            return f"{size_bytes / scale:.4g}{unit}"
+    return f"{size_bytes:.4g}B"
+
+
 def _finite(value: float, text: object, kind: str, example: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text!r} is not a finite {kind} (try {example!r})")

@@ -1,8 +1,9 @@
 """Scenario + seed -> trace: one row per session to replay, the contract between workload and engines.
 
-Sessions are video consultations (two-way media for a duration), image transfers and record transfers
-(a size in one direction). Arrivals follow each site class's daily volume, spread over the hours of its
-day profile as a Poisson process. Each site draws from its own generator, seeded by the run's seed and the
+Every app of the catalogue's registry (``topologies/apps.yaml``) is made by one of :data:`GENERATORS`: a
+session is a stream (two-way media for a duration: a call, an interactive session's load) or a transfer (a size
+in one direction), as the trace's ``traffic`` column tells the engines. Arrivals follow each site class's daily
+volume, spread over the hours of its day profile as a Poisson process. Each site draws from its own generator, seeded by the run's seed and the
 site's index, so a site's sessions do not depend on which other sites run with it (shards are exact).
 """
 
@@ -16,10 +17,10 @@ from sim.model.scenario import Scenario
 from sim.topology import Topology
 
 TRACE_COLUMNS = {
-    "session_id": "int64", "site": "str", "app": "str", "kind": "str", "direction": "str",
+    "session_id": "int64", "site": "str", "app": "str", "traffic": "str", "kind": "str", "direction": "str",
     "urgency": "str", "start_s": "float64", "duration_s": "float64", "size_bytes": "float64",
     "chunk_bytes": "float64", "target_rate_bps": "float64", "min_rate_bps": "float64",
-    "packet_bytes": "float64",
+    "packet_bytes": "float64", "up_share": "float64", "far_end": "str",
 }
 VIDEO_KINDS = {"gp": "gp_video", "outpatient": "outpatient_video", "community": "community_video"}
 
@@ -69,18 +70,25 @@ def expected_sessions(scenario: Scenario) -> float:
 
 def expected_per_site(scenario: Scenario, class_name: str) -> float:
     """Expected sessions a day of one site of the class, under the scenario's load."""
-    c, load = scenario.catalogue.site_classes[class_name], scenario.load
+    cat, load = scenario.catalogue, scenario.load
+    c = cat.site_classes[class_name]
     per_site = 0.0
-    if c.consultations:
+    if c.consultations and cat.apps_of("consultations"):
         share = load.video_share(c.consultations.video_share_from)
         per_site += c.consultations.per_day * (share + c.consultations.record_fetches)
-    if c.gp2gp:
+    if c.gp2gp and cat.apps_of("gp2gp"):
         per_site += c.gp2gp.send_per_day + c.gp2gp.receive_per_day
-    if c.imaging:
+    if c.imaging and cat.apps_of("imaging"):
         per_site += c.imaging.per_day * (1 + c.imaging.download_share)
-    if c.record_syncs:
-        per_site += c.record_syncs.per_day
+    for name, activity in c.activities.items():
+        if cat.apps[name].on_line:
+            per_site += (_active_hours(cat.day_profiles[activity.profile]) if activity.aggregate
+                         else activity.sessions_per_day(c.staff))
     return per_site * load.volume_scale
+
+
+def _active_hours(profile: DayProfile) -> int:
+    return sum(1 for share in profile.hours.values() if share > 0)
 
 
 def arrivals(per_day: float, profile: DayProfile, start_s: float, end_s: float,
@@ -98,60 +106,65 @@ def arrivals(per_day: float, profile: DayProfile, start_s: float, end_s: float,
 
 def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) -> list[dict]:
     """A site's sessions as parts: dicts of column values (arrays, or scalars for the whole part) and ``n``."""
-    cat, load, window = scenario.catalogue, scenario.load, scenario.window
-    span = (window.start, window.end)
+    cat, span = scenario.catalogue, (scenario.window.start, scenario.window.end)
     frames = []
-    if site_class.consultations:
-        frames += _consultations(site_class.consultations, cat, load, span, rng)
-    if site_class.gp2gp:
-        frames += _gp2gp(site_class.gp2gp, cat, load.volume_scale, span, rng)
-    if site_class.imaging:
-        frames += _imaging(site_class.imaging, cat, load.volume_scale, span, rng)
-    if site_class.record_syncs:
-        spec = site_class.record_syncs
-        starts = arrivals(spec.per_day * load.volume_scale, cat.day_profiles[spec.profile], *span, rng)
-        frames.append(_transfers("record", "record_sync", spec.direction, starts, spec.size.sample(rng, len(starts))))
+    for name, make in GENERATORS.items():
+        if cat.apps_of(name):
+            frames += make(cat, site_class, scenario.load, span, rng)
     for frame in frames:
         frame["site"] = site
     return frames
 
 
-def _consultations(spec, cat: Catalogue, load, span, rng) -> list[dict]:
+def _consultations(cat: Catalogue, site_class: SiteClass, load, span, rng) -> list[dict]:
+    """Consultations: a share held by video (the generator's stream app), each opening records (its transfer app)."""
+    spec = site_class.consultations
+    if spec is None:
+        return []
+    apps = cat.apps_of("consultations")
     starts = arrivals(spec.per_day * load.volume_scale, cat.day_profiles[spec.profile], *span, rng)
     by_video = rng.random(len(starts)) < load.video_share(spec.video_share_from)
-    video_starts = starts[by_video]
-    video = cat.apps.video
-    calls = {
-        "n": len(video_starts),
-        "app": "video", "kind": VIDEO_KINDS[spec.video_share_from], "direction": "both", "urgency": "routine",
-        "start_s": video_starts, "duration_s": spec.duration.sample(rng, len(video_starts)),
-        "target_rate_bps": video.target, "min_rate_bps": video.minimum, "packet_bytes": video.packet,
-    }
-    fetch_counts = np.floor(spec.record_fetches).astype(int) + (
-        rng.random(len(starts)) < spec.record_fetches % 1)
-    fetch_starts = np.repeat(starts, fetch_counts)
-    fetches = _transfers("record", "record_fetch", "down", fetch_starts,
-                         cat.apps.records.fetch.sample(rng, len(fetch_starts)))
-    return [calls, fetches]
+    parts = []
+    call_app = next((name for name, app in apps.items() if app.traffic == "stream"), None)
+    if call_app:
+        video_starts = starts[by_video]
+        parts.append(_streams(call_app, cat.apps[call_app], VIDEO_KINDS[spec.video_share_from], video_starts,
+                              spec.duration.sample(rng, len(video_starts))))
+    fetch_app = next((name for name, app in apps.items() if app.traffic == "transfer"), None)
+    if fetch_app:
+        fetch_counts = np.floor(spec.record_fetches).astype(int) + (
+            rng.random(len(starts)) < spec.record_fetches % 1)
+        fetch_starts = np.repeat(starts, fetch_counts)
+        parts.append(_transfers(fetch_app, "record_fetch", "down", fetch_starts,
+                                cat.apps[fetch_app].size.sample(rng, len(fetch_starts))))
+    return parts
 
 
-def _gp2gp(spec, cat: Catalogue, scale: float, span, rng) -> list[dict]:
-    records, frames = cat.apps.records, []
+def _gp2gp(cat: Catalogue, site_class: SiteClass, load, span, rng) -> list[dict]:
+    """GP2GP transfers each way: a structured extract, with attachments (sent in chunks) on a share of them."""
+    spec, sizes, frames = site_class.gp2gp, cat.gp2gp, []
+    if spec is None:
+        return []
+    app = next(iter(cat.apps_of("gp2gp")))
     for direction, per_day in (("up", spec.send_per_day), ("down", spec.receive_per_day)):
-        starts = arrivals(per_day * scale, cat.day_profiles[spec.profile], *span, rng)
+        starts = arrivals(per_day * load.volume_scale, cat.day_profiles[spec.profile], *span, rng)
         n = len(starts)
-        attached = rng.random(n) < records.gp2gp_with_attachments
-        sizes = records.gp2gp_extract.sample(rng, n) + attached * records.gp2gp_attachments.sample(rng, n)
-        frame = _transfers("record", "gp2gp", direction, starts, sizes)
-        frame["chunk_bytes"] = records.gp2gp_chunk
+        attached = rng.random(n) < sizes.with_attachments
+        size = sizes.extract.sample(rng, n) + attached * sizes.attachments.sample(rng, n)
+        frame = _transfers(app, "gp2gp", direction, starts, size)
+        frame["chunk_bytes"] = sizes.chunk
         frames.append(frame)
     return frames
 
 
-def _imaging(spec, cat: Catalogue, scale: float, span, rng) -> list[dict]:
-    starts = arrivals(spec.per_day * scale, cat.day_profiles[spec.profile], *span, rng)
-    names = list(cat.apps.modalities)
-    modalities = [cat.apps.modalities[name] for name in names]
+def _imaging(cat: Catalogue, site_class: SiteClass, load, span, rng) -> list[dict]:
+    """Studies sent to the archive, a share pulled back within the hour; urgent ones are the urgent app's."""
+    spec = site_class.imaging
+    if spec is None:
+        return []
+    starts = arrivals(spec.per_day * load.volume_scale, cat.day_profiles[spec.profile], *span, rng)
+    names = list(cat.modalities)
+    modalities = [cat.modalities[name] for name in names]
     picks = rng.choice(len(names), size=len(starts), p=_normalised([m.share for m in modalities]))
     sizes, urgent = np.empty(len(starts)), np.zeros(len(starts), dtype=bool)
     for i, modality in enumerate(modalities):
@@ -159,19 +172,80 @@ def _imaging(spec, cat: Catalogue, scale: float, span, rng) -> list[dict]:
         sizes[chosen] = modality.size.sample(rng, int(chosen.sum()))
         urgent[chosen] = rng.random(int(chosen.sum())) < modality.urgent_share
     kinds = np.asarray(names, dtype=object)[picks]
-    up = _transfers("image", kinds, "up", starts, sizes, urgent)
     pulled = rng.random(len(starts)) < spec.download_share
     later = starts[pulled] + rng.uniform(0.0, 3600.0, int(pulled.sum()))  # assumption: within the hour
     keep = later < span[1]
-    down = _transfers("image", kinds[pulled][keep], "down", later[keep], sizes[pulled][keep], urgent[pulled][keep])
-    return [up, down]
+    parts = []
+    for name, app in cat.apps_of("imaging").items():
+        mine = urgent == (app.urgency == "urgent")
+        parts.append(_transfers(name, kinds[mine], "up", starts[mine], sizes[mine], app.urgency))
+        back = mine[pulled][keep]
+        parts.append(_transfers(name, kinds[pulled][keep][back], "down", later[keep][back],
+                                sizes[pulled][keep][back], app.urgency))
+    return parts
+
+
+def _generic_transfers(cat: Catalogue, site_class: SiteClass, load, span, rng) -> list[dict]:
+    """The transfer apps of a site class's activities: Poisson arrivals, sizes from the activity or the app."""
+    parts = []
+    for name, activity in site_class.activities.items():
+        app = cat.apps[name]
+        if app.generator != "transfers" or not app.on_line:
+            continue
+        per_day = activity.sessions_per_day(site_class.staff) * load.volume_scale
+        starts = arrivals(per_day, cat.day_profiles[activity.profile], *span, rng)
+        sizes = (activity.size or app.size).sample(rng, len(starts))
+        parts.append(_transfers(name, name, activity.direction, starts, sizes, app.urgency))
+    return parts
+
+
+def _generic_streams(cat: Catalogue, site_class: SiteClass, load, span, rng) -> list[dict]:
+    """The stream apps of a site class's activities: calls with Poisson arrivals, or one aggregate an hour."""
+    parts = []
+    for name, activity in site_class.activities.items():
+        app = cat.apps[name]
+        if app.generator != "streams" or not app.on_line:
+            continue
+        volume = activity.sessions_per_day(site_class.staff) * load.volume_scale
+        if activity.aggregate:
+            parts.append(_aggregate(name, app, volume, cat.day_profiles[activity.profile], span))
+            continue
+        starts = arrivals(volume, cat.day_profiles[activity.profile], *span, rng)
+        parts.append(_streams(name, app, name, starts, activity.duration.sample(rng, len(starts))))
+    return parts
+
+
+def _aggregate(name: str, app, users: float, profile: DayProfile, span) -> dict:
+    """One stream per hour of the profile with any share (within the window) carrying ``users`` at once."""
+    hours = sorted(hour for hour, share in profile.hours.items() if share > 0)
+    starts = np.array([max(hour * 3600.0, span[0]) for hour in hours])
+    ends = np.array([min((hour + 1) * 3600.0, span[1]) for hour in hours])
+    inside = (ends > starts) & (users > 0)
+    part = _streams(name, app, "aggregate", starts[inside], (ends - starts)[inside])
+    part["target_rate_bps"] = app.rate.target * users
+    part["min_rate_bps"] = app.rate.minimum * users
+    return part
+
+
+def _streams(app_name: str, app, kind, starts: np.ndarray, durations_s: np.ndarray) -> dict:
+    rate = app.rate
+    return {"n": len(starts), "app": app_name, "traffic": "stream", "kind": kind, "direction": "both",
+            "urgency": app.urgency, "start_s": np.asarray(starts, dtype=float),
+            "duration_s": np.asarray(durations_s, dtype=float), "target_rate_bps": rate.target,
+            "min_rate_bps": rate.minimum, "packet_bytes": rate.packet, "up_share": rate.up_share,
+            "far_end": app.far_end}
 
 
 def _transfers(app: str, kind, direction: str, starts: np.ndarray, sizes: np.ndarray,
-               urgent: np.ndarray | None = None) -> dict:
-    urgency = np.where(urgent, "urgent", "routine").astype(object) if urgent is not None else "routine"
-    return {"n": len(starts), "app": app, "kind": kind, "direction": direction, "urgency": urgency,
-            "start_s": np.asarray(starts, dtype=float), "size_bytes": np.round(sizes).astype(float)}
+               urgency: str = "routine") -> dict:
+    return {"n": len(starts), "app": app, "traffic": "transfer", "kind": kind, "direction": direction,
+            "urgency": urgency, "start_s": np.asarray(starts, dtype=float),
+            "size_bytes": np.round(sizes).astype(float), "up_share": 1.0, "far_end": "cloud"}
+
+
+# The catalogue's generator names (sim.model.catalogue.Generator), each making its apps' sessions for one site.
+GENERATORS = {"consultations": _consultations, "gp2gp": _gp2gp, "imaging": _imaging,
+              "transfers": _generic_transfers, "streams": _generic_streams}
 
 
 def _normalised(shares: list[float]) -> np.ndarray:

@@ -29,20 +29,23 @@ def topology(*sites: dict, cloud_rtt_s: float = 0.0, home: FarEnd | None = None,
     return Topology(frame, shared or {}, cloud_rtt_s, home or FarEnd(1e9, 1e9, 0.0))
 
 
-def transfer(site_name: str, start_s: float, size_bytes: float, direction: str = "down", *, app: str = "record",
-             kind: str = "record_fetch", chunk_bytes: float = NAN, urgency: str = "routine") -> dict:
+def transfer(site_name: str, start_s: float, size_bytes: float, direction: str = "down", *,
+             app: str = "record_view", kind: str = "record_fetch", chunk_bytes: float = NAN,
+             urgency: str = "routine") -> dict:
     """A transfer session row."""
-    return {"site": site_name, "app": app, "kind": kind, "direction": direction, "urgency": urgency,
-            "start_s": start_s, "duration_s": NAN, "size_bytes": size_bytes, "chunk_bytes": chunk_bytes,
-            "target_rate_bps": NAN, "min_rate_bps": NAN, "packet_bytes": NAN}
+    return {"site": site_name, "app": app, "traffic": "transfer", "kind": kind, "direction": direction,
+            "urgency": urgency, "start_s": start_s, "duration_s": NAN, "size_bytes": size_bytes,
+            "chunk_bytes": chunk_bytes, "target_rate_bps": NAN, "min_rate_bps": NAN, "packet_bytes": NAN,
+            "up_share": 1.0, "far_end": "cloud"}
 
 
 def call(site_name: str, start_s: float, duration_s: float, *, target_bps: float = 1.5e6,
-         min_bps: float = 350e3) -> dict:
-    """A video call session row."""
-    return {"site": site_name, "app": "video", "kind": "gp_video", "direction": "both", "urgency": "routine",
-            "start_s": start_s, "duration_s": duration_s, "size_bytes": NAN, "chunk_bytes": NAN,
-            "target_rate_bps": target_bps, "min_rate_bps": min_bps, "packet_bytes": 1200.0}
+         min_bps: float = 350e3, app: str = "video", up_share: float = 1.0, far_end: str = "home") -> dict:
+    """A call (stream) session row: by default a video consultation, its far end a patient's home."""
+    return {"site": site_name, "app": app, "traffic": "stream", "kind": "gp_video", "direction": "both",
+            "urgency": "routine", "start_s": start_s, "duration_s": duration_s, "size_bytes": NAN,
+            "chunk_bytes": NAN, "target_rate_bps": target_bps, "min_rate_bps": min_bps, "packet_bytes": 1200.0,
+            "up_share": up_share, "far_end": far_end}
 
 
 def trace(*sessions: dict) -> pd.DataFrame:

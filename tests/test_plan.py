@@ -89,7 +89,7 @@ def test_cheapest_product_is_the_first_on_the_ladder_that_passed_every_seed(smok
 
 def test_a_target_capacity_cannot_meet_is_reported_with_the_best_found(scenarios_dir):
     # The access line's own RTT (FTTP: 8 ms) makes a 1 ms one-way delay target impossible at any capacity.
-    scenario = load(scenarios_dir / "ci-smoke.yaml", {"targets.video.delay_p95": "1ms"})
+    scenario = load(scenarios_dir / "ci-smoke.yaml", {"targets.streams.video.delay_p95": "1ms"})
     found = plan.plan(scenario, seeds=2)
     row = plan.summary(found, scenario).iloc[0]
     assert not row["reachable"] and row["product"] == "" and row["share_at_high"] < 0.95

@@ -18,7 +18,7 @@ def scenario_targets(scenarios_dir):
 
 
 def test_transfer_limits_by_kind_and_urgency(scenario_targets):
-    records = pd.DataFrame({"app": ["image", "image", "record", "record", "video"],
+    records = pd.DataFrame({"app": ["image_urgent", "image_routine", "gp2gp", "record_view", "video"],
                             "kind": ["ct", "ct", "gp2gp", "record_fetch", "gp_video"],
                             "urgency": ["urgent", "routine", "routine", "routine", "routine"]})
     limits = targets.transfer_limits_s(records, scenario_targets)
@@ -31,16 +31,16 @@ def test_sessions_fail_for_the_reasons_their_records_show(scenario_targets):
     # ~200 s > 60 s. Site b: fast -> everything passes.
     topo = topology(site("a", down_bps=16e6, up_bps=1e6, rtt_s=0.04), site("b", down_bps=330e6, up_bps=50e6),
                     cloud_rtt_s=0.01)
-    sessions = trace(transfer("a", 0.0, 25e6, "up", kind="gp2gp"), call("a", 10.0, 300.0),
-                     transfer("b", 0.0, 25e6, "up", kind="gp2gp"), call("b", 10.0, 300.0))
+    sessions = trace(transfer("a", 0.0, 25e6, "up", app="gp2gp", kind="gp2gp"), call("a", 10.0, 300.0),
+                     transfer("b", 0.0, 25e6, "up", app="gp2gp", kind="gp2gp"), call("b", 10.0, 300.0))
     result = simulate(topo, sessions)
     verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario_targets, (0.0, 3600.0))
     by = verdicts.sessions.set_index(["site", "app"])
     assert not by.loc[("a", "video"), "passed"]
     assert "one-way delay p95 > 150 ms" in by.loc[("a", "video"), "reason"]
     assert "bitrate below target" in by.loc[("a", "video"), "reason"]
-    assert by.loc[("a", "record"), "reason"] == "slower than target"
-    assert by.loc[("b", "video"), "passed"] and by.loc[("b", "record"), "passed"]
+    assert by.loc[("a", "gp2gp"), "reason"] == "slower than target"
+    assert by.loc[("b", "video"), "passed"] and by.loc[("b", "gp2gp"), "passed"]
     classes = verdicts.classes.set_index(["access_profile", "app"])
     assert classes["passed"].all() == verdicts.all_pass
 
@@ -90,3 +90,18 @@ def test_site_verdicts_of_disjoint_sites_combine_into_those_of_all(scenario_targ
     pd.testing.assert_frame_equal(targets.combine_site_verdicts(parts), whole.sites)
     assert list(whole.sites.columns) == list(targets.SITE_VERDICT_COLUMNS)
     assert [str(t) for t in whole.sites.dtypes] == list(targets.SITE_VERDICT_COLUMNS.values())
+
+
+def test_each_app_is_judged_by_its_own_targets_and_load_is_never_judged(scenario_targets):
+    # Two streams with the same measured delay (120 ms p95): video's bar is 150 ms, the clinical system's 100 ms.
+    # An update (bulk) has no target: it passes as "not judged" and gets no site verdict.
+    base = {"completed": True, "share_at_target": 1.0, "share_below_min": 0.0, "one_way_delay_p95_s": 0.12,
+            "jitter_s": 0.001, "loss": 0.0, "duration_s": 10.0}
+    records = pd.DataFrame([{**base, "app": app} for app in ("video", "clinical_system", "updates")])
+    for key in targets.SESSION_KEYS:
+        if key not in records:
+            records[key] = "s" if key != "session_id" else range(3)
+    records["app"] = ["video", "clinical_system", "updates"]
+    out = targets.session_verdicts(records, scenario_targets)
+    assert out["passed"].tolist() == [True, False, True]
+    assert out["reason"].tolist() == ["", "one-way delay p95 > 100 ms", targets.NOT_JUDGED]

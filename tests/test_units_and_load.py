@@ -144,7 +144,7 @@ def test_a_scenario_loads_with_its_units_converted_and_its_targets_merged(tmp_pa
         "  - {class: gp_medium, count: 2, access: adsl2plus}\n"
         "  - {class: gp_small, count: 1, access: fttc_80_20, distance: 1.2km, name: gp-x}\n"
         "targets:\n"
-        "  video: {share_at_target: 90%}\n"
+        "  streams: {video: {share_at_target: 90%}}\n"
         "  transfers: {gp2gp: 2min}\n")
     s = load(path)
     assert (s.window.start, s.window.end, s.drain, s.utilisation_bin) == (30_600, 66_600, 5_400, 30)
@@ -153,16 +153,17 @@ def test_a_scenario_loads_with_its_units_converted_and_its_targets_merged(tmp_pa
     assert [(g.site_class, g.count, g.access, g.distance, g.name) for g in s.sites] == [
         ("gp_medium", 2, "adsl2plus", None, None), ("gp_small", 1, "fttc_80_20", pytest.approx(1200), "gp-x")]
     # Overridden targets, and targets.yaml's defaults for the rest (video loss 1%, p95 delay 150ms, urgent 2min).
-    assert s.targets.video.share_at_target == pytest.approx(0.9) and s.targets.transfers.gp2gp == 120
-    assert s.targets.video.loss == pytest.approx(0.01) and s.targets.video.delay_p95 == pytest.approx(0.150)
-    assert s.targets.transfers.image_urgent == 120 and s.targets.link.busy_hour_utilisation == pytest.approx(0.75)
+    video_targets = s.targets.streams["video"]
+    assert video_targets.share_at_target == pytest.approx(0.9) and s.targets.transfers["gp2gp"] == 120
+    assert video_targets.loss == pytest.approx(0.01) and video_targets.delay_p95 == pytest.approx(0.150)
+    assert s.targets.transfers["image_urgent"] == 120 and s.targets.link.busy_hour_utilisation == pytest.approx(0.75)
     # The catalogue's unit strings (topologies/access.yaml, sites.yaml), in SI.
     adsl = s.catalogue.profiles["adsl2plus"]
     assert (adsl.down, adsl.up, adsl.rtt, adsl.buffer) == (16e6, 1e6, pytest.approx(0.045), 150_000)
     assert s.catalogue.profiles["fttc_80_20"].rates_at(1200.0)[0] == pytest.approx(24.5e6)  # its 1.2km point
-    video = s.catalogue.apps.video
+    video = s.catalogue.apps["video"].rate
     assert (video.target, video.minimum, video.packet) == (1.5e6, 350e3, 1200)
-    assert s.catalogue.apps.records.gp2gp_chunk == 4.5e6 and s.catalogue.apps.records.gp2gp_attachments.max == 929e6
+    assert s.catalogue.gp2gp.chunk == 4.5e6 and s.catalogue.gp2gp.attachments.max == 929e6
     assert s.catalogue.day_profiles["clinic"].hours[8] == pytest.approx(0.15)
 
 
@@ -176,9 +177,15 @@ LOCATED = {  # id: (file text, expected message after "<file>:")
     "capitalised key": (GOOD + "Drain: 1h\n", "11 Drain: unknown key 'Drain'; did you mean 'drain'?"),
     "misspelt load key": (GOOD + "load:\n  gp_video_shares: 5%\n",
                           "12 load.gp_video_shares: unknown key 'gp_video_shares'; did you mean 'gp_video_share'?"),
-    "misspelt target": (GOOD + "targets:\n  video:\n    share_at_targt: 90%\n",
-                        "13 targets.video.share_at_targt: unknown key 'share_at_targt'; "
+    "misspelt target": (GOOD + "targets:\n  streams:\n    video:\n      share_at_targt: 90%\n",
+                        "14 targets.streams.video.share_at_targt: unknown key 'share_at_targt'; "
                         "did you mean 'share_at_target'?"),
+    "target of an unknown app": (GOOD + "targets:\n  transfers:\n    record_veiw: 5s\n",
+                                 "13 targets.transfers.record_veiw: unknown app 'record_veiw'; "
+                                 "did you mean 'record_view'?"),
+    "stream target under transfers": (GOOD + "targets:\n  transfers:\n    telephony: 5s\n",
+                                      "13 targets.transfers.telephony: app 'telephony' is a stream: its target "
+                                      "belongs under streams"),
     "key like no other": (edit("    count: 1\n", "    count: 1\n    zzz: 1\n"),
                           "9 sites[1].zzz: unknown key 'zzz'; allowed keys: access, aggregation, class, count, "
                           "distance, name"),
@@ -304,24 +311,27 @@ def _write(path, text):
     return path
 
 
-# gp_medium (topologies/sites.yaml): 230 consultations a day, each with one record fetch and a 2.1% (default) video
-# share, and 1.8 GP2GP transfers sent and 1.8 received: 230 * (1 + 0.021) + 3.6 = 238.43 sessions a site a day.
-GP_MEDIUM_PER_DAY = 230 * 1.021 + 1.8 + 1.8
+# gp_medium (topologies/sites.yaml, apps.yaml): 230 consultations a day, each with one record view and a 2.1%
+# (default) video share; GP2GP off the line (hosted); 380 calls; 33 scans; 0.15 Teams meetings and 0.057 updates per
+# member of its 24 staff; the clinical system and Microsoft 365 as one aggregate stream in each of the 10 hours of
+# the working day: 230 * 1.021 + 380 + 33 + 24 * (0.15 + 0.057) + 2 * 10 = 672.798 sessions a site a day.
+GP_MEDIUM_PER_DAY = 230 * 1.021 + 380 + 33 + 24 * (0.15 + 0.057) + 2 * 10
 
 
 def test_a_scenario_over_the_session_limit_is_refused(tmp_path):
     text = "name: too-big\nwindow: {start: '08:00', end: '09:00'}\nsites:\n" \
            "  - {class: gp_medium, count: 100000, access: adsl2plus}\n"
-    path, message = error_of(tmp_path, text)   # 100,000 * 238.43 = 23,843,000 sessions > 20,000,000
-    assert message == (f"{path}:3 sites: this scenario would generate about 23,843,000 sessions, more than the "
+    path, message = error_of(tmp_path, text)   # 100,000 * 672.798 = 67,279,800 sessions > 20,000,000
+    assert message == (f"{path}:3 sites: this scenario would generate about 67,279,800 sessions, more than the "
                        "20,000,000 one run can hold; reduce counts, volume_scale or the window")
 
 
 def test_a_scenario_under_the_session_limit_loads(tmp_path):
     path = _write(tmp_path / "big.yaml", "name: big\nwindow: {start: '08:00', end: '09:00'}\nsites:\n"
-                                         "  - {class: gp_medium, count: 80000, access: adsl2plus}\n")
-    scenario = load(path)   # 80,000 * 238.43 = 19,074,400 sessions, under the limit
-    assert workload.expected_sessions(scenario) == pytest.approx(80_000 * GP_MEDIUM_PER_DAY) == 19_074_400
+                                         "  - {class: gp_medium, count: 29000, access: adsl2plus}\n")
+    scenario = load(path)   # 29,000 * 672.798 = 19,511,142 sessions, under the limit
+    assert workload.expected_sessions(scenario) == pytest.approx(29_000 * GP_MEDIUM_PER_DAY)
+    assert 29_000 * GP_MEDIUM_PER_DAY == pytest.approx(19_511_142)
 
 
 # --- the command line --------------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class Context:
         """The record table, one row per session of the trace, in trace order."""
         trace, n = self.trace, len(self.trace)
         out = {"engine": pd.array([ENGINE], dtype="str").take(np.zeros(n, dtype=np.intp))}
-        for column in ("session_id", "site", "app", "kind", "direction", "urgency", "start_s",
+        for column in ("session_id", "site", "app", "traffic", "kind", "direction", "urgency", "start_s",
                        "target_rate_bps", "min_rate_bps"):
             out[column] = trace[column].array  # text stays in its Arrow-backed array
         sites = self.topology.sites
@@ -88,7 +88,7 @@ class Context:
             out[column] = sites[column].array.take(where)
         columns = {name: np.array(values, dtype="float64") for name, values in self.columns.items()}
         out.update(columns)
-        is_video = (trace["app"] == "video").to_numpy()
+        is_video = (trace["traffic"] == "stream").to_numpy()
         out["size_bytes"] = np.where(is_video, columns["size_bytes"], trace["size_bytes"].to_numpy())
         out["duration_s"] = np.where(is_video, trace["duration_s"].to_numpy(), columns["duration_s"])
         out["completed"] = np.array(self.completed, dtype=bool)

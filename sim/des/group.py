@@ -52,7 +52,7 @@ class Group:
         """The SimPy process: wait for the next change, apply it, re-share."""
         sessions, n, i = self.sessions, len(self.sessions), 0
         starts_s = [s["start_s"] for s in sessions]
-        is_video = [s["app"] == "video" for s in sessions]
+        is_video = [s["traffic"] == "stream" for s in sessions]
         horizon_s = self.ctx.horizon_s
         while i < n or self.starting or self.transfers or self.media:
             change_s = self._next_change_s()
@@ -103,18 +103,20 @@ class Group:
             link.settle(now_s)
 
     def _arrive(self, session: dict, now_s: float) -> None:
-        if session["app"] == "video":
+        if session["traffic"] == "stream":
             self._start_call(session, now_s)
         else:
             self._start_transfer(session, now_s)
 
     def _start_call(self, s: dict, now_s: float) -> None:
-        far = self.ctx.home
+        far = self.ctx.topology.far_end(s["far_end"])
         base_s = (s["rtt_s"] + self.ctx.cloud_rtt_s + far.rtt_s) / 2
         end_s = now_s + s["duration_s"]
         halves = []
-        for path, far_cap_bps in ((s["up"], far.down_bps), (s["down"], far.up_bps)):
-            media = Media(s["session_id"], path, far_cap_bps, s["target_rate_bps"], s["min_rate_bps"], base_s, end_s)
+        up_share = s["up_share"]  # the site's upstream runs at this share of the stream's rates
+        for path, far_cap_bps, scale in ((s["up"], far.down_bps, up_share), (s["down"], far.up_bps, 1.0)):
+            media = Media(s["session_id"], path, far_cap_bps, s["target_rate_bps"] * scale,
+                          s["min_rate_bps"] * scale, base_s, end_s)
             media.join(self._path_state(path, now_s), now_s)
             halves.append(media)
         self.media.extend(halves)

@@ -198,8 +198,9 @@ class Call:
         self.end_at_s = self.start_at_s + spec["duration_s"]
         self.packet_bytes = max(int(spec["packet_bytes"]), _MEDIA.size)
         self.peer = (spec["peer_ip"], spec["peer_port"])
-        self.receiver = MediaReceiver(self.start_at_s, self.packet_bytes, spec["target_rate_bps"],
-                                      spec["min_rate_bps"])
+        self.receiver = MediaReceiver(self.start_at_s, self.packet_bytes,  # what the peer sends
+                                      spec.get("receive_target_rate_bps", spec["target_rate_bps"]),
+                                      spec.get("receive_min_rate_bps", spec["min_rate_bps"]))
         self.controller = RateController(spec["target_rate_bps"], spec["min_rate_bps"], self.start_at_s)
         self.sock: socket.socket | None = None
         self.completed = False

@@ -73,7 +73,7 @@ def specs(trace: pd.DataFrame, endpoints: Endpoints, epoch_s: float, window_star
     """
     _check_window(window_start_s, window_end_s, drain_s, congestion_control)
     _check_trace(trace, endpoints, window_start_s, window_end_s)
-    n_calls = int((trace["app"] == "video").sum())
+    n_calls = int((trace["traffic"] == "stream").sum())
     if not (1024 <= base_port and base_port + 2 * n_calls <= 65535):
         raise ValueError(f"base_port {base_port}: needs {2 * n_calls + 1} ports from it, within 1024..65535")
     host_specs: dict[str, dict] = {}
@@ -89,14 +89,17 @@ def specs(trace: pd.DataFrame, endpoints: Endpoints, epoch_s: float, window_star
     for row in trace.sort_values("session_id", kind="stable").itertuples(index=False):
         start_at_s = float(epoch_s + (row.start_s - window_start_s))
         site = endpoints.sites[row.site]
-        if row.app == "video":
-            home = endpoints.homes[row.site]
+        if row.traffic == "stream":
+            home = endpoints.homes[row.site] if row.far_end == "home" else server  # the stream's far end
             site_port, home_port = base_port + 1 + 2 * call_index, base_port + 2 + 2 * call_index
             call = _call(row, start_at_s)
-            spec(site)["calls"].append(call | {"role": "site", "local_ip": site.ip, "local_port": site_port,
-                                               "peer_ip": home.ip, "peer_port": home_port})
-            spec(home)["calls"].append(call | {"role": "home", "local_ip": home.ip, "local_port": home_port,
-                                               "peer_ip": site.ip, "peer_port": site_port})
+            up, down = _rates(row, float(row.up_share)), _rates(row, 1.0)
+            spec(site)["calls"].append(call | _sending(up, down) | {
+                "role": "site", "local_ip": site.ip, "local_port": site_port, "peer_ip": home.ip,
+                "peer_port": home_port})
+            spec(home)["calls"].append(call | _sending(down, up) | {
+                "role": "home", "local_ip": home.ip, "local_port": home_port, "peer_ip": site.ip,
+                "peer_port": site_port})
             call_index += 1
         else:
             spec(site)["transfers"].append(_transfer(row, start_at_s, site, server, base_port))
@@ -106,8 +109,18 @@ def specs(trace: pd.DataFrame, endpoints: Endpoints, epoch_s: float, window_star
 
 def _call(row, start_at_s: float) -> dict:
     return {"session_id": int(row.session_id), "start_at_s": start_at_s, "duration_s": float(row.duration_s),
-            "target_rate_bps": float(row.target_rate_bps), "min_rate_bps": float(row.min_rate_bps),
             "packet_bytes": int(row.packet_bytes)}
+
+
+def _rates(row, share: float) -> tuple[float, float]:
+    """(target, minimum) rate in bit/s of one direction of a stream: the trace's rates times ``share``."""
+    return float(row.target_rate_bps) * share, float(row.min_rate_bps) * share
+
+
+def _sending(sent: tuple[float, float], received: tuple[float, float]) -> dict:
+    """A call end's rates: what it sends (its rate control's bounds) and what it receives (its receiver's)."""
+    return {"target_rate_bps": sent[0], "min_rate_bps": sent[1],
+            "receive_target_rate_bps": received[0], "receive_min_rate_bps": received[1]}
 
 
 def _transfer(row, start_at_s: float, site: Endpoint, server: Endpoint, port: int) -> dict:
@@ -132,8 +145,8 @@ def _check_trace(trace: pd.DataFrame, endpoints: Endpoints, window_start_s: floa
         raise ValueError(f"trace lacks columns {missing}")
     for site in sorted(set(trace["site"]) - set(endpoints.sites)):
         raise ValueError(f"site {site!r} of the trace has no endpoint in endpoints.sites")
-    video = trace[trace["app"] == "video"]
-    for site in sorted(set(video["site"]) - set(endpoints.homes)):
+    video = trace[trace["traffic"] == "stream"]
+    for site in sorted(set(video.loc[video["far_end"] == "home", "site"]) - set(endpoints.homes)):
         raise ValueError(f"site {site!r} has video calls but no home in endpoints.homes")
     outside = trace[(trace["start_s"] < window_start_s) | (trace["start_s"] >= window_end_s)]
     if len(outside):
@@ -144,7 +157,7 @@ def _check_trace(trace: pd.DataFrame, endpoints: Endpoints, window_start_s: floa
         if len(bad):
             raise ValueError(f"video session {int(bad['session_id'].iloc[0])}: {column} {bad[column].iloc[0]} "
                              "must be > 0")
-    transfers = trace[trace["app"] != "video"]
+    transfers = trace[trace["traffic"] != "stream"]
     bad = transfers[~(transfers["size_bytes"] > 0) | ~transfers["direction"].isin(["up", "down"])]
     if len(bad):
         raise ValueError(f"transfer session {int(bad['session_id'].iloc[0])}: size_bytes "
@@ -178,7 +191,7 @@ def records(trace: pd.DataFrame, results: dict[str, dict]) -> pd.DataFrame:
     """
     transfers, calls = _collect(trace, results)
     base_rtt_s = _least_rtt_by_site(trace, transfers)
-    rows = [_call_row(row, calls.get(row.session_id, {})) if row.app == "video"
+    rows = [_call_row(row, calls.get(row.session_id, {})) if row.traffic == "stream"
             else _transfer_row(row, transfers.get(row.session_id), base_rtt_s.get(row.site, _NAN))
             for row in trace.itertuples(index=False)]
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))

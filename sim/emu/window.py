@@ -72,7 +72,7 @@ def busiest_start_s(trace: pd.DataFrame, sites: tuple[str, ...], scenario: Scena
     rows = trace[trace["site"].isin(sites)]
     starts = rows["start_s"].to_numpy()[None, :]
     candidates = np.arange(first_s, last_s + 1e-9, GRID_S)[:, None]
-    video = (rows["app"] == "video").to_numpy()[None, :]
+    video = (rows["traffic"] == "stream").to_numpy()[None, :]
     overlap_s = np.clip(np.minimum(starts + rows["duration_s"].fillna(0).to_numpy()[None, :], candidates + duration_s)
                         - np.maximum(starts, candidates), 0, None)
     call_bits = 2 * rows["target_rate_bps"].fillna(0).to_numpy()[None, :] * overlap_s
@@ -94,7 +94,7 @@ def choose(scenario: Scenario, topo: Topology, trace: pd.DataFrame, sites: tuple
     # A call is replayed up to CALL_MARGIN_S before the end of the window and drain (it would outlast a few
     # minutes of real time), so it ends before the agents stop; both engines judge it on the part replayed.
     horizon_s = end_s + scenario.emulation.drain - CALL_MARGIN_S
-    video = part["app"] == "video"
+    video = part["traffic"] == "stream"
     part.loc[video, "duration_s"] = np.minimum(part.loc[video, "duration_s"],
                                                np.maximum(horizon_s - part.loc[video, "start_s"], 1.0))
     return Slice(sites, start_s, end_s, scenario.emulation.drain, part)

@@ -88,18 +88,66 @@ class Core(Frozen):
     home_profile: str = Field(description="access profile of a patient's home, the far end of a video call")
 
 
-class Video(Frozen):
-    """Media of one video consultation, per direction."""
+AppKind = Literal["transfer", "stream", "session", "bulk"]
+# What each kind of app is to the engines: a TCP transfer of a size, or a two-way stream at a rate for a duration.
+TRAFFIC: dict[str, str] = {"transfer": "transfer", "bulk": "transfer", "stream": "stream", "session": "stream"}
+# The workload's generators (sim.workload.GENERATORS implements each; a test pins that the two agree).
+Generator = Literal["consultations", "gp2gp", "imaging", "transfers", "streams"]
+
+
+class StreamRate(Frozen):
+    """Rates of a two-way stream, per direction: a call adapts between ``minimum`` and ``target``.
+
+    A fixed-rate stream (telephony, an interactive session's steady load) has ``minimum`` equal to ``target``.
+    """
 
     target: RateBps
     minimum: RateBps
     packet: SizeBytes
+    up_share: Fraction = Field(default=1.0, gt=0.0, description="the site's upstream rates as a share of these")
 
     @model_validator(mode="after")
-    def _ordered(self) -> Video:
+    def _ordered(self) -> StreamRate:
         if self.minimum > self.target:
-            raise ValueError("video minimum must not exceed target")
+            raise ValueError("minimum must not exceed target")
         return self
+
+
+class App(Frozen):
+    """One application of the registry: what it is, how it is generated, how it is drawn.
+
+    ``kind`` says what it is to a site's line (``transfer``: a size to move; ``bulk``: a transfer no target
+    judges, only load; ``stream``: a call at a rate; ``session``: an interactive session's steady two-way load).
+    ``generator`` names the workload function that makes its sessions from the site classes' activities.
+    ``on_line`` false means its traffic does not cross a site's access line (e.g. GP2GP between the hosted
+    clinical systems' data centres): it is listed, with ``path`` saying where it goes, but not replayed.
+    ``far_end`` is where a stream's other end is: a patient's ``home`` line, or a service in the ``cloud``.
+    """
+
+    kind: AppKind
+    label: str = Field(min_length=1, max_length=60)
+    colour: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
+    generator: Generator
+    source: str = Field(min_length=1, description="where its figures come from (docs/sources.md)")
+    on_line: bool = True
+    path: str = "the site's access line"
+    urgency: Literal["routine", "urgent"] = "routine"
+    far_end: Literal["home", "cloud"] = "cloud"
+    rate: StreamRate | None = None
+    size: SizeDistribution | None = None
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> App:
+        if self.traffic == "stream" and self.rate is None:
+            raise ValueError(f"a {self.kind} app needs 'rate' (target, minimum, packet)")
+        if self.traffic == "transfer" and self.rate is not None:
+            raise ValueError(f"a {self.kind} app has no 'rate' (it moves a size)")
+        return self
+
+    @property
+    def traffic(self) -> str:
+        """``transfer`` or ``stream``: how the engines replay it."""
+        return TRAFFIC[self.kind]
 
 
 class Modality(Frozen):
@@ -110,30 +158,21 @@ class Modality(Frozen):
     urgent_share: Fraction = 0.0
 
 
-class Records(Frozen):
-    """Sizes of record traffic: GP2GP transfers and in-consultation record fetches."""
+class Gp2gpSizes(Frozen):
+    """Sizes of GP2GP record transfers: the structured extract, and attachments on a share of them."""
 
-    gp2gp_extract: SizeDistribution
-    gp2gp_attachments: SizeDistribution
-    gp2gp_with_attachments: Fraction
-    gp2gp_chunk: SizeBytes
-    fetch: SizeDistribution
+    extract: SizeDistribution
+    attachments: SizeDistribution
+    with_attachments: Fraction
+    chunk: SizeBytes
 
 
-class Apps(Frozen):
-    """Application figures shared by all site classes."""
-
-    video: Video
-    records: Records
-    modalities: dict[str, Modality]
-
-    @field_validator("modalities")
-    @classmethod
-    def _shares_sum(cls, modalities: dict[str, Modality]) -> dict[str, Modality]:
-        total = sum(m.share for m in modalities.values())
-        if modalities and abs(total - 1.0) > 0.005:
-            raise ValueError(f"modality shares add up to {total:.1%}, not 100%")
-        return modalities
+def check_modalities(modalities: dict[str, Modality]) -> dict[str, Modality]:
+    """Modality shares must add up to 100%."""
+    total = sum(m.share for m in modalities.values())
+    if modalities and abs(total - 1.0) > 0.005:
+        raise ValueError(f"modality shares add up to {total:.1%}, not 100%")
+    return modalities
 
 
 class Consultations(Frozen):
@@ -162,24 +201,55 @@ class Imaging(Frozen):
     profile: str = "imaging"
 
 
-class RecordSyncs(Frozen):
-    """Periodic record syncs (e.g. community staff's visit notes), per working day."""
+class Activity(Frozen):
+    """A site's sessions of one app made by a generic generator (``transfers`` or ``streams``), per working day.
 
-    per_day: PerDay
-    size: SizeDistribution
+    Give ``per_day`` (sessions a site starts a day) or ``per_staff`` (a day per member of staff: the site class's
+    ``staff`` times it). A transfer app takes ``size`` (or the app's own) and ``direction``; a stream app takes
+    ``duration``. ``aggregate`` (streams only) reads the volume as users connected at once through every hour
+    of the day profile with any share (an interactive session per member of staff on duty), and makes one stream
+    per such hour at that many times the app's rate: the line carries the same load, and in the flow model every
+    one of those users' packets waits in the same queue, so one aggregate stream is exact for what is judged
+    (its delay, jitter and loss) at a fraction of the cost.
+    """
+
+    per_day: PerDay | None = None
+    per_staff: PerDay | None = None
+    size: SizeDistribution | None = None
+    duration: DurationDistribution | None = None
     direction: Literal["up", "down"] = "up"
     profile: str = "clinic"
+    aggregate: bool = False
+
+    @model_validator(mode="after")
+    def _one_volume(self) -> Activity:
+        if (self.per_day is None) == (self.per_staff is None):
+            raise ValueError("give one of 'per_day' or 'per_staff'")
+        return self
+
+    def sessions_per_day(self, staff: float | None) -> float:
+        """Sessions a site starts a day (``per_staff`` times the site's staff)."""
+        if self.per_day is not None:
+            return self.per_day
+        if staff is None:
+            raise ValueError("an activity given per_staff needs the site class's 'staff'")
+        return self.per_staff * staff
 
 
 class SiteClass(Frozen):
-    """A class of NHS site and the load it generates."""
+    """A class of NHS site and the load it generates.
+
+    ``activities`` maps an app of the registry to its volume at this class of site (apps with a generic
+    generator); consultations, GP2GP and imaging drive their own apps' generators.
+    """
 
     family: Family
     label: str
+    staff: PerDay | None = None
     consultations: Consultations | None = None
     gp2gp: Gp2gp | None = None
     imaging: Imaging | None = None
-    record_syncs: RecordSyncs | None = None
+    activities: dict[str, Activity] = {}
 
 
 class DayProfile(Frozen):
@@ -215,7 +285,29 @@ class Catalogue(Frozen):
     profiles: dict[str, AccessProfile]
     aggregations: dict[str, Aggregation] = {}
     core: Core
-    apps: Apps
+    apps: dict[str, App]
+    gp2gp: Gp2gpSizes
+    modalities: dict[str, Modality]
     day_profiles: dict[str, DayProfile]
     site_classes: dict[str, SiteClass]
     ladder: tuple[str, ...] = ()  # products the planner may recommend, cheapest first
+
+    @field_validator("modalities")
+    @classmethod
+    def _shares_sum(cls, modalities: dict[str, Modality]) -> dict[str, Modality]:
+        return check_modalities(modalities)
+
+    @field_validator("apps")
+    @classmethod
+    def _app_names(cls, apps: dict[str, App]) -> dict[str, App]:
+        if "link" in apps:
+            raise ValueError("'link' names the access links' verdict; choose another app name")
+        for generator in ("consultations", "gp2gp"):
+            mine = [name for name, app in apps.items() if app.generator == generator]
+            if len({apps[n].traffic for n in mine}) < len(mine):
+                raise ValueError(f"the {generator} generator makes one app of each traffic; it has {mine}")
+        return apps
+
+    def apps_of(self, generator: str) -> dict[str, App]:
+        """The apps a generator makes whose traffic crosses a site's line, in registry order."""
+        return {name: app for name, app in self.apps.items() if app.generator == generator and app.on_line}

@@ -143,6 +143,10 @@ class Distribution(Frozen):
                 raise ValueError("a lognormal needs 'median' and 'p75', 'median' and 'cv', or 'mean' and 'cv'")
             if self.median and self.p75 and self.p75 <= self.median:
                 raise ValueError("p75 must be larger than median")
+        typical = self.value if self.dist == "fixed" else self.median or self.mean
+        if self.max is not None and typical is not None and typical > self.max:
+            raise ValueError(f"max ({self.max:g}) is below the distribution's {self.dist} centre ({typical:g}): "
+                             "it cannot hold")
         return self
 
     def lognormal_params(self) -> tuple[float, float]:

@@ -11,28 +11,14 @@ from pydantic import Field
 from sim.model.quantities import DelayS, DurationS, Fraction, Frozen
 
 
-class VideoTargets(Frozen):
-    """A video call passes when every one of these holds for its worse direction."""
+class StreamTargets(Frozen):
+    """A stream (a call, an interactive session) passes when every one of these holds for its worse direction."""
 
     delay_p95: DelayS = Field(description="95th percentile of one-way delay over the call (s)")
     jitter: DelayS = Field(description="mean interarrival jitter (s)")
     loss: Fraction = Field(description="share of media packets lost")
     share_at_target: Fraction = Field(description="least share of call time at the recommended bitrate")
     share_below_minimum: Fraction = Field(description="most share of call time below the minimum bitrate")
-
-
-class TransferTargets(Frozen):
-    """Longest completion time (s) for each kind of transfer."""
-
-    image_routine: DurationS
-    image_urgent: DurationS
-    gp2gp: DurationS
-    record_fetch: DurationS
-    record_sync: DurationS
-
-    def limit_s(self, app: str, kind: str, urgency: str) -> float:
-        """Return the completion-time limit (s) for a transfer session."""
-        return getattr(self, f"image_{urgency}" if app == "image" else kind)
 
 
 class LinkTargets(Frozen):
@@ -49,9 +35,17 @@ class PassBars(Frozen):
 
 
 class Targets(Frozen):
-    """All service targets of a scenario."""
+    """All service targets of a scenario: per app (by its registry name), per access link, and the pass bars.
 
-    video: VideoTargets
-    transfers: TransferTargets
+    An app with no target here (a ``bulk`` app such as updates) is load only: it is replayed, never judged.
+    """
+
+    streams: dict[str, StreamTargets] = Field(description="per stream or session app of the registry")
+    transfers: dict[str, DurationS] = Field(description="longest completion time (s) per transfer app")
     link: LinkTargets
     passing: PassBars
+
+
+def judged_apps(targets: Targets) -> list[str]:
+    """The apps that get verdicts: those with a stream or transfer target, streams first."""
+    return [*targets.streams, *targets.transfers]

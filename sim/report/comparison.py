@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sim.report import pngs
-from sim.report.data import APP_NAMES, RunData
+from sim.report.data import RunData
 from sim.report.figures import FAIL, PASS, FigureSpec, _layout, esc
 from sim.report.page import esc as html_esc
 from sim.report.page import page
@@ -35,8 +35,9 @@ def joined(a: RunData, b: RunData) -> pd.DataFrame:
 
 def figure(a: RunData, b: RunData, table: pd.DataFrame) -> FigureSpec:
     """A dumbbell per app: each site class's share of sites passing in run A and in run B."""
-    apps = [app for app in APP_NAMES if app in set(table["app"])]
-    fig = make_subplots(rows=1, cols=len(apps), shared_yaxes=True, subplot_titles=[esc(APP_NAMES[x]) for x in apps])
+    names = {**b.app_names, **a.app_names}
+    apps = [app for app in names if app in set(table["app"])]
+    fig = make_subplots(rows=1, cols=len(apps), shared_yaxes=True, subplot_titles=[esc(names[x]) for x in apps])
     for col, app in enumerate(apps, start=1):
         rows = table[table["app"] == app]
         labels = [esc(v) for v in rows["label"]]
@@ -61,7 +62,8 @@ def figure(a: RunData, b: RunData, table: pd.DataFrame) -> FigureSpec:
 def sentences(a: RunData, b: RunData, table: pd.DataFrame) -> list[str]:
     """What changes, one line per site class and app whose share moved, largest change first."""
     moved = table[table["change"].abs() > 0.005].sort_values("change", ascending=False)
-    return [f"{row.label}, {APP_NAMES[row.app]}: {row.share_a:.0%} of sites meet the target in {a.name}, "
+    names = {**b.app_names, **a.app_names}
+    return [f"{row.label}, {names.get(row.app, row.app)}: {row.share_a:.0%} of sites meet the target in {a.name}, "
             f"{row.share_b:.0%} in {b.name} ({row.change * 100:+.0f} points)." for row in moved.itertuples()]
 
 

@@ -11,10 +11,9 @@ import pandas as pd
 from sim import records as rec
 from sim.errors import TestbedError
 
-APP_NAMES = {"video": "video consultations", "image": "image transfers", "record": "record transfers",
-             "link": "access-link busy hour"}
+LINK_LABEL = "access-link busy hour"  # the site verdicts' "link" app: busy-hour utilisation of the access links
 # The record and link columns the figures draw: a report reads only these (an estate's records are millions of rows).
-RECORD_FIELDS = ["app", "kind", "urgency", "technology", "completed", "duration_s", "share_at_target",
+RECORD_FIELDS = ["app", "traffic", "kind", "urgency", "technology", "completed", "duration_s", "share_at_target",
                  "share_below_min"]
 LINK_FIELDS = ["site", "direction", "bin_start_s", "bin_s", "utilisation"]
 TECHNOLOGY_ORDER = ["ADSL", "ADSL2+", "FTTC", "G.fast", "EFM", "FTTP", "Leased line", "4G", "5G", "Home broadband"]
@@ -59,6 +58,16 @@ class RunData:
         """Share of a class's sites that must pass for the class to pass."""
         return float(self.resolved["targets"]["passing"]["sites"])
 
+    @property
+    def apps(self) -> dict[str, dict]:
+        """The run's app registry (resolved catalogue), in its order."""
+        return self.resolved["catalogue"]["apps"]
+
+    @property
+    def app_names(self) -> dict[str, str]:
+        """Each app's label, in registry order, and the access links' ("link") last."""
+        return app_labels(self.apps)
+
     def class_label(self, site_class: str) -> str:
         """The catalogue's label of a site class (its name if it has none)."""
         return self.resolved["catalogue"]["site_classes"].get(site_class, {}).get("label", site_class)
@@ -84,6 +93,11 @@ def read_run(folder: Path | str) -> RunData:
     except (OSError, ValueError, KeyError) as exc:
         raise TestbedError(f"{folder}: cannot read the results folder: {exc}") from None
     return RunData(folder, meta, resolved, classes, sites, records, fidelity)
+
+
+def app_labels(apps: dict[str, dict]) -> dict[str, str]:
+    """Labels of a registry's apps (name -> label, in order) and of the access links' verdict (``link``)."""
+    return {**{name: spec["label"] for name, spec in apps.items()}, "link": LINK_LABEL}
 
 
 def technology_rank(technology: str) -> tuple[int, str]:

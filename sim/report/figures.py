@@ -10,14 +10,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sim.report.data import APP_NAMES, RunData, by_technology, technology_rank
+from sim.report.data import RunData, by_technology, technology_rank
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PASS, FAIL, NEUTRAL = "#0072B2", "#D55E00", "#999999"
 SERIES = ["#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#0072B2", "#D55E00", "#F0E442", "#000000"]
 MEDIUM_COLOURS = {"copper": "#E69F00", "fibre": "#0072B2", "radio": "#009E73", "cable": "#CC79A7"}
-TRANSFER_NAMES = {"record_fetch": "Record fetches", "gp2gp": "GP2GP record transfers", "record_sync": "Record syncs",
-                  "image_routine": "Routine image transfers", "image_urgent": "Urgent image transfers"}
 
 
 @dataclass(frozen=True)
@@ -58,11 +56,12 @@ def target_line(fig: go.Figure, *, x: float | None = None, y: float | None = Non
 def compliance_matrix(run: RunData) -> FigureSpec:
     """Site class x access technology, per app: share of sites meeting the target, coloured pass or fail."""
     table = by_technology(run.classes, run.site_bar)
-    apps = [a for a in APP_NAMES if a in set(table["app"])]
+    names = run.app_names
+    apps = [a for a in names if a in set(table["app"])]
     techs = sorted(set(table["technology"]), key=technology_rank)
     classes = sorted(set(table["site_class"]))
-    fig = make_subplots(rows=1, cols=len(apps), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[esc(APP_NAMES[a]) for a in apps])
+    fig = make_subplots(rows=1, cols=len(apps), shared_yaxes=True, horizontal_spacing=0.02,
+                        subplot_titles=[esc(names[a]) for a in apps])
     for col, app in enumerate(apps, start=1):
         grid = table[table["app"] == app].set_index(["site_class", "technology"])
         z = [[_cell(grid, c, t, "passed") for t in techs] for c in classes]
@@ -75,8 +74,10 @@ def compliance_matrix(run: RunData) -> FigureSpec:
     title = ("Every site class meets every target on every access technology" if failing.empty else
              f"Targets missed on {', '.join(sorted(set(failing['technology']), key=technology_rank))}")
     title += f" (blue: at least {run.site_bar:.0%} of sites pass; orange: fewer)"
-    _layout(fig, title, height=140 + 46 * len(classes))
+    _layout(fig, title, height=160 + 46 * len(classes))
     fig.update_xaxes(tickangle=-30)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(width=max(900, 150 * len(apps) + 200))
     out = table.assign(site_class=table["site_class"].map(run.class_label))
     return FigureSpec("compliance", title, fig, out[["site_class", "technology", "app", "sites", "sites_passing",
                                                      "share_passing", "passed"]], _pass_bar_note(run))
@@ -99,21 +100,21 @@ def _pass_bar_note(run: RunData) -> str:
 
 
 def completion_cdfs(run: RunData) -> list[FigureSpec]:
-    """For each kind of transfer: completion-time distribution per access technology, with its time limit."""
+    """For each judged transfer app: completion-time distribution per access technology, with its time limit."""
     records = run.records
     times_s = np.where(records["completed"], records["duration_s"], np.inf)
-    rows: dict[str, dict[str, list[np.ndarray]]] = {}  # transfer kind -> technology -> row positions
-    keys = ["app", "kind", "urgency", "technology"]
-    for (app, kind, urgency, tech), at in records.groupby(keys, observed=True).indices.items():
-        if app != "video":
-            rows.setdefault(f"image_{urgency}" if app == "image" else kind, {}).setdefault(tech, []).append(at)
+    rows: dict[str, dict[str, np.ndarray]] = {}  # app -> technology -> row positions
+    for (app, traffic, tech), at in records.groupby(["app", "traffic", "technology"], observed=True).indices.items():
+        if traffic == "transfer":
+            rows.setdefault(str(app), {})[str(tech)] = at
     limits = run.resolved["targets"]["transfers"]
-    return [_cdf(key, {tech: np.sort(times_s[np.concatenate(at)]) for tech, at in rows[key].items()},
-                 float(limits[key])) for key in sorted(rows) if key in limits]
+    return [_cdf(app, run.app_names.get(app, app), {tech: np.sort(times_s[at]) for tech, at in rows[app].items()},
+                 float(limits[app]), _size_note(run, app))
+            for app in run.app_names if app in rows and app in limits]
 
 
-def _cdf(key: str, times_by_tech: dict[str, np.ndarray], limit_s: float) -> FigureSpec:
-    """One transfer kind's figure from its completion times (s, sorted; inf when not completed) per technology."""
+def _cdf(app: str, label: str, times_by_tech: dict[str, np.ndarray], limit_s: float, size_note: str) -> FigureSpec:
+    """One transfer app's figure from its completion times (s, sorted; inf when not completed) per technology."""
     fig = go.Figure()
     summary = []
     for i, tech in enumerate(sorted(times_by_tech, key=technology_rank)):
@@ -132,32 +133,44 @@ def _cdf(key: str, times_by_tech: dict[str, np.ndarray], limit_s: float) -> Figu
     table = pd.DataFrame(summary)
     worst = table.sort_values("within_limit").iloc[0]
     best = table.sort_values("within_limit").iloc[-1]
-    name = TRANSFER_NAMES.get(key, key)
-    title = (f"{name}: {best['within_limit']:.0%} finish within {_seconds(limit_s)} on {best['technology']}"
-             + (f", {worst['within_limit']:.0%} on {worst['technology']}" if worst["technology"] != best["technology"]
-                else ""))
+    title = (f"{label[:1].upper() + label[1:]}: {best['within_limit']:.0%} finish within {_seconds(limit_s)} on "
+             f"{best['technology']}" + (f", {worst['within_limit']:.0%} on {worst['technology']}"
+                                        if worst["technology"] != best["technology"] else ""))
     _layout(fig, title)
     fig.update_xaxes(type="log", title_text="completion time (s, log scale)", range=[np.log10(low), np.log10(high)])
     fig.update_yaxes(title_text="share of transfers completed", range=[0, 1.02], tickformat=".0%")
-    note = (f"Time from request to last byte, TCP and TLS set-up included. The {_seconds(limit_s)} limit is an "
-            "assumption: no national transfer-time target was found. " + _size_note(key))
-    return FigureSpec(f"completion-{key}", title, fig, table, note)
+    note = (f"Time from request to last byte, TCP and TLS set-up included. The {_seconds(limit_s)} limit is a "
+            "setting of targets.yaml (sourced or labelled there). " + size_note)
+    return FigureSpec(f"completion-{app}", title, fig, table, note)
 
 
-def _size_note(key: str) -> str:
-    return {"record_fetch": "Record size: median 500 kB (assumption).",
-            "gp2gp": "Sizes: June 2021 GP2GP attachments, median 9.9 MB (NHS Digital), sent in 4.5 MB chunks.",
-            "record_sync": "Sync size: median 1 MB (assumption)."}.get(
-        key, "Study sizes: 2-view radiograph 15 MB, CT 250 MB, MRI 200 MB (published estimates; some are assumptions).")
+def _size_note(run: RunData, app: str) -> str:
+    """Where the app's sizes come from, read from the run's resolved catalogue."""
+    spec = run.apps.get(app, {})
+    size = spec.get("size") or {}
+    if spec.get("generator") == "imaging":
+        mods = run.resolved["catalogue"]["modalities"]
+        parts = [f"{name} {m['size'].get('median') or m['size'].get('value') or m['size'].get('mean'):.3g} B"
+                 for name, m in mods.items()]
+        return "Study sizes (median): " + ", ".join(parts) + f". Sources: {spec.get('source', '')}."
+    centre = size.get("median") or size.get("value") or size.get("mean")
+    sized = f"Median size {centre / 1e6:.3g} MB. " if centre else ""
+    return f"{sized}Sources: docs/sources.md {spec.get('source', '')}."
 
 
 def _seconds(value_s: float) -> str:
     return f"{value_s / 60:g} min" if value_s >= 120 else f"{value_s:g} s"
 
 
-def video_quality(run: RunData) -> FigureSpec | None:
-    """Per access technology: share of call time at the recommended bitrate, between, and below the minimum."""
-    calls = run.records[run.records["app"] == "video"]
+def stream_quality(run: RunData) -> list[FigureSpec]:
+    """For each judged stream app: share of call time at the recommended bitrate, between, and below the minimum."""
+    targets = run.resolved["targets"]["streams"]
+    return [spec for app in run.app_names if app in targets
+            for spec in [_stream_quality(run, app, float(targets[app]["share_at_target"]))] if spec is not None]
+
+
+def _stream_quality(run: RunData, app: str, bar: float) -> FigureSpec | None:
+    calls = run.records[run.records["app"] == app]
     if calls.empty:
         return None
     weights = calls["duration_s"]
@@ -175,19 +188,21 @@ def video_quality(run: RunData) -> FigureSpec | None:
                                   ("below_minimum", "below minimum", FAIL)):
         fig.add_trace(go.Bar(y=[esc(t) for t in table["technology"]], x=table[column], name=label, orientation="h",
                              marker_color=colour, text=[f"{v:.0%}" for v in table[column]], textposition="inside"))
-    bar = float(run.resolved["targets"]["video"]["share_at_target"])
     target_line(fig, x=bar, text=f"target: {bar:.0%} of call time")
     worst = table.sort_values("at_recommended").iloc[0]
-    video = run.resolved["catalogue"]["apps"]["video"]
-    title = (f"Video calls on {worst['technology']} spend {worst['at_recommended']:.0%} of their time at the "
-             f"recommended {video['target'] / 1e6:g} Mbit/s")
+    spec = run.apps[app]
+    rate = spec["rate"]
+    label = spec["label"]
+    title = (f"{label[:1].upper() + label[1:]} on {worst['technology']} spend {worst['at_recommended']:.0%} of "
+             f"their time at the recommended {rate['target'] / 1e6:g} Mbit/s")
     _layout(fig, title, height=160 + 40 * len(table))
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title_text="share of call time (duration-weighted over calls)", tickformat=".0%", range=[0, 1])
-    note = (f"Recommended {video['target'] / 1e6:g} Mbit/s each way (Microsoft Teams 1:1 video); minimum "
-            f"{video['minimum'] / 1e3:g} kbit/s (Attend Anywhere). Worse direction of each call. Model assumptions: "
-            "video backs off to its minimum while TCP fills a shared buffer; alone it loads a link to at most 90%.")
-    return FigureSpec("video-quality", title, fig, table, note)
+    note = (f"Recommended {rate['target'] / 1e6:g} Mbit/s, minimum {rate['minimum'] / 1e3:g} kbit/s towards the site "
+            f"(its upstream at {rate.get('up_share', 1.0):.0%} of these); sources: docs/sources.md {spec['source']}. "
+            "Worse direction of each call. Model assumptions: a call backs off to its minimum while TCP fills a "
+            "shared buffer; alone it loads a link to at most 90%.")
+    return FigureSpec(f"quality-{app}", title, fig, table, note)
 
 
 def link_utilisation(run: RunData) -> FigureSpec | None:
@@ -240,8 +255,8 @@ def copper_vs_fibre(run: RunData) -> FigureSpec:
     every = sites.groupby(["medium", "site"])["passed"].all().groupby("medium").mean().rename("share").reset_index()
     every["app"] = "all"
     table = pd.concat([per_app, every], ignore_index=True)
-    apps = [a for a in APP_NAMES if a in set(table["app"])] + ["all"]
-    names = {**APP_NAMES, "all": "every target"}
+    apps = [a for a in run.app_names if a in set(table["app"])] + ["all"]
+    names = {**run.app_names, "all": "every target"}
     fig = go.Figure()
     for medium in [m for m in ("copper", "fibre", "radio", "cable") if m in set(table["medium"])]:
         rows = table[table["medium"] == medium].set_index("app").reindex(apps)
@@ -260,7 +275,7 @@ def copper_vs_fibre(run: RunData) -> FigureSpec:
 
 
 FIDELITY_METRICS = {"median_completion_s": "median completion (s)", "p95_completion_s": "P95 completion (s)",
-                    "video_compliance": "calls meeting every video target", "mean_one_way_delay_s":
+                    "stream_compliance": "calls meeting every target of their app", "mean_one_way_delay_s":
                     "mean one-way delay (s)", "mean_rate_bps": "mean call rate (bit/s)",
                     "completed_share": "transfers completed"}
 
@@ -273,7 +288,7 @@ def fidelity(run: RunData) -> FigureSpec | None:
     table = table[table["metric"] != "completed_share"]
     panels = list(dict.fromkeys(zip(table["app"], table["metric"])))
     fig = make_subplots(rows=len(panels), cols=1, vertical_spacing=0.5 / max(len(panels), 1),
-                        subplot_titles=[esc(f"{APP_NAMES.get(a, a)}: {FIDELITY_METRICS.get(m, m)}")
+                        subplot_titles=[esc(f"{run.app_names.get(a, a)}: {FIDELITY_METRICS.get(m, m)}")
                                         for a, m in panels])
     for row, (app, metric) in enumerate(panels, start=1):
         part = table[(table["app"] == app) & (table["metric"] == metric)]
@@ -295,6 +310,6 @@ def fidelity(run: RunData) -> FigureSpec | None:
 
 def all_figures(run: RunData) -> list[FigureSpec]:
     """Every figure of a run's report, in reading order."""
-    figures = [compliance_matrix(run), copper_vs_fibre(run), video_quality(run), *completion_cdfs(run),
+    figures = [compliance_matrix(run), copper_vs_fibre(run), *stream_quality(run), *completion_cdfs(run),
                link_utilisation(run), fidelity(run)]
     return [f for f in figures if f is not None]

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sim.errors import TestbedError
-from sim.report.data import APP_NAMES
+from sim.report.data import app_labels
 from sim.report.figures import FAIL, PASS, SERIES, FigureSpec, _layout, esc, target_line
 from sim.report.page import esc as html_esc
 from sim.report.page import page
@@ -148,14 +148,16 @@ def render_plan(folder: Path | str) -> Path:
 # ---- sweep ------------------------------------------------------------------------------------------------
 
 
-def sweep_figures(table: pd.DataFrame, keys: list[str], site_bar: float) -> list[FigureSpec]:
+def sweep_figures(table: pd.DataFrame, keys: list[str], site_bar: float,
+                  labels: dict[str, str] | None = None) -> list[FigureSpec]:
     """One figure per app: share of sites passing (mean over seeds, min-max bars) by the first key.
 
-    A line per site class and combination of the other keys.
+    A line per site class and combination of the other keys. ``labels`` names the apps (name -> label).
     """
     specs = []
     x_key, others = keys[0], keys[1:]
-    for app in [a for a in APP_NAMES if a in set(table["app"])]:
+    names = app_labels({name: {"label": label} for name, label in (labels or {}).items()})
+    for app in [*[a for a in names if a in set(table["app"])], *sorted(set(table["app"]) - set(names))]:
         rows = table[table["app"] == app]
         pooled = rows.groupby([*keys, "seed", "site_class"], sort=False)[["sites", "sites_passing"]].sum()
         pooled["share"] = pooled["sites_passing"] / pooled["sites"]
@@ -175,7 +177,7 @@ def sweep_figures(table: pd.DataFrame, keys: list[str], site_bar: float) -> list
         fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%", title_text="sites meeting the target")
         fig.update_xaxes(type="category", title_text=esc(x_key))
         best = grouped.groupby(x_key, sort=False)["mean"].mean()
-        title = (f"{APP_NAMES[app]}: share of sites meeting the target by {x_key} "
+        title = (f"{names.get(app, app)}: share of sites meeting the target by {x_key} "
                  f"(from {best.iloc[0]:.0%} at {best.index[0]} to {best.iloc[-1]:.0%} at {best.index[-1]}, "
                  "mean of classes)")
         _layout(fig, title)
@@ -191,7 +193,7 @@ def render_sweep(folder: Path | str) -> Path:
     (table,) = _read(folder, "sweep.csv")
     meta = _meta(folder)
     keys = list(meta["keys"])
-    specs = sweep_figures(table, keys, float(meta["site_bar"]))
+    specs = sweep_figures(table, keys, float(meta["site_bar"]), meta.get("app_labels"))
     grid = " × ".join(f"{html_esc(k)} ∈ {{{html_esc(', '.join(map(str, v)))}}}" for k, v in meta["grid"].items())
     intro = (f"<p>Scenario <b>{html_esc(meta['scenario'])}</b> swept over {grid}, seeds "
              f"{html_esc(meta['seeds'])}: {len(table):,} rows in <code>sweep.csv</code>.</p>")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from sim.report.data import APP_NAMES, RunData, by_technology, technology_rank
+from sim.report.data import RunData, by_technology, technology_rank
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class Finding:
     app: str
     site_class: str
     label: str
+    app_label: str
     shares: tuple[tuple[str, float, int, bool], ...]  # (technology, share passing, sites, passed)
 
     @property
@@ -27,7 +28,7 @@ class Finding:
         """The finding in words, e.g. 'GP practice, medium: on ADSL2+ 0% of sites meet the video target; ...'."""
         parts = [f"on {tech} {share:.0%}" for tech, share, _, _ in self.shares]
         verb = "meet" if self.app != "link" else "stay within"
-        target = f"the {APP_NAMES[self.app]} target" if self.app != "link" else "the 75% busy-hour load"
+        target = f"the {self.app_label} target" if self.app != "link" else "the busy-hour load limit"
         first, rest = parts[0], parts[1:]
         head = f"{self.label}: {first} of sites {verb} {target}"
         return head + ("; " + ", ".join(rest) if rest else "") + "."
@@ -41,8 +42,8 @@ def findings(run: RunData) -> list[Finding]:
         rows = rows.sort_values("technology", key=lambda s: s.map(technology_rank))
         shares = tuple((r.technology, float(r.share_passing), int(r.sites), bool(r.passed))
                        for r in rows.itertuples(index=False))
-        out.append(Finding(app, site_class, run.class_label(site_class), shares))
-    order = {app: i for i, app in enumerate(APP_NAMES)}
+        out.append(Finding(app, site_class, run.class_label(site_class), run.app_names.get(app, app), shares))
+    order = {app: i for i, app in enumerate(run.app_names)}
     return sorted(out, key=lambda f: (not f.failing, order.get(f.app, 9), f.site_class))
 
 
@@ -53,13 +54,13 @@ def headline(run: RunData) -> str:
     if fail.empty:
         return "Every site class meets every target on every access technology in this scenario."
     by_medium = {medium: rows for medium, rows in fail.groupby("medium")}
-    parts = [_medium_sentence(medium, by_medium.get(medium)) for medium in ("copper", "fibre", "radio")
+    parts = [_medium_sentence(medium, by_medium.get(medium), run.app_names) for medium in ("copper", "fibre", "radio")
              if medium in set(table["medium"])]
     return " ".join(p for p in parts if p)
 
 
-def _medium_sentence(medium: str, failed: pd.DataFrame | None) -> str:
+def _medium_sentence(medium: str, failed: pd.DataFrame | None, names: dict[str, str]) -> str:
     if failed is None or failed.empty:
         return f"On {medium}, every site class meets every target."
-    items = sorted({f"{APP_NAMES[a]} on {t}" for a, t in zip(failed["app"], failed["technology"])})
+    items = sorted({f"{names.get(a, a)} on {t}" for a, t in zip(failed["app"], failed["technology"])})
     return f"On {medium}, some site classes miss targets: {', '.join(items)}."
