@@ -3,8 +3,14 @@
 One run: detect what the machine can do; choose the sites and window (:mod:`sim.emu.window`); plan the network and
 check the machine can carry it (:mod:`sim.emu.net`); build it, verify every link (configuration in force and a
 measured probe); start one traffic agent per host (:mod:`sim.emu.agent`), all keyed to one wall-clock epoch; wait
-for the window and its drain; collect what the agents measured (:mod:`sim.emu.traffic`); tear everything down.
-Records come out in the simulator's schema with ``engine = "emu"``.
+for the window and its drain, sampling the links' counters; collect what the agents measured
+(:mod:`sim.emu.traffic`); tear everything down. Records come out in the simulator's schema with ``engine = "emu"``.
+
+The links are also checked *while* the trace replays (:mod:`sim.emu.health`): per interval, the delay shims'
+release lateness, drops nobody decided, the shapers' delivered rate when backlogged, the loss applied, and the CPU
+the run's processes got. Sites whose links did not hold are refused (left out of the results, named in the log
+and in ``meta["health"]``); when every site is affected (as when the machine is short of CPU), the run is
+refused with :class:`sim.emu.health.HealthError`, naming links, intervals and the likely cause.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.emu import capabilities, net, traffic, window
+from sim import units
+from sim.emu import capabilities, health, net, traffic, window
 from sim.emu.linkplan import EmuSettings
 from sim.emu.utilisation import Sampler
 from sim.errors import EngineError
@@ -75,6 +82,7 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
     Raises:
         CapabilityError: Not root, no Mininet, no way to add delay, or more than the machine can carry.
         EngineError: A link not as configured (named), an agent that failed, or bad sites and rates.
+        HealthError: No site's links held during the replay (an :class:`EngineError`; see :mod:`sim.emu.health`).
     """
     caps = capabilities.detect()
     chosen, sub = prepare(scenario, topo, trace, caps.cores, caps.delay_method or "nfqueue")
@@ -88,12 +96,60 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
         sampler = Sampler(emu, min(scenario.utilisation_bin, MAX_BIN_S), chosen.start_s)
         results = _replay(emu, chosen, scenario.emulation.congestion_control, work_dir, progress, sampler)
     records = _records(chosen, sub, traffic.records(chosen.trace, results))
-    meta = {"engine": ENGINE, "prefix": emu.prefix, "sites": list(chosen.sites), "window_start_s": chosen.start_s,
+    held = judge_health(sampler, chosen, sub, health.Thresholds())
+    meta = {"engine": ENGINE, "prefix": emu.prefix, "sites": list(held.kept), "window_start_s": chosen.start_s,
             "window_end_s": chosen.end_s, "drain_s": chosen.drain_s, "sessions": len(chosen.trace),
             "congestion_control": scenario.emulation.congestion_control, "delay_method": emu.plan.method,
             "loss_method": caps.loss_method, "build_s": round(built_s, 2), "links": emu.plan.describe(),
-            "verification": report.rows, "capabilities": caps.as_dict()}
+            "verification": report.rows, "health": held.meta, "capabilities": caps.as_dict()}
+    if held.refused:
+        return _without(EmuResult(records, sampler.frame(), chosen, sub, meta), held.kept)
     return EmuResult(records, sampler.frame(), chosen, sub, meta)
+
+
+@dataclass(frozen=True)
+class Held:
+    """The health judgement of a replay: the sites kept and refused, and the table for meta.json."""
+
+    kept: tuple[str, ...]
+    refused: tuple[str, ...]
+    meta: dict
+
+
+def judge_health(sampler: Sampler, chosen: window.Slice, sub: Topology, th: health.Thresholds) -> Held:
+    """Judge the counters sampled during the replay; refuse the sites whose links did not hold.
+
+    Raises:
+        HealthError: Every site is affected (naming links, intervals and the likely cause).
+    """
+    rows = sampler.watch.judge(chosen.start_s, sampler.bin_s, th)
+    members = {f"shared:{name}": list(group["site"]) for name, group in sub.sites.groupby("aggregation") if name}
+    refused = tuple(health.affected_sites(rows, list(chosen.sites), members))
+    message = health.refusal(rows, lambda s: units.format_clock(s, with_seconds=True))
+    meta = {"thresholds": th.as_dict(), "interval_s": sampler.bin_s,
+            "intervals": len(sampler.watch.snapshots) - 1, "checks": len(rows),
+            "failed": len(health.failures(rows)), "refused_sites": list(refused), "why": message, "rows": rows}
+    if len(rows) == 0:
+        log.warning("no link health was measured during the replay (window shorter than one interval of %.0f s)",
+                    sampler.bin_s)
+    if refused and len(refused) == len(chosen.sites):
+        log.warning("emulation refused: the links did not hold: %s", message)
+        raise health.HealthError(f"emulated links did not hold during the replay; results refused: {message}",
+                                 rows)
+    if refused:
+        log.warning("results of sites %s refused (their links did not hold): %s", ", ".join(refused), message)
+    kept = tuple(s for s in chosen.sites if s not in refused)
+    return Held(kept, refused, meta)
+
+
+def _without(result: EmuResult, kept: tuple[str, ...]) -> EmuResult:
+    """The result with only the ``kept`` sites: their records, link series, slice and topology."""
+    chosen = result.slice
+    trace = chosen.trace[chosen.trace["site"].isin(kept)].reset_index(drop=True)
+    records = result.records[result.records["site"].isin(kept)].reset_index(drop=True)
+    links = result.links[result.links["site"].isin(kept)].reset_index(drop=True)
+    return EmuResult(records, links, window.Slice(kept, chosen.start_s, chosen.end_s, chosen.drain_s, trace),
+                     window.sub_topology(result.topology, kept), result.meta)
 
 
 def offered_bps(chosen: window.Slice, sub: Topology) -> dict[str, float]:
@@ -128,6 +184,7 @@ def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
             procs[host] = emu.node(host).popen(traffic.agent_command(spec_path, outs[host]), stdout=log_file,
                                                stderr=subprocess.STDOUT)
         emu.record_pid(f"agent {host}", procs[host].pid)
+    sampler.watch.watch_pids([p.pid for p in procs.values()] + [p.pid for p in emu.shims.values()])
     stop_at_s = epoch_s + chosen.duration_s + chosen.drain_s
     try:
         _wait(procs, stop_at_s, epoch_s, progress, sampler)
@@ -158,6 +215,7 @@ def _wait(procs: dict, stop_at_s: float, epoch_s: float, progress: Callable[[flo
     """Wait for the stop time, sampling link bytes at each bin boundary from the epoch, then for the agents.
 
     Agents get at most ``STOP_GRACE_S`` after the stop time; ``progress`` gets the share of the replay done.
+    Between bins the shapers' counters are read every ``SHAPER_SAMPLE_S`` (for the health judgement).
     """
     next_sample_s = epoch_s
     while time.time() < stop_at_s + STOP_GRACE_S:
@@ -165,6 +223,8 @@ def _wait(procs: dict, stop_at_s: float, epoch_s: float, progress: Callable[[flo
         if now_s >= next_sample_s and next_sample_s <= stop_at_s + 1e-6:
             sampler.sample(now_s)
             next_sample_s += sampler.bin_s
+        elif epoch_s < now_s < stop_at_s:
+            sampler.watch.tick(now_s)
         if now_s >= stop_at_s and all(p.poll() is not None for p in procs.values()):
             return
         if progress:

@@ -19,6 +19,7 @@ The emulated network, for each chosen site ``i``::
 * Loss is an iptables ``statistic`` drop on the delay node's forwarding path, applied only to IPv4 packets of at
   least ``loss_min_ip_bytes`` (data packets): TCP SYNs, pure ACKs, pings and the tools' small set-up datagrams are
   never dropped, so a lost handshake cannot abort a tool. Small media packets below the threshold are not lost.
+  A counting rule with the same matches precedes it, so the loss applied is measured during a run.
 """
 
 from __future__ import annotations
@@ -332,6 +333,16 @@ def loss_rule(port_in: str, loss: float, min_ip_bytes: int) -> list[str]:
     return ["iptables", "-w", "-t", "mangle", "-A", "FORWARD", "-m", "physdev", "--physdev-in", port_in,
             "-m", "length", "--length", f"{min_ip_bytes}:65535",
             "-m", "statistic", "--mode", "random", "--probability", f"{loss:.8f}", "-j", "DROP"]
+
+
+def loss_count_rule(port_in: str, min_ip_bytes: int) -> list[str]:
+    """Build the iptables rule (no target: it only counts) matching what :func:`loss_rule` may drop.
+
+    Placed just before the loss rule, its packet counter is the number of packets the loss rule saw, so the loss
+    actually applied is measured during a run (:mod:`sim.emu.health`).
+    """
+    return ["iptables", "-w", "-t", "mangle", "-A", "FORWARD", "-m", "physdev", "--physdev-in", port_in,
+            "-m", "length", "--length", f"{min_ip_bytes}:65535"]
 
 
 def nfqueue_rule(port_in: str, queue_num: int) -> list[str]:

@@ -242,7 +242,7 @@ class EmuNet:
         for port, direction, queue in ((port_up, "up", NFQUEUE_UP), (port_down, "down", NFQUEUE_DOWN)):
             d = getattr(link, direction)
             if d.loss:
-                cmds.append(linkplan.loss_rule(port, d.loss, min_bytes))
+                cmds += [linkplan.loss_count_rule(port, min_bytes), linkplan.loss_rule(port, d.loss, min_bytes)]
             if self.plan.method == "nfqueue" and (link.total_delay_s(direction) or d.jitter_s):
                 cmds.append(linkplan.nfqueue_rule(port, queue))
             elif self.plan.method == "netem" and (link.total_delay_s(direction) or d.jitter_s):

@@ -78,8 +78,20 @@ def verify(emu, tol: Tolerance) -> VerifyReport:
     for link in emu.plan.links:
         _check_config(emu, link, tol, report)
     if tol.measure:
-        _check_rtts(emu, tol, report)
-        _check_rates(emu, tol, report)
+        from sim.emu.utilisation import CpuWatch
+
+        watch = CpuWatch()
+        try:
+            _check_rtts(emu, tol, report)
+            _check_rates(emu, tol, report)
+        except EngineError as exc:
+            # A probe that misses on a starved machine measures the machine, not the link: say so.
+            starved = watch.starved()
+            if starved:
+                raise EngineError(f"{exc}. Likely cause: CPU starvation, not the link: the machine was short of "
+                                  f"CPU during the measurement ({starved}); run the emulation on a quieter "
+                                  "machine") from None
+            raise
     return report
 
 
@@ -237,28 +249,53 @@ def path_delay_s(emu, src_role: str, dst_role: str, site: str) -> float:
 
 
 def _check_rtts(emu, tol: Tolerance, report: VerifyReport) -> None:
+    """Ping every site's paths at once; re-ping each path that missed, alone and with more pings, before refusing.
+
+    A few pings on a busy 2-core machine can meet one late wake-up (a transient of the machine, not the link), as
+    the rate probes can; a delay that is not as configured misses on every attempt.
+    """
     pairs = [("site", "server"), ("home", "server"), ("site", "home")]
-    procs = []
-    for site in emu.plan.sites:
-        for src, dst in pairs:
-            a, b = emu.plan.node(src, site), emu.plan.node(dst, None if dst == "server" else site)
-            proc = emu.node(a.name).popen(["ping", "-n", "-q", "-c", str(tol.ping_count), "-i", "0.05", "-W", "2",
-                                           b.ip], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            emu.record_pid(f"ping {a.name}", proc.pid)
-            procs.append((site, src, dst, a.name, proc))
-    for site, src, dst, label, proc in procs:
-        out = _wait(proc, 15.0, f"ping {src} -> {dst} of {site}")
-        emu.state.forget(f"ping {label}")
-        _, avg_s, _, loss = parse_ping(out)
-        expected_s = path_delay_s(emu, src, dst, site) + path_delay_s(emu, dst, src, site)
-        jitter_s = _path_jitter_s(emu, site, src, dst)
-        slack_s = tol.rtt_abs_s + tol.rtt_rel * expected_s + jitter_s
-        ok = abs(avg_s - expected_s) <= slack_s and loss < 1
-        report.add(f"{src}->{dst}:{site}", "ping rtt_s", expected_s, avg_s, ok)
-        if not ok:
-            raise EngineError(f"path {src} -> {dst} of site {site}: ping RTT {avg_s * 1e3:.2f} ms (loss "
-                              f"{loss:.0%}), configured {expected_s * 1e3:.2f} ms (+-{slack_s * 1e3:.1f} ms): the "
-                              f"delay of link access:{site}, home:{site} or the core is not as configured")
+    procs = [(site, src, dst, _start_ping(emu, site, src, dst, tol.ping_count))
+             for site in emu.plan.sites for src, dst in pairs]
+    missed = [(site, src, dst) for site, src, dst, proc in procs if not _judge_ping(emu, site, src, dst, proc, tol,
+                                                                                      report)]
+    for attempt in range(RATE_RETRIES):
+        missed = [(site, src, dst) for site, src, dst in missed
+                  if not _judge_ping(emu, site, src, dst, _start_ping(emu, site, src, dst, 4 * tol.ping_count),
+                                     tol, report, last=attempt == RATE_RETRIES - 1)]
+        if not missed:
+            return
+
+
+def _start_ping(emu, site: str, src: str, dst: str, count: int) -> subprocess.Popen:
+    a, b = emu.plan.node(src, site), emu.plan.node(dst, None if dst == "server" else site)
+    proc = emu.node(a.name).popen(["ping", "-n", "-q", "-c", str(count), "-i", "0.05", "-W", "2", b.ip],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    emu.record_pid(f"ping {a.name} {b.name}", proc.pid)
+    proc.label = f"ping {a.name} {b.name}"
+    return proc
+
+
+def _judge_ping(emu, site: str, src: str, dst: str, proc: subprocess.Popen, tol: Tolerance, report: VerifyReport,
+                last: bool = False) -> bool:
+    """Record one path's ping against its configured RTT; True if within tolerance.
+
+    Raises:
+        EngineError: On the ``last`` attempt, if it missed.
+    """
+    out = _wait(proc, 30.0, f"ping {src} -> {dst} of {site}")
+    emu.state.forget(proc.label)
+    _, avg_s, _, loss = parse_ping(out)
+    expected_s = path_delay_s(emu, src, dst, site) + path_delay_s(emu, dst, src, site)
+    slack_s = tol.rtt_abs_s + tol.rtt_rel * expected_s + _path_jitter_s(emu, site, src, dst)
+    ok = abs(avg_s - expected_s) <= slack_s and loss < 1
+    report.add(f"{src}->{dst}:{site}", "ping rtt_s", expected_s, avg_s, ok)
+    if not ok and last:
+        raise EngineError(f"path {src} -> {dst} of site {site}: ping RTT {avg_s * 1e3:.2f} ms (loss "
+                          f"{loss:.0%}), configured {expected_s * 1e3:.2f} ms (+-{slack_s * 1e3:.1f} ms) in "
+                          f"{1 + RATE_RETRIES} attempts: the delay of link access:{site}, home:{site} or the core "
+                          "is not as configured")
+    return ok
 
 
 def _path_jitter_s(emu, site: str, src: str, dst: str) -> float:

@@ -17,14 +17,17 @@ verdict per packet through the ``netfilterqueue`` binding (measured ~16k packets
 7 ms on average at 330 Mbit/s).
 
 The state file (JSON, rewritten about once a second and on exit) says what is in force and what happened: the queues
-with their delays, packets released, and the mean and maximum lateness of releases (s). :func:`sim.emu.net.verify`
-reads it back. This module imports nothing from the testbed, so a shim starts fast and small (it is run by file path,
-one process per delay node).
+with their delays, packets released, the mean and maximum lateness of releases (s), and per queue a cumulative
+histogram of release lateness (counts per bucket of ``LATENESS_EDGES_S``; the last bucket is everything later).
+:func:`sim.emu.net.verify` reads it back; during a replay the engine differences the histograms per interval
+(:mod:`sim.emu.health`). This module imports nothing from the testbed, so a shim starts fast and small (it is run by
+file path, one process per delay node).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import random
@@ -40,6 +43,8 @@ from dataclasses import dataclass
 STATE_INTERVAL_S = 1.0
 MAX_QUEUE_LEN_PKTS = 200_000  # packets the kernel may hold awaiting our verdict (delay x rate must fit)
 RCVBUF_BYTES = 32 << 20
+# Upper edges (s) of the lateness histogram's buckets (as sim.emu.health.LATENESS_EDGES_S; a test pins them equal).
+LATENESS_EDGES_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.010, 0.020, 0.050, 0.100, 0.200, 0.500, 1.0)
 
 # nfnetlink_queue protocol (linux/netfilter/nfnetlink_queue.h)
 NETLINK_NETFILTER, SOL_NETLINK, NETLINK_NO_ENOBUFS, SO_RCVBUFFORCE = 12, 270, 5, 33
@@ -117,6 +122,7 @@ class Shim:
         self.held: dict[int, deque] = {s.num: deque() for s in specs}
         self.last_release_s = {s.num: 0.0 for s in specs}
         self.released = {s.num: 0 for s in specs}
+        self.lateness_counts = {s.num: [0] * (len(LATENESS_EDGES_S) + 1) for s in specs}
         self.lateness_sum_s = self.lateness_max_s = 0.0
         self.sock: socket.socket | None = None
         self.stopping = False
@@ -166,12 +172,13 @@ class Shim:
         """Accept, with one batch verdict per queue, every packet whose release time has come."""
         now_s = time.monotonic()
         for num, held in self.held.items():
-            last_id = None
+            last_id, counts = None, self.lateness_counts[num]
             while held and (everything or held[0][0] <= now_s):
                 release_s, last_id = held.popleft()
                 late_s = max(now_s - release_s, 0.0)
                 self.lateness_sum_s += late_s
                 self.lateness_max_s = max(self.lateness_max_s, late_s)
+                counts[bisect.bisect_left(LATENESS_EDGES_S, late_s)] += 1
                 self.released[num] += 1
             if last_id is not None:
                 verdict = _attr(ATTR_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, last_id))
@@ -205,11 +212,13 @@ class Shim:
         self.stopping = True
 
     def state(self) -> dict:
-        """What is in force and the counters so far (delays and lateness in s)."""
+        """What is in force and the counters so far (delays and lateness in s; ``wall_s`` is when, Unix s)."""
         released = sum(self.released.values())
-        return {"name": self.name, "pid": os.getpid(), "running": not self.stopping,
+        return {"name": self.name, "pid": os.getpid(), "running": not self.stopping, "wall_s": time.time(),
+                "lateness_edges_s": list(LATENESS_EDGES_S),
                 "queues": [{"num": s.num, "delay_s": s.delay_s, "jitter_s": s.jitter_s,
-                            "released_pkts": self.released[s.num]} for s in self.specs.values()],
+                            "released_pkts": self.released[s.num],
+                            "lateness_counts": list(self.lateness_counts[s.num])} for s in self.specs.values()],
                 "held_pkts": sum(len(held) for held in self.held.values()),
                 "lateness_mean_s": self.lateness_sum_s / released if released else 0.0,
                 "lateness_max_s": self.lateness_max_s}
