@@ -37,7 +37,7 @@ def render(folder: Path | str, *, png: bool | None = None) -> Path:
     """
     folder = Path(folder)
     run = read_run(folder)
-    specs = figs.all_figures(run)
+    specs = _figures(run)
     links = _write_figure_files(folder, specs, png)
     text = page.page(f"{run.name}: do NHS sites meet their service targets?", _intro(run), specs, links)
     out = folder / REPORT_FILE
@@ -45,6 +45,14 @@ def render(folder: Path | str, *, png: bool | None = None) -> Path:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)
     return out
+
+
+def _figures(run: RunData) -> list:
+    """Every figure of a run's report, in reading order: verdicts, then what loads the lines, then the detail."""
+    from sim.report.load import load_figure
+    specs = figs.all_figures(run)
+    load = load_figure(run)
+    return specs[:2] + [load] + specs[2:] if load is not None else specs
 
 
 def _write_figure_files(folder: Path, specs: list, png: bool | None) -> dict[str, dict[str, str]]:

@@ -48,6 +48,17 @@ class RunData:
         except (OSError, ValueError, KeyError) as exc:
             raise TestbedError(f"{self.folder}: cannot read the link series: {exc}") from None
 
+    def table(self, name: str, columns: list[str]) -> pd.DataFrame:
+        """Some columns of one of the folder's other tables (e.g. ``trace``), read from its Parquet file.
+
+        Raises:
+            TestbedError: If the table or a column is missing.
+        """
+        try:
+            return pd.read_parquet(self.folder / f"{name}.parquet", columns=columns)
+        except (OSError, ValueError, KeyError) as exc:
+            raise TestbedError(f"{self.folder}: cannot read {name}.parquet: {exc}") from None
+
     @property
     def name(self) -> str:
         """The scenario's name."""

@@ -1,0 +1,126 @@
+"""The load on each site class's line in its busy hour, stacked by app: what fills the line, and from which source.
+
+Computed from the run's trace (what was offered to the line), not from the engines' records: a transfer offers its
+size in the hour it starts; a stream offers its rate in each direction for every second it overlaps an hour (the
+site's upstream at the app's ``up_share`` of the rate). The busy hour is the hour with the most offered bits, per
+site class and direction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from sim.errors import TestbedError
+from sim.report.data import RunData
+from sim.report.figures import FigureSpec, _layout, esc
+
+TRACE_FIELDS = ["site", "app", "traffic", "direction", "start_s", "duration_s", "size_bytes", "target_rate_bps",
+                "up_share"]
+HOUR_S = 3600.0
+
+
+def offered_bits(trace: pd.DataFrame) -> pd.DataFrame:
+    """Bits each session offers each hour, per direction of the site's line.
+
+    Returns:
+        Columns site, app, direction (``up`` from the site, ``down`` to it), hour (0-23...), bits.
+    """
+    transfers = trace[trace["traffic"] == "transfer"]
+    parts = [pd.DataFrame({"site": transfers["site"].to_numpy(), "app": transfers["app"].to_numpy(),
+                           "direction": transfers["direction"].to_numpy(),
+                           "hour": np.floor(transfers["start_s"].to_numpy() / HOUR_S).astype(int),
+                           "bits": transfers["size_bytes"].to_numpy() * 8.0})]
+    streams = trace[trace["traffic"] == "stream"]
+    for direction, share in (("down", np.ones(len(streams))), ("up", streams["up_share"].to_numpy())):
+        parts.append(_stream_hours(streams, direction, streams["target_rate_bps"].to_numpy() * share))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _stream_hours(streams: pd.DataFrame, direction: str, rate_bps: np.ndarray) -> pd.DataFrame:
+    """A stream's bits in each hour it overlaps (its rate times the overlap)."""
+    start_s = streams["start_s"].to_numpy()
+    end_s = start_s + streams["duration_s"].to_numpy()
+    first = np.floor(start_s / HOUR_S).astype(int)
+    count = np.floor(np.maximum(end_s - 1e-9, start_s) / HOUR_S).astype(int) - first + 1
+    rows = np.repeat(np.arange(len(streams)), count)
+    hour = first[rows] + (np.arange(len(rows)) - np.repeat(np.cumsum(count) - count, count))
+    overlap_s = np.minimum(end_s[rows], (hour + 1) * HOUR_S) - np.maximum(start_s[rows], hour * HOUR_S)
+    return pd.DataFrame({"site": streams["site"].to_numpy()[rows], "app": streams["app"].to_numpy()[rows],
+                         "direction": direction, "hour": hour, "bits": rate_bps[rows] * np.maximum(overlap_s, 0.0)})
+
+
+def busy_hour_load(run: RunData) -> pd.DataFrame:
+    """Mean offered rate per site (bit/s) of each app in each site class's busy hour, per direction.
+
+    Returns:
+        Columns site_class, direction, hour, app, rate_bps (mean over the class's sites).
+    """
+    trace = run.table("trace", TRACE_FIELDS)
+    site_class = run.sites.drop_duplicates("site").set_index("site")["site_class"]
+    bits = offered_bits(trace)
+    bits["site_class"] = bits["site"].map(site_class)
+    counts = site_class.value_counts()
+    per_hour = bits.groupby(["site_class", "direction", "hour", "app"], observed=True)["bits"].sum().reset_index()
+    totals = per_hour.groupby(["site_class", "direction", "hour"])["bits"].sum().reset_index()
+    busiest = totals.sort_values(["bits", "hour"], ascending=[False, True]).drop_duplicates(["site_class",
+                                                                                           "direction"])
+    out = per_hour.merge(busiest[["site_class", "direction", "hour"]], on=["site_class", "direction", "hour"])
+    out["rate_bps"] = out["bits"] / HOUR_S / out["site_class"].map(counts).to_numpy()
+    return out[["site_class", "direction", "hour", "app", "rate_bps"]]
+
+
+def load_figure(run: RunData) -> FigureSpec | None:
+    """Stacked bars: each site class's busy-hour load by app, upstream and downstream, sources in the footnote."""
+    try:
+        table = busy_hour_load(run)
+    except TestbedError:
+        return None
+    if table.empty:
+        return None
+    classes = sorted(set(table["site_class"]))
+    totals = table.groupby(["site_class", "direction"])["rate_bps"].sum()
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=["from the site (upstream)", "to the site (downstream)"])
+    shown = set()
+    for name, label in run.app_names.items():
+        colour = run.apps.get(name, {}).get("colour", "#999999")
+        for col, direction in enumerate(("up", "down"), start=1):
+            part = table[(table["app"] == name) & (table["direction"] == direction)].set_index("site_class")
+            if part.empty:
+                continue
+            rate_bps = part["rate_bps"].reindex(classes).fillna(0.0)
+            share = rate_bps / [totals.get((c, direction), np.nan) for c in classes]
+            fig.add_trace(go.Bar(y=[esc(_class_label(run, c, totals)) for c in classes], x=share, orientation="h",
+                                 name=esc(label), marker_color=colour, legendgroup=name, showlegend=name not in shown,
+                                 customdata=rate_bps / 1e6,
+                                 hovertemplate="%{y}: %{customdata:.3g} Mbit/s (%{x:.0%})<extra>" + esc(label)
+                                 + "</extra>"), 1, col)
+            shown.add(name)
+    up = table[table["direction"] == "up"].groupby("site_class")["rate_bps"].sum()
+    top_class, top_app = up.idxmax(), _largest_app(table, up.idxmax())
+    title = (f"Busy-hour upstream load: {run.class_label(top_class)} offers {up.max() / 1e6:.3g} Mbit/s per site, "
+             f"most of it {run.app_names.get(top_app, top_app)}")
+    _layout(fig, title, height=180 + 48 * len(classes))
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title_text="share of the busy hour's offered load", tickformat=".0%", range=[0, 1])
+    on_line = [spec for spec in run.apps.values() if spec.get("on_line", True)]
+    sources = "; ".join(f"{spec['label']}: {spec['source']}" for spec in on_line)
+    note = ("Offered load from the trace: transfers in the hour they start, streams for the time they overlap it. "
+            "The busy hour is each class's hour with the most bits, per direction. "
+            f"Sources (docs/sources.md): {sources}.")
+    table = table.assign(site_class=table["site_class"].map(run.class_label), rate_mbps=table["rate_bps"] / 1e6)
+    return FigureSpec("busy-hour-load", title, fig, table, note)
+
+
+def _class_label(run: RunData, site_class: str, totals: pd.Series) -> str:
+    """The class's label with its busy-hour load per site, each way (Mbit/s)."""
+    up, down = (totals.get((site_class, d), 0.0) / 1e6 for d in ("up", "down"))
+    return f"{run.class_label(site_class)}: {up:.3g} up / {down:.3g} down Mbit/s"
+
+
+def _largest_app(table: pd.DataFrame, site_class: str) -> str:
+    part = table[(table["site_class"] == site_class) & (table["direction"] == "up")]
+    return str(part.sort_values("rate_bps").iloc[-1]["app"])

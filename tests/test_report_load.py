@@ -1,0 +1,32 @@
+"""The busy-hour load figure's arithmetic: bits offered per hour and direction, from a hand-made trace."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sim.report.load import offered_bits
+
+
+def test_transfers_count_in_their_start_hour_and_streams_for_their_overlap():
+    trace = pd.DataFrame({
+        "site": ["s", "s"], "app": ["scanning", "teams_meeting"], "traffic": ["transfer", "stream"],
+        "direction": ["up", "both"], "start_s": [8.5 * 3600, 8.75 * 3600], "duration_s": [float("nan"), 1800.0],
+        "size_bytes": [1e6, float("nan")], "target_rate_bps": [float("nan"), 100e3], "up_share": [1.0, 0.5]})
+    bits = offered_bits(trace).groupby(["app", "direction", "hour"])["bits"].sum()
+    # The 1 MB scan: 8e6 bits up in the 08:00 hour.
+    assert bits[("scanning", "up", 8)] == pytest.approx(8e6)
+    # The meeting, 08:45-09:15 at 100 kbit/s down and 50 up: 900 s in each hour.
+    assert bits[("teams_meeting", "down", 8)] == pytest.approx(900 * 100e3)
+    assert bits[("teams_meeting", "down", 9)] == pytest.approx(900 * 100e3)
+    assert bits[("teams_meeting", "up", 8)] == pytest.approx(900 * 50e3)
+    assert bits[("teams_meeting", "up", 9)] == pytest.approx(900 * 50e3)
+    assert len(bits) == 5
+
+
+def test_a_stream_over_three_hours_is_split_across_all_of_them():
+    trace = pd.DataFrame({"site": ["s"], "app": ["video"], "traffic": ["stream"], "direction": ["both"],
+                          "start_s": [8 * 3600 + 1800.0], "duration_s": [2 * 3600.0], "size_bytes": [float("nan")],
+                          "target_rate_bps": [1e6], "up_share": [1.0]})
+    down = offered_bits(trace).query("direction == 'down'").set_index("hour")["bits"]
+    assert down.to_dict() == pytest.approx({8: 1800 * 1e6, 9: 3600 * 1e6, 10: 1800 * 1e6})
