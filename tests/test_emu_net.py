@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.emu import capabilities, linkplan, probe, shim
+from sim.emu import capabilities, health, linkplan, probe, shim
 from sim.emu.clean import clean, pid_alive
 from sim.emu.linkplan import EmuSettings
+from sim.emu.utilisation import DELAY_NODE_CMD, CpuWatch
 from sim.errors import CapabilityError, EngineError
 from sim.topology import SITE_COLUMNS, FarEnd, SharedLink, Topology
 
@@ -104,6 +105,8 @@ def test_commands_are_data():
     assert cmds[2][-2:] == ["limit", "100"]
     rule = linkplan.loss_rule("p1", 0.01, 100)
     assert rule[rule.index("--probability") + 1] == "0.01000000"
+    count = linkplan.loss_count_rule("p1", 100)  # counts exactly what the loss rule sees: same matches, no target
+    assert count == rule[:rule.index("-m", rule.index("--length"))] and "-j" not in count
 
 
 def test_parsers_on_captured_output():
@@ -212,21 +215,41 @@ def _run(emu, host: str, argv: list[str], timeout_s: float = 30.0) -> str:
 def test_verify_passes_and_checks_every_link(emu, verified):
     checked = {row["link"] for row in verified.rows}
     assert {f"access:{s}" for s in ("adsl", "fttp", "lossy")} <= checked
-    assert all(row["ok"] for row in verified.rows)
+    final = {(row["link"], row["what"]): row for row in verified.rows}  # a probe that missed was measured again
+    assert all(row["ok"] for row in final.values())
     assert any(row["what"] == "up loss" and row["expected"] == 0.01 for row in verified.rows)
     assert {row["method"] for row in emu.links() if row["delay_s"]} == {capabilities.detect().delay_method}
+
+
+def unless_starved(watch: CpuWatch, ok: bool, what: str) -> None:
+    """Pass if ``ok``; skip, with the measured reason, if it missed on a machine short of CPU; else fail.
+
+    A measurement that misses while other work holds both cores measures the machine, not the emulation (the
+    run itself refuses such results: sim.emu.health); on a machine with CPU to spare a miss is a fault.
+    """
+    if ok:
+        return
+    starved = watch.starved()
+    if starved:
+        pytest.skip(f"machine too busy: {what}, while the machine was short of CPU ({starved})")
+    raise AssertionError(f"{what} (the machine had CPU to spare: {watch.figures()})")
 
 
 @needs_emulation
 def test_ping_rtt_matches_hand_summed_delays(emu):
     ends = emu.endpoints()
+    watch = CpuWatch()
     out = _run(emu, ends.sites["adsl"].host, ["ping", "-n", "-q", "-c", "20", "-i", "0.02", ends.server.ip])
     _, avg_s, _, loss = probe.parse_ping(out)
     configured_s = 2 * (0.045 / 2 + CLOUD_RTT_S / 2)  # access and core, both ways
     assert loss == 0
-    assert avg_s == pytest.approx(configured_s, abs=0.002)
+    unless_starved(watch, avg_s == pytest.approx(configured_s, abs=0.002),
+                    f"ADSL ping RTT {avg_s * 1e3:.2f} ms, configured {configured_s * 1e3:.2f} ms")
     out = _run(emu, ends.sites["fttp"].host, ["ping", "-n", "-q", "-c", "20", "-i", "0.02", ends.homes["fttp"].ip])
-    assert probe.parse_ping(out)[1] == pytest.approx(0.008 + CLOUD_RTT_S + HOME.rtt_s, abs=0.002)
+    configured_s = 0.008 + CLOUD_RTT_S + HOME.rtt_s
+    avg_s = probe.parse_ping(out)[1]
+    unless_starved(watch, avg_s == pytest.approx(configured_s, abs=0.002),
+                    f"FTTP-home ping RTT {avg_s * 1e3:.2f} ms, configured {configured_s * 1e3:.2f} ms")
 
 
 def _adsl_download_goodput_bps(emu) -> float:
@@ -245,13 +268,15 @@ def _adsl_download_goodput_bps(emu) -> float:
 @needs_emulation
 def test_tcp_goodput_matches_configured_rate(emu):
     expected_bps = 16e6 * probe.GOODPUT_FACTOR
+    watch = CpuWatch()
     goodput_bps = _adsl_download_goodput_bps(emu)
     if goodput_bps != pytest.approx(expected_bps, rel=0.07):
         # A 4 s measurement can lose a tenth to one stall of the delay shim on a busy machine (it came out 11% low
         # once in a full CI run, and within 1% alone); as the run's own verification does, measure once more.
         # A shaper that is wrong misses both times.
         goodput_bps = max(goodput_bps, _adsl_download_goodput_bps(emu))
-    assert goodput_bps == pytest.approx(expected_bps, rel=0.07)
+    unless_starved(watch, goodput_bps == pytest.approx(expected_bps, rel=0.07),
+                    f"ADSL download goodput {goodput_bps / 1e6:.2f} Mbit/s, expected {expected_bps / 1e6:.2f}")
 
 
 @needs_emulation
@@ -260,16 +285,71 @@ def test_one_percent_loss_measures_about_one_percent(emu):
     server = emu.node(ends.server.host).popen(["iperf3", "-s", "-1", "-p", "5991"], stdout=subprocess.DEVNULL)
     emu.record_pid("test iperf3 server", server.pid)
     time.sleep(0.3)
+    link = next(link for link in emu.plan.links if link.name == "access:lossy")
+    node, port = emu.node(link.delay_node), emu.devices(link)["delay_in_up"][1]
+    before = health.parse_iptables_counters(node.cmd(DELAY_NODE_CMD).partition("@@ipt")[2])[port]
+    receiver = emu.node(ends.server.host)
+    full_before = health.parse_udp_snmp(receiver.cmd("cat /proc/net/snmp"))["RcvbufErrors"]
+    watch = CpuWatch()
     # ~11,000 datagrams of 228 bytes (data packets, above loss_min_ip_bytes) up a 10 Mbit/s link with 1% loss.
     out = _run(emu, ends.sites["lossy"].host, ["iperf3", "-c", ends.server.ip, "-p", "5991", "-u", "-b", "6M",
                                                 "-l", "200", "-t", "3", "--json"])
     server.wait(timeout=10)
+    after = health.parse_iptables_counters(node.cmd(DELAY_NODE_CMD).partition("@@ipt")[2])[port]
     summary = json.loads(out)["end"]["sum"]
     assert summary["packets"] > 9000
-    assert 0.007 <= summary["lost_percent"] / 100 <= 0.013, summary
+    # the loss rule itself: every datagram reached it, and it dropped 1% within 4 sd (n = 11,000: 112 +- 43)
+    candidates, dropped = after["candidates"] - before["candidates"], after["dropped"] - before["dropped"]
+    assert candidates >= summary["packets"]
+    assert abs(dropped - 0.01 * candidates) <= 4 * (0.01 * 0.99 * candidates) ** 0.5 + 1, (dropped, candidates)
+    # end to end: iperf3 counts what reached its receiver, so a receiver starved of CPU adds losses of its own,
+    # which its kernel counts as datagrams dropped at a full socket buffer (the run judges those as a host fault)
+    full = health.parse_udp_snmp(receiver.cmd("cat /proc/net/snmp"))["RcvbufErrors"] - full_before
+    if full and not 0.007 <= summary["lost_percent"] / 100 <= 0.013:
+        pytest.skip(f"machine too busy: iperf3 lost {summary['lost_percent']:.2f}% end to end, of which {full} "
+                    f"datagrams at its receiver's full socket buffer (it did not get a CPU in time); the loss rule "
+                    f"dropped {dropped / candidates:.2%} as configured")
+    unless_starved(watch, 0.007 <= summary["lost_percent"] / 100 <= 0.013,
+                    f"iperf3 lost {summary['lost_percent']:.2f}% end to end with the rule dropping "
+                    f"{dropped / candidates:.2%}")
     out = _run(emu, ends.sites["fttp"].host, ["ping", "-n", "-q", "-c", "200", "-i", "0.005", "-s", "1000",
                                                ends.server.ip])
     assert probe.parse_ping(out)[3] == 0  # the other links are lossless
+
+
+@needs_emulation
+def test_health_watch_reads_a_saturated_downlink_and_its_shim_during_traffic(emu):
+    from sim.emu.utilisation import Watch
+
+    ends = emu.endpoints()
+    watch = Watch(emu)
+    watch.watch_pids([proc.pid for proc in emu.shims.values()])
+    server = emu.node(ends.server.host).popen(["iperf3", "-s", "-1", "-p", "5992"], stdout=subprocess.DEVNULL)
+    emu.record_pid("test iperf3 server", server.pid)
+    time.sleep(0.3)
+    watch.snapshot(time.time())
+    # a cubic download fills ADSL's 16 Mbit/s downlink; its queue (at the core switch) is 100 packets, 76 ms of work
+    client = emu.node(ends.sites["adsl"].host).popen(["iperf3", "-c", ends.server.ip, "-p", "5992", "-t", "6", "-R",
+                                                      "-C", "cubic", "--json"], stdout=subprocess.PIPE)
+    emu.record_pid("test adsl", client.pid)
+    deadline_s = time.monotonic() + 30
+    while client.poll() is None and time.monotonic() < deadline_s:
+        watch.tick(time.time())
+        time.sleep(0.05)
+    watch.snapshot(time.time())
+    client.communicate(timeout=10)
+    server.wait(timeout=10)
+    # judged from 20 ms certainly backlogged on (the default 0.5 s needs a queue longer than this one)
+    rows = watch.judge(0.0, 8.0, health.Thresholds(shaper_min_backlogged_s=0.02))
+    shaper = {r["direction"]: r for r in rows if r["check"] == "shaper_delivered_share" and r["link"] == "access:adsl"}
+    assert set(shaper) == {"down"}  # the uplink carried ACKs only: its queue never held a packet for long
+    assert shaper["down"]["ok"] and shaper["down"]["measured"] >= 0.9, shaper
+    shim_rows = {(r["link"], r["direction"]): r for r in rows if r["check"] == "shim_late_share"}
+    assert len(shim_rows) == 2 * len(emu.shims)  # every shimmed direction of every delay node
+    # the download's frames pass the shim after the shaper: at least 5 s x 16 Mbit/s / 1514-byte frames = 6,605
+    assert int(shim_rows[("access:adsl", "down")]["detail"].split()[0]) >= 6605
+    assert all(r["measured"] == 0 for r in rows if r["check"] == "undecided_drops_pkts")
+    assert {r["check"] for r in rows if r["link"] == "host"} == {"cpu_starved", "run_cpu_wait_share"}
 
 
 @needs_emulation
