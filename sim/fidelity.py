@@ -17,13 +17,17 @@ COLUMNS = ["app", "access_profile", "metric", "sessions_des", "sessions_emu", "d
 TRANSFER_METRICS = {"median_completion_s": 0.5, "p95_completion_s": 0.95}
 
 
-def table(des_records: pd.DataFrame, emu_records: pd.DataFrame, targets: Targets) -> pd.DataFrame:
-    """One row per app, access profile and metric; units in the metric's name (s, or a share 0..1)."""
+def table(des_records: pd.DataFrame, emu_records: pd.DataFrame, targets: Targets,
+          media: dict[str, str]) -> pd.DataFrame:
+    """One row per app, access profile and metric; units in the metric's name (s, or a share 0..1).
+
+    ``media`` (app -> audio or video) names the calls whose quality score the verdicts use.
+    """
     rows = []
     for (app, profile), emu_part in emu_records.groupby(["app", "access_profile"], sort=True):
         des_part = des_records[(des_records["app"] == app) & (des_records["access_profile"] == profile)]
         stream = bool((emu_part["traffic"] == "stream").any())
-        for metric, (d, e) in _metrics(stream, des_part, emu_part, targets).items():
+        for metric, (d, e) in _metrics(stream, des_part, emu_part, targets, media).items():
             rows.append((app, profile, metric, len(des_part), len(emu_part), d, e))
     frame = pd.DataFrame(rows, columns=COLUMNS[:-2])
     frame["difference"] = frame["des"] - frame["emu"]
@@ -31,9 +35,10 @@ def table(des_records: pd.DataFrame, emu_records: pd.DataFrame, targets: Targets
     return frame[COLUMNS]
 
 
-def _metrics(stream: bool, des_part: pd.DataFrame, emu_part: pd.DataFrame, targets: Targets) -> dict:
+def _metrics(stream: bool, des_part: pd.DataFrame, emu_part: pd.DataFrame, targets: Targets,
+             media: dict[str, str]) -> dict:
     if stream:
-        return {"stream_compliance": (_compliance(des_part, targets), _compliance(emu_part, targets)),
+        return {"stream_compliance": (_compliance(des_part, targets, media), _compliance(emu_part, targets, media)),
                 "mean_one_way_delay_s": (_mean(des_part["one_way_delay_s"]), _mean(emu_part["one_way_delay_s"])),
                 "mean_rate_bps": (_mean(des_part["mean_rate_bps"]), _mean(emu_part["mean_rate_bps"]))}
     out = {}
@@ -43,11 +48,11 @@ def _metrics(stream: bool, des_part: pd.DataFrame, emu_part: pd.DataFrame, targe
     return out
 
 
-def _compliance(records: pd.DataFrame, targets: Targets) -> float:
+def _compliance(records: pd.DataFrame, targets: Targets, media: dict[str, str]) -> float:
     """Share of calls meeting every target of their app (the verdicts' own criteria)."""
     if records.empty:
         return float("nan")
-    return float(tg.session_verdicts(records, targets)["passed"].mean())
+    return float(tg.session_verdicts(records, targets, media)["passed"].mean())
 
 
 def _quantile(records: pd.DataFrame, q: float) -> float:

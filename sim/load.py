@@ -1,8 +1,8 @@
 """Scenario and catalogue files -> validated model; the only place that validates user input.
 
 A scenario names its sites and load; the catalogue (``topologies/``: ``access.yaml``, ``sites.yaml``,
-``apps.yaml``, ``targets.yaml``) supplies profiles, site classes, the app registry and default targets. All three are merged into one
-located tree and validated at once, so every error names the file, line and field it comes from.
+``apps.yaml``, ``targets.yaml``) supplies profiles, site classes, the app registry and default targets. All are
+merged into one located tree and validated at once, so every error names the file, line and field it comes from.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from sim import results, targets, workload
 from sim.model.targets import Targets
 from sim.scale import Shard
 
-OUTCOME_COLUMNS = {"passed": "bool", "reason": "str"}  # a shard's session verdicts: the rest is in its records
+OUTCOME_COLUMNS = targets.OUTCOME_COLUMNS  # a shard's session verdicts: the rest is in its records
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ def shards(folder: Path, plan: list[Shard], run_targets: Targets) -> Merged:
 
         records = written("records", _ordered(paths["records"], rec.RECORD_COLUMNS, order))  # largest first
         outcomes = _ordered(paths["session_verdicts"], OUTCOME_COLUMNS, order)
-        sessions = written("sessions", records[targets.SESSION_KEYS].assign(passed=outcomes["passed"],
-                                                                             reason=outcomes["reason"]))
+        sessions = written("sessions", records[targets.SESSION_KEYS].assign(
+            **{name: outcomes[name] for name in OUTCOME_COLUMNS}))
         trace = written("trace", _ordered(paths["trace"], workload.TRACE_COLUMNS, order))
         links = written("links", _frame(_read(paths["links"], rec.LINK_COLUMNS), rec.LINK_COLUMNS))
         sites = targets.combine_site_verdicts([pd.read_parquet(s.path(folder, "site_verdicts")) for s in plan])

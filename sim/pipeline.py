@@ -42,7 +42,7 @@ def simulate(scenario: Scenario, seed: int | None = None,
     trace = workload.generate(scenario, topo, seed)
     result = des.run(trace, topo, _window(scenario), progress)
     verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
-                                (scenario.window.start, scenario.window.end))
+                                (scenario.window.start, scenario.window.end), scenario.catalogue.media())
     return Outcome(scenario, topo, seed, trace, result, verdicts, time.perf_counter() - started)
 
 
@@ -118,7 +118,8 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
         done = emu.run(scenario, topo, trace, seed, folder.partial / "agents", progress)
         chosen = done.slice
         window_s = (chosen.start_s, chosen.end_s)
-        verdicts = targets.evaluate(done.records, done.links, done.topology.sites, scenario.targets, window_s)
+        verdicts = targets.evaluate(done.records, done.links, done.topology.sites, scenario.targets, window_s,
+                                    scenario.catalogue.media())
         table = None
         if both:
             # The simulator's horizon is one second past the emulation's stop, so a call clipped to end exactly
@@ -126,7 +127,7 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
             horizon = des.RunWindow(chosen.start_s, chosen.end_s + chosen.drain_s + 1.0, scenario.utilisation_bin)
             simulated = des.run(chosen.trace, done.topology, horizon)
             records_mod.write(simulated.records, folder.partial / "records-des.parquet", records_mod.RECORD_COLUMNS)
-            table = fidelity.table(simulated.records, done.records, scenario.targets)
+            table = fidelity.table(simulated.records, done.records, scenario.targets, scenario.catalogue.media())
             table.to_csv(folder.partial / "fidelity.csv", index=False)
         outcome = Outcome(scenario, done.topology, seed, chosen.trace, des.Result(done.records, done.links, 0),
                           verdicts, time.perf_counter() - started, engine=name, fidelity=table, meta=done.meta)

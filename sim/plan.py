@@ -108,7 +108,7 @@ def share_passing(scenario: Scenario, trace: pd.DataFrame, topo: topology.Topolo
     window = des.RunWindow(scenario.window.start, scenario.window.end + scenario.drain, scenario.utilisation_bin)
     result = des.run(trace, topo, window)
     verdicts = targets.evaluate(result.records, result.links, sites, scenario.targets,
-                                (scenario.window.start, scenario.window.end))
+                                (scenario.window.start, scenario.window.end), scenario.catalogue.media())
     every = verdicts.sites.groupby("site")["passed"].all().reindex(sites["site"], fill_value=True)
     return float(every.mean())
 

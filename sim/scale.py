@@ -111,11 +111,11 @@ def run_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: int, w
     trace = workload.generate(scenario, part, seed)
     trace["site_index"] = trace["site"].map(dict(zip(part.sites["site"], part.sites.index))).astype("int64")
     result = des.run(trace.drop(columns="site_index"), part, window)
-    sessions = targets.session_verdicts(result.records, scenario.targets)
+    sessions = targets.session_verdicts(result.records, scenario.targets, scenario.catalogue.media())
     sites = targets.site_verdicts(sessions, result.links, part.sites, scenario.targets,
                                   (scenario.window.start, scenario.window.end))
     tables = {"trace": trace, "records": result.records, "links": result.links,
-              "session_verdicts": sessions[["passed", "reason"]], "site_verdicts": sites}
+              "session_verdicts": sessions[list(targets.OUTCOME_COLUMNS)], "site_verdicts": sites}
     for name, frame in tables.items():
         _write_parquet(frame, shard.path(folder, name))
     done = ShardDone(shard.index, len(trace), result.events, time.perf_counter() - started)

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sim import quality
 from sim.model.targets import Targets, judged_apps
 
 LINK = "link"  # the site verdicts' app name for the access links' busy-hour utilisation
+OUTCOME_COLUMNS = {"passed": "bool", "reason": "str", "mos": "float64", "quality": "str"}  # after SESSION_KEYS
 NOT_JUDGED = "not judged (load only)"
 CLASS_KEYS = ["family", "site_class", "access_profile", "technology", "medium"]
 # A session verdict: the record's identifying columns, then whether it passed and why not.
@@ -46,7 +48,7 @@ class Verdicts:
 
 
 def evaluate(records: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
-             window_s: tuple[float, float]) -> Verdicts:
+             window_s: tuple[float, float], media: dict[str, str]) -> Verdicts:
     """Judge records and link utilisation against the targets.
 
     Args:
@@ -55,8 +57,9 @@ def evaluate(records: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, ta
         sites: The topology's site table (every site appears in the verdicts, even one with no sessions).
         targets: The scenario's targets.
         window_s: The replayed window (s since midnight), over which the busy hour is sought.
+        media: The calls whose quality is scored: app name -> ``audio`` or ``video`` (``Catalogue.media()``).
     """
-    sessions = session_verdicts(records, targets)
+    sessions = session_verdicts(records, targets, media)
     site_rows = site_verdicts(sessions, links, sites, targets, window_s)
     return Verdicts(sessions, site_rows, class_verdicts(site_rows, targets))
 
@@ -88,15 +91,18 @@ def combine_site_verdicts(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat([apps, links], ignore_index=True)
 
 
-def session_verdicts(records: pd.DataFrame, targets: Targets) -> pd.DataFrame:
+def session_verdicts(records: pd.DataFrame, targets: Targets, media: dict[str, str]) -> pd.DataFrame:
     """One row per session: ``passed`` and, when it failed, ``reason`` (failed criteria joined by '; ').
 
-    Sessions of an app with no target pass with the reason :data:`NOT_JUDGED`; no site verdict counts them.
+    Sessions of an app with no target pass with the reason :data:`NOT_JUDGED`; no site verdict counts them. Calls
+    of the apps in ``media`` (app -> ``audio`` or ``video``) get a quality score (:mod:`sim.quality`) in ``mos``
+    and its band's word in ``quality`` ("good", "degraded but usable", "unusable"); others NaN and "".
 
     Returns:
-        Columns :data:`SESSION_KEYS` (the records'), ``passed`` and ``reason``; in the records' order.
+        Columns :data:`SESSION_KEYS` (the records'), then :data:`OUTCOME_COLUMNS`; in the records' order.
     """
-    criteria = {**_stream_failures(records, targets), **_transfer_failures(records, targets)}
+    mos = call_quality(records, media)
+    criteria = {**_stream_failures(records, targets, mos), **_transfer_failures(records, targets)}
     names = list(criteria)
     mask = np.zeros(len(records), dtype=np.int64)
     for bit, failed in enumerate(criteria.values()):
@@ -107,10 +113,28 @@ def session_verdicts(records: pd.DataFrame, targets: Targets) -> pd.DataFrame:
     reasons = pd.Series(mask, index=records.index).map(text)
     judged = records["app"].isin(judged_apps(targets)).to_numpy()
     out["reason"] = reasons.where(judged, NOT_JUDGED).astype("str")
+    out["mos"] = mos
+    verdict = {name: band.verdict for name, band in quality.LABELS.items()}
+    out["quality"] = pd.Series(quality.band(mos), index=records.index).map(verdict).fillna("").astype("str")
     return out
 
 
-def _stream_failures(records: pd.DataFrame, targets: Targets) -> dict[str, np.ndarray]:
+def call_quality(records: pd.DataFrame, media: dict[str, str]) -> np.ndarray:
+    """Each record's call quality (MOS 1-4.5; :func:`sim.quality.score`), NaN where its app has no media."""
+    mos = np.full(len(records), np.nan)
+    scored = records["app"].isin(list(media)).to_numpy() & (records["traffic"] == "stream").to_numpy()
+    if scored.any():
+        video = {app for app, kind in media.items() if kind == "video"}
+        calls = records[scored]
+        # A fixed-rate codec (minimum = target) that got less than its rate lost the rest: count it as loss.
+        fixed = (calls["min_rate_bps"] >= calls["target_rate_bps"]).to_numpy()
+        shortfall = np.clip(1.0 - calls["mean_rate_bps"].to_numpy() / calls["target_rate_bps"].to_numpy(), 0.0, 1.0)
+        loss = np.where(fixed, np.fmax(calls["loss"].to_numpy(), shortfall), calls["loss"].to_numpy())
+        mos[scored] = quality.score(calls.assign(loss=loss), video)["mos"].to_numpy()
+    return mos
+
+
+def _stream_failures(records: pd.DataFrame, targets: Targets, mos: np.ndarray) -> dict[str, np.ndarray]:
     """Failed criteria of stream sessions, each app against its own targets (same wording: one criterion)."""
     out: dict[str, np.ndarray] = {}
     app = records["app"].to_numpy()
@@ -118,14 +142,17 @@ def _stream_failures(records: pd.DataFrame, targets: Targets) -> dict[str, np.nd
         mine = app == name
         if not mine.any():
             continue
-        for criterion, failed in {
+        checks = {
             "call not completed": ~records["completed"].to_numpy(),
             "bitrate below target": records["share_at_target"].to_numpy() < t.share_at_target,
             "bitrate below minimum": records["share_below_min"].to_numpy() > t.share_below_minimum,
             f"one-way delay p95 > {t.delay_p95 * 1e3:g} ms": records["one_way_delay_p95_s"].to_numpy() > t.delay_p95,
             f"jitter > {t.jitter * 1e3:g} ms": records["jitter_s"].to_numpy() > t.jitter,
             f"loss > {t.loss:.2%}": records["loss"].to_numpy() > t.loss,
-        }.items():
+        }
+        if t.mos is not None:
+            checks[f"call quality MOS < {t.mos:g}"] = mos < t.mos  # NaN (no media) never fails it
+        for criterion, failed in checks.items():
             out[criterion] = out.get(criterion, np.zeros(len(records), dtype=bool)) | (mine & failed)
     return out
 

@@ -1,10 +1,11 @@
 """Scenario + seed -> trace: one row per session to replay, the contract between workload and engines.
 
-Every app of the catalogue's registry (``topologies/apps.yaml``) is made by one of :data:`GENERATORS`: a
-session is a stream (two-way media for a duration: a call, an interactive session's load) or a transfer (a size
-in one direction), as the trace's ``traffic`` column tells the engines. Arrivals follow each site class's daily
-volume, spread over the hours of its day profile as a Poisson process. Each site draws from its own generator, seeded by the run's seed and the
-site's index, so a site's sessions do not depend on which other sites run with it (shards are exact).
+Every app of the catalogue's registry (``topologies/apps.yaml``) is made by one of :data:`GENERATORS`: a session
+is a stream (two-way media for a duration: a call, an interactive session's load) or a transfer (a size in one
+direction), as the trace's ``traffic`` column tells the engines. Arrivals follow each site class's daily volume,
+spread over the hours of its day profile as a Poisson process. Each site draws from its own generator, seeded by
+the run's seed and the site's index, so a site's sessions do not depend on which other sites run with it (shards
+are exact).
 """
 
 from __future__ import annotations
@@ -188,11 +189,7 @@ def _imaging(cat: Catalogue, site_class: SiteClass, load, span, rng) -> list[dic
 def _generic_transfers(cat: Catalogue, site_class: SiteClass, load, span, rng) -> list[dict]:
     """The transfer apps of a site class's activities: Poisson arrivals, sizes from the activity or the app."""
     parts = []
-    for name, activity in site_class.activities.items():
-        app = cat.apps[name]
-        if app.generator != "transfers" or not app.on_line:
-            continue
-        per_day = activity.sessions_per_day(site_class.staff) * load.volume_scale
+    for name, app, activity, per_day in _activities(cat, site_class, "transfers", load.volume_scale):
         starts = arrivals(per_day, cat.day_profiles[activity.profile], *span, rng)
         sizes = (activity.size or app.size).sample(rng, len(starts))
         parts.append(_transfers(name, name, activity.direction, starts, sizes, app.urgency))
@@ -202,17 +199,21 @@ def _generic_transfers(cat: Catalogue, site_class: SiteClass, load, span, rng) -
 def _generic_streams(cat: Catalogue, site_class: SiteClass, load, span, rng) -> list[dict]:
     """The stream apps of a site class's activities: calls with Poisson arrivals, or one aggregate an hour."""
     parts = []
-    for name, activity in site_class.activities.items():
-        app = cat.apps[name]
-        if app.generator != "streams" or not app.on_line:
-            continue
-        volume = activity.sessions_per_day(site_class.staff) * load.volume_scale
+    for name, app, activity, volume in _activities(cat, site_class, "streams", load.volume_scale):
         if activity.aggregate:
             parts.append(_aggregate(name, app, volume, cat.day_profiles[activity.profile], span))
             continue
         starts = arrivals(volume, cat.day_profiles[activity.profile], *span, rng)
         parts.append(_streams(name, app, name, starts, activity.duration.sample(rng, len(starts))))
     return parts
+
+
+def _activities(cat: Catalogue, site_class: SiteClass, generator: str, scale: float):
+    """(app name, app, activity, volume a day) of the class's activities whose app ``generator`` makes."""
+    for name, activity in site_class.activities.items():
+        app = cat.apps[name]
+        if app.generator == generator and app.on_line:
+            yield name, app, activity, activity.sessions_per_day(site_class.staff) * scale
 
 
 def _aggregate(name: str, app, users: float, profile: DayProfile, span) -> dict:

@@ -34,7 +34,8 @@ def test_sessions_fail_for_the_reasons_their_records_show(scenario_targets):
     sessions = trace(transfer("a", 0.0, 25e6, "up", app="gp2gp", kind="gp2gp"), call("a", 10.0, 300.0),
                      transfer("b", 0.0, 25e6, "up", app="gp2gp", kind="gp2gp"), call("b", 10.0, 300.0))
     result = simulate(topo, sessions)
-    verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario_targets, (0.0, 3600.0))
+    verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario_targets, (0.0, 3600.0),
+                                {"video": "video"})
     by = verdicts.sessions.set_index(["site", "app"])
     assert not by.loc[("a", "video"), "passed"]
     assert "one-way delay p95 > 150 ms" in by.loc[("a", "video"), "reason"]
@@ -81,7 +82,7 @@ def test_site_verdicts_of_disjoint_sites_combine_into_those_of_all(scenario_targ
                      transfer("b", 20.0, 5e6), transfer("c", 30.0, 1e6, "up", kind="gp2gp"))
     result = simulate(topo, sessions)
     window_s = (0.0, 3600.0)
-    whole = targets.evaluate(result.records, result.links, topo.sites, scenario_targets, window_s)
+    whole = targets.evaluate(result.records, result.links, topo.sites, scenario_targets, window_s, {})
     parts = []
     for names in (["c"], ["a", "b"]):
         parts.append(targets.site_verdicts(whole.sessions[whole.sessions["site"].isin(names)],
@@ -102,6 +103,43 @@ def test_each_app_is_judged_by_its_own_targets_and_load_is_never_judged(scenario
         if key not in records:
             records[key] = "s" if key != "session_id" else range(3)
     records["app"] = ["video", "clinical_system", "updates"]
-    out = targets.session_verdicts(records, scenario_targets)
+    records["traffic"] = ["stream", "stream", "transfer"]
+    out = targets.session_verdicts(records, scenario_targets, {})
     assert out["passed"].tolist() == [True, False, True]
     assert out["reason"].tolist() == ["", "one-way delay p95 > 100 ms", targets.NOT_JUDGED]
+
+
+def test_a_call_too_late_to_converse_fails_on_its_quality_score(scenario_targets):
+    # Two telephone calls, clean but for delay: 10 ms and 400 ms one way. E-model (sim.quality, docs/quality.md):
+    # mouth-to-ear Ta = delay + 20 ms frame + 3.75 ms PLC; Id = 0.024 Ta + 0.11 (Ta - 177.3) above the knee.
+    # 10 ms: Ta = 33.75, Id = 0.81, R = 92.39, MOS = 1 + 0.035 R + R (R - 60)(100 - R) 7e-6 = 1 + 3.234 + 0.159
+    # = 4.393 -> good (R >= 80).
+    # 400 ms: Ta = 423.75, Id = 10.17 + 27.11 = 37.28, R = 55.92, MOS = 1 + 1.957 - 0.070 = 2.887 < 3.1 (the bar)
+    # -> fails "call quality MOS < 3.1" and, at R 50-60 (G.109 "poor"), is "degraded but usable".
+    records = pd.DataFrame({"app": "telephony", "traffic": "stream", "kind": "telephony", "completed": True,
+                            "share_at_target": 1.0, "share_below_min": 0.0, "one_way_delay_s": [0.01, 0.4],
+                            "one_way_delay_p95_s": [0.01, 0.1], "jitter_s": 0.0, "loss": 0.0,
+                            "mean_rate_bps": 87.2e3, "target_rate_bps": 87.2e3, "min_rate_bps": 87.2e3,
+                            "duration_s": 180.0})
+    for key in targets.SESSION_KEYS:
+        if key not in records:
+            records[key] = "s" if key != "session_id" else range(2)
+    out = targets.session_verdicts(records, scenario_targets, {"telephony": "audio"})
+    assert out["mos"].tolist() == pytest.approx([4.393, 2.887], abs=0.002)
+    assert out["quality"].tolist() == ["good", "degraded but usable"]
+    assert out["passed"].tolist() == [True, False]
+    assert out["reason"].iloc[1] == "call quality MOS < 3.1"
+
+
+def test_a_fixed_rate_call_cut_below_its_codec_rate_scores_the_shortfall_as_loss(scenario_targets):
+    # A telephone call (87.2 kbit/s each way) that got 82.84 kbit/s on average lost 5% of its packets, whatever
+    # the queue dropped: Ie_eff = 95 * 5 / (5 + 25.1) = 15.78 (G.711 with PLC), Ta = 33.75 ms, Id = 0.81,
+    # R = 93.2 - 0.81 - 15.78 = 76.61, MOS = 1 + 2.681 + 76.61 * 16.61 * 23.39 * 7e-6 = 3.890.
+    records = pd.DataFrame({"app": ["telephony"], "traffic": "stream", "kind": "telephony", "completed": True,
+                            "share_at_target": 0.0, "share_below_min": 1.0, "one_way_delay_s": 0.01,
+                            "one_way_delay_p95_s": 0.01, "jitter_s": 0.0, "loss": 0.0, "mean_rate_bps": 82.84e3,
+                            "target_rate_bps": 87.2e3, "min_rate_bps": 87.2e3, "duration_s": 180.0})
+    for key in targets.SESSION_KEYS:
+        if key not in records:
+            records[key] = "s" if key != "session_id" else 0
+    assert targets.call_quality(records, {"telephony": "audio"}) == pytest.approx([3.890], abs=0.002)

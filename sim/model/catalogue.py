@@ -122,6 +122,8 @@ class App(Frozen):
     ``on_line`` false means its traffic does not cross a site's access line (e.g. GP2GP between the hosted
     clinical systems' data centres): it is listed, with ``path`` saying where it goes, but not replayed.
     ``far_end`` is where a stream's other end is: a patient's ``home`` line, or a service in the ``cloud``.
+    ``media`` (calls only) makes each call get a quality score after the records (:mod:`sim.quality`): speech by
+    the E-model, and for ``video`` also G.1070's video quality.
     """
 
     kind: AppKind
@@ -133,6 +135,7 @@ class App(Frozen):
     path: str = "the site's access line"
     urgency: Literal["routine", "urgent"] = "routine"
     far_end: Literal["home", "cloud"] = "cloud"
+    media: Literal["audio", "video"] | None = None
     rate: StreamRate | None = None
     size: SizeDistribution | None = None
 
@@ -142,6 +145,8 @@ class App(Frozen):
             raise ValueError(f"a {self.kind} app needs 'rate' (target, minimum, packet)")
         if self.traffic == "transfer" and self.rate is not None:
             raise ValueError(f"a {self.kind} app has no 'rate' (it moves a size)")
+        if self.media is not None and self.kind != "stream":
+            raise ValueError("only calls (kind: stream) have 'media' to score")
         return self
 
     @property
@@ -307,6 +312,10 @@ class Catalogue(Frozen):
             if len({apps[n].traffic for n in mine}) < len(mine):
                 raise ValueError(f"the {generator} generator makes one app of each traffic; it has {mine}")
         return apps
+
+    def media(self) -> dict[str, str]:
+        """App name -> ``audio`` or ``video``, for the calls whose quality is scored."""
+        return {name: app.media for name, app in self.apps.items() if app.media}
 
     def apps_of(self, generator: str) -> dict[str, App]:
         """The apps a generator makes whose traffic crosses a site's line, in registry order."""

@@ -19,6 +19,8 @@ class StreamTargets(Frozen):
     loss: Fraction = Field(description="share of media packets lost")
     share_at_target: Fraction = Field(description="least share of call time at the recommended bitrate")
     share_below_minimum: Fraction = Field(description="most share of call time below the minimum bitrate")
+    mos: float | None = Field(default=None, ge=1.0, le=4.5,
+                              description="least call quality (MOS 1-4.5, sim.quality) for a call with media")
 
 
 class LinkTargets(Frozen):

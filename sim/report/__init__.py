@@ -49,10 +49,11 @@ def render(folder: Path | str, *, png: bool | None = None) -> Path:
 
 def _figures(run: RunData) -> list:
     """Every figure of a run's report, in reading order: verdicts, then what loads the lines, then the detail."""
+    from sim.report.callquality import quality_figure
     from sim.report.load import load_figure
     specs = figs.all_figures(run)
-    load = load_figure(run)
-    return specs[:2] + [load] + specs[2:] if load is not None else specs
+    extra = [spec for spec in (load_figure(run), quality_figure(run)) if spec is not None]
+    return specs[:2] + extra + specs[2:]
 
 
 def _write_figure_files(folder: Path, specs: list, png: bool | None) -> dict[str, dict[str, str]]:

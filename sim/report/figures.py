@@ -47,8 +47,11 @@ def target_line(fig: go.Figure, *, x: float | None = None, y: float | None = Non
     line = {"dash": "dash", "color": "black", "width": 2}
     if x is not None:
         fig.add_vline(x=x, line=line, opacity=1, **where)
-        fig.add_annotation(x=np.log10(x) if log_x else x, y=1.0, yref="paper", text=esc(text), showarrow=False,
-                           xanchor="left", yanchor="bottom", font={"size": 12})
+        col = where.get("col", 1)  # a subplot's own x axis: x, x2, ... (its label sits above the plot)
+        if text:
+            fig.add_annotation(x=np.log10(x) if log_x else x, y=1.0, xref="x" if col == 1 else f"x{col}",
+                               yref="paper", text=esc(text), showarrow=False, xanchor="left", yanchor="bottom",
+                               font={"size": 12})
     else:
         fig.add_hline(y=y, line=line, opacity=1, annotation_text=esc(text), annotation_position="top left", **where)
 
