@@ -12,7 +12,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from sim import units, workload
+from sim import topology, units, workload
 from sim.cli import app
 from sim.errors import ScenarioError
 from sim.load import load
@@ -195,8 +195,8 @@ LOCATED = {  # id: (file text, expected message after "<file>:")
                            "7 sites[1].class: unknown site class 'gp_smal'; did you mean 'gp_small'?"),
     "unknown aggregation": (edit("    access: adsl2plus\n", "    access: adsl2plus\n    aggregation: gpn\n"),
                             "7 sites[0].aggregation: unknown aggregation 'gpn'; did you mean 'gpon'?"),
-    "distance without derating": (edit("    access: adsl2plus\n", "    access: adsl2plus\n    distance: 1km\n"),
-                                  "7 sites[0].distance: profile 'adsl2plus' has no derating by distance; "
+    "distance without derating": (edit("    access: adsl2plus\n", "    access: fttp_330_50\n    distance: 1km\n"),
+                                  "7 sites[0].distance: profile 'fttp_330_50' has no derating by distance; "
                                   "remove 'distance'"),
     "count not a number": (edit("count: 2", "count: two"), "5 sites[0].count: 'two' is not a whole number"),
     "count zero": (edit("count: 2", "count: 0"), "5 sites[0].count: 0 is not between 1 and 100000"),
@@ -365,3 +365,12 @@ def test_validate_prints_a_key_that_looks_like_markup(tmp_path):
     bad = _write(tmp_path / "bad.yaml", GOOD + '"[/x]": 1\n')
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2 and f"{bad}:11 [/x]: unknown key '[/x]'" in result.output
+
+
+def test_adsl2plus_takes_a_line_length_and_slows_with_it(tmp_path):
+    # topologies/access.yaml: ADSL2+ derating (docs/sources.md S1), 16/1 Mbit/s to 2 km, 8/0.9 at 3 km; between
+    # points it interpolates: 2.75 km -> down 13 + (8 - 13) * 0.5 = 10.5 Mbit/s, up 0.95 + (0.9 - 0.95) * 0.5 = 0.925.
+    path = _write(tmp_path / "far.yaml", "name: far\nwindow: {start: '08:00', end: '09:00'}\nsites:\n"
+                                         "  - {class: gp_medium, count: 1, access: adsl2plus, distance: 2.75km}\n")
+    sites = topology.build(load(path)).sites
+    assert (sites.at[0, "down_bps"], sites.at[0, "up_bps"]) == (pytest.approx(10.5e6), pytest.approx(0.925e6))
