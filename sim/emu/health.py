@@ -377,8 +377,9 @@ def cpu_figures(interval_s: float, before: CpuReading, after: CpuReading) -> dic
 def describe_cpu(fig: dict[str, float | None]) -> str:
     """The CPU figures of :func:`cpu_figures` in words."""
     pressure = "" if fig["pressure"] is None else f"some task waiting for a CPU {fig['pressure']:.0%} of the time, "
-    return (f"cores {fig['busy']:.0%} busy and {fig['steal']:.0%} stolen, {pressure}the run's processes waiting "
-            f"{fig['wait_share']:.0%} of their runnable time, load average {fig['load']:.2f}")
+    ours = (f"the run's processes waiting {fig['wait_share']:.0%} of their runnable time, "
+            if fig["run_s"] + fig["wait_s"] > 0 else "")
+    return f"cores {fig['busy']:.0%} busy and {fig['steal']:.0%} stolen, {pressure}{ours}load average {fig['load']:.2f}"
 
 
 def starved(fig: dict[str, float | None], th: Thresholds) -> bool:
