@@ -163,9 +163,9 @@ def offered_bps(chosen: window.Slice, sub: Topology) -> dict[str, float]:
     out = {}
     for site in chosen.sites:
         mine = trace[trace["site"] == site]
-        transfers = mine[mine["app"] != "video"]
+        transfers = mine[mine["traffic"] != "stream"]
         directions = set(transfers["direction"])
-        out[site] = (2 * float(mine.loc[mine["app"] == "video", "target_rate_bps"].sum())
+        out[site] = (2 * float(mine.loc[mine["traffic"] == "stream", "target_rate_bps"].sum())
                      + ("up" in directions) * float(rates.at[site, "up_bps"])
                      + ("down" in directions) * float(rates.at[site, "down_bps"]))
     return out
@@ -235,9 +235,9 @@ def _wait(procs: dict, stop_at_s: float, epoch_s: float, progress: Callable[[flo
 
 def _records(chosen: window.Slice, sub: Topology, measured: pd.DataFrame) -> pd.DataFrame:
     """The agents' measurements with the trace's session columns and the sites' columns: the record table."""
-    trace = chosen.trace[["session_id", "site", "app", "kind", "direction", "urgency", "start_s",
+    trace = chosen.trace[["session_id", "site", "app", "traffic", "kind", "direction", "urgency", "start_s",
                           "target_rate_bps", "min_rate_bps"]]
-    video = trace["app"] == "video"
+    video = trace["traffic"] == "stream"
     trace = trace.assign(target_rate_bps=trace["target_rate_bps"].where(video),
                          min_rate_bps=trace["min_rate_bps"].where(video))
     sites = sub.sites[["site", *SITE_COLUMNS]]
