@@ -14,18 +14,23 @@ from sim.load import load
 
 @pytest.fixture
 def small_shards(monkeypatch):
-    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 2500)  # icb (~19,500 sessions) in about 8 shards
+    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 1000)  # the icb morning (~9,000 sessions) in about 8 shards
 
 
 @pytest.fixture(scope="module")
-def single(scenarios_dir_module):
-    return pipeline.simulate(load(scenarios_dir_module / "icb.yaml"))
-
-
-@pytest.fixture(scope="module")
-def scenarios_dir_module():
+def icb_morning(tmp_path_factory):
+    """``icb`` for 08:00-10:00 only: every site and link of the ICB, a fifth of the day's sessions, a fifth the time."""
     from conftest import ROOT
-    return ROOT / "scenarios"
+    text = (ROOT / "scenarios" / "icb.yaml").read_text()
+    assert 'window: {start: "08:00", end: "18:30"}' in text
+    path = tmp_path_factory.mktemp("scenarios") / "icb.yaml"
+    path.write_text(text.replace('window: {start: "08:00", end: "18:30"}', 'window: {start: "08:00", end: "10:00"}'))
+    return path
+
+
+@pytest.fixture(scope="module")
+def single(icb_morning):
+    return pipeline.simulate(load(icb_morning))
 
 
 def test_shards_keep_sites_of_a_shared_link_together(scenarios_dir):
@@ -40,9 +45,9 @@ def test_shards_keep_sites_of_a_shared_link_together(scenarios_dir):
     assert len(homes) == 1
 
 
-def test_two_worker_cluster_gives_the_single_process_records(small_shards, scenarios_dir, tmp_path, single):
-    scenario = load(scenarios_dir / "icb.yaml")
-    sharded = pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=2)
+def test_two_worker_cluster_gives_the_single_process_records(small_shards, icb_morning, tmp_path, single):
+    scenario = load(icb_morning)
+    sharded = pipeline.run(icb_morning, out=tmp_path, png=False, workers=2)
     assert scale.shard_count(scenario, topology.build(scenario)) >= 6
     pd.testing.assert_frame_equal(sharded.result.records, single.result.records)
     pd.testing.assert_frame_equal(sharded.trace, single.trace)
@@ -52,7 +57,7 @@ def test_two_worker_cluster_gives_the_single_process_records(small_shards, scena
     assert not (sharded.folder / scale.SHARDS_DIR).exists()
 
 
-def test_interrupted_run_resumes_without_redoing_finished_shards(small_shards, scenarios_dir, tmp_path,
+def test_interrupted_run_resumes_without_redoing_finished_shards(small_shards, icb_morning, tmp_path,
                                                                  monkeypatch, single):
     real, first_calls, resumed_calls = scale.run_shard, [], []
 
@@ -64,26 +69,26 @@ def test_interrupted_run_resumes_without_redoing_finished_shards(small_shards, s
 
     monkeypatch.setattr(scale, "run_shard", interrupted_after_three)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=0)
+        pipeline.run(icb_morning, out=tmp_path, png=False, workers=0)
     (partial,) = (tmp_path / "icb").iterdir()
     assert partial.name.startswith(".") and partial.name.endswith(".partial")  # never looks finished
     assert len(list((partial / scale.SHARDS_DIR).glob("*.done.json"))) == 3
 
     monkeypatch.setattr(scale, "run_shard", lambda *args: resumed_calls.append(args[2].index) or real(*args))
-    outcome = pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=0, resume=partial)
+    outcome = pipeline.run(icb_morning, out=tmp_path, png=False, workers=0, resume=partial)
     total = scale.shard_count(outcome.scenario, outcome.topology)
     assert set(resumed_calls).isdisjoint(first_calls) and len(resumed_calls) == total - 3
     pd.testing.assert_frame_equal(outcome.result.records, single.result.records)
     assert not partial.exists() and (outcome.folder / "meta.json").is_file()
 
 
-def test_resuming_with_another_seed_is_refused(small_shards, scenarios_dir, tmp_path, monkeypatch):
+def test_resuming_with_another_seed_is_refused(small_shards, icb_morning, tmp_path, monkeypatch):
     monkeypatch.setattr(scale, "run_shard", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=0)
+        pipeline.run(icb_morning, out=tmp_path, png=False, workers=0)
     (partial,) = (tmp_path / "icb").iterdir()
     with pytest.raises(TestbedError, match="holds shards of another run"):
-        pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path, png=False, workers=0, resume=partial, seed=7)
+        pipeline.run(icb_morning, out=tmp_path, png=False, workers=0, resume=partial, seed=7)
 
 
 def test_resume_refuses_a_finished_run(scenarios_dir, tmp_path):
@@ -100,10 +105,10 @@ def test_unreachable_scheduler_fails_within_seconds(scenarios_dir, tmp_path):
     assert not list(tmp_path.rglob("meta.json"))
 
 
-def test_sharded_folder_holds_the_single_process_files(small_shards, scenarios_dir, tmp_path):
+def test_sharded_folder_holds_the_single_process_files(small_shards, icb_morning, tmp_path):
     # Shards judge their own sessions and sites; merged, every table and verdict file is the single-process one.
-    one = pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path / "one", png=False).folder
-    outcome = pipeline.run(scenarios_dir / "icb.yaml", out=tmp_path / "sharded", png=False, workers=0)
+    one = pipeline.run(icb_morning, out=tmp_path / "one", png=False).folder
+    outcome = pipeline.run(icb_morning, out=tmp_path / "sharded", png=False, workers=0)
     sharded = outcome.folder
     outcome.trace.loc[0, "start_s"] = 0.0  # the outcome's frames are ordinary ones: pandas can write into them
     outcome.result.records.loc[0, "start_s"] = 0.0

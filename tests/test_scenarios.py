@@ -12,7 +12,7 @@ from sim.load import load
 SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
 
 
-BRIEF_SESSIONS = 50_000
+BRIEF_SESSIONS = 10_000
 
 
 def brief(scenario):
