@@ -71,10 +71,10 @@ class Thresholds:
         starved_pressure_share: Least share of an interval in which some runnable task waited for a CPU
             (``/proc/pressure/cpu`` "some", 0.40) for it to count as CPU-starved. Measured on a 2-core machine
             replaying ci-smoke's busiest minute: with another developer's test suite on about one core, cores
-            55-77% busy and pressure 1-19% (results as on a quiet machine); with two busy loops as well, cores
-            99-100% busy and pressure 60-75%, and a record fetch on FTTP took 1.70 s against 1.34 s. Both figures
-            lie about halfway between, so neither case is near the edge. A machine without PSI is judged by the
-            busy share alone.
+            55-77% busy and pressure 1-19% (results close to a quiet machine's); with two busy loops as well,
+            cores 99-100% busy and pressure 50-87%, and a record fetch on FTTP took 1.70 s against 1.34 s. 0.40
+            lies between the two (the busy share, 95% against at most 77%, separates them further). A machine
+            without PSI is judged by the busy share alone.
     """
 
     late_s: float = 0.005
