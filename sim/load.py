@@ -344,6 +344,9 @@ def _check_references(scenario: Scenario, tree: Located) -> None:
     if cat.core.home_profile not in cat.profiles:
         raise _reference_error(tree, ("catalogue", "core", "home_profile"), "profile", cat.core.home_profile,
                                profiles)
+    for name in cat.core.home_mix:
+        if name not in cat.profiles:
+            raise _reference_error(tree, ("catalogue", "core", "home_mix", name), "profile", name, profiles)
     _check_site_classes(scenario, tree)
     _check_target_apps(scenario, tree)
     _check_unique_names(scenario, tree)

@@ -27,6 +27,7 @@ RECORD_COLUMNS = {
     "kind": "str",                # within the app: gp_video, ct, record_fetch, aggregate, ...
     "direction": "str",           # up (from the site), down (to it), both (video)
     "urgency": "str",             # routine, urgent
+    "far_profile": "str",         # a call's far end: the patient's line (an access profile), "" for the cloud
     "start_s": "float64",         # seconds since midnight
     "end_s": "float64",           # NaN when not completed
     "completed": "bool",

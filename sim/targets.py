@@ -152,6 +152,9 @@ def _stream_failures(records: pd.DataFrame, targets: Targets, mos: np.ndarray) -
         }
         if t.mos is not None:
             checks[f"call quality MOS < {t.mos:g}"] = mos < t.mos  # NaN (no media) never fails it
+        if "bottleneck" in records:  # which end: a rate the patient's line could not carry
+            short = checks["bitrate below target"] | checks["bitrate below minimum"]
+            checks["the patient's line limits it"] = short & (records["bottleneck"] == "home").to_numpy()
         for criterion, failed in checks.items():
             out[criterion] = out.get(criterion, np.zeros(len(records), dtype=bool)) | (mine & failed)
     return out

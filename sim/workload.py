@@ -21,7 +21,8 @@ TRACE_COLUMNS = {
     "session_id": "int64", "site": "str", "app": "str", "traffic": "str", "kind": "str", "direction": "str",
     "urgency": "str", "start_s": "float64", "duration_s": "float64", "size_bytes": "float64",
     "chunk_bytes": "float64", "target_rate_bps": "float64", "min_rate_bps": "float64",
-    "packet_bytes": "float64", "up_share": "float64", "far_end": "str",
+    "packet_bytes": "float64", "up_share": "float64", "far_end": "str", "far_profile": "str",
+    "far_down_bps": "float64", "far_up_bps": "float64", "far_rtt_s": "float64",
 }
 VIDEO_KINDS = {"gp": "gp_video", "outpatient": "outpatient_video", "community": "community_video"}
 
@@ -114,7 +115,21 @@ def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) ->
             frames += make(cat, site_class, scenario.load, span, rng)
     for frame in frames:
         frame["site"] = site
+        if frame.get("far_end") == "home":
+            _draw_home_lines(frame, cat, rng)
     return frames
+
+
+def _draw_home_lines(part: dict, cat: Catalogue, rng) -> None:
+    """Give each call of a part a patient's line drawn from the catalogue's home mix (its profile and rates)."""
+    lines = cat.core.home_lines()
+    names = list(lines)
+    picks = rng.choice(len(names), size=part["n"], p=_normalised(list(lines.values())))
+    profiles = [cat.profiles[name] for name in names]
+    part["far_profile"] = np.asarray(names, dtype=object)[picks]
+    part["far_down_bps"] = np.array([p.down for p in profiles])[picks]
+    part["far_up_bps"] = np.array([p.up for p in profiles])[picks]
+    part["far_rtt_s"] = np.array([p.rtt for p in profiles])[picks]
 
 
 def _consultations(cat: Catalogue, site_class: SiteClass, load, span, rng) -> list[dict]:
@@ -234,14 +249,14 @@ def _streams(app_name: str, app, kind, starts: np.ndarray, durations_s: np.ndarr
             "urgency": app.urgency, "start_s": np.asarray(starts, dtype=float),
             "duration_s": np.asarray(durations_s, dtype=float), "target_rate_bps": rate.target,
             "min_rate_bps": rate.minimum, "packet_bytes": rate.packet, "up_share": rate.up_share,
-            "far_end": app.far_end}
+            "far_end": app.far_end, "far_profile": ""}
 
 
 def _transfers(app: str, kind, direction: str, starts: np.ndarray, sizes: np.ndarray,
                urgency: str = "routine") -> dict:
     return {"n": len(starts), "app": app, "traffic": "transfer", "kind": kind, "direction": direction,
             "urgency": urgency, "start_s": np.asarray(starts, dtype=float),
-            "size_bytes": np.round(sizes).astype(float), "up_share": 1.0, "far_end": "cloud"}
+            "size_bytes": np.round(sizes).astype(float), "up_share": 1.0, "far_end": "cloud", "far_profile": ""}
 
 
 # The catalogue's generator names (sim.model.catalogue.Generator), each making its apps' sessions for one site.

@@ -11,6 +11,7 @@ from sim.topology import SITE_COLUMNS, FarEnd, SharedLink, Topology
 from sim.workload import TRACE_COLUMNS
 
 NAN = float("nan")
+_NO_FAR_LINE = {"far_profile": "", "far_down_bps": NAN, "far_up_bps": NAN, "far_rtt_s": NAN}
 
 
 def site(name: str, *, down_bps: float, up_bps: float, rtt_s: float = 0.0, buffer_bytes: float = 150_000,
@@ -36,16 +37,21 @@ def transfer(site_name: str, start_s: float, size_bytes: float, direction: str =
     return {"site": site_name, "app": app, "traffic": "transfer", "kind": kind, "direction": direction,
             "urgency": urgency, "start_s": start_s, "duration_s": NAN, "size_bytes": size_bytes,
             "chunk_bytes": chunk_bytes, "target_rate_bps": NAN, "min_rate_bps": NAN, "packet_bytes": NAN,
-            "up_share": 1.0, "far_end": "cloud"}
+            "up_share": 1.0, "far_end": "cloud", **_NO_FAR_LINE}
 
 
 def call(site_name: str, start_s: float, duration_s: float, *, target_bps: float = 1.5e6,
-         min_bps: float = 350e3, app: str = "video", up_share: float = 1.0, far_end: str = "home") -> dict:
-    """A call (stream) session row: by default a video consultation, its far end a patient's home."""
+         min_bps: float = 350e3, app: str = "video", up_share: float = 1.0, far_end: str = "home",
+         far_line: dict | None = None) -> dict:
+    """A call (stream) session row: by default a video consultation, its far end a patient's home.
+
+    ``far_line`` (far_profile, far_down_bps, far_up_bps, far_rtt_s) gives the call its own patient's line; without
+    it the topology's home is the far end.
+    """
     return {"site": site_name, "app": app, "traffic": "stream", "kind": "gp_video", "direction": "both",
             "urgency": "routine", "start_s": start_s, "duration_s": duration_s, "size_bytes": NAN,
             "chunk_bytes": NAN, "target_rate_bps": target_bps, "min_rate_bps": min_bps, "packet_bytes": 1200.0,
-            "up_share": up_share, "far_end": far_end}
+            "up_share": up_share, "far_end": far_end, **(far_line or _NO_FAR_LINE)}
 
 
 def trace(*sessions: dict) -> pd.DataFrame:

@@ -11,8 +11,8 @@ from sim import records
 PINNED = [
     ("engine", "str"), ("session_id", "int64"), ("site", "str"), ("site_class", "str"), ("family", "str"),
     ("access_profile", "str"), ("technology", "str"), ("medium", "str"), ("app", "str"), ("traffic", "str"),
-    ("kind", "str"),
-    ("direction", "str"), ("urgency", "str"), ("start_s", "float64"), ("end_s", "float64"), ("completed", "bool"),
+    ("kind", "str"), ("direction", "str"), ("urgency", "str"), ("far_profile", "str"), ("start_s", "float64"),
+    ("end_s", "float64"), ("completed", "bool"),
     ("duration_s", "float64"), ("size_bytes", "float64"), ("mean_rate_bps", "float64"),
     ("target_rate_bps", "float64"), ("min_rate_bps", "float64"), ("share_at_target", "float64"),
     ("share_below_min", "float64"), ("one_way_delay_s", "float64"), ("one_way_delay_p95_s", "float64"),

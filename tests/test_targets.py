@@ -143,3 +143,20 @@ def test_a_fixed_rate_call_cut_below_its_codec_rate_scores_the_shortfall_as_loss
         if key not in records:
             records[key] = "s" if key != "session_id" else 0
     assert targets.call_quality(records, {"telephony": "audio"}) == pytest.approx([3.890], abs=0.002)
+
+
+def test_a_call_to_a_patient_on_a_slow_line_names_the_patients_end(scenario_targets):
+    # A fast practice (330/50) calls two patients: one on the topology's home line (1 Gbit/s here), one on a slow
+    # line with 0.7 Mbit/s up (access.yaml: patient_home_slow). The slow patient's video to the site is held at
+    # 0.7 Mbit/s < 1.5 Mbit/s target all call long: bitrate below target, limited at the home end; the other
+    # call meets every target.
+    slow = {"far_profile": "patient_home_slow", "far_down_bps": 6e6, "far_up_bps": 0.7e6, "far_rtt_s": 0.045}
+    topo = topology(site("a", down_bps=330e6, up_bps=50e6, rtt_s=0.01), cloud_rtt_s=0.01)
+    result = simulate(topo, trace(call("a", 0.0, 300.0), call("a", 0.0, 300.0, far_line=slow)))
+    calls = result.records.set_index("far_profile")
+    assert calls.loc["patient_home_slow", "mean_rate_bps"] == pytest.approx(0.7e6, rel=0.01)
+    assert calls.loc["patient_home_slow", "bottleneck"] == "home"
+    out = targets.session_verdicts(result.records, scenario_targets, {}).set_index("session_id")
+    slow_id = int(result.records.loc[result.records["far_profile"] == "patient_home_slow", "session_id"].iloc[0])
+    assert "the patient's line limits it" in out.loc[slow_id, "reason"]
+    assert out["passed"].sum() == 1

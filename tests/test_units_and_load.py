@@ -374,3 +374,12 @@ def test_adsl2plus_takes_a_line_length_and_slows_with_it(tmp_path):
                                          "  - {class: gp_medium, count: 1, access: adsl2plus, distance: 2.75km}\n")
     sites = topology.build(load(path)).sites
     assert (sites.at[0, "down_bps"], sites.at[0, "up_bps"]) == (pytest.approx(10.5e6), pytest.approx(0.925e6))
+
+
+def test_a_home_line_mix_over_100_percent_is_a_located_error(scenarios_dir):
+    with pytest.raises(ScenarioError) as caught:
+        load(scenarios_dir / "ci-smoke.yaml", {"catalogue.core.home_mix.patient_4g": "50%"})
+    assert "catalogue.core.home_mix" in str(caught.value)
+    assert "home line shares add up to 145.0%, not 100%" in str(caught.value)
+    with pytest.raises(ScenarioError, match="unknown profile 'patient_5g'"):
+        load(scenarios_dir / "ci-smoke.yaml", {"catalogue.core.home_mix": "{patient_home: 95%, patient_5g: 5%}"})

@@ -127,3 +127,19 @@ def test_telephony_follows_its_day_profile(scenarios_dir):
     assert len(calls) == pytest.approx(14_250, rel=0.03)
     assert calls["duration_s"].mean() == pytest.approx(180.0, rel=0.03)
     assert set(calls["target_rate_bps"]) == {87.2e3} and set(calls["far_end"]) == {"cloud"}
+
+
+def test_each_video_call_draws_its_patients_line_from_the_home_mix(scenarios_dir):
+    scenario = load(scenarios_dir / "digital-first.yaml")
+    trace = workload.generate(scenario, topology.build(scenario), 5)
+    calls = trace[trace["app"] == "video"]
+    shares = calls["far_profile"].value_counts(normalize=True)
+    # access.yaml core.home_mix: 92% median line, 3% slow, 5% 4G; over 3,000 calls the s.e. of the 5% share is
+    # sqrt(0.05 * 0.95 / 3000) = 0.4 points, of the 3% share 0.31: within 1.2 points is three s.e.
+    assert len(calls) > 3000
+    assert shares["patient_4g"] == pytest.approx(0.05, abs=0.012)
+    assert shares["patient_home_slow"] == pytest.approx(0.03, abs=0.012)
+    slow = calls[calls["far_profile"] == "patient_home_slow"]
+    assert set(slow["far_up_bps"]) == {0.7e6} and set(slow["far_rtt_s"]) == {0.045}
+    others = trace[trace["app"] != "video"]
+    assert set(others["far_profile"]) == {""} and others["far_up_bps"].isna().all()

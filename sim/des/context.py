@@ -79,7 +79,7 @@ class Context:
         """The record table, one row per session of the trace, in trace order."""
         trace, n = self.trace, len(self.trace)
         out = {"engine": pd.array([ENGINE], dtype="str").take(np.zeros(n, dtype=np.intp))}
-        for column in ("session_id", "site", "app", "traffic", "kind", "direction", "urgency", "start_s",
+        for column in ("session_id", "site", "app", "traffic", "kind", "direction", "urgency", "far_profile", "start_s",
                        "target_rate_bps", "min_rate_bps"):
             out[column] = trace[column].array  # text stays in its Arrow-backed array
         sites = self.topology.sites

@@ -17,6 +17,7 @@ import math
 from sim.des import queueing, tcp
 from sim.des.flows import Media, PathState, Transfer
 from sim.des.sharing import NO_LINK, max_min, share_one_link
+from sim.topology import FarEnd
 
 _EPS_S = 1e-9
 SKIP_UNOBSERVED_EVENTS = True  # the exact shortcuts above; switched off only by the test that they are exact
@@ -110,6 +111,8 @@ class Group:
 
     def _start_call(self, s: dict, now_s: float) -> None:
         far = self.ctx.topology.far_end(s["far_end"])
+        if s["far_end"] == "home" and s["far_down_bps"] == s["far_down_bps"]:  # the call's own line, when drawn
+            far = FarEnd(s["far_down_bps"], s["far_up_bps"], s["far_rtt_s"])
         base_s = (s["rtt_s"] + self.ctx.cloud_rtt_s + far.rtt_s) / 2
         end_s = now_s + s["duration_s"]
         halves = []

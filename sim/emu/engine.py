@@ -235,8 +235,8 @@ def _wait(procs: dict, stop_at_s: float, epoch_s: float, progress: Callable[[flo
 
 def _records(chosen: window.Slice, sub: Topology, measured: pd.DataFrame) -> pd.DataFrame:
     """The agents' measurements with the trace's session columns and the sites' columns: the record table."""
-    trace = chosen.trace[["session_id", "site", "app", "traffic", "kind", "direction", "urgency", "start_s",
-                          "target_rate_bps", "min_rate_bps"]]
+    trace = chosen.trace[["session_id", "site", "app", "traffic", "kind", "direction", "urgency", "far_profile",
+                          "start_s", "target_rate_bps", "min_rate_bps"]]
     video = trace["traffic"] == "stream"
     trace = trace.assign(target_rate_bps=trace["target_rate_bps"].where(video),
                          min_rate_bps=trace["min_rate_bps"].where(video))

@@ -97,7 +97,22 @@ def choose(scenario: Scenario, topo: Topology, trace: pd.DataFrame, sites: tuple
     video = part["traffic"] == "stream"
     part.loc[video, "duration_s"] = np.minimum(part.loc[video, "duration_s"],
                                                np.maximum(horizon_s - part.loc[video, "start_s"], 1.0))
-    return Slice(sites, start_s, end_s, scenario.emulation.drain, part)
+    return Slice(sites, start_s, end_s, scenario.emulation.drain, _one_home_line(part, scenario))
+
+
+def _one_home_line(part: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """Every call's patient on ``core.home_profile``: the emulation has one home host (and line) per site.
+
+    Both engines replay this slice, so they still compare like with like; the home-line mix of the whole run is
+    the simulator's alone (docs/emulation.md).
+    """
+    home = scenario.catalogue.core.home_profile
+    profile = scenario.catalogue.profiles[home]
+    calls = part["far_end"] == "home"
+    return part.assign(far_profile=part["far_profile"].where(~calls, home),
+                       far_down_bps=part["far_down_bps"].where(~calls, profile.down),
+                       far_up_bps=part["far_up_bps"].where(~calls, profile.up),
+                       far_rtt_s=part["far_rtt_s"].where(~calls, profile.rtt))
 
 
 def sub_topology(topo: Topology, sites: tuple[str, ...]) -> Topology:

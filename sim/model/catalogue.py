@@ -86,6 +86,19 @@ class Core(Frozen):
 
     cloud_rtt: DelayS = Field(description="RTT from a site's network edge to the cloud services (s)")
     home_profile: str = Field(description="access profile of a patient's home, the far end of a video call")
+    home_mix: dict[str, Fraction] = Field(default={}, description="profile -> share of calls: a home line per call")
+
+    @field_validator("home_mix")
+    @classmethod
+    def _shares_sum(cls, mix: dict[str, float]) -> dict[str, float]:
+        total = sum(mix.values())
+        if mix and abs(total - 1.0) > 0.005:
+            raise ValueError(f"home line shares add up to {total:.1%}, not 100%")
+        return mix
+
+    def home_lines(self) -> dict[str, float]:
+        """Profile -> share of the patients' lines a video call reaches (all ``home_profile`` without a mix)."""
+        return dict(self.home_mix) or {self.home_profile: 1.0}
 
 
 AppKind = Literal["transfer", "stream", "session", "bulk"]
