@@ -442,9 +442,9 @@ def refusal(rows: list[dict], clock=None) -> str:
     parts = []
     for (link, direction, check), found in groups.items():
         where = link if direction == "-" else f"{link} {direction}"
-        worst = found[0]
+        first = found[0]
         parts.append(f"{where}: {check} in interval(s) {', '.join(clock(r['start_s']) for r in found)} "
-                     f"({worst['detail']}; limit {worst['limit']:g})")
+                     f"(first: {first['detail']}; limit {first['limit']:g})")
     return "; ".join(parts) + ". Likely cause: " + cause(rows, {r["interval"] for r in failed})
 
 
