@@ -1,7 +1,8 @@
 """Records + targets -> verdicts per session, per site and per site class.
 
 A session passes when it meets every target of its app (an app with no target is load only: its sessions are
-marked "not judged" and no site or class verdict is made for it); a site passes an app when enough of its sessions
+marked "not judged" and no site or class verdict is made for it; a call that fell short only because of the
+patient's line fails, saying so, but no site verdict counts it: a site is judged on its own line); a site passes an app when enough of its sessions
 pass (``targets.passing.sessions``); its access links pass when the busiest hour's mean utilisation stays
 within ``targets.link.busy_hour_utilisation``; a site class on an access profile passes an app when enough
 of its sites pass (``targets.passing.sites``). Every verdict carries the reason it failed.
@@ -119,6 +120,25 @@ def session_verdicts(records: pd.DataFrame, targets: Targets, media: dict[str, s
     return out
 
 
+PATIENT_END = "the patient's line limits it"
+_RATE_CRITERIA = ("bitrate below target", "bitrate below minimum", "call quality MOS")
+
+
+def patient_end_only(sessions: pd.DataFrame) -> pd.Series:
+    """Failed calls whose every shortfall was the patient's line's (rate, and the quality that rate gave).
+
+    A site is judged on what its own line does: such calls keep their failed verdict, naming the patient's end,
+    but no site (nor class) verdict counts them.
+    """
+    reasons = sessions["reason"].astype(str)
+    named = reasons.str.contains(PATIENT_END, regex=False)
+
+    def only_rate(reason: str) -> bool:
+        return all(part == PATIENT_END or part.startswith(_RATE_CRITERIA) for part in reason.split("; "))
+
+    return named & reasons.map(only_rate).astype(bool)
+
+
 def call_quality(records: pd.DataFrame, media: dict[str, str]) -> np.ndarray:
     """Each record's call quality (MOS 1-4.5; :func:`sim.quality.score`), NaN where its app has no media."""
     mos = np.full(len(records), np.nan)
@@ -154,7 +174,7 @@ def _stream_failures(records: pd.DataFrame, targets: Targets, mos: np.ndarray) -
             checks[f"call quality MOS < {t.mos:g}"] = mos < t.mos  # NaN (no media) never fails it
         if "bottleneck" in records:  # which end: a rate the patient's line could not carry
             short = checks["bitrate below target"] | checks["bitrate below minimum"]
-            checks["the patient's line limits it"] = short & (records["bottleneck"] == "home").to_numpy()
+            checks[PATIENT_END] = short & (records["bottleneck"] == "home").to_numpy()
         for criterion, failed in checks.items():
             out[criterion] = out.get(criterion, np.zeros(len(records), dtype=bool)) | (mine & failed)
     return out
@@ -176,7 +196,7 @@ def transfer_limits_s(records: pd.DataFrame, targets: Targets) -> pd.Series:
 
 
 def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets) -> pd.DataFrame:
-    sessions = sessions[sessions["app"].isin(judged_apps(targets))]
+    sessions = sessions[sessions["app"].isin(judged_apps(targets)) & ~patient_end_only(sessions)]
     if sessions.empty:
         return _empty_sites()
     grouped = sessions.groupby(["site", "app"], sort=True)

@@ -160,3 +160,15 @@ def test_a_call_to_a_patient_on_a_slow_line_names_the_patients_end(scenario_targ
     slow_id = int(result.records.loc[result.records["far_profile"] == "patient_home_slow", "session_id"].iloc[0])
     assert "the patient's line limits it" in out.loc[slow_id, "reason"]
     assert out["passed"].sum() == 1
+
+
+def test_a_site_is_not_failed_by_its_patients_lines(scenario_targets):
+    # As above: two calls from a fast practice, one patient on a slow line. The slow call fails, naming the
+    # patient's end; the site's verdict counts only the other call (1 of 1 passing), so the site passes video.
+    slow = {"far_profile": "patient_home_slow", "far_down_bps": 6e6, "far_up_bps": 0.7e6, "far_rtt_s": 0.045}
+    topo = topology(site("a", down_bps=330e6, up_bps=50e6, rtt_s=0.01), cloud_rtt_s=0.01)
+    result = simulate(topo, trace(call("a", 0.0, 300.0), call("a", 0.0, 300.0, far_line=slow)))
+    verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario_targets, (0.0, 3600.0), {})
+    video = verdicts.sites[verdicts.sites["app"] == "video"].iloc[0]
+    assert (video["sessions"], video["sessions_passing"], video["passed"]) == (1, 1, True)
+    assert targets.patient_end_only(verdicts.sessions).tolist() == [False, True]
