@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from sim.report.data import RunData, by_technology, technology_rank
 
+MATRIX_COLUMNS = 4  # apps side by side in the compliance matrix; more go on further rows
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PASS, FAIL, NEUTRAL = "#0072B2", "#D55E00", "#999999"
 SERIES = ["#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#0072B2", "#D55E00", "#F0E442", "#000000"]
@@ -63,24 +64,26 @@ def compliance_matrix(run: RunData) -> FigureSpec:
     apps = [a for a in names if a in set(table["app"])]
     techs = sorted(set(table["technology"]), key=technology_rank)
     classes = sorted(set(table["site_class"]))
-    fig = make_subplots(rows=1, cols=len(apps), shared_yaxes=True, horizontal_spacing=0.02,
-                        subplot_titles=[esc(names[a]) for a in apps])
-    for col, app in enumerate(apps, start=1):
+    n_cols = min(len(apps), MATRIX_COLUMNS)
+    n_rows = -(-len(apps) // n_cols)
+    fig = make_subplots(rows=n_rows, cols=n_cols, shared_yaxes=True, horizontal_spacing=0.02,
+                        vertical_spacing=0.9 / (n_rows + 1), subplot_titles=[esc(names[a]) for a in apps])
+    for k, app in enumerate(apps):
+        row, col = k // n_cols + 1, k % n_cols + 1
         grid = table[table["app"] == app].set_index(["site_class", "technology"])
         z = [[_cell(grid, c, t, "passed") for t in techs] for c in classes]
         text = [[_share_text(grid, c, t) for t in techs] for c in classes]
         fig.add_trace(go.Heatmap(z=z, x=[esc(t) for t in techs], y=[esc(run.class_label(c)) for c in classes],
                                  text=text, texttemplate="%{text}", zmin=0, zmax=1, showscale=False, xgap=2, ygap=2,
                                  colorscale=[[0, FAIL], [0.5, FAIL], [0.5, PASS], [1, PASS]],
-                                 hovertemplate="%{y}<br>%{x}: %{text} of sites pass<extra></extra>"), 1, col)
+                                 hovertemplate="%{y}<br>%{x}: %{text} of sites pass<extra></extra>"), row, col)
     failing = table[~table["passed"]]
     title = ("Every site class meets every target on every access technology" if failing.empty else
              f"Targets missed on {', '.join(sorted(set(failing['technology']), key=technology_rank))}")
     title += f" (blue: at least {run.site_bar:.0%} of sites pass; orange: fewer)"
-    _layout(fig, title, height=160 + 46 * len(classes))
+    _layout(fig, title, height=100 + n_rows * (120 + 46 * len(classes)))
     fig.update_xaxes(tickangle=-30)
-    fig.update_annotations(font_size=11)
-    fig.update_layout(width=max(900, 150 * len(apps) + 200))
+    fig.update_annotations(font_size=12)
     out = table.assign(site_class=table["site_class"].map(run.class_label))
     return FigureSpec("compliance", title, fig, out[["site_class", "technology", "app", "sites", "sites_passing",
                                                      "share_passing", "passed"]], _pass_bar_note(run))
