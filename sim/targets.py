@@ -2,10 +2,10 @@
 
 A session passes when it meets every target of its app (an app with no target is load only: its sessions are
 marked "not judged" and no site or class verdict is made for it; a call that fell short only because of the
-patient's line fails, saying so, but no site verdict counts it: a site is judged on its own line); a site passes an app when enough of its sessions
-pass (``targets.passing.sessions``); its access links pass when the busiest hour's mean utilisation stays
-within ``targets.link.busy_hour_utilisation``; a site class on an access profile passes an app when enough
-of its sites pass (``targets.passing.sites``). Every verdict carries the reason it failed.
+patient's line fails, saying so, but no site verdict counts it: a site is judged on its own line); a site passes
+an app when enough of its sessions pass (``targets.passing.sessions``); its access links pass when the busiest
+hour's mean utilisation stays within ``targets.link.busy_hour_utilisation``; a site class on an access profile
+passes an app when enough of its sites pass (``targets.passing.sites``). Every verdict carries the reason it failed.
 
 Sessions and sites are judged on their own: :func:`site_verdicts` of some of the sites (e.g. a shard of an
 estate run) gives exactly their rows of the whole, :func:`combine_site_verdicts` puts such parts back in the
