@@ -89,16 +89,8 @@ def choose(scenario: Scenario, topo: Topology, trace: pd.DataFrame, sites: tuple
     if start_s is None:
         start_s = busiest_start_s(trace, sites, scenario)
     end_s = start_s + scenario.emulation.duration
-    mine = trace["site"].isin(sites)
-    inside = (trace["start_s"] >= start_s) & (trace["start_s"] < end_s)
-    # Streams under way when the window opens (an hour's aggregate session load, a long call) are replayed from its
-    # start for what is left of them: the line carries them then.
-    ongoing = ((trace["traffic"] == "stream") & (trace["start_s"] < start_s)
-               & (trace["start_s"] + trace["duration_s"] > start_s))
-    part = trace[mine & (inside | ongoing)].reset_index(drop=True)
-    early = part["start_s"] < start_s
-    part.loc[early, "duration_s"] -= start_s - part.loc[early, "start_s"]
-    part.loc[early, "start_s"] = start_s
+    keep = trace["site"].isin(sites) & (trace["start_s"] >= start_s) & (trace["start_s"] < end_s)
+    part = trace[keep].reset_index(drop=True)
     # A call is replayed up to CALL_MARGIN_S before the end of the window and drain (it would outlast a few
     # minutes of real time), so it ends before the agents stop; both engines judge it on the part replayed.
     horizon_s = end_s + scenario.emulation.drain - CALL_MARGIN_S
