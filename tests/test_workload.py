@@ -145,3 +145,10 @@ def test_each_video_call_draws_its_patients_line_from_the_home_mix(scenarios_dir
     assert set(slow["far_up_bps"]) == {0.7e6} and set(slow["far_rtt_s"]) == {0.045}
     others = trace[trace["app"] != "video"]
     assert set(others["far_profile"]) == {""} and others["far_up_bps"].isna().all()
+
+
+def test_every_generator_the_catalogue_names_is_implemented():
+    import typing
+
+    from sim.model.catalogue import Generator
+    assert set(typing.get_args(Generator)) == set(workload.GENERATORS)

@@ -91,9 +91,7 @@ class Core(Frozen):
     @field_validator("home_mix")
     @classmethod
     def _shares_sum(cls, mix: dict[str, float]) -> dict[str, float]:
-        total = sum(mix.values())
-        if mix and abs(total - 1.0) > 0.005:
-            raise ValueError(f"home line shares add up to {total:.1%}, not 100%")
+        check_shares(list(mix.values()), "home line")
         return mix
 
     def home_lines(self) -> dict[str, float]:
@@ -185,12 +183,15 @@ class Gp2gpSizes(Frozen):
     chunk: SizeBytes
 
 
-def check_modalities(modalities: dict[str, Modality]) -> dict[str, Modality]:
-    """Modality shares must add up to 100%."""
-    total = sum(m.share for m in modalities.values())
-    if modalities and abs(total - 1.0) > 0.005:
-        raise ValueError(f"modality shares add up to {total:.1%}, not 100%")
-    return modalities
+def check_shares(shares: list[float], what: str) -> None:
+    """Shares of a whole (a mix) must add up to 100%, to half a percentage point.
+
+    Raises:
+        ValueError: Naming ``what`` and the total.
+    """
+    total = sum(shares)
+    if shares and abs(total - 1.0) > 0.005:
+        raise ValueError(f"{what} shares add up to {total:.1%}, not 100%")
 
 
 class Consultations(Frozen):
@@ -313,7 +314,8 @@ class Catalogue(Frozen):
     @field_validator("modalities")
     @classmethod
     def _shares_sum(cls, modalities: dict[str, Modality]) -> dict[str, Modality]:
-        return check_modalities(modalities)
+        check_shares([m.share for m in modalities.values()], "modality")
+        return modalities
 
     @field_validator("apps")
     @classmethod
