@@ -131,12 +131,13 @@ def patient_end_only(sessions: pd.DataFrame) -> pd.Series:
     but no site (nor class) verdict counts them.
     """
     reasons = sessions["reason"].astype(str)
-    named = reasons.str.contains(PATIENT_END, regex=False)
+    out = reasons.str.contains(PATIENT_END, regex=False)  # vectorised; the few named are then read one by one
 
     def only_rate(reason: str) -> bool:
         return all(part == PATIENT_END or part.startswith(_RATE_CRITERIA) for part in reason.split("; "))
 
-    return named & reasons.map(only_rate).astype(bool)
+    out[out] = reasons[out].map(only_rate).astype(bool)
+    return out
 
 
 def call_quality(records: pd.DataFrame, media: dict[str, str]) -> np.ndarray:
