@@ -22,6 +22,7 @@ from sim.source import Located, dotted
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "topologies"
 CATALOGUE_FILES = ("access.yaml", "apps.yaml", "sites.yaml")
 TARGETS_FILE = "targets.yaml"
+YEARS = "volumes_by_year"  # sites.yaml: per year, the site classes' volumes and the load knobs' defaults
 MAX_SESSIONS = 20_000_000
 
 
@@ -42,7 +43,11 @@ def load(path: Path | str, overrides: dict[str, str] | None = None) -> Scenario:
         raise ScenarioError("a scenario is a mapping of keys (name, window, sites, ...)", file=str(path), line=1)
     catalogue_dir = _catalogue_dir(scenario_src, Path(path))
     merged = _merge_scenario(scenario_src, catalogue_dir)
-    for key, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    if "year" in overrides:  # first: the year decides the volumes every other override is set over
+        _override(merged, "year", overrides.pop("year"))
+    _apply_year(merged)
+    for key, value in overrides.items():
         _override(merged, key, value)
     scenario = _validate(Scenario, merged)
     _check_references(scenario, merged)
@@ -79,12 +84,17 @@ def validate_file(path: Path | str) -> str:
 
 
 def _validate_catalogue_only(folder: Path) -> Scenario:
+    """Validate the catalogue on its own figures, then with each year of its ``volumes_by_year`` laid over them."""
     profile = next(iter(_catalogue_profile_names(folder)), "x")
-    stub = Located({"name": "catalogue-check", "window": {"start": "08:00", "end": "09:00"},
-                    "sites": [{"class": _first_class(folder), "count": 1, "access": profile}]}, {})
-    merged = _merge_scenario(stub, folder)
-    scenario = _validate(Scenario, merged)
-    _check_references(scenario, merged)
+    years = load_catalogue_dir(folder).data.get(YEARS)
+    scenario = None
+    for year in [None, *(int(y) for y in (years if isinstance(years, dict) else {}) if str(y).isdigit())]:
+        stub = Located({"name": "catalogue-check", "window": {"start": "08:00", "end": "09:00"}, "year": year,
+                        "sites": [{"class": _first_class(folder), "count": 1, "access": profile}]}, {})
+        merged = _merge_scenario(stub, folder)
+        _apply_year(merged)
+        scenario = _validate(Scenario, merged)
+        _check_references(scenario, merged)
     return scenario
 
 
@@ -129,6 +139,86 @@ def _merge_scenario(scenario_src: Located, catalogue_dir: Path) -> Located:
                      {p: w for p, w in scenario_src.lines.items() if p[:1] not in (("catalogue",), ("targets",))})
     merged = _attach(merged, ("catalogue",), catalogue)
     return _attach(merged, ("targets",), targets)
+
+
+def _apply_year(tree: Located) -> None:
+    """Lay the scenario's year of the catalogue's ``volumes_by_year`` over the site classes and under ``load``.
+
+    The year's site-class figures replace the catalogue's; its load knobs are defaults the scenario's own ``load``
+    (and ``--set load.*``) override. No ``year``: the catalogue's own figures and the model's knob defaults.
+
+    Raises:
+        ScenarioError: At the scenario's ``year`` if no volumes are published for it, or at the ``volumes_by_year``
+            entry that is not a mapping of known site classes and load knobs.
+    """
+    catalogue = tree.data["catalogue"]
+    years = catalogue.pop(YEARS, None)
+    block = _cut(tree, ("catalogue", YEARS))
+    year = tree.data.get("year")
+    if year is None:
+        tree.data.pop("year", None)
+        return
+    file, line = tree.where(("year",))
+    if not isinstance(years, dict) or not years:
+        raise ScenarioError(f"the catalogue has no {YEARS} to choose from (topologies/sites.yaml); remove 'year'",
+                            file=file, line=line, path="year")
+    published = ", ".join(str(y) for y in years)
+    if isinstance(year, bool) or not isinstance(year, int) or str(year) not in years:  # YAML keys are read as text
+        raise ScenarioError(f"no volumes for the year {year!r}; years with published volumes: {published}",
+                            file=file, line=line, path="year")
+    key = str(year)
+    entry = Located(years[key], {p[1:]: w for p, w in block.lines.items() if p[:1] == (key,)})
+    _check_year_entry(entry, tree, (YEARS, key))
+    for section, base_path, on_top in (("site_classes", ("catalogue", "site_classes"), True),
+                                       ("load", ("load",), False)):
+        if not entry.data.get(section):
+            continue
+        given, base = _sub(entry, (section,)), _cut(tree, base_path)
+        if base.data is None:
+            base = Located({}, {})
+        _put(tree, base_path, _overlay(base, given) if on_top else _overlay(given, base))
+
+
+def _check_year_entry(entry: Located, tree: Located, where: tuple) -> None:
+    """A year of ``volumes_by_year`` holds ``site_classes`` (of the catalogue's classes) and ``load``, as mappings."""
+    def fail(message: str, path: tuple) -> ScenarioError:
+        file, line = entry.where(path)
+        return ScenarioError(message, file=file, line=line, path=dotted(("catalogue", *where, *path)))
+
+    if not isinstance(entry.data, dict):
+        raise fail("a year's volumes are a mapping: site_classes and load", ())
+    for key, value in entry.data.items():
+        if key not in ("site_classes", "load"):
+            raise fail(f"unknown key {key!r}" + _did_you_mean(str(key), ["site_classes", "load"], "allowed keys"),
+                       (key,))
+        if value is not None and not isinstance(value, dict):
+            raise fail(f"{key} is a mapping", (key,))
+    classes = tree.data["catalogue"].get("site_classes")
+    for name in entry.data.get("site_classes") or {}:
+        if not isinstance(classes, dict) or name not in classes:
+            raise fail(f"unknown site class {name!r}" + _did_you_mean(str(name), list(classes or {}),
+                                                                      "known site classes"), ("site_classes", name))
+
+
+def _cut(tree: Located, prefix: tuple) -> Located:
+    """Take the part of ``tree`` under ``prefix`` (its data, if any, and its lines) out of ``tree.lines``."""
+    data = tree.data
+    for key in prefix:
+        data = data.get(key) if isinstance(data, dict) else None
+    n = len(prefix)
+    lines = {p[n:]: w for p, w in tree.lines.items() if p[:n] == prefix}
+    for path in [p for p in tree.lines if p[:n] == prefix and len(p) > n]:
+        del tree.lines[path]
+    return Located(data, lines)
+
+
+def _put(tree: Located, prefix: tuple, part: Located) -> None:
+    """Set ``part`` at ``prefix`` of ``tree`` (a mapping path), with its lines."""
+    data = tree.data
+    for key in prefix[:-1]:
+        data = data[key]
+    data[prefix[-1]] = part.data
+    tree.lines.update({prefix + p: w for p, w in part.lines.items() if p})
 
 
 def _sub(tree: Located, prefix: tuple) -> Located:

@@ -86,10 +86,17 @@ class Emulation(Frozen):
 
 
 class Scenario(Frozen):
-    """A validated scenario with its catalogue and targets resolved."""
+    """A validated scenario with its catalogue and targets resolved.
 
-    name: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")
+    ``year`` is the year whose published volumes the scenario replays (the catalogue's ``volumes_by_year``, in
+    ``topologies/sites.yaml``): it sets the site classes' per-day volumes and the load knobs' defaults, which the
+    scenario's own ``load`` overrides. ``None``: the site classes' own figures and the knobs' defaults below.
+    """
+
+    # It names the results folder: never ".", "..", or hidden (a leading dot is a partial run's).
+    name: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
+    year: int | None = Field(default=None, ge=2000, le=2100)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     window: Window
     drain: DurationS = 6 * 3600.0
