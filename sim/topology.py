@@ -13,7 +13,7 @@ import pandas as pd
 from sim.model.scenario import Scenario, SiteGroup
 
 SITE_COLUMNS = ("site", "site_class", "family", "access_profile", "technology", "medium", "distance_m",
-                "down_bps", "up_bps", "rtt_s", "buffer_bytes", "loss", "jitter_s", "aggregation")
+                "down_bps", "up_bps", "rtt_s", "buffer_bytes", "loss", "jitter_s", "aggregation", "qos")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class Topology:
 
     Attributes:
         sites: One row per site, columns :data:`SITE_COLUMNS` (rates in bit/s, delays in s,
-            ``aggregation`` the shared link's name or ``""``).
+            ``aggregation`` the shared link's name or ``""``, ``qos`` how the access link queues: ``"fifo"``
+            or ``"priority"`` for calls, see :class:`sim.model.catalogue.AccessProfile`).
         shared: Shared links by name.
         cloud_rtt_s: RTT from a site's network edge to the cloud services (s).
         home: The patient's home at the far end of video calls.
@@ -75,7 +76,7 @@ def build(scenario: Scenario) -> Topology:
             rows.append((name, group.site_class, site_class.family, group.access, profile.technology,
                          profile.medium, group.distance if group.distance is not None else float("nan"),
                          down_bps, up_bps, profile.rtt, profile.buffer, profile.loss, profile.jitter,
-                         aggregation))
+                         aggregation, profile.qos))
     home = cat.profiles[cat.core.home_profile]
     return Topology(pd.DataFrame(rows, columns=list(SITE_COLUMNS)), shared, cat.core.cloud_rtt,
                     FarEnd(home.down, home.up, home.rtt))

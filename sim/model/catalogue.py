@@ -25,6 +25,9 @@ from sim.model.quantities import (
 
 Medium = Literal["copper", "fibre", "radio", "cable"]
 Family = Literal["gp_practice", "acute_hospital", "community_clinic"]
+# How a line queues: ``fifo`` (one drop-tail queue for everything) or ``priority`` (real-time traffic marked DSCP
+# EF is served first, from its own queue; everything else shares a second one).
+QueueDiscipline = Literal["fifo", "priority"]
 VideoKnob = Literal["gp", "outpatient", "community"]
 
 
@@ -39,6 +42,8 @@ class DeratingPoint(Frozen):
 class AccessProfile(Frozen):
     """One access product: rates per direction, base RTT to the network edge, buffer, loss and jitter.
 
+    ``qos`` is how the line queues: ``fifo`` (default: one drop-tail queue) or ``priority`` (calls' packets,
+    marked DSCP EF, are served before everything else, each class with its own drop-tail queue of ``buffer``).
     ``derating`` (optional, copper) lists rates by line length; a site's ``distance`` interpolates it.
     Where a point has no ``up``, the upstream scales by the same ratio as the downstream (an assumption).
     """
@@ -52,6 +57,7 @@ class AccessProfile(Frozen):
     buffer: SizeBytes
     loss: Fraction = 0.0
     jitter: DelayS = 0.0
+    qos: QueueDiscipline = "fifo"
     derating: tuple[DeratingPoint, ...] = ()
 
     @field_validator("derating")
