@@ -129,7 +129,9 @@ def parse_nfqueue(text: str) -> dict[int, dict[str, int]]:
 
 _QDISC_HEAD = re.compile(r"^qdisc (\S+) (\S+) dev (\S+) (root|parent \S+)")
 _SENT = re.compile(r"Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+)")
-_BACKLOG = re.compile(r"backlog (\d+)b (\d+)p")
+# tc prints a backlog within 16 bytes of a whole number of KiB (MiB) as "83Kb" ("2Mb"), any other as "84784b"
+_BACKLOG = re.compile(r"backlog (\d+)([KM]?)b (\d+)p")
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 * 1024}
 
 
 def parse_tc_qdiscs(text: str) -> dict[str, dict[str, int]]:
@@ -161,7 +163,8 @@ def parse_tc_qdiscs(text: str) -> dict[str, dict[str, int]]:
             else:
                 out[dev]["dropped_pkts"] += int(sent.group(3))
         if backlog and is_root and dev in out:
-            out[dev].update(backlog_bytes=int(backlog.group(1)), backlog_pkts=int(backlog.group(2)))
+            out[dev].update(backlog_bytes=int(backlog.group(1)) * _SIZE_UNITS[backlog.group(2)],
+                            backlog_pkts=int(backlog.group(3)))
     return out
 
 

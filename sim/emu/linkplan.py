@@ -9,7 +9,11 @@ The emulated network, for each chosen site ``i``::
     home h_i --[home i: delay node e_i]---------------------------------------- core switch c
 
 * An access link is shaped per direction with HTB and a drop-tail ``pfifo`` of ``ceil(buffer_bytes / 1500)``
-  packets: ``up`` (away from the site) at the site's interface, ``down`` at the switch's interface.
+  packets: ``up`` (away from the site) where it leaves the delay node (at the site's interface when the link has
+  no delay node), ``down`` at the switch's interface. Never on the sending host's own interface where avoidable:
+  TCP Small Queues would keep an upload's data in its socket and the line's buffer would never fill. A site whose
+  ``qos`` is ``priority`` gets two HTB classes instead, calls' DSCP EF packets served first, each class with its own
+  ``pfifo`` of that length (:mod:`sim.emu.qos`).
 * Its delay node adds the access line's one-way delay (``rtt_s / 2``), jitter and random loss, *and* the core's
   one-way delay (``cloud_rtt_s / 2``): the core is uncontended (docs/model.md), so applying its delay per site
   (where traffic is still per site) is exact and spares a shared, CPU-bound delay stage. Site -> server is then
@@ -29,6 +33,7 @@ import re
 import secrets
 from dataclasses import asdict, dataclass, field
 
+from sim.emu.qos import QOS_KINDS, priority_cmds
 from sim.errors import CapabilityError, EngineError
 
 PREFIX_PATTERN = re.compile(r"^tb[0-9a-f]{4}$")
@@ -74,13 +79,17 @@ class EmuSettings:
 
 @dataclass(frozen=True)
 class Direction:
-    """One direction of a link as configured; ``rate_bps``/``queue_pkts`` are None where it is not shaped."""
+    """One direction of a link as configured; ``rate_bps``/``queue_pkts`` are None where it is not shaped.
+
+    ``qos`` is ``fifo`` (one drop-tail queue) or ``priority`` (DSCP EF first, :mod:`sim.emu.qos`).
+    """
 
     rate_bps: float | None
     queue_pkts: int | None
     delay_s: float = 0.0
     jitter_s: float = 0.0
     loss: float = 0.0
+    qos: str = "fifo"
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,8 @@ class NetPlan:
                 rows.append({"name": link.name, "kind": link.kind, "site": link.site, "direction": direction,
                              "rate_bps": d.rate_bps, "queue_packets": d.queue_pkts, "delay_s": d.delay_s,
                              "jitter_s": d.jitter_s, "loss": d.loss,
-                             "method": delay_method, "shaping": "htb+pfifo" if d.rate_bps else "none",
+                             "method": delay_method, "qos": d.qos if d.rate_bps else "none",
+                             "shaping": _shaping(d),
                              "loss_method": "iptables-statistic" if d.loss else "none",
                              "delay_node": link.delay_node})
                 if link.extra_delay_s:
@@ -164,6 +174,25 @@ class NetPlan:
         """The plan as JSON-ready data."""
         return {"prefix": self.prefix, "method": self.method, "settings": asdict(self.settings),
                 "links": self.describe(), "nodes": [asdict(node) for node in self.nodes]}
+
+
+def _shaping(d: Direction) -> str:
+    if not d.rate_bps:
+        return "none"
+    return "htb+pfifo" if d.qos == "fifo" else "htb 2 classes (EF prio 0) + u32 dsfield + 2 pfifo"
+
+
+def site_qos(row: dict) -> str:
+    """A site row's ``qos`` (``fifo`` where the topology has no such column, e.g. a hand-built one).
+
+    Raises:
+        EngineError: An unknown discipline, naming the site.
+    """
+    value = row.get("qos")
+    qos = value if isinstance(value, str) and value else "fifo"
+    if qos not in QOS_KINDS:
+        raise EngineError(f"site {row.get('site')}: qos {qos!r} is not one of {QOS_KINDS}")
+    return qos
 
 
 def new_prefix() -> str:
@@ -239,11 +268,11 @@ def _site_rows(topology, sites: list[str]) -> list[dict]:
 
 def _access(p: str, i: int, row: dict, topology, settings: EmuSettings, core: str) -> LinkSpec:
     q = queue_pkts(row["buffer_bytes"], settings.mtu_bytes)
-    one_way_s, jitter_s, loss = row["rtt_s"] / 2, row["jitter_s"], row["loss"]
+    one_way_s, jitter_s, loss, qos = row["rtt_s"] / 2, row["jitter_s"], row["loss"], site_qos(row)
     needs_node = one_way_s + topology.cloud_rtt_s + jitter_s + loss > 0
     return LinkSpec(f"access:{row['site']}", "access", row["site"], f"{p}s{i}", core,
-                    f"{p}d{i}" if needs_node else None, Direction(row["up_bps"], q, one_way_s, jitter_s, loss),
-                    Direction(row["down_bps"], q, one_way_s, jitter_s, loss), topology.cloud_rtt_s / 2)
+                    f"{p}d{i}" if needs_node else None, Direction(row["up_bps"], q, one_way_s, jitter_s, loss, qos),
+                    Direction(row["down_bps"], q, one_way_s, jitter_s, loss, qos), topology.cloud_rtt_s / 2)
 
 
 def _home(p: str, i: int, site: str, topology, settings: EmuSettings, core: str) -> LinkSpec:
@@ -302,9 +331,15 @@ def _check(net_plan: NetPlan) -> None:
 
 # ---- commands, as data ------------------------------------------------------------------------------------------
 
-def shaping_cmds(dev: str, rate_bps: float, queue: int) -> list[list[str]]:
-    """``tc`` commands shaping ``dev``'s egress to ``rate_bps`` (bit/s) with a ``queue``-packet drop-tail queue."""
+def shaping_cmds(dev: str, rate_bps: float, queue: int, qos: str = "fifo") -> list[list[str]]:
+    """``tc`` commands shaping ``dev``'s egress to ``rate_bps`` (bit/s) with a ``queue``-packet drop-tail queue.
+
+    With ``qos="priority"``, two classes (DSCP EF first), each with its own ``queue``-packet queue
+    (:func:`sim.emu.qos.priority_cmds`).
+    """
     burst_bytes = max(2 * FRAME_BYTES, int(rate_bps / 8 * 0.001))  # 1 ms at line rate, at least two frames
+    if qos == "priority":
+        return priority_cmds(dev, rate_bps, queue, burst_bytes, FRAME_BYTES)
     return [["tc", "qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "1"],
             ["tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb", "rate", f"{rate_bps:.0f}bit",
              "ceil", f"{rate_bps:.0f}bit", "burst", f"{burst_bytes}b", "cburst", f"{burst_bytes}b",

@@ -35,6 +35,10 @@ _CMSG_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 _DATAGRAM_BYTES = 65536
 _SO_RCVBUFFORCE = 33          # <asm-generic/socket.h>: SO_RCVBUF beyond net.core.rmem_max, for root
 _UDP_BUFFER_BYTES = 4 << 20   # a few seconds of a call, so a stalled agent does not lose packets in its socket
+# Every call's packets (media and reports) carry DSCP EF (46, RFC 3246) in the TOS byte, as real-time apps mark
+# them (RFC 4594 gives telephony EF; one real-time class for every stream is an assumption): a line with
+# ``qos: priority`` serves them first (sim.emu.qos, which mirrors this figure), a FIFO line ignores the mark.
+EF_TOS = 0xB8
 
 
 class RateController:
@@ -185,6 +189,7 @@ def _share(values: list[float], test) -> float:
 class Call:
     """One end of a video call: sends one media direction, receives and reports on the other, over one UDP socket.
 
+    Its socket marks every packet DSCP EF (``EF_TOS``), which a priority line serves first.
     Media packets are ``packet_bytes`` of UDP payload carrying the session id, a sequence number and the actual send
     time; the sender paces them at the controller's rate (payload bits) from a timer, sending any that fell due while
     it slept (at up to ``PACING_FACTOR`` x the rate, and skipping any backlog beyond ``SEND_BACKLOG_S``). Arrival
@@ -220,6 +225,7 @@ class Call:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, EF_TOS)
             _set_receive_buffer(sock, _UDP_BUFFER_BYTES)
             sock.bind((self.spec["local_ip"], self.spec["local_port"]))
             sock.setblocking(False)

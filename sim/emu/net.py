@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from sim.emu import capabilities, linkplan, probe
+from sim.emu import capabilities, linkplan, probe, qos
 from sim.emu.clean import RunState, claim, kill_pids, pid_alive, processes_in_namespaces_of
 from sim.emu.linkplan import (
     NFQUEUE_DOWN,
@@ -41,8 +41,8 @@ from sim.emu.linkplan import (
 )
 from sim.errors import EngineError
 
-__all__ = ["EmuNet", "EmuSettings", "CapacityEstimate", "build", "verify", "estimate", "check_capacity",
-           "new_prefix"]
+__all__ = ["EmuNet", "EmuSettings", "CapacityEstimate", "build", "verify", "check_qos", "estimate",
+           "check_capacity", "new_prefix"]
 
 log = logging.getLogger(__name__)
 SHIM_PATH = Path(__file__).with_name("shim.py")
@@ -79,10 +79,50 @@ def build(topology, sites: list[str], prefix: str, settings: EmuSettings | None 
 def verify(emu: EmuNet, tolerance: probe.Tolerance | None = None) -> probe.VerifyReport:
     """Check every link's configuration in force, then probe RTT and rate per site path (about 5 s).
 
+    A priority line's classes, queues and EF filter are checked first (:func:`check_qos`).
+
     Raises:
         EngineError: Naming the link whose configuration or measurement is out of tolerance.
     """
-    return probe.verify(emu, tolerance or probe.Tolerance())
+    checked = check_qos(emu)
+    report = probe.verify(emu, tolerance or probe.Tolerance())
+    report.rows[:0] = checked
+    return report
+
+
+def check_qos(emu: EmuNet) -> list[dict]:
+    """Check that every priority link direction has its two HTB classes, their queues and the EF filter in force.
+
+    Returns:
+        One verification row per priority link direction (``link``, ``what``, ``expected``, ``measured``, ``ok``).
+
+    Raises:
+        EngineError: Naming the link direction and what differs from the plan.
+    """
+    rows = []
+    for link in emu.plan.links:
+        for direction in ("up", "down"):
+            d = getattr(link, direction)
+            if d.rate_bps is None or d.qos != "priority":
+                continue
+            node_name, intf = emu.devices(link)[direction]
+            node = emu.node(node_name)
+            found = [qos.parse_classes(_tc(node, "class", intf)), qos.parse_pfifo_limits(_tc(node, "qdisc", intf)),
+                     qos.parse_dsfield_filters(_tc(node, "filter", intf))]
+            problems = qos.problems(*found, d.rate_bps, d.queue_pkts)
+            rows.append({"link": link.name, "what": f"{direction} qos priority classes", "expected": "in force",
+                         "measured": "; ".join(problems) or "in force", "ok": not problems})
+            if problems:
+                raise EngineError(f"link {link.name} {direction}: the priority queue is not as configured on "
+                                  f"{intf}: {'; '.join(problems)}")
+    return rows
+
+
+def _tc(node, what: str, intf: str) -> str:
+    out, err, code = node.pexec(["tc", what, "show", "dev", intf])
+    if code != 0:
+        raise EngineError(f"tc {what} show dev {intf} in {node.name} failed: {(out + err).strip()}")
+    return out
 
 
 class EmuNet:
@@ -204,7 +244,11 @@ class EmuNet:
             return {"up": (link.inner, first.intf1.name), "down": (link.outer, first.intf2.name)}
         delay = self.nodes[link.delay_node]
         first, second = self.mn.addLink(inner, delay), self.mn.addLink(delay, outer)
-        return {"up": (link.inner, first.intf1.name), "down": (link.outer, second.intf2.name),
+        # The up direction is shaped where it leaves the delay node, not on the sending host: a shaper on the
+        # sender's own interface is throttled by TCP Small Queues (a socket keeps at most ~1 ms of data in the
+        # qdisc below it), so an upload never filled the line's buffer (3 packets of 100 measured at 2 Mbit/s).
+        # A constant delay before a FIFO queue delays every packet as after it.
+        return {"up": (link.delay_node, second.intf1.name), "down": (link.outer, second.intf2.name),
                 "delay_in_up": (link.delay_node, first.intf2.name),      # up packets enter the delay node here
                 "delay_in_down": (link.delay_node, second.intf1.name)}   # down packets enter here
 
@@ -228,7 +272,7 @@ class EmuNet:
                 d = getattr(link, direction)
                 node, intf = dev[direction]
                 if d.rate_bps is not None:
-                    scripts[node] += linkplan.shaping_cmds(intf, d.rate_bps, d.queue_pkts)
+                    scripts[node] += linkplan.shaping_cmds(intf, d.rate_bps, d.queue_pkts, d.qos)
             if link.delay_node:
                 scripts[link.delay_node] += self._delay_node_cmds(link, dev)
         self._neighbours(scripts)
