@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sim.report.data import RunData, by_technology, technology_rank
+from sim.text import visible
 
 MATRIX_COLUMNS = 4  # apps side by side in the compliance matrix; more go on further rows
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
@@ -31,8 +32,11 @@ class FigureSpec:
 
 
 def esc(text: object) -> str:
-    """Escape a string from a scenario before it goes into a figure (plotly reads entities as text)."""
-    return html.escape(str(text), quote=True)
+    """Escape a string from a scenario before it goes into a figure (plotly reads entities as text).
+
+    Control and bidirectional-override characters become visible escapes first (:func:`sim.text.visible`).
+    """
+    return html.escape(visible(str(text)), quote=True)
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from sim.report.figures import FigureSpec
+from sim.report.figures import FigureSpec, esc
 
 CSS = """
 body { font-family: Arial, Helvetica, sans-serif; color: #1a1a1a; margin: 0 auto; max-width: 1120px; padding: 1.5rem;
@@ -24,11 +22,6 @@ td, th { border: 1px solid #ccc; padding: 2px 6px; }
 th { background: #f2f2f2; } details { margin-bottom: 1rem; } a { color: #0072B2; }
 @media print { body { max-width: none; padding: 0; } details { display: none; } .plot { width: 100% !important; } }
 """
-
-
-def esc(text: object) -> str:
-    """Escape any text for HTML."""
-    return html.escape(str(text), quote=True)
 
 
 def page(title: str, intro_html: str, figures: list[FigureSpec], links: dict[str, dict[str, str]]) -> str:
