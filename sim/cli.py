@@ -1,24 +1,36 @@
 """The ``testbed`` command: thin wrappers that parse arguments, call one library function, set the exit code.
 
-Exit codes: 0 ok, 1 targets missed (``check``), 2 bad input, 130 interrupted.
+Exit codes: 0 ok, 1 targets missed (``check``), 2 bad input or environment (a message naming the path or field
+and what to do), 3 internal error (a bug: its traceback goes to a log file whose path is printed), 130
+interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shlex
+import signal
 import sys
+import tempfile
+import threading
+import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+import sim
 from sim import checks, load, pipeline, report, results, studies, sweep, units
-from sim.errors import TestbedError
+from sim import text as text_
+from sim.errors import TestbedError, kept_folder
 from sim.targets import CLASS_KEYS, Verdicts
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -30,16 +42,105 @@ SCENARIOS_DIR = load.DEFAULT_CATALOGUE.parent / "scenarios"
 
 
 @contextmanager
-def _exits():
-    """Turn the testbed's errors into a message and exit 2, and Ctrl-C into exit 130; never a traceback."""
+def _exits(resume_hint: Callable[[Path], str] | None = None):
+    """Run a command's body and turn what ends it into the documented exit code; never a traceback on screen.
+
+    A :class:`TestbedError` or an environment failure (a path that cannot be written, a full disk) is exit 2 with
+    its message; Ctrl-C or SIGTERM exit 130, naming a kept partial folder and ``resume_hint(folder)`` (the
+    command that finishes it); anything else is a bug: exit 3, its traceback written to a log file named here.
+    """
+    previous = _on_sigterm(_interrupt)
     try:
         yield
-    except TestbedError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err.print("interrupted; nothing was kept")
+    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        raise
+    except KeyboardInterrupt as exc:
+        _say(_interrupted_message(exc, resume_hint))
         raise typer.Exit(130) from None
+    except TestbedError as exc:
+        _say(f"[red]error:[/red] {_shown(str(exc))}{_kept_note(exc, resume_hint)}")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise typer.Exit(_internal_error(exc, resume_hint)) from None
+        _say(f"[red]error:[/red] {_shown(_environment_message(exc))}{_kept_note(exc, resume_hint)}")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported as one
+        raise typer.Exit(_internal_error(exc, resume_hint)) from None
+    finally:
+        _on_sigterm(previous)
+
+
+ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                      errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM handler: stop as Ctrl-C does (same cleanup, same exit code)."""
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(handler):
+    """Install ``handler`` for SIGTERM and return the one it replaces (None outside the main thread)."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler) or signal.SIG_DFL
+
+
+def _say(markup: str) -> None:
+    err.print(markup, highlight=False, markup=True, soft_wrap=True)
+
+
+def _shown(text: str) -> str:
+    """Text for the terminal: hidden characters visible, cut if long, Rich markup escaped."""
+    return escape(text_.shown(text))
+
+
+def _interrupted_message(exc: BaseException, resume_hint: Callable[[Path], str] | None) -> str:
+    kept = kept_folder(exc)
+    if kept is None:
+        return "interrupted; nothing was kept"
+    hint = f"; finish it with: {_shown(resume_hint(kept))}" if resume_hint else ""
+    return f"interrupted; the finished shards are kept in {_shown(str(kept))}{hint}"
+
+
+def _kept_note(exc: BaseException, resume_hint: Callable[[Path], str] | None) -> str:
+    kept = kept_folder(exc)
+    if kept is None:
+        return ""
+    hint = f"; once fixed, finish it with: {_shown(resume_hint(kept))}" if resume_hint else ""
+    return f"\nthe finished shards are kept in {_shown(str(kept))}{hint}"
+
+
+def _environment_message(exc: OSError) -> str:
+    """What went wrong with a path of the machine (``exc.filename``) and what to do."""
+    path = exc.filename or "a file"
+    fixes = {errno.ENOSPC: "free some space or choose another --out", errno.EDQUOT: "free some space or choose "
+             "another --out", errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
+             errno.EISDIR: "that is a folder: give a file name", errno.ENOENT: "check the path"}
+    fix = fixes.get(exc.errno, "choose a path you can write to (e.g. another --out)")
+    return f"{path}: {exc.strerror or exc}; {fix}"
+
+
+def _internal_error(exc: BaseException, resume_hint: Callable[[Path], str] | None = None) -> int:
+    """Report a bug: its traceback to a log file (named on screen), a one-line summary; return exit code 3."""
+    log_path = _crash_log(exc)
+    where = f"the traceback is in {_shown(str(log_path))}" if log_path else "no log file could be written"
+    _say(f"[red]internal error[/red] (a bug in the testbed): {_shown(type(exc).__name__ + ': ' + str(exc))}\n"
+         f"{where}; please report it with that file{_kept_note(exc, resume_hint)}")
+    return 3
+
+
+def _crash_log(exc: BaseException) -> Path | None:
+    """Write ``exc``'s traceback, the command line and the version to a new file in the temp folder."""
+    lines = [f"testbed {sim.__version__}: {' '.join(sys.argv)}\n", *traceback.format_exception(exc)]
+    try:
+        handle, name = tempfile.mkstemp(prefix="testbed-crash-", suffix=".log")
+        with os.fdopen(handle, "w", encoding="utf-8") as log_file:
+            log_file.writelines(lines)
+    except OSError:
+        return None
+    return Path(name)
 
 
 @contextmanager
@@ -62,8 +163,10 @@ def _progress_bar(label: str):
 
 SCHEDULER = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786) to run "
                                                     "on; default: an embedded cluster.")
-WORKERS = typer.Option(None, "--workers", help="Worker processes of the embedded cluster (default: one per core; "
-                                                "0: everything in this process).")
+WORKERS = typer.Option(None, "--workers", min=0, help="Worker processes of the embedded cluster (default: one per "
+                                                       "core; 0: everything in this process).")
+
+SEED_MAX = 2**32 - 1  # a scenario's seed is at most this too
 
 
 @app.callback()
@@ -82,7 +185,8 @@ def _quiet_dask(record: logging.LogRecord) -> bool:
 
 @app.command()
 def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
-        seed: int = typer.Option(None, help="Seed for the workload (default: the scenario's)."),
+        seed: int = typer.Option(None, min=0, max=SEED_MAX, help="Seed for the workload (default: the "
+                                                                  "scenario's)."),
         out_dir: Path = typer.Option(Path("results"), "--out", help="Root of the results folders."),
         engine: str = typer.Option("des", help="des (flow-level simulator), emu (Mininet emulation of the "
                                                "scenario's emulation slice, real time, root) or both (the slice "
@@ -96,7 +200,7 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
 
     Estate-scale scenarios run in shards on Dask (an embedded cluster, or --scheduler).
     """
-    with _exits():
+    with _exits(lambda kept: _resume_command(scenario, kept, seed, scheduler, workers)):
         _require_engine(engine)
         verb = "simulating" if engine == "des" else "emulating (real time)"
         with _progress_bar(f"{verb} {scenario.name}") as progress:
@@ -185,12 +289,13 @@ def sweep_(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
 
 @app.command()
 def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
-          seed: int = typer.Option(None, help="Seed for the workload (default: the scenario's)."),
+          seed: int = typer.Option(None, min=0, max=SEED_MAX, help="Seed for the workload (default: the "
+                                                                    "scenario's)."),
           junit: Path = typer.Option(None, help="Write JUnit XML here."),
           json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here."),
           out_dir: Path = typer.Option(None, "--out", help="Also write a results folder under this root.")) -> None:
     """Run a scenario and exit 1 when any site class misses a target (for CI)."""
-    with _exits():
+    with _exits(lambda kept: _resume_command(scenario, kept, seed, None, None)):
         with _progress_bar(f"checking {scenario.name}") as progress:
             outcome = (pipeline.run(scenario, seed=seed, out=out_dir, progress=progress) if out_dir else
                        pipeline.simulate(load.load(scenario), seed, progress))
@@ -207,13 +312,14 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
 
 @app.command()
 def doctor() -> None:
-    """Report what this machine can emulate (root, Mininet, shaping, delay method, tools); exit 0 if a run can."""
-    from sim.emu import capabilities
-    caps = capabilities.detect()
-    for line in capabilities.doctor_lines(caps):
-        out.print(line, highlight=False, markup=False)
-    ok = not capabilities.problems(caps) and caps.delay_method
-    raise typer.Exit(0 if ok else 1)
+    """Report what this machine can emulate (root, Mininet, shaping, delay method, tools); exit 0 if it can, else 2."""
+    with _exits():
+        from sim.emu import capabilities
+        caps = capabilities.detect()
+        for line in capabilities.doctor_lines(caps):
+            out.print(line, highlight=False, markup=False)
+        ok = not capabilities.problems(caps) and caps.delay_method
+    raise typer.Exit(0 if ok else 2)
 
 
 @app.command()
@@ -232,12 +338,14 @@ def clean(prefix: str = typer.Argument(None, help="One run's prefix (tbXXXX); de
 def validate(files: list[Path] = typer.Argument(..., help="Scenario or catalogue files.")) -> None:
     """Check scenario or catalogue files and report the first problem in each."""
     failed = False
-    for file in files:
-        try:
-            out.print(f"{file}: ok, {load.validate_file(file)}", highlight=False)
-        except TestbedError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            failed = True
+    with _exits():
+        for file in files:
+            try:
+                out.print(f"{_shown(str(file))}: ok, {_shown(load.validate_file(file))}", highlight=False,
+                          soft_wrap=True)
+            except TestbedError as exc:
+                _say(f"[red]error:[/red] {_shown(str(exc))}")
+                failed = True
     if failed:
         raise typer.Exit(2)
 
@@ -253,6 +361,15 @@ def list_(what: str = typer.Argument("all", help="profiles, apps, site-classes, 
         for name, show in shows.items():
             if what in ("all", name):
                 show()
+
+
+def _resume_command(scenario: Path, partial: Path, seed: int | None, scheduler: str | None,
+                    workers: int | None) -> str:
+    """The command line that finishes an interrupted run from its ``partial`` folder, as it was started."""
+    words = ["testbed", "run", str(scenario), "--resume", str(partial)]
+    words += ["--seed", str(seed)] if seed is not None else []
+    words += ["--scheduler", scheduler] if scheduler else ["--workers", str(workers)] if workers is not None else []
+    return shlex.join(words)
 
 
 def _require_engine(engine: str) -> None:

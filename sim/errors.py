@@ -41,3 +41,13 @@ class EngineError(TestbedError):
 
 class CapabilityError(TestbedError):
     """The machine lacks something a run needs (root, a kernel feature, a tool)."""
+
+
+def mark_kept(exc: BaseException, folder: object) -> None:
+    """Record on ``exc`` (any error or interrupt that ended a run) the partial folder kept for a resume."""
+    exc.kept_folder = folder  # type: ignore[attr-defined]
+
+
+def kept_folder(exc: BaseException) -> object | None:
+    """The partial folder :func:`mark_kept` recorded on ``exc``, if any."""
+    return getattr(exc, "kept_folder", None)

@@ -75,7 +75,7 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
         return _emulated(scenario, Path(path), seed, Path(out), progress, png, both=engine == "both")
     sharded = bool(scheduler or resume) or workers is not None or scale.wants_cluster(scenario)
     seed = scenario.seed if seed is None else seed
-    with results.run_folder(Path(out), scenario.name, des.ENGINE, seed, keep_partial=sharded,
+    with results.run_folder(Path(out), scenario.name, des.ENGINE, seed, keep_partial=sharded and scale.has_progress,
                             resume=Path(resume) if resume else None) as folder:
         outcome = (_sharded(scenario, seed, folder.partial, progress, scheduler, workers) if sharded
                    else simulate(scenario, seed, progress))

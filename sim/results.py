@@ -14,7 +14,7 @@ import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import pandas as pd
 
 import sim
 from sim import records as rec
-from sim.errors import TestbedError
+from sim.errors import TestbedError, mark_kept
 from sim.targets import Verdicts
 
 META_FILE = "meta.json"
@@ -39,34 +39,82 @@ class RunFolder:
 
 
 @contextlib.contextmanager
-def run_folder(root: Path, scenario: str, engine: str, seed: int, *, keep_partial: bool = False,
-               resume: Path | None = None) -> Iterator[RunFolder]:
+def run_folder(root: Path, scenario: str, engine: str, seed: int, *,
+               keep_partial: bool | Callable[[Path], bool] = False, resume: Path | None = None) -> Iterator[RunFolder]:
     """Yield a partial folder; rename it to its final name only if the block finishes.
 
     Args:
         root: Root of the results folders.
-        scenario: The scenario's name (the folder's parent).
+        scenario: The scenario's name (the folder's parent): a plain name, never a path.
         engine: The engine's name (part of the folder's name).
         seed: The seed (part of the folder's name).
-        keep_partial: Keep the partial folder on error or interrupt (a sharded run can resume from it).
-        resume: An existing partial folder to carry on with, instead of a new one.
+        keep_partial: Keep the partial folder on error or interrupt (a sharded run can resume from it); a
+            function of the partial folder: keep it only if that says it holds work worth resuming.
+        resume: An existing partial folder to carry on with, instead of a new one (kept on error).
 
     Raises:
-        TestbedError: If ``resume`` is not an unfinished run's partial folder.
+        TestbedError: If ``resume`` is not an unfinished run's partial folder, ``scenario`` is not a plain
+            name, or the folder cannot be created under ``root`` (a file in the way, no permission).
+
+    An error or interrupt that ends the block leaves with the kept partial folder recorded on it
+    (:func:`sim.errors.kept_folder`).
     """
     folder = _resumed(Path(resume)) if resume else _fresh(Path(root), scenario, engine, seed)
-    folder.partial.mkdir(parents=True, exist_ok=resume is not None)
+    created = _create(folder.partial, Path(root)) if resume is None else []
+    kept = False
     try:
         yield folder
         if folder.final.exists():
             raise FileExistsError(f"results folder {folder.final} already exists")
         os.replace(folder.partial, folder.final)
+    except BaseException as exc:
+        kept = folder.partial.exists() and (resume is not None or _worth_keeping(keep_partial, folder.partial))
+        if kept:
+            mark_kept(exc, folder.partial)
+        raise
     finally:
-        if folder.partial.exists() and not keep_partial:
+        if folder.partial.exists() and not kept:
             shutil.rmtree(folder.partial, ignore_errors=True)
+            _remove_empty(created)
+
+
+def _worth_keeping(keep_partial: bool | Callable[[Path], bool], partial: Path) -> bool:
+    return keep_partial(partial) if callable(keep_partial) else bool(keep_partial)
+
+
+def _create(partial: Path, root: Path) -> list[Path]:
+    """Create a new run's partial folder (and ``root`` if missing), or say why it cannot be.
+
+    Returns the folders above it that this created, deepest first (to remove again if the run leaves nothing).
+    """
+    created = []
+    for parent in partial.parents:
+        if parent.exists() or parent.is_symlink():
+            break
+        created.append(parent)
+    try:
+        partial.mkdir(parents=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (partial.parent, *partial.parent.parents) if p.exists() and not p.is_dir()), root)
+        raise TestbedError(f"{root}: cannot hold results folders: {blocker} is a file, not a folder; choose "
+                           "another results root (--out)") from None
+    except OSError as exc:
+        raise TestbedError(f"{root}: cannot create a results folder there ({exc.strerror}); choose a results "
+                           "root you can write to (--out)") from None
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: a failed run leaves no trace of itself."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _fresh(root: Path, scenario: str, engine: str, seed: int) -> RunFolder:
+    _require_plain_name(scenario)
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     final = root / scenario / f"{stamp}-{engine}-s{seed}"
     for n in range(2, 100):  # two runs of one scenario in the same second get distinct folders
@@ -74,6 +122,17 @@ def _fresh(root: Path, scenario: str, engine: str, seed: int) -> RunFolder:
             break
         final = root / scenario / f"{stamp}-{engine}-s{seed}-{n}"
     return RunFolder(final.with_name(f".{final.name}.partial"), final)
+
+
+def _require_plain_name(name: str) -> None:
+    """Refuse a scenario name that would name a folder outside its place (``..``, ``a/b``) or a hidden one.
+
+    Raises:
+        TestbedError: If ``name`` is empty, ``.`` or ``..``, starts with a dot, or holds a path separator.
+    """
+    if not name or name.startswith(".") or any(char in name for char in "/\\\0"):
+        raise TestbedError(f"scenario name {name!r} cannot name a results folder: use letters, digits, '_', '-' "
+                           "and '.', starting with a letter or digit")
 
 
 def _resumed(partial: Path) -> RunFolder:

@@ -83,7 +83,15 @@ def test_interrupted_run_resumes_without_redoing_finished_shards(small_shards, i
 
 
 def test_resuming_with_another_seed_is_refused(small_shards, icb_morning, tmp_path, monkeypatch):
-    monkeypatch.setattr(scale, "run_shard", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    real, calls = scale.run_shard, []
+
+    def interrupted_after_one(*args):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(args[2].index)
+        return real(*args)
+
+    monkeypatch.setattr(scale, "run_shard", interrupted_after_one)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run(icb_morning, out=tmp_path, png=False, workers=0)
     (partial,) = (tmp_path / "icb").iterdir()

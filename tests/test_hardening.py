@@ -1,0 +1,385 @@
+"""The command line under bad input and bad luck: documented exit codes, located messages, nothing left behind.
+
+Exit codes: 0 ok, 1 targets missed, 2 bad input or environment, 3 internal error (traceback in a log file), 130
+interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import ROOT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from sim import pipeline, results, text
+from sim.cli import app
+from sim.errors import TestbedError
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    """Run ``testbed ARGS`` in-process; the result's output holds stdout and stderr."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_exit(result, code: int) -> None:
+    """The command ended with ``code``, by the CLI's own exit (no exception escaped), and printed no traceback."""
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+
+
+def leftovers(root) -> list[str]:
+    """Every partial (unfinished) run folder under ``root``."""
+    return [str(p) for p in root.rglob("*.partial")] if root.exists() else []
+
+
+# Exit 2: bad input or environment, with the path and what to do
+
+
+def test_out_naming_a_file_exits_2_naming_it(tmp_path, scenarios_dir):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", blocker, "--no-png")
+    assert_clean_exit(result, 2)
+    assert f"{blocker} is a file, not a folder" in result.output and "--out" in result.output
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody may create anything in, root included (immutable), or chmod 555 for an ordinary user."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+            pytest.skip("root, and this filesystem cannot make a folder immutable (chattr +i)")
+    else:
+        folder.chmod(0o555)
+    yield folder
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+def test_out_in_a_read_only_folder_exits_2_naming_it(read_only_dir, scenarios_dir):
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", read_only_dir, "--no-png")
+    assert_clean_exit(result, 2)
+    assert f"{read_only_dir}: cannot create a results folder there" in result.output
+    assert "--out" in result.output and list(read_only_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(("option", "value"), [("--seed", "-1"), ("--seed", str(2**32)), ("--workers", "-1")])
+def test_out_of_range_numbers_are_refused_before_any_work(tmp_path, scenarios_dir, option, value):
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--no-png", option, value)
+    assert_clean_exit(result, 2)
+    assert option in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_many_workers_are_refused_saying_how_many_may_run(tmp_path, scenarios_dir):
+    allowed = 4 * (os.cpu_count() or 1)
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--no-png", "--workers", allowed + 1)
+    assert_clean_exit(result, 2)
+    assert f"--workers {allowed + 1}: give 0" in result.output and f"to {allowed} " in result.output
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("address", "says"), [
+    ("not-a-url", "not a scheduler address"),
+    ("tcp://127.0.0.1:99999", "a port from 1 to 65535"),
+    ("tcp://127.0.0.1:9", "cannot reach the Dask scheduler"),  # discard port: refused at once
+])
+def test_bad_scheduler_exits_2_and_leaves_no_partial_folder(tmp_path, scenarios_dir, address, says):
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--no-png", "--scheduler", address)
+    assert_clean_exit(result, 2)
+    assert says in result.output and address in result.output
+    assert leftovers(tmp_path) == [] and list(tmp_path.iterdir()) == []
+
+
+def scenario_copy(tmp_path, scenarios_dir, **replace: str):
+    """ci-smoke with its lines starting ``key:`` replaced by ``key: value``."""
+    lines = (scenarios_dir / "ci-smoke.yaml").read_text().splitlines()
+    for key, value in replace.items():
+        lines = [f"{key}: {value}" if line.startswith(f"{key}:") else line for line in lines]
+    path = tmp_path / "scenario.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("name", [".", "..", ".hidden"])
+def test_scenario_names_that_are_not_plain_names_are_refused_at_their_line(tmp_path, scenarios_dir, name):
+    path = scenario_copy(tmp_path, scenarios_dir, name=f'"{name}"')
+    result = invoke("run", path, "--out", tmp_path / "out", "--no-png")
+    assert_clean_exit(result, 2)
+    assert f"{path}:2 name" in result.output
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["scenario.yaml"]
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", ".x", "a/b", "../x", "a\\b", "a\0b"])
+def test_results_folders_never_take_a_name_that_is_a_path(tmp_path, name):
+    with pytest.raises(TestbedError, match="cannot name a results folder"):
+        with results.run_folder(tmp_path / "out", name, "des", 1):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_path_is_cut_in_the_message_which_keeps_its_end(tmp_path):
+    missing = tmp_path / ("d" * 250) / "s.yaml"
+    result = invoke("check", missing)
+    assert_clean_exit(result, 2)
+    said = " ".join(result.output.split())
+    word = f"{missing}:"  # the message's first word: its first 80 and last 40 characters are shown
+    assert f"{word[:80]}...({len(word) - 120:,} characters)...{word[-40:]} no such file" in said
+    assert len(result.output) < 400
+
+
+def test_control_and_bidi_characters_in_a_path_are_shown_escaped(tmp_path):
+    missing = tmp_path / "a\x1b[2Jb\u202ec.yaml"
+    result = invoke("check", missing)
+    assert_clean_exit(result, 2)
+    assert "\x1b" not in result.output and "\u202e" not in result.output
+    assert "a\\x1b[2Jb\\u202ec.yaml" in result.output
+
+
+def test_visible_escapes_hidden_characters_and_keeps_text():
+    assert text.visible("ok: é, 東京, tab\tnew\nline") == "ok: é, 東京, tab\tnew\nline"
+    assert text.visible("a\u202eb\u2066c\u200bd\x00e\x7ff\x9bg") == "a\\u202eb\\u2066c\\u200bd\\x00e\\x7ff\\x9bg"
+    assert text.visible("\U000e0001") == "\\U000e0001"  # a tag character (format, outside the BMP)
+    assert text.cut("abcdef", 4) == "abcd... (2 more characters)" and text.cut("abcd", 4) == "abcd"
+    # a long word keeps its first two thirds and last third of 6 characters; the message around it stays whole
+    assert text.cut("a 0123456789 b", word_chars=6) == "a 0123...(4 characters)...89 b"
+
+
+def test_report_shows_control_and_bidi_characters_of_a_description_escaped(tmp_path, scenarios_dir):
+    path = scenario_copy(tmp_path, scenarios_dir, description='"Practice \\u202eevil\\u202c and \\x1b[31mred"')
+    outcome = pipeline.run(path, out=tmp_path / "out", png=False)
+    page = (outcome.folder / "report.html").read_text(encoding="utf-8")
+    assert "Practice \\u202eevil\\u202c and \\x1b[31mred" in page
+    assert "\u202e" not in page and "\x1b" not in page
+
+
+def test_environment_failure_mid_run_exits_2_naming_the_path(tmp_path, scenarios_dir, monkeypatch):
+    def disk_full(folder, verdicts):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "verdicts.csv"))
+
+    monkeypatch.setattr("sim.results.write_verdicts", disk_full)
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--no-png")
+    assert_clean_exit(result, 2)
+    assert "verdicts.csv: No space left on device; free some space" in result.output
+    assert leftovers(tmp_path) == []
+
+
+# Exit 3: a bug, its traceback in a log file
+
+
+def test_internal_error_exits_3_with_its_traceback_in_a_named_log_file(tmp_path, scenarios_dir, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom in the engine")
+
+    monkeypatch.setattr("sim.pipeline.simulate", broken)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the log goes
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path / "out", "--no-png")
+    assert_clean_exit(result, 3)
+    assert "internal error" in result.output and "ZeroDivisionError: boom in the engine" in result.output
+    (log,) = tmp_path.glob("testbed-crash-*.log")
+    assert str(log) in result.output.replace("\n", "")
+    logged = log.read_text()
+    assert "Traceback" in logged and "ZeroDivisionError: boom in the engine" in logged and "in broken" in logged
+    assert leftovers(tmp_path / "out") == []
+
+
+# Exit 130: interrupted, saying what was kept and how to finish
+
+
+@pytest.fixture
+def small_shards(monkeypatch):
+    from sim import scale
+    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 100)  # ci-smoke's ~430 sessions in several shards
+
+
+def test_interrupted_sharded_run_names_its_partial_folder_and_the_resume_command(tmp_path, scenarios_dir,
+                                                                                 monkeypatch, small_shards):
+    from sim import scale
+    real, calls = scale.run_shard, []
+
+    def interrupted_after_two(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[2].index)
+        return real(*args)
+
+    monkeypatch.setattr(scale, "run_shard", interrupted_after_two)
+    scenario = scenarios_dir / "ci-smoke.yaml"
+    result = invoke("run", scenario, "--out", tmp_path, "--no-png", "--workers", "0", "--seed", "5")
+    assert_clean_exit(result, 130)
+    (partial,) = (tmp_path / "ci-smoke").iterdir()
+    said = " ".join(result.output.split())
+    assert f"the finished shards are kept in {partial}" in said
+    command = f"testbed run {scenario} --resume {partial} --seed 5 --workers 0"
+    assert f"finish it with: {command}" in said
+
+    monkeypatch.setattr(scale, "run_shard", real)
+    resumed = invoke(*command.split()[1:], "--no-png")
+    assert_clean_exit(resumed, 0)
+    assert not partial.exists() and len([p for p in (tmp_path / "ci-smoke").iterdir()]) == 1
+
+
+def test_run_interrupted_before_any_shard_finished_keeps_nothing(tmp_path, scenarios_dir, monkeypatch,
+                                                                small_shards):
+    from sim import scale
+    monkeypatch.setattr(scale, "run_shard", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--no-png", "--workers", "0")
+    assert_clean_exit(result, 130)
+    assert "interrupted; nothing was kept" in result.output
+    assert list(tmp_path.iterdir()) == []  # not even the scenario's folder, made for this run
+
+
+def test_sigterm_ends_a_sharded_run_as_ctrl_c_does(tmp_path, scenarios_dir):
+    # A real process, a real signal: shards of 100 sessions, each one slowed down so the signal lands mid-run.
+    script = ("import sys, time\n"
+              "from sim import scale, cli\n"
+              "scale.SESSIONS_PER_SHARD = 100\n"
+              "real = scale.run_shard\n"
+              "def slow(*args):\n"
+              "    done = real(*args)\n"
+              "    time.sleep(0.5)\n"
+              "    return done\n"
+              "scale.run_shard = slow\n"
+              "sys.argv = ['testbed'] + sys.argv[1:]\n"
+              "cli.app(prog_name='testbed')\n")
+    scenario = scenarios_dir / "ci-smoke.yaml"
+    process = subprocess.Popen([_python(), "-c", script, "run", str(scenario), "--out", str(tmp_path), "--no-png",
+                                "--workers", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(tmp_path.rglob("*.done.json")), process)
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    (partial,) = (tmp_path / "ci-smoke").iterdir()
+    said = " ".join(stderr.split())
+    assert "Traceback" not in stderr and f"kept in {partial}" in said
+    assert f"testbed run {scenario} --resume {partial} --workers 0" in said
+
+
+def _python() -> str:
+    import sys
+    return sys.executable
+
+
+def _wait_for(condition, process, attempts: int = 1200) -> None:
+    """Poll ``condition`` every 0.1 s until it holds (a bounded wait, not an assertion on time)."""
+    import time
+    for _ in range(attempts):
+        if condition():
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended first: {process.communicate()}")
+        time.sleep(0.1)
+    raise AssertionError("the run never got as far as its first shard")
+
+
+def test_check_missing_targets_is_the_only_exit_1(scenarios_dir):
+    result = invoke("check", scenarios_dir / "ci-smoke.yaml")
+    assert_clean_exit(result, 1)
+    assert re.search(r"\d+ verdicts missed their target", result.output)
+
+
+# Any command line: a documented exit, never a traceback, nothing hidden reaching the terminal, nothing left behind
+
+SMOKE = str(ROOT / "scenarios" / "ci-smoke.yaml")
+NASTY = ["", ".", "..", "-1", "0", "1", "nan", "inf", "-inf", "1e999", "4294967296", "x" * 3000, "a\x1b[2Jb",
+         "a\u202eb", "/", "/dev/null", "/proc/nope", "afile", "adir", "bad.yaml", "tb00zz"]
+SCENARIOS = [SMOKE, "missing.yaml", "adir", "/dev/null", "bad.yaml", "afile", "a\u202eb.yaml", "x" * 3000]
+# Fast failures only: a valid scheduler or a worker count above 0 would start a cluster (seconds each).
+SCHEDULERS = ["not-a-url", "tcp://127.0.0.1:9", "tcp://:8786", "tcp://127.0.0.1:0", "", "tcp://[::1", "a\x1b[2Jb"]
+WORKERS = ["-1", "0", "99999", "x", "1.5", ""]
+
+
+def _local(value: str) -> bool:
+    """A relative path that stays inside the example's folder (so a run never writes elsewhere)."""
+    return not value.startswith("/") and ".." not in value and "\0" not in value
+
+
+values = st.one_of(st.sampled_from(NASTY), st.text(max_size=12), st.integers(-2**40, 2**40).map(str),
+                   st.floats(allow_nan=True).map(str))
+out_paths = st.one_of(st.sampled_from(["out", "afile", "/dev/null", "/proc/nope", "adir/sub", ""]),
+                      st.text(min_size=1, max_size=12).filter(_local))
+
+
+def _options(**choices) -> st.SearchStrategy[list[str]]:
+    """Some of the given options (each ``--name`` with a value from its strategy), in any order."""
+    pairs = [st.tuples(st.just(f"--{name.replace('_', '-')}"), strategy) for name, strategy in choices.items()]
+    if not pairs:
+        return st.just([])
+    return st.lists(st.one_of(*pairs), max_size=3).map(lambda chosen: [word for pair in chosen for word in pair])
+
+
+def _command(name: str, arguments: st.SearchStrategy[list[str]], options: st.SearchStrategy[list[str]],
+             fixed: tuple[str, ...] = ()) -> st.SearchStrategy[list[str]]:
+    return st.tuples(arguments, options).map(lambda parts: [name, *parts[0], *fixed, *parts[1]])
+
+
+scenario_arg = st.sampled_from([SMOKE] * 4 + SCENARIOS).map(lambda s: [s])  # mostly one that runs
+command_lines = st.one_of(
+    _command("run", scenario_arg, _options(seed=values, out=out_paths, engine=st.sampled_from(["des", "x", ""]),
+                                           workers=st.sampled_from(WORKERS), scheduler=st.sampled_from(SCHEDULERS),
+                                           resume=st.one_of(values.filter(_local), st.just("/nope/.a.partial"))),
+             ("--no-png",)),
+    _command("check", scenario_arg, _options(seed=values, junit=out_paths, json=out_paths, out=out_paths)),
+    _command("validate", st.lists(st.sampled_from(SCENARIOS), min_size=1, max_size=2), _options()),
+    _command("list", st.one_of(st.just([]), values.map(lambda v: [v])), _options()),
+    _command("report", values.filter(_local).map(lambda v: [v]), _options(), ("--no-png",)),
+    _command("compare", st.lists(values.filter(_local), min_size=2, max_size=2), _options(out=out_paths),
+             ("--no-png",)),
+    _command("plan", scenario_arg, _options(seeds=st.integers(-3, 1).map(str), target_share=values,
+                                            site_class=values), ("--workers", "0", "--no-png", "--seeds", "1")),
+    _command("sweep", scenario_arg, _options(set=values, seeds=st.sampled_from(["0", "-1", "x"])),
+             ("--workers", "0", "--no-png")),
+    _command("clean", values.filter(lambda v: not re.fullmatch(r"tb[0-9a-f]{4}", v)).map(lambda v: [v]),
+             _options()),
+)
+
+
+def _example_files() -> None:
+    """The files the command lines name, in the example's own folder."""
+    from pathlib import Path
+    Path("afile").write_text("a file, not a folder\n")
+    Path("adir").mkdir()
+    Path("bad.yaml").write_text("name: [unclosed\n")
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(argv=command_lines)
+def test_any_command_line_ends_in_a_documented_exit_without_a_traceback(argv, tmp_path):
+    from pathlib import Path
+    from tempfile import mkdtemp
+    here = os.getcwd()
+    os.chdir(mkdtemp(dir=tmp_path))  # relative paths of the command line land in the example's own folder
+    try:
+        _example_files()
+        result = runner.invoke(app, argv)
+        partials = [str(p) for p in Path().rglob("*.partial")]
+    finally:
+        os.chdir(here)
+    assert result.exit_code in (0, 1, 2), (argv, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (argv, result.exception)
+    assert "Traceback" not in result.output, argv
+    if result.exit_code == 1:
+        assert argv[0] == "check" and "missed their target" in result.output, (argv, result.output)
+    assert "\x1b" not in result.output and "\u202e" not in result.output, (argv, result.output)
+    assert len(result.output) < 20_000 or result.exit_code == 0, argv
+    assert partials == [], argv
