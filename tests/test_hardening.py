@@ -383,3 +383,60 @@ def test_any_command_line_ends_in_a_documented_exit_without_a_traceback(argv, tm
     assert "\x1b" not in result.output and "\u202e" not in result.output, (argv, result.output)
     assert len(result.output) < 20_000 or result.exit_code == 0, argv
     assert partials == [], argv
+
+
+# Deadlines: a scheduler address where something else answers, or nothing does
+
+
+@pytest.fixture
+def peer():
+    """Start a TCP server on a free local port that greets each connection with ``greeting`` (b"": silence)."""
+    import socket
+    import threading
+    servers = []
+
+    def start(greeting: bytes) -> str:
+        server = socket.create_server(("127.0.0.1", 0))
+        servers.append(server)
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                servers.append(conn)
+                if greeting:
+                    conn.sendall(greeting)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize(("greeting", "says"), [
+    (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "answers, but not as a Dask scheduler"),
+    (b"", "did not answer within 5 s"),  # silent, as an unroutable address or a firewall that drops
+    # a plausible frame length, then nonsense: Dask itself reads it and fails; still exit 2, naming the address
+    ((64).to_bytes(8, "little") + b"\xff" * 64, "cannot reach the Dask scheduler"),
+])
+def test_a_peer_that_is_not_a_dask_scheduler_is_refused_with_exit_2(peer, tmp_path, scenarios_dir, greeting, says):
+    address = peer(greeting)
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--no-png", "--scheduler", address)
+    assert_clean_exit(result, 2)
+    said = " ".join(result.output.split())
+    assert says in said and address in said
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_real_scheduler_passes_the_greeting_check(tmp_path, scenarios_dir):
+    from dask.distributed import LocalCluster
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", dashboard_address=None) as local:
+        result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--no-png", "--scheduler",
+                        local.scheduler_address)
+    assert_clean_exit(result, 0)
+    (folder,) = (tmp_path / "ci-smoke").iterdir()
+    assert results.is_complete(folder)
