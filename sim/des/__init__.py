@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from sim.des import reserved
 from sim.des.context import ENGINE, Context, RunWindow
 from sim.des.group import Group
 from sim.des.links import Link, bin_count
@@ -34,7 +35,7 @@ class Result:
 
 
 def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
-        progress: Callable[[float], None] | None = None) -> Result:
+        progress: Callable[[float], None] | None = None, *, skip_unobserved: bool = True) -> Result:
     """Simulate every session of ``trace`` on ``topology``.
 
     Args:
@@ -43,6 +44,8 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
         window: Start of the utilisation series, horizon (sessions unfinished by then are recorded as
             not completed) and bin width, all in seconds.
         progress: Called now and then with the share of simulated time done (0..1).
+        skip_unobserved: Take the exact shortcuts of :mod:`sim.des.group` (the same tables either way; off
+            only to test that).
 
     Returns:
         Records (:data:`sim.records.RECORD_COLUMNS`), link series (:data:`sim.records.LINK_COLUMNS`) and
@@ -50,13 +53,17 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
     """
     with _collector_paused():
         links, site_links = _links(topology, window)
+        fixed = reserved.reservable(trace, topology)
+        streams = reserved.Streams(trace, np.flatnonzero(fixed), site_links, topology, window.horizon_s)
+        reserved.reserve(streams)
         ctx = Context(trace, topology, window)
-        groups = _groups(topology, trace, site_links, ctx)
+        groups = _groups(topology, trace, ~fixed, site_links, ctx, skip_unobserved)
         env = simpy.Environment(initial_time=min(window.start_s, float(trace["start_s"].min()))
                                 if len(trace) else window.start_s)
         for group in groups:
             env.process(group.process(env))
         _run_with_progress(env, window, progress)
+        ctx.finish_streams(streams)
         return Result(ctx.records(), _link_frame(links, window), sum(g.events for g in groups))
 
 
@@ -95,8 +102,10 @@ def _links(topology: Topology, window: RunWindow) -> tuple[list[Link], dict[str,
     return links, site_links
 
 
-def _groups(topology: Topology, trace: pd.DataFrame, site_links: dict, ctx: Context) -> list[Group]:
-    """One group per set of sites sharing links (a site alone when it shares none)."""
+def _groups(topology: Topology, trace: pd.DataFrame, as_flows: np.ndarray, site_links: dict, ctx: Context,
+            skip_unobserved: bool) -> list[Group]:
+    """One group per set of sites sharing links (a site alone when it shares none), replaying the rows ``as_flows``."""
+    trace = trace[as_flows]
     members: dict[str, list[str]] = {}
     for site, aggregation in zip(topology.sites["site"], topology.sites["aggregation"]):
         members.setdefault(aggregation or f"site:{site}", []).append(site)
@@ -116,7 +125,7 @@ def _groups(topology: Topology, trace: pd.DataFrame, site_links: dict, ctx: Cont
         sessions = (by_site[sites[0]] if in_order and len(sites) == 1 else
                     sorted((s for site in sites for s in by_site[site]), key=lambda s: (s["start_s"], s["session_id"])))
         links = list(dict.fromkeys(link for site in sites for path in site_links[site] for link in path))
-        groups.append(Group(links, sessions, ctx))
+        groups.append(Group(links, sessions, ctx, skip_unobserved))
     return groups
 
 
@@ -147,6 +156,9 @@ def _link_frame(links: list[Link], window: RunWindow) -> pd.DataFrame:
     n_bins = len(links[0].bits) if links else 0
     capacity = np.array([link.capacity_bps for link in links])
     bits = np.array([link.bits for link in links]).reshape(len(links), n_bins)
+    for k, link in enumerate(links):
+        if link.steps_s:
+            bits[k] += reserved.carried_bits(link, window.start_s, window.horizon_s, n_bins, window.bin_s)
     rows = np.repeat(np.arange(len(links)), n_bins)
 
     def per_link(values: list) -> pd.api.extensions.ExtensionArray:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sim.des import calls, reserved
 from sim.records import RECORD_COLUMNS, conform
 from sim.topology import Topology
 
@@ -38,6 +39,7 @@ class Context:
         self.columns = {name: [_NAN] * len(ids) for name in _OUTCOME_FLOATS}
         self.completed = [False] * len(ids)
         self.bottleneck = ["none"] * len(ids)
+        self.finished_calls: list[tuple] = []  # calls replayed as flows, recorded after the run
 
     def _put(self, session: int, completed: bool, bottleneck: str, **values: float) -> None:
         row = self.row[session]
@@ -64,16 +66,24 @@ class Context:
         self._put(flow.session, False, flow.bottleneck(), queue_delay_s=flow.queue_delay_s, rtt_s=flow.rtt_s)
 
     def finish_call(self, session: int, halves: list, now_s: float, completed: bool) -> None:
-        """Record a video call from its two directions, keeping the worse value of each measure."""
-        up, down = (h.summary() for h in halves)
-        worse = up if (up["at_target"], -up["below_min"]) <= (down["at_target"], -down["below_min"]) else down
-        self._put(session, completed, worse["bottleneck"],
-                  end_s=now_s if completed else _NAN, size_bytes=worse["bytes"],
-                  mean_rate_bps=min(up["rate"], down["rate"]), share_at_target=worse["at_target"],
-                  share_below_min=worse["below_min"], one_way_delay_s=max(up["delay"], down["delay"]),
-                  one_way_delay_p95_s=max(up["delay_p95"], down["delay_p95"]),
-                  jitter_s=max(up["jitter"], down["jitter"]), loss=max(up["loss"], down["loss"]),
-                  queue_delay_s=max(up["queue"], down["queue"]), rtt_s=2 * halves[0].base_delay_s)
+        """Keep a call replayed as flows (its two directions, settled to ``now_s``) for :meth:`finish_streams`."""
+        self.finished_calls.append((session, tuple(halves), now_s, completed))
+
+    def finish_streams(self, streams: reserved.Streams) -> None:
+        """Record every call: those replayed as flows and the fixed-rate ``streams``, from their paths' histories."""
+        histories = calls.Histories(self.horizon_s)
+        sessions, columns = calls.adaptive(self.finished_calls, histories)
+        self._put_columns([self.row[session] for session in sessions], columns)
+        if len(streams.rows):
+            outcome = calls.fixed_rate(streams, histories)
+            self._put_columns(streams.rows.tolist(), {name: values.tolist() for name, values in outcome.items()})
+
+    def _put_columns(self, rows: list[int], columns: dict[str, list]) -> None:
+        for name, values in columns.items():
+            target = self.completed if name == "completed" else self.bottleneck if name == "bottleneck" \
+                else self.columns[name]
+            for row, value in zip(rows, values):
+                target[row] = value
 
     def records(self) -> pd.DataFrame:
         """The record table, one row per session of the trace, in trace order."""

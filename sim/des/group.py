@@ -5,22 +5,27 @@ link, or several sites behind one shared link) evolves on its own. Its process w
 (an arrival, a start-up ending, a completion, a call ending); between changes every rate is constant, so
 the fluid model advances in one step and re-shares capacity only for this group.
 
-Events that would change nothing observed are skipped, exactly: a transfer arriving before the next change
-starts up without an event (start-up takes no share), and one that will have its link to itself until it
-ends, with no session arriving before then, is replayed whole at once (:meth:`Group._run_alone`).
+Fixed-rate streams are not flows here: they hold a reserved rate on their links, a step function known before
+the run (:mod:`sim.des.reserved`), which fluid flows see as capacity taken. A step is an event only on a link
+that fluid flows are using; elsewhere a link takes its reserved rate when something next looks at it.
+
+Events that would change nothing observed are skipped, exactly, when ``skip_unobserved`` is on: a transfer
+arriving before the next change starts up without an event (start-up takes no share), and one that will have
+its link to itself (beside the reservations) until it ends, with no session arriving before then, is replayed
+whole at once (:meth:`Group._run_alone`). The property test runs both ways and compares the tables.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 
-from sim.des import queueing, tcp
-from sim.des.flows import Media, PathState, Transfer
+from sim.des import tcp
+from sim.des.flows import Media, Transfer
 from sim.des.sharing import NO_LINK, max_min, share_one_link
 from sim.topology import FarEnd
 
 _EPS_S = 1e-9
-SKIP_UNOBSERVED_EVENTS = True  # the exact shortcuts above; switched off only by the test that they are exact
 
 
 class Group:
@@ -31,10 +36,13 @@ class Group:
         sessions: Session rows (dicts from the trace, with ``up``/``down`` paths of :class:`Link`,
             ``rtt_s`` of the site and ``far`` end rates) sorted by start time.
         ctx: Shared run context (horizon, far end, outputs).
+        skip_unobserved: Take the exact shortcuts (off only to test that they are exact).
     """
 
-    def __init__(self, links: list, sessions: list, ctx) -> None:
+    def __init__(self, links: list, sessions: list, ctx, skip_unobserved: bool = True) -> None:
         self.links, self.sessions, self.ctx = links, sessions, ctx
+        self.skip = skip_unobserved
+        self.reserving = [link for link in links if link.steps_s]  # links that fixed-rate streams use
         self.starting: list[Transfer] = []
         self.transfers: list[Transfer] = []
         self.media: list[Media] = []
@@ -42,12 +50,11 @@ class Group:
         self.now_s = sessions[0]["start_s"] if sessions else 0.0
         self.events = 0
         self.dirty: set = set()  # links whose fluid flows changed, so their shares must be recomputed
-        self.paths: dict[tuple, PathState] = {}  # the queues media see, one per path in use
         self.next_arrival_s = math.inf  # start of the next session not yet arrived (s), set before each re-share
         self.by_id = {id(link): link for link in links}
         self.single_link_paths = all(link.kind == "access" for link in links)  # no site shares a link
-        self.capacity = {id(link): link.capacity_bps for link in links}
-        self.capacity.update({-id(link): link.capacity_bps * queueing.VIDEO_MAX_UTILISATION for link in links})
+        self.capacity = {id(link): link.free_bps for link in links}  # what max-min filling shares
+        self.capacity.update({-id(link): link.free_headroom_bps for link in links})
 
     def process(self, env):
         """The SimPy process: wait for the next change, apply it, re-share."""
@@ -59,8 +66,9 @@ class Group:
             change_s = self._next_change_s()
             # A transfer arriving before the next change finds the state as it is now and changes no share
             # while it starts up: it is started here, without an event of its own.
-            while (SKIP_UNOBSERVED_EVENTS and i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S
+            while (self.skip and i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S
                    and starts_s[i] <= horizon_s):
+                self._sync_idle(sessions[i], starts_s[i])
                 flow = self._start_transfer(sessions[i], starts_s[i])
                 i += 1
                 if flow is None or self.single_link_paths and self._run_alone(flow, starts_s[i] if i < n else math.inf):
@@ -75,6 +83,9 @@ class Group:
             yield env.timeout(max(0.0, next_s - env.now))
             now_s = self.now_s = env.now
             self.events += 1
+            for link in self.reserving:
+                if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
+                    self._reserved_changed(link)
             while i < n and starts_s[i] <= now_s + _EPS_S:
                 self._arrive(sessions[i], now_s)
                 i += 1
@@ -97,8 +108,36 @@ class Group:
         for media in self.media:
             if media.end_s < best_s:
                 best_s = media.end_s
+        if self.reserving:  # a reservation step on a link that fluid flows use changes their shares
+            for flow in self.transfers:
+                for link in flow.path:
+                    if link.next_step_s < best_s:
+                        best_s = link.next_step_s
+            for media in self.media:
+                for link in media.path:
+                    if link.next_step_s < best_s and link.step_binds_media():
+                        best_s = link.next_step_s
         return best_s
 
+    def _reserved_changed(self, link) -> None:
+        """A link's reserved rate changed: fluid flows share what is left; its queues change now."""
+        self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
+        self.dirty.add(link)
+        link.carry(link.load_bps, link.saturated)
+
+    def _sync_idle(self, s: dict, now_s: float) -> None:
+        """Bring a session's links to their reserved rate at ``now_s``, before it reads them without an event.
+
+        Any link a fluid flow uses has its next step among the group's changes, so only idle links move here:
+        their queues and the share a new transfer finds follow the reserved rate alone.
+        """
+        if not self.reserving:
+            return
+        for path in (s["up"], s["down"]):
+            for link in path:
+                if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
+                    self._reserved_changed(link)
+                    link.new_share_bps = link.free_bps
     def _settle_links(self, now_s: float) -> None:
         for link in self.links:
             link.settle(now_s)
@@ -119,18 +158,14 @@ class Group:
         up_share = s["up_share"]  # the site's upstream runs at this share of the stream's rates
         for path, far_cap_bps, scale in ((s["up"], far.down_bps, up_share), (s["down"], far.up_bps, 1.0)):
             media = Media(s["session_id"], path, far_cap_bps, s["target_rate_bps"] * scale,
-                          s["min_rate_bps"] * scale, base_s, end_s)
-            media.join(self._path_state(path, now_s), now_s)
+                          s["min_rate_bps"] * scale, base_s, now_s, end_s)
+            demand_bps = min(media.target_bps, far_cap_bps)
+            for link in path:
+                link.add_media(demand_bps)
             halves.append(media)
         self.media.extend(halves)
         self.calls[s["session_id"]] = halves
         self.dirty.update(s["up"], s["down"])
-
-    def _path_state(self, path: tuple, now_s: float) -> PathState:
-        state = self.paths.get(path)
-        if state is None:
-            state = self.paths[path] = PathState(path, now_s)
-        return state
 
     def _start_transfer(self, s: dict, now_s: float) -> Transfer | None:
         """Start a transfer's start-up; return it, or None when it completes within its start-up."""
@@ -162,7 +197,7 @@ class Group:
         for link in path:
             video_bps = sum(min(m.rate_bps, m.min_bps) for m in self.media if link in m.path)
             elastic = sum(1 for f in self.transfers if link in f.path)
-            best = min(best, (link.capacity_bps - video_bps) / (elastic + 1))
+            best = min(best, (link.free_bps - video_bps) / (elastic + 1))
         return max(best, 1.0)
 
     def _finish_due(self, now_s: float) -> None:
@@ -190,6 +225,8 @@ class Group:
             for media in ended:
                 self.dirty.update(media.path)
                 media.settle(now_s)
+                for link in media.path:
+                    link.remove_media(min(media.target_bps, media.far_cap_bps))
             for session in sorted({m.session for m in ended}):
                 self.ctx.finish_call(session, self.calls.pop(session), now_s, completed=True)
 
@@ -212,9 +249,6 @@ class Group:
                     self._reshare_link(link, now_s)
             return
         transfers, media, links = self._dirty_part()
-        states = {m.state for m in media}
-        for state in states:
-            state.settle(now_s)
         flows = transfers + media
         n_transfers = len(transfers)
         caps = [f.cap_bps for f in transfers] + [min(m.target_bps, m.far_cap_bps) for m in media]
@@ -235,31 +269,27 @@ class Group:
             cause = (next(link for link in m.path if id(link) in saturated) if k in backed else m.cause)
             _set_media(m, rates[k], by_id.get(limiter[k]), cause, saturated, now_s)
         self._update_links(links, flows, saturated, now_s)
-        for state in states:
-            state.observe(now_s)
 
-    def _reshare_link(self, link, now_s: float) -> None:
-        """:meth:`_reshare` when every path is one link: each changed link on its own, in closed form."""
+    def _reshare_link(self, link, now_s: float, replay: bool = True) -> None:
+        """:meth:`_reshare` when every path is one link: each changed link on its own, in closed form.
+
+        With ``replay`` (and the shortcuts on), a transfer left alone among transfers on the link is replayed to
+        its end when nothing else will touch the link before then (:meth:`_replay_lone`).
+        """
         link.settle(now_s)
         transfers = [f for f in self.transfers if f.path[0] is link]
         media = [m for m in self.media if m.path[0] is link]
         if not media and len(transfers) < 2:
-            self._reshare_elastic_alone(link, transfers, now_s)
-            return
-        state = media[0].state if media else None
-        if state is not None:
-            state.settle(now_s)
+            self._share_elastic_alone(link, transfers, now_s)
+        else:
+            self._share_link(link, transfers, media, now_s)
+        if replay and self.skip and len(transfers) == 1:
+            self._replay_lone(transfers[0], link, media, now_s)
+
+    def _share_link(self, link, transfers: list, media: list, now_s: float) -> None:
+        """Share a link among its transfers and media: max-min, video backing off when TCP fills the buffer."""
         n_transfers = len(transfers)
-        is_video = [False] * n_transfers + [True] * len(media)
-        video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
-        capacity_bps, headroom_bps = link.capacity_bps, self.capacity[-id(link)]
-        rates, limited = share_one_link(capacity_bps, headroom_bps, [f.cap_bps for f in transfers] + video_caps,
-                                        is_video)
-        saturated = any(limited[:n_transfers])
-        if saturated and media:  # video's delay-based control yields to TCP filling the buffer: drop to minimum
-            video_caps = [min(c, m.min_bps) for c, m in zip(video_caps, media)]
-            rates, limited = share_one_link(capacity_bps, headroom_bps,
-                                            [f.cap_bps for f in transfers] + video_caps, is_video)
+        rates, limited, saturated = _shares(link.free_bps, link.free_headroom_bps, transfers, media)
         for k, flow in enumerate(transfers):
             _set_transfer(flow, rates[k], link if limited[k] else None, now_s)
         video_floor_bps = 0.0
@@ -271,61 +301,84 @@ class Group:
                 m.settle(now_s)
                 m.rate_bps, m.cause = rate_bps, cause
             video_floor_bps += rate_bps if rate_bps < m.min_bps else m.min_bps
-        link.new_share_bps = (capacity_bps - video_floor_bps) / (n_transfers + 1)
+        link.new_share_bps = (link.free_bps - video_floor_bps) / (n_transfers + 1)
         link.carry(sum(rates), saturated)
         link.congestion_loss = self._congestion_loss(link)
-        if state is not None:
-            state.observe(now_s)
+        link.note(now_s)
 
-    def _reshare_elastic_alone(self, link, transfers: list, now_s: float) -> None:
-        """:meth:`_reshare_link` for a link with at most one transfer and no media (the common case)."""
-        link.new_share_bps = link.capacity_bps / (len(transfers) + 1)
-        if not transfers:
-            link.carry(0.0, False)
-            link.congestion_loss = 0.0
+    def _share_elastic_alone(self, link, transfers: list, now_s: float) -> None:
+        """:meth:`_share_link` for a link with at most one transfer and no media (the common case)."""
+        link.new_share_bps = link.free_bps / (len(transfers) + 1)
+        if transfers:
+            _carry_alone(transfers[0], link, now_s)
             return
-        flow = transfers[0]
-        _carry_alone(flow, link, now_s)
-        finish_s = flow.finish_s()
-        if (SKIP_UNOBSERVED_EVENTS and finish_s + _EPS_S < self.next_arrival_s and finish_s <= self.ctx.horizon_s
-                and not any(f.path[0] is link for f in self.starting)):
-            self._finish_alone(flow, link, finish_s)
+        link.carry(0.0, False)
+        link.congestion_loss = 0.0
+        link.note(now_s)
 
-    def _run_alone(self, flow: Transfer, next_arrival_s: float) -> bool:
-        """Replay a just-started transfer whole, if it will have its link to itself; True if it did.
+    def _replay_lone(self, flow: Transfer, link, media: list, now_s: float) -> None:
+        """Replay a transfer alone among transfers on its link to its end, if nothing touches the link before.
 
-        It will when no other flow is on its link or starting towards it and it ends before the next session
-        arrives (and before the horizon): its share is then known now, and nothing joins or looks at the link
-        until it ends (see :meth:`_finish_alone`).
+        Nothing does when no session arrives, no flow is starting towards the link and none of its media ends
+        before the transfer does (nor the horizon comes): its share then changes only at the link's reservation
+        steps, known now, so its end is known, and the events on the way would change nothing but this link's
+        flows, series and history, which :meth:`_finish_lone` replays.
         """
-        link = flow.path[0]
-        if (any(f.path[0] is link for f in self.transfers) or any(m.path[0] is link for m in self.media)
-                or any(f.path[0] is link for f in self.starting if f is not flow)):
-            return False
-        finish_s = flow.active_at_s + flow.remaining_bytes * 8 / (min(flow.cap_bps, link.capacity_bps)
-                                                                   * tcp.GOODPUT_FACTOR)
+        if any(f.path[0] is link for f in self.starting):
+            return
+        finish_s = _lone_finish_s(flow, link, now_s, media)
+        if self._quiet_until(finish_s, media, self.next_arrival_s):
+            self._finish_lone(flow, link, finish_s)
+
+    def _quiet_until(self, finish_s: float, media: list, next_arrival_s: float) -> bool:
+        """Whether a lone transfer ending at ``finish_s`` ends before anything else touches its link."""
         if not (finish_s + _EPS_S < next_arrival_s and finish_s <= self.ctx.horizon_s):
             return False
+        return all(m.end_s > finish_s + _EPS_S for m in media)
+
+    def _run_alone(self, flow: Transfer, next_arrival_s: float) -> bool:
+        """Replay a just-started transfer whole, if it will be alone among transfers on its link; True if it did.
+
+        As :meth:`_replay_lone`, from the end of its start-up: the link's reservation steps before then (which
+        can change only its media's rates) are replayed first.
+        """
+        link = flow.path[0]
+        if (any(f.path[0] is link for f in self.transfers)
+                or any(f.path[0] is link for f in self.starting if f is not flow)):
+            return False
+        media = [m for m in self.media if m.path[0] is link]
+        start_s = flow.active_at_s
+        finish_s = _lone_finish_s(flow, link, start_s, media)
+        if not self._quiet_until(finish_s, media, next_arrival_s):
+            return False
+        while link.next_step_s < start_s - _EPS_S:
+            step_s = link.next_step_s
+            self._take_step(link, step_s)
+            self._reshare_link(link, step_s, replay=False)
         self.starting.remove(flow)
         self.transfers.append(flow)
-        link.settle(flow.active_at_s)
-        _carry_alone(flow, link, flow.active_at_s)
-        self._finish_alone(flow, link, flow.finish_s())
+        self._take_step(link, start_s)
+        self._reshare_link(link, start_s, replay=False)
+        self._finish_lone(flow, link, finish_s)
         return True
 
-    def _finish_alone(self, flow: Transfer, link, finish_s: float) -> None:
-        """Finish a transfer alone on its link now, at ``finish_s``: nothing will join or look at the link before.
-
-        No session arrives before then and no starting flow will join the link, so until the transfer ends its
-        link's state is seen by nothing; the end event would change nothing but the link's own series.
-        """
-        link.settle(finish_s)
+    def _finish_lone(self, flow: Transfer, link, finish_s: float) -> None:
+        """Replay a lone transfer's link through its reservation steps to the transfer's end at ``finish_s``."""
+        while link.next_step_s < finish_s - _EPS_S:
+            step_s = link.next_step_s
+            self._take_step(link, step_s)
+            self._reshare_link(link, step_s, replay=False)
         flow.settle(finish_s)
         self.transfers.remove(flow)
         self.ctx.finish_transfer(flow, finish_s)
-        link.carry(0.0, False)
-        link.congestion_loss = 0.0
-        link.new_share_bps = link.capacity_bps
+        self._take_step(link, finish_s)
+        self._reshare_link(link, finish_s, replay=False)
+
+    def _take_step(self, link, now_s: float) -> None:
+        """Take a link's reservation steps due by ``now_s`` (its flows are then re-shared by the caller)."""
+        if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
+            self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
+            link.carry(link.load_bps, link.saturated)
 
     def _dirty_part(self) -> tuple[list, list, list]:
         """The transfers, media and links to recompute when paths cross a shared link.
@@ -367,6 +420,7 @@ class Group:
                 link.settle(now_s)
                 link.carry(load_bps, is_saturated)
             link.congestion_loss = _congestion_loss(link, elastic.get(id(link), ()))
+            link.note(now_s)
 
     def _congestion_loss(self, link) -> float:
         """Drop rate at a saturated link (see :func:`_congestion_loss`)."""
@@ -388,11 +442,62 @@ def _congestion_loss(link, elastic: list) -> float:
 
 def _carry_alone(flow: Transfer, link, now_s: float) -> None:
     """Give a transfer alone on its link its share from ``now_s``, and the link its load and queues."""
-    saturated = flow.cap_bps > link.capacity_bps
-    rate_bps = link.capacity_bps if saturated else flow.cap_bps
+    free_bps = link.free_bps
+    saturated = flow.cap_bps > free_bps
+    rate_bps = free_bps if saturated else flow.cap_bps
     _set_transfer(flow, rate_bps, link if saturated else None, now_s)
     link.carry(rate_bps, saturated)
     link.congestion_loss = _congestion_loss(link, [flow])
+    link.note(now_s)
+
+
+def _shares(free_bps: float, headroom_bps: float, transfers: list, media: list,
+            ) -> tuple[list[float], list[bool], bool]:
+    """Max-min shares on one link (transfers first, then media) and whether the link limits each.
+
+    Also whether transfers saturate it: then video's delay-based control yields to TCP filling the buffer, down
+    to its minimum.
+    """
+    n_transfers = len(transfers)
+    is_video = [False] * n_transfers + [True] * len(media)
+    video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
+    transfer_caps = [f.cap_bps for f in transfers]
+    rates, limited = share_one_link(free_bps, headroom_bps, transfer_caps + video_caps, is_video)
+    saturated = any(limited[:n_transfers])
+    if saturated and media:
+        video_caps = [min(c, m.min_bps) for c, m in zip(video_caps, media)]
+        rates, limited = share_one_link(free_bps, headroom_bps, transfer_caps + video_caps, is_video)
+    return rates, limited, saturated
+
+
+def _lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
+    """When a transfer alone among transfers on its link from ``from_s`` sends its last byte (s).
+
+    Until ``from_s`` it sends at its current rate; from there at its share beside the link's ``media`` (which
+    stay) and what the reserved rate leaves, through each coming step. Reads the link's steps without moving it.
+    """
+    remaining_bits = flow.remaining_bytes * 8 / tcp.GOODPUT_FACTOR
+    if flow.since_s < from_s:
+        remaining_bits -= flow.rate_bps * (from_s - flow.since_s)
+    steps_s, steps_bps, capacity_bps, headroom_bps = link.steps_s, link.steps_bps, link.capacity_bps, link.headroom_bps
+    k = bisect_right(steps_s, from_s + _EPS_S)
+    reserved_bps = steps_bps[k - 1] if k else 0.0
+    t_s = from_s
+    while remaining_bits > 0:
+        free_bps = max(0.0, capacity_bps - reserved_bps)
+        if media:
+            rate_bps = _shares(free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media)[0][0]
+        else:
+            rate_bps = min(flow.cap_bps, free_bps)
+        next_s = steps_s[k] if k < len(steps_s) else math.inf
+        if rate_bps > 0 and t_s + remaining_bits / rate_bps <= next_s:
+            return t_s + remaining_bits / rate_bps
+        if next_s == math.inf:
+            return math.inf
+        remaining_bits -= rate_bps * (next_s - t_s)
+        t_s, reserved_bps = next_s, steps_bps[k]
+        k += 1
+    return t_s
 
 
 def _set_transfer(flow: Transfer, rate_bps: float, limiter, now_s: float) -> None:

@@ -1,10 +1,12 @@
-"""Fluid links of the simulator: capacity, buffer and the utilisation they record over time."""
+"""Fluid links of the simulator: capacity, buffer, reserved rate, and what they record over time."""
 
 from __future__ import annotations
 
 import math
 
 from sim.des import queueing
+
+_NO_STEPS: tuple = ()
 
 
 class Link:
@@ -17,21 +19,29 @@ class Link:
         direction: ``up`` (away from the site) or ``down``.
         capacity_bps, buffer_bytes, loss, jitter_s: From the access profile or shared link.
         load_bps, saturated, queue_delay_s, queue_jitter_s, congestion_loss: The current state, set on
-            each re-share.
+            each re-share. ``load_bps`` is the fluid flows' load (transfers and adaptive media); the queues
+            also count the reserved rate.
+        reserved_bps: The rate fixed-rate streams hold on the link now (:mod:`sim.des.reserved`): a step
+            function known before the run (``steps_s``, ``steps_bps``), followed lazily by :meth:`sync`.
         new_share_bps: The share a new transfer would find here (what video leaves at its minimum, split
             with the transfers already there), set on each re-share of a group whose paths are one link.
-        bits: Bits carried in each utilisation bin.
+        bits: Bits the fluid flows carried in each utilisation bin (reserved bits are added after the run).
+        media_bps, media_count: What the adaptive media on it ask for (bit/s), and how many there are.
+        history: Its fluid state after each change, as parallel lists ``(times_s, load_bps, saturated,
+            congestion_loss)``: what calls' delay, jitter and loss are computed from (:mod:`sim.des.paths`).
     """
 
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
-                 "bin0_s", "bin_s", "since_s", "full_queue", "new_share_bps")
+                 "bin0_s", "bin_s", "since_s", "full_queue", "new_share_bps", "headroom_bps", "reserved_bps",
+                 "steps_s", "steps_bps", "step", "next_step_s", "history", "media_bps", "media_count")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
                  n_bins: int) -> None:
         self.name, self.site, self.kind, self.direction = name, site, kind, direction
         self.capacity_bps, self.buffer_bytes, self.loss, self.jitter_s = capacity_bps, buffer_bytes, loss, jitter_s
+        self.headroom_bps = capacity_bps * queueing.VIDEO_MAX_UTILISATION
         self.load_bps = 0.0
         self.saturated = False
         self.queue_delay_s = self.queue_jitter_s = self.congestion_loss = 0.0
@@ -40,17 +50,85 @@ class Link:
         self.since_s = bin0_s  # utilisation is settled up to here
         self.new_share_bps = capacity_bps
         self.full_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, True)  # when saturated
+        self.reserved_bps = 0.0
+        self.steps_s = self.steps_bps = _NO_STEPS
+        self.step, self.next_step_s = 0, math.inf
+        self.history: tuple[list, list, list, list] = ([], [], [], [])
+        self.media_bps, self.media_count = 0.0, 0
+
+    def reserve(self, steps_s: list[float], steps_bps: list[float]) -> None:
+        """Give the link its reservations: from ``steps_s[k]`` on, fixed-rate streams hold ``steps_bps[k]``."""
+        self.steps_s, self.steps_bps = steps_s, steps_bps
+        self.step, self.next_step_s = 0, steps_s[0] if steps_s else math.inf
+
+    @property
+    def free_bps(self) -> float:
+        """Capacity left to fluid flows by the reserved rate (bit/s)."""
+        return max(0.0, self.capacity_bps - self.reserved_bps)
+
+    @property
+    def free_headroom_bps(self) -> float:
+        """Headroom left to adaptive video by the reserved rate (bit/s)."""
+        return max(0.0, self.headroom_bps - self.reserved_bps)
+
+    def add_media(self, demand_bps: float) -> None:
+        """An adaptive media flow asking for ``demand_bps`` joins the link."""
+        self.media_bps += demand_bps
+        self.media_count += 1
+
+    def remove_media(self, demand_bps: float) -> None:
+        """An adaptive media flow asking for ``demand_bps`` leaves the link."""
+        self.media_count -= 1
+        self.media_bps = self.media_bps - demand_bps if self.media_count else 0.0
+
+    def step_binds_media(self) -> bool:
+        """Whether the next reservation step can change the rates of the link's media (with no transfer on it).
+
+        It cannot while what they ask for fits in the headroom the reservations leave, before and after it.
+        """
+        after_bps = self.steps_bps[self.step] if self.step < len(self.steps_bps) else 0.0
+        return self.media_bps > self.headroom_bps - max(self.reserved_bps, after_bps) - 1e-6
+
+    def sync(self, now_s: float) -> bool:
+        """Take the reserved rate in force at ``now_s``; True if it changed (the link must then be re-shared)."""
+        if self.next_step_s > now_s:
+            return False
+        steps_s, k, n = self.steps_s, self.step, len(self.steps_s)
+        while k < n and steps_s[k] <= now_s:
+            k += 1
+        self.step = k
+        self.next_step_s = steps_s[k] if k < n else math.inf
+        reserved_bps = self.steps_bps[k - 1]
+        if reserved_bps == self.reserved_bps:
+            return False
+        self.reserved_bps = reserved_bps
+        return True
 
     def carry(self, load_bps: float, saturated: bool) -> None:
-        """Set the load (bit/s) the link now carries, whether elastic flows saturate it, and its queues."""
+        """Set the fluid load (bit/s) the link now carries, whether elastic flows saturate it, and its queues."""
         self.load_bps, self.saturated = load_bps, saturated
-        if saturated:
+        total_bps = load_bps + self.reserved_bps
+        if saturated or self.reserved_bps > self.capacity_bps:
             self.queue_delay_s, self.queue_jitter_s = self.full_queue
-        elif load_bps <= 0.0:
+        elif total_bps <= 0.0:
             self.queue_delay_s = self.queue_jitter_s = 0.0
         else:
             self.queue_delay_s, self.queue_jitter_s = queueing.link_delay_s(self.capacity_bps, self.buffer_bytes,
-                                                                            load_bps, False)
+                                                                            total_bps, False)
+
+    def note(self, now_s: float) -> None:
+        """Write the fluid state into the history, if it changed."""
+        times_s, loads, saturated, losses = self.history
+        if times_s and loads[-1] == self.load_bps and saturated[-1] == self.saturated \
+                and losses[-1] == self.congestion_loss:
+            return
+        if times_s and times_s[-1] == now_s:
+            loads[-1], saturated[-1], losses[-1] = self.load_bps, self.saturated, self.congestion_loss
+            return
+        times_s.append(now_s)
+        loads.append(self.load_bps)
+        saturated.append(self.saturated)
+        losses.append(self.congestion_loss)
 
     @property
     def label(self) -> str:

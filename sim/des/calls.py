@@ -1,0 +1,190 @@
+"""Every call's record after the run: its rate from the run, its path's delay, jitter and loss from history.
+
+A call replayed as flows (adaptive video: :class:`sim.des.flows.Media`, one per direction) brings its rate
+history; a fixed-rate stream (:mod:`sim.des.reserved`) has its rate, less what an oversubscribed link could not
+carry. Both see their path's queues, jitter and loss over their interval (:mod:`sim.des.paths`). A call's
+record keeps the worse direction's rate measures and the worse value of each delay measure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.des.paths import Intervals, PathHistory
+from sim.des.reserved import Streams
+
+_TINY = 1e-9
+
+
+class Histories:
+    """The history of every path a call used, built once per path (links are keyed by identity)."""
+
+    def __init__(self, horizon_s: float) -> None:
+        self.horizon_s = horizon_s
+        self._by_path: dict[tuple, PathHistory] = {}
+
+    def of(self, path: tuple) -> PathHistory:
+        """The history of ``path`` (a tuple of links)."""
+        key = tuple(map(id, path))
+        history = self._by_path.get(key)
+        if history is None:
+            history = self._by_path[key] = PathHistory(path, self.horizon_s)
+        return history
+
+
+def _by_path(paths: list[tuple]) -> dict[tuple, tuple[tuple, list[int]]]:
+    """Positions of each distinct path (links keyed by identity) in ``paths``."""
+    groups: dict[tuple, tuple[tuple, list[int]]] = {}
+    for k, path in enumerate(paths):
+        key = tuple(map(id, path))
+        entry = groups.get(key)
+        if entry is None:
+            entry = groups[key] = (path, [])
+        entry[1].append(k)
+    return groups
+
+
+def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str, list]]:
+    """Records of the calls replayed as flows.
+
+    Args:
+        finished: ``(session, (up, down), end_s, completed)`` per call, its directions settled to ``end_s``.
+        histories: The paths' histories.
+
+    Returns:
+        The calls' session ids and their record columns (rates in bit/s, delays in s, shares 0..1).
+    """
+    halves = [h for _, pair, _, _ in finished for h in pair]
+    if not halves:
+        return [], {}
+    queue, jitter, p95, loss = (np.zeros(len(halves)) for _ in range(4))
+    for path, index in _by_path([h.path for h in halves]).values():
+        history = histories.of(path)
+        members = [halves[k] for k in index]
+        start_s = np.array([h.start_s for h in members])
+        end_s = np.array([h.since_s for h in members])
+        over = history.over(start_s, end_s)
+        index = np.array(index)
+        queue[index], jitter[index] = over.mean(history.queue_s), over.mean(history.jitter_s)
+        p95[index] = over.p95(history.queue_s)
+        loss[index] = _rate_weighted_loss(members, history, over.mean(history.loss))
+    sessions, columns = [], {name: [] for name in _COLUMNS}
+    for k, (session, pair, end_s, completed) in enumerate(finished):
+        up, down = (dict(h.rate_summary(), delay=h.base_delay_s + queue[2 * k + j],
+                         delay_p95=h.base_delay_s + p95[2 * k + j], jitter=jitter[2 * k + j],
+                         loss=loss[2 * k + j], queue=queue[2 * k + j]) for j, h in enumerate(pair))
+        worse = up if (up["at_target"], -up["below_min"]) <= (down["at_target"], -down["below_min"]) else down
+        sessions.append(session)
+        for name, value in (("completed", completed), ("bottleneck", worse["bottleneck"]),
+                            ("end_s", end_s if completed else np.nan), ("size_bytes", worse["bytes"]),
+                            ("mean_rate_bps", min(up["rate"], down["rate"])), ("share_at_target", worse["at_target"]),
+                            ("share_below_min", worse["below_min"]),
+                            ("one_way_delay_s", max(up["delay"], down["delay"])),
+                            ("one_way_delay_p95_s", max(up["delay_p95"], down["delay_p95"])),
+                            ("jitter_s", max(up["jitter"], down["jitter"])), ("loss", max(up["loss"], down["loss"])),
+                            ("queue_delay_s", max(up["queue"], down["queue"])),
+                            ("rtt_s", 2 * pair[0].base_delay_s)):
+            columns[name].append(value)
+    return sessions, columns
+
+
+_COLUMNS = ("completed", "bottleneck", "end_s", "size_bytes", "mean_rate_bps", "share_at_target", "share_below_min",
+            "one_way_delay_s", "one_way_delay_p95_s", "jitter_s", "loss", "queue_delay_s", "rtt_s")
+
+
+def _rate_weighted_loss(members: list, history: PathHistory, loss_at_start: np.ndarray) -> np.ndarray:
+    """Each direction's lost bits over bits sent: its rate history against its path's loss (0..1).
+
+    A direction that sent nothing has the loss in force at its start, or none if it ran without sending.
+    """
+    owners, starts_s, ends_s, rates_bps = [], [], [], []
+    for k, h in enumerate(members):
+        n = len(h.seg_start_s)
+        owners.extend([k] * n)
+        starts_s.extend(h.seg_start_s)
+        ends_s.extend(h.seg_start_s[1:])
+        if n:
+            ends_s.append(h.since_s)
+        rates_bps.extend(h.seg_rate_bps)
+    bits = np.array([h.bits for h in members])
+    elapsed_s = np.array([h.elapsed_s for h in members])
+    if owners:
+        segments = history.over(np.array(starts_s), np.array(ends_s))
+        lost = np.bincount(np.array(owners), weights=np.array(rates_bps) * segments.integral(history.loss),
+                           minlength=len(members))
+    else:
+        lost = np.zeros(len(members))
+    return np.where(bits > 0, lost / np.where(bits > 0, bits, 1.0), np.where(elapsed_s > 0, 0.0, loss_at_start))
+
+
+def fixed_rate(streams: Streams, histories: Histories) -> dict[str, np.ndarray]:
+    """Records of the fixed-rate streams, from their paths over their intervals (cut at the horizon)."""
+    horizon_s = histories.horizon_s
+    n = len(streams.rows)
+    end_s = np.minimum(streams.end_s, horizon_s)
+    halves = [_FixedHalves(n), _FixedHalves(n)]  # up, down
+    for direction in (0, 1):
+        for path, index in _by_path([paths[direction] for paths in streams.paths]).values():
+            index = np.array(index)
+            halves[direction].fill(index, histories.of(path), streams.start_s[index], end_s[index])
+    return _combine(streams, halves, horizon_s)
+
+
+class _FixedHalves:
+    """One direction of every fixed-rate stream, as arrays.
+
+    The measures of :meth:`sim.des.flows.Media.rate_summary` and of its path.
+    """
+
+    NAMES = ("fraction", "at_target", "delay_p95", "jitter", "loss", "queue")
+
+    def __init__(self, n: int) -> None:
+        for name in self.NAMES:
+            setattr(self, name, np.zeros(n))
+        self.bottleneck = np.full(n, "none", dtype=object)
+
+    def fill(self, index: np.ndarray, history: PathHistory, start_s: np.ndarray, end_s: np.ndarray) -> None:
+        """Compute the measures of the streams ``index`` on the path ``history`` over [start_s, end_s]."""
+        over: Intervals = history.over(start_s, end_s)
+        span_s = over.span_s
+        at_rate = (history.fraction >= 1 - _TINY).astype(float)
+        carried = over.integral(history.fraction)
+        lost = over.integral(history.fraction * history.loss)
+        has_span = span_s > 0
+        self.fraction[index] = np.where(has_span, carried / np.where(has_span, span_s, 1.0), 0.0)
+        below_s = over.integral(1.0 - at_rate)  # exactly 0 when never below: ties between directions stay ties
+        self.at_target[index] = np.where(has_span, 1.0 - below_s / np.where(has_span, span_s, 1.0), 0.0)
+        self.loss[index] = np.where(carried > 0, lost / np.where(carried > 0, carried, 1.0),
+                                    np.where(has_span, 0.0, history.loss[over.k0]))
+        self.queue[index] = over.mean(history.queue_s)
+        self.jitter[index] = over.mean(history.jitter_s)
+        self.delay_p95[index] = over.p95(history.queue_s)
+        limiter = over.below_by_link(1.0 - at_rate)
+        labels = np.array([*history.labels, "none"], dtype=object)
+        self.bottleneck[index] = labels[limiter]  # -1: none
+
+
+def _combine(streams: Streams, halves: list[_FixedHalves], horizon_s: float) -> dict[str, np.ndarray]:
+    """One record per stream from its two directions, keeping the worse value of each measure."""
+    up, down = halves
+    rate_up, rate_down = streams.rate_bps * streams.up_share, streams.rate_bps
+    base_s = streams.base_delay_s
+    span_s = np.minimum(streams.end_s, horizon_s) - streams.start_s
+    up_worse = up.at_target <= down.at_target  # below target is the rest of the time: the same order
+    completed = streams.end_s <= horizon_s
+    bits_up, bits_down = rate_up * up.fraction * span_s, rate_down * down.fraction * span_s
+    return {
+        "completed": completed,
+        "bottleneck": np.where(up_worse, up.bottleneck, down.bottleneck),
+        "end_s": np.where(completed, streams.end_s, np.nan),
+        "size_bytes": np.where(up_worse, bits_up, bits_down) / 8,
+        "mean_rate_bps": np.minimum(rate_up * up.fraction, rate_down * down.fraction),
+        "share_at_target": np.where(up_worse, up.at_target, down.at_target),
+        "share_below_min": 1.0 - np.where(up_worse, up.at_target, down.at_target),
+        "one_way_delay_s": base_s + np.maximum(up.queue, down.queue),
+        "one_way_delay_p95_s": base_s + np.maximum(up.delay_p95, down.delay_p95),
+        "jitter_s": np.maximum(up.jitter, down.jitter),
+        "loss": np.maximum(up.loss, down.loss),
+        "queue_delay_s": np.maximum(up.queue, down.queue),
+        "rtt_s": 2 * base_s,
+    }

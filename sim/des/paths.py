@@ -1,0 +1,145 @@
+"""What a stream saw on its path, from its links' histories, after the run.
+
+Every link keeps the history of its fluid state (load, saturation, congestion loss) and knows its reserved rate
+as a step function (:class:`sim.des.links.Link`). A path's queueing delay, jitter, loss and the share of a
+fixed-rate stream's rate it carries are therefore step functions of time, known once the run is over; every
+stream's delay, jitter, loss and delay percentile over its interval follow from them, for all streams of a path
+at once (:class:`PathHistory`). No event is needed for a change that alters only a path's queues.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim.des import queueing
+from sim.des.tcp import FRAME_BYTES
+
+_TINY = 1e-9
+
+
+class PathHistory:
+    """A path's state as step functions of time.
+
+    Breakpoints ``times_s`` and, from each on, its queueing delay and jitter (s), loss (0..1), the fraction of a
+    fixed-rate stream's rate it carries (0..1) and which of its links (index) limits that fraction.
+    """
+
+    def __init__(self, path: tuple, horizon_s: float) -> None:
+        states = [_link_state(link, horizon_s) for link in path]
+        times_s = np.unique(np.concatenate([s["times_s"] for s in states]))
+        at = [np.searchsorted(s["times_s"], times_s, side="right") - 1 for s in states]
+        self.times_s = times_s
+        self.queue_s = sum(s["queue_s"][k] for s, k in zip(states, at))
+        extra_jitter_s2 = sum(link.jitter_s**2 for link in path)  # the access lines' own jitter
+        self.jitter_s = np.sqrt(extra_jitter_s2 + sum(s["jitter_s"][k] ** 2 for s, k in zip(states, at)))
+        delivered = np.ones(len(times_s))
+        for s, k in zip(states, at):
+            delivered = delivered * (1.0 - s["loss"][k])
+        self.loss = 1.0 - delivered
+        fractions = np.array([s["fraction"][k] for s, k in zip(states, at)])  # links x breakpoints
+        self.fraction = fractions.min(axis=0)
+        self.limiter = fractions.argmin(axis=0)
+        self.labels = [link.label for link in path]
+
+    def over(self, start_s: np.ndarray, end_s: np.ndarray) -> Intervals:
+        """The intervals [start_s, end_s] (s) on this path, for integrals and percentiles over each."""
+        return Intervals(self, start_s, end_s)
+
+
+class Intervals:
+    """Many intervals on one path: integrals, means and the 95th percentile of its step functions over each."""
+
+    def __init__(self, history: PathHistory, start_s: np.ndarray, end_s: np.ndarray) -> None:
+        times_s = history.times_s.copy()  # the first breakpoint is minus infinity: start it with the first interval
+        times_s[0] = min(start_s.min(), times_s[1]) if len(times_s) > 1 else start_s.min()
+        self.history, self.times_s, self.start_s, self.end_s = history, times_s, start_s, end_s
+        self.k0 = np.searchsorted(times_s, start_s, side="right") - 1
+        self.k1 = np.searchsorted(times_s, end_s, side="right") - 1
+        self.span_s = end_s - start_s
+
+    def cumulative(self, values: np.ndarray) -> np.ndarray:
+        """The integral of a step function from the first breakpoint to each breakpoint."""
+        return np.concatenate([[0.0], np.cumsum(values[:-1] * np.diff(self.times_s))])
+
+    def at(self, values: np.ndarray, cum: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+        """The integral of ``values`` (with its ``cumulative``) from the first breakpoint to each time ``t_s``."""
+        k = np.searchsorted(self.times_s, t_s, side="right") - 1
+        return cum[k] + values[k] * (t_s - self.times_s[k])
+
+    def integral(self, values: np.ndarray) -> np.ndarray:
+        """The integral of a step function over each interval."""
+        cum = self.cumulative(values)
+        k0, k1 = self.k0, self.k1
+        return (cum[k1] + values[k1] * (self.end_s - self.times_s[k1])) - \
+            (cum[k0] + values[k0] * (self.start_s - self.times_s[k0]))
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """The time-mean over each interval (the value at its start for an empty one)."""
+        span_s = self.span_s
+        return np.where(span_s > 0, self.integral(values) / np.where(span_s > 0, span_s, 1.0), values[self.k0])
+
+    def p95(self, values: np.ndarray) -> np.ndarray:
+        """Time-weighted 95th percentile over each interval (the value at its start for an empty one).
+
+        Every (interval, segment) pair is laid out flat, sorted by interval then value; the percentile is the
+        first value whose cumulative time reaches 95% of its interval's.
+        """
+        times_s, start_s, end_s, k0, k1 = self.times_s, self.start_s, self.end_s, self.k0, self.k1
+        counts = k1 - k0 + 1
+        owner = np.repeat(np.arange(len(k0)), counts)
+        offsets = np.cumsum(counts) - counts
+        segment = k0[owner] + (np.arange(counts.sum()) - offsets[owner])
+        seg_end_s = np.append(times_s[1:], np.inf)[segment]
+        durations_s = np.clip(seg_end_s, start_s[owner], end_s[owner]) - np.clip(times_s[segment], start_s[owner],
+                                                                                end_s[owner])
+        value = values[segment]
+        order = np.lexsort((value, owner))
+        reached_s = np.cumsum(durations_s[order])
+        before_s = np.concatenate([[0.0], reached_s])[offsets]  # time counted before each interval's first pair
+        goal_s = before_s + 0.95 * (end_s - start_s)
+        first = np.searchsorted(reached_s, goal_s - 1e-12 * np.maximum(1.0, goal_s), side="left")
+        pick = np.minimum(np.maximum(first, offsets), offsets + counts - 1)
+        return np.where(end_s > start_s, value[order][pick], values[k0])
+
+    def below_by_link(self, below: np.ndarray) -> np.ndarray:
+        """Which link of the path (index) held each interval below its rate longest, or -1 if none did."""
+        history = self.history
+        times = np.array([self.integral(below * (history.limiter == j)) for j in range(len(history.labels))])
+        return np.where(times.max(axis=0) > 0, times.argmax(axis=0), -1)
+
+
+def _link_state(link, horizon_s: float) -> dict[str, np.ndarray]:
+    """One link's state from its history of fluid load and its reservations, at the union of their changes."""
+    # each series starts from the idle state, at minus infinity
+    hist_s, loads_bps, saturated, losses = (np.array([start, *v], dtype=float)
+                                            for start, v in zip((-math.inf, 0.0, 0.0, 0.0), link.history))
+    steps_s = np.array([-math.inf, *link.steps_s], dtype=float)
+    steps_bps = np.array([0.0, *link.steps_bps], dtype=float)
+    times_s = np.unique(np.concatenate([hist_s, steps_s]))
+    times_s = times_s[times_s <= horizon_s]
+    h = np.searchsorted(hist_s, times_s, side="right") - 1
+    r = np.searchsorted(steps_s, times_s, side="right") - 1
+    load_bps, is_saturated, congestion = loads_bps[h], saturated[h] > 0, losses[h]
+    reserved_bps = steps_bps[r]
+    capacity_bps = link.capacity_bps
+    over = reserved_bps > capacity_bps  # the reservations alone exceed the link: it is full
+    queue_s, jitter_s = _queues(capacity_bps, link.buffer_bytes, load_bps + reserved_bps, is_saturated | over)
+    fraction = np.where(over, capacity_bps / np.maximum(reserved_bps, _TINY), 1.0)
+    return {"times_s": times_s, "queue_s": queue_s, "jitter_s": jitter_s,
+            "loss": 1.0 - (1.0 - link.loss) * (1.0 - congestion), "fraction": fraction}
+
+
+def _queues(capacity_bps: float, buffer_bytes: float, load_bps: np.ndarray, saturated: np.ndarray,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sim.des.queueing.link_delay_s` for arrays of loads (bit/s): queueing delay and jitter (s)."""
+    full_s = queueing.full_buffer_delay_s(buffer_bytes, capacity_bps)
+    frame_s = FRAME_BYTES * 8 / capacity_bps
+    utilisation = np.minimum(load_bps / capacity_bps, 1.0)
+    rho = np.clip(utilisation, 0.0, queueing.MAX_UTILISATION)
+    md1_s = rho * frame_s / (2 * (1 - rho))
+    busy = load_bps > 0
+    queue_s = np.where(saturated, full_s, np.where(busy, np.minimum(md1_s, full_s), 0.0))
+    jitter_s = np.where(saturated, min(full_s, frame_s), np.where(busy, np.minimum(full_s, utilisation * frame_s), 0.0))
+    return queue_s, jitter_s

@@ -1,0 +1,125 @@
+"""Fixed-rate streams as reservations on their links, and their records from the links' history.
+
+A stream whose minimum rate is its target (a fixed-rate codec: telephony; a site's aggregate of interactive
+sessions) does not adapt: on each link of its path it holds its rate for its whole duration. The simulator
+therefore does not replay it as a flow. Before the run, each link gets the step function of the rate its
+fixed-rate streams hold (:func:`reserve`); fluid flows (transfers, adaptive video) share what is left
+(:class:`sim.des.links.Link`). After the run, each stream's record follows from the queues, loss and spare
+capacity of its path over its interval (:mod:`sim.des.calls`), computed for all streams at once.
+
+What this assumes, against max-min sharing of the streams as flows: a fixed-rate stream gets its rate ahead of
+elastic flows. Max-min gives the same while its rate is below the fair share (a telephone call's 87 kbit/s on a
+line shared by a few transfers); when it is not, a constant-rate sender in a drop-tail queue keeps sending and
+TCP yields, which is what this gives. When the reservations alone exceed a link (more calls than the line
+carries), every stream on it gets the same fraction of its rate, the queue is full, and the link carries its
+capacity: counted on each link alone (a stream limited at one link of a two-link path is counted at its full
+rate on the other, an overestimate of that link's load).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sim.topology import Topology
+
+_RATE_DECIMALS = 3  # reserved rates are rounded to a thousandth of a bit/s, so a link's sum returns to exactly 0
+
+
+def reservable(trace: pd.DataFrame, topology: Topology) -> np.ndarray:
+    """Which rows of the trace are fixed-rate streams (bool per row).
+
+    A stream is fixed-rate when its minimum is its target and its far end can carry that rate each way (a far
+    end slower than the stream would hold it below target: that stream adapts, and is replayed as a flow).
+    """
+    is_fixed = (trace["traffic"] == "stream").to_numpy() & \
+        (trace["min_rate_bps"].to_numpy() == trace["target_rate_bps"].to_numpy())
+    if not is_fixed.any():
+        return is_fixed
+    far_down, far_up, _ = _far_ends(trace, topology)
+    rate = trace["target_rate_bps"].to_numpy()
+    return is_fixed & (far_down >= rate * trace["up_share"].to_numpy()) & (far_up >= rate)
+
+
+def _far_ends(trace: pd.DataFrame, topology: Topology) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's far end: its down and up rates (bit/s) and its RTT to the cloud edge (s).
+
+    A call's own patient line where the trace drew one, else the topology's far end of that name.
+    """
+    names = trace["far_end"].to_numpy(dtype=object)
+    ends = {name: topology.far_end(name) for name in pd.unique(names)}
+    down = np.array([ends[name].down_bps for name in names], dtype=float)
+    up = np.array([ends[name].up_bps for name in names], dtype=float)
+    rtt = np.array([ends[name].rtt_s for name in names], dtype=float)
+    drawn = (names == "home") & ~np.isnan(trace["far_down_bps"].to_numpy())
+    down = np.where(drawn, trace["far_down_bps"].to_numpy(), down)
+    up = np.where(drawn, trace["far_up_bps"].to_numpy(), up)
+    rtt = np.where(drawn, trace["far_rtt_s"].to_numpy(), rtt)
+    return down, up, rtt
+
+
+class Streams:
+    """The fixed-rate streams of a run, as arrays: one row per stream, and one per (stream, direction)."""
+
+    def __init__(self, trace: pd.DataFrame, rows: np.ndarray, site_links: dict, topology: Topology,
+                 horizon_s: float) -> None:
+        part = trace.iloc[rows]
+        start_s = part["start_s"].to_numpy()
+        started = start_s <= horizon_s  # a stream starting after the horizon never starts
+        self.rows, part, start_s = rows[started], part[started], start_s[started]
+        self.start_s = start_s
+        self.end_s = start_s + part["duration_s"].to_numpy()
+        self.rate_bps = part["target_rate_bps"].to_numpy()
+        self.up_share = part["up_share"].to_numpy()
+        rtt_by_site = dict(zip(topology.sites["site"], topology.sites["rtt_s"]))
+        sites = part["site"].tolist()
+        _, _, far_rtt_s = _far_ends(part, topology)
+        site_rtt_s = np.array([rtt_by_site[site] for site in sites], dtype=float)
+        self.base_delay_s = (site_rtt_s + topology.cloud_rtt_s + far_rtt_s) / 2
+        self.paths = [(site_links[site][0], site_links[site][1]) for site in sites]  # (up path, down path)
+
+
+def reserve(streams: Streams) -> None:
+    """Give every link the step function of the rate fixed-rate streams hold on it (:meth:`Link.reserve`)."""
+    per_link: dict[int, tuple[object, list, list]] = {}
+    for (up, down), start_s, end_s, rate_bps, share in zip(streams.paths, streams.start_s, streams.end_s,
+                                                             streams.rate_bps, streams.up_share):
+        for path, bps in ((up, rate_bps * share), (down, rate_bps)):
+            for link in path:
+                entry = per_link.get(id(link))
+                if entry is None:
+                    entry = per_link[id(link)] = (link, [], [])
+                entry[1].extend((start_s, end_s))
+                entry[2].extend((bps, -bps))
+    for link, times, deltas in per_link.values():
+        times_s, steps_bps = _steps(np.array(times), np.array(deltas))
+        link.reserve(times_s.tolist(), steps_bps.tolist())
+
+
+def _steps(times_s: np.ndarray, deltas_bps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A step function from rate changes: the times it changes, and its value from each on."""
+    order = np.argsort(times_s, kind="stable")
+    times_s, level = times_s[order], np.cumsum(deltas_bps[order])
+    last = np.append(times_s[1:] != times_s[:-1], True)  # the level after every change at one time
+    times_s, level = times_s[last], np.maximum(np.round(level[last], _RATE_DECIMALS), 0.0)
+    changed = np.append(True, level[1:] != level[:-1])
+    return times_s[changed], level[changed]
+
+
+def carried_bits(link, start_s: float, horizon_s: float, n_bins: int, bin_s: float) -> np.ndarray:
+    """Bits the reservations carried on a link in each utilisation bin (at most its capacity at any time).
+
+    Bins as :meth:`sim.des.links.Link.settle` fills them: the first also takes anything before the window.
+    """
+    times_s = np.array(link.steps_s, dtype=float)
+    carried_bps = np.minimum(np.array(link.steps_bps, dtype=float), link.capacity_bps)
+    edges_s = np.minimum(start_s + bin_s * np.arange(1, n_bins), horizon_s)
+    edges_s = np.concatenate([[min(times_s[0], start_s)], edges_s, [horizon_s]])
+    cum = np.concatenate([[0.0], np.cumsum(carried_bps[:-1] * np.diff(times_s))])
+
+    def integral_to(t_s: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(times_s, t_s, side="right") - 1
+        at = np.maximum(k, 0)
+        return np.where(k >= 0, cum[at] + carried_bps[at] * (t_s - times_s[at]), 0.0)
+
+    return np.diff(integral_to(edges_s))

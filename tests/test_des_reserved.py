@@ -1,0 +1,95 @@
+"""Fixed-rate streams as reservations (:mod:`sim.des.reserved`), against figures worked out by hand.
+
+Constants restated from the model: frames of 1514 B; M/D/1 mean wait rho * s / (2 (1 - rho)) for a frame time s;
+queue jitter utilisation * s; a saturated drop-tail buffer delays by buffer * 8 / capacity; TCP goodput 1448/1514 of
+the wire rate; a saturated link's loss is Mathis inverted for the TCP flows there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers import call, simulate, site, topology, trace, transfer
+
+GOODPUT = 1448 / 1514
+FRAME_BITS = 1514 * 8
+
+
+def _stream(start_s: float, duration_s: float, rate_bps: float, up_share: float = 1.0) -> dict:
+    return call("s", start_s, duration_s, target_bps=rate_bps, min_bps=rate_bps, app="telephony",
+                up_share=up_share, far_end="cloud")
+
+
+def _md1_s(load_bps: float, capacity_bps: float) -> float:
+    rho, frame_s = load_bps / capacity_bps, FRAME_BITS / capacity_bps
+    return rho * frame_s / (2 * (1 - rho))
+
+
+def test_a_stream_alone_sees_the_queue_of_its_own_rate():
+    # 87.2 kbit/s each way on 1 Mbit/s lines with 5 ms of line jitter; RTT 40 ms site + 10 ms cloud -> 25 ms one way.
+    topo = topology(site("s", down_bps=1e6, up_bps=1e6, rtt_s=0.04, jitter_s=0.005, loss=0.01), cloud_rtt_s=0.01)
+    record = simulate(topo, trace(_stream(10.0, 120.0, 87.2e3)), horizon_s=600.0).records.iloc[0]
+    queue_s = _md1_s(87.2e3, 1e6)
+    assert record["completed"] and record["end_s"] == pytest.approx(130.0)
+    assert record["one_way_delay_s"] == pytest.approx(0.025 + queue_s, rel=1e-9)
+    assert record["one_way_delay_p95_s"] == pytest.approx(0.025 + queue_s, rel=1e-9)
+    assert record["jitter_s"] == pytest.approx(math.hypot(0.005, 0.0872 * FRAME_BITS / 1e6), rel=1e-9)
+    assert record["loss"] == pytest.approx(0.01, rel=1e-9)
+    assert record["share_at_target"] == 1.0 and record["share_below_min"] == 0.0
+    assert record["mean_rate_bps"] == pytest.approx(87.2e3, rel=1e-12)
+    assert record["bottleneck"] == "none"
+
+
+def test_an_upload_takes_what_the_stream_leaves_and_fills_the_queue_it_sees():
+    # A 100 s stream at 100 kbit/s each way on a 1 Mbit/s uplink (50 kB buffer: 0.4 s full); an upload from 20 s
+    # sized to last exactly 30 s at the 900 kbit/s the stream leaves (no RTT: no start-up).
+    capacity_bps, rate_bps, buffer_bytes = 1e6, 100e3, 50_000
+    size_bytes = 30.0 * (capacity_bps - rate_bps) * GOODPUT / 8
+    topo = topology(site("s", down_bps=10e6, up_bps=capacity_bps, buffer_bytes=buffer_bytes))
+    records = simulate(topo, trace(_stream(0.0, 100.0, rate_bps), transfer("s", 20.0, size_bytes, "up")),
+                       horizon_s=600.0, bin_s=10.0)
+    stream, upload = (records.records.set_index("app").loc[app] for app in ("telephony", "record_view"))
+    # Its handshakes take 3 round trips of the queues the stream makes (up and down); slow start then fills the pipe.
+    setup_s = 3 * (_md1_s(rate_bps, capacity_bps) + _md1_s(rate_bps, 10e6))
+    assert upload["duration_s"] == pytest.approx(30.0 + setup_s, rel=1e-9)
+    full_s = buffer_bytes * 8 / capacity_bps
+    idle_s = _md1_s(rate_bps, capacity_bps)
+    assert stream["queue_delay_s"] == pytest.approx((30 * full_s + 70 * idle_s) / 100, rel=1e-9)
+    assert stream["one_way_delay_p95_s"] == pytest.approx(full_s, rel=1e-9)  # 30% of the call at the full buffer
+    frame_s = FRAME_BITS / capacity_bps
+    assert stream["jitter_s"] == pytest.approx((30 * frame_s + 70 * 0.1 * frame_s) / 100, rel=1e-9)
+    mathis = (1.22 * 1448 * 8 / (full_s * (capacity_bps - rate_bps) * GOODPUT)) ** 2
+    assert stream["loss"] == pytest.approx(30 * mathis / 100, rel=1e-9)
+    assert stream["share_at_target"] == 1.0  # the stream keeps its rate: TCP yields
+    # The uplink carried the stream all along and the upload's 900 kbit/s for 30 s from 20 s + setup: bins of 10 s.
+    up = records.links[records.links["direction"] == "up"]["utilisation"].to_numpy()
+    late = 0.9 * setup_s / 10
+    assert up[:7] == pytest.approx([0.1, 0.1, 1.0 - late, 1.0, 1.0, 0.1 + late, 0.1], rel=1e-9)
+
+
+def test_streams_beyond_a_line_share_it_in_proportion_and_fill_it():
+    # Three 400 kbit/s streams on a 1 Mbit/s line: 1.2 Mbit/s asked, each gets 1/1.2 of its rate; the buffer is full.
+    topo = topology(site("s", down_bps=1e6, up_bps=1e6, buffer_bytes=25_000))
+    result = simulate(topo, trace(*(_stream(0.0, 60.0, 400e3) for _ in range(3))), horizon_s=120.0, bin_s=30.0)
+    records = result.records
+    assert records["mean_rate_bps"].to_numpy() == pytest.approx(np.full(3, 400e3 / 1.2), rel=1e-9)
+    assert (records["share_at_target"] == 0.0).all() and (records["share_below_min"] == 1.0).all()
+    assert records["queue_delay_s"].to_numpy() == pytest.approx(np.full(3, 0.2), rel=1e-9)
+    assert set(records["bottleneck"]) == {"access_up"}
+    # Each direction carried the line's capacity for 60 s: two full bins, then nothing.
+    for direction in ("up", "down"):
+        series = result.links[result.links["direction"] == direction]["utilisation"].to_numpy()
+        assert series[:4] == pytest.approx([1.0, 1.0, 0.0, 0.0], abs=1e-12)
+
+
+def test_a_transfer_beside_streams_that_come_and_go_integrates_the_capacity_they_leave():
+    # A 2 Mbit/s uplink; a 1.5 MB upload from 0 s; streams of 500 kbit/s up on [2 s, 6 s] and 1 Mbit/s on [4 s, 8 s].
+    # Wire bits: 1.5e6 * 8 / GOODPUT = 12.547e6. Capacity left: 2 M until 2 s (4 M bits), 1.5 M on [2, 4] (3 M),
+    # 0.5 M on [4, 6] (1 M), 1 M on [6, 8] (2 M): 10 M bits by 8 s, then 2 M/s for the remaining 2.547e6 bits.
+    topo = topology(site("s", down_bps=100e6, up_bps=2e6))
+    sessions = trace(transfer("s", 0.0, 1.5e6, "up"), _stream(2.0, 4.0, 500e3), _stream(4.0, 4.0, 1e6))
+    upload = simulate(topo, sessions, horizon_s=60.0).records.set_index("app").loc["record_view"]
+    wire_bits = 1.5e6 * 8 / GOODPUT
+    assert upload["duration_s"] == pytest.approx(8.0 + (wire_bits - 10e6) / 2e6, rel=1e-9)
