@@ -170,6 +170,7 @@ def _apply_year(tree: Located) -> None:
     entry = Located(years[key], {p[1:]: w for p, w in block.lines.items() if p[:1] == (key,)})
     _check_year_entry(entry, tree, (YEARS, key))
     for section, base_path, on_top in (("site_classes", ("catalogue", "site_classes"), True),
+                                       ("modalities", ("catalogue", "modalities"), True),
                                        ("load", ("load",), False)):
         if not entry.data.get(section):
             continue
@@ -180,24 +181,25 @@ def _apply_year(tree: Located) -> None:
 
 
 def _check_year_entry(entry: Located, tree: Located, where: tuple) -> None:
-    """A year of ``volumes_by_year`` holds ``site_classes`` (of the catalogue's classes) and ``load``, as mappings."""
+    """A year of ``volumes_by_year`` holds ``site_classes`` and ``modalities`` (of the catalogue's) and ``load``."""
     def fail(message: str, path: tuple) -> ScenarioError:
         file, line = entry.where(path)
         return ScenarioError(message, file=file, line=line, path=dotted(("catalogue", *where, *path)))
 
     if not isinstance(entry.data, dict):
-        raise fail("a year's volumes are a mapping: site_classes and load", ())
+        raise fail("a year's volumes are a mapping: site_classes, modalities and load", ())
+    sections = {"site_classes": ("site class", "site classes"), "modalities": ("modality", "modalities"), "load": None}
     for key, value in entry.data.items():
-        if key not in ("site_classes", "load"):
-            raise fail(f"unknown key {key!r}" + _did_you_mean(str(key), ["site_classes", "load"], "allowed keys"),
-                       (key,))
+        if key not in sections:
+            raise fail(f"unknown key {key!r}" + _did_you_mean(str(key), list(sections), "allowed keys"), (key,))
         if value is not None and not isinstance(value, dict):
             raise fail(f"{key} is a mapping", (key,))
-    classes = tree.data["catalogue"].get("site_classes")
-    for name in entry.data.get("site_classes") or {}:
-        if not isinstance(classes, dict) or name not in classes:
-            raise fail(f"unknown site class {name!r}" + _did_you_mean(str(name), list(classes or {}),
-                                                                      "known site classes"), ("site_classes", name))
+    for section, names in sections.items():
+        known = tree.data["catalogue"].get(section) if names else None
+        for name in (entry.data.get(section) or {}) if names else ():
+            if not isinstance(known, dict) or name not in known:
+                raise fail(f"unknown {names[0]} {name!r}" + _did_you_mean(str(name), list(known or {}),
+                                                                         f"known {names[1]}"), (section, name))
 
 
 def _cut(tree: Located, prefix: tuple) -> Located:

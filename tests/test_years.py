@@ -3,7 +3,8 @@
 The expected volumes are worked out by hand from the figures of docs/sources.md S14, not read from the catalogue:
 GP appointments 5.0 a patient a year in 2019 and 5.8 in 2024 over 250 working days; telephone consultations 14%
 and 26% of them, on top of 35 answered calls per 1,000 patients (S5); video/online 0.5% and 4.9% of appointments;
-outpatient video 4% x 2.5% and 25% x 12% of attendances; imaging 950 and 990 studies a day at an acute site.
+outpatient video 4% x 2.5% and 25% x 12% of attendances; imaging 950 and 990 studies a day at an acute site, CT
+12% (S3's mix) and 16% of them.
 """
 
 from __future__ import annotations
@@ -85,11 +86,17 @@ def _catalogue_with(tmp_path, topologies_dir, old: str, new: str):
     return folder, sites.resolve(), line
 
 
-def test_a_misspelt_class_in_a_years_volumes_is_refused_at_its_line(tmp_path, topologies_dir):
-    folder, sites, line = _catalogue_with(tmp_path, topologies_dir, "      gp_small:\n", "      gp_smal:\n")
+@pytest.mark.parametrize("old, new, message", [
+    ("      gp_small:\n", "      gp_smal:\n",
+     "site_classes.gp_smal: unknown site class 'gp_smal'; did you mean 'gp_small'?"),
+    ("    # modalities: apps.yaml", "    modalities: {ultrasonic: {share: 23%}}\n    # apps.yaml",
+     "modalities.ultrasonic: unknown modality 'ultrasonic'; did you mean 'ultrasound'?"),
+    ("    load:\n", "    loads:\n", "loads: unknown key 'loads'; did you mean 'load'?"),
+])
+def test_a_misspelt_name_in_a_years_volumes_is_refused_at_its_line(tmp_path, topologies_dir, old, new, message):
+    folder, sites, line = _catalogue_with(tmp_path, topologies_dir, old, new)
     path = _write(tmp_path, SCENARIO + f"catalogue: {folder}\n")
-    assert _error(path) == (f"{sites}:{line} catalogue.volumes_by_year.2019.site_classes.gp_smal: "
-                            "unknown site class 'gp_smal'; did you mean 'gp_small'?")
+    assert _error(path) == f"{sites}:{line} catalogue.volumes_by_year.2019.{message}"
 
 
 def test_a_bad_figure_in_a_years_volumes_is_located_in_sites_yaml(tmp_path, topologies_dir):
@@ -119,6 +126,8 @@ def test_the_year_sets_each_site_classes_volumes(tmp_path):
             assert site_class.activities["telephony"].per_day == calls
         acute = scenario.catalogue.site_classes["acute_site"]
         assert (acute.consultations.per_day, acute.imaging.per_day) == (2200, {2019: 950, 2024: 990}[year])
+        # CT's share of studies: 12% in 2019 (S3's mix, kept), 158 of 990 in 2024 (S14).
+        assert scenario.catalogue.modalities["ct"].share == pytest.approx({2019: 0.12, 2024: 0.16}[year])
 
 
 def test_the_scenarios_own_load_overrides_the_years_defaults(tmp_path):
@@ -148,22 +157,25 @@ EXPECTED = {  # sessions in the window, by hand from the S14 figures
            "gp_video": GP_SITES * 200 * SCALE * 0.005,                      # 100
            "telephony": GP_SITES * 380 * SCALE,                             # 38,000
            "outpatient_video": ACUTE_SITES * 2200 * SCALE * 0.04 * 0.025,   # 44
-           "images": ACUTE_SITES * 950 * SCALE * IMAGING_IN_WINDOW},        # 13,965
+           "images": ACUTE_SITES * 950 * SCALE * IMAGING_IN_WINDOW,         # 13,965
+           "ct": ACUTE_SITES * 950 * SCALE * IMAGING_IN_WINDOW * 0.12},     # 1,676
     2024: {"gp_consultations": GP_SITES * 232 * SCALE,                      # 23,200
            "gp_video": GP_SITES * 232 * SCALE * 0.049,                      # 1,136.8
            "telephony": GP_SITES * 410 * SCALE,                             # 41,000
            "outpatient_video": ACUTE_SITES * 2200 * SCALE * 0.25 * 0.12,    # 1,320
-           "images": ACUTE_SITES * 990 * SCALE * IMAGING_IN_WINDOW},        # 14,553
+           "images": ACUTE_SITES * 990 * SCALE * IMAGING_IN_WINDOW,         # 14,553
+           "ct": ACUTE_SITES * 990 * SCALE * IMAGING_IN_WINDOW * 0.16},     # 2,328
 }
 
 
 def _counts(trace, sites) -> dict[str, int]:
     gp = trace["site"].isin(sites.loc[sites["site_class"] == "gp_medium", "site"])
+    uploads = trace["app"].str.startswith("image_") & (trace["direction"] == "up")
     return {"gp_consultations": int((gp & (trace["kind"] == "record_fetch")).sum()),  # one fetch a consultation
             "gp_video": int((trace["kind"] == "gp_video").sum()),
             "telephony": int((gp & (trace["app"] == "telephony")).sum()),
             "outpatient_video": int((trace["kind"] == "outpatient_video").sum()),
-            "images": int((trace["app"].str.startswith("image_") & (trace["direction"] == "up")).sum())}
+            "images": int(uploads.sum()), "ct": int((uploads & (trace["kind"] == "ct")).sum())}
 
 
 @pytest.mark.parametrize("year", [2019, 2024])
