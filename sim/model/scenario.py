@@ -33,7 +33,11 @@ class Window(Frozen):
 
 
 class Load(Frozen):
-    """The growth knobs the policy is about (shares are fractions)."""
+    """The growth knobs the policy is about (shares are fractions).
+
+    The defaults here apply to a scenario with no ``year``; with one, the loader puts that year's published values
+    (``volumes_by_year`` in ``topologies/sites.yaml``) under the scenario's own.
+    """
 
     gp_video_share: Fraction = 0.021
     outpatient_remote_share: Fraction = 0.25
