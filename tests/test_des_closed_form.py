@@ -164,6 +164,21 @@ def test_full_buffer_delay_hits_video_sharing_a_copper_uplink_with_an_upload():
     assert video["bottleneck"] == "access_up"
 
 
+def test_video_keeps_its_rate_beside_an_upload_where_the_full_buffer_is_under_its_threshold():
+    # A 100 Mbit/s uplink with a 150 kB buffer: full, it delays 150,000 * 8 / 100e6 = 12 ms, under the 25 ms at
+    # which the call's delay-based control sees overuse, so the call keeps 1.5 Mbit/s beside a bulk upload (no RTT:
+    # no start-up). The upload takes the rest while the call runs (1 s to 6 s) and the whole link otherwise.
+    topo = topology(site("a", down_bps=100e6, up_bps=100e6), home=FarEnd(1e9, 1e9, 0.0))
+    records = simulate(topo, trace(transfer("a", 0.0, 100e6, "up"), call("a", 1.0, 5.0))).records
+    video, upload = (records.set_index("app").loc[app] for app in ("video", "record_view"))
+    assert video["mean_rate_bps"] == pytest.approx(1.5e6, rel=1e-12)
+    assert video["share_at_target"] == 1.0
+    assert video["queue_delay_s"] == pytest.approx(0.012, rel=1e-9)
+    wire_bits = 100e6 * 8 / GOODPUT
+    expected_s = 6.0 + (wire_bits - 100e6 * 1.0 - 98.5e6 * 5.0) / 100e6
+    assert upload["duration_s"] == pytest.approx(expected_s, rel=1e-9)
+
+
 def test_video_alone_on_a_slow_uplink_is_held_below_capacity_by_its_own_control():
     # One call wanting 1.5 Mbit/s on a 1 Mbit/s uplink: delay-based control holds the link at 90%.
     topo = topology(site("a", down_bps=16e6, up_bps=1e6))

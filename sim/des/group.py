@@ -22,7 +22,7 @@ from bisect import bisect_right
 
 from sim.des import tcp
 from sim.des.flows import Media, Transfer
-from sim.des.sharing import NO_LINK, max_min, share_one_link
+from sim.des.sharing import NO_LINK, max_min, water_level
 from sim.topology import FarEnd
 
 _EPS_S = 1e-9
@@ -251,23 +251,24 @@ class Group:
         transfers, media, links = self._dirty_part()
         flows = transfers + media
         n_transfers = len(transfers)
-        caps = [f.cap_bps for f in transfers] + [min(m.target_bps, m.far_cap_bps) for m in media]
-        rates, limiter = self._share(flows, caps, n_transfers)
+        video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
+        rates, limiter = self._share(transfers, media, video_caps)
         saturated = {limiter[k] for k in range(n_transfers) if limiter[k] != NO_LINK}
+        yielding = {key for key in saturated if self.by_id[key].video_yields}
         backed_off = [k for k in range(n_transfers, len(flows))
-                      if any(id(link) in saturated for link in flows[k].path)]
+                      if any(id(link) in yielding for link in flows[k].path)]
         if backed_off:  # video's delay-based control yields to TCP filling the buffer: drop to minimum
             for k in backed_off:
-                caps[k] = min(caps[k], flows[k].min_bps)
-            rates, limiter = self._share(flows, caps, n_transfers)
+                video_caps[k - n_transfers] = min(video_caps[k - n_transfers], flows[k].min_bps)
+            rates, limiter = self._share(transfers, media, video_caps)
         by_id = self.by_id
         for k in range(n_transfers):
             _set_transfer(transfers[k], rates[k], by_id.get(limiter[k]), now_s)
         backed = set(backed_off)
         for k in range(n_transfers, len(flows)):
             m = flows[k]
-            cause = (next(link for link in m.path if id(link) in saturated) if k in backed else m.cause)
-            _set_media(m, rates[k], by_id.get(limiter[k]), cause, saturated, now_s)
+            cause = (next(link for link in m.path if id(link) in yielding) if k in backed else m.cause)
+            _set_media(m, rates[k], by_id.get(limiter[k]), cause, yielding, now_s)
         self._update_links(links, flows, saturated, now_s)
 
     def _reshare_link(self, link, now_s: float, replay: bool = True) -> None:
@@ -289,13 +290,13 @@ class Group:
     def _share_link(self, link, transfers: list, media: list, now_s: float) -> None:
         """Share a link among its transfers and media: max-min, video backing off when TCP fills the buffer."""
         n_transfers = len(transfers)
-        rates, limited, saturated = _shares(link.free_bps, link.free_headroom_bps, transfers, media)
+        rates, limited, saturated = _shares(link, link.free_bps, link.free_headroom_bps, transfers, media)
         for k, flow in enumerate(transfers):
             _set_transfer(flow, rates[k], link if limited[k] else None, now_s)
         video_floor_bps = 0.0
         for k, m in enumerate(media, start=n_transfers):  # as _set_media, with this link the only one
             rate_bps, limiter = rates[k], link if limited[k] else None
-            cause = link if saturated and rate_bps < m.target_bps * (1 - 1e-9) else limiter
+            cause = link if saturated and link.video_yields and rate_bps < m.target_bps * (1 - 1e-9) else limiter
             m.limiter = limiter
             if rate_bps != m.rate_bps or cause is not m.cause:
                 m.settle(now_s)
@@ -394,15 +395,24 @@ class Group:
                 [m for m in self.media if m.path[0].direction in directions],
                 [link for link in self.links if link.direction in directions])
 
-    def _share(self, flows: list, caps: list[float], n_transfers: int) -> tuple[list[float], list[int]]:
-        """Max-min shares of transfers (the first ``n_transfers``) and media, and the link ids limiting them.
+    def _share(self, transfers: list, media: list, video_caps: list[float]) -> tuple[list[float], list[int]]:
+        """Shares of transfers, then media, and the link ids limiting them (as :func:`_shares` on one link).
 
-        Media also cross each link's video headroom, a virtual link keyed by the negated id.
+        Media share each link's video headroom (a virtual link keyed by the negated id) max-min fairly among
+        themselves; transfers share max-min fairly what media and reservations leave of each link.
         """
-        keys = [tuple(id(link) for link in f.path) for f in flows[:n_transfers]]
-        keys += [tuple(key for link in m.path for key in (id(link), -id(link))) for m in flows[n_transfers:]]
-        rates, limiter = max_min(caps, keys, self.capacity)
-        return rates, [abs(k) if k != NO_LINK else k for k in limiter]
+        if media:
+            media_keys = [tuple(-id(link) for link in m.path) for m in media]
+            media_rates, media_limiter = max_min(video_caps, media_keys, self.capacity)
+            capacity = dict(self.capacity)
+            for m, rate_bps in zip(media, media_rates):
+                for link in m.path:
+                    capacity[id(link)] -= rate_bps
+        else:
+            media_rates, media_limiter, capacity = [], [], self.capacity
+        keys = [tuple(id(link) for link in f.path) for f in transfers]
+        rates, limiter = max_min([f.cap_bps for f in transfers], keys, capacity) if transfers else ([], [])
+        return rates + media_rates, limiter + [abs(k) if k != NO_LINK else k for k in media_limiter]
 
     def _update_links(self, links: list, flows: list, saturated: set[int], now_s: float) -> None:
         """Give each link its new load and queues; only links whose load or saturation changed are settled."""
@@ -451,23 +461,39 @@ def _carry_alone(flow: Transfer, link, now_s: float) -> None:
     link.note(now_s)
 
 
-def _shares(free_bps: float, headroom_bps: float, transfers: list, media: list,
+def _shares(link, free_bps: float, headroom_bps: float, transfers: list, media: list,
             ) -> tuple[list[float], list[bool], bool]:
-    """Max-min shares on one link (transfers first, then media) and whether the link limits each.
+    """Shares on one link (transfers, then media), whether the link limits each, and whether transfers saturate it.
 
-    Also whether transfers saturate it: then video's delay-based control yields to TCP filling the buffer, down
-    to its minimum.
+    Media (delay-based senders that back off only on a queue or heavy loss) share the video headroom left by the
+    reservations max-min fairly among themselves; transfers share max-min fairly what is left. When transfers
+    saturate the link and its full buffer delays more than video's overuse threshold (``link.video_yields``),
+    the media yield to TCP, down to their minimum rates, and transfers take the rest.
     """
-    n_transfers = len(transfers)
-    is_video = [False] * n_transfers + [True] * len(media)
-    video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
     transfer_caps = [f.cap_bps for f in transfers]
-    rates, limited = share_one_link(free_bps, headroom_bps, transfer_caps + video_caps, is_video)
-    saturated = any(limited[:n_transfers])
-    if saturated and media:
-        video_caps = [min(c, m.min_bps) for c, m in zip(video_caps, media)]
-        rates, limited = share_one_link(free_bps, headroom_bps, transfer_caps + video_caps, is_video)
+    video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
+    rates, limited, saturated = _fill(transfer_caps, video_caps, free_bps, headroom_bps)
+    if saturated and media and link.video_yields:
+        video_caps = [min(cap, m.min_bps) for cap, m in zip(video_caps, media)]
+        rates, limited, saturated = _fill(transfer_caps, video_caps, free_bps, headroom_bps)
     return rates, limited, saturated
+
+
+def _fill(transfer_caps: list[float], video_caps: list[float], free_bps: float, headroom_bps: float,
+          ) -> tuple[list[float], list[bool], bool]:
+    """:func:`_shares` for given caps (bit/s): media over the headroom first, then transfers over the rest."""
+    if not video_caps:
+        media_rates, media_limited, media_bps = [], [], 0.0
+    elif sum(video_caps) <= headroom_bps:  # every call gets what it asks for: the common case
+        media_rates, media_limited, media_bps = video_caps, [False] * len(video_caps), sum(video_caps)
+    else:
+        media_level = water_level(video_caps, headroom_bps)
+        media_rates = [min(cap, media_level) for cap in video_caps]
+        media_limited = [cap > media_level for cap in video_caps]
+        media_bps = sum(media_rates)
+    level = water_level(transfer_caps, free_bps - media_bps) if transfer_caps else math.inf
+    limited = [cap > level for cap in transfer_caps]
+    return [min(cap, level) for cap in transfer_caps] + media_rates, limited + media_limited, any(limited)
 
 
 def _lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
@@ -486,7 +512,7 @@ def _lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
     while remaining_bits > 0:
         free_bps = max(0.0, capacity_bps - reserved_bps)
         if media:
-            rate_bps = _shares(free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media)[0][0]
+            rate_bps = _shares(link, free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media)[0][0]
         else:
             rate_bps = min(flow.cap_bps, free_bps)
         next_s = steps_s[k] if k < len(steps_s) else math.inf
@@ -519,3 +545,4 @@ def _set_media(m: Media, rate_bps: float, limiter, cause, saturated: set[int], n
     if rate_bps != m.rate_bps or cause is not m.cause:
         m.settle(now_s)
         m.rate_bps, m.cause = rate_bps, cause
+

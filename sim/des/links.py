@@ -27,6 +27,8 @@ class Link:
             with the transfers already there), set on each re-share of a group whose paths are one link.
         bits: Bits the fluid flows carried in each utilisation bin (reserved bits are added after the run).
         media_bps, media_count: What the adaptive media on it ask for (bit/s), and how many there are.
+        video_yields: Whether video backs off to its minimum when TCP saturates the link: its full buffer
+            delays more than video's overuse threshold (:mod:`sim.des.queueing`).
         history: Its fluid state after each change, as parallel lists ``(times_s, load_bps, saturated,
             congestion_loss)``: what calls' delay, jitter and loss are computed from (:mod:`sim.des.paths`).
     """
@@ -34,7 +36,8 @@ class Link:
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
                  "bin0_s", "bin_s", "since_s", "full_queue", "new_share_bps", "headroom_bps", "reserved_bps",
-                 "steps_s", "steps_bps", "step", "next_step_s", "history", "media_bps", "media_count")
+                 "steps_s", "steps_bps", "step", "next_step_s", "history", "media_bps", "media_count",
+                 "video_yields")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -50,6 +53,7 @@ class Link:
         self.since_s = bin0_s  # utilisation is settled up to here
         self.new_share_bps = capacity_bps
         self.full_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, True)  # when saturated
+        self.video_yields = self.full_queue[0] > queueing.VIDEO_QUEUE_THRESHOLD_S  # beside TCP filling the buffer
         self.reserved_bps = 0.0
         self.steps_s = self.steps_bps = _NO_STEPS
         self.step, self.next_step_s = 0, math.inf

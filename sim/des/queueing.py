@@ -13,6 +13,12 @@ against the emulation.
 
 Adaptive video (WebRTC's delay-based control) backs off as soon as the queue grows, so video flows alone
 never load a link beyond ``VIDEO_MAX_UTILISATION`` of its capacity (an assumption).
+
+Beside TCP that saturates a link, a delay-based sender yields only if the queue TCP builds exceeds its delay
+threshold (``VIDEO_QUEUE_THRESHOLD_S``): it then backs off to its minimum rate (the queue never drains while TCP
+fills it); below the threshold it sees no overuse and keeps its rate. That is the rate control the emulation's
+calls run (``sim.emu.media.RateController``, the same threshold); real WebRTC adapts its threshold (Carlucci et
+al., MMSys 2016: about 6-600 ms), so the figure is an assumption a sweep can cover.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from sim.des.tcp import FRAME_BYTES
 
 MAX_UTILISATION = 0.98  # where the M/D/1 formula is cut off; beyond it the buffer bound applies
 VIDEO_MAX_UTILISATION = 0.9  # assumption: the load at which delay-based video control holds a link
+VIDEO_QUEUE_THRESHOLD_S = 0.025  # assumption (range 0.006-0.6 s): the queueing delay a video sender calls overuse
 
 
 def full_buffer_delay_s(buffer_bytes: float, capacity_bps: float) -> float:
