@@ -31,6 +31,8 @@ class Outcome:
     engine: str = des.ENGINE
     fidelity: pd.DataFrame | None = None
     meta: dict | None = None  # the emulation's self-description (sites, window, links, verification)
+    shards: dict | None = None  # a sharded run's shard counts, over every attempt (sim.scale.ShardsRun.describe)
+    resumed: bool = False
 
 
 def simulate(scenario: Scenario, seed: int | None = None,
@@ -77,15 +79,15 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
     seed = scenario.seed if seed is None else seed
     with results.run_folder(Path(out), scenario.name, des.ENGINE, seed, keep_partial=sharded and scale.has_progress,
                             resume=Path(resume) if resume else None) as folder:
-        outcome = (_sharded(scenario, seed, folder.partial, progress, scheduler, workers) if sharded
-                   else simulate(scenario, seed, progress))
+        outcome = (_sharded(scenario, seed, folder.partial, progress, scheduler, workers, resumed=bool(resume))
+                   if sharded else simulate(scenario, seed, progress))
         write(outcome, folder.partial, Path(path), tables=not sharded)  # a sharded run's are merged there
         report.render(folder.partial, png=png)
     return Outcome(**{**outcome.__dict__, "folder": folder.final})
 
 
 def _sharded(scenario: Scenario, seed: int, folder: Path, progress, scheduler: str | None,
-             workers: int | None) -> Outcome:
+             workers: int | None, resumed: bool = False) -> Outcome:
     """Run a scenario in shards (see :mod:`sim.scale`); merge them into the run's tables, written into ``folder``.
 
     The shards evaluate their own sessions and sites; their files are removed once merged.
@@ -93,11 +95,11 @@ def _sharded(scenario: Scenario, seed: int, folder: Path, progress, scheduler: s
     started = time.perf_counter()
     topo = topology.build(scenario)
     with scale.cluster(scheduler, workers) as client:
-        events = scale.run_shards(scenario, topo, seed, _window(scenario), folder, client, progress)
+        done = scale.run_shards(scenario, topo, seed, _window(scenario), folder, client, progress)
     merged = merge.shards(folder, scale.plan_shards(scenario, topo), scenario.targets)
     scale.discard(folder)
-    return Outcome(scenario, topo, seed, merged.trace, des.Result(merged.records, merged.links, events),
-                   merged.verdicts, time.perf_counter() - started)
+    return Outcome(scenario, topo, seed, merged.trace, des.Result(merged.records, merged.links, done.events),
+                   merged.verdicts, time.perf_counter() - started, shards=done.describe(), resumed=resumed)
 
 
 def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progress, png: bool | None,
@@ -144,7 +146,8 @@ def write(outcome: Outcome, folder: Path, scenario_file: Path, *, tables: bool =
     """Write an outcome's files into ``folder`` (``tables=False``: all but its tables, which are there already)."""
     meta = results.meta(scenario=outcome.scenario.name, scenario_file=str(scenario_file), engine=outcome.engine,
                         seed=outcome.seed, sessions=len(outcome.trace), events=outcome.result.events,
-                        wall_s=outcome.wall_s, extra={"emulation": outcome.meta} if outcome.meta else None)
+                        wall_s=outcome.wall_s, extra={"emulation": outcome.meta, "shards": outcome.shards,
+                                                      "resumed": outcome.resumed})
     results.write_run(folder, scenario_text=scenario_file.read_text(encoding="utf-8"),
                       resolved=outcome.scenario.model_dump(mode="json", by_alias=True), meta=meta,
                       trace=outcome.trace, sites=outcome.topology.sites, records=outcome.result.records,

@@ -3,8 +3,9 @@
 Sites interact only through the links they share, so a shard that keeps every shared link's sites together
 replays exactly as it would in one process; each site's sessions come from its own generator. Sessions and
 sites are judged on their own too, so each shard also evaluates its sessions and sites against the targets.
-Each shard's trace, records, link series and verdicts are written atomically to ``shards/`` of the run's
-partial folder as it finishes; an interrupted run resumes without redoing finished shards. Merging
+Each shard's trace, records, link series and verdicts are written to ``shards/`` of the run's partial folder
+as it finishes, atomically, durably and checksummed (:mod:`sim.shard_files`); an interrupted run resumes without
+redoing finished shards whose files still match their checksums, and runs any other again. Merging
 (:mod:`sim.merge`) puts sessions back in the order a single-process run gives them (start time, then site,
 then generation order), so the run's tables equal a single-process run's.
 """
@@ -13,16 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
-from sim import des, targets, workload
+from sim import des, shard_files, targets, workload
+from sim.cluster import cluster  # noqa: F401 - callers reach the cluster through here
 from sim.errors import TestbedError
 from sim.model.scenario import Scenario
 from sim.topology import Topology
@@ -33,7 +31,7 @@ Progress = Callable[[float, float], None]  # progress(done, total): shards, runs
 
 SHARDS_DIR = "shards"
 PLAN_FILE = "shards.json"
-SHARD_LAYOUT = 2  # what a shard writes (2: verdicts too); a partial folder of another layout is not resumed
+SHARD_LAYOUT = 3  # what a shard writes (2: verdicts too; 3: checksums); a partial folder of another is not resumed
 SHARD_TABLES = ("trace", "records", "links", "session_verdicts", "site_verdicts")
 SESSIONS_PER_SHARD = 60_000  # about 3 s of simulation: small enough to balance, large enough to amortise
 
@@ -54,6 +52,10 @@ class Shard:
     def path(self, folder: Path | str, table: str) -> Path:
         """Where the shard's ``table`` (one of :data:`SHARD_TABLES`) is, in the run's ``folder``."""
         return Path(folder) / SHARDS_DIR / f"{self.name}.{table}.parquet"
+
+    def done_path(self, folder: Path | str) -> Path:
+        """Where the shard's record of being done (what it reported, its files' sizes and checksums) is."""
+        return Path(folder) / SHARDS_DIR / f"{self.name}.done.json"
 
 
 @dataclass(frozen=True)
@@ -116,24 +118,23 @@ def run_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: int, w
                                   (scenario.window.start, scenario.window.end))
     tables = {"trace": trace, "records": result.records, "links": result.links,
               "session_verdicts": sessions[list(targets.OUTCOME_COLUMNS)], "site_verdicts": sites}
-    for name, frame in tables.items():
-        _write_parquet(frame, shard.path(folder, name))
+    files = {name: shard_files.write_parquet(frame, shard.path(folder, name)) for name, frame in tables.items()}
     done = ShardDone(shard.index, len(trace), result.events, time.perf_counter() - started)
-    _write_json(Path(folder) / SHARDS_DIR / f"{shard.name}.done.json", done.__dict__)  # last: the shard is done
+    shard_files.write_json(shard.done_path(folder), {**done.__dict__, "files": files})  # last: the shard is done
     return done
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` atomically (a reader sees the whole file or none)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+def finished(folder: Path, shard: Shard) -> ShardDone | None:
+    """What a shard reported when it finished, if it did and its files are still as it wrote them."""
+    done = shard_files.verified(shard.done_path(folder), {name: shard.path(folder, name) for name in SHARD_TABLES})
+    if done is None:
+        return None
+    return ShardDone(**{key: done[key] for key in ("index", "sessions", "events", "wall_s")})
 
 
 def is_done(folder: Path, shard: Shard) -> bool:
-    """True when the shard's outputs are all written."""
-    return (Path(folder) / SHARDS_DIR / f"{shard.name}.done.json").is_file()
+    """True when the shard's outputs are all written and match their recorded sizes and checksums."""
+    return finished(folder, shard) is not None
 
 
 def has_progress(folder: Path) -> bool:
@@ -141,26 +142,46 @@ def has_progress(folder: Path) -> bool:
     return any((Path(folder) / SHARDS_DIR).glob("*.done.json"))
 
 
-def run_shards(scenario: Scenario, topology: Topology, seed: int, window: des.RunWindow, folder: Path,
-               client=None, progress: Progress | None = None) -> int:
-    """Run every shard not yet done (on ``client`` if given, else in-process); return the events processed.
+@dataclass(frozen=True)
+class ShardsRun:
+    """A whole sharded run, counting shards finished before a resume as well as those run now."""
 
-    ``progress(shards_done, shards_total)`` is called as shards finish.
+    shards: int
+    reused: int  # shards found finished (files checked) and not run again
+    sessions: int
+    events: int
+    compute_s: float  # the shards' own wall times added up (s), across every attempt that finished one
+
+    def describe(self) -> dict:
+        """The run's shard counts for ``meta.json``."""
+        return {"total": self.shards, "reused": self.reused, "run": self.shards - self.reused,
+                "compute_s": round(self.compute_s, 3)}
+
+
+def run_shards(scenario: Scenario, topology: Topology, seed: int, window: des.RunWindow, folder: Path,
+               client=None, progress: Progress | None = None) -> ShardsRun:
+    """Run every shard not yet done (on ``client`` if given, else in-process); count the whole run.
+
+    A shard counts as done only if its files match the sizes and checksums its ``done.json`` recorded; any
+    other is run (again). ``progress(shards_done, shards_total)`` is called as shards finish.
 
     Raises:
         TestbedError: If ``folder`` holds shards of a different plan (another scenario, seed or split).
     """
     shards = plan_shards(scenario, topology)
     _check_plan(folder, scenario, seed, shards)
-    todo = [s for s in shards if not is_done(folder, s)]
-    finished = len(shards) - len(todo)
+    found = {s.index: finished(folder, s) for s in shards}
+    reused = [done for done in found.values() if done is not None]
+    todo = [s for s in shards if found[s.index] is None]
 
     def step(done: float, total: float) -> None:
         if progress:
-            progress(finished + done, len(shards))
+            progress(len(reused) + done, len(shards))
 
     jobs = [(scenario, topology, s, seed, window, str(folder)) for s in densest_first(scenario, topology, todo)]
-    return sum(done.events for done in map_ordered(client, run_shard, jobs, step, shared=2))
+    every = reused + map_ordered(client, run_shard, jobs, step, shared=2)
+    return ShardsRun(len(shards), len(reused), sum(d.sessions for d in every), sum(d.events for d in every),
+                     sum(d.wall_s for d in every))
 
 
 def densest_first(scenario: Scenario, topology: Topology, shards: list[Shard]) -> list[Shard]:
@@ -226,146 +247,12 @@ def _check_plan(folder: Path, scenario: Scenario, seed: int, shards: list[Shard]
                                "resume only the run that was interrupted, with its seed")
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
-    _write_json(path, plan)
+    shard_files.write_json(path, plan)
 
 
 def _digest(scenario: Scenario) -> str:
     import hashlib
     return hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()[:16]
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
-@contextmanager
-def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
-    """A Dask client: on an existing scheduler (``tcp://host:8786``) or an embedded LocalCluster.
-
-    ``workers=0`` yields None: shards then run one after another in this process.
-
-    Raises:
-        TestbedError: If ``scheduler`` is not an address, nothing answers there as a Dask scheduler within
-            :data:`CONNECT_TIMEOUT_S` (refused, unroutable, or another kind of server), or ``workers`` is negative
-            or more than :data:`WORKERS_PER_CORE_MAX` per core.
-    """
-    if workers == 0 and not scheduler:
-        yield None
-        return
-    if scheduler:
-        client = _connect(scheduler)
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    with _local_client(_worker_count(workers)) as client:
-        yield client
-
-
-CONNECT_TIMEOUT_S = 5.0  # to reach a scheduler and hear its greeting: a LAN or a tunnel answers well within it
-GREETING_MAX_BYTES = 1 << 20  # a Dask greeting (handshake frame) is a few hundred bytes; other servers send text
-WORKERS_PER_CORE_MAX = 4  # more processes than that only share the same cores, each with its own copy of the data
-
-
-def _connect(scheduler: str):
-    """A client of the scheduler at ``scheduler``, or a TestbedError saying why there is none."""
-    from dask.distributed import Client
-    protocol, host, port = _scheduler_address(scheduler)
-    if protocol == "tcp":
-        _check_greeting(scheduler, host, port)
-    try:
-        return Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
-    except Exception as exc:  # noqa: BLE001 - whatever a wrong peer makes Dask raise, the fix is the address
-        raise TestbedError(f"cannot reach the Dask scheduler at {scheduler!r} within {CONNECT_TIMEOUT_S:g} s "
-                           f"({type(exc).__name__}: {exc}); check the address and that `dask scheduler` runs "
-                           "there") from None
-
-
-def _scheduler_address(scheduler: str) -> tuple[str, str, int]:
-    """``(protocol, host, port)`` of a scheduler address (``tcp://host:8786``; the protocol defaults to tcp).
-
-    Addresses of other protocols (``inproc://``, ``ucx://``) are Dask's to check: ``(protocol, "", 0)``.
-
-    Raises:
-        TestbedError: If it is not such an address.
-    """
-    from distributed.comm.addressing import parse_address, parse_host_port
-    try:
-        protocol, location = parse_address(scheduler)
-        if protocol not in ("tcp", "tls"):
-            return protocol, "", 0
-        host, port = parse_host_port(location)
-    except (ValueError, TypeError) as exc:
-        raise TestbedError(f"--scheduler {scheduler!r}: not a scheduler address ({exc}); give one like "
-                           "tcp://host:8786") from None
-    if not host or not 0 < int(port) < 65536:
-        raise TestbedError(f"--scheduler {scheduler!r}: needs a host and a port from 1 to 65535, like "
-                           "tcp://host:8786")
-    return protocol, host, int(port)
-
-
-def _check_greeting(scheduler: str, host: str, port: int) -> None:
-    """Connect and read the greeting a Dask server sends first (an 8-byte frame length, then the frame).
-
-    Raises:
-        TestbedError: If nothing accepts the connection, nothing is said within :data:`CONNECT_TIMEOUT_S`, or
-            what is said is not a Dask frame (a web server, another service).
-    """
-    import socket
-    import struct
-    deadline = time.monotonic() + CONNECT_TIMEOUT_S
-    try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as conn:
-            header = b""
-            while len(header) < 8:
-                conn.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = conn.recv(8 - len(header))
-                if not chunk:
-                    break
-                header += chunk
-    except TimeoutError:
-        raise TestbedError(f"the Dask scheduler at {scheduler!r} did not answer within {CONNECT_TIMEOUT_S:g} s "
-                           "(an unroutable address, a firewall, or not a Dask scheduler); check the address") from None
-    except OSError as exc:
-        raise TestbedError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc.strerror or exc}; check the "
-                           "address and that `dask scheduler` runs there") from None
-    (length_bytes,) = struct.unpack("<Q", header) if len(header) == 8 else (0,)
-    if not 0 < length_bytes <= GREETING_MAX_BYTES:
-        raise TestbedError(f"{scheduler!r} answers, but not as a Dask scheduler (no Dask greeting); check the "
-                           "address and port (a scheduler listens on 8786 by default)")
-
-
-def _worker_count(workers: int | None) -> int:
-    """The embedded cluster's worker processes: ``workers``, or one per core.
-
-    Raises:
-        TestbedError: If ``workers`` is negative or more than :data:`WORKERS_PER_CORE_MAX` per core.
-    """
-    cores = max(1, os.cpu_count() or 1)
-    if workers is None:
-        return cores
-    if workers < 0 or workers > WORKERS_PER_CORE_MAX * cores:
-        raise TestbedError(f"--workers {workers}: give 0 (everything in this process) to "
-                           f"{WORKERS_PER_CORE_MAX * cores} ({WORKERS_PER_CORE_MAX} per core of this machine)")
-    return workers
-
-
-@contextmanager
-def _local_client(workers: int) -> Iterator[object]:
-    """A client of a new LocalCluster of ``workers`` processes, closed with it."""
-    from dask.distributed import Client, LocalCluster
-    try:
-        # Dask's HTTP server always starts; on a free local port, two runs never compete for its default 8787.
-        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
-                             silence_logs=logging.ERROR)
-    except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
-        raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "
-                           "fewer --workers, or --workers 0") from None
-    with local, Client(local) as client:
-        yield client
 
 
 def shard_count(scenario: Scenario, topology: Topology) -> int:

@@ -1,0 +1,144 @@
+"""Where shards, sweeps and plans run: an existing Dask scheduler, checked before it is trusted, or a LocalCluster.
+
+Every wait has a deadline: a scheduler address is parsed first; a ``tcp://`` scheduler must greet as Dask does
+(a small length-prefixed frame) within :data:`CONNECT_TIMEOUT_S`, so a web server, a silent listener or an
+unroutable address is refused in seconds with a message rather than a hang or a failed 3 EiB allocation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sim.errors import TestbedError
+
+
+@contextmanager
+def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterator[object]:
+    """A Dask client: on an existing scheduler (``tcp://host:8786``) or an embedded LocalCluster.
+
+    ``workers=0`` yields None: shards then run one after another in this process.
+
+    Raises:
+        TestbedError: If ``scheduler`` is not an address, nothing answers there as a Dask scheduler within
+            :data:`CONNECT_TIMEOUT_S` (refused, unroutable, or another kind of server), or ``workers`` is negative
+            or more than :data:`WORKERS_PER_CORE_MAX` per core.
+    """
+    if workers == 0 and not scheduler:
+        yield None
+        return
+    if scheduler:
+        client = _connect(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with _local_client(_worker_count(workers)) as client:
+        yield client
+
+
+CONNECT_TIMEOUT_S = 5.0  # to reach a scheduler and hear its greeting: a LAN or a tunnel answers well within it
+GREETING_MAX_BYTES = 1 << 20  # a Dask greeting (handshake frame) is a few hundred bytes; other servers send text
+WORKERS_PER_CORE_MAX = 4  # more processes than that only share the same cores, each with its own copy of the data
+
+
+def _connect(scheduler: str):
+    """A client of the scheduler at ``scheduler``, or a TestbedError saying why there is none."""
+    from dask.distributed import Client
+    protocol, host, port = _scheduler_address(scheduler)
+    if protocol == "tcp":
+        _check_greeting(scheduler, host, port)
+    try:
+        return Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+    except Exception as exc:  # noqa: BLE001 - whatever a wrong peer makes Dask raise, the fix is the address
+        raise TestbedError(f"cannot reach the Dask scheduler at {scheduler!r} within {CONNECT_TIMEOUT_S:g} s "
+                           f"({type(exc).__name__}: {exc}); check the address and that `dask scheduler` runs "
+                           "there") from None
+
+
+def _scheduler_address(scheduler: str) -> tuple[str, str, int]:
+    """``(protocol, host, port)`` of a scheduler address (``tcp://host:8786``; the protocol defaults to tcp).
+
+    Addresses of other protocols (``inproc://``, ``ucx://``) are Dask's to check: ``(protocol, "", 0)``.
+
+    Raises:
+        TestbedError: If it is not such an address.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+    try:
+        protocol, location = parse_address(scheduler)
+        if protocol not in ("tcp", "tls"):
+            return protocol, "", 0
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise TestbedError(f"--scheduler {scheduler!r}: not a scheduler address ({exc}); give one like "
+                           "tcp://host:8786") from None
+    if not host or not 0 < int(port) < 65536:
+        raise TestbedError(f"--scheduler {scheduler!r}: needs a host and a port from 1 to 65535, like "
+                           "tcp://host:8786")
+    return protocol, host, int(port)
+
+
+def _check_greeting(scheduler: str, host: str, port: int) -> None:
+    """Connect and read the greeting a Dask server sends first (an 8-byte frame length, then the frame).
+
+    Raises:
+        TestbedError: If nothing accepts the connection, nothing is said within :data:`CONNECT_TIMEOUT_S`, or
+            what is said is not a Dask frame (a web server, another service).
+    """
+    import socket
+    import struct
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as conn:
+            header = b""
+            while len(header) < 8:
+                conn.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = conn.recv(8 - len(header))
+                if not chunk:
+                    break
+                header += chunk
+    except TimeoutError:
+        raise TestbedError(f"the Dask scheduler at {scheduler!r} did not answer within {CONNECT_TIMEOUT_S:g} s "
+                           "(an unroutable address, a firewall, or not a Dask scheduler); check the address") from None
+    except OSError as exc:
+        raise TestbedError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc.strerror or exc}; check the "
+                           "address and that `dask scheduler` runs there") from None
+    (length_bytes,) = struct.unpack("<Q", header) if len(header) == 8 else (0,)
+    if not 0 < length_bytes <= GREETING_MAX_BYTES:
+        raise TestbedError(f"{scheduler!r} answers, but not as a Dask scheduler (no Dask greeting); check the "
+                           "address and port (a scheduler listens on 8786 by default)")
+
+
+def _worker_count(workers: int | None) -> int:
+    """The embedded cluster's worker processes: ``workers``, or one per core.
+
+    Raises:
+        TestbedError: If ``workers`` is negative or more than :data:`WORKERS_PER_CORE_MAX` per core.
+    """
+    cores = max(1, os.cpu_count() or 1)
+    if workers is None:
+        return cores
+    if workers < 0 or workers > WORKERS_PER_CORE_MAX * cores:
+        raise TestbedError(f"--workers {workers}: give 0 (everything in this process) to "
+                           f"{WORKERS_PER_CORE_MAX * cores} ({WORKERS_PER_CORE_MAX} per core of this machine)")
+    return workers
+
+
+@contextmanager
+def _local_client(workers: int) -> Iterator[object]:
+    """A client of a new LocalCluster of ``workers`` processes, closed with it."""
+    from dask.distributed import Client, LocalCluster
+    try:
+        # Dask's HTTP server always starts; on a free local port, two runs never compete for its default 8787.
+        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                             silence_logs=logging.ERROR)
+    except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
+        raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "
+                           "fewer --workers, or --workers 0") from None
+    with local, Client(local) as client:
+        yield client

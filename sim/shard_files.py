@@ -1,0 +1,78 @@
+"""Shard files that prove themselves: written whole or not at all, on disk before they count, checked on resume.
+
+Each file is written under a temporary name, flushed to disk (``fsync``), renamed into place, and its folder
+flushed too, so a crash or power cut leaves either the old state or the new one. A shard's ``done.json``, written
+the same way and last, records each of its files' size (bytes) and SHA-256; a shard counts as done only while
+its files still match (a truncated, altered or missing file makes it run again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+CHUNK_BYTES = 1 << 20  # read a file in 1 MiB pieces to hash it
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> dict:
+    """Write ``frame`` to ``path`` durably and atomically; return its ``{"bytes", "sha256"}``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    _fsync_file(tmp)
+    digest = file_digest(tmp)
+    _commit(tmp, path)
+    return digest
+
+
+def write_json(path: Path, doc: dict) -> None:
+    """Write ``doc`` as JSON to ``path`` durably and atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(doc, indent=1) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _commit(tmp, path)
+
+
+def file_digest(path: Path) -> dict:
+    """The size (bytes) and SHA-256 (hex) of the file at ``path``."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            sha.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": sha.hexdigest()}
+
+
+def verified(done_path: Path, files: dict[str, Path]) -> dict | None:
+    """The done record at ``done_path`` if every one of ``files`` (name -> path) matches it, else None.
+
+    None also for a missing or unreadable record, or one that does not list every file.
+    """
+    try:
+        done = json.loads(done_path.read_text(encoding="utf-8"))
+        recorded = done["files"]
+        matches = all(path.is_file() and recorded[name] == file_digest(path) for name, path in files.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return done if matches else None
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path`` and flush their folder, so the rename itself survives a crash."""
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -1,0 +1,112 @@
+"""Shards that prove themselves: a shard whose files no longer match its checksums is run again on resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+import pytest
+
+from sim import pipeline, scale, shard_files
+
+
+@pytest.fixture
+def small_shards(monkeypatch):
+    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 100)  # ci-smoke's three sites (~140 sessions each): 3 shards
+
+
+@pytest.fixture
+def smoke(scenarios_dir):
+    return scenarios_dir / "ci-smoke.yaml"
+
+
+@pytest.fixture
+def uninterrupted(smoke, tmp_path, small_shards):
+    """The same run, sharded the same way, never interrupted: its folder."""
+    return pipeline.run(smoke, out=tmp_path / "whole", png=False, workers=0).folder
+
+
+def interrupt_after(count: int, monkeypatch) -> list[int]:
+    """Make the shards after the first ``count`` raise KeyboardInterrupt; return the indexes that ran."""
+    real, ran = scale.run_shard, []
+
+    def limited(*args):
+        if len(ran) == count:
+            raise KeyboardInterrupt
+        ran.append(args[2].index)
+        return real(*args)
+
+    monkeypatch.setattr(scale, "run_shard", limited)
+    return ran
+
+
+def spoil_truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def spoil_flip_a_byte(path):  # same size, other content: only the checksum tells
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def spoil_delete(path):
+    path.unlink()
+
+
+@pytest.mark.parametrize("spoil", [spoil_truncate, spoil_flip_a_byte, spoil_delete])
+def test_resume_reruns_a_shard_whose_file_no_longer_matches_and_gives_the_uninterrupted_tables(
+        smoke, tmp_path, monkeypatch, small_shards, uninterrupted, spoil):
+    ran = interrupt_after(2, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(smoke, out=tmp_path / "run", png=False, workers=0)
+    (partial,) = (tmp_path / "run" / "ci-smoke").iterdir()
+    spoiled = ran[0]
+    spoil(partial / scale.SHARDS_DIR / f"shard-{spoiled:05d}.records.parquet")
+
+    resumed_calls = []
+    monkeypatch.undo()
+    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 100)
+    real = scale.run_shard
+    monkeypatch.setattr(scale, "run_shard", lambda *args: resumed_calls.append(args[2].index) or real(*args))
+    outcome = pipeline.run(smoke, out=tmp_path / "run", png=False, workers=0, resume=partial)
+
+    assert sorted(resumed_calls) == sorted({0, 1, 2} - set(ran) | {spoiled})
+    for name in ("trace.parquet", "records.parquet", "session_verdicts.parquet", "links.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(outcome.folder / name),
+                                      pd.read_parquet(uninterrupted / name), check_exact=True)
+    for name in ("verdicts.csv", "site_verdicts.csv"):
+        assert (outcome.folder / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+
+
+def test_resumed_run_says_so_and_counts_the_whole_run(smoke, tmp_path, monkeypatch, small_shards, uninterrupted):
+    interrupt_after(2, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(smoke, out=tmp_path / "run", png=False, workers=0)
+    (partial,) = (tmp_path / "run" / "ci-smoke").iterdir()
+    monkeypatch.undo()
+    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 100)
+    folder = pipeline.run(smoke, out=tmp_path / "run", png=False, workers=0, resume=partial).folder
+
+    meta, whole = (json.loads((f / "meta.json").read_text()) for f in (folder, uninterrupted))
+    assert meta["resumed"] is True and whole["resumed"] is False
+    assert meta["shards"]["total"] == whole["shards"]["total"] == 3
+    assert (meta["shards"]["reused"], meta["shards"]["run"]) == (2, 1)
+    assert (whole["shards"]["reused"], whole["shards"]["run"]) == (0, 3)
+    assert meta["sessions"] == whole["sessions"] == len(pd.read_parquet(uninterrupted / "trace.parquet"))
+    assert meta["events"] == whole["events"] > 0
+
+
+def test_shard_files_are_checksummed_and_leave_no_temporary_file(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    path = tmp_path / "shards" / "t.parquet"
+    digest = shard_files.write_parquet(frame, path)
+    assert digest == {"bytes": len(path.read_bytes()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert [p.name for p in path.parent.iterdir()] == ["t.parquet"]
+    done = tmp_path / "shards" / "t.done.json"
+    shard_files.write_json(done, {"index": 0, "files": {"t": digest}})
+    assert shard_files.verified(done, {"t": path}) == {"index": 0, "files": {"t": digest}}
+    assert shard_files.verified(done, {"t": path, "u": tmp_path / "u.parquet"}) is None  # a file it never listed
+    done.write_text("{not json")
+    assert shard_files.verified(done, {"t": path}) is None
