@@ -57,6 +57,11 @@ def _exits(resume_hint: Callable[[Path], str] | None = None):
     except KeyboardInterrupt as exc:
         _say(_interrupted_message(exc, resume_hint))
         raise typer.Exit(130) from None
+    except SystemExit as exc:
+        if exc.code not in SIGNAL_EXITS:
+            raise
+        _say(_interrupted_message(exc, resume_hint))  # an emulation turns SIGTERM/SIGHUP into SystemExit(128+n)
+        raise typer.Exit(130) from None
     except TestbedError as exc:
         _say(f"[red]error:[/red] {_shown(str(exc))}{_kept_note(exc, resume_hint)}")
         raise typer.Exit(2) from None
@@ -71,6 +76,7 @@ def _exits(resume_hint: Callable[[Path], str] | None = None):
         _on_sigterm(previous)
 
 
+SIGNAL_EXITS = {128 + signal.SIGTERM, 128 + signal.SIGHUP}
 ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
                       errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE}
 

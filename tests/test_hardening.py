@@ -440,3 +440,14 @@ def test_a_real_scheduler_passes_the_greeting_check(tmp_path, scenarios_dir):
     assert_clean_exit(result, 0)
     (folder,) = (tmp_path / "ci-smoke").iterdir()
     assert results.is_complete(folder)
+
+
+def test_an_emulation_stopped_by_sigterm_exits_130_too(tmp_path, scenarios_dir, monkeypatch):
+    # The emulation traps SIGTERM as SystemExit(143) to tear its network down; the command still says 130.
+    def terminated(*args, **kwargs):
+        raise SystemExit(143)
+
+    monkeypatch.setattr("sim.pipeline._emulated", terminated)
+    result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--engine", "emu", "--no-png")
+    assert_clean_exit(result, 130)
+    assert "interrupted; nothing was kept" in result.output
