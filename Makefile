@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint install system-deps clean-results
+.PHONY: demo test bench calibrate lint install system-deps clean-results
 
 demo: install
 	$(VENV)/bin/testbed run scenarios/full-fibre.yaml
@@ -22,6 +22,11 @@ test: install
 
 bench: install
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
+
+# The calibration suite (root, ~6 minutes of real time): each case on one link in the emulation and the simulator;
+# prints the table and writes it into docs/fidelity.md and benchmarks/results/calibration.json (sim/calibrate.py).
+calibrate: install
+	$(PY) -m sim.calibrate
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -83,21 +83,25 @@ class Replayed:
 
     Attributes:
         records: One row per session (:data:`sim.records.RECORD_COLUMNS`).
+        links: The access links' utilisation per bin (:data:`sim.records.LINK_COLUMNS`).
         results: Each host's agent result (see :mod:`sim.emu.agent`), by host name.
         backlog: Per ``(link, direction)``, samples ``(t_s from the window start, backlog bytes, backlog
             packets)`` of the shaped queue (all its classes together).
         queue_pkts: Per ``(link, direction)``, the configured drop-tail queue (packets, each class).
         held: False when the links' health checks failed in some interval (``why`` says which).
         why: The health refusal message, or "".
+        failed_checks: The checks that failed, as ``link direction: check`` (e.g. ``host -: cpu_starved``).
         cpu: The machine's CPU figures per interval (busy share, pressure share).
     """
 
     records: pd.DataFrame
     results: dict
+    links: pd.DataFrame | None = None
     backlog: dict = field(default_factory=dict)
     queue_pkts: dict = field(default_factory=dict)
     held: bool = True
     why: str = ""
+    failed_checks: list = field(default_factory=list)
     cpu: list = field(default_factory=list)
 
     def call_direction(self, session_id: int, direction: str) -> dict | None:
@@ -166,13 +170,15 @@ def emulate(topo: Topology, trace: pd.DataFrame, duration_s: float, work_dir: Pa
         queues = {(link.name, d): getattr(link, d).queue_pkts for link in emu.plan.links for d in ("up", "down")
                   if getattr(link, d).rate_bps}
     records = emu_engine._records(chosen, topo, traffic.records(chosen.trace, results))
-    out = Replayed(records, results, backlog.relative(epoch_s), queues)
+    out = Replayed(records, results, sampler.frame(), backlog.relative(epoch_s), queues)
     try:
         held = emu_engine.judge_health(sampler, chosen, topo, health.Thresholds())
         out.held, out.why = not held.refused and held.meta["failed"] == 0, held.meta["why"]
-        out.cpu = [(r["measured"]) for r in held.meta["rows"] if r["check"] == "cpu_starved"]
+        rows = held.meta["rows"]
     except health.HealthError as exc:
-        out.held, out.why = False, str(exc)
+        out.held, out.why, rows = False, str(exc), exc.rows
+    out.failed_checks = sorted({f"{r['link']} {r['direction']}: {r['check']}" for r in health.failures(rows)})
+    out.cpu = [r["measured"] for r in rows if r["check"] == "cpu_starved"]
     return out
 
 
@@ -214,3 +220,174 @@ class _BacklogSampler:
 def buffer_frame_bytes(queue_pkts: int) -> float:
     """What a full drop-tail queue of ``queue_pkts`` full-size packets holds, as HTB counts it (bytes)."""
     return queue_pkts * FRAME_BYTES
+
+
+# ---- the calibration suite: each case in both engines ---------------------------------------------------------------
+
+# The goals the simulator is held to against the emulation (issue 10): relative error, simulator minus emulation.
+GOALS = {"median_completion_s": 0.10, "p95_completion_s": 0.20, "video_one_way_delay_s": 0.20,
+         "video_rate_bps": 0.10, "link_utilisation": 0.10}
+CASE_WINDOW_S, CASE_DRAIN_S = 30.0, 10.0
+LINE_BPS, LINE_RTT_S = 10e6, 0.020             # assumption: an FTTC-like 10 Mbit/s each way, 20 ms RTT
+SLOW_UP_BPS = 2e6                              # a copper uplink that a call and an upload contend for
+VIDEO = dict(target_bps=1.5e6, min_bps=350e3, packet_bytes=1200, app="video")   # apps.yaml video (S2)
+SHORT_BYTES, SHORT_LOAD = 200e3, 0.6           # record-view-like downloads at 60% of the line (assumption)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One calibration case: a line, a trace on it, the metrics compared and on which direction."""
+
+    name: str
+    topology: Topology
+    trace: pd.DataFrame
+    metrics: tuple[str, ...]
+    direction: str = "up"
+
+
+def cases(seed: int = 1) -> list[Case]:
+    """Build the calibration cases (see docs/fidelity.md); ``seed`` draws the short flows' arrivals.
+
+    Bulk, several bulk, short flows at load, a call beside an upload, a call beside short flows, a priority queue.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    line = one_site(LINE_BPS, LINE_BPS, LINE_RTT_S, 150e3)
+    slow = one_site(SLOW_UP_BPS, 20e6, LINE_RTT_S, 150e3)
+    rate_per_s = SHORT_LOAD * LINE_BPS / (SHORT_BYTES * 8)
+    starts = np.cumsum(rng.exponential(1 / rate_per_s, size=int(3 * rate_per_s * CASE_WINDOW_S)))
+    shorts = [transfer(float(t), SHORT_BYTES, "down", app="record_view") for t in starts if t < CASE_WINDOW_S - 1]
+    video_call = call(2.0, CASE_WINDOW_S - 4.0, **VIDEO)
+    transfers = ("median_completion_s", "p95_completion_s", "link_utilisation")
+    calls = ("video_one_way_delay_s", "video_rate_bps", "link_utilisation")
+    return [
+        Case("bulk", line, trace(*(transfer(10.0 * k, 8e6, "up") for k in range(3))), transfers),
+        Case("several bulk", line, trace(*(transfer(0.5 * k, 6e6, "up") for k in range(4))), transfers),
+        Case("short flows at 60% load", line, trace(*shorts), transfers, "down"),
+        Case("call beside an upload", slow, trace(transfer(0.0, 1e12, "up"), video_call), calls),
+        Case("call beside short flows", line, trace(*shorts, video_call), calls, "down"),
+        Case("call beside an upload, priority queue", one_site(SLOW_UP_BPS, 20e6, LINE_RTT_S, 150e3, qos="priority"),
+             trace(transfer(0.0, 1e12, "up"), video_call), calls),
+    ]
+
+
+def simulate(case: Case) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The simulator's records and link series for a case (same window and drain as the emulation)."""
+    from sim import des
+
+    result = des.run(case.trace, case.topology, des.RunWindow(0.0, CASE_WINDOW_S + CASE_DRAIN_S,
+                                                              _bin_s(CASE_WINDOW_S)))
+    return result.records, result.links
+
+
+def _bin_s(duration_s: float) -> float:
+    return min(10.0, max(1.0, duration_s / 4))
+
+
+def metrics(records: pd.DataFrame, links: pd.DataFrame | None, case: Case) -> dict[str, float]:
+    """The case's metrics from one engine's records and link series (s, bit/s, shares)."""
+    transfers = records[(records["traffic"] == "transfer") & records["completed"].astype(bool)]
+    video = records[records["app"] == "video"]
+    out = {"median_completion_s": float(transfers["duration_s"].median()) if len(transfers) else math.nan,
+           "p95_completion_s": float(transfers["duration_s"].quantile(0.95)) if len(transfers) else math.nan,
+           "video_one_way_delay_s": float(video["one_way_delay_s"].mean()) if len(video) else math.nan,
+           "video_rate_bps": float(video["mean_rate_bps"].mean()) if len(video) else math.nan,
+           "link_utilisation": math.nan}
+    if links is not None and len(links):
+        mine = links[(links["direction"] == case.direction) & (links["kind"] == "access")
+                     & (links["bin_start_s"] + links["bin_s"] <= CASE_WINDOW_S + 1e-6)]
+        out["link_utilisation"] = float(mine["utilisation"].mean()) if len(mine) else math.nan
+    return {name: out[name] for name in case.metrics}
+
+
+def compare(case: Case, emu: dict[str, float], des_: dict[str, float], held: bool) -> list[dict]:
+    """One row per metric: both engines' figures, the relative error (simulator minus emulation) and the goal."""
+    rows = []
+    for name in case.metrics:
+        e, d = emu.get(name, math.nan), des_.get(name, math.nan)
+        error = (d - e) / e if e and math.isfinite(e) and math.isfinite(d) else math.nan
+        goal = GOALS[name]
+        rows.append({"case": case.name, "metric": name, "emulation": e, "simulator": d, "error": error,
+                     "goal": goal, "met": bool(math.isfinite(error) and abs(error) <= goal), "held": held})
+    return rows
+
+
+def run_suite(work_dir: Path, seed: int = 1) -> list[dict]:
+    """Replay every case in both engines; return the comparison rows (needs root for the emulation)."""
+    rows = []
+    for k, case in enumerate(cases(seed)):
+        replayed = emulate(case.topology, case.trace, CASE_WINDOW_S, work_dir / f"case{k}", drain_s=CASE_DRAIN_S)
+        des_records, des_links = simulate(case)
+        rows += compare(case, metrics(replayed.records, replayed.links, case), metrics(des_records, des_links, case),
+                        replayed.held)
+        log.info("calibration case %s: done (links held: %s)", case.name, replayed.held)
+    return rows
+
+
+def _figure(name: str, value: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    if name.endswith("_s"):
+        return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
+    if name.endswith("_bps"):
+        return f"{value / 1e6:.3f} Mbit/s"
+    return f"{value:.1%}"
+
+
+def table(rows: list[dict]) -> str:
+    """The comparison as a Markdown table: case, metric, emulation, simulator, error, goal (and whether met)."""
+    lines = ["| case | metric | emulation | simulator | error | goal | met |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        error = f"{r['error']:+.0%}" if math.isfinite(r["error"]) else "-"
+        met = ("yes" if r["met"] else "no") + ("" if r["held"] else " (emulation did not hold: machine busy)")
+        lines.append(f"| {r['case']} | {r['metric']} | {_figure(r['metric'], r['emulation'])} | "
+                     f"{_figure(r['metric'], r['simulator'])} | {error} | within {r['goal']:.0%} | {met} |")
+    return "\n".join(lines)
+
+
+BEGIN, END = "<!-- calibrate:begin -->", "<!-- calibrate:end -->"
+
+
+def write_into(doc: Path, rows: list[dict], when: str, machine: str) -> None:
+    """Replace the text between the calibration markers of ``doc`` with the table.
+
+    The markers are added at the end of ``doc`` if it has none.
+    """
+    block = f"{BEGIN}\n\nMeasured {when} on {machine} (`make calibrate`).\n\n{table(rows)}\n\n{END}"
+    text = doc.read_text(encoding="utf-8")
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(text, encoding="utf-8")
+
+
+def main() -> int:
+    """Run the suite, print the table, write it into docs/fidelity.md and benchmarks/results/calibration.json.
+
+    The entry point of ``make calibrate`` (``python -m sim.calibrate``; the command line, sim/cli.py, is another's).
+    """
+    import json
+    import os
+    import sys
+    import tempfile
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
+        rows = run_suite(Path(tmp))
+    when = time.strftime("%Y-%m-%d %H:%M %Z")
+    machine = f"{os.uname().nodename} ({os.cpu_count()} cores, kernel {os.uname().release}, load average " \
+              f"{os.getloadavg()[0]:.1f} at the end)"
+    sys.stdout.write(table(rows) + "\n")
+    write_into(root / "docs" / "fidelity.md", rows, when, machine)
+    out = root / "benchmarks" / "results" / "calibration.json"
+    out.write_text(json.dumps({"measured_at": when, "machine": machine, "goals": GOALS,
+                               "rows": [{k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                                         for k, v in r.items()} for r in rows]}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""The calibration suite's pure parts: its cases, the simulator's side of them, the comparison and the table.
+
+The emulated side needs root and minutes of real time: ``make calibrate`` runs it (docs/fidelity.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from sim import calibrate
+from sim.workload import TRACE_COLUMNS
+
+
+def test_cases_are_traces_on_one_link():
+    cases = calibrate.cases()
+    assert [c.name for c in cases] == ["bulk", "several bulk", "short flows at 60% load", "call beside an upload",
+                                       "call beside short flows", "call beside an upload, priority queue"]
+    for case in cases:
+        assert list(case.trace.columns) == list(TRACE_COLUMNS) and len(case.topology.sites) == 1
+        assert case.trace["start_s"].between(0, calibrate.CASE_WINDOW_S).all()
+        assert set(case.metrics) <= set(calibrate.GOALS)
+    assert cases[-1].topology.sites.at[0, "qos"] == "priority" and cases[3].topology.sites.at[0, "qos"] == "fifo"
+    # short flows: Poisson arrivals at 60% of 10 Mbit/s of 200 kB: 3.75 a second, ~109 in 29 s (+-4 sd: 42)
+    assert abs(len(cases[2].trace) - 3.75 * 29) <= 4 * math.sqrt(3.75 * 29)
+
+
+def test_the_simulator_side_of_a_lone_bulk_upload():
+    case = calibrate.cases()[0]
+    records, links = calibrate.simulate(case)
+    got = calibrate.metrics(records, links, case)
+    # 8 MB at 10 Mbit/s is 6.4 s of line time: the simulator adds start-up rounds and header overhead on top
+    assert 6.4 < got["median_completion_s"] < 8.0
+    # three of them in the 30 s window: the uplink busy for about 3 x 6.4-8 s of 30 s
+    assert 3 * 6.4 / 30 * 0.9 < got["link_utilisation"] < 3 * 8.0 / 30
+
+
+def test_compare_reports_the_error_against_each_goal():
+    case = calibrate.Case("x", calibrate.one_site(1e6, 1e6, 0.01, 15e3), calibrate.trace(
+        calibrate.transfer(0.0, 1e3)), ("median_completion_s", "video_rate_bps"))
+    rows = calibrate.compare(case, {"median_completion_s": 1.0, "video_rate_bps": 1e6},
+                             {"median_completion_s": 1.08, "video_rate_bps": 0.8e6}, held=True)
+    assert rows[0]["error"] == pytest.approx(0.08) and rows[0]["met"] and rows[0]["goal"] == 0.10
+    assert rows[1]["error"] == pytest.approx(-0.2) and not rows[1]["met"]
+    missing = calibrate.compare(case, {"median_completion_s": math.nan}, {"median_completion_s": 1.0}, held=False)
+    assert math.isnan(missing[0]["error"]) and not missing[0]["met"]
+    text = calibrate.table(rows + missing)
+    assert "| x | median_completion_s | 1.00 s | 1.08 s | +8% | within 10% | yes |" in text
+    assert "| x | video_rate_bps | 1.000 Mbit/s | 0.800 Mbit/s | -20% | within 10% | no |" in text
+    assert "emulation did not hold" in text
+
+
+def test_the_table_replaces_its_own_section_only(tmp_path):
+    doc = tmp_path / "fidelity.md"
+    doc.write_text("# Fidelity\n\nkept\n")
+    row = {"case": "bulk", "metric": "median_completion_s", "emulation": 7.0, "simulator": 6.8, "error": -0.03,
+           "goal": 0.1, "met": True, "held": True}
+    calibrate.write_into(doc, [row], "2026-12-02", "a machine")
+    calibrate.write_into(doc, [row | {"simulator": 7.7, "error": 0.1}], "2026-12-03", "a machine")
+    text = doc.read_text()
+    assert text.startswith("# Fidelity\n\nkept\n") and text.count(calibrate.BEGIN) == 1
+    assert "2026-12-03" in text and "2026-12-02" not in text and "7.70 s" in text
+
+
+def test_metrics_read_video_and_transfers_apart():
+    records = pd.DataFrame({"traffic": ["transfer", "transfer", "stream"], "completed": [True, False, True],
+                            "duration_s": [2.0, 9.0, 30.0], "app": ["x", "x", "video"],
+                            "one_way_delay_s": [math.nan, math.nan, 0.05], "mean_rate_bps": [1.0, 1.0, 1e6]})
+    case = calibrate.Case("x", calibrate.one_site(1e6, 1e6, 0.01, 15e3), calibrate.trace(
+        calibrate.transfer(0.0, 1e3)), ("median_completion_s", "video_one_way_delay_s", "video_rate_bps"))
+    assert calibrate.metrics(records, None, case) == {"median_completion_s": 2.0, "video_one_way_delay_s": 0.05,
+                                                      "video_rate_bps": 1e6}
