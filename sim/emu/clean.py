@@ -36,6 +36,22 @@ DEFAULT_STATE_DIR = "/run/nhs-testbed"
 _PREFIX = re.compile(r"^tb[0-9a-f]{4}$")
 
 
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, from ``/proc/<pid>/stat``), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22: after ")", the 20th
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def recorded_alive(state: dict) -> list[int]:
+    """The processes a state file recorded that still run: same PID *and* same start time (never a reused PID)."""
+    starts = state.get("starts", {})
+    return [pid for label, pid in state.get("pids", {}).items()
+            if label in starts and pid_alive(pid) and start_ticks(pid) == starts[label]]
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this PID exists (zombies count as gone)."""
     try:
@@ -54,21 +70,31 @@ class RunState:
     owner_pid: int
     nodes: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
+    starts: dict[str, int] = field(default_factory=dict)  # label -> start time (clock ticks after boot)
 
     def save(self) -> None:
         """Rewrite the state file atomically."""
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"prefix": self.prefix, "owner_pid": self.owner_pid, "nodes": self.nodes,
-                                   "pids": self.pids}), encoding="utf-8")
+                                   "pids": self.pids, "starts": self.starts}), encoding="utf-8")
         os.replace(tmp, self.path)
 
     def record(self, label: str, pid: int) -> None:
-        """Record a started process (``label`` says what it is) and save."""
+        """Record a started process (``label`` says what it is) with its start time, and save.
+
+        The start time tells the process from a later one given the same PID, so :func:`clean` can end it and
+        its process group (every process an emulation starts leads its own: Mininet starts it with ``setsid``)
+        from this file alone, after the run itself was killed.
+        """
         self.pids[label] = pid
+        started = start_ticks(pid)
+        if started is not None:
+            self.starts[label] = started
         self.save()
 
     def forget(self, label: str) -> None:
         """Drop a process that has ended, and save."""
+        self.starts.pop(label, None)
         if self.pids.pop(label, None) is not None:
             self.save()
 
@@ -147,7 +173,7 @@ def clean(prefix: str | None = None, state_dir: str = DEFAULT_STATE_DIR, force: 
     Raises:
         EngineError: ``prefix`` is malformed.
     """
-    if prefix is not None and not _PREFIX.match(prefix):
+    if prefix is not None and not _PREFIX.fullmatch(prefix):
         raise EngineError(f"run prefix {prefix!r} must be 'tb' and 4 lowercase hex digits")
     report = CleanReport()
     directory = Path(state_dir)
@@ -169,9 +195,13 @@ def _clean_one(prefix: str, state: dict, path: Path, report: CleanReport) -> Non
     report.prefixes.append(prefix)
     # Recorded PIDs only lead to namespaces (a dead run's PIDs may have been reused by others): a process is ours if
     # its command line names a node of the run, or it lives in the network namespace of such a process.
+    # A recorded process whose start time matches is the one the run started (iperf3 probes, agents, shims): it is
+    # ended with its process group even when nothing else leads to it (the run's shells died with the run).
     named = [pid for pid, _ in _processes_named(prefix)]
     recorded = [int(pid) for pid in state.get("pids", {}).values()]
-    pids = named + processes_in_namespaces_of(named + [p for p in recorded if _names_prefix(p, prefix)])
+    proven = recorded_alive(state)
+    leads = named + proven + [p for p in recorded if _names_prefix(p, prefix)]
+    pids = named + proven + processes_in_namespaces_of(leads)
     report.killed_pids += kill_pids(sorted(set(pids) - {os.getpid()}))
     for name in _root_links(prefix):
         if subprocess.run(["ip", "link", "del", name], capture_output=True).returncode == 0:
@@ -186,24 +216,46 @@ def _clean_one(prefix: str, state: dict, path: Path, report: CleanReport) -> Non
 
 
 def kill_pids(pids: list[int], grace_s: float = 2.0) -> list[int]:
-    """SIGTERM each live PID, SIGKILL those still alive after ``grace_s`` (s); return the PIDs that were alive."""
+    """SIGTERM each live PID, SIGKILL those still alive after ``grace_s`` (s); return the PIDs that were alive.
+
+    A PID that leads its own process group (all an emulation starts do) is signalled with its whole group, so
+    what it started (a probe's helper, an agent's child) ends with it.
+    """
     alive = [pid for pid in pids if pid_alive(pid)]
     for pid in alive:
         _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(pid_alive(pid) for pid in alive):
-        time.sleep(0.05)
+    _wait_gone(alive, grace_s)
     for pid in alive:
         if pid_alive(pid):
             _signal(pid, signal.SIGKILL)
+    _wait_gone(alive, KILL_WAIT_S)  # SIGKILL is not instant: a namespace is freed when its last process is gone
     return alive
+
+
+KILL_WAIT_S = 2.0  # how long a SIGKILLed process may take to be gone (s); beyond that it is stuck in the kernel
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids):
+        time.sleep(0.05)
 
 
 def _signal(pid: int, sig: int) -> None:
     try:
+        if _leads_group(pid):
+            os.killpg(pid, sig)
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _leads_group(pid: int) -> bool:
+    """True when ``pid`` leads a process group other than ours (so signalling the group never reaches us)."""
+    try:
+        return os.getpgid(pid) == pid and pid != os.getpgrp()
+    except OSError:
+        return False
 
 
 def processes_in_namespaces_of(pids: list[int]) -> list[int]:

@@ -1,0 +1,132 @@
+"""An emulation killed with SIGKILL during link verification leaves nothing once ``testbed clean`` has run.
+
+Needs root and what ``testbed doctor`` asks for; a real run of ci-smoke's slice is started and killed while its
+iperf3 probes run (their shells die with it, so only the run's state file leads to them). Cleans up by its own
+prefix and PIDs only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sim.cli import app
+from sim.emu import capabilities
+from sim.emu import clean as cleaner
+from sim.emu.net import EmuSettings
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (run the suite as root: sudo make test)"
+    missing = capabilities.missing_for_a_run(capabilities.detect())
+    return f"cannot emulate here: {'; '.join(missing)} (see `testbed doctor`)" if missing else None
+
+
+pytestmark = pytest.mark.skipif(_why_not() is not None, reason=_why_not() or "")
+STATE_DIR = Path(EmuSettings().state_dir)
+
+
+def _state_of(owner_pid: int) -> tuple[Path, dict] | None:
+    """The state file (and its content) of the emulation run by ``owner_pid``, if it has one yet."""
+    for path in STATE_DIR.glob("tb*.json"):
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("owner_pid") == owner_pid:
+            return path, state
+    return None
+
+
+def _wait_for_probes(process: subprocess.Popen, attempts: int = 1800) -> tuple[Path, dict]:
+    """Poll (every 0.1 s, a bounded number of times) until the run's state file lists iperf3 probes."""
+    for _ in range(attempts):
+        found = _state_of(process.pid)
+        if found and any(label.startswith("iperf3") for label in found[1]["pids"]):
+            return found
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before verifying its links: {process.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+    raise AssertionError("the run never reached link verification")
+
+
+def _namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def _in_namespaces(namespaces: set[str]) -> list[str]:
+    """Every live process in one of ``namespaces``: its PID, state and command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _namespace(int(entry.name)) in namespaces:
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                found.append(f"{entry.name} {stat} {(entry / 'cmdline').read_bytes()[:80]!r}")
+            except OSError:
+                continue
+    return found
+
+
+def _mentioning(prefix: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if prefix.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _root_names(prefix: str, *command: str) -> list[str]:
+    """Lines of ``command``'s output (root namespace) naming something of ``prefix``."""
+    out = subprocess.run(list(command), capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if re.search(rf"\b{prefix}", line)]
+
+
+def test_killed_during_link_verification_then_clean_leaves_nothing_of_the_run(tmp_path, scenarios_dir):
+    script = "import sys\nfrom sim.cli import app\nsys.argv[0] = 'testbed'\napp(prog_name='testbed')\n"
+    process = subprocess.Popen([sys.executable, "-c", script, "run", str(scenarios_dir / "ci-smoke.yaml"),
+                                "--engine", "emu", "--out", str(tmp_path), "--no-png"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    prefix = None
+    try:
+        path, state = _wait_for_probes(process)
+        prefix = path.stem
+        probes = {label: pid for label, pid in state["pids"].items() if label.startswith("iperf3")}
+        namespaces = {ns for pid in state["pids"].values() if (ns := _namespace(pid))}
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        survivors = cleaner.recorded_alive(json.loads(path.read_text()))
+        assert set(probes.values()) & set(survivors), "the probes did not outlive the killed run: nothing to test"
+
+        result = CliRunner().invoke(app, ["clean", prefix])
+        assert result.exit_code == 0, result.output
+        assert f"prefixes: {prefix}" in result.output
+
+        assert not any(cleaner.pid_alive(pid) for pid in survivors)
+        assert _mentioning(prefix) == []
+        assert _in_namespaces(namespaces) == [], "a namespace of the killed run survived"
+        assert _root_names(prefix, "ip", "-o", "link", "show") == []
+        assert _root_names(prefix, "tc", "qdisc", "show") == []
+        assert not path.exists() and not path.with_suffix(".tmp").exists() and not path.with_suffix("").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        if prefix:
+            cleaner.clean(prefix, force=True)
