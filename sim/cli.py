@@ -36,8 +36,24 @@ from sim.targets import CLASS_KEYS, Verdicts
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="NHS connectivity capacity testbed: do NHS sites meet their service targets on copper "
                        "and on full fibre?")
-out = Console()
-err = Console(stderr=True)
+
+
+class _Console(Console):
+    """A console that, once its reader has gone (``testbed list | head``), writes nowhere.
+
+    The command then finishes with its own exit code (Rich's default exits 1, which here means "targets missed").
+    """
+
+    def on_broken_pipe(self) -> None:
+        """Send the rest of the output to /dev/null and carry on."""
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.file.fileno())
+        os.close(devnull)
+
+
+out = _Console()
+err = _Console(stderr=True)
 SCENARIOS_DIR = load.DEFAULT_CATALOGUE.parent / "scenarios"
 
 

@@ -451,3 +451,15 @@ def test_an_emulation_stopped_by_sigterm_exits_130_too(tmp_path, scenarios_dir, 
     result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--engine", "emu", "--no-png")
     assert_clean_exit(result, 130)
     assert "interrupted; nothing was kept" in result.output
+
+
+def test_a_reader_that_stops_early_does_not_change_the_exit_code(tmp_path):
+    # `testbed list | head -1`: the pipe closes before the output is written; the command still succeeds, quietly.
+    import sys
+    script = "import sys\nfrom sim.cli import app\napp(prog_name='testbed')\n"
+    process = subprocess.Popen([sys.executable, "-c", script, "list", "profiles"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # before Python has even started: every write meets a closed pipe
+    stderr = process.stderr.read().decode()
+    assert process.wait() == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
