@@ -60,6 +60,14 @@ def _wait_for_probes(process: subprocess.Popen, attempts: int = 1800) -> tuple[P
     raise AssertionError("the run never reached link verification")
 
 
+def _group(pid: int) -> int | None:
+    """The process group of ``pid``, or None if it has ended."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def _namespace(pid: int) -> str | None:
     try:
         return os.readlink(f"/proc/{pid}/ns/net")
@@ -109,6 +117,8 @@ def test_killed_during_link_verification_then_clean_leaves_nothing_of_the_run(tm
         prefix = path.stem
         probes = {label: pid for label, pid in state["pids"].items() if label.startswith("iperf3")}
         namespaces = {ns for pid in state["pids"].values() if (ns := _namespace(pid))}
+        started = cleaner.recorded_alive(state)
+        assert started and all(_group(pid) in (pid, None) for pid in started), "each process leads its own group"
         process.send_signal(signal.SIGKILL)
         process.communicate()
         survivors = cleaner.recorded_alive(json.loads(path.read_text()))
