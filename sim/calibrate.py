@@ -301,15 +301,20 @@ def metrics(records: pd.DataFrame, links: pd.DataFrame | None, case: Case) -> di
     return {name: out[name] for name in case.metrics}
 
 
-def compare(case: Case, emu: dict[str, float], des_: dict[str, float], held: bool) -> list[dict]:
-    """One row per metric: both engines' figures, the relative error (simulator minus emulation) and the goal."""
+def compare(case: Case, emu: dict[str, float], des_: dict[str, float], held: bool,
+            failed_checks: tuple[str, ...] = ()) -> list[dict]:
+    """One row per metric: both engines' figures, the relative error (simulator minus emulation) and the goal.
+
+    ``held`` says whether the emulated run held every health check; ``failed_checks`` names those that did not.
+    """
     rows = []
     for name in case.metrics:
         e, d = emu.get(name, math.nan), des_.get(name, math.nan)
         error = (d - e) / e if e and math.isfinite(e) and math.isfinite(d) else math.nan
         goal = GOALS[name]
         rows.append({"case": case.name, "metric": name, "emulation": e, "simulator": d, "error": error,
-                     "goal": goal, "met": bool(math.isfinite(error) and abs(error) <= goal), "held": held})
+                     "goal": goal, "met": bool(math.isfinite(error) and abs(error) <= goal), "held": held,
+                     "failed_checks": list(failed_checks)})
     return rows
 
 
@@ -320,7 +325,7 @@ def run_suite(work_dir: Path, seed: int = 1) -> list[dict]:
         replayed = emulate(case.topology, case.trace, CASE_WINDOW_S, work_dir / f"case{k}", drain_s=CASE_DRAIN_S)
         des_records, des_links = simulate(case)
         rows += compare(case, metrics(replayed.records, replayed.links, case), metrics(des_records, des_links, case),
-                        replayed.held)
+                        replayed.held, tuple(replayed.failed_checks))
         log.info("calibration case %s: done (links held: %s)", case.name, replayed.held)
     return rows
 
@@ -340,7 +345,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| case | metric | emulation | simulator | error | goal | met |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         error = f"{r['error']:+.0%}" if math.isfinite(r["error"]) else "-"
-        met = ("yes" if r["met"] else "no") + ("" if r["held"] else " (emulation did not hold: machine busy)")
+        met = ("yes" if r["met"] else "no") + ("" if r["held"] else " (emulation did not hold: "
+                                                  f"{', '.join(r.get('failed_checks') or ['see its log'])})")
         lines.append(f"| {r['case']} | {r['metric']} | {_figure(r['metric'], r['emulation'])} | "
                      f"{_figure(r['metric'], r['simulator'])} | {error} | within {r['goal']:.0%} | {met} |")
     return "\n".join(lines)

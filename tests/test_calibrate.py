@@ -44,12 +44,13 @@ def test_compare_reports_the_error_against_each_goal():
                              {"median_completion_s": 1.08, "video_rate_bps": 0.8e6}, held=True)
     assert rows[0]["error"] == pytest.approx(0.08) and rows[0]["met"] and rows[0]["goal"] == 0.10
     assert rows[1]["error"] == pytest.approx(-0.2) and not rows[1]["met"]
-    missing = calibrate.compare(case, {"median_completion_s": math.nan}, {"median_completion_s": 1.0}, held=False)
+    missing = calibrate.compare(case, {"median_completion_s": math.nan}, {"median_completion_s": 1.0}, held=False,
+                                failed_checks=("host -: cpu_starved",))
     assert math.isnan(missing[0]["error"]) and not missing[0]["met"]
     text = calibrate.table(rows + missing)
     assert "| x | median_completion_s | 1.00 s | 1.08 s | +8% | within 10% | yes |" in text
     assert "| x | video_rate_bps | 1.000 Mbit/s | 0.800 Mbit/s | -20% | within 10% | no |" in text
-    assert "emulation did not hold" in text
+    assert "no (emulation did not hold: host -: cpu_starved)" in text
 
 
 def test_the_table_replaces_its_own_section_only(tmp_path):
