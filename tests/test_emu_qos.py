@@ -207,3 +207,23 @@ def test_the_upload_rate_is_the_same_with_or_without_priority(beside_upload):
     expected_bps = (RATE_UP_BPS - CALL_PPS * CALL_FRAME_BYTES * 8 * CALL_S / (WINDOW_S + 1.0)) * 1448 / 1514
     for kind, replayed in beside_upload.items():
         assert goodput_bps(replayed) == pytest.approx(expected_bps, rel=0.10), kind
+
+
+def test_verification_refuses_a_priority_line_whose_filter_is_gone(tmp_path):
+    reason = _cannot_emulate()
+    if reason:
+        pytest.skip(reason)
+    from sim.emu import net
+
+    topo = calibrate.one_site(RATE_UP_BPS, 20e6, RTT_S, BUFFER_BYTES, qos="priority")
+    with net.build(topo, ["cal"], net.new_prefix(), EmuSettings()) as emu:
+        rows = net.check_qos(emu)
+        assert [(r["link"], r["what"], r["ok"]) for r in rows] == [
+            ("access:cal", "up qos priority classes", True), ("access:cal", "down qos priority classes", True)]
+        link = next(link for link in emu.plan.links if link.name == "access:cal")
+        node, intf = emu.devices(link)["down"]
+        out, err, code = emu.node(node).pexec(["tc", "filter", "del", "dev", intf, "parent", "1:"])
+        assert code == 0, out + err
+        with pytest.raises(EngineError, match=r"link access:cal down: the priority queue is not as configured.*"
+                                              r"no u32 filter sending TOS 0xb8/0xfc"):
+            net.check_qos(emu)
