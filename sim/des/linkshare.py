@@ -1,0 +1,159 @@
+"""Sharing one link among its flows, in closed form (water-filling), and what a lone transfer there does.
+
+The single-link half of :mod:`sim.des.group`: when every path of a group is one link (a site on its own line), each
+link is shared on its own. Calls (delay-based senders) take their share of the video headroom the reservations leave,
+max-min among themselves; transfers share max-min what is left (:func:`shares`). The group's shared-link path
+(:mod:`sim.des.shared`) gives the same answer by progressive filling.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+
+from sim.des import tcp
+from sim.des.flows import Media, Transfer
+from sim.des.sharing import water_level
+
+_EPS_S = 1e-9
+
+
+def share_link(link, transfers: list, media: list, now_s: float) -> None:
+    """Share a link among its transfers and media: max-min, video backing off when TCP fills the buffer."""
+    n_transfers = len(transfers)
+    rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media)
+    for k, flow in enumerate(transfers):
+        set_transfer(flow, rates[k], link if limited[k] else None, now_s)
+    video_floor_bps = 0.0
+    for k, m in enumerate(media, start=n_transfers):  # as set_media, with this link the only one
+        rate_bps, limiter = rates[k], link if limited[k] else None
+        cause = link if saturated and link.video_yields and rate_bps < m.target_bps * (1 - 1e-9) else limiter
+        m.limiter = limiter
+        if rate_bps != m.rate_bps or cause is not m.cause:
+            m.settle(now_s)
+            m.rate_bps, m.cause = rate_bps, cause
+        video_floor_bps += rate_bps if rate_bps < m.min_bps else m.min_bps
+    link.new_share_bps = (link.free_bps - video_floor_bps) / (n_transfers + 1)
+    link.carry(sum(rates), saturated)
+    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
+    link.note(now_s)
+
+def share_elastic_alone(link, transfers: list, now_s: float) -> None:
+    """:func:`share_link` for a link with at most one transfer and no media (the common case)."""
+    link.new_share_bps = link.free_bps / (len(transfers) + 1)
+    if transfers:
+        carry_alone(transfers[0], link, now_s)
+        return
+    link.carry(0.0, False)
+    link.congestion_loss = 0.0
+    link.note(now_s)
+
+
+def congestion_loss(link, elastic: list) -> float:
+    """Drop rate at a saturated drop-tail link (0..0.5).
+
+    What the sawtooth of the TCP flows it limits (``elastic``) implies there (Mathis, inverted); none when no
+    flow saturates it.
+    """
+    if not elastic or not link.saturated:
+        return 0.0
+    rate_bps = sum(f.rate_bps for f in elastic) / len(elastic)
+    rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic) + link.queue_delay_s
+    return tcp.mathis_loss(rate_bps, rtt_s)
+
+
+def carry_alone(flow: Transfer, link, now_s: float) -> None:
+    """Give a transfer alone on its link its share from ``now_s``, and the link its load and queues."""
+    free_bps = link.free_bps
+    saturated = flow.cap_bps > free_bps
+    rate_bps = free_bps if saturated else flow.cap_bps
+    set_transfer(flow, rate_bps, link if saturated else None, now_s)
+    link.carry(rate_bps, saturated)
+    link.congestion_loss = congestion_loss(link, [flow])
+    link.note(now_s)
+
+
+def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: list,
+            ) -> tuple[list[float], list[bool], bool]:
+    """Shares on one link (transfers, then media), whether the link limits each, and whether transfers saturate it.
+
+    Media (delay-based senders that back off only on a queue or heavy loss) share the video headroom left by the
+    reservations max-min fairly among themselves; transfers share max-min fairly what is left. When transfers
+    saturate the link and its full buffer delays more than video's overuse threshold (``link.video_yields``),
+    the media yield to TCP, down to their minimum rates, and transfers take the rest.
+    """
+    transfer_caps = [f.cap_bps for f in transfers]
+    video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
+    rates, limited, saturated = fill(transfer_caps, video_caps, free_bps, headroom_bps)
+    if saturated and media and link.video_yields:
+        video_caps = [min(cap, m.min_bps) for cap, m in zip(video_caps, media)]
+        rates, limited, saturated = fill(transfer_caps, video_caps, free_bps, headroom_bps)
+    return rates, limited, saturated
+
+
+def fill(transfer_caps: list[float], video_caps: list[float], free_bps: float, headroom_bps: float,
+          ) -> tuple[list[float], list[bool], bool]:
+    """:func:`shares` for given caps (bit/s): media over the headroom first, then transfers over the rest."""
+    if not video_caps:
+        media_rates, media_limited, media_bps = [], [], 0.0
+    elif sum(video_caps) <= headroom_bps:  # every call gets what it asks for: the common case
+        media_rates, media_limited, media_bps = video_caps, [False] * len(video_caps), sum(video_caps)
+    else:
+        media_level = water_level(video_caps, headroom_bps)
+        media_rates = [min(cap, media_level) for cap in video_caps]
+        media_limited = [cap > media_level for cap in video_caps]
+        media_bps = sum(media_rates)
+    level = water_level(transfer_caps, free_bps - media_bps) if transfer_caps else math.inf
+    limited = [cap > level for cap in transfer_caps]
+    return [min(cap, level) for cap in transfer_caps] + media_rates, limited + media_limited, any(limited)
+
+
+def lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
+    """When a transfer alone among transfers on its link from ``from_s`` sends its last byte (s).
+
+    Until ``from_s`` it sends at its current rate; from there at its share beside the link's ``media`` (which
+    stay) and what the reserved rate leaves, through each coming step. Reads the link's steps without moving it.
+    """
+    remaining_bits = flow.remaining_bytes * 8 / tcp.GOODPUT_FACTOR
+    if flow.since_s < from_s:
+        remaining_bits -= flow.rate_bps * (from_s - flow.since_s)
+    steps_s, steps_bps, capacity_bps, headroom_bps = link.steps_s, link.steps_bps, link.capacity_bps, link.headroom_bps
+    k = bisect_right(steps_s, from_s + _EPS_S)
+    reserved_bps = steps_bps[k - 1] if k else 0.0
+    t_s = from_s
+    while remaining_bits > 0:
+        free_bps = max(0.0, capacity_bps - reserved_bps)
+        if media:
+            rate_bps = shares(link, free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media)[0][0]
+        else:
+            rate_bps = min(flow.cap_bps, free_bps)
+        next_s = steps_s[k] if k < len(steps_s) else math.inf
+        if rate_bps > 0 and t_s + remaining_bits / rate_bps <= next_s:
+            return t_s + remaining_bits / rate_bps
+        if next_s == math.inf:
+            return math.inf
+        remaining_bits -= rate_bps * (next_s - t_s)
+        t_s, reserved_bps = next_s, steps_bps[k]
+        k += 1
+    return t_s
+
+
+def set_transfer(flow: Transfer, rate_bps: float, limiter, now_s: float) -> None:
+    """Give a transfer its new share; settle it first if its rate or limit changes."""
+    if rate_bps != flow.rate_bps or limiter is not flow.limiter:
+        flow.settle(now_s)
+        flow.rate_bps, flow.limiter = rate_bps, limiter
+
+
+def set_media(m: Media, rate_bps: float, limiter, cause, saturated: set[int], now_s: float) -> None:
+    """Give a media flow its new rate and what limits it; settle it first if its rate or cause changes.
+
+    The cause (what the call's quality is blamed on) stays a saturated link it backed off for, while the
+    call is below target and that link stays saturated; otherwise it is the flow's limiter.
+    """
+    if cause is None or rate_bps >= m.target_bps * (1 - 1e-9) or id(cause) not in saturated:
+        cause = limiter
+    m.limiter = limiter
+    if rate_bps != m.rate_bps or cause is not m.cause:
+        m.settle(now_s)
+        m.rate_bps, m.cause = rate_bps, cause

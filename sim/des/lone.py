@@ -1,0 +1,82 @@
+"""The exact shortcut for a transfer alone among transfers on its link (a mixin of :class:`sim.des.group.Group`).
+
+A transfer that will be the only transfer on its link until it ends, with no session arriving, no flow starting
+towards the link and none of its calls ending meanwhile, has a share that changes only at the link's reservation
+steps, known in advance; so its end is known, and the events on the way would change nothing but this link's flows,
+series and history. It is replayed whole (the property test compares with the plain model).
+"""
+
+from __future__ import annotations
+
+from sim.des.flows import Transfer
+from sim.des.linkshare import lone_finish_s
+
+_EPS_S = 1e-9
+
+
+class LoneTransfers:
+    """Replaying lone transfers whole; uses the group's flows, horizon and :meth:`_reshare_link`."""
+
+    def _replay_lone(self, flow: Transfer, link, media: list, now_s: float) -> None:
+        """Replay a transfer alone among transfers on its link to its end, if nothing touches the link before.
+
+        Nothing does when no session arrives, no flow is starting towards the link and none of its media ends
+        before the transfer does (nor the horizon comes): its share then changes only at the link's reservation
+        steps, known now, so its end is known, and the events on the way would change nothing but this link's
+        flows, series and history, which :meth:`_finish_lone` replays.
+        """
+        if any(f.path[0] is link for f in self.starting):
+            return
+        finish_s = lone_finish_s(flow, link, now_s, media)
+        if self._quiet_until(finish_s, media, self.next_arrival_s):
+            self._finish_lone(flow, link, finish_s)
+
+    def _quiet_until(self, finish_s: float, media: list, next_arrival_s: float) -> bool:
+        """Whether a lone transfer ending at ``finish_s`` ends before anything else touches its link."""
+        if not (finish_s + _EPS_S < next_arrival_s and finish_s <= self.ctx.horizon_s):
+            return False
+        return all(m.end_s > finish_s + _EPS_S for m in media)
+
+    def _run_alone(self, flow: Transfer, next_arrival_s: float) -> bool:
+        """Replay a just-started transfer whole, if it will be alone among transfers on its link; True if it did.
+
+        As :meth:`_replay_lone`, from the end of its start-up: the link's reservation steps before then (which
+        can change only its media's rates) are replayed first.
+        """
+        link = flow.path[0]
+        if (any(f.path[0] is link for f in self.transfers)
+                or any(f.path[0] is link for f in self.starting if f is not flow)):
+            return False
+        media = [m for m in self.media if m.path[0] is link]
+        start_s = flow.active_at_s
+        finish_s = lone_finish_s(flow, link, start_s, media)
+        if not self._quiet_until(finish_s, media, next_arrival_s):
+            return False
+        while link.next_step_s < start_s - _EPS_S:
+            step_s = link.next_step_s
+            self._take_step(link, step_s)
+            self._reshare_link(link, step_s, replay=False)
+        self.starting.remove(flow)
+        self.transfers.append(flow)
+        self._take_step(link, start_s)
+        self._reshare_link(link, start_s, replay=False)
+        self._finish_lone(flow, link, finish_s)
+        return True
+
+    def _finish_lone(self, flow: Transfer, link, finish_s: float) -> None:
+        """Replay a lone transfer's link through its reservation steps to the transfer's end at ``finish_s``."""
+        while link.next_step_s < finish_s - _EPS_S:
+            step_s = link.next_step_s
+            self._take_step(link, step_s)
+            self._reshare_link(link, step_s, replay=False)
+        flow.settle(finish_s)
+        self.transfers.remove(flow)
+        self.ctx.finish_transfer(flow, finish_s)
+        self._take_step(link, finish_s)
+        self._reshare_link(link, finish_s, replay=False)
+
+    def _take_step(self, link, now_s: float) -> None:
+        """Take a link's reservation steps due by ``now_s`` (its flows are then re-shared by the caller)."""
+        if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
+            self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
+            link.carry(link.load_bps, link.saturated)
