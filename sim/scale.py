@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from sim import des, shard_files, targets, workload
 from sim.cluster import cluster  # noqa: F401 - callers reach the cluster through here
 from sim.errors import TestbedError
@@ -103,11 +105,40 @@ def sub_topology(topology: Topology, shard: Shard) -> Topology:
 
 def run_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: int, window: des.RunWindow,
               folder: str) -> ShardDone:
-    """Generate, simulate and judge one shard; write its tables atomically; report back.
+    """Generate, simulate and judge one shard; write its tables (durably, checksummed) into ``folder``.
 
     The tables (:data:`SHARD_TABLES`): the trace (with each session's ``site_index``, its site's row label),
     records, link series, each record's ``passed`` and ``reason`` (in record order) and its sites' verdicts.
     """
+    done, tables = _compute_shard(scenario, topology, shard, seed, window)
+    files = {name: shard_files.write_parquet(frame, shard.path(folder, name)) for name, frame in tables.items()}
+    shard_files.write_json(shard.done_path(folder), {**done.__dict__, "files": files})  # last: the shard is done
+    return done
+
+
+def run_shard_shipped(scenario: Scenario, topology: Topology, shard: Shard, seed: int, window: des.RunWindow,
+                      folder: str) -> tuple[ShardDone, dict[str, bytes]]:
+    """:func:`run_shard` for a worker that cannot see ``folder``: return the tables as Parquet bytes instead."""
+    done, tables = _compute_shard(scenario, topology, shard, seed, window)
+    return done, {name: shard_files.to_parquet(frame) for name, frame in tables.items()}
+
+
+def _keep_shipped(folder: Path, shards: list[Shard]) -> Callable[[tuple], ShardDone]:
+    """Write what :func:`run_shard_shipped` returned into ``folder`` as :func:`run_shard` would have."""
+    by_index = {shard.index: shard for shard in shards}
+
+    def keep(result: tuple[ShardDone, dict[str, bytes]]) -> ShardDone:
+        done, tables = result
+        shard = by_index[done.index]
+        files = {name: shard_files.write_bytes(data, shard.path(folder, name)) for name, data in tables.items()}
+        shard_files.write_json(shard.done_path(folder), {**done.__dict__, "files": files})
+        return done
+
+    return keep
+
+
+def _compute_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: int,
+                   window: des.RunWindow) -> tuple[ShardDone, dict[str, pd.DataFrame]]:
     started = time.perf_counter()
     part = sub_topology(topology, shard)
     trace = workload.generate(scenario, part, seed)
@@ -118,10 +149,7 @@ def run_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: int, w
                                   (scenario.window.start, scenario.window.end))
     tables = {"trace": trace, "records": result.records, "links": result.links,
               "session_verdicts": sessions[list(targets.OUTCOME_COLUMNS)], "site_verdicts": sites}
-    files = {name: shard_files.write_parquet(frame, shard.path(folder, name)) for name, frame in tables.items()}
-    done = ShardDone(shard.index, len(trace), result.events, time.perf_counter() - started)
-    shard_files.write_json(shard.done_path(folder), {**done.__dict__, "files": files})  # last: the shard is done
-    return done
+    return ShardDone(shard.index, len(trace), result.events, time.perf_counter() - started), tables
 
 
 def finished(folder: Path, shard: Shard) -> ShardDone | None:
@@ -179,7 +207,11 @@ def run_shards(scenario: Scenario, topology: Topology, seed: int, window: des.Ru
             progress(len(reused) + done, len(shards))
 
     jobs = [(scenario, topology, s, seed, window, str(folder)) for s in densest_first(scenario, topology, todo)]
-    every = reused + map_ordered(client, run_shard, jobs, step, shared=2)
+    if client is None or workers_see(client, Path(folder) / PLAN_FILE):
+        every = reused + map_ordered(client, run_shard, jobs, step, shared=2)
+    else:  # workers on other machines: each shard's tables come back here, written as each finishes
+        log.info("the Dask workers cannot see %s: shards send their tables back", folder)
+        every = reused + map_ordered(client, run_shard_shipped, jobs, step, shared=2, each=_keep_shipped(folder, todo))
     return ShardsRun(len(shards), len(reused), sum(d.sessions for d in every), sum(d.events for d in every),
                      sum(d.wall_s for d in every))
 
@@ -201,29 +233,49 @@ def densest_first(scenario: Scenario, topology: Topology, shards: list[Shard]) -
 
 
 def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progress | None = None,
-                shared: int = 0) -> list:
+                shared: int = 0, each: Callable | None = None) -> list:
     """Run ``function(*job)`` for every job on the Dask ``client`` (or here, if None); results in job order.
 
     ``progress(done, total)`` is called as jobs finish. The first ``shared`` arguments, the same in every job
-    (e.g. the scenario and its topology), are sent to the workers once. Shards, sweeps and plans all run through
-    here, on an embedded LocalCluster or ``--scheduler``.
+    (e.g. the scenario and its topology), are sent to the workers once. ``each``, if given, is applied to each
+    result here as it arrives (its result is kept instead, and the worker's copy released). Shards, sweeps and
+    plans all run through here, on an embedded LocalCluster or ``--scheduler``.
     """
+    each = each or (lambda result: result)
     if progress:
         progress(0, len(jobs))
     if client is None:
         out = []
         for k, job in enumerate(jobs):
-            out.append(function(*job))
+            out.append(each(function(*job)))
             if progress:
                 progress(k + 1, len(jobs))
         return out
     from dask.distributed import as_completed
     common = client.scatter(list(jobs[0][:shared]), broadcast=True) if jobs and shared else []
     futures = [client.submit(function, *common, *job[shared:], pure=False) for job in jobs]
-    for k, _ in enumerate(as_completed(futures)):
+    position, out = {future.key: k for k, future in enumerate(futures)}, [None] * len(jobs)
+    for k, future in enumerate(as_completed(futures)):
+        out[position[future.key]] = each(future.result())
+        future.release()
         if progress:
             progress(k + 1, len(jobs))
-    return [f.result() for f in futures]
+    return out
+
+
+def workers_see(client, path: Path) -> bool:
+    """True when every Dask worker reads the file at ``path`` as this process does (a shared filesystem)."""
+    expected = Path(path).read_bytes()
+    seen = client.run(_reads, str(path))
+    return bool(seen) and all(content == expected for content in seen.values())
+
+
+def _reads(path: str) -> bytes | None:
+    """The bytes of the file at ``path`` on this machine, or None if there is none (run on each worker)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
 
 
 def discard(folder: Path) -> None:

@@ -9,6 +9,7 @@ its files still match (a truncated, altered or missing file makes it run again).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -20,13 +21,26 @@ CHUNK_BYTES = 1 << 20  # read a file in 1 MiB pieces to hash it
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> dict:
     """Write ``frame`` to ``path`` durably and atomically; return its ``{"bytes", "sha256"}``."""
+    return write_bytes(to_parquet(frame), path)
+
+
+def to_parquet(frame: pd.DataFrame) -> bytes:
+    """``frame`` as the bytes of a Parquet file (what :func:`write_parquet` writes), e.g. to send elsewhere."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def write_bytes(data: bytes, path: Path) -> dict:
+    """Write ``data`` to ``path`` durably and atomically; return its ``{"bytes", "sha256"}``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    _fsync_file(tmp)
-    digest = file_digest(tmp)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     _commit(tmp, path)
-    return digest
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def write_json(path: Path, doc: dict) -> None:
@@ -61,11 +75,6 @@ def verified(done_path: Path, files: dict[str, Path]) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return done if matches else None
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
 
 
 def _commit(tmp: Path, path: Path) -> None:
