@@ -123,6 +123,7 @@ def test_killed_during_link_verification_then_clean_leaves_nothing_of_the_run(tm
         process.communicate()
         survivors = cleaner.recorded_alive(json.loads(path.read_text()))
         assert set(probes.values()) & set(survivors), "the probes did not outlive the killed run: nothing to test"
+        assert list(tmp_path.rglob("*.partial")), "the killed run left no results folder: nothing to test"
 
         result = CliRunner().invoke(app, ["clean", prefix])
         assert result.exit_code == 0, result.output
@@ -134,6 +135,7 @@ def test_killed_during_link_verification_then_clean_leaves_nothing_of_the_run(tm
         assert _root_names(prefix, "ip", "-o", "link", "show") == []
         assert _root_names(prefix, "tc", "qdisc", "show") == []
         assert not path.exists() and not path.with_suffix(".tmp").exists() and not path.with_suffix("").exists()
+        assert list(tmp_path.rglob("*.partial")) == [], "the killed run's unfinished results folder is still there"
     finally:
         if process.poll() is None:
             process.kill()

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -71,12 +72,14 @@ class RunState:
     nodes: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
     starts: dict[str, int] = field(default_factory=dict)  # label -> start time (clock ticks after boot)
+    results: str | None = None  # the run's unfinished results folder (``.<run>.partial``), if it writes one
 
     def save(self) -> None:
         """Rewrite the state file atomically."""
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"prefix": self.prefix, "owner_pid": self.owner_pid, "nodes": self.nodes,
-                                   "pids": self.pids, "starts": self.starts}), encoding="utf-8")
+                                   "pids": self.pids, "starts": self.starts, "results": self.results}),
+                       encoding="utf-8")
         os.replace(tmp, self.path)
 
     def record(self, label: str, pid: int) -> None:
@@ -90,6 +93,14 @@ class RunState:
         started = start_ticks(pid)
         if started is not None:
             self.starts[label] = started
+        self.save()
+
+    def record_results(self, folder: Path) -> None:
+        """Record the run's unfinished results folder, for :func:`clean` to remove if the run is killed.
+
+        Only a folder named as an unfinished run's (``.<run>.partial``) is ever removed.
+        """
+        self.results = str(folder)
         self.save()
 
     def forget(self, label: str) -> None:
@@ -206,6 +217,7 @@ def _clean_one(prefix: str, state: dict, path: Path, report: CleanReport) -> Non
     for name in _root_links(prefix):
         if subprocess.run(["ip", "link", "del", name], capture_output=True).returncode == 0:
             report.deleted_links.append(name)
+    _remove_partial_results(state.get("results"), report)
     work = path.with_suffix("")
     for item in [*(sorted(work.glob("*")) if work.is_dir() else []), path, path.with_suffix(".tmp")]:
         if item.exists():
@@ -213,6 +225,18 @@ def _clean_one(prefix: str, state: dict, path: Path, report: CleanReport) -> Non
             report.deleted_files.append(str(item))
     if work.is_dir():
         work.rmdir()
+
+
+def _remove_partial_results(folder: str | None, report: CleanReport) -> None:
+    """Remove a killed run's unfinished results folder, if that is what it is (named ``.<run>.partial``)."""
+    path = Path(folder) if folder else None
+    if path is None or not path.is_dir():
+        return
+    if not (path.name.startswith(".") and path.name.endswith(".partial")) or path.is_symlink():
+        report.skipped.append(f"{path} (recorded as the run's results, but not an unfinished run's folder)")
+        return
+    shutil.rmtree(path)
+    report.deleted_files.append(str(path))
 
 
 def kill_pids(pids: list[int], grace_s: float = 2.0) -> list[int]:

@@ -91,6 +91,8 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
     work_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with emu:
+        if work_dir.parent.name.endswith(".partial"):  # a results folder being written: clean removes it if killed
+            emu.state.record_results(work_dir.parent)
         built_s = time.monotonic() - started
         report = net.verify(emu)
         sampler = Sampler(emu, min(scenario.utilisation_bin, MAX_BIN_S), chosen.start_s)
