@@ -163,7 +163,7 @@ class Group(LoneTransfers, SharedLinks):
                           s["min_rate_bps"] * scale, base_s, now_s, end_s)
             demand_bps = min(media.target_bps, far_cap_bps)
             for link in path:
-                link.add_media(demand_bps)
+                link.add_media(demand_bps, min(demand_bps, media.min_bps))
             halves.append(media)
         self.media.extend(halves)
         self.calls[s["session_id"]] = halves
@@ -227,8 +227,9 @@ class Group(LoneTransfers, SharedLinks):
             for media in ended:
                 self.dirty.update(media.path)
                 media.settle(now_s)
+                demand_bps = min(media.target_bps, media.far_cap_bps)
                 for link in media.path:
-                    link.remove_media(min(media.target_bps, media.far_cap_bps))
+                    link.remove_media(demand_bps, min(demand_bps, media.min_bps))
             for session in sorted({m.session for m in ended}):
                 self.ctx.finish_call(session, self.calls.pop(session), now_s, completed=True)
 

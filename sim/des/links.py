@@ -26,7 +26,9 @@ class Link:
         new_share_bps: The share a new transfer would find here (what video leaves at its minimum, split
             with the transfers already there), set on each re-share of a group whose paths are one link.
         bits: Bits the fluid flows carried in each utilisation bin (reserved bits are added after the run).
-        media_bps, media_count: What the adaptive media on it ask for (bit/s), and how many there are.
+        media_bps, media_floor_bps, media_count: What the adaptive media on it ask for (bit/s), the least
+            they take (their demand or minimum, whichever is lower: bit/s), and how many there are.
+        media_steady: Whether its media have what they ask for since they last joined or left.
         video_yields: Whether video backs off to its minimum when TCP saturates the link: its full buffer
             delays more than video's overuse threshold (:mod:`sim.des.queueing`).
         history: Its fluid state after each change, as parallel lists ``(times_s, load_bps, saturated,
@@ -37,7 +39,7 @@ class Link:
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
                  "bin0_s", "bin_s", "since_s", "full_queue", "new_share_bps", "headroom_bps", "reserved_bps",
                  "steps_s", "steps_bps", "step", "next_step_s", "history", "media_bps", "media_count",
-                 "video_yields")
+                 "video_yields", "media_floor_bps", "media_steady")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -58,7 +60,7 @@ class Link:
         self.steps_s = self.steps_bps = _NO_STEPS
         self.step, self.next_step_s = 0, math.inf
         self.history: tuple[list, list, list, list] = ([], [], [], [])
-        self.media_bps, self.media_count = 0.0, 0
+        self.media_bps, self.media_floor_bps, self.media_count, self.media_steady = 0.0, 0.0, 0, False
 
     def reserve(self, steps_s: list[float], steps_bps: list[float]) -> None:
         """Give the link its reservations: from ``steps_s[k]`` on, fixed-rate streams hold ``steps_bps[k]``."""
@@ -75,15 +77,19 @@ class Link:
         """Headroom left to adaptive video by the reserved rate (bit/s)."""
         return max(0.0, self.headroom_bps - self.reserved_bps)
 
-    def add_media(self, demand_bps: float) -> None:
-        """An adaptive media flow asking for ``demand_bps`` joins the link."""
+    def add_media(self, demand_bps: float, floor_bps: float) -> None:
+        """An adaptive media flow asking for ``demand_bps`` and needing at least ``floor_bps`` joins the link."""
         self.media_bps += demand_bps
+        self.media_floor_bps += floor_bps
         self.media_count += 1
+        self.media_steady = False
 
-    def remove_media(self, demand_bps: float) -> None:
-        """An adaptive media flow asking for ``demand_bps`` leaves the link."""
+    def remove_media(self, demand_bps: float, floor_bps: float) -> None:
+        """An adaptive media flow asking for ``demand_bps`` and needing at least ``floor_bps`` leaves the link."""
         self.media_count -= 1
         self.media_bps = self.media_bps - demand_bps if self.media_count else 0.0
+        self.media_floor_bps = self.media_floor_bps - floor_bps if self.media_count else 0.0
+        self.media_steady = False
 
     def step_binds_media(self) -> bool:
         """Whether the next reservation step can change the rates of the link's media (with no transfer on it).

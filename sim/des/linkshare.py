@@ -19,7 +19,10 @@ _EPS_S = 1e-9
 
 
 def share_link(link, transfers: list, media: list, now_s: float) -> None:
-    """Share a link among its transfers and media: max-min, video backing off when TCP fills the buffer."""
+    """Share a link among its transfers and media (:func:`shares`); give the link its load and queues."""
+    if media and link.media_bps <= link.free_headroom_bps and _share_beside_steady_calls(link, transfers, media, now_s):
+        return
+    link.media_steady = False
     n_transfers = len(transfers)
     rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media)
     for k, flow in enumerate(transfers):
@@ -37,6 +40,38 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     link.carry(sum(rates), saturated)
     link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
     link.note(now_s)
+
+def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float) -> bool:
+    """:func:`share_link` when the link's calls fit its headroom: True unless they must yield to TCP.
+
+    The calls then get what they ask for whatever the transfers do, so the transfers share what they leave, and the
+    calls are touched only when they joined or left since they last got it (``link.media_steady``).
+    """
+    transfer_caps = [f.cap_bps for f in transfers]
+    level = water_level(transfer_caps, link.free_bps - link.media_bps) if transfer_caps else math.inf
+    limited = [cap > level for cap in transfer_caps]
+    saturated = any(limited)
+    if saturated and link.video_yields:
+        return False
+    load_bps = link.media_bps
+    for flow, cap_bps, is_limited in zip(transfers, transfer_caps, limited):
+        rate_bps = min(cap_bps, level)
+        set_transfer(flow, rate_bps, link if is_limited else None, now_s)
+        load_bps += rate_bps
+    if not link.media_steady:
+        for m in media:
+            rate_bps = min(m.target_bps, m.far_cap_bps)
+            m.limiter = None
+            if rate_bps != m.rate_bps or m.cause is not None:
+                m.settle(now_s)
+                m.rate_bps, m.cause = rate_bps, None
+        link.media_steady = True
+    link.new_share_bps = (link.free_bps - link.media_floor_bps) / (len(transfers) + 1)
+    link.carry(load_bps, saturated)
+    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
+    link.note(now_s)
+    return True
+
 
 def share_elastic_alone(link, transfers: list, now_s: float) -> None:
     """:func:`share_link` for a link with at most one transfer and no media (the common case)."""
