@@ -77,23 +77,26 @@ class Streams:
         site_rtt_s = np.array([rtt_by_site[site] for site in sites], dtype=float)
         self.base_delay_s = (site_rtt_s + topology.cloud_rtt_s + far_rtt_s) / 2
         self.paths = [(site_links[site][0], site_links[site][1]) for site in sites]  # (up path, down path)
+        self.sites = sites
+        self.site_links = site_links
 
 
 def reserve(streams: Streams) -> None:
     """Give every link the step function of the rate fixed-rate streams hold on it (:meth:`Link.reserve`)."""
     per_link: dict[int, tuple[object, list, list]] = {}
-    for (up, down), start_s, end_s, rate_bps, share in zip(streams.paths, streams.start_s, streams.end_s,
-                                                             streams.rate_bps, streams.up_share):
-        for path, bps in ((up, rate_bps * share), (down, rate_bps)):
-            for link in path:
-                entry = per_link.get(id(link))
-                if entry is None:
-                    entry = per_link[id(link)] = (link, [], [])
-                entry[1].extend((start_s, end_s))
-                entry[2].extend((bps, -bps))
+    names, site_index = np.unique(np.array(streams.sites, dtype=object), return_inverse=True)
+    times_s = np.concatenate([streams.start_s, streams.end_s])
+    for direction, rate_bps in ((0, streams.rate_bps * streams.up_share), (1, streams.rate_bps)):
+        deltas_bps = np.concatenate([rate_bps, -rate_bps])
+        for k, site in enumerate(names):
+            mine = np.tile(site_index == k, 2)
+            for link in streams.site_links[site][direction]:
+                entry = per_link.setdefault(id(link), (link, [], []))
+                entry[1].append(times_s[mine])
+                entry[2].append(deltas_bps[mine])
     for link, times, deltas in per_link.values():
-        times_s, steps_bps = _steps(np.array(times), np.array(deltas))
-        link.reserve(times_s.tolist(), steps_bps.tolist())
+        steps_s, steps_bps = _steps(np.concatenate(times), np.concatenate(deltas))
+        link.reserve(steps_s.tolist(), steps_bps.tolist())
 
 
 def _steps(times_s: np.ndarray, deltas_bps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
