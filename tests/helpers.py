@@ -15,12 +15,13 @@ _NO_FAR_LINE = {"far_profile": "", "far_down_bps": NAN, "far_up_bps": NAN, "far_
 
 
 def site(name: str, *, down_bps: float, up_bps: float, rtt_s: float = 0.0, buffer_bytes: float = 150_000,
-         loss: float = 0.0, jitter_s: float = 0.0, aggregation: str = "", profile: str = "test") -> dict:
+         loss: float = 0.0, jitter_s: float = 0.0, aggregation: str = "", profile: str = "test",
+         qos: str = "fifo") -> dict:
     """One site row of a topology."""
     return {"site": name, "site_class": "gp_medium", "family": "gp_practice", "access_profile": profile,
             "technology": "Test", "medium": "copper", "distance_m": NAN, "down_bps": down_bps, "up_bps": up_bps,
             "rtt_s": rtt_s, "buffer_bytes": buffer_bytes, "loss": loss, "jitter_s": jitter_s,
-            "aggregation": aggregation}
+            "aggregation": aggregation, "qos": qos}
 
 
 def topology(*sites: dict, cloud_rtt_s: float = 0.0, home: FarEnd | None = None,

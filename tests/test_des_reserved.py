@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from helpers import call, simulate, site, topology, trace, transfer
 
+from sim.topology import FarEnd
+
 GOODPUT = 1448 / 1514
 FRAME_BITS = 1514 * 8
 
@@ -93,3 +95,32 @@ def test_a_transfer_beside_streams_that_come_and_go_integrates_the_capacity_they
     upload = simulate(topo, sessions, horizon_s=60.0).records.set_index("app").loc["record_view"]
     wire_bits = 1.5e6 * 8 / GOODPUT
     assert upload["duration_s"] == pytest.approx(8.0 + (wire_bits - 10e6) / 2e6, rel=1e-9)
+
+
+@pytest.mark.parametrize("qos", ["fifo", "priority"])
+def test_a_priority_line_serves_calls_ahead_of_an_upload(qos):
+    # A 1 Mbit/s uplink (150 kB buffer: 1.2 s full) saturated by an upload from 0 s to past 60 s, a telephone call
+    # (87.2 kbit/s each way) from 10 s to 40 s and a video call (1.5 Mbit/s target, 350 kbit/s minimum, to a fast
+    # home) from 20 s to 50 s. FIFO: the calls wait behind the full buffer and lose what TCP's sawtooth drops; the
+    # video call yields to its minimum. Priority (non-preemptive, M/D/1, Cobham): a call waits rho * s / (2 (1 -
+    # rho_calls)) with rho = 1 (the upload keeps the line busy), s = 12.112 ms, and rho_calls the calls' own share
+    # of the line; nothing is dropped; video sees no queue of TCP's, so it keeps what the headroom gives it.
+    topo = topology(site("s", down_bps=100e6, up_bps=1e6, buffer_bytes=150_000, qos=qos), home=FarEnd(1e9, 1e9, 0.0))
+    sessions = trace(transfer("s", 0.0, 20e6, "up"), _stream(10.0, 30.0, 87.2e3),
+                     call("s", 20.0, 30.0, target_bps=1.5e6, min_bps=350e3))
+    records = simulate(topo, sessions, horizon_s=600.0).records.set_index("app")
+    phone, video = records.loc["telephony"], records.loc["video"]
+    frame_s = FRAME_BITS / 1e6
+    if qos == "fifo":
+        assert phone["one_way_delay_p95_s"] == pytest.approx(1.2, rel=1e-9)
+        assert phone["loss"] > 0 and video["loss"] > 0
+        assert video["mean_rate_bps"] == pytest.approx(350e3, rel=1e-9)
+        return
+    # The video call takes the headroom the phone call leaves (0.9 Mbit/s - 87.2 kbit/s) for 20 s, then all of it.
+    assert video["mean_rate_bps"] == pytest.approx((20 * (0.9e6 - 87.2e3) + 10 * 0.9e6) / 30, rel=1e-9)
+    assert phone["loss"] == 0.0 and video["loss"] == 0.0
+    alone_s = frame_s / (2 * (1 - 0.0872))  # 10-20 s: the phone call's own share
+    full_s = frame_s / (2 * (1 - 0.9))  # from 20 s the calls fill the 90% headroom
+    assert phone["queue_delay_s"] == pytest.approx((10 * alone_s + 20 * full_s) / 30, rel=1e-9)
+    assert video["queue_delay_s"] == pytest.approx(full_s, rel=1e-9)
+    assert video["one_way_delay_p95_s"] < 0.1  # against 1.2 s behind the upload on FIFO

@@ -18,10 +18,11 @@ from sim.topology import SharedLink
 
 RATES_BPS = [0.5e6, 1e6, 10e6, 80e6]
 
-sites = st.builds(lambda name, down, up, rtt_s, buffer_bytes: site(name, down_bps=down, up_bps=up, rtt_s=rtt_s,
-                                                                   buffer_bytes=buffer_bytes),
+sites = st.builds(lambda name, down, up, rtt_s, buffer_bytes, qos: site(name, down_bps=down, up_bps=up, rtt_s=rtt_s,
+                                                                        buffer_bytes=buffer_bytes, qos=qos),
                   st.sampled_from(["a", "b"]), st.sampled_from(RATES_BPS), st.sampled_from(RATES_BPS),
-                  st.sampled_from([0.0, 0.01, 0.05]), st.sampled_from([0.0, 30_000.0, 150_000.0]))
+                  st.sampled_from([0.0, 0.01, 0.05]), st.sampled_from([0.0, 30_000.0, 150_000.0]),
+                  st.sampled_from(["fifo", "priority"]))
 transfers = st.builds(transfer, st.sampled_from(["a", "b"]), st.floats(0.0, 120.0),
                       st.sampled_from([2e3, 40e3, 1e6, 20e6]), st.sampled_from(["up", "down"]))
 calls = st.builds(call, st.sampled_from(["a", "b"]), st.floats(0.0, 120.0), st.floats(1.0, 90.0))

@@ -94,7 +94,7 @@ def _links(topology: Topology, window: RunWindow) -> tuple[list[Link], dict[str,
         links.extend(pair)
     for row in topology.sites.itertuples(index=False):
         up, down = (Link(f"{row.site}/{d}", row.site, "access", d, rate, row.buffer_bytes, row.loss,
-                         row.jitter_s, window.start_s, window.bin_s, n_bins)
+                         row.jitter_s, window.start_s, window.bin_s, n_bins, priority=row.qos == "priority")
                     for d, rate in (("up", row.up_bps), ("down", row.down_bps)))
         links.extend((up, down))
         agg = shared.get(row.aggregation)

@@ -31,19 +31,23 @@ class Link:
         media_steady: Whether its media have what they ask for since they last joined or left.
         video_yields: Whether video backs off to its minimum when TCP saturates the link: its full buffer
             delays more than video's overuse threshold (:mod:`sim.des.queueing`).
+        priority: Whether calls' packets (DSCP EF) are served first from their own queue (``qos: priority``):
+            they then see only the queue of the calls ahead of them and the frame in service, never TCP's.
+        media_load_bps: The adaptive media's part of ``load_bps``.
         history: Its fluid state after each change, as parallel lists ``(times_s, load_bps, saturated,
-            congestion_loss)``: what calls' delay, jitter and loss are computed from (:mod:`sim.des.paths`).
+            congestion_loss, media_load_bps)``: what calls' delay, jitter and loss are computed from
+            (:mod:`sim.des.paths`).
     """
 
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
                  "bin0_s", "bin_s", "since_s", "full_queue", "new_share_bps", "headroom_bps", "reserved_bps",
                  "steps_s", "steps_bps", "step", "next_step_s", "history", "media_bps", "media_count",
-                 "video_yields", "media_floor_bps", "media_steady")
+                 "video_yields", "media_floor_bps", "media_steady", "priority", "media_load_bps")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
-                 n_bins: int) -> None:
+                 n_bins: int, priority: bool = False) -> None:
         self.name, self.site, self.kind, self.direction = name, site, kind, direction
         self.capacity_bps, self.buffer_bytes, self.loss, self.jitter_s = capacity_bps, buffer_bytes, loss, jitter_s
         self.headroom_bps = capacity_bps * queueing.VIDEO_MAX_UTILISATION
@@ -55,11 +59,14 @@ class Link:
         self.since_s = bin0_s  # utilisation is settled up to here
         self.new_share_bps = capacity_bps
         self.full_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, True)  # when saturated
-        self.video_yields = self.full_queue[0] > queueing.VIDEO_QUEUE_THRESHOLD_S  # beside TCP filling the buffer
+        self.priority = priority  # calls are served first from their own queue (qos: priority)
+        # beside TCP filling the buffer, calls see overuse and yield (never from a priority queue)
+        self.video_yields = not priority and self.full_queue[0] > queueing.VIDEO_QUEUE_THRESHOLD_S
+        self.media_load_bps = 0.0
         self.reserved_bps = 0.0
         self.steps_s = self.steps_bps = _NO_STEPS
         self.step, self.next_step_s = 0, math.inf
-        self.history: tuple[list, list, list, list] = ([], [], [], [])
+        self.history: tuple[list, ...] = ([], [], [], [], [])
         self.media_bps, self.media_floor_bps, self.media_count, self.media_steady = 0.0, 0.0, 0, False
 
     def reserve(self, steps_s: list[float], steps_bps: list[float]) -> None:
@@ -114,9 +121,15 @@ class Link:
         self.reserved_bps = reserved_bps
         return True
 
-    def carry(self, load_bps: float, saturated: bool) -> None:
-        """Set the fluid load (bit/s) the link now carries, whether elastic flows saturate it, and its queues."""
+    def carry(self, load_bps: float, saturated: bool, media_load_bps: float | None = None) -> None:
+        """Set the fluid load (bit/s) the link now carries, whether elastic flows saturate it, and its queues.
+
+        ``media_load_bps`` is the adaptive media's part of the load (unchanged when not given). The queues are
+        what transfers see (the common queue, or on a priority line the best-effort one).
+        """
         self.load_bps, self.saturated = load_bps, saturated
+        if media_load_bps is not None:
+            self.media_load_bps = media_load_bps
         total_bps = load_bps + self.reserved_bps
         if saturated or self.reserved_bps > self.capacity_bps:
             self.queue_delay_s, self.queue_jitter_s = self.full_queue
@@ -128,17 +141,19 @@ class Link:
 
     def note(self, now_s: float) -> None:
         """Write the fluid state into the history, if it changed."""
-        times_s, loads, saturated, losses = self.history
+        times_s, loads, saturated, losses, media = self.history
         if times_s and loads[-1] == self.load_bps and saturated[-1] == self.saturated \
-                and losses[-1] == self.congestion_loss:
+                and losses[-1] == self.congestion_loss and media[-1] == self.media_load_bps:
             return
         if times_s and times_s[-1] == now_s:
             loads[-1], saturated[-1], losses[-1] = self.load_bps, self.saturated, self.congestion_loss
+            media[-1] = self.media_load_bps
             return
         times_s.append(now_s)
         loads.append(self.load_bps)
         saturated.append(self.saturated)
         losses.append(self.congestion_loss)
+        media.append(self.media_load_bps)
 
     @property
     def label(self) -> str:

@@ -37,7 +37,7 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
             m.rate_bps, m.cause = rate_bps, cause
         video_floor_bps += rate_bps if rate_bps < m.min_bps else m.min_bps
     link.new_share_bps = (link.free_bps - video_floor_bps) / (n_transfers + 1)
-    link.carry(sum(rates), saturated)
+    link.carry(sum(rates), saturated, sum(rates[n_transfers:]))
     link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
     link.note(now_s)
 
@@ -67,7 +67,7 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
                 m.rate_bps, m.cause = rate_bps, None
         link.media_steady = True
     link.new_share_bps = (link.free_bps - link.media_floor_bps) / (len(transfers) + 1)
-    link.carry(load_bps, saturated)
+    link.carry(load_bps, saturated, link.media_bps)
     link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
     link.note(now_s)
     return True
@@ -79,7 +79,7 @@ def share_elastic_alone(link, transfers: list, now_s: float) -> None:
     if transfers:
         carry_alone(transfers[0], link, now_s)
         return
-    link.carry(0.0, False)
+    link.carry(0.0, False, 0.0)
     link.congestion_loss = 0.0
     link.note(now_s)
 
@@ -103,7 +103,7 @@ def carry_alone(flow: Transfer, link, now_s: float) -> None:
     saturated = flow.cap_bps > free_bps
     rate_bps = free_bps if saturated else flow.cap_bps
     set_transfer(flow, rate_bps, link if saturated else None, now_s)
-    link.carry(rate_bps, saturated)
+    link.carry(rate_bps, saturated, 0.0)
     link.congestion_loss = congestion_loss(link, [flow])
     link.note(now_s)
 

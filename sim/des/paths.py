@@ -113,8 +113,8 @@ class Intervals:
 def _link_state(link, horizon_s: float) -> dict[str, np.ndarray]:
     """One link's state from its history of fluid load and its reservations, at the union of their changes."""
     # each series starts from the idle state, at minus infinity
-    hist_s, loads_bps, saturated, losses = (np.array([start, *v], dtype=float)
-                                            for start, v in zip((-math.inf, 0.0, 0.0, 0.0), link.history))
+    hist_s, loads_bps, saturated, losses, media_bps = (np.array([start, *v], dtype=float) for start, v in
+                                                       zip((-math.inf, 0.0, 0.0, 0.0, 0.0), link.history))
     steps_s = np.array([-math.inf, *link.steps_s], dtype=float)
     steps_bps = np.array([0.0, *link.steps_bps], dtype=float)
     times_s = np.unique(np.concatenate([hist_s, steps_s]))
@@ -126,9 +126,26 @@ def _link_state(link, horizon_s: float) -> dict[str, np.ndarray]:
     capacity_bps = link.capacity_bps
     over = reserved_bps > capacity_bps  # the reservations alone exceed the link: it is full
     queue_s, jitter_s = _queues(capacity_bps, link.buffer_bytes, load_bps + reserved_bps, is_saturated | over)
+    if link.priority:  # calls wait only behind calls and the frame in service; their queue never overflows
+        queue_s = np.where(over, queue_s, _priority_queue_s(capacity_bps, reserved_bps + media_bps[h],
+                                                            load_bps + reserved_bps, is_saturated))
+        congestion = np.zeros_like(congestion)
     fraction = np.where(over, capacity_bps / np.maximum(reserved_bps, _TINY), 1.0)
     return {"times_s": times_s, "queue_s": queue_s, "jitter_s": jitter_s,
             "loss": 1.0 - (1.0 - link.loss) * (1.0 - congestion), "fraction": fraction}
+
+
+def _priority_queue_s(capacity_bps: float, calls_bps: np.ndarray, load_bps: np.ndarray, saturated: np.ndarray,
+                      ) -> np.ndarray:
+    """Mean wait (s) of calls served first, without pre-emption: M/D/1 with non-preemptive priority (Cobham).
+
+    ``rho * s / (2 (1 - rho_calls))`` for frames of time s, with rho the whole link's utilisation (1 when TCP
+    saturates it) and rho_calls the calls' own.
+    """
+    frame_s = FRAME_BYTES * 8 / capacity_bps
+    rho = np.where(saturated, 1.0, np.minimum(load_bps / capacity_bps, 1.0))
+    rho_calls = np.clip(calls_bps / capacity_bps, 0.0, queueing.MAX_UTILISATION)
+    return rho * frame_s / (2 * (1 - rho_calls))
 
 
 def _queues(capacity_bps: float, buffer_bytes: float, load_bps: np.ndarray, saturated: np.ndarray,

@@ -6,6 +6,7 @@ share what calls and reservations leave. Only the direction that changed is reco
 
 from __future__ import annotations
 
+from sim.des.flows import Media
 from sim.des.linkshare import congestion_loss, set_media, set_transfer
 from sim.des.sharing import NO_LINK, max_min
 
@@ -74,17 +75,21 @@ class SharedLinks:
     def _update_links(self, links: list, flows: list, saturated: set[int], now_s: float) -> None:
         """Give each link its new load and queues; only links whose load or saturation changed are settled."""
         loads_bps = dict.fromkeys(map(id, links), 0.0)
+        media_bps = dict.fromkeys(map(id, links), 0.0)
         for flow in flows:
+            is_media = isinstance(flow, Media)
             for link in flow.path:
                 loads_bps[id(link)] += flow.rate_bps
+                if is_media:
+                    media_bps[id(link)] += flow.rate_bps
         elastic: dict[int, list] = {}
         for flow in self.transfers:
             if flow.limiter is not None and id(flow.limiter) in saturated:
                 elastic.setdefault(id(flow.limiter), []).append(flow)
         for link in links:
-            load_bps, is_saturated = loads_bps[id(link)], id(link) in saturated
-            if load_bps != link.load_bps or is_saturated != link.saturated:
+            load_bps, is_saturated, calls_bps = loads_bps[id(link)], id(link) in saturated, media_bps[id(link)]
+            if load_bps != link.load_bps or is_saturated != link.saturated or calls_bps != link.media_load_bps:
                 link.settle(now_s)
-                link.carry(load_bps, is_saturated)
+                link.carry(load_bps, is_saturated, calls_bps)
             link.congestion_loss = congestion_loss(link, elastic.get(id(link), ()))
             link.note(now_s)
