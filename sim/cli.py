@@ -136,7 +136,7 @@ def _kept_note(exc: BaseException, resume_hint: Callable[[Path], str] | None) ->
 
 def _environment_message(exc: OSError) -> str:
     """What went wrong with a path of the machine (``exc.filename``) and what to do."""
-    path = exc.filename or "a file"
+    path = exc.filename2 or exc.filename or "a file"  # a rename's destination is the path the user named
     fixes = {errno.ENOSPC: "free some space or choose another --out", errno.EDQUOT: "free some space or choose "
              "another --out", errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
              errno.EISDIR: "that is a folder: give a file name", errno.ENOENT: "check the path"}

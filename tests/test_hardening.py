@@ -463,3 +463,12 @@ def test_a_reader_that_stops_early_does_not_change_the_exit_code(tmp_path):
     stderr = process.stderr.read().decode()
     assert process.wait() == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_a_report_file_that_names_a_folder_exits_2_naming_it_and_leaves_no_temporary_file(tmp_path, scenarios_dir):
+    folder = tmp_path / "out.xml"
+    folder.mkdir()
+    result = invoke("check", scenarios_dir / "ci-smoke.yaml", "--junit", folder)
+    assert_clean_exit(result, 2)
+    assert f"{folder}: Is a directory; that is a folder: give a file name" in " ".join(result.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.xml"]
