@@ -147,9 +147,10 @@ def _environment_message(exc: OSError) -> str:
 def _internal_error(exc: BaseException, resume_hint: Callable[[Path], str] | None = None) -> int:
     """Report a bug: its traceback to a log file (named on screen), a one-line summary; return exit code 3."""
     log_path = _crash_log(exc)
-    where = f"the traceback is in {_shown(str(log_path))}" if log_path else "no log file could be written"
+    where = (f"the traceback is in {_shown(str(log_path))}; please report it with that file" if log_path else
+             "no log file could be written for its traceback (the temp folder is not writable); please report it")
     _say(f"[red]internal error[/red] (a bug in the testbed): {_shown(type(exc).__name__ + ': ' + str(exc))}\n"
-         f"{where}; please report it with that file{_kept_note(exc, resume_hint)}")
+         f"{where}{_kept_note(exc, resume_hint)}")
     return 3
 
 
