@@ -36,7 +36,7 @@ def test_one_aggregate_stream_sees_what_each_of_its_users_sees():
     for column in JUDGED:
         assert users[column].tolist() == pytest.approx([getattr(aggregate, column)] * USERS, rel=1e-9, abs=1e-12)
     # The upload filled the uplink's buffer: the users' delay includes it (so the check above is not vacuous).
-    assert aggregate.one_way_delay_p95_s > 0.5
+    assert aggregate.one_way_delay_p95_s > 0.4  # Cubic's standing queue: 0.8 x 0.6 s
     # The link carried the same bits either way.
     for direction in ("up", "down"):
         a = separate.links[separate.links["direction"] == direction]["utilisation"].to_numpy()

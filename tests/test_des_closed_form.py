@@ -2,7 +2,8 @@
 
 Constants used in the expected values (from the model's documented choices, restated here):
 MSS 1448 B carried in 1514 B frames, so TCP goodput is 1448/1514 of the wire rate; initial window 10
-segments; 3 round trips of handshakes (TCP, TLS 1.3, request) before data.
+segments; 2 round trips of handshakes (TCP, then TLS 1.3 with the request on its last flight) before data;
+a line saturated by TCP holds Cubic's standing queue, 0.8 of its buffer (buffers of 17 packets or more).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ def test_one_transfer_completion_time_matches_slow_start_plus_fluid():
     # 5 MB down a 10 Mbit/s link, RTT 20 ms (site) + 10 ms (cloud) = 30 ms.
     # Window to fill the pipe: 10e6 * GOODPUT * 0.03 / (8 * 1448) = 24.77 segments -> 2 doublings from 10.
     # Slow start sends 10 + 20 = 30 segments = 43,440 B in those 2 round trips.
-    # Time = 3 RTT (handshakes) + 2 RTT (slow start) + (5e6 - 43,440) B * 8 / (10e6 * GOODPUT).
+    # Time = 2 RTT (handshakes) + 2 RTT (slow start) + (5e6 - 43,440) B * 8 / (10e6 * GOODPUT).
     topo = topology(site("a", down_bps=10e6, up_bps=1e6, rtt_s=0.02), cloud_rtt_s=0.01)
     result = simulate(topo, trace(transfer("a", 100.0, 5e6)))
-    expected_s = 5 * 0.03 + (5e6 - 43_440) * 8 / (10e6 * GOODPUT)
+    expected_s = 4 * 0.03 + (5e6 - 43_440) * 8 / (10e6 * GOODPUT)
     record = result.records.iloc[0]
     assert record["completed"]
     assert record["duration_s"] == pytest.approx(expected_s, rel=1e-9)
@@ -34,10 +35,10 @@ def test_one_transfer_completion_time_matches_slow_start_plus_fluid():
 
 def test_short_transfer_finishes_within_slow_start_in_whole_round_trips():
     # 50 kB at RTT 100 ms on a fast link: rounds so that 14,480 * (2^k - 1) >= 50,000 -> k = 3.
-    # Time = 3 handshake RTTs + 3 rounds = 0.6 s, whatever the link rate.
+    # Time = 2 handshake RTTs + 3 rounds = 0.5 s, whatever the link rate.
     topo = topology(site("a", down_bps=1e9, up_bps=1e9, rtt_s=0.1))
     record = simulate(topo, trace(transfer("a", 0.0, 50_000))).records.iloc[0]
-    assert record["duration_s"] == pytest.approx(0.6, rel=1e-9)
+    assert record["duration_s"] == pytest.approx(0.5, rel=1e-9)
     assert record["bottleneck"] == "start-up"
 
 
@@ -73,26 +74,27 @@ def test_later_flow_gets_the_remaining_share_processor_sharing():
 
 
 def test_a_flow_joining_a_saturated_link_pays_the_full_buffer_in_every_round_trip():
-    # Flow 1 saturates an 8 Mbit/s link whose 150 kB buffer then holds 0.15 s. Flow 2 arrives at t=1 with
-    # RTT 0 + 0.15 s: it spends 3 handshake RTTs (0.45 s) and slow-start rounds before joining the share.
-    # At C/2 its window must reach 4e6 * GOODPUT * 0.15 / (8 * 1448) = 49.5 segments: 3 doublings from 10,
-    # 0.45 s and 70 segments (101,360 B) more. So it joins at t = 1 + 0.9 = 1.9 s with 898,640 B left.
+    # Flow 1 saturates an 8 Mbit/s link whose 150 kB buffer (0.15 s) then holds Cubic's 0.8: 0.12 s. Flow 2
+    # arrives at t=1 with RTT 0 + 0.12 s: it spends 2 handshake RTTs (0.24 s) and slow-start rounds before joining
+    # the share. At C/2 its window must reach 4e6 * GOODPUT * 0.12 / (8 * 1448) = 39.6 segments: 2 doublings
+    # from 10, 0.24 s and 30 segments (43,440 B) more. So it joins at t = 1 + 0.48 = 1.48 s with 956,560 B left.
     topo = topology(site("a", down_bps=8e6, up_bps=8e6))
     records = simulate(topo, trace(transfer("a", 0.0, 4e6), transfer("a", 1.0, 1e6))).records
     r = 8e6 * GOODPUT / 8
-    t2_end = 1.9 + (1e6 - 70 * 1448) / (r / 2)
-    assert records["rtt_s"].iloc[1] == pytest.approx(0.15, rel=1e-9)
+    t2_end = 1.48 + (1e6 - 30 * 1448) / (r / 2)
+    assert records["rtt_s"].iloc[1] == pytest.approx(0.12, rel=1e-9)
     assert records["end_s"].iloc[1] == pytest.approx(t2_end, rel=1e-9)
 
 
 def test_an_upload_started_during_a_download_sees_its_queue_on_the_ack_path():
-    # A 50 MB download saturates the 10 Mbit/s downlink for ~40 s, so its 150 kB buffer holds 0.12 s. An upload
-    # starting at t=10 s finds its own uplink idle but its ACKs queue behind the download: RTT 0.02 + 0.12 s.
+    # A 50 MB download saturates the 10 Mbit/s downlink for ~40 s, so its 150 kB buffer (0.12 s) holds Cubic's 0.8:
+    # 0.096 s. An upload starting at t=10 s finds its own uplink idle but its ACKs queue behind the download:
+    # RTT 0.02 + 0.096 s.
     # (The download is then not alone until it ends, so it must be replayed event by event, not skipped over.)
     topo = topology(site("a", down_bps=10e6, up_bps=1e6, rtt_s=0.02))
     records = simulate(topo, trace(transfer("a", 0.0, 50e6), transfer("a", 10.0, 10e3, "up"))).records
-    assert records["queue_delay_s"].iloc[1] == pytest.approx(0.12, rel=1e-9)
-    assert records["rtt_s"].iloc[1] == pytest.approx(0.14, rel=1e-9)
+    assert records["queue_delay_s"].iloc[1] == pytest.approx(0.096, rel=1e-9)
+    assert records["rtt_s"].iloc[1] == pytest.approx(0.116, rel=1e-9)
 
 
 def test_an_upload_after_a_download_ends_finds_the_downlink_idle():
@@ -148,16 +150,17 @@ def test_mg1_processor_sharing_is_insensitive_to_the_size_distribution():
     assert records["duration_s"].mean() == pytest.approx(expected_s, rel=0.08)
 
 
-def test_full_buffer_delay_hits_video_sharing_a_copper_uplink_with_an_upload():
-    # ADSL-like uplink 1 Mbit/s with a 150 kB drop-tail buffer, saturated by a bulk upload:
-    # queueing delay = 150,000 * 8 / 1e6 = 1.2 s. Base one-way delay = (site 40 + cloud 10 + home 10) / 2 ms.
+def test_tcps_standing_queue_hits_video_sharing_a_copper_uplink_with_an_upload():
+    # ADSL-like uplink 1 Mbit/s with a 150 kB drop-tail buffer (99 packets), saturated by a bulk upload: Cubic keeps
+    # it 0.8 full, queueing delay = 0.8 * 150,000 * 8 / 1e6 = 0.96 s. Base one-way delay = (site 40 + cloud 10 +
+    # home 10) / 2 ms.
     # The call's delay-based control yields to TCP: it sends at its 350 kbit/s minimum, never its target.
     topo = topology(site("a", down_bps=16e6, up_bps=1e6, rtt_s=0.04), cloud_rtt_s=0.01,
                     home=FarEnd(70e6, 18e6, 0.01))
     sessions = trace(transfer("a", 0.0, 200e6, "up", kind="gp2gp"), call("a", 60.0, 600.0))
     video = simulate(topo, sessions).records.query("app == 'video'").iloc[0]
-    assert video["one_way_delay_p95_s"] == pytest.approx(0.03 + 1.2, rel=1e-9)
-    assert video["queue_delay_s"] == pytest.approx(1.2, rel=1e-9)
+    assert video["one_way_delay_p95_s"] == pytest.approx(0.03 + 0.96, rel=1e-9)
+    assert video["queue_delay_s"] == pytest.approx(0.96, rel=1e-9)
     assert video["share_at_target"] == 0.0
     assert video["share_below_min"] == 0.0
     assert video["mean_rate_bps"] == pytest.approx(350e3, rel=1e-9)
@@ -165,15 +168,15 @@ def test_full_buffer_delay_hits_video_sharing_a_copper_uplink_with_an_upload():
 
 
 def test_video_keeps_its_rate_beside_an_upload_where_the_full_buffer_is_under_its_threshold():
-    # A 100 Mbit/s uplink with a 150 kB buffer: full, it delays 150,000 * 8 / 100e6 = 12 ms, under the 25 ms at
-    # which the call's delay-based control sees overuse, so the call keeps 1.5 Mbit/s beside a bulk upload (no RTT:
-    # no start-up). The upload takes the rest while the call runs (1 s to 6 s) and the whole link otherwise.
+    # A 100 Mbit/s uplink with a 150 kB buffer: full, it delays 150,000 * 8 / 100e6 = 12 ms, and Cubic keeps 0.8 of
+    # it (9.6 ms), under the 25 ms at which the call's delay-based control sees overuse, so the call keeps 1.5 Mbit/s
+    # beside a bulk upload (no RTT: no start-up). The upload takes the rest while the call runs (1 s to 6 s) and the whole link otherwise.
     topo = topology(site("a", down_bps=100e6, up_bps=100e6), home=FarEnd(1e9, 1e9, 0.0))
     records = simulate(topo, trace(transfer("a", 0.0, 100e6, "up"), call("a", 1.0, 5.0))).records
     video, upload = (records.set_index("app").loc[app] for app in ("video", "record_view"))
     assert video["mean_rate_bps"] == pytest.approx(1.5e6, rel=1e-12)
     assert video["share_at_target"] == 1.0
-    assert video["queue_delay_s"] == pytest.approx(0.012, rel=1e-9)
+    assert video["queue_delay_s"] == pytest.approx(0.0096, rel=1e-9)
     wire_bits = 100e6 * 8 / GOODPUT
     expected_s = 6.0 + (wire_bits - 100e6 * 1.0 - 98.5e6 * 5.0) / 100e6
     assert upload["duration_s"] == pytest.approx(expected_s, rel=1e-9)
@@ -202,7 +205,7 @@ def test_mathis_bound_limits_a_long_transfer_on_a_lossy_line():
     topo = topology(site("a", down_bps=100e6, up_bps=100e6, rtt_s=0.05, loss=0.01))
     record = simulate(topo, trace(transfer("a", 0.0, 50e6))).records.iloc[0]
     goodput_bps = MSS * 8 / 0.05 * 1.22 / 0.1
-    # Start-up (3 handshake RTTs, slow start to the bound) is a few tenths of a second of ~140 s.
+    # Start-up (2 handshake RTTs, slow start to the bound) is a few tenths of a second of ~140 s.
     assert record["duration_s"] == pytest.approx(50e6 * 8 / goodput_bps, rel=0.01)
     assert record["bottleneck"] == "window"
 

@@ -183,6 +183,10 @@ class Group(LoneTransfers, SharedLinks):
         size = max(1.0, s["size_bytes"])
         chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1
         start = tcp.slow_start(size, min(cap_bps, self._available_bps(path)), rtt_s, extra_rtts=chunks - 1)
+        if start.sent_bytes > 0:  # slow start's rounds take no fluid share, but their bytes cross the links
+            wire_bits = start.sent_bytes * 8 / tcp.GOODPUT_FACTOR
+            for link in path:
+                link.add_bits(now_s + start.setup_s, now_s + start.duration_s, wire_bits)
         flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s)
         if flow.remaining_bytes <= 0:  # done within slow start, which takes no fluid share: its end is known

@@ -41,7 +41,8 @@ class Link:
 
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
-                 "bin0_s", "bin_s", "since_s", "full_queue", "new_share_bps", "headroom_bps", "reserved_bps",
+                 "bin0_s", "bin_s", "since_s", "full_queue", "tcp_queue", "new_share_bps", "headroom_bps",
+                 "reserved_bps",
                  "steps_s", "steps_bps", "step", "next_step_s", "history", "media_bps", "media_count",
                  "video_yields", "media_floor_bps", "media_steady", "priority", "media_load_bps")
 
@@ -58,10 +59,12 @@ class Link:
         self.bin0_s, self.bin_s = bin0_s, bin_s
         self.since_s = bin0_s  # utilisation is settled up to here
         self.new_share_bps = capacity_bps
-        self.full_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, True)  # when saturated
+        self.tcp_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, True)  # saturated by TCP
+        full_s = queueing.full_buffer_delay_s(buffer_bytes, capacity_bps)
+        self.full_queue = (full_s, self.tcp_queue[1])  # filled by streams that do not back off
         self.priority = priority  # calls are served first from their own queue (qos: priority)
         # beside TCP filling the buffer, calls see overuse and yield (never from a priority queue)
-        self.video_yields = not priority and self.full_queue[0] > queueing.VIDEO_QUEUE_THRESHOLD_S
+        self.video_yields = not priority and self.tcp_queue[0] > queueing.VIDEO_QUEUE_THRESHOLD_S
         self.media_load_bps = 0.0
         self.reserved_bps = 0.0
         self.steps_s = self.steps_bps = _NO_STEPS
@@ -131,8 +134,10 @@ class Link:
         if media_load_bps is not None:
             self.media_load_bps = media_load_bps
         total_bps = load_bps + self.reserved_bps
-        if saturated or self.reserved_bps > self.capacity_bps:
+        if self.reserved_bps > self.capacity_bps:
             self.queue_delay_s, self.queue_jitter_s = self.full_queue
+        elif saturated:
+            self.queue_delay_s, self.queue_jitter_s = self.tcp_queue
         elif total_bps <= 0.0:
             self.queue_delay_s = self.queue_jitter_s = 0.0
         else:
@@ -164,9 +169,19 @@ class Link:
         """Add the bits carried at the current load since the last settlement to the utilisation bins."""
         t0_s, t1_s = self.since_s, now_s
         self.since_s = max(self.since_s, now_s)
-        rate, bits, w, b0 = self.load_bps, self.bits, self.bin_s, self.bin0_s
-        if rate <= 0.0 or t1_s <= t0_s:
-            return
+        if self.load_bps > 0.0 and t1_s > t0_s:
+            self._spread(t0_s, t1_s, self.load_bps)
+
+    def add_bits(self, t0_s: float, t1_s: float, bits: float) -> None:
+        """Add ``bits`` carried evenly over [t0_s, t1_s] outside the fluid load (a transfer's slow-start rounds)."""
+        if t1_s > t0_s:
+            self._spread(t0_s, t1_s, bits / (t1_s - t0_s))
+        else:  # no time at all (no round-trip time): the bits land in the bin of their moment
+            self.bits[min(max(0, int((t0_s - self.bin0_s) // self.bin_s)), len(self.bits) - 1)] += bits
+
+    def _spread(self, t0_s: float, t1_s: float, rate: float) -> None:
+        """Add ``rate`` (bit/s) over [t0_s, t1_s] to the utilisation bins (the last bin takes any time beyond)."""
+        bits, w, b0 = self.bits, self.bin_s, self.bin0_s
         k0 = max(0, int((t0_s - b0) // w))
         k1 = min(int((t1_s - b0) // w), len(bits) - 1)
         if k0 >= k1:

@@ -125,7 +125,7 @@ def _link_state(link, horizon_s: float) -> dict[str, np.ndarray]:
     reserved_bps = steps_bps[r]
     capacity_bps = link.capacity_bps
     over = reserved_bps > capacity_bps  # the reservations alone exceed the link: it is full
-    queue_s, jitter_s = _queues(capacity_bps, link.buffer_bytes, load_bps + reserved_bps, is_saturated | over)
+    queue_s, jitter_s = _queues(capacity_bps, link.buffer_bytes, load_bps + reserved_bps, is_saturated, over)
     if link.priority:  # calls wait only behind calls and the frame in service; their queue never overflows
         queue_s = np.where(over, queue_s, _priority_queue_s(capacity_bps, reserved_bps + media_bps[h],
                                                             load_bps + reserved_bps, is_saturated))
@@ -149,14 +149,19 @@ def _priority_queue_s(capacity_bps: float, calls_bps: np.ndarray, load_bps: np.n
 
 
 def _queues(capacity_bps: float, buffer_bytes: float, load_bps: np.ndarray, saturated: np.ndarray,
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`sim.des.queueing.link_delay_s` for arrays of loads (bit/s): queueing delay and jitter (s)."""
+            over: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sim.des.queueing.link_delay_s` for arrays of loads (bit/s): queueing delay and jitter (s).
+
+    ``saturated`` by TCP (its standing queue), or ``over``: fixed-rate streams beyond the line (a full buffer).
+    """
     full_s = queueing.full_buffer_delay_s(buffer_bytes, capacity_bps)
+    tcp_s = queueing.tcp_queue_s(buffer_bytes, capacity_bps)
     frame_s = FRAME_BYTES * 8 / capacity_bps
     utilisation = np.minimum(load_bps / capacity_bps, 1.0)
     rho = np.clip(utilisation, 0.0, queueing.MAX_UTILISATION)
     md1_s = rho * frame_s / (2 * (1 - rho))
     busy = load_bps > 0
-    queue_s = np.where(saturated, full_s, np.where(busy, np.minimum(md1_s, full_s), 0.0))
-    jitter_s = np.where(saturated, min(full_s, frame_s), np.where(busy, np.minimum(full_s, utilisation * frame_s), 0.0))
+    queue_s = np.where(over, full_s, np.where(saturated, tcp_s, np.where(busy, np.minimum(md1_s, full_s), 0.0)))
+    full = saturated | over
+    jitter_s = np.where(full, min(full_s, frame_s), np.where(busy, np.minimum(full_s, utilisation * frame_s), 0.0))
     return queue_s, jitter_s

@@ -1,8 +1,10 @@
 """TCP start-up and steady-state limits for flow-level transfers.
 
-A transfer first pays its handshakes (TCP, TLS 1.3 and the request: ``HANDSHAKE_RTTS`` round trips),
-then slow start from an initial window of ``INITIAL_WINDOW_SEGMENTS``, doubling each round trip until the
-window fills the path (rate x RTT). Bytes sent in those rounds are counted; the rest of the transfer shares
+A transfer first pays its handshakes (``HANDSHAKE_RTTS`` round trips: TCP's, then TLS 1.3's, with the request
+riding on the client's last flight, as the emulation's transfers do), then slow start from an initial window of
+``INITIAL_WINDOW_SEGMENTS``, doubling each round trip until the window fills the path (rate x RTT); the first
+round's data arrives one round trip after the request. Bytes sent in those rounds are counted; the rest of the
+transfer shares
 capacity as a fluid flow. This is the short-flow latency model of Cardwell, Savage & Anderson (2000) with
 no loss during slow start. Under random loss, Mathis et al. (1997) bound the steady rate.
 """
@@ -16,15 +18,20 @@ MSS_BYTES = 1448           # TCP payload per segment with timestamps, on a 1500-
 FRAME_BYTES = 1514         # the Ethernet frame carrying it: what a shaped link counts
 GOODPUT_FACTOR = MSS_BYTES / FRAME_BYTES
 INITIAL_WINDOW_SEGMENTS = 10   # RFC 6928
-HANDSHAKE_RTTS = 3         # TCP SYN/SYN-ACK, TLS 1.3, then the request before data flows
+HANDSHAKE_RTTS = 2         # TCP SYN/SYN-ACK, then TLS 1.3 (RFC 8446: one round trip), the request on its last flight
 MAX_WINDOW_BYTES = 6 * 2**20   # Linux default tcp_rmem maximum (autotuning ceiling)
 
 
 class StartUp(NamedTuple):
-    """What slow start costs a transfer: its duration (s) and the payload it delivered (bytes)."""
+    """What slow start costs a transfer.
+
+    Its duration (s), the payload it delivered (bytes), and the handshakes' part of the duration (s), before any
+    payload moves.
+    """
 
     duration_s: float
     sent_bytes: float
+    setup_s: float
 
 
 def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int = 0) -> StartUp:
@@ -48,8 +55,8 @@ def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int
     slow_start_bytes = first_round_bytes * (2**rounds_to_fill - 1)
     if size_bytes <= slow_start_bytes:
         rounds = math.ceil(math.log2(size_bytes / first_round_bytes + 1))
-        return StartUp(setup_s + rounds * rtt_s, size_bytes)
-    return StartUp(setup_s + rounds_to_fill * rtt_s, slow_start_bytes)
+        return StartUp(setup_s + rounds * rtt_s, size_bytes, setup_s)
+    return StartUp(setup_s + rounds_to_fill * rtt_s, slow_start_bytes, setup_s)
 
 
 def window_cap_bps(rtt_s: float, loss: float) -> float:
