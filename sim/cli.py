@@ -58,13 +58,15 @@ SCENARIOS_DIR = load.DEFAULT_CATALOGUE.parent / "scenarios"
 
 
 @contextmanager
-def _exits(resume_hint: Callable[[Path], str] | None = None):
+def _exits(resume_hint: Callable[[Path], str] | None = None, resuming: bool = False):
     """Run a command's body and turn what ends it into the documented exit code; never a traceback on screen.
 
     A :class:`TestbedError` or an environment failure (a path that cannot be written, a full disk) is exit 2 with
     its message; Ctrl-C or SIGTERM exit 130, naming a kept partial folder and ``resume_hint(folder)`` (the
     command that finishes it); anything else is a bug: exit 3, its traceback written to a log file named here.
+    An error while ``resuming`` does not repeat the folder the user gave.
     """
+    error_hint = None if resuming else resume_hint  # for _kept_note: None says nothing of a folder already named
     previous = _on_sigterm(_interrupt)
     try:
         yield
@@ -79,15 +81,15 @@ def _exits(resume_hint: Callable[[Path], str] | None = None):
         _say(_interrupted_message(exc, resume_hint))  # an emulation turns SIGTERM/SIGHUP into SystemExit(128+n)
         raise typer.Exit(130) from None
     except TestbedError as exc:
-        _say(f"[red]error:[/red] {_shown(str(exc))}{_kept_note(exc, resume_hint)}")
+        _say(f"[red]error:[/red] {_shown(str(exc))}{_kept_note(exc, error_hint)}")
         raise typer.Exit(2) from None
     except OSError as exc:
         if exc.errno not in ENVIRONMENT_ERRNOS:
-            raise typer.Exit(_internal_error(exc, resume_hint)) from None
-        _say(f"[red]error:[/red] {_shown(_environment_message(exc))}{_kept_note(exc, resume_hint)}")
+            raise typer.Exit(_internal_error(exc, error_hint)) from None
+        _say(f"[red]error:[/red] {_shown(_environment_message(exc))}{_kept_note(exc, error_hint)}")
         raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported as one
-        raise typer.Exit(_internal_error(exc, resume_hint)) from None
+        raise typer.Exit(_internal_error(exc, error_hint)) from None
     finally:
         _on_sigterm(previous)
 
@@ -128,7 +130,7 @@ def _interrupted_message(exc: BaseException, resume_hint: Callable[[Path], str] 
 
 def _kept_note(exc: BaseException, resume_hint: Callable[[Path], str] | None) -> str:
     kept = kept_folder(exc)
-    if kept is None:
+    if kept is None or resume_hint is None:
         return ""
     hint = f"; once fixed, finish it with: {_shown(resume_hint(kept))}" if resume_hint else ""
     return f"\nthe finished shards are kept in {_shown(str(kept))}{hint}"
@@ -223,7 +225,7 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
 
     Estate-scale scenarios run in shards on Dask (an embedded cluster, or --scheduler).
     """
-    with _exits(lambda kept: _resume_command(scenario, kept, seed, scheduler, workers)):
+    with _exits(lambda kept: _resume_command(scenario, kept, seed, scheduler, workers), resuming=resume is not None):
         _require_engine(engine)
         verb = "simulating" if engine == "des" else "emulating (real time)"
         with _progress_bar(f"{verb} {scenario.name}") as progress:

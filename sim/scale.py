@@ -290,7 +290,7 @@ def _check_plan(folder: Path, scenario: Scenario, seed: int, shards: list[Shard]
             "scenario_digest": _digest(scenario), "layout": SHARD_LAYOUT}
     path = Path(folder) / PLAN_FILE
     if path.is_file():
-        found = json.loads(path.read_text())
+        found = _read_plan(path)
         if found.get("layout") != SHARD_LAYOUT:
             raise TestbedError(f"{folder}: its shards were written by another version of the testbed; "
                                "start the run afresh")
@@ -300,6 +300,22 @@ def _check_plan(folder: Path, scenario: Scenario, seed: int, shards: list[Shard]
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     shard_files.write_json(path, plan)
+
+
+def _read_plan(path: Path) -> dict:
+    """A partial folder's shard plan.
+
+    Raises:
+        TestbedError: If it is not a readable plan (damaged: then the run cannot be resumed).
+    """
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TestbedError(f"{path}: the shard plan of this partial run is damaged ({exc}); start the run "
+                           "afresh") from None
+    if not isinstance(found, dict) or not {"scenario", "seed"} <= set(found):
+        raise TestbedError(f"{path}: not a shard plan; start the run afresh")
+    return found
 
 
 def _digest(scenario: Scenario) -> str:

@@ -110,3 +110,47 @@ def test_shard_files_are_checksummed_and_leave_no_temporary_file(tmp_path):
     assert shard_files.verified(done, {"t": path, "u": tmp_path / "u.parquet"}) is None  # a file it never listed
     done.write_text("{not json")
     assert shard_files.verified(done, {"t": path}) is None
+
+
+@pytest.mark.parametrize("damage", ['{"scenario": "ci-smo', "[]", ""])
+def test_resume_of_a_folder_whose_shard_plan_is_damaged_exits_2_naming_it(smoke, tmp_path, monkeypatch,
+                                                                         small_shards, damage):
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+    interrupt_after(1, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(smoke, out=tmp_path, png=False, workers=0)
+    (partial,) = (tmp_path / "ci-smoke").iterdir()
+    (partial / scale.PLAN_FILE).write_text(damage)
+    result = CliRunner().invoke(app, ["run", str(smoke), "--resume", str(partial), "--workers", "0", "--no-png"])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"{partial / scale.PLAN_FILE}:" in said and "start the run afresh" in said and "Traceback" not in said
+    assert "finish it with" not in said  # no advice to resume what cannot be resumed
+
+
+def test_a_sharded_run_that_fails_after_a_shard_names_what_it_kept(smoke, tmp_path, monkeypatch, small_shards):
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+    real, ran = scale.run_shard, []
+
+    def fails_second(*args):
+        if ran:
+            raise RuntimeError("a bug in a shard")
+        ran.append(args[2].index)
+        return real(*args)
+
+    monkeypatch.setattr(scale, "run_shard", fails_second)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    result = CliRunner().invoke(app, ["run", str(smoke), "--out", str(tmp_path / "out"), "--workers", "0",
+                                      "--no-png"])
+    assert result.exit_code == 3, result.output
+    (partial,) = (tmp_path / "out" / "ci-smoke").iterdir()
+    said = " ".join(result.output.split())
+    assert "RuntimeError: a bug in a shard" in said and "Traceback" not in said
+    assert f"the finished shards are kept in {partial}; once fixed, finish it with: testbed run {smoke} --resume " \
+           f"{partial} --workers 0" in said
