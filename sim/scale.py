@@ -256,11 +256,26 @@ def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progres
     futures = [client.submit(function, *common, *job[shared:], pure=False) for job in jobs]
     position, out = {future.key: k for k, future in enumerate(futures)}, [None] * len(jobs)
     for k, future in enumerate(as_completed(futures)):
-        out[position[future.key]] = each(future.result())
+        out[position[future.key]] = each(_result(future))
         future.release()
         if progress:
             progress(k + 1, len(jobs))
     return out
+
+
+def _result(future):
+    """A finished task's result.
+
+    Raises:
+        TestbedError: If the task's worker process died under it as often as Dask allows (it is then the machine's
+            limit, almost always memory, not a fault of the task): saying what to try.
+    """
+    from distributed import KilledWorker
+    try:
+        return future.result()
+    except KilledWorker:
+        raise TestbedError("a task's Dask worker process died each time it ran it (usually out of memory: each "
+                           "worker holds a whole shard); try fewer --workers, or a machine with more memory") from None
 
 
 def workers_see(client, path: Path) -> bool:

@@ -472,3 +472,19 @@ def test_a_report_file_that_names_a_folder_exits_2_naming_it_and_leaves_no_tempo
     assert_clean_exit(result, 2)
     assert f"{folder}: Is a directory; that is a folder: give a file name" in " ".join(result.output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.xml"]
+
+
+def _die(code: int) -> None:
+    os._exit(code)  # the worker process ends under its task, as the kernel's OOM killer would end it
+
+
+def test_a_task_that_kills_its_worker_is_a_located_error_not_a_bug():
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    from sim import scale
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+            Client(local) as client:
+        with pytest.raises(TestbedError, match="worker process died each time it ran it .*fewer --workers"):
+            scale.map_ordered(client, _die, [(9,)])
