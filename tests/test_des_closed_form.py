@@ -170,7 +170,8 @@ def test_tcps_standing_queue_hits_video_sharing_a_copper_uplink_with_an_upload()
 def test_video_keeps_its_rate_beside_an_upload_where_the_full_buffer_is_under_its_threshold():
     # A 100 Mbit/s uplink with a 150 kB buffer: full, it delays 150,000 * 8 / 100e6 = 12 ms, and Cubic keeps 0.8 of
     # it (9.6 ms), under the 25 ms at which the call's delay-based control sees overuse, so the call keeps 1.5 Mbit/s
-    # beside a bulk upload (no RTT: no start-up). The upload takes the rest while the call runs (1 s to 6 s) and the whole link otherwise.
+    # beside a bulk upload (no RTT: no start-up). The upload takes the rest while the call runs (1 s to 6 s) and the
+    # whole link otherwise.
     topo = topology(site("a", down_bps=100e6, up_bps=100e6), home=FarEnd(1e9, 1e9, 0.0))
     records = simulate(topo, trace(transfer("a", 0.0, 100e6, "up"), call("a", 1.0, 5.0))).records
     video, upload = (records.set_index("app").loc[app] for app in ("video", "record_view"))

@@ -101,12 +101,13 @@ def test_a_transfer_beside_streams_that_come_and_go_integrates_the_capacity_they
 
 @pytest.mark.parametrize("qos", ["fifo", "priority"])
 def test_a_priority_line_serves_calls_ahead_of_an_upload(qos):
-    # A 1 Mbit/s uplink (150 kB buffer: 1.2 s full, 0.96 s of Cubic's standing queue) saturated by an upload from 0 s to past 60 s, a telephone call
+    # A 1 Mbit/s uplink (150 kB buffer: 1.2 s full, 0.96 s of Cubic's standing queue) saturated by an upload from 0 s
+    # to past 60 s, a telephone call
     # (87.2 kbit/s each way) from 10 s to 40 s and a video call (1.5 Mbit/s target, 350 kbit/s minimum, to a fast
-    # home) from 20 s to 50 s. FIFO: the calls wait behind the full buffer and lose what TCP's sawtooth drops; the
-    # video call yields to its minimum. Priority (non-preemptive, M/D/1, Cobham): a call waits rho * s / (2 (1 -
-    # rho_calls)) with rho = 1 (the upload keeps the line busy), s = 12.112 ms, and rho_calls the calls' own share
-    # of the line; nothing is dropped; video sees no queue of TCP's, so it keeps what the headroom gives it.
+    # home) from 20 s to 50 s. FIFO: the calls wait behind Cubic's standing queue and lose what TCP's sawtooth drops;
+    # the video call yields to its minimum. Priority (non-preemptive; calls paced, so not queueing behind each
+    # other): a call waits for the rest of the frame in service, rho * s / 2 with rho = 1 (the upload keeps the line
+    # busy) and s = 12.112 ms; nothing is dropped; video sees no queue of TCP's, so it keeps what the headroom gives.
     topo = topology(site("s", down_bps=100e6, up_bps=1e6, buffer_bytes=150_000, qos=qos), home=FarEnd(1e9, 1e9, 0.0))
     sessions = trace(transfer("s", 0.0, 20e6, "up"), _stream(10.0, 30.0, 87.2e3),
                      call("s", 20.0, 30.0, target_bps=1.5e6, min_bps=350e3))
@@ -121,8 +122,26 @@ def test_a_priority_line_serves_calls_ahead_of_an_upload(qos):
     # The video call takes the headroom the phone call leaves (0.9 Mbit/s - 87.2 kbit/s) for 20 s, then all of it.
     assert video["mean_rate_bps"] == pytest.approx((20 * (0.9e6 - 87.2e3) + 10 * 0.9e6) / 30, rel=1e-9)
     assert phone["loss"] == 0.0 and video["loss"] == 0.0
-    alone_s = frame_s / (2 * (1 - 0.0872))  # 10-20 s: the phone call's own share
-    full_s = frame_s / (2 * (1 - 0.9))  # from 20 s the calls fill the 90% headroom
-    assert phone["queue_delay_s"] == pytest.approx((10 * alone_s + 20 * full_s) / 30, rel=1e-9)
-    assert video["queue_delay_s"] == pytest.approx(full_s, rel=1e-9)
+    assert phone["queue_delay_s"] == pytest.approx(frame_s / 2, rel=1e-9)
+    assert video["queue_delay_s"] == pytest.approx(frame_s / 2, rel=1e-9)
     assert video["one_way_delay_p95_s"] < 0.1  # against 0.96 s behind the upload on FIFO
+
+
+def test_short_transfers_saturate_a_line_in_bursts_not_with_a_standing_queue():
+    # Two 100 kB downloads at 10 s on a 10 Mbit/s line with a 150 kB buffer (no RTT: no start-up). Each has less than
+    # twice (buffer + bandwidth-delay product) to send, so neither goes through loss cycles: while they share the
+    # line, it queues as M/D/1 at the 0.98 cut-off, 0.98 * s / (2 * 0.02) with s = 1.2112 ms (29.7 ms), not Cubic's
+    # standing 0.8 x 120 ms. A 50 kbit/s stream (down) from 0 s to 20 s sees that while they run.
+    capacity_bps, rate_bps = 10e6, 50e3
+    topo = topology(site("s", down_bps=capacity_bps, up_bps=capacity_bps, buffer_bytes=150_000))
+    sessions = trace(_stream(0.0, 20.0, rate_bps), transfer("s", 10.0, 100e3), transfer("s", 10.0, 100e3))
+    records = simulate(topo, sessions, horizon_s=60.0).records
+    busy_s = 2 * 100e3 * 8 / ((capacity_bps - rate_bps) * GOODPUT)  # both share what the stream leaves
+    setup_s = 2 * 2 * _md1_s(rate_bps, capacity_bps)  # 2 handshakes over the stream's queues, each way
+    downloads = records.loc[records["app"] == "record_view", "duration_s"].to_numpy()
+    assert downloads == pytest.approx([setup_s + busy_s] * 2, rel=1e-9)
+    frame_s = FRAME_BITS / capacity_bps
+    burst_s = 0.98 * frame_s / (2 * 0.02)
+    stream = records.set_index("app").loc["telephony"]
+    expected_s = (busy_s * burst_s + (20 - busy_s) * _md1_s(rate_bps, capacity_bps)) / 20
+    assert stream["queue_delay_s"] == pytest.approx(expected_s, rel=1e-9)

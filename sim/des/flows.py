@@ -13,7 +13,7 @@ class Transfer:
     """A TCP transfer: start-up (handshakes, slow start), then a fluid share until its bytes are sent."""
 
     __slots__ = ("session", "path", "size_bytes", "remaining_bytes", "active_at_s", "cap_bps", "rate_bps",
-                 "limiter", "limited_bits", "rtt_s", "queue_delay_s", "since_s")
+                 "limiter", "limited_bits", "rtt_s", "queue_delay_s", "since_s", "long")
 
     def __init__(self, session: int, path: tuple, size_bytes: float, remaining_bytes: float,
                  active_at_s: float, cap_bps: float, rtt_s: float, queue_delay_s: float) -> None:
@@ -25,6 +25,7 @@ class Transfer:
         self.limiter = None
         self.limited_bits: dict[str, float] = {}
         self.since_s = active_at_s  # accounting is settled up to here
+        self.long = True  # whether it goes through loss cycles, holding a standing queue (set by its group)
 
     def settle(self, now_s: float) -> None:
         """Account for sending at the current rate from the last settlement until ``now_s``."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from sim.des import tcp
+from sim.des import queueing, tcp
 from sim.des.flows import Media, Transfer
 from sim.des.linkshare import share_elastic_alone, share_link
 from sim.des.lone import LoneTransfers
@@ -182,7 +182,8 @@ class Group(LoneTransfers, SharedLinks):
         cap_bps = tcp.window_cap_bps(rtt_s, 1.0 - delivered)
         size = max(1.0, s["size_bytes"])
         chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1
-        start = tcp.slow_start(size, min(cap_bps, self._available_bps(path)), rtt_s, extra_rtts=chunks - 1)
+        expected_bps = min(cap_bps, self._available_bps(path))
+        start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1)
         if start.sent_bytes > 0:  # slow start's rounds take no fluid share, but their bytes cross the links
             wire_bits = start.sent_bytes * 8 / tcp.GOODPUT_FACTOR
             for link in path:
@@ -192,6 +193,9 @@ class Group(LoneTransfers, SharedLinks):
         if flow.remaining_bytes <= 0:  # done within slow start, which takes no fluid share: its end is known
             self.ctx.finish_transfer(flow, flow.active_at_s)
             return None
+        # long enough to go through loss cycles, holding a standing queue (sim.des.queueing.LONG_FLOW_FILLS)
+        fill_bytes = max(link.buffer_bytes for link in path) + expected_bps * rtt_s / 8
+        flow.long = flow.remaining_bytes > queueing.LONG_FLOW_FILLS * fill_bytes
         self.starting.append(flow)
         return flow
 

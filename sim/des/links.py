@@ -29,8 +29,9 @@ class Link:
         media_bps, media_floor_bps, media_count: What the adaptive media on it ask for (bit/s), the least
             they take (their demand or minimum, whichever is lower: bit/s), and how many there are.
         media_steady: Whether its media have what they ask for since they last joined or left.
-        video_yields: Whether video backs off to its minimum when TCP saturates the link: its full buffer
-            delays more than video's overuse threshold (:mod:`sim.des.queueing`).
+        video_yields: By saturation state (none, short transfers' bursts, a long transfer's standing queue),
+            whether video backs off to its minimum: the queue then delays more than video's overuse threshold
+            (:mod:`sim.des.queueing`).
         priority: Whether calls' packets (DSCP EF) are served first from their own queue (``qos: priority``):
             they then see only the queue of the calls ahead of them and the frame in service, never TCP's.
         media_load_bps: The adaptive media's part of ``load_bps``.
@@ -41,10 +42,10 @@ class Link:
 
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
-                 "bin0_s", "bin_s", "since_s", "full_queue", "tcp_queue", "new_share_bps", "headroom_bps",
-                 "reserved_bps",
-                 "steps_s", "steps_bps", "step", "next_step_s", "history", "media_bps", "media_count",
-                 "video_yields", "media_floor_bps", "media_steady", "priority", "media_load_bps")
+                 "bin0_s", "bin_s", "since_s", "full_queue", "tcp_queue", "burst_queue", "new_share_bps",
+                 "headroom_bps", "reserved_bps", "steps_s", "steps_bps", "step", "next_step_s", "history",
+                 "media_bps", "media_count", "video_yields", "media_floor_bps", "media_steady", "priority",
+                 "media_load_bps")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -53,18 +54,21 @@ class Link:
         self.capacity_bps, self.buffer_bytes, self.loss, self.jitter_s = capacity_bps, buffer_bytes, loss, jitter_s
         self.headroom_bps = capacity_bps * queueing.VIDEO_MAX_UTILISATION
         self.load_bps = 0.0
-        self.saturated = False
+        self.saturated = queueing.NOT_SATURATED
         self.queue_delay_s = self.queue_jitter_s = self.congestion_loss = 0.0
         self.bits = [0.0] * n_bins
         self.bin0_s, self.bin_s = bin0_s, bin_s
         self.since_s = bin0_s  # utilisation is settled up to here
         self.new_share_bps = capacity_bps
-        self.tcp_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, True)  # saturated by TCP
+        self.tcp_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, queueing.STANDING)
+        self.burst_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, queueing.BURSTS)
         full_s = queueing.full_buffer_delay_s(buffer_bytes, capacity_bps)
         self.full_queue = (full_s, self.tcp_queue[1])  # filled by streams that do not back off
         self.priority = priority  # calls are served first from their own queue (qos: priority)
-        # beside TCP filling the buffer, calls see overuse and yield (never from a priority queue)
-        self.video_yields = not priority and self.tcp_queue[0] > queueing.VIDEO_QUEUE_THRESHOLD_S
+        # beside TCP's queue, calls see overuse and yield where it passes their threshold (never on a priority line)
+        threshold_s = queueing.VIDEO_QUEUE_THRESHOLD_S
+        self.video_yields = (False, not priority and self.burst_queue[0] > threshold_s,
+                             not priority and self.tcp_queue[0] > threshold_s)  # by saturation state
         self.media_load_bps = 0.0
         self.reserved_bps = 0.0
         self.steps_s = self.steps_bps = _NO_STEPS
@@ -124,8 +128,10 @@ class Link:
         self.reserved_bps = reserved_bps
         return True
 
-    def carry(self, load_bps: float, saturated: bool, media_load_bps: float | None = None) -> None:
-        """Set the fluid load (bit/s) the link now carries, whether elastic flows saturate it, and its queues.
+    def carry(self, load_bps: float, saturated: int, media_load_bps: float | None = None) -> None:
+        """Set the fluid load (bit/s) the link now carries, how elastic flows saturate it, and its queues.
+
+        ``saturated``: :data:`sim.des.queueing.STANDING` (a long transfer), ``BURSTS`` (short ones only) or 0.
 
         ``media_load_bps`` is the adaptive media's part of the load (unchanged when not given). The queues are
         what transfers see (the common queue, or on a priority line the best-effort one).
@@ -137,7 +143,8 @@ class Link:
         if self.reserved_bps > self.capacity_bps:
             self.queue_delay_s, self.queue_jitter_s = self.full_queue
         elif saturated:
-            self.queue_delay_s, self.queue_jitter_s = self.tcp_queue
+            self.queue_delay_s, self.queue_jitter_s = self.tcp_queue if saturated == queueing.STANDING \
+                else self.burst_queue
         elif total_bps <= 0.0:
             self.queue_delay_s = self.queue_jitter_s = 0.0
         else:

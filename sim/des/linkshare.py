@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
-from sim.des import tcp
+from sim.des import queueing, tcp
 from sim.des.flows import Media, Transfer
 from sim.des.sharing import water_level
 
@@ -30,7 +30,7 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     video_floor_bps = 0.0
     for k, m in enumerate(media, start=n_transfers):  # as set_media, with this link the only one
         rate_bps, limiter = rates[k], link if limited[k] else None
-        cause = link if saturated and link.video_yields and rate_bps < m.target_bps * (1 - 1e-9) else limiter
+        cause = link if link.video_yields[saturated] and rate_bps < m.target_bps * (1 - 1e-9) else limiter
         m.limiter = limiter
         if rate_bps != m.rate_bps or cause is not m.cause:
             m.settle(now_s)
@@ -50,8 +50,8 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
     transfer_caps = [f.cap_bps for f in transfers]
     level = water_level(transfer_caps, link.free_bps - link.media_bps) if transfer_caps else math.inf
     limited = [cap > level for cap in transfer_caps]
-    saturated = any(limited)
-    if saturated and link.video_yields:
+    saturated = saturation(transfers, limited)
+    if link.video_yields[saturated]:
         return False
     load_bps = link.media_bps
     for flow, cap_bps, is_limited in zip(transfers, transfer_caps, limited):
@@ -100,34 +100,51 @@ def congestion_loss(link, elastic: list) -> float:
 def carry_alone(flow: Transfer, link, now_s: float) -> None:
     """Give a transfer alone on its link its share from ``now_s``, and the link its load and queues."""
     free_bps = link.free_bps
-    saturated = flow.cap_bps > free_bps
-    rate_bps = free_bps if saturated else flow.cap_bps
-    set_transfer(flow, rate_bps, link if saturated else None, now_s)
-    link.carry(rate_bps, saturated, 0.0)
+    limited = flow.cap_bps > free_bps
+    rate_bps = free_bps if limited else flow.cap_bps
+    set_transfer(flow, rate_bps, link if limited else None, now_s)
+    link.carry(rate_bps, saturation((flow,), (limited,)), 0.0)
     link.congestion_loss = congestion_loss(link, [flow])
     link.note(now_s)
 
 
 def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: list,
-            ) -> tuple[list[float], list[bool], bool]:
-    """Shares on one link (transfers, then media), whether the link limits each, and whether transfers saturate it.
+           ) -> tuple[list[float], list[bool], int]:
+    """Shares on one link (transfers, then media), whether the link limits each, and how transfers saturate it.
 
     Media (delay-based senders that back off only on a queue or heavy loss) share the video headroom left by the
     reservations max-min fairly among themselves; transfers share max-min fairly what is left. When transfers
-    saturate the link and its full buffer delays more than video's overuse threshold (``link.video_yields``),
-    the media yield to TCP, down to their minimum rates, and transfers take the rest.
+    saturate the link and the queue they keep there delays more than video's overuse threshold
+    (``link.video_yields``), the media yield to TCP, down to their minimum rates, and transfers take the rest.
+    The saturation is :func:`saturation`'s.
     """
     transfer_caps = [f.cap_bps for f in transfers]
     video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
-    rates, limited, saturated = fill(transfer_caps, video_caps, free_bps, headroom_bps)
-    if saturated and media and link.video_yields:
+    rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps)
+    saturated = saturation(transfers, limited)
+    if media and link.video_yields[saturated]:
         video_caps = [min(cap, m.min_bps) for cap, m in zip(video_caps, media)]
-        rates, limited, saturated = fill(transfer_caps, video_caps, free_bps, headroom_bps)
+        rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps)
+        saturated = saturation(transfers, limited)
     return rates, limited, saturated
 
 
+def saturation(transfers, limited) -> int:
+    """How transfers the link limits saturate it: a long one holds Cubic's standing queue, short ones burst.
+
+    :data:`sim.des.queueing.STANDING`, ``BURSTS`` or ``NOT_SATURATED``.
+    """
+    state = queueing.NOT_SATURATED
+    for flow, is_limited in zip(transfers, limited):
+        if is_limited:
+            if flow.long:
+                return queueing.STANDING
+            state = queueing.BURSTS
+    return state
+
+
 def fill(transfer_caps: list[float], video_caps: list[float], free_bps: float, headroom_bps: float,
-          ) -> tuple[list[float], list[bool], bool]:
+         ) -> tuple[list[float], list[bool]]:
     """:func:`shares` for given caps (bit/s): media over the headroom first, then transfers over the rest."""
     if not video_caps:
         media_rates, media_limited, media_bps = [], [], 0.0
@@ -140,7 +157,7 @@ def fill(transfer_caps: list[float], video_caps: list[float], free_bps: float, h
         media_bps = sum(media_rates)
     level = water_level(transfer_caps, free_bps - media_bps) if transfer_caps else math.inf
     limited = [cap > level for cap in transfer_caps]
-    return [min(cap, level) for cap in transfer_caps] + media_rates, limited + media_limited, any(limited)
+    return [min(cap, level) for cap in transfer_caps] + media_rates, limited + media_limited
 
 
 def lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:

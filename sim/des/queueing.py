@@ -39,6 +39,13 @@ CUBIC_OCCUPANCY = 0.8
 # 1 Mbit/s line (the same measurements); a share growing by 0.038 a packet from 0.36 of CUBIC_OCCUPANCY fits both
 # and reaches it at 17 packets (a two-point fit, an assumption between and beyond them).
 SMALL_BUFFER_SHARE_AT_ZERO, SMALL_BUFFER_SHARE_PER_PACKET = 0.36, 0.038
+# Only a transfer long enough to go through loss cycles holds that standing queue: one with more than
+# LONG_FLOW_FILLS x (its path's buffer + bandwidth-delay product) still to send after slow start (an assumption:
+# two fills, so at least a cycle after the first loss). Short transfers saturating a line only queue in bursts,
+# taken as M/D/1 at the cut-off utilisation: ~30 ms at 10 Mbit/s, where the emulation measured ~36 ms beside
+# 200 kB downloads at 60% load (docs/fidelity.md, "call beside short flows"); the standing queue was 96 ms.
+LONG_FLOW_FILLS = 2.0
+NOT_SATURATED, BURSTS, STANDING = 0, 1, 2  # a link's saturation: none, by short transfers only, by a long one
 
 
 def full_buffer_delay_s(buffer_bytes: float, capacity_bps: float) -> float:
@@ -53,6 +60,11 @@ def tcp_queue_s(buffer_bytes: float, capacity_bps: float) -> float:
     return CUBIC_OCCUPANCY * share * full_buffer_delay_s(buffer_bytes, capacity_bps)
 
 
+def burst_queue_s(buffer_bytes: float, capacity_bps: float) -> float:
+    """Mean queueing delay (s) at a line short transfers keep busy: M/D/1 at the cut-off, within the buffer."""
+    return min(md1_wait_s(MAX_UTILISATION, capacity_bps)[0], full_buffer_delay_s(buffer_bytes, capacity_bps))
+
+
 def md1_wait_s(utilisation: float, capacity_bps: float) -> tuple[float, float]:
     """Mean and standard deviation (s) of the M/D/1 waiting time at ``utilisation`` (0..1)."""
     rho = min(max(utilisation, 0.0), MAX_UTILISATION)
@@ -62,13 +74,18 @@ def md1_wait_s(utilisation: float, capacity_bps: float) -> tuple[float, float]:
     return mean_s, math.sqrt(variance)
 
 
-def link_delay_s(capacity_bps: float, buffer_bytes: float, load_bps: float, saturated: bool,
+def link_delay_s(capacity_bps: float, buffer_bytes: float, load_bps: float, saturated: int,
                  ) -> tuple[float, float]:
-    """Queueing delay and jitter (s) at a link carrying ``load_bps``; ``saturated`` by elastic flows."""
+    """Queueing delay and jitter (s) at a link carrying ``load_bps``; ``saturated`` by elastic flows.
+
+    ``saturated`` is ``STANDING`` (a long transfer: Cubic's standing queue), ``BURSTS`` (short ones) or not.
+    """
     full_s = full_buffer_delay_s(buffer_bytes, capacity_bps)
     frame_s = FRAME_BYTES * 8 / capacity_bps
-    if saturated:
+    if saturated == STANDING:
         return tcp_queue_s(buffer_bytes, capacity_bps), min(full_s, frame_s)
+    if saturated == BURSTS:
+        return burst_queue_s(buffer_bytes, capacity_bps), min(full_s, frame_s)
     utilisation = min(load_bps / capacity_bps, 1.0)
     mean_s, _ = md1_wait_s(utilisation, capacity_bps)
     return min(mean_s, full_s), min(full_s, utilisation * frame_s)

@@ -6,6 +6,7 @@ share what calls and reservations leave. Only the direction that changed is reco
 
 from __future__ import annotations
 
+from sim.des import queueing
 from sim.des.flows import Media
 from sim.des.linkshare import congestion_loss, set_media, set_transfer
 from sim.des.sharing import NO_LINK, max_min
@@ -21,8 +22,12 @@ class SharedLinks:
         n_transfers = len(transfers)
         video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
         rates, limiter = self._share(transfers, media, video_caps)
-        saturated = {limiter[k] for k in range(n_transfers) if limiter[k] != NO_LINK}
-        yielding = {key for key in saturated if self.by_id[key].video_yields}
+        saturated: dict[int, int] = {}  # link id: how transfers saturate it (sim.des.queueing.STANDING or BURSTS)
+        for k in range(n_transfers):
+            if limiter[k] != NO_LINK:
+                state = queueing.STANDING if transfers[k].long else queueing.BURSTS
+                saturated[limiter[k]] = max(saturated.get(limiter[k], 0), state)
+        yielding = {key for key, state in saturated.items() if self.by_id[key].video_yields[state]}
         backed_off = [k for k in range(n_transfers, len(flows))
                       if any(id(link) in yielding for link in flows[k].path)]
         if backed_off:  # video's delay-based control yields to TCP filling the buffer: drop to minimum
@@ -72,7 +77,7 @@ class SharedLinks:
         rates, limiter = max_min([f.cap_bps for f in transfers], keys, capacity) if transfers else ([], [])
         return rates + media_rates, limiter + [abs(k) if k != NO_LINK else k for k in media_limiter]
 
-    def _update_links(self, links: list, flows: list, saturated: set[int], now_s: float) -> None:
+    def _update_links(self, links: list, flows: list, saturated: dict[int, int], now_s: float) -> None:
         """Give each link its new load and queues; only links whose load or saturation changed are settled."""
         loads_bps = dict.fromkeys(map(id, links), 0.0)
         media_bps = dict.fromkeys(map(id, links), 0.0)
@@ -87,7 +92,7 @@ class SharedLinks:
             if flow.limiter is not None and id(flow.limiter) in saturated:
                 elastic.setdefault(id(flow.limiter), []).append(flow)
         for link in links:
-            load_bps, is_saturated, calls_bps = loads_bps[id(link)], id(link) in saturated, media_bps[id(link)]
+            load_bps, is_saturated, calls_bps = loads_bps[id(link)], saturated.get(id(link), 0), media_bps[id(link)]
             if load_bps != link.load_bps or is_saturated != link.saturated or calls_bps != link.media_load_bps:
                 link.settle(now_s)
                 link.carry(load_bps, is_saturated, calls_bps)
