@@ -44,7 +44,8 @@ RECORD_COLUMNS = {
     "loss": "float64",            # stream: share of media lost, worse direction
     "queue_delay_s": "float64",   # mean queueing delay on the path (transfer: at its start), worse direction
     "rtt_s": "float64",           # round-trip time (transfer: at its start, queueing included)
-    "bottleneck": "str",          # what limited it most: access_up, access_down, aggregation_up, home, ...
+    "bottleneck": "str",          # what limited it most: access_up, access_down, aggregation_up, home, ...;
+    #                               a call that yielded to transfers filling a link's queue: access_up_tcp_queue, ...
 }
 
 LINK_COLUMNS = {

@@ -121,6 +121,7 @@ def session_verdicts(records: pd.DataFrame, targets: Targets, media: dict[str, s
 
 
 PATIENT_END = "the patient's line limits it"
+TCP_QUEUE = "it yields to transfers filling the line's queue"  # a call's rate cut by TCP's queue (docs/model.md)
 _RATE_CRITERIA = ("bitrate below target", "bitrate below minimum", "call quality MOS")
 
 
@@ -176,6 +177,7 @@ def _stream_failures(records: pd.DataFrame, targets: Targets, mos: np.ndarray) -
         if "bottleneck" in records:  # which end: a rate the patient's line could not carry
             short = checks["bitrate below target"] | checks["bitrate below minimum"]
             checks[PATIENT_END] = short & (records["bottleneck"] == "home").to_numpy()
+            checks[TCP_QUEUE] = short & records["bottleneck"].str.endswith("_tcp_queue").to_numpy(dtype=bool)
         for criterion, failed in checks.items():
             out[criterion] = out.get(criterion, np.zeros(len(records), dtype=bool)) | (mine & failed)
     return out

@@ -164,7 +164,7 @@ def test_tcps_standing_queue_hits_video_sharing_a_copper_uplink_with_an_upload()
     assert video["share_at_target"] == 0.0
     assert video["share_below_min"] == 0.0
     assert video["mean_rate_bps"] == pytest.approx(350e3, rel=1e-9)
-    assert video["bottleneck"] == "access_up"
+    assert video["bottleneck"] == "access_up_tcp_queue"  # it yielded to the upload filling the uplink's queue
 
 
 def test_video_keeps_its_rate_beside_an_upload_where_the_full_buffer_is_under_its_threshold():

@@ -7,6 +7,7 @@ import math
 from sim.des.tcp import GOODPUT_FACTOR
 
 _TINY = 1e-9
+YIELDED = "_tcp_queue"  # a bottleneck label's suffix when a call yielded to transfers filling that link's queue
 
 
 class Transfer:
@@ -60,7 +61,8 @@ class Media:
     """
 
     __slots__ = ("session", "path", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "end_s", "rate_bps",
-                 "limiter", "cause", "bits", "at_target_s", "below_min_s", "elapsed_s", "limited_s", "since_s",
+                 "limiter", "cause", "yielded", "bits", "at_target_s", "below_min_s", "elapsed_s", "limited_s",
+                 "since_s",
                  "start_s", "seg_start_s", "seg_rate_bps")
 
     def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
@@ -70,6 +72,7 @@ class Media:
         self.base_delay_s, self.end_s = base_delay_s, end_s
         self.rate_bps = 0.0
         self.limiter = self.cause = None
+        self.yielded = False  # whether its cause is TCP's queue on that link (it yielded to transfers there)
         self.bits = self.at_target_s = self.below_min_s = self.elapsed_s = 0.0
         self.limited_s: dict[str, float] = {}
         self.since_s = self.start_s = start_s
@@ -92,7 +95,7 @@ class Media:
             return
         if rate < self.min_bps * (1 - _TINY):
             self.below_min_s += dt_s
-        label = self.cause.label if self.cause is not None else "home"
+        label = "home" if self.cause is None else f"{self.cause.label}{YIELDED}" if self.yielded else self.cause.label
         self.limited_s[label] = self.limited_s.get(label, 0.0) + dt_s
 
     def rate_summary(self) -> dict[str, float | str]:

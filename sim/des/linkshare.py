@@ -30,11 +30,12 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     video_floor_bps = 0.0
     for k, m in enumerate(media, start=n_transfers):  # as set_media, with this link the only one
         rate_bps, limiter = rates[k], link if limited[k] else None
-        cause = link if link.video_yields[saturated] and rate_bps < m.target_bps * (1 - 1e-9) else limiter
+        yielded = link.video_yields[saturated] and rate_bps < m.target_bps * (1 - 1e-9)
+        cause = link if yielded else limiter
         m.limiter = limiter
-        if rate_bps != m.rate_bps or cause is not m.cause:
+        if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
             m.settle(now_s)
-            m.rate_bps, m.cause = rate_bps, cause
+            m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded
         video_floor_bps += rate_bps if rate_bps < m.min_bps else m.min_bps
     link.new_share_bps = (link.free_bps - video_floor_bps) / (n_transfers + 1)
     link.carry(sum(rates), saturated, sum(rates[n_transfers:]))
@@ -64,7 +65,7 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
             m.limiter = None
             if rate_bps != m.rate_bps or m.cause is not None:
                 m.settle(now_s)
-                m.rate_bps, m.cause = rate_bps, None
+                m.rate_bps, m.cause, m.yielded = rate_bps, None, False
         link.media_steady = True
     link.new_share_bps = (link.free_bps - link.media_floor_bps) / (len(transfers) + 1)
     link.carry(load_bps, saturated, link.media_bps)
@@ -203,9 +204,10 @@ def set_media(m: Media, rate_bps: float, limiter, cause, saturated: set[int], no
     The cause (what the call's quality is blamed on) stays a saturated link it backed off for, while the
     call is below target and that link stays saturated; otherwise it is the flow's limiter.
     """
-    if cause is None or rate_bps >= m.target_bps * (1 - 1e-9) or id(cause) not in saturated:
+    yielded = cause is not None and rate_bps < m.target_bps * (1 - 1e-9) and id(cause) in saturated
+    if not yielded:
         cause = limiter
     m.limiter = limiter
-    if rate_bps != m.rate_bps or cause is not m.cause:
+    if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
         m.settle(now_s)
-        m.rate_bps, m.cause = rate_bps, cause
+        m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded
