@@ -123,9 +123,13 @@ def fixed_rate(streams: Streams, histories: Histories) -> dict[str, np.ndarray]:
     n = len(streams.rows)
     end_s = np.minimum(streams.end_s, horizon_s)
     halves = [_FixedHalves(n), _FixedHalves(n)]  # up, down
-    for direction in (0, 1):
-        for path, index in _by_path([paths[direction] for paths in streams.paths]).values():
-            index = np.array(index)
+    names, site_index = np.unique(np.array(streams.sites, dtype=object), return_inverse=True)
+    order = np.argsort(site_index, kind="stable")
+    bounds = np.searchsorted(site_index[order], np.arange(len(names) + 1))
+    for k, site in enumerate(names):  # a site's streams share its two paths
+        index = order[bounds[k]:bounds[k + 1]]
+        for direction in (0, 1):
+            path = streams.site_links[site][direction]
             halves[direction].fill(index, histories.of(path), streams.start_s[index], end_s[index])
     return _combine(streams, halves, horizon_s)
 
