@@ -33,6 +33,7 @@ def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterato
     if scheduler:
         client = _connect(scheduler)
         try:
+            _check_workers(client, scheduler)
             yield client
         finally:
             client.close()
@@ -60,6 +61,46 @@ def _connect(scheduler: str):
                            "there") from None
 
 
+WORKERS_WAIT_S = 30.0  # for a scheduler's first worker: tasks sent to a scheduler without any would wait forever
+
+
+def _check_workers(client, scheduler: str) -> None:
+    """Refuse a scheduler with no worker (after :data:`WORKERS_WAIT_S`) or with workers of another testbed.
+
+    Raises:
+        TestbedError: If no worker joins in time, or a worker cannot import this package or runs another
+            version of it (tasks would fail there, or compute something else).
+    """
+    try:
+        client.wait_for_workers(1, timeout=WORKERS_WAIT_S)
+    except TimeoutError:
+        raise TestbedError(f"the Dask scheduler at {scheduler!r} has no workers (none joined within "
+                           f"{WORKERS_WAIT_S:g} s); start some there: dask worker {scheduler}") from None
+    try:
+        found = client.run(_testbed_version)
+    except Exception as exc:  # noqa: BLE001 - a worker that cannot even load this package
+        raise TestbedError(f"the Dask workers of {scheduler!r} cannot load this testbed ({type(exc).__name__}: "
+                           f"{exc}); install the same version there") from None
+    ours = _testbed_version()
+    other = {worker: version for worker, version in found.items() if version != ours}
+    if other:
+        worker, version = next(iter(other.items()))
+        raise TestbedError(f"{len(other)} Dask worker(s) of {scheduler!r} run another testbed ({worker}: "
+                           f"{version}; here: {ours}); install the same version on every worker")
+
+
+def _testbed_version() -> str:
+    """The version of this package and a digest of its source (two copies of one version may still differ)."""
+    import hashlib
+    from pathlib import Path
+
+    import sim
+    sha = hashlib.sha256()
+    for path in sorted(Path(sim.__file__).parent.rglob("*.py")):
+        sha.update(path.read_bytes())
+    return f"{sim.__version__} ({sha.hexdigest()[:12]})"
+
+
 def _scheduler_address(scheduler: str) -> tuple[str, str, int]:
     """``(protocol, host, port)`` of a scheduler address (``tcp://host:8786``; the protocol defaults to tcp).
 
@@ -84,34 +125,55 @@ def _scheduler_address(scheduler: str) -> tuple[str, str, int]:
 
 
 def _check_greeting(scheduler: str, host: str, port: int) -> None:
-    """Connect and read the greeting a Dask server sends first (an 8-byte frame length, then the frame).
+    """Connect and read the greeting a Dask server sends first: an 8-byte length, then its handshake message.
+
+    Only a peer that says a whole Dask handshake is handed to Dask (whose own client, fed anything else, can fail
+    late, allocate what a garbled length asks, or leave a half-made client behind).
 
     Raises:
         TestbedError: If nothing accepts the connection, nothing is said within :data:`CONNECT_TIMEOUT_S`, or
-            what is said is not a Dask frame (a web server, another service).
+            what is said is not a Dask handshake (a web server, another service).
     """
     import socket
-    import struct
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as conn:
-            header = b""
-            while len(header) < 8:
-                conn.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = conn.recv(8 - len(header))
-                if not chunk:
-                    break
-                header += chunk
+            header = _receive(conn, 8, deadline)
+            length_bytes = int.from_bytes(header, "little") if len(header) == 8 else 0
+            frame = _receive(conn, length_bytes, deadline) if 0 < length_bytes <= GREETING_MAX_BYTES else b""
     except TimeoutError:
         raise TestbedError(f"the Dask scheduler at {scheduler!r} did not answer within {CONNECT_TIMEOUT_S:g} s "
                            "(an unroutable address, a firewall, or not a Dask scheduler); check the address") from None
     except OSError as exc:
         raise TestbedError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc.strerror or exc}; check the "
                            "address and that `dask scheduler` runs there") from None
-    (length_bytes,) = struct.unpack("<Q", header) if len(header) == 8 else (0,)
-    if not 0 < length_bytes <= GREETING_MAX_BYTES:
+    if not _is_handshake(frame):
         raise TestbedError(f"{scheduler!r} answers, but not as a Dask scheduler (no Dask greeting); check the "
                            "address and port (a scheduler listens on 8786 by default)")
+
+
+def _receive(conn, size_bytes: int, deadline: float) -> bytes:
+    """Up to ``size_bytes`` from ``conn`` (fewer if it closes), before ``deadline`` (monotonic s)."""
+    data = b""
+    while len(data) < size_bytes:
+        conn.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = conn.recv(size_bytes - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _is_handshake(frame: bytes) -> bool:
+    """True when ``frame`` is a Dask handshake message (a mapping that names its pickle protocol)."""
+    from distributed.protocol.core import loads
+    from distributed.protocol.utils import unpack_frames
+    try:
+        frames, _ = unpack_frames(frame, partial=True)
+        message = loads(frames, deserialize=False)
+    except Exception:  # noqa: BLE001 - whatever it is, it is not a Dask handshake
+        return False
+    return isinstance(message, dict) and "pickle-protocol" in message
 
 
 def _worker_count(workers: int | None) -> int:

@@ -420,8 +420,8 @@ def peer():
 @pytest.mark.parametrize(("greeting", "says"), [
     (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "answers, but not as a Dask scheduler"),
     (b"", "did not answer within 5 s"),  # silent, as an unroutable address or a firewall that drops
-    # a plausible frame length, then nonsense: Dask itself reads it and fails; still exit 2, naming the address
-    ((64).to_bytes(8, "little") + b"\xff" * 64, "cannot reach the Dask scheduler"),
+    # a plausible frame length, then nonsense: never handed to Dask's own client
+    ((64).to_bytes(8, "little") + b"\xff" * 64, "answers, but not as a Dask scheduler"),
 ])
 def test_a_peer_that_is_not_a_dask_scheduler_is_refused_with_exit_2(peer, tmp_path, scenarios_dir, greeting, says):
     address = peer(greeting)
