@@ -31,14 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "emu_accuracy.json"
 HOME = FarEnd(69.4e6, 18.4e6, 0.0)  # no delay at the homes: the sweeps look at the sites' links alone
 
 
-def _reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (run as root: sudo make bench)"
-    missing = capabilities.missing_for_a_run(capabilities.detect())
-    return f"cannot emulate here: {'; '.join(missing)}" if missing else None
-
-
-_REASON = _reason()
+_REASON = capabilities.why_not_here("make bench")
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 

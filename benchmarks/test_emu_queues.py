@@ -38,14 +38,7 @@ VIDEO_TARGET_BPS, VIDEO_MIN_BPS, VIDEO_PACKET_BYTES = 1.5e6, 350e3, 1200   # app
 CATALOGUE_BUFFER_BYTES = 150e3     # access.yaml: every profile's buffer (assumption there)
 
 
-def _reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (run as root: sudo make bench)"
-    missing = capabilities.missing_for_a_run(capabilities.detect())
-    return f"cannot emulate here: {'; '.join(missing)}" if missing else None
-
-
-_REASON = _reason()
+_REASON = capabilities.why_not_here("make bench")
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 

@@ -175,14 +175,7 @@ def test_shim_never_reorders_and_releases_in_batches():
 
 # ---- the real network (root) --------------------------------------------------------------------------------------
 
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (run the suite as root: sudo make test)"
-    missing = capabilities.missing_for_a_run(capabilities.detect())
-    return f"cannot emulate here: {'; '.join(missing)} (make install; see `testbed doctor`)" if missing else None
-
-
-_REASON = _why_not()
+_REASON = capabilities.why_not_here()
 needs_emulation = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 

@@ -24,15 +24,8 @@ from sim.emu import capabilities
 from sim.emu import clean as cleaner
 from sim.emu.net import EmuSettings
 
-
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (run the suite as root: sudo make test)"
-    missing = capabilities.missing_for_a_run(capabilities.detect())
-    return f"cannot emulate here: {'; '.join(missing)} (see `testbed doctor`)" if missing else None
-
-
-pytestmark = pytest.mark.skipif(_why_not() is not None, reason=_why_not() or "")
+_REASON = capabilities.why_not_here()
+pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 STATE_DIR = Path(EmuSettings().state_dir)
 
 

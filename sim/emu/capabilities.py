@@ -149,6 +149,17 @@ def missing_for_a_run(caps: Capabilities) -> list[str]:
     return problems(caps) + ([] if caps.delay_method else ["a delay method"])
 
 
+def why_not_here(command: str = "make test") -> str | None:
+    """Why an emulation cannot run on this machine (a skip reason), or None when it can.
+
+    ``command`` is what to run as root (``make test``, ``make bench``).
+    """
+    if os.geteuid() != 0:
+        return f"needs root (run as root: sudo {command})"
+    missing = missing_for_a_run(detect())
+    return f"cannot emulate here: {'; '.join(missing)} (make install; see `testbed doctor`)" if missing else None
+
+
 def doctor_lines(caps: Capabilities) -> list[str]:
     """A report for ``testbed doctor``: one line per check, then the methods a run will use."""
     mark = {True: "ok     ", False: "MISSING"}
