@@ -150,7 +150,13 @@ def test_an_interrupted_emulation_leaves_nothing_and_no_folder(tmp_path):
         _unless_ended(proc)
         assert _agents(out), "the emulation never started its agents"
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        try:
+            output, _ = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:  # say what the run had printed, then let the finally clean up
+            proc.kill()
+            printed, _ = proc.communicate()
+            message = f"the interrupted run had not ended 90 s later; it printed:\n{printed[-3000:]}"
+            raise AssertionError(message) from None
     finally:
         if proc.poll() is None:  # the test failed before the interrupt: kill the run, then clean what it left
             proc.kill()

@@ -135,3 +135,44 @@ def test_killed_during_link_verification_then_clean_leaves_nothing_of_the_run(tm
             process.communicate()
         if prefix:
             cleaner.clean(prefix, force=True)
+
+
+def _wait_for_build(process: subprocess.Popen, attempts: int = 1800) -> tuple[Path, dict]:
+    """Poll (every 0.01 s, a bounded number of times) until the run has claimed its prefix and begun building."""
+    for _ in range(attempts):
+        found = _state_of(process.pid)
+        if found and found[1].get("results"):
+            return found
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before building its network: {process.communicate()[1][-2000:]}")
+        time.sleep(0.01)
+    raise AssertionError("the run never began building its network")
+
+
+def test_killed_while_building_its_network_then_clean_leaves_nothing_of_the_run(tmp_path, scenarios_dir):
+    # The run records its unfinished results folder as soon as it claims its prefix, before any node exists, so a
+    # kill -9 mid-build leaves nothing that `clean` does not find (it used to be recorded once the network was up).
+    script = "import sys\nfrom sim.cli import app\nsys.argv[0] = 'testbed'\napp(prog_name='testbed')\n"
+    process = subprocess.Popen([sys.executable, "-c", script, "run", str(scenarios_dir / "ci-smoke.yaml"),
+                                "--engine", "emu", "--out", str(tmp_path), "--no-png"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    prefix = None
+    try:
+        path, state = _wait_for_build(process)
+        prefix = path.stem
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        assert list(tmp_path.rglob("*.partial")), "the killed run left no results folder: nothing to test"
+        result = CliRunner().invoke(app, ["clean", prefix])
+        assert result.exit_code == 0, result.output
+        assert _mentioning(prefix) == []
+        assert _root_names(prefix, "ip", "-o", "link", "show") == []
+        assert _root_names(prefix, "tc", "qdisc", "show") == []
+        assert not path.exists() and not path.with_suffix(".tmp").exists()
+        assert list(tmp_path.rglob("*.partial")) == [], "the killed run's unfinished results folder is still there"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        if prefix:
+            cleaner.clean(prefix, force=True)

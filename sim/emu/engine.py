@@ -37,6 +37,7 @@ from sim.topology import Topology
 ENGINE = "emu"
 START_MARGIN_S = 3.0  # between starting the agents and the window's first session (s): agents bind their sockets
 STOP_GRACE_S = 10.0   # after the stop time, how long agents get to write their results before they are ended (s)
+AGENT_STOP_S = 5.0    # how long all agents together get to end once told to (s); the rest are killed
 MAX_BIN_S = 10.0      # link utilisation is sampled at the scenario's bin, at most this long (a replay is minutes)
 SITE_COLUMNS = ("site_class", "family", "access_profile", "technology", "medium")
 
@@ -89,10 +90,10 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
     settings = EmuSettings(congestion_control=scenario.emulation.congestion_control, seed=seed)
     emu = net.build(sub, list(chosen.sites), net.new_prefix(), settings, caps, offered_bps(chosen, sub))
     work_dir.mkdir(parents=True, exist_ok=True)
+    if work_dir.parent.name.endswith(".partial"):  # a results folder being written: clean removes it if killed
+        emu.results_folder = work_dir.parent
     started = time.monotonic()
     with emu:
-        if work_dir.parent.name.endswith(".partial"):  # a results folder being written: clean removes it if killed
-            emu.state.record_results(work_dir.parent)
         built_s = time.monotonic() - started
         report = net.verify(emu)
         sampler = Sampler(emu, min(scenario.utilisation_bin, MAX_BIN_S), chosen.start_s)
@@ -191,14 +192,15 @@ def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
     stop_at_s = epoch_s + chosen.duration_s + chosen.drain_s
     try:
         _wait(procs, stop_at_s, epoch_s, progress, sampler)
-    finally:
+    finally:  # the agents get AGENT_STOP_S between them (not each) to end, then are killed: a bounded teardown
         for proc in procs.values():
             if proc.poll() is None:
                 proc.terminate()
+        deadline_s = time.monotonic() + AGENT_STOP_S
         for proc in procs.values():
             try:
-                proc.wait(timeout=5)
-            except Exception:  # noqa: BLE001 - a stuck agent is killed; stop() would kill it by PID anyway
+                proc.wait(timeout=max(0.0, deadline_s - time.monotonic()))
+            except subprocess.TimeoutExpired:  # stuck: killed here; stop() would kill it by PID anyway
                 proc.kill()
     failed = {h: p.returncode for h, p in procs.items() if p.returncode not in (0, None)}
     missing = [h for h, path in outs.items() if not path.is_file()]

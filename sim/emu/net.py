@@ -137,6 +137,7 @@ class EmuNet:
         self.shims: dict[str, subprocess.Popen] = {}
         self._old_handlers: dict[int, object] = {}
         self._devices: dict[str, dict[str, tuple[str, str]]] = {}
+        self.results_folder: Path | None = None  # an unfinished results folder, recorded before anything is built
 
     # ---- public ------------------------------------------------------------------------------------------------
 
@@ -155,6 +156,8 @@ class EmuNet:
         """
         t0 = time.monotonic()
         self.state = claim(self.prefix, self.plan.settings.state_dir)
+        if self.results_folder is not None:  # so that clean removes it whenever the run is killed, even mid-build
+            self.state.record_results(self.results_folder)
         self._trap_signals()
         atexit.register(self.stop)  # a SystemExit outside a ``with`` block still tears down
         try:
