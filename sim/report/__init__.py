@@ -86,8 +86,10 @@ def _intro(run: RunData) -> str:
     met = (f'<details><summary>Where targets are met ({len(passing)} site class and app pairs)</summary>'
            f'<ul class="summary">{"".join(_finding_item(f) for f in passing)}</ul></details>' if passing else "")
     description = run.resolved.get("description", "")
+    year = run.resolved.get("year")
+    lead = f"{page.esc(year)} volumes, engine" if year is not None else "Engine"  # the year, where one is stated
     return (f'<p class="meta">{page.esc(description)}</p>'
-            f'<p class="meta">Engine {page.esc(meta["engine"])}, seed {page.esc(meta["seed"])}, '
+            f'<p class="meta">{lead} {page.esc(meta["engine"])}, seed {page.esc(meta["seed"])}, '
             f'{page.esc(meta["sessions"])} sessions, run {page.esc(meta.get("finished_utc", ""))}, '
             f'revision {page.esc((meta.get("git_revision") or "unknown")[:10])}.</p>'
             f'<p class="headline">{page.esc(summary.headline(run))}</p>{misses}{met}')
