@@ -76,13 +76,32 @@ def _skip_if_refused_for_cpu(output: str) -> None:
         pytest.skip("machine too busy: " + said[said.find("error:"):][:1200])
 
 
+NOT_HELD = "emulated links did not hold during the replay"  # how a run refused by its own health checks says so
+
+
+def _run_both(path, out) -> object:
+    """Run ``--engine both``; once more if the emulation refused its results because its links did not hold.
+
+    A delay shim's momentary lateness across every link at once (1-2% of releases over 5 ms, in one interval, with
+    CPU to spare) was seen on this VM about one run in five; the run measures it and refuses, as it should. A second
+    refusal skips the test, quoting the run's own reasons: a machine that cannot hold the links says so.
+    """
+    result = runner.invoke(app, ["run", str(path), "--engine", "both", "--out", str(out), "--no-png"])
+    if result.exit_code == 2 and NOT_HELD in result.output and STARVED not in result.output:
+        result = runner.invoke(app, ["run", str(path), "--engine", "both", "--out", str(out), "--no-png"])
+    return result
+
+
 def test_both_engines_replay_one_slice_and_agree_within_tolerance(tmp_path):
     links_before = _tb_links()
     path = _scenario(tmp_path)
-    result = runner.invoke(app, ["run", str(path), "--engine", "both", "--out", str(tmp_path / "out"), "--no-png"])
+    result = _run_both(path, tmp_path / "out")
     if result.exit_code == 2:
         assert _ours_left(str(tmp_path), links_before) == []
         _skip_if_refused_for_cpu(result.output)
+        if NOT_HELD in result.output:
+            said = " ".join(result.output.split())
+            pytest.skip("links did not hold twice on this machine: " + said[said.find("error:"):][:1200])
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "out" / "emu-smoke").iterdir()
     assert folder.name.endswith("-both-s1")
@@ -141,8 +160,11 @@ def test_an_interrupted_emulation_leaves_nothing_and_no_folder(tmp_path):
     links_before = _tb_links()
     path = _scenario(tmp_path, duration="60s", name="emu-interrupt")
     out = tmp_path / "out"
+    # Ctrl-C's default action in the run, whatever this test inherited: a background job of a shell without job
+    # control ignores SIGINT, and its children inherit that (a fresh clone's `make test` run in the background did).
     proc = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(path), "--engine", "emu", "--out", str(out),
-                             "--no-png"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--no-png"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not _agents(out) and proc.poll() is None:
