@@ -99,11 +99,16 @@ def _root_names(prefix: str, *command: str) -> list[str]:
     return [line for line in out.splitlines() if re.search(rf"\b{prefix}", line)]
 
 
-def test_killed_during_link_verification_then_clean_leaves_nothing_of_the_run(tmp_path, scenarios_dir):
+def _start_emulated_run(scenarios_dir: Path, out: Path) -> subprocess.Popen:
+    """Start ``testbed run ci-smoke --engine emu`` as its own process, as a user would."""
     script = "import sys\nfrom sim.cli import app\nsys.argv[0] = 'testbed'\napp(prog_name='testbed')\n"
-    process = subprocess.Popen([sys.executable, "-c", script, "run", str(scenarios_dir / "ci-smoke.yaml"),
-                                "--engine", "emu", "--out", str(tmp_path), "--no-png"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", script, "run", str(scenarios_dir / "ci-smoke.yaml"),
+                             "--engine", "emu", "--out", str(out), "--no-png"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_during_link_verification_then_clean_leaves_nothing_of_the_run(tmp_path, scenarios_dir):
+    process = _start_emulated_run(scenarios_dir, tmp_path)
     prefix = None
     try:
         path, state = _wait_for_probes(process)
@@ -152,10 +157,7 @@ def _wait_for_build(process: subprocess.Popen, attempts: int = 1800) -> tuple[Pa
 def test_killed_while_building_its_network_then_clean_leaves_nothing_of_the_run(tmp_path, scenarios_dir):
     # The run records its unfinished results folder as soon as it claims its prefix, before any node exists, so a
     # kill -9 mid-build leaves nothing that `clean` does not find (it used to be recorded once the network was up).
-    script = "import sys\nfrom sim.cli import app\nsys.argv[0] = 'testbed'\napp(prog_name='testbed')\n"
-    process = subprocess.Popen([sys.executable, "-c", script, "run", str(scenarios_dir / "ci-smoke.yaml"),
-                                "--engine", "emu", "--out", str(tmp_path), "--no-png"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = _start_emulated_run(scenarios_dir, tmp_path)
     prefix = None
     try:
         path, state = _wait_for_build(process)

@@ -40,9 +40,9 @@ CUBIC_OCCUPANCY = 0.8
 # and reaches it at 17 packets (a two-point fit, an assumption between and beyond them).
 SMALL_BUFFER_SHARE_AT_ZERO, SMALL_BUFFER_SHARE_PER_PACKET = 0.36, 0.038
 # Only a transfer long enough to go through loss cycles holds that standing queue: one with more than
-# LONG_FLOW_FILLS x (its path's buffer + bandwidth-delay product) still to send after slow start (an assumption:
-# two fills, so at least a cycle after the first loss). Short transfers saturating a line only queue in bursts,
-# taken as M/D/1 at the cut-off utilisation: ~30 ms at 10 Mbit/s, where the emulation measured ~36 ms beside
+# LONG_FLOW_FILLS x (its path's buffer + bandwidth-delay product) still to send after slow start (an assumption,
+# range 1-4: two fills, so at least a cycle after the first loss). Short transfers saturating a line only queue
+# in bursts, taken as M/D/1 at the cut-off utilisation: ~30 ms at 10 Mbit/s, where the emulation measured ~36 ms beside
 # 200 kB downloads at 60% load (docs/fidelity.md, "call beside short flows"); the standing queue was 96 ms.
 LONG_FLOW_FILLS = 2.0
 NOT_SATURATED, BURSTS, STANDING = 0, 1, 2  # a link's saturation: none, by short transfers only, by a long one
