@@ -36,6 +36,10 @@ PLAN_FILE = "shards.json"
 SHARD_LAYOUT = 3  # what a shard writes (2: verdicts too; 3: checksums); a partial folder of another is not resumed
 SHARD_TABLES = ("trace", "records", "links", "session_verdicts", "site_verdicts")
 SESSIONS_PER_SHARD = 60_000  # about 3 s of simulation: small enough to balance, large enough to amortise
+# The longest the Dask tasks may go with none of them finishing before the run gives up on them (s). A shard runs
+# for about 3 s and a planner's or sweep's job for under a minute on a busy 2-core machine (benchmarks/README.md),
+# so 30 minutes without a single result means a worker hangs (a stuck filesystem, a deadlock), not a slow task.
+TASK_STALL_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -233,13 +237,14 @@ def densest_first(scenario: Scenario, topology: Topology, shards: list[Shard]) -
 
 
 def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progress | None = None,
-                shared: int = 0, each: Callable | None = None) -> list:
+                shared: int = 0, each: Callable | None = None, stall_s: float = TASK_STALL_S) -> list:
     """Run ``function(*job)`` for every job on the Dask ``client`` (or here, if None); results in job order.
 
     ``progress(done, total)`` is called as jobs finish. The first ``shared`` arguments, the same in every job
     (e.g. the scenario and its topology), are sent to the workers once. ``each``, if given, is applied to each
     result here as it arrives (its result is kept instead, and the worker's copy released). Shards, sweeps and
-    plans all run through here, on an embedded LocalCluster or ``--scheduler``.
+    plans all run through here, on an embedded LocalCluster or ``--scheduler``. Every wait has a deadline: the run
+    stops with an error when no job has finished for ``stall_s`` seconds.
     """
     each = each or (lambda result: result)
     if progress:
@@ -251,16 +256,33 @@ def map_ordered(client, function: Callable, jobs: list[tuple], progress: Progres
             if progress:
                 progress(k + 1, len(jobs))
         return out
-    from dask.distributed import as_completed
     common = client.scatter(list(jobs[0][:shared]), broadcast=True) if jobs and shared else []
     futures = [client.submit(function, *common, *job[shared:], pure=False) for job in jobs]
     position, out = {future.key: k for k, future in enumerate(futures)}, [None] * len(jobs)
-    for k, future in enumerate(as_completed(futures)):
+    for k, future in enumerate(_as_finished(futures, stall_s)):
         out[position[future.key]] = each(_result(future))
         future.release()
         if progress:
             progress(k + 1, len(jobs))
     return out
+
+
+def _as_finished(futures: list, stall_s: float):
+    """Yield the ``futures`` as they finish; give up when none has finished for ``stall_s`` seconds.
+
+    Raises:
+        TestbedError: If ``stall_s`` passes with tasks still running and none finishing: saying how many are left.
+    """
+    from dask.distributed import wait
+    pending = set(futures)
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=stall_s, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            raise TestbedError(f"{len(pending)} of {len(futures)} Dask tasks still running and none finished in "
+                               f"{stall_s:g} s: a worker hangs (check the workers' machines: a stuck disk or "
+                               "filesystem, a swapped-out process); the run stops") from None
+        yield from done
 
 
 def _result(future):

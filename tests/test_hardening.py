@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 from conftest import ROOT
@@ -488,3 +489,20 @@ def test_a_task_that_kills_its_worker_is_a_located_error_not_a_bug():
             Client(local) as client:
         with pytest.raises(TestbedError, match="worker process died each time it ran it .*fewer --workers"):
             scale.map_ordered(client, _die, [(9,)])
+
+
+def _hang(seconds: float) -> None:
+    time.sleep(seconds)  # a worker stuck in a call that does not return (a hung filesystem, a deadlock)
+
+
+def test_a_hung_worker_stops_the_run_at_its_deadline_naming_what_is_left():
+    from dask.distributed import Client, LocalCluster
+
+    from sim import scale
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+            Client(local) as client:
+        client.submit(abs, -1).result()  # the worker is up: the deadline measures the tasks, not its start
+        started = time.monotonic()
+        with pytest.raises(TestbedError, match=r"1 of 2 Dask tasks still running and none finished in 10 s"):
+            scale.map_ordered(client, _hang, [(0.0,), (600.0,)], stall_s=10.0)
+        assert time.monotonic() - started < 300, "the deadline did not stop the wait"
