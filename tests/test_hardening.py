@@ -10,8 +10,10 @@ import errno
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -506,3 +508,26 @@ def test_a_hung_worker_stops_the_run_at_its_deadline_naming_what_is_left():
         with pytest.raises(TestbedError, match=r"1 of 2 Dask tasks still running and none finished in 10 s"):
             scale.map_ordered(client, _hang, [(0.0,), (600.0,)], stall_s=10.0)
         assert time.monotonic() - started < 300, "the deadline did not stop the wait"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_the_command_loads_exits_130_without_a_traceback(tmp_path, signum):
+    # The command's modules take about a second to load (numpy, pandas, plotly, Typer): a signal that lands while
+    # they load must end the command as an interrupt (130, one line), never with a traceback and exit 1. The
+    # signal is sent once numpy's compiled core is mapped into the process: the command is then mid-import.
+    process = subprocess.Popen([_python(), "-c", "from sim.entry import main; main()", "list", "apps"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        maps = Path(f"/proc/{process.pid}/maps")
+        for _ in range(12_000):  # a bounded wait (60 s), polled finely so the signal lands early in the import
+            if "numpy" in maps.read_text() or process.poll() is not None:
+                break
+            time.sleep(0.005)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "Traceback" not in stderr, (process.returncode, stderr)
+    assert "interrupted while starting; nothing was written" in stderr
+    assert list(tmp_path.iterdir()) == []
