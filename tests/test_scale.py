@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pandas as pd
@@ -45,9 +46,32 @@ def test_shards_keep_sites_of_a_shared_link_together(scenarios_dir):
     assert len(homes) == 1
 
 
-def test_two_worker_cluster_gives_the_single_process_records(small_shards, icb_morning, tmp_path, single):
+def _kill_a_worker_after_the_first_shard(folder, killed: list) -> None:
+    """SIGKILL one Dask worker process of this process once a shard is done, as the OOM killer would."""
+    import psutil
+    for _ in range(1200):  # a bounded wait (2 minutes)
+        if any(folder.rglob("*.done.json")):
+            break
+        time.sleep(0.1)
+    workers = [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    if workers:
+        workers[0].kill()
+        killed.append(workers[0].pid)
+
+
+def test_two_worker_cluster_gives_the_single_process_records_though_a_worker_is_killed(small_shards, icb_morning,
+                                                                                       tmp_path, single):
+    # One worker process is killed (SIGKILL) after the first shard: its nanny starts another and the scheduler
+    # runs its shard again, so the run still gives exactly the single process's tables.
     scenario = load(icb_morning)
-    sharded = pipeline.run(icb_morning, out=tmp_path, png=False, workers=2)
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_a_worker_after_the_first_shard, args=(tmp_path, killed))
+    killer.start()
+    try:
+        sharded = pipeline.run(icb_morning, out=tmp_path, png=False, workers=2)
+    finally:
+        killer.join()
+    assert killed, "no Dask worker process was found to kill"
     assert scale.shard_count(scenario, topology.build(scenario)) >= 6
     pd.testing.assert_frame_equal(sharded.result.records, single.result.records)
     pd.testing.assert_frame_equal(sharded.trace, single.trace)
