@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import platform
@@ -68,6 +69,7 @@ def run_folder(root: Path, scenario: str, engine: str, seed: int, *,
             raise FileExistsError(f"results folder {folder.final} already exists")
         os.replace(folder.partial, folder.final)
     except BaseException as exc:
+        _locate_disk_error(exc, folder.final.parent)
         kept = folder.partial.exists() and (resume is not None or _worth_keeping(keep_partial, folder.partial))
         if kept:
             mark_kept(exc, folder.partial)
@@ -76,6 +78,18 @@ def run_folder(root: Path, scenario: str, engine: str, seed: int, *,
         if folder.partial.exists() and not kept:
             shutil.rmtree(folder.partial, ignore_errors=True)
             _remove_empty(created)
+
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+def _locate_disk_error(exc: BaseException, where: Path) -> None:
+    """Name ``where`` (the folder the run writes in) on a disk error that names no file.
+
+    Parquet and CSV writers report a full disk as an ``OSError`` with its errno but no file name.
+    """
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS and not exc.filename:
+        exc.filename = str(where)
 
 
 def _worth_keeping(keep_partial: bool | Callable[[Path], bool], partial: Path) -> bool:

@@ -181,6 +181,23 @@ def test_environment_failure_mid_run_exits_2_naming_the_path(tmp_path, scenarios
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare (util-linux) "
+                    "to mount a small filesystem in a private mount namespace")
+def test_a_really_full_disk_exits_2_naming_the_results_folder_and_leaves_nothing(tmp_path, scenarios_dir):
+    size = "1m"  # the tables fit; the report (about 5 MB, plotly inline) does not
+    out = tmp_path / "out"
+    out.mkdir()
+    command = (f"mount -t tmpfs -o size={size} none {out} && {_python()} -c 'from sim.entry import main; main()' "
+               f"run {scenarios_dir / 'ci-smoke.yaml'} --out {out} --no-png; code=$?; "
+               f"find {out} -mindepth 1; exit $code")  # the tmpfs is seen only inside the namespace
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", command], capture_output=True,
+                          text=True, timeout=300)
+    said = " ".join(done.stderr.split()) + " " + " ".join(done.stdout.split())
+    assert done.returncode == 2, said
+    assert f"{out}/ci-smoke:" in said and "No space left on device; free some space or choose another --out" in said
+    assert "Traceback" not in said and done.stdout.strip() == "", "the run left files behind: " + done.stdout
+
+
 # Exit 3: a bug, its traceback in a log file
 
 
