@@ -1,8 +1,8 @@
-"""An emulation killed with SIGKILL during link verification leaves nothing once ``testbed clean`` has run.
+"""An emulation killed with SIGKILL at any moment leaves nothing once ``testbed clean`` has run.
 
-Needs root and what ``testbed doctor`` asks for; a real run of ci-smoke's slice is started and killed while its
-iperf3 probes run (their shells die with it, so only the run's state file leads to them). Cleans up by its own
-prefix and PIDs only.
+Needs root and what ``testbed doctor`` asks for; a real run of ci-smoke's slice is started and killed while it
+builds its network, while its iperf3 probes verify the links, and while its agents replay the trace (their shells
+die with it, so only the run's state file leads to them). Cleans up by its own prefix and PIDs only.
 """
 
 from __future__ import annotations
@@ -41,16 +41,16 @@ def _state_of(owner_pid: int) -> tuple[Path, dict] | None:
     return None
 
 
-def _wait_for_probes(process: subprocess.Popen, attempts: int = 1800) -> tuple[Path, dict]:
-    """Poll (every 0.1 s, a bounded number of times) until the run's state file lists iperf3 probes."""
+def _wait_for_pids(process: subprocess.Popen, label: str, attempts: int = 1800) -> tuple[Path, dict]:
+    """Poll (every 0.1 s, a bounded number of times) until the run's state file lists processes named ``label``."""
     for _ in range(attempts):
         found = _state_of(process.pid)
-        if found and any(label.startswith("iperf3") for label in found[1]["pids"]):
+        if found and any(name.startswith(label) for name in found[1]["pids"]):
             return found
         if process.poll() is not None:
-            raise AssertionError(f"the run ended before verifying its links: {process.communicate()[1][-2000:]}")
+            raise AssertionError(f"the run ended before starting its {label}: {process.communicate()[1][-2000:]}")
         time.sleep(0.1)
-    raise AssertionError("the run never reached link verification")
+    raise AssertionError(f"the run never started its {label}")
 
 
 def _group(pid: int) -> int | None:
@@ -107,20 +107,24 @@ def _start_emulated_run(scenarios_dir: Path, out: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_killed_during_link_verification_then_clean_leaves_nothing_of_the_run(tmp_path, scenarios_dir):
+@pytest.mark.parametrize("moment", ["iperf3", "agent"])  # verifying its links; replaying the trace
+def test_killed_mid_run_then_clean_leaves_nothing_of_the_run(tmp_path, scenarios_dir, moment):
     process = _start_emulated_run(scenarios_dir, tmp_path)
     prefix = None
     try:
-        path, state = _wait_for_probes(process)
+        path, state = _wait_for_pids(process, moment)
+        if moment == "agent":
+            time.sleep(3.0)  # the agents are replaying sessions (and every agent is recorded)
+            state = json.loads(path.read_text())
         prefix = path.stem
-        probes = {label: pid for label, pid in state["pids"].items() if label.startswith("iperf3")}
+        probes = {label: pid for label, pid in state["pids"].items() if label.startswith(moment)}
         namespaces = {ns for pid in state["pids"].values() if (ns := _namespace(pid))}
         started = cleaner.recorded_alive(state)
         assert started and all(_group(pid) in (pid, None) for pid in started), "each process leads its own group"
         process.send_signal(signal.SIGKILL)
         process.communicate()
         survivors = cleaner.recorded_alive(json.loads(path.read_text()))
-        assert set(probes.values()) & set(survivors), "the probes did not outlive the killed run: nothing to test"
+        assert set(probes.values()) & set(survivors), f"the {moment}s did not outlive the killed run: nothing to test"
         assert list(tmp_path.rglob("*.partial")), "the killed run left no results folder: nothing to test"
 
         result = CliRunner().invoke(app, ["clean", prefix])
