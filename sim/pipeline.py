@@ -77,6 +77,7 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
         return _emulated(scenario, Path(path), seed, Path(out), progress, png, both=engine == "both")
     sharded = bool(scheduler or resume) or workers is not None or scale.wants_cluster(scenario)
     seed = scenario.seed if seed is None else seed
+    results.check_space(Path(out), scale.expected_sessions(scenario), sharded)
     with results.run_folder(Path(out), scenario.name, des.ENGINE, seed, keep_partial=sharded and scale.has_progress,
                             resume=Path(resume) if resume else None) as folder:
         outcome = (_sharded(scenario, seed, folder.partial, progress, scheduler, workers, resumed=bool(resume))
@@ -116,6 +117,7 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
     topo = topology.build(scenario)
     trace = workload.generate(scenario, topo, seed)
     name = "both" if both else emu.ENGINE
+    results.check_space(out, 0, sharded=False)  # a slice of minutes: its tables are small beside the report
     with results.run_folder(out, scenario.name, name, seed) as folder:
         done = emu.run(scenario, topo, trace, seed, folder.partial / "agents", progress)
         chosen = done.slice

@@ -367,7 +367,12 @@ def shard_count(scenario: Scenario, topology: Topology) -> int:
 
 def wants_cluster(scenario: Scenario) -> bool:
     """True when a scenario is large enough that parallel shards beat one process (several shards' worth)."""
-    return workload.expected_sessions(scenario) * _window_share(scenario) > 2 * SESSIONS_PER_SHARD
+    return expected_sessions(scenario) > 2 * SESSIONS_PER_SHARD
+
+
+def expected_sessions(scenario: Scenario) -> float:
+    """About how many sessions a run of the scenario replays (its window's share of a day's)."""
+    return workload.expected_sessions(scenario) * _window_share(scenario)
 
 
 def _window_share(scenario: Scenario) -> float:

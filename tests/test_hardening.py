@@ -183,19 +183,25 @@ def test_environment_failure_mid_run_exits_2_naming_the_path(tmp_path, scenarios
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare (util-linux) "
                     "to mount a small filesystem in a private mount namespace")
-def test_a_really_full_disk_exits_2_naming_the_results_folder_and_leaves_nothing(tmp_path, scenarios_dir):
-    size = "1m"  # the tables fit; the report (about 5 MB, plotly inline) does not
+def test_a_really_full_disk_is_refused_before_the_run_or_named_mid_run_leaving_nothing(tmp_path, scenarios_dir):
+    # A 1 MB filesystem: the run is refused before it starts (it writes about 8 MB). With the report's share of
+    # that check set to nothing, the run starts, its tables fit and the report (about 5 MB) does not.
     out = tmp_path / "out"
     out.mkdir()
-    command = (f"mount -t tmpfs -o size={size} none {out} && {_python()} -c 'from sim.entry import main; main()' "
-               f"run {scenarios_dir / 'ci-smoke.yaml'} --out {out} --no-png; code=$?; "
-               f"find {out} -mindepth 1; exit $code")  # the tmpfs is seen only inside the namespace
+    run = f"run {scenarios_dir / 'ci-smoke.yaml'} --out {out} --no-png"
+    starts = {"checked": "from sim.entry import main; main()",
+              "unchecked": "from sim import results; results.REPORT_BYTES = 0; from sim.entry import main; main()"}
+    command = f"mount -t tmpfs -o size=1m none {out}"
+    for name, start in starts.items():  # the tmpfs is seen only inside the namespace: list what is left there
+        command += f" && {{ {_python()} -c '{start}' {run}; echo {name} exit $?; find {out} -mindepth 1; }}"
     done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", command], capture_output=True,
                           text=True, timeout=300)
-    said = " ".join(done.stderr.split()) + " " + " ".join(done.stdout.split())
-    assert done.returncode == 2, said
-    assert f"{out}/ci-smoke:" in said and "No space left on device; free some space or choose another --out" in said
-    assert "Traceback" not in said and done.stdout.strip() == "", "the run left files behind: " + done.stdout
+    # each exits 2 and leaves nothing in the folder (find lists nothing)
+    assert done.stdout == "checked exit 2\nunchecked exit 2\n", done.stdout + done.stderr
+    checked, unchecked = (" ".join(part.split()) for part in done.stderr.split("error: ")[1:])
+    assert checked.startswith(f"{out}: 1.0 MB free, and this run writes about 8 MB") and "another --out" in checked
+    assert unchecked.startswith(f"{out}/ci-smoke: No space left on device; free some space or choose another --out")
+    assert "Traceback" not in done.stderr
 
 
 # Exit 3: a bug, its traceback in a log file
