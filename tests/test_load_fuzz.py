@@ -24,13 +24,13 @@ from sim.model.scenario import Scenario
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "scenarios" / "ci-smoke.yaml"
 BASE = yaml.safe_load(SMOKE.read_text())
-load(SMOKE)  # warm the imports up so the first example is not judged against the deadline cold
 
 # Errors about the file as a whole, which have no line to name.
 UNLOCATED = ("not UTF-8 text", "contains NUL bytes", "not readable as YAML text", "not valid YAML", "cannot be read")
 
-# FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps the file under ~15 s.
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=2000, database=None,
+# FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps the file under ~15 s. No deadline: how long an example
+# takes says nothing of its correctness, and a busy machine tripled it (a flaky failure).
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 ODD_STRINGS = ["12 Mbps", "-1ms", "1e400Mbps", "", " ", "08:00", "24:01", "25:00", "7:5", "0", "0%", "-5%", "101%",
