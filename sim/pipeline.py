@@ -115,7 +115,7 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
     started = time.perf_counter()
     seed = scenario.seed if seed is None else seed
     topo = topology.build(scenario)
-    trace = workload.generate(scenario, topo, seed)
+    trace = workload.generate(scenario, emu.candidates(scenario, topo), seed)
     name = "both" if both else emu.ENGINE
     results.check_space(out, 0, sharded=False)  # a slice of minutes: its tables are small beside the report
     with results.run_folder(out, scenario.name, name, seed) as folder:

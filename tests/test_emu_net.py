@@ -456,7 +456,8 @@ def test_every_shipped_scenario_has_a_default_slice_this_machine_carries(name):
 
     scenario = load(Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml")
     topo = topology.build(scenario)
-    chosen, sub = engine.prepare(scenario, topo, workload.generate(scenario, topo, scenario.seed))
+    trace = workload.generate(scenario, engine.candidates(scenario, topo), scenario.seed)
+    chosen, sub = engine.prepare(scenario, topo, trace)
     assert 1 <= len(chosen.sites) <= scenario.emulation.max_sites
     assert len(chosen.trace) > 0 and chosen.trace["site"].isin(chosen.sites).all()
     assert chosen.trace["start_s"].between(chosen.start_s, chosen.end_s, inclusive="left").all()

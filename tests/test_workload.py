@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sim import topology, workload
@@ -152,3 +153,16 @@ def test_every_generator_the_catalogue_names_is_implemented():
 
     from sim.model.catalogue import Generator
     assert set(typing.get_args(Generator)) == set(workload.GENERATORS)
+
+
+def test_a_sites_sessions_are_the_same_whichever_sites_are_generated_with_it(scenarios_dir):
+    # Shards and the emulation's candidate sites generate only their own sites' sessions, relying on this.
+    from sim.emu import engine
+    scenario = load(scenarios_dir / "icb.yaml")
+    topo = topology.build(scenario)
+    some = engine.candidates(scenario, topo)
+    alone = workload.generate(scenario, some, scenario.seed).drop(columns="session_id")
+    whole = workload.generate(scenario, topo, scenario.seed)
+    mine = whole[whole["site"].isin(some.sites["site"])].drop(columns="session_id").reset_index(drop=True)
+    assert len(alone) > 100 and len(some.sites) >= 2
+    pd.testing.assert_frame_equal(alone, mine, check_exact=True)

@@ -55,6 +55,16 @@ class EmuResult:
     meta: dict
 
 
+def candidates(scenario: Scenario, topo: Topology) -> Topology:
+    """The topology of the sites an emulation of the scenario may replay (those :func:`prepare` chooses from).
+
+    Each site's sessions come from its own generator (:mod:`sim.workload`), so the trace of these sites alone
+    holds the sessions the whole scenario's trace gives them (only their ``session_id`` differ): an emulation of
+    ``england`` need not generate five million sessions to replay three sites' few hundred.
+    """
+    return window.sub_topology(topo, window.choose_sites(scenario, topo))
+
+
 def prepare(scenario: Scenario, topo: Topology, trace: pd.DataFrame, cores: int = 2,
             method: str = "nfqueue") -> tuple[window.Slice, Topology]:
     """The slice an emulation of this scenario replays, and the topology of its sites (no side effects).
