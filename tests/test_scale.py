@@ -15,17 +15,18 @@ from sim.load import load
 
 @pytest.fixture
 def small_shards(monkeypatch):
-    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 1000)  # the icb morning (~9,000 sessions) in about 8 shards
+    # Shards are planned on a whole day's sessions (43,000 for icb): 8 shards, of ~540 sessions in the first hour.
+    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 5000)
 
 
 @pytest.fixture(scope="module")
 def icb_morning(tmp_path_factory):
-    """``icb`` for 08:00-10:00 only: every site and link of the ICB, a fifth of the day's sessions, a fifth the time."""
+    """``icb`` for 08:00-09:00 only: every site and link of the ICB, its busiest hour's sessions, a tenth the time."""
     from conftest import ROOT
     text = (ROOT / "scenarios" / "icb.yaml").read_text()
     assert 'window: {start: "08:00", end: "18:30"}' in text
     path = tmp_path_factory.mktemp("scenarios") / "icb.yaml"
-    path.write_text(text.replace('window: {start: "08:00", end: "18:30"}', 'window: {start: "08:00", end: "10:00"}'))
+    path.write_text(text.replace('window: {start: "08:00", end: "18:30"}', 'window: {start: "08:00", end: "09:00"}'))
     return path
 
 
