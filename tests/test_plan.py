@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 
-from sim import plan, plan_search, plan_sites, plan_tables, studies
+from sim import plan, plan_search, plan_sites, plan_tables
 from sim.cli import app
 from sim.errors import TestbedError
 from sim.load import load
@@ -187,7 +187,7 @@ def test_a_target_capacity_cannot_meet_is_reported_with_the_best_found(scenarios
 
 def test_plan_command_writes_a_finished_folder_and_names_the_product(scenarios_dir, tmp_path):
     result = runner.invoke(app, ["plan", str(scenarios_dir / "ci-smoke.yaml"), "--seeds", "2", "--workers", "0",
-                                 "--out", str(tmp_path), "--no-png"])
+                                 "--out", str(tmp_path), "--no-png"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "ci-smoke").iterdir()
     assert folder.name.endswith("-plan-s1")
@@ -201,7 +201,11 @@ def test_plan_command_writes_a_finished_folder_and_names_the_product(scenarios_d
     # Not on a terminal: progress as lines, ending at 100%.
     assert "planning ci-smoke.yaml: 100%" in result.output
     html = (folder / "plan.html").read_text()
-    assert "bar: 95% of sites" in html and "gp_medium" in html
+    assert "bar: 95% of sites" in html and "gp_medium" in html and "Per site, at its own line length" in html
+    # A plan's folder is not taken for a run's.
+    from sim import results
+    with pytest.raises(TestbedError, match="no finished run"):
+        results.latest(tmp_path / "ci-smoke")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -220,10 +224,3 @@ def test_bad_plan_input_exits_2_and_writes_nothing(scenarios_dir, tmp_path, args
 def test_plan_refuses_unknown_class_before_running(scenarios_dir):
     with pytest.raises(TestbedError, match="not in scenario"):
         plan.plan(load(scenarios_dir / "ci-smoke.yaml"), site_classes=["acute_site"])
-
-
-def test_plan_folder_is_not_taken_for_a_run(scenarios_dir, tmp_path):
-    studies.plan(scenarios_dir / "ci-smoke.yaml", seeds=2, workers=0, out=tmp_path, png=False)
-    from sim import results
-    with pytest.raises(TestbedError, match="no finished run"):
-        results.latest(tmp_path / "ci-smoke")
