@@ -86,14 +86,16 @@ def answer(scenario: Scenario, result: Plan, line: Line) -> dict:
     steps = result.lines[line]
     down, up = result.need(line.site_class, "down"), result.need(line.site_class, "up")
     pick, best = chosen(steps), best_missed(steps)
-    cheaper = [s for s in steps[:steps.index(pick) if pick else len(steps)] if s.outcome != "not needed"]
+    reachable = down.reachable and up.reachable
+    cheaper = [s for s in steps[:steps.index(pick) if pick else len(steps)] if s.outcome != "not needed"
+               and reachable]
     why_not = [explain(scenario, line, s, down, up, result.target_share) for s in cheaper]
     if pick:
         profile = scenario.catalogue.profiles[pick.product]
         reason = explain(scenario, line, pick, down, up, result.target_share)
         near = next((w for s, w in zip(reversed(cheaper), reversed(why_not)) if s.outcome != "not sold"), None)
         reason += f". Not the cheaper {near}" if near else ""
-    elif not (down.reachable and up.reachable):
+    elif not reachable:
         reason = ("capacity alone cannot meet the bar (at 10 Gbit/s each way some target is still missed; see "
                   "the session verdicts of a run for which)")
     else:

@@ -183,6 +183,10 @@ def test_a_target_capacity_cannot_meet_is_reported_with_the_best_found(scenarios
     row = plan_tables.summary(found, scenario).iloc[0]
     assert not row["reachable"] and row["product"] == "" and row["share_at_high"] < 0.95
     assert math.isinf(row["down_need_bps"])
+    # Per site too (gp-fttc states 0.6 km): no product, the reason says why, and no product was run.
+    site = plan_tables.site_table(found, scenario).set_index("site").loc["gp-fttc"]
+    assert site["product"] == "" and site["reason"].startswith("capacity alone cannot meet the bar")
+    assert site["why_not"] == "" and plan_tables.product_table(found).empty
 
 
 def test_plan_command_writes_a_finished_folder_and_names_the_product(scenarios_dir, tmp_path):
