@@ -528,8 +528,7 @@ def _no_product(row) -> str:
                 "sites in its worst seed")
     if row.reachable:
         return "none: no product on the ladder is as fast as the least capacity"
-    return (f"none: capacity alone cannot meet the bar (at 10 Gbit/s, {row.share_at_high:.0%} of sites meet every "
-            "target in the worst seed; see the session verdicts of a run for what fails)")
+    return f"none: {row.reason}"
 
 
 def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:

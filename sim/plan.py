@@ -12,6 +12,7 @@ for every seed.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import pandas as pd
 from sim import plan_sites, scale, topology, workload
 from sim.errors import TestbedError
 from sim.model.scenario import Scenario
-from sim.plan_runs import GENERIC_BASE, PLAN_PROFILE, planning_scenario, share_passing  # noqa: F401 (re-exported)
+from sim.plan_runs import EVERY, GENERIC_BASE, PLAN_PROFILE, passing, planning_scenario, share_passing  # noqa: F401
 from sim.plan_search import HIGH_BPS, LOW_BPS, T_975, TOLERANCE, Found, interval, search  # noqa: F401
 from sim.plan_sites import Line, ProductCheck, Step
 from sim.progress import Forward
@@ -49,6 +50,7 @@ class Need:
     ci_high_bps: float
     seeds: tuple[int, ...] = ()
     inversions: tuple[tuple[int, float, float, float, float], ...] = ()
+    missed_at_high: tuple[tuple[int, str, float], ...] = ()  # (seed, target, share of sites) short at HIGH_BPS
 
     @property
     def reachable(self) -> bool:
@@ -61,7 +63,7 @@ class Need:
 
         A product slower than this in a direction is not run: on the generic line every seed's answer lay above it.
         """
-        return min(self.per_seed_bps) / (1 + TOLERANCE)
+        return min(self.per_seed_bps) / (1 + TOLERANCE) if self.reachable else math.inf
 
     @property
     def half_width(self) -> float:
@@ -112,11 +114,17 @@ def bisect(scenario: Scenario, site_class: str, seed: int, direction: str, targe
     topo = topology.build(plan_scenario)
     trace = workload.generate(plan_scenario, topo, seed)
 
+    at_high: dict[str, float] = {}
+
     def share(capacity_bps: float) -> float:
         rates = {"down_bps": capacity_bps} if direction == "down" else {"up_bps": capacity_bps}
-        return share_passing(plan_scenario, trace, topo, **rates)
+        shares = passing(plan_scenario, trace, topo, **rates)
+        if capacity_bps >= HIGH_BPS:
+            at_high.update(shares)
+        return shares[EVERY]
 
-    return search(share, target_share)
+    found = search(share, target_share)
+    return dataclasses.replace(found, at_high=tuple((k, v) for k, v in at_high.items() if k != EVERY))
 
 
 def summarise(site_class: str, direction: str, thresholds: list[float], seeds: tuple[int, ...] = (),
@@ -209,7 +217,10 @@ def _needs(scenario: Scenario, classes: list[str], target_share: float, seeds: i
 def _need(site_class: str, direction: str, seeds: list[int], found: dict) -> Need:
     results = [found[(site_class, direction, s)] for s in seeds]
     inversions = tuple((s, *inv) for s, r in zip(seeds, results) for inv in r.inversions)
-    return summarise(site_class, direction, [r.threshold_bps for r in results], tuple(seeds), inversions)
+    need = summarise(site_class, direction, [r.threshold_bps for r in results], tuple(seeds), inversions)
+    missed = tuple((s, app, share) for s, r in zip(seeds, results) if not math.isfinite(r.threshold_bps)
+                   for app, share in r.at_high if share < 1.0)
+    return dataclasses.replace(need, missed_at_high=missed)
 
 
 def _lines(scenario: Scenario, classes: list[str]) -> list[Line]:

@@ -27,12 +27,14 @@ class Found:
 
     ``points`` are (capacity_bps, share) in the order tried. ``inversions`` are (passing_bps, passing_share,
     failing_bps, failing_share): a capacity meeting the bar below one that does not, the evidence that the
-    response is not monotone (the nearest passing point below each failing one).
+    response is not monotone (the nearest passing point below each failing one). ``at_high`` is left for the
+    caller: what it knows of each target at ``HIGH_BPS`` (name, share of sites meeting it).
     """
 
     threshold_bps: float
     points: tuple[tuple[float, float], ...]
     inversions: tuple[tuple[float, float, float, float], ...]
+    at_high: tuple[tuple[str, float], ...] = ()
 
     @property
     def monotone(self) -> bool:

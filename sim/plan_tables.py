@@ -96,8 +96,7 @@ def answer(scenario: Scenario, result: Plan, line: Line) -> dict:
         near = next((w for s, w in zip(reversed(cheaper), reversed(why_not)) if s.outcome != "not sold"), None)
         reason += f". Not the cheaper {near}" if near else ""
     elif not reachable:
-        reason = ("capacity alone cannot meet the bar (at 10 Gbit/s each way some target is still missed; see "
-                  "the session verdicts of a run for which)")
+        reason = unreachable_text(scenario, down, up)
     else:
         reason = "no product on the ladder meets the bar here" + (
             f"; the best, {explain(scenario, line, best, down, up, result.target_share)}" if best else
@@ -111,6 +110,18 @@ def answer(scenario: Scenario, result: Plan, line: Line) -> dict:
         "best_product": best.product if best and not pick else "",
         "best_worst_share": min(best.check.shares) if best and not pick else math.nan,
         "reason": reason, "why_not": "; ".join(why_not)}
+
+
+def unreachable_text(scenario: Scenario, down: Need, up: Need) -> str:
+    """Why capacity alone cannot meet the bar: the targets still missed at 10 Gbit/s, by seed."""
+    worst: dict[tuple[int, str], float] = {}
+    for seed, app, share in down.missed_at_high + up.missed_at_high:
+        worst[(seed, app)] = min(share, worst.get((seed, app), 1.0))
+    missed = sorted(worst.items(), key=lambda item: item[1])
+    what = ", ".join(f"{_target_label(scenario, app)} met at {share:.0%} of sites in seed {seed}"
+                     for (seed, app), share in missed[:2])
+    return ("capacity alone cannot meet the bar: at 10 Gbit/s each way " + (what or "some target is still missed")
+            + " (see the session verdicts of a run for which sessions)")
 
 
 def _need_columns(down: Need, up: Need) -> dict:

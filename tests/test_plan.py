@@ -183,6 +183,9 @@ def test_a_target_capacity_cannot_meet_is_reported_with_the_best_found(scenarios
     row = plan_tables.summary(found, scenario).iloc[0]
     assert not row["reachable"] and row["product"] == "" and row["share_at_high"] < 0.95
     assert math.isinf(row["down_need_bps"])
+    # It names the target no capacity fixes: the video calls' delay (every site has calls in the busy hour).
+    assert row["reason"].startswith("capacity alone cannot meet the bar: at 10 Gbit/s each way video consultations "
+                                    "met at 0% of sites in seed 1")
     # Per site too (gp-fttc states 0.6 km): no product, the reason says why, and no product was run.
     site = plan_tables.site_table(found, scenario).set_index("site").loc["gp-fttc"]
     assert site["product"] == "" and site["reason"].startswith("capacity alone cannot meet the bar")
