@@ -31,7 +31,7 @@ import sim
 from sim import checks, load, pipeline, report, results, studies, sweep, units
 from sim import text as text_
 from sim.errors import TestbedError, kept_folder
-from sim.progress import Forward
+from sim.progress import Forward, heartbeat
 from sim.targets import CLASS_KEYS, Verdicts
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -174,7 +174,8 @@ def _progress_bar(label: str, lines: bool = False):
     """A progress bar on stderr with elapsed time and an estimate of the time left; it only moves forward.
 
     Yields ``progress(done, total=1.0)``: a share of the work, or a count (shards, runs) out of ``total``. With
-    ``lines``, when stderr is not a terminal (a CI log), a plain line every 10 s instead (:mod:`sim.progress`).
+    ``lines``, when stderr is not a terminal (a CI log), a plain line every 10 s instead, also while a long job
+    runs (:mod:`sim.progress`).
     """
     with Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TextColumn("{task.fields[count]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
@@ -192,7 +193,11 @@ def _progress_bar(label: str, lines: bool = False):
         def progress(done: float, total: float = 1.0) -> None:
             forward(done, total)
 
-        yield progress
+        if write:
+            with heartbeat(forward):  # a line at least every 10 s, even while one long job runs
+                yield progress
+        else:
+            yield progress
 
 
 SCHEDULER = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786) to run "

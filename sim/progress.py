@@ -7,8 +7,10 @@ neither the count done nor the share done ever goes back.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 LINE_EVERY_S = 10.0  # a progress line at most this often (and at the start and the end), when not on a terminal
 
@@ -28,14 +30,15 @@ class Forward:
                  write: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic,
                  every_s: float = LINE_EVERY_S) -> None:
         self.target, self.label, self.write, self.clock, self.every_s = target, label, write, clock, every_s
-        self.done, self.share = 0.0, 0.0
+        self.done, self.share, self.total = 0.0, 0.0, 0.0
         self.started = clock()
         self.last_line: float | None = None
         self.ended = False  # the line at 100% was written
+        self.lock = threading.Lock()
 
     def __call__(self, done: float, total: float) -> None:
         """Pass on progress, trimming the total so that neither ``done`` nor ``done / total`` goes back."""
-        self.done = max(self.done, float(done))
+        self.done, self.total = max(self.done, float(done)), float(total)
         share = min(1.0, self.done / total) if total > 0 else 1.0
         self.share = max(self.share, share)
         shown_total = self.done / self.share if self.share > 0 else float(total)
@@ -44,7 +47,16 @@ class Forward:
         if self.write:
             self._line(shown_total)
 
+    def tick(self) -> None:
+        """Write a line if none was written for ``every_s`` (a heartbeat while a long job runs)."""
+        if self.write and not self.ended and self.last_line is not None:
+            self._line(self.done / self.share if self.share > 0 else self.total)
+
     def _line(self, total: float) -> None:
+        with self.lock:  # the heartbeat's thread and the caller's may both get here
+            self._line_unlocked(total)
+
+    def _line_unlocked(self, total: float) -> None:
         now = self.clock()
         final = self.share >= 1.0
         if self.ended or (self.last_line is not None and now - self.last_line < self.every_s and not final):
@@ -61,3 +73,21 @@ def _clock(seconds: float) -> str:
     """h:mm:ss."""
     whole = int(round(seconds))
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+@contextmanager
+def heartbeat(forward: Forward, every_s: float = 1.0) -> Iterator[None]:
+    """Call ``forward.tick()`` every ``every_s`` seconds on a daemon thread while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            forward.tick()
+
+    thread = threading.Thread(target=beat, name="progress-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -1,11 +1,13 @@
 """Planning per site: what each product gives at a line length, prices, and progress that only moves forward."""
 
+import time
+
 import pytest
 from conftest import ROOT
 
 from sim import plan_sites
 from sim.load import load
-from sim.progress import Forward
+from sim.progress import Forward, heartbeat
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +83,26 @@ def test_progress_lines_when_not_on_a_terminal_at_most_every_10_s():
     assert lines[0] == "planning x.yaml: 0% (0 of 10), 0:00:00 elapsed"
     assert lines[1] == "planning x.yaml: 30% (3 of 10), 0:00:11 elapsed, about 0:00:26 left"
     assert lines[-1] == "planning x.yaml: 100% (10 of 10), 0:00:26 elapsed"
+
+
+def test_a_heartbeat_writes_a_line_while_a_long_job_runs():
+    lines, now = [], [0.0]
+    forward = Forward(None, "planning x.yaml", lines.append, clock=lambda: now[0])
+    forward.tick()  # nothing reported yet: nothing to say
+    assert lines == []
+    forward(1, 10)
+    now[0] = 5.0
+    forward.tick()
+    now[0] = 10.0
+    forward.tick()
+    assert lines == ["planning x.yaml: 10% (1 of 10), 0:00:00 elapsed",
+                     "planning x.yaml: 10% (1 of 10), 0:00:10 elapsed, about 0:01:30 left"]
+    # A real thread ticks too, and stops with the block.
+    ticks = []
+    forward.tick = lambda: ticks.append(1)
+    with heartbeat(forward, every_s=0.01):
+        for _ in range(3000):  # up to 30 s on a busy machine; a working heartbeat needs 0.02
+            if len(ticks) >= 2:
+                break
+            time.sleep(0.01)
+    assert len(ticks) >= 2
