@@ -31,6 +31,7 @@ import sim
 from sim import checks, load, pipeline, report, results, studies, sweep, units
 from sim import text as text_
 from sim.errors import TestbedError, kept_folder
+from sim.progress import Forward, heartbeat
 from sim.targets import CLASS_KEYS, Verdicts
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -169,21 +170,34 @@ def _crash_log(exc: BaseException) -> Path | None:
 
 
 @contextmanager
-def _progress_bar(label: str):
-    """A progress bar on stderr with elapsed time and an estimate of the time left.
+def _progress_bar(label: str, lines: bool = False):
+    """A progress bar on stderr with elapsed time and an estimate of the time left; it only moves forward.
 
-    Yields ``progress(done, total=1.0)``: a share of the work, or a count (shards, runs) out of ``total``.
+    Yields ``progress(done, total=1.0)``: a share of the work, or a count (shards, runs) out of ``total``. With
+    ``lines``, when stderr is not a terminal (a CI log), a plain line every 10 s instead, also while a long job
+    runs (:mod:`sim.progress`).
     """
     with Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TextColumn("{task.fields[count]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task(label, total=1.0, count="")
 
-        def progress(done: float, total: float = 1.0) -> None:
-            count = f"{done:,.0f}/{total:,.0f}" if total != 1.0 else ""
+        def show(done: float, total: float) -> None:
+            count = f"{done:,.0f}/{total:,.0f}" if abs(total - 1.0) > 1e-9 else ""
             bar.update(task, completed=done / total if total else 1.0, count=count)
 
-        yield progress
+        write = (lambda line: err.print(line, highlight=False, soft_wrap=True)) if lines and not err.is_terminal \
+            else None
+        forward = Forward(show, label, write)
+
+        def progress(done: float, total: float = 1.0) -> None:
+            forward(done, total)
+
+        if write:
+            with heartbeat(forward):  # a line at least every 10 s, even while one long job runs
+                yield progress
+        else:
+            yield progress
 
 
 SCHEDULER = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786) to run "
@@ -270,23 +284,26 @@ def compare(run_a: Path = typer.Argument(..., help="Run folder (or a scenario's 
 
 
 @app.command()
-def plan(scenario: Path = typer.Argument(..., help="Scenario file (YAML): its load, targets and access ladder."),
+def plan(scenario: Path = typer.Argument(..., help="Scenario file (YAML): its sites, load, targets and ladder."),
          site_class: list[str] = typer.Option(None, "--site-class", help="Plan this site class (repeatable; "
                                                                          "default: every class in the scenario)."),
          target_share: float = typer.Option(0.95, help="Share of a class's sites that must meet every target."),
-         seeds: int = typer.Option(5, help="Seeds (at least 2) for the confidence interval."),
+         seeds: int = typer.Option(None, help="Seeds (at least 2) for the confidence interval; default: from 3, "
+                                              "more while an interval is wider than 25% of its mean, at most 10."),
          out_dir: Path = typer.Option(Path("results"), "--out", help="Root of the results folders."),
          scheduler: str = SCHEDULER, workers: int = WORKERS,
          png: bool = typer.Option(None, "--png/--no-png", help="PNG figures (default: if Chromium is found)."),
          ) -> None:
-    """The least capacity each site class needs to meet its targets, and the cheapest product that is enough."""
+    """The least capacity each site class needs, and the cheapest product per class and per site at its line length."""
     with _exits():
-        with _progress_bar(f"planning {scenario.name}") as progress:
+        with _progress_bar(f"planning {scenario.name}", lines=True) as progress:
             found, folder = studies.plan(scenario, site_classes=site_class or None, target_share=target_share,
                                          seeds=seeds, out=out_dir, scheduler=scheduler, workers=workers,
                                          progress=progress, png=png)
         _print_plan(folder)
+        out.print(f"seeds:   {found.seed_rule}: {len(found.seeds)} used", highlight=False, soft_wrap=True)
         out.print(f"plan:    {folder}", highlight=False, soft_wrap=True)
+        out.print(f"sites:   {folder / 'plan_sites.csv'}", highlight=False, soft_wrap=True)
         out.print(f"page:    {folder / 'plan.html'}", highlight=False, soft_wrap=True)
 
 
@@ -471,13 +488,43 @@ def _print_plan(folder: Path) -> None:
     from sim.report.studies import read_plan
     summary = read_plan(folder)
     table = Table(title="Least capacity per site class (mean [95% CI]) and the cheapest product that is enough")
-    for column in ("site class", "down", "up", "cheapest product"):
+    for column in ("site class", "seeds", "down", "up", "cheapest product", "GBP/month"):
         table.add_column(column)
     for row in summary.itertuples(index=False):
         product = row.product_label or row.product or _no_product(row)
-        table.add_row(row.site_class, _need(row.down_need_bps, row.down_ci_low_bps, row.down_ci_high_bps),
-                      _need(row.up_need_bps, row.up_ci_low_bps, row.up_ci_high_bps), product)
+        table.add_row(row.site_class, str(row.seeds),
+                      _need(row.down_need_bps, row.down_ci_low_bps, row.down_ci_high_bps),
+                      _need(row.up_need_bps, row.up_ci_low_bps, row.up_ci_high_bps), product, _price(row))
     out.print(table)
+    for row in summary.itertuples(index=False):
+        if isinstance(row.not_monotone, str) and row.not_monotone:
+            out.print(f"{row.site_class}: the share passing is not monotone in capacity ({row.not_monotone}); "
+                      "the need is the least capacity from which every capacity tried passed",
+                      highlight=False, soft_wrap=True)
+    _print_plan_sites(folder)
+
+
+def _print_plan_sites(folder: Path) -> None:
+    import pandas as pd
+    sites = pd.read_csv(folder / "plan_sites.csv", keep_default_na=False, na_values=[""])
+    if not sites["line_length_m"].notna().any():
+        return  # no site states its line length: the per-class answer is every site's
+    table = Table(title="Per site, at its own line length: the cheapest product that is enough, and why")
+    for column in ("site", "class", "line", "now", "cheapest product", "GBP/month", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in sites.itertuples(index=False):
+        length = f"{row.line_length_m / 1000:.3g} km" if row.line_length_m == row.line_length_m else "not stated"
+        name = row.site if row.sites == 1 else f"{row.site} ({row.sites} sites)"
+        table.add_row(escape(str(name)), row.site_class, length, row.access,
+                      str(row.product_label) if isinstance(row.product_label, str) and row.product_label else "none",
+                      _price(row), escape(str(row.reason)))
+    out.print(table)
+
+
+def _price(row) -> str:
+    if not row.gbp_per_month == row.gbp_per_month:  # NaN: no product, or no price in the catalogue
+        return ""
+    return f"{row.gbp_per_month:,.0f} ({row.price_source})"
 
 
 def _no_product(row) -> str:
@@ -486,8 +533,7 @@ def _no_product(row) -> str:
                 "sites in its worst seed")
     if row.reachable:
         return "none: no product on the ladder is as fast as the least capacity"
-    return (f"none: capacity alone cannot meet the bar (at 10 Gbit/s, {row.share_at_high:.0%} of sites meet every "
-            "target in the worst seed; see the session verdicts of a run for what fails)")
+    return f"none: {row.reason}"
 
 
 def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:

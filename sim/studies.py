@@ -10,20 +10,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, report, results, scale
+from sim import des, plan_tables, report, results, scale
 from sim import plan as planner
 from sim import sweep as sweeper
 from sim.load import load
 from sim.model.scenario import Scenario
 
 
-def plan(path: Path | str, *, site_classes: list[str] | None = None, target_share: float = 0.95, seeds: int = 5,
+def plan(path: Path | str, *, site_classes: list[str] | None = None, target_share: float = 0.95,
+         seeds: int | None = None,
          out: Path | str = "results", scheduler: str | None = None, workers: int | None = None,
          progress: scale.Progress | None = None, png: bool | None = None) -> tuple[planner.Plan, Path]:
     """Plan each site class's capacity (see :mod:`sim.plan`) and write ``<stamp>-plan-s<seed>/`` with its page.
 
-    The folder holds ``plan.csv`` (per class), ``products.csv`` (every product run), ``curve.csv`` (every
-    capacity tried), ``plan.html`` and ``meta.json``; it appears only when all are written.
+    The folder holds ``plan.csv`` (per class), ``plan_sites.csv`` (per site group: one per site for an
+    inventory), ``products.csv`` (every product run), ``curve.csv`` (every capacity tried), ``plan.html`` and
+    ``meta.json``; it appears only when all are written.
     """
     scenario = load(path)
     started = time.perf_counter()
@@ -31,9 +33,11 @@ def plan(path: Path | str, *, site_classes: list[str] | None = None, target_shar
         with scale.cluster(scheduler, workers) as client:
             found = planner.plan(scenario, site_classes=site_classes, target_share=target_share, seeds=seeds,
                                  client=client, progress=progress)
-        tables = {"plan.csv": planner.summary(found, scenario), "products.csv": planner.product_table(found),
-                  "curve.csv": found.curve}
+        tables = {"plan.csv": plan_tables.summary(found, scenario),
+                  "plan_sites.csv": plan_tables.site_table(found, scenario),
+                  "products.csv": plan_tables.product_table(found), "curve.csv": found.curve}
         extra = {"kind": "plan", "target_share": target_share, "seeds": list(found.seeds), "png": png,
+                 "seed_rule": found.seed_rule,
                  "site_classes": list(dict.fromkeys(n.site_class for n in found.needs))}
         _write_study(folder.partial, Path(path), scenario, tables, extra, time.perf_counter() - started)
         report.render_plan(folder.partial)

@@ -39,6 +39,13 @@ class DeratingPoint(Frozen):
     up: RateBps | None = None
 
 
+class Price(Frozen):
+    """A product's rental (GBP a month, excluding VAT and installation) and where the figure comes from."""
+
+    gbp_per_month: float = Field(ge=0.0, le=1e6)
+    source: str = Field(min_length=1, description="a docs/sources.md section (e.g. S1) or 'assumption'")
+
+
 class AccessProfile(Frozen):
     """One access product: rates per direction, base RTT to the network edge, buffer, loss and jitter.
 
@@ -46,6 +53,8 @@ class AccessProfile(Frozen):
     marked DSCP EF, are served before everything else, each class with its own drop-tail queue of ``buffer``).
     ``derating`` (optional, copper) lists rates by line length; a site's ``distance`` interpolates it.
     Where a point has no ``up``, the upstream scales by the same ratio as the downstream (an assumption).
+    ``reach`` (optional, copper) is the longest line the product is sold on: the capacity planner offers it to
+    no site further away. ``price`` (optional) is what the planner quotes for it.
     """
 
     label: str
@@ -59,6 +68,8 @@ class AccessProfile(Frozen):
     jitter: DelayS = 0.0
     qos: QueueDiscipline = "fifo"
     derating: tuple[DeratingPoint, ...] = ()
+    reach: DistanceM | None = None
+    price: Price | None = None
 
     @field_validator("derating")
     @classmethod

@@ -141,8 +141,28 @@ def render_plan(folder: Path | str) -> Path:
                          "</li>")
     intro = (f"<p>Scenario <b>{html_esc(meta['scenario'])}</b>, seeds {html_esc(meta['seeds'])}: the least access "
              f"capacity at which {share:.0%} of each class's sites meet every service target.</p>"
-             f"<ul>{''.join(items)}</ul>")
+             f"<ul>{''.join(items)}</ul>{plan_sites_html(folder)}")
     return _write_page(folder, PLAN_FILE, f"{meta['scenario']}: what capacity is enough?", intro, specs)
+
+
+def plan_sites_html(folder: Path) -> str:
+    """The per-site answers (``plan_sites.csv``, if any site states its line length) as an HTML table."""
+    if not (folder / "plan_sites.csv").exists():
+        return ""
+    (sites,) = _read(folder, "plan_sites.csv")
+    if sites.empty or not sites["line_length_m"].notna().any():
+        return ""
+    rows = []
+    for row in sites.itertuples(index=False):
+        length = f"{row.line_length_m / 1000:.3g} km" if np.isfinite(row.line_length_m) else "not stated"
+        price = f"{row.gbp_per_month:,.0f} ({row.price_source})" if np.isfinite(row.gbp_per_month) else ""
+        cells = [row.site, row.site_class, length, row.access, row.product_label if isinstance(row.product_label, str)
+                 else "none", price, row.reason]
+        rows.append("<tr>" + "".join(f"<td>{html_esc(str(c))}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("site", "class", "line length", "access now", "cheapest product",
+                                            "GBP a month (source)", "reason"))
+    return (f"<h2>Per site, at its own line length</h2><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 # ---- sweep ------------------------------------------------------------------------------------------------
