@@ -221,6 +221,16 @@ def test_link_utilisation_accounts_for_every_wire_bit():
     assert down["utilisation"].max() == pytest.approx(1.0)
 
 
+def test_a_call_running_at_the_horizon_ends_there_and_is_judged_on_the_part_replayed():
+    # A 2-hour call from 100 s with a 600 s horizon: 500 s replayed at its 1.5 Mbit/s target on a fast line.
+    topo = topology(site("a", down_bps=100e6, up_bps=100e6))
+    record = simulate(topo, trace(call("a", 100.0, 7200.0)), horizon_s=600.0).records.iloc[0]
+    assert record["completed"] and record["end_s"] == pytest.approx(600.0)
+    assert record["duration_s"] == pytest.approx(500.0)
+    assert record["size_bytes"] == pytest.approx(1.5e6 * 500.0 / 8, rel=1e-9)
+    assert record["share_at_target"] == pytest.approx(1.0)
+
+
 def test_unfinished_transfer_at_the_horizon_is_recorded_as_not_completed():
     topo = topology(site("a", down_bps=1e6, up_bps=256e3))
     records = simulate(topo, trace(transfer("a", 0.0, 100e6, "up")), horizon_s=600.0).records

@@ -41,8 +41,9 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
     Args:
         trace: Sessions to replay (:data:`sim.workload.TRACE_COLUMNS`).
         topology: Sites, their links and the far ends.
-        window: Start of the utilisation series, horizon (sessions unfinished by then are recorded as
-            not completed) and bin width, all in seconds.
+        window: Start of the utilisation series, horizon and bin width, all in seconds. A transfer unfinished
+            at the horizon is recorded as not completed; a call still running then ends there, and is recorded
+            and judged on the part replayed (as the emulation does: its length is the run's, not the network's).
         progress: Called now and then with the share of simulated time done (0..1).
         skip_unobserved: Take the exact shortcuts of :mod:`sim.des.group` (the same tables either way; off
             only to test that).
@@ -51,6 +52,7 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
         Records (:data:`sim.records.RECORD_COLUMNS`), link series (:data:`sim.records.LINK_COLUMNS`) and
         the number of events.
     """
+    trace = _calls_cut_at(trace, window.horizon_s)
     with _collector_paused():
         links, site_links = _links(topology, window)
         fixed = reserved.reservable(trace, topology)
@@ -65,6 +67,17 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
         _run_with_progress(env, window, progress)
         ctx.finish_streams(streams)
         return Result(ctx.records(), _link_frame(links, window), sum(g.events for g in groups))
+
+
+def _calls_cut_at(trace: pd.DataFrame, horizon_s: float) -> pd.DataFrame:
+    """The trace with every call that would outlast the horizon (s) ending at it."""
+    over = ((trace["traffic"] == "stream") & (trace["start_s"] < horizon_s)
+            & (trace["start_s"] + trace["duration_s"] > horizon_s))
+    if not over.any():
+        return trace
+    cut = trace.copy()
+    cut.loc[over, "duration_s"] = horizon_s - cut.loc[over, "start_s"]
+    return cut
 
 
 @contextmanager
