@@ -205,6 +205,14 @@ SCHEDULER = typer.Option(None, "--scheduler", help="Address of a running Dask sc
 WORKERS = typer.Option(None, "--workers", min=0, help="Worker processes of the embedded cluster (default: one per "
                                                        "core; 0: everything in this process).")
 
+def _share(text: str) -> float:
+    """A share option's value ("95%" or "0.95") as a fraction; a bad one is a usage error (exit 2)."""
+    try:
+        return units.parse_share(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 SEED_MAX = 2**32 - 1  # a scenario's seed is at most this too
 
 
@@ -287,7 +295,8 @@ def compare(run_a: Path = typer.Argument(..., help="Run folder (or a scenario's 
 def plan(scenario: Path = typer.Argument(..., help="Scenario file (YAML): its sites, load, targets and ladder."),
          site_class: list[str] = typer.Option(None, "--site-class", help="Plan this site class (repeatable; "
                                                                          "default: every class in the scenario)."),
-         target_share: float = typer.Option(0.95, help="Share of a class's sites that must meet every target."),
+         target_share: float = typer.Option("95%", parser=_share, metavar="SHARE",
+                                            help="Share of a class's sites that must meet every target (95% or 0.95)."),
          seeds: int = typer.Option(None, help="Seeds (at least 2) for the confidence interval; default: from 3, "
                                               "more while an interval is wider than 25% of its mean, at most 10."),
          out_dir: Path = typer.Option(Path("results"), "--out", help="Root of the results folders."),

@@ -1,10 +1,11 @@
 """Parse the unit strings of scenario files into SI floats.
 
-This is the only module that understands unit strings: ``"80Mbps"`` becomes ``80e6`` (bit/s),
+This is the only module that understands unit strings: ``"80Mbps"`` (or ``"80Mbit/s"``) becomes ``80e6`` (bit/s),
 ``"20ms"`` becomes ``0.02`` (s), ``"250MB"`` becomes ``250e6`` (bytes), ``"1.2km"`` becomes
 ``1200.0`` (m), ``"25%"`` becomes ``0.25`` (fraction) and ``"08:30"`` becomes ``30600.0``
 (seconds since midnight). Decimal prefixes are SI (k = 1e3, M = 1e6, G = 1e9); binary ones
-(KiB, MiB, GiB) are 2**10, 2**20, 2**30.
+(KiB, MiB, GiB) are 2**10, 2**20, 2**30. Rates are in bits: ``Mbps`` and ``Mbit/s`` are the same unit, and a
+rate in bytes (``10MB/s``) is refused with its value in bits, so a factor of 8 never slips in unseen.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import re
 _NUMBER = r"(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
 _PATTERN = re.compile(_NUMBER + r"\s*(?P<unit>[A-Za-z%/]*)$")
 
-RATE_UNITS = {"bps": 1.0, "kbps": 1e3, "Kbps": 1e3, "Mbps": 1e6, "Gbps": 1e9, "Tbps": 1e12}
+RATE_UNITS = {"bps": 1.0, "kbps": 1e3, "Kbps": 1e3, "Mbps": 1e6, "Gbps": 1e9, "Tbps": 1e12,
+              "bit/s": 1.0, "kbit/s": 1e3, "Mbit/s": 1e6, "Gbit/s": 1e9, "Tbit/s": 1e12}
 TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 SIZE_UNITS = {"B": 1.0, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
               "KiB": 2.0**10, "MiB": 2.0**20, "GiB": 2.0**30}
@@ -61,7 +63,26 @@ def parse(text: object, kind: str) -> float:
     unit = match.group("unit")
     if unit not in units:
         raise ValueError(_bad_unit(text, match.group("num"), unit, kind, units, example))
-    return _finite(float(match.group("num")) * units[unit], text, kind, example)
+    number = float(match.group("num"))
+    # A percentage divides by 100 (95 / 100 == 0.95 exactly; 95 * 0.01 is 0.9500000000000001, which a site
+    # with exactly 95% of its sessions passing would fall short of).
+    value = number / 100.0 if unit == "%" else number * units[unit]
+    return _finite(value, text, kind, example)
+
+
+def parse_share(text: object) -> float:
+    """Parse a share given on the command line, ``"95%"`` or ``"0.95"``, into a fraction in (0, 1].
+
+    Raises:
+        ValueError: If ``text`` is not a share, or is 0 or above 100% (a bare number above 1, e.g. ``95``, is
+            refused, naming the percentage it may mean).
+    """
+    number = parse(text.strip() if isinstance(text, str) else text, "fraction")
+    if not 0 < number <= 1:
+        hint = f"; did you mean '{text}%'?" if 1 < number <= 100 and not str(text).strip().endswith("%") else ""
+        raise ValueError(f"{text!r} is not a share in (0, 1]: write a fraction such as 0.95 or a percentage such "
+                         f"as 95%{hint}")
+    return number
 
 
 def parse_clock(text: object) -> float:
@@ -112,12 +133,24 @@ def _unit_of(example: str) -> str:
     return re.sub(r"^[\d.]+", "", example)
 
 
+def _bits(number: str, unit: str) -> str:
+    """A byte rate's value in bits, e.g. ``("10", "MB/s")`` -> ``"80Mbit/s"``."""
+    size = unit.removesuffix("/s").removesuffix("ps")
+    bits = float(number) * SIZE_UNITS[size] * 8.0
+    for name, scale in (("Tbit/s", 1e12), ("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if abs(bits) >= scale:
+            return f"{bits / scale:.6g}{name}"
+    return f"{bits:.6g}bit/s"
+
+
 def _bad_unit(text: str, number: str, unit: str, kind: str, units: dict, example: str) -> str:
     known = ", ".join(u for u in units if u)
     for other_kind, (other_units, _) in _KINDS.items():
         if other_kind != kind and unit in other_units and unit:
             return f"{text!r} is a {other_kind}, not a {kind} (units: {known}; try {example!r})"
-    fixed = unit.replace("/s", "")
-    if fixed in units and fixed:
-        return f"{text!r} is not a {kind} (try '{number}{fixed}')"
+    if kind == "rate" and unit.removesuffix("/s").removesuffix("ps") in SIZE_UNITS:
+        return f"{text!r} is bytes a second; a rate is in bits (try '{_bits(number, unit)}')"
+    for fixed in (unit.replace("/s", ""), unit + "/s", unit.replace("b/s", "bit/s")):
+        if fixed in units and fixed:
+            return f"{text!r} is not a {kind} (try '{number}{fixed}')"
     return f"{text!r} is not a {kind}: unknown unit {unit!r} (units: {known}; try {example!r})"

@@ -18,7 +18,7 @@ from sim.errors import ScenarioError
 from sim.load import load
 
 runner = CliRunner()
-RATE_UNITS = "bps, kbps, Kbps, Mbps, Gbps, Tbps"
+RATE_UNITS = "bps, kbps, Kbps, Mbps, Gbps, Tbps, bit/s, kbit/s, Mbit/s, Gbit/s, Tbit/s"
 TIME_UNITS = "us, ms, s, min, h, d"
 
 # A valid scenario; the comments give each line's number, which the expected errors below rely on.
@@ -56,17 +56,67 @@ def error_of(tmp_path, text: str | bytes, name: str = "bad.yaml") -> tuple[str, 
     ("80Mbps", "rate", 80_000_000), ("256kbps", "rate", 256_000), ("256Kbps", "rate", 256_000),
     ("1.5Gbps", "rate", 1_500_000_000), ("1Tbps", "rate", 1e12), ("500bps", "rate", 500),
     ("1e3kbps", "rate", 1_000_000), ("12 Mbps", "rate", 12_000_000),
+    ("80Mbit/s", "rate", 80_000_000), ("12 Mbit/s", "rate", 12_000_000), ("256kbit/s", "rate", 256_000),
+    ("1.5Gbit/s", "rate", 1_500_000_000), ("1Tbit/s", "rate", 1e12), ("500bit/s", "rate", 500),
     ("150KB", "size", 150_000), ("150kB", "size", 150_000), ("1200B", "size", 1200), ("4.5MB", "size", 4_500_000),
     ("250MB", "size", 250_000_000), ("1GB", "size", 1e9), ("1KiB", "size", 1024), ("1MiB", "size", 1_048_576),
     ("1.5GiB", "size", 1_610_612_736),
     ("20ms", "time", 0.020), (" 20ms ", "time", 0.020), ("1.5s", "time", 1.5), ("250us", "time", 0.000_25),
     ("9.24min", "time", 554.4), ("6h", "time", 21_600), ("1d", "time", 86_400),
     ("1.2km", "distance", 1200), ("0.6km", "distance", 600), ("600m", "distance", 600),
-    ("1%", "fraction", 0.01), ("53.5%", "fraction", 0.535), ("0%", "fraction", 0.0), ("0.25", "fraction", 0.25),
+    ("1%", "fraction", 0.01), ("53.5%", "fraction", 0.535), ("95%", "fraction", 0.95), ("0%", "fraction", 0.0),
+    ("0.25", "fraction", 0.25),
     (0.25, "fraction", 0.25), (1, "fraction", 1.0),
 ])
 def test_unit_strings_parse_to_si(text, kind, si):
     assert units.parse(text, kind) == pytest.approx(si, rel=1e-12, abs=0)
+
+
+def test_a_percentage_is_exact_so_19_of_20_meets_a_95_percent_bar():
+    assert units.parse("95%", "fraction") == 0.95 and 19 / 20 >= units.parse("95%", "fraction")
+
+
+@pytest.mark.parametrize(("text", "share"), [("95%", 0.95), ("0.95", 0.95), (" 90% ", 0.9), ("100%", 1.0),
+                                              ("1", 1.0), (0.5, 0.5), ("0.1%", 0.001)])
+def test_a_share_is_a_fraction_or_a_percentage(text, share):
+    assert units.parse_share(text) == share
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("95", "'95' is not a share in (0, 1]: write a fraction such as 0.95 or a percentage such as 95%; did you mean "
+           "'95%'?"),
+    ("150%", "'150%' is not a share in (0, 1]: write a fraction such as 0.95 or a percentage such as 95%"),
+    ("0", "'0' is not a share in (0, 1]: write a fraction such as 0.95 or a percentage such as 95%"),
+    ("-5%", "'-5%' is not a share in (0, 1]: write a fraction such as 0.95 or a percentage such as 95%"),
+    ("ninety", "'ninety' is not a fraction (try '25%')"),
+])
+def test_a_bad_share_is_refused_naming_it(text, message):
+    with pytest.raises(ValueError) as caught:
+        units.parse_share(text)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("given", ["95%", "0.95"])
+def test_the_plan_share_option_takes_a_percentage_or_a_fraction(scenarios_dir, given):
+    import typer.main
+    command = typer.main.get_command(app).commands["plan"]
+    ctx = command.make_context("plan", [str(scenarios_dir / "ci-smoke.yaml"), "--target-share", given])
+    assert ctx.params["target_share"] == 0.95
+    assert command.make_context("plan", [str(scenarios_dir / "ci-smoke.yaml")]).params["target_share"] == 0.95
+
+
+def test_a_bare_95_share_on_the_command_line_exits_2_saying_what_it_may_mean(scenarios_dir, tmp_path):
+    result = runner.invoke(app, ["plan", str(scenarios_dir / "ci-smoke.yaml"), "--target-share", "95",
+                                 "--out", str(tmp_path), "--workers", "0", "--no-png"])
+    assert result.exit_code == 2 and "did you mean '95%'?" in result.output and "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_scenario_may_write_rates_in_mbit_per_second(tmp_path):
+    (tmp_path / "s.yaml").write_text(GOOD)
+    plain = load(tmp_path / "s.yaml", {"catalogue.profiles.adsl2plus.up": "1.25Mbps"})
+    spelled = load(tmp_path / "s.yaml", {"catalogue.profiles.adsl2plus.up": "1.25 Mbit/s"})
+    assert spelled.catalogue.profiles["adsl2plus"].up == plain.catalogue.profiles["adsl2plus"].up == 1_250_000
 
 
 def test_kilobytes_are_decimal_and_kibibytes_binary():
@@ -78,7 +128,12 @@ def test_kilobytes_are_decimal_and_kibibytes_binary():
     (20, "time", "20 has no unit; a time needs one (try '20ms')"),
     (1.5, "size", "1.5 has no unit; a size needs one (try '1.5MB')"),
     ("80", "rate", f"'80' is not a rate: unknown unit '' (units: {RATE_UNITS}; try '80Mbps')"),
-    ("80Mbit", "rate", f"'80Mbit' is not a rate: unknown unit 'Mbit' (units: {RATE_UNITS}; try '80Mbps')"),
+    ("80Mbit", "rate", "'80Mbit' is not a rate (try '80Mbit/s')"),
+    ("80Mb/s", "rate", "'80Mb/s' is not a rate (try '80Mbit/s')"),
+    ("10MB/s", "rate", "'10MB/s' is bytes a second; a rate is in bits (try '80Mbit/s')"),
+    ("10MBps", "rate", "'10MBps' is bytes a second; a rate is in bits (try '80Mbit/s')"),
+    ("2kB/s", "rate", "'2kB/s' is bytes a second; a rate is in bits (try '16kbit/s')"),
+    ("1KiB/s", "rate", "'1KiB/s' is bytes a second; a rate is in bits (try '8.192kbit/s')"),
     ("80mbps", "rate", f"'80mbps' is not a rate: unknown unit 'mbps' (units: {RATE_UNITS}; try '80Mbps')"),
     ("80Mbps/s", "rate", "'80Mbps/s' is not a rate (try '80Mbps')"),
     ("20ms", "rate", f"'20ms' is a time, not a rate (units: {RATE_UNITS}; try '80Mbps')"),
