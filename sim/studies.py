@@ -54,7 +54,8 @@ def sweep(path: Path | str, axes: dict[str, list[str]], *, seeds: int = 1, out: 
     with results.run_folder(Path(out), scenario.name, "sweep", scenario.seed) as folder:
         with scale.cluster(scheduler, workers) as client:
             done = sweeper.sweep(path, axes, seeds=seeds, client=client, progress=progress)
-        extra = {"kind": "sweep", "keys": list(axes), "grid": axes, "seeds": list(done.seeds),
+        extra = {"kind": "sweep", "keys": list(axes), "grid": axes, "axes": [a.as_dict() for a in done.axes],
+                 "seeds": list(done.seeds),
                  "site_bar": done.site_bar, "png": png}
         _write_study(folder.partial, Path(path), scenario, {"sweep.csv": done.table}, extra,
                      time.perf_counter() - started)

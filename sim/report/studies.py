@@ -168,43 +168,109 @@ def plan_sites_html(folder: Path) -> str:
 # ---- sweep ------------------------------------------------------------------------------------------------
 
 
-def sweep_figures(table: pd.DataFrame, keys: list[str], site_bar: float,
+def sweep_axes(meta: dict) -> list[dict]:
+    """A sweep's axes from its meta.json: key, column, kind, values (as stored) and labels (as written), in order.
+
+    Folders written before the axes were recorded name a column by its key and hold the values as written.
+    """
+    if "axes" in meta:
+        return list(meta["axes"])
+    return [{"key": k, "column": k, "kind": "text", "values": list(map(str, v)), "labels": list(map(str, v))}
+            for k, v in meta["grid"].items()]
+
+
+def sweep_figures(table: pd.DataFrame, axes: list[dict], site_bar: float,
                   labels: dict[str, str] | None = None) -> list[FigureSpec]:
     """One figure per app: share of sites passing (mean over seeds, min-max bars) by the first key.
 
-    A line per site class and combination of the other keys. ``labels`` names the apps (name -> label).
+    A line per site class, one colour per class throughout; a panel per combination of the other keys' values.
+    A numeric key's values are drawn in numeric order, labelled as they were written. ``labels`` names the apps.
     """
-    specs = []
-    x_key, others = keys[0], keys[1:]
     names = app_labels({name: {"label": label} for name, label in (labels or {}).items()})
-    for app in [*[a for a in names if a in set(table["app"])], *sorted(set(table["app"]) - set(names))]:
-        rows = table[table["app"] == app]
-        pooled = rows.groupby([*keys, "seed", "site_class"], sort=False)[["sites", "sites_passing"]].sum()
-        pooled["share"] = pooled["sites_passing"] / pooled["sites"]
-        grouped = (pooled.reset_index().groupby([*keys, "site_class"], sort=False)["share"]
-                   .agg(["mean", "min", "max", "count"]).reset_index())
-        fig = go.Figure()
-        for k, (series, part) in enumerate(grouped.groupby(["site_class", *others], sort=False)):
-            series = series if isinstance(series, tuple) else (series,)
-            name = " · ".join([str(series[0])] + [f"{o}={v}" for o, v in zip(others, series[1:])])
-            colour = SERIES[k % len(SERIES)]
-            fig.add_trace(go.Scatter(
-                x=[str(v) for v in part[x_key]], y=part["mean"], mode="lines+markers", name=esc(name),
-                line={"color": colour}, marker={"color": colour},
-                error_y={"type": "data", "symmetric": False, "array": part["max"] - part["mean"],
-                         "arrayminus": part["mean"] - part["min"], "color": colour}))
-        target_line(fig, y=site_bar, text=f"pass bar: {site_bar:.0%} of sites")
-        fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%", title_text="sites meeting the target")
-        fig.update_xaxes(type="category", title_text=esc(x_key))
-        best = grouped.groupby(x_key, sort=False)["mean"].mean()
-        title = (f"{names.get(app, app)}: share of sites meeting the target by {x_key} "
-                 f"(from {best.iloc[0]:.0%} at {best.index[0]} to {best.iloc[-1]:.0%} at {best.index[-1]}, "
-                 "mean of classes)")
-        _layout(fig, title)
-        note = ("Each point is the mean over seeds of the share of a site class's sites meeting the target (all its "
-                "access profiles pooled); bars span the lowest and highest seed.")
-        specs.append(FigureSpec(f"sweep_{app}", title, fig, grouped, note))
-    return specs
+    classes = list(dict.fromkeys(table["site_class"]))
+    return [_sweep_figure(table[table["app"] == app], app, names.get(app, app), axes, classes, site_bar)
+            for app in [*[a for a in names if a in set(table["app"])], *sorted(set(table["app"]) - set(names))]]
+
+
+def _sweep_figure(rows: pd.DataFrame, app: str, label: str, axes: list[dict], classes: list[str],
+                  site_bar: float) -> FigureSpec:
+    """One app's sweep figure (see :func:`sweep_figures`)."""
+    x_axis, others = axes[0], axes[1:]
+    columns = [a["column"] for a in axes]
+    pooled = rows.groupby([*columns, "seed", "site_class"], sort=False)[["sites", "sites_passing"]].sum()
+    pooled["share"] = pooled["sites_passing"] / pooled["sites"]
+    grouped = (pooled.reset_index().groupby([*columns, "site_class"], sort=False)["share"]
+               .agg(["mean", "min", "max", "count"]).reset_index())
+    panels = _panels(grouped, others)
+    n_cols = min(len(panels), 3)
+    fig = make_subplots(rows=-(-len(panels) // n_cols), cols=n_cols, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[esc(title) for title, _ in panels] if others else None)
+    order, shown = _x_order(x_axis), set()
+    for k, (_, part) in enumerate(panels):
+        for site_class, series in part.groupby("site_class", sort=False):
+            if x_axis.get("kind", "text") != "text":
+                series = series.sort_values(x_axis["column"])
+            _sweep_series(fig, series, x_axis, classes.index(site_class), site_class, site_class not in shown,
+                          (k // n_cols + 1, k % n_cols + 1))
+            shown.add(site_class)
+        target_line(fig, y=site_bar, text=f"pass bar: {site_bar:.0%} of sites" if k == 0 else "",
+                    row=k // n_cols + 1, col=k % n_cols + 1)
+    fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%")
+    fig.update_yaxes(title_text="sites meeting the target", col=1)
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=order)
+    fig.update_xaxes(title_text=esc(x_axis["key"]), row=-(-len(panels) // n_cols))
+    best = grouped.groupby(x_axis["column"], sort=False)["mean"].mean()
+    best.index = [_label_of(x_axis, v) for v in best.index]
+    best = best.reindex([o for o in order if o in best.index])
+    title = (f"{label}: share of sites meeting the target by {x_axis['key']} "
+             f"(from {best.iloc[0]:.0%} at {best.index[0]} to {best.iloc[-1]:.0%} at {best.index[-1]}, "
+             "mean of classes)")
+    _layout(fig, title, height=200 + 300 * -(-len(panels) // n_cols))
+    note = ("Each point is the mean over seeds of the share of a site class's sites meeting the target (all its "
+            "access profiles pooled); bars span the lowest and highest seed. One colour per site class"
+            + ("; a panel per value of " + ", ".join(a["key"] for a in others) if others else "") + ".")
+    return FigureSpec(f"sweep_{app}", title, fig, grouped, note)
+
+
+def _panels(grouped: pd.DataFrame, others: list[dict]) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of each combination of the other keys' values (in grid order), titled ``key=value``."""
+    if not others:
+        return [("", grouped)]
+    columns = [a["column"] for a in others]
+    out = []
+    for values, part in grouped.groupby(columns, sort=False):
+        values = values if isinstance(values, tuple) else (values,)
+        out.append((" · ".join(f"{a['key']}={_label_of(a, v)}" for a, v in zip(others, values)), part))
+    return out
+
+
+def _sweep_series(fig: go.Figure, series: pd.DataFrame, x_axis: dict, index: int, site_class: str, legend: bool,
+                  where: tuple[int, int]) -> None:
+    """One site class's line in one panel, in the class's own colour (and dash, past eight classes)."""
+    colour = SERIES[index % len(SERIES)]
+    dash = ("solid", "dash", "dot", "dashdot")[index // len(SERIES) % 4]
+    fig.add_trace(go.Scatter(
+        x=[_label_of(x_axis, v) for v in series[x_axis["column"]]], y=series["mean"], mode="lines+markers",
+        name=esc(site_class), legendgroup=site_class, showlegend=legend, line={"color": colour, "dash": dash},
+        marker={"color": colour},
+        error_y={"type": "data", "symmetric": False, "array": series["max"] - series["mean"],
+                 "arrayminus": series["mean"] - series["min"], "color": colour}), *where)
+
+
+def _x_order(x_axis: dict) -> list[str]:
+    """The first key's labels, in numeric order where its values are numbers (as given where they are text)."""
+    pairs = list(zip(x_axis["values"], x_axis["labels"]))
+    if x_axis.get("kind", "text") != "text":
+        pairs.sort(key=lambda p: float(p[0]))
+    return [label for _, label in pairs]
+
+
+def _label_of(axis: dict, value: object) -> str:
+    """A stored value's label as written on the command line (a CSV read back may hold 0.02 as 0.02 or 2e-2)."""
+    for stored, label in zip(axis["values"], axis["labels"]):
+        if stored == value or (axis.get("kind", "text") != "text" and np.isclose(float(stored), float(value))):
+            return str(label)
+    return str(value)
 
 
 def render_sweep(folder: Path | str) -> Path:
@@ -212,11 +278,17 @@ def render_sweep(folder: Path | str) -> Path:
     folder = Path(folder)
     (table,) = _read(folder, "sweep.csv")
     meta = _meta(folder)
-    keys = list(meta["keys"])
-    specs = sweep_figures(table, keys, float(meta["site_bar"]), meta.get("app_labels"))
-    grid = " × ".join(f"{html_esc(k)} ∈ {{{html_esc(', '.join(map(str, v)))}}}" for k, v in meta["grid"].items())
+    axes = sweep_axes(meta)
+    for a in axes:
+        if a.get("kind", "text") == "text":
+            table[a["column"]] = table[a["column"]].astype(str)
+    specs = sweep_figures(table, axes, float(meta["site_bar"]), meta.get("app_labels"))
+    grid = " × ".join(f"{html_esc(a['key'])} ∈ {{{html_esc(', '.join(map(str, a['labels'])))}}}" for a in axes)
+    stored = "; ".join(f"{html_esc(a['key'])} as <code>{html_esc(a['column'])}</code>" for a in axes
+                       if a["column"] != a["key"])
     intro = (f"<p>Scenario <b>{html_esc(meta['scenario'])}</b> swept over {grid}, seeds "
-             f"{html_esc(meta['seeds'])}: {len(table):,} rows in <code>sweep.csv</code>.</p>")
+             f"{html_esc(meta['seeds'])}: {len(table):,} rows in <code>sweep.csv</code>"
+             + (f" (values in SI units: {stored})" if stored else "") + ".</p>")
     return _write_page(folder, SWEEP_FILE, f"{meta['scenario']}: sweep", intro, specs)
 
 
