@@ -16,8 +16,13 @@ from sim.text import visible
 MATRIX_COLUMNS = 4  # apps side by side in the compliance matrix; more go on further rows
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PASS, FAIL, NEUTRAL = "#0072B2", "#D55E00", "#999999"
+EMPTY, NO_SITES = "#EEEEEE", "no sites"  # a matrix cell with no site of that class on that technology
 SERIES = ["#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#0072B2", "#D55E00", "#F0E442", "#000000"]
 MEDIUM_COLOURS = {"copper": "#E69F00", "fibre": "#0072B2", "radio": "#009E73", "cable": "#CC79A7"}
+# One colour per access technology in every figure (copper warm, fibre blue, radio green); others take the rest.
+TECHNOLOGY_COLOURS = {"ADSL": "#F0E442", "ADSL2+": "#E69F00", "FTTC": "#D55E00", "G.fast": "#CC79A7",
+                      "EFM": "#882255", "FTTP": "#56B4E9", "Leased line": "#0072B2", "4G": "#009E73",
+                      "5G": "#117733", "Home broadband": "#999999"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,11 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     return fig
 
 
+def technology_colour(technology: str) -> str:
+    """The colour of an access technology, the same in every figure (a technology not listed: black)."""
+    return TECHNOLOGY_COLOURS.get(technology, "#000000")
+
+
 def target_line(fig: go.Figure, *, x: float | None = None, y: float | None = None, text: str, log_x: bool = False,
                 **where) -> None:
     """Draw a target as a black dashed line with its label (the template's pale shape defaults overridden)."""
@@ -70,8 +80,10 @@ def compliance_matrix(run: RunData) -> FigureSpec:
     classes = sorted(set(table["site_class"]))
     n_cols = min(len(apps), MATRIX_COLUMNS)
     n_rows = -(-len(apps) // n_cols)
+    height = 130 + n_rows * (95 + 46 * len(classes))  # 95 px a row for its title and slanted technology names
     fig = make_subplots(rows=n_rows, cols=n_cols, shared_yaxes=True, horizontal_spacing=0.02,
-                        vertical_spacing=0.9 / (n_rows + 1), subplot_titles=[esc(names[a]) for a in apps])
+                        vertical_spacing=95 / (height - 130) if n_rows > 1 else 0.0,
+                        subplot_titles=[esc(names[a]) for a in apps])
     for k, app in enumerate(apps):
         row, col = k // n_cols + 1, k % n_cols + 1
         grid = table[table["app"] == app].set_index(["site_class", "technology"])
@@ -79,34 +91,43 @@ def compliance_matrix(run: RunData) -> FigureSpec:
         text = [[_share_text(grid, c, t) for t in techs] for c in classes]
         fig.add_trace(go.Heatmap(z=z, x=[esc(t) for t in techs], y=[esc(run.class_label(c)) for c in classes],
                                  text=text, texttemplate="%{text}", zmin=0, zmax=1, showscale=False, xgap=2, ygap=2,
-                                 colorscale=[[0, FAIL], [0.5, FAIL], [0.5, PASS], [1, PASS]],
-                                 hovertemplate="%{y}<br>%{x}: %{text} of sites pass<extra></extra>"), row, col)
+                                 colorscale=[[0, FAIL], [0.3, FAIL], [0.3, EMPTY], [0.7, EMPTY], [0.7, PASS],
+                                             [1, PASS]], textfont={"size": 11},
+                                 customdata=[[f"{v} of sites pass" if v != NO_SITES else
+                                              "no site of this class on this technology" for v in r] for r in text],
+                                 hovertemplate="%{y}<br>%{x}: %{customdata}<extra></extra>"), row, col)
     failing = table[~table["passed"]]
     title = ("Every site class meets every target on every access technology" if failing.empty else
              f"Targets missed on {', '.join(sorted(set(failing['technology']), key=technology_rank))}")
     title += f" (blue: at least {run.site_bar:.0%} of sites pass; orange: fewer)"
-    _layout(fig, title, height=100 + n_rows * (120 + 46 * len(classes)))
+    _layout(fig, title, height=height)
     fig.update_xaxes(tickangle=-30)
     fig.update_annotations(font_size=12)
     out = table.assign(site_class=table["site_class"].map(run.class_label))
+    empty = len(classes) * len(techs) * len(apps) - len(table)
+    note = _pass_bar_note(run) + (f" Grey cells ({NO_SITES!r}): the scenario has no site of that class on that "
+                                  "technology, or none that the app's target applies to." if empty else "")
     return FigureSpec("compliance", title, fig, out[["site_class", "technology", "app", "sites", "sites_passing",
-                                                     "share_passing", "passed"]], _pass_bar_note(run))
+                                                     "share_passing", "passed"]], note)
 
 
-def _cell(grid: pd.DataFrame, site_class: str, tech: str, column: str) -> float | None:
-    return float(grid.loc[(site_class, tech), column]) if (site_class, tech) in grid.index else None
+def _cell(grid: pd.DataFrame, site_class: str, tech: str, column: str) -> float:
+    """1 pass, 0 fail, 0.5 no sites (drawn grey)."""
+    return float(grid.loc[(site_class, tech), column]) if (site_class, tech) in grid.index else 0.5
 
 
 def _share_text(grid: pd.DataFrame, site_class: str, tech: str) -> str:
-    return f"{grid.loc[(site_class, tech), 'share_passing']:.0%}" if (site_class, tech) in grid.index else ""
+    return f"{grid.loc[(site_class, tech), 'share_passing']:.0%}" if (site_class, tech) in grid.index else NO_SITES
 
 
 def _pass_bar_note(run: RunData) -> str:
-    bars = run.resolved["targets"]["passing"]
+    targets = run.resolved["targets"]
+    bars, limit = targets["passing"], targets["link"]["busy_hour_utilisation"]
     return (f"A site passes an app when at least {bars['sessions']:.0%} of its sessions meet every target; a site "
             f"class passes when at least {bars['sites']:.0%} of its sites pass (both bars are assumptions). "
-            "Targets: ITU-T G.114 (delay), Microsoft Teams guidance (jitter, loss), NHS Digital (75% utilisation); "
-            "transfer-time limits are assumptions.")
+            "Targets (this run's, from its resolved targets; sources in docs/sources.md S11): ITU-T G.114 (delay), "
+            f"Microsoft Teams guidance (jitter, loss), NHS Digital's advice on busy-hour utilisation (limit "
+            f"{limit:.0%}); transfer-time limits are assumptions.")
 
 
 def completion_cdfs(run: RunData) -> list[FigureSpec]:
@@ -127,7 +148,7 @@ def _cdf(app: str, label: str, times_by_tech: dict[str, np.ndarray], limit_s: fl
     """One transfer app's figure from its completion times (s, sorted; inf when not completed) per technology."""
     fig = go.Figure()
     summary = []
-    for i, tech in enumerate(sorted(times_by_tech, key=technology_rank)):
+    for tech in sorted(times_by_tech, key=technology_rank):
         times = times_by_tech[tech]
         share_in = float((times <= limit_s).mean())
         summary.append({"technology": tech, "transfers": len(times), "within_limit": share_in,
@@ -135,7 +156,7 @@ def _cdf(app: str, label: str, times_by_tech: dict[str, np.ndarray], limit_s: fl
         finite = times[np.isfinite(times)]
         picks = np.unique(np.linspace(0, len(finite) - 1, min(len(finite), 400)).astype(int)) if len(finite) else []
         fig.add_trace(go.Scatter(x=finite[picks], y=(np.asarray(picks) + 1) / len(times), mode="lines",
-                                 name=esc(tech), line={"color": SERIES[i % len(SERIES)], "width": 2.5}))
+                                 name=esc(tech), line={"color": technology_colour(tech), "width": 2.5}))
     target_line(fig, x=limit_s, text=f"target {_seconds(limit_s)}", log_x=True)
     finite_all = np.concatenate([t[np.isfinite(t)] for t in times_by_tech.values()])
     low = max(min(float(finite_all.min()) if len(finite_all) else limit_s, limit_s) * 0.7, 1e-3)
@@ -147,6 +168,7 @@ def _cdf(app: str, label: str, times_by_tech: dict[str, np.ndarray], limit_s: fl
              f"{best['technology']}" + (f", {worst['within_limit']:.0%} on {worst['technology']}"
                                         if worst["technology"] != best["technology"] else ""))
     _layout(fig, title)
+    fig.update_layout(showlegend=True)  # a single technology still says which it is
     fig.update_xaxes(type="log", title_text="completion time (s, log scale)", range=[np.log10(low), np.log10(high)])
     fig.update_yaxes(title_text="share of transfers completed", range=[0, 1.02], tickformat=".0%")
     note = (f"Time from request to last byte, TCP and TLS set-up included. The {_seconds(limit_s)} limit is a "
@@ -160,7 +182,7 @@ def _size_note(run: RunData, app: str) -> str:
     size = spec.get("size") or {}
     if spec.get("generator") == "imaging":
         mods = run.resolved["catalogue"]["modalities"]
-        parts = [f"{name} {m['size'].get('median') or m['size'].get('value') or m['size'].get('mean'):.3g} B"
+        parts = [f"{name} {(m['size'].get('median') or m['size'].get('value') or m['size'].get('mean')) / 1e6:.3g} MB"
                  for name, m in mods.items()]
         return "Study sizes (median): " + ", ".join(parts) + f". Sources: {spec.get('source', '')}."
     centre = size.get("median") or size.get("value") or size.get("mean")
@@ -194,25 +216,37 @@ def _stream_quality(run: RunData, app: str, bar: float) -> FigureSpec | None:
     table = table.reset_index().sort_values("technology", key=lambda s: s.map(technology_rank))
     fig = go.Figure()
     for column, label, colour in (("at_recommended", "at recommended bitrate", PASS),
-                                  ("between", "between minimum and recommended", "#E69F00"),
+                                  ("between", "between minimum and recommended", "#56B4E9"),
                                   ("below_minimum", "below minimum", FAIL)):
         fig.add_trace(go.Bar(y=[esc(t) for t in table["technology"]], x=table[column], name=label, orientation="h",
                              marker_color=colour, text=[f"{v:.0%}" for v in table[column]], textposition="inside"))
-    target_line(fig, x=bar, text=f"target: {bar:.0%} of call time")
-    worst = table.sort_values("at_recommended").iloc[0]
-    spec = run.apps[app]
-    rate = spec["rate"]
-    label = spec["label"]
-    title = (f"{label[:1].upper() + label[1:]} on {worst['technology']} spend {worst['at_recommended']:.0%} of "
-             f"their time at the recommended {rate['target'] / 1e6:g} Mbit/s")
+    if bar > 0:  # an app whose target asks no share of time at its recommended rate has no line to draw
+        target_line(fig, x=bar, text=f"target: {bar:.0%} of call time")
+    rate, label = run.apps[app]["rate"], run.apps[app]["label"]
+    title = _stream_title(label, table.sort_values("at_recommended").iloc[0], rate)
     _layout(fig, title, height=160 + 40 * len(table))
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title_text="share of call time (duration-weighted over calls)", tickformat=".0%", range=[0, 1])
-    note = (f"Recommended {rate['target'] / 1e6:g} Mbit/s, minimum {rate['minimum'] / 1e3:g} kbit/s towards the site "
-            f"(its upstream at {rate.get('up_share', 1.0):.0%} of these); sources: docs/sources.md {spec['source']}. "
-            "Worse direction of each call. Model assumptions: a call backs off to its minimum while TCP fills a "
-            "shared buffer; alone it loads a link to at most 90%.")
+    aim = (f"Target: at least {bar:.0%} of call time at the recommended rate. " if bar > 0 else
+           "The targets ask no share of call time at the recommended rate for this app. ")
+    note = (aim + f"Recommended {_rate(rate['target'])}, minimum {_rate(rate['minimum'])} towards the site "
+            f"(its upstream at {rate.get('up_share', 1.0):.0%} of these); sources: docs/sources.md "
+            f"{run.apps[app]['source']}. Worse direction of each call. Model assumptions: a call backs off to its "
+            "minimum while TCP fills a shared buffer; alone it loads a link to at most 90%.")
     return FigureSpec(f"quality-{app}", title, fig, table, note)
+
+
+def _stream_title(label: str, worst: pd.Series, rate: dict) -> str:
+    """The worst technology's time at the recommended rate, and where the rest of its time went."""
+    head = (f"{label[:1].upper() + label[1:]} on {worst['technology']} spend {worst['at_recommended']:.0%} of "
+            f"their time at the recommended {_rate(rate['target'])}")
+    rest = {"between it and the minimum": worst["between"], "below the minimum": worst["below_minimum"]}
+    where, share = max(rest.items(), key=lambda kv: kv[1])
+    return head + (f", {share:.0%} {where} ({_rate(rate['minimum'])})" if share >= 0.005 else "")
+
+
+def _rate(rate_bps: float) -> str:
+    return f"{rate_bps / 1e6:.3g} Mbit/s" if rate_bps >= 1e6 else f"{rate_bps / 1e3:.3g} kbit/s"
 
 
 def link_utilisation(run: RunData) -> FigureSpec | None:
@@ -226,11 +260,11 @@ def link_utilisation(run: RunData) -> FigureSpec | None:
     window = run.resolved["window"]
     fig, rows = go.Figure(), []
     links = run.site_links(picks["site"].tolist())
-    for i, site in enumerate(picks.itertuples(index=False)):
+    for site in picks.itertuples(index=False):
         series = _busiest_direction(links, site.site, window)
         fig.add_trace(go.Scatter(x=series.index / 3600.0, y=series.to_numpy(), mode="lines",
                                  name=esc(f"{site.technology}: {site.site} ({series.name})"),
-                                 line={"color": SERIES[i % len(SERIES)], "width": 2}))
+                                 line={"color": technology_colour(site.technology), "width": 2}))
         rows.append({"technology": site.technology, "site": site.site, "direction": series.name,
                      "busy_hour_utilisation": float(site.value), "peak_15min": float(series.max())})
     target_line(fig, y=limit, text=f"{limit:.0%}: review line")
@@ -239,10 +273,15 @@ def link_utilisation(run: RunData) -> FigureSpec | None:
     title = (f"Busiest access links: {top['technology']} ({top['direction']}) averages "
              f"{top['busy_hour_utilisation']:.0%} over its busy hour")
     _layout(fig, title)
+    fig.update_layout(showlegend=True)
     fig.update_xaxes(title_text="hour of day")
     fig.update_yaxes(title_text="utilisation (15-minute mean)", tickformat=".0%", rangemode="tozero")
-    note = ("One site per access technology: the one with the busiest hour. 75%: NHS Digital's advice to review "
-            "sites using more than 75% of their FTTC capacity. Buffers of 100 packets are an assumption.")
+    profiles = run.resolved["catalogue"]["profiles"]
+    buffers = sorted({f"{profiles[p]['buffer'] / 1e3:.4g} kB" for p in picks["access_profile"] if p in profiles})
+    note = (f"One site per access technology: the one with the busiest hour. {limit:.0%}: this run's busy-hour "
+            "limit (targets: link.busy_hour_utilisation), after NHS Digital's advice to review sites whose busy "
+            f"hour fills their line (docs/sources.md S11). Access buffers of {', '.join(buffers)} (the profiles' "
+            "own, assumptions).")
     return FigureSpec("utilisation", title, fig, table, note)
 
 
@@ -279,9 +318,19 @@ def copper_vs_fibre(run: RunData) -> FigureSpec:
     _layout(fig, title)
     fig.update_layout(barmode="group")
     fig.update_yaxes(title_text="share of sites", tickformat=".0%", range=[0, 1.12])
-    note = ("Copper: ADSL, ADSL2+, FTTC, G.fast, EFM; fibre: FTTP and leased lines. The mix of access is the "
-            "scenario's (baseline-2019: about 40% of sites on copper, DHSC 2019).")
+    note = _mix_note(run)
     return FigureSpec("copper-vs-fibre", title, fig, table[["medium", "app", "share"]], note)
+
+
+def _mix_note(run: RunData) -> str:
+    """Which technologies each medium holds in this run, and its mix of sites (from the run's own sites)."""
+    per_site = run.sites.drop_duplicates("site")
+    counts = per_site["medium"].value_counts()
+    techs = per_site.groupby("medium")["technology"].unique()
+    kinds = "; ".join(f"{m}: {', '.join(sorted(techs[m], key=technology_rank))}" for m in counts.index)
+    mix = ", ".join(f"{n} on {m} ({n / len(per_site):.0%})" for m, n in counts.items())
+    return (f"{kinds[:1].upper() + kinds[1:]}. The mix of access is scenario {run.name}'s own: {len(per_site)} "
+            f"sites, {mix}.")
 
 
 FIDELITY_METRICS = {"median_completion_s": "median completion (s)", "p95_completion_s": "P95 completion (s)",

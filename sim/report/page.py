@@ -38,7 +38,9 @@ def page(title: str, intro_html: str, figures: list[FigureSpec], links: dict[str
 def section(spec: FigureSpec, files: dict[str, str]) -> str:
     """One figure: its finding as a heading, the interactive plot, its assumptions and its data."""
     figure = go.Figure(spec.figure)  # the heading states the finding; the PNG keeps it as the plot's title
-    figure.update_layout(title_text="", margin_t=30)
+    # Labels above the plot (subplot titles, a target's label) sit below the toolbar's band, not under it.
+    above = any(a.yref == "paper" and (a.y or 0) >= 0.99 for a in figure.layout.annotations)
+    figure.update_layout(title_text="", margin_t=64 if above else 30)
     plot = pio.to_html(figure, full_html=False, include_plotlyjs=False, div_id=f"fig-{spec.name}",
                        config={"displaylogo": False, "responsive": True})
     downloads = " · ".join(f'<a href="{esc(path)}">{esc(label)}</a>' for label, path in files.items())
