@@ -8,13 +8,15 @@ Needs Chromium (``make test`` installs it when run as root); skipped, with the r
 from __future__ import annotations
 
 import shutil
+import struct
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from sim import pipeline, report
-from sim.report.data import by_technology
+from sim.report import comparison, pngs
+from sim.report.data import by_technology, read_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTEFACTS = Path(__file__).resolve().parent / "artefacts"
@@ -61,6 +63,66 @@ def open_offline(browser, path: Path):
     return page, errors, outside
 
 
+# Every text a plot draws (tick labels, axis titles, annotations such as subplot titles and target labels, legend
+# entries, the figure's title) and the toolbar, as the browser laid them out; the pairs whose boxes overlap by more
+# than a pixel each way, and any cut off at the plot's edge. Slanted tick labels are left out of pairs with each
+# other: plotly slants them so that they do not collide, and a slanted label's box is wider than its text.
+OVERLAPS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => {
+  const boxes = [];
+  const add = (el, role) => {
+    const r = el.getBoundingClientRect(), text = (el.textContent || '').trim();
+    const slanted = /rotate\\(-?[1-9]/.test(el.getAttribute('transform') || '');
+    if (r.width > 0 && r.height > 0 && (text || role === 'toolbar'))
+      boxes.push({role, text: text.slice(0, 50), slanted, l: r.left, r: r.right, t: r.top, b: r.bottom});
+  };
+  plot.querySelectorAll('.xtick text, .ytick text').forEach(e => add(e, 'tick'));
+  plot.querySelectorAll('.g-xtitle text, .g-ytitle text').forEach(e => add(e, 'axis title'));
+  plot.querySelectorAll('.annotation-text-g text').forEach(e => add(e, 'annotation'));
+  plot.querySelectorAll('.legendtext').forEach(e => add(e, 'legend'));
+  plot.querySelectorAll('.g-gtitle text').forEach(e => add(e, 'title'));
+  const bar = plot.querySelector('.modebar');
+  if (bar) add(bar, 'toolbar');
+  const hits = [], svg = plot.querySelector('.main-svg').getBoundingClientRect();
+  boxes.filter(x => x.l < svg.left - 1 || x.r > svg.right + 1 || x.t < svg.top - 1 || x.b > svg.bottom + 1)
+    .forEach(x => hits.push(x.role + ' "' + x.text + '" is cut off at the edge'));
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const a = boxes[i], b = boxes[j];
+    const w = Math.min(a.r, b.r) - Math.max(a.l, b.l), h = Math.min(a.b, b.b) - Math.max(a.t, b.t);
+    if (w > 1 && h > 1 && !(a.slanted && b.slanted))
+      hits.push(a.role + ' "' + a.text + '" / ' + b.role + ' "' + b.text + '"');
+  }
+  const roles = boxes.reduce((n, x) => ({...n, [x.role]: (n[x.role] || 0) + 1}), {});
+  return {id: plot.id, roles, hits};
+})"""
+
+
+def overlaps(browser, path: Path) -> list[dict]:
+    """Each plot of a page: how many texts of each role it draws and which overlap (see OVERLAPS_JS)."""
+    page, errors, outside = open_offline(browser, path)
+    try:
+        return page.evaluate(OVERLAPS_JS)
+    finally:
+        page.close()
+        assert errors == [] and outside == []
+
+
+def as_exported(specs, folder: Path) -> Path:
+    """A page of the figures as the PNG export draws them: with their titles, at its width and their heights."""
+    from plotly.offline import get_plotlyjs
+    divs = "".join(spec.figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"png-{spec.name}",
+                                       default_width=f"{pngs.WIDTH_PX}px", default_height=f"{height}px",
+                                       config={"displayModeBar": False})  # a PNG has no toolbar
+                   for spec, height in zip(specs, pngs.heights([s.figure for s in specs])))
+    path = folder / "as-exported.html"
+    path.write_text(f"<html><head><script>{get_plotlyjs()}</script></head><body>{divs}</body></html>")
+    return path
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height (px) from a PNG's header."""
+    return struct.unpack(">II", path.read_bytes()[16:24])
+
+
 def test_report_renders_offline_without_errors(browser, run_folder):
     page, errors, outside = open_offline(browser, run_folder / report.REPORT_FILE)
     try:
@@ -68,6 +130,7 @@ def test_report_renders_offline_without_errors(browser, run_folder):
         rendered = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => ({
             id: el.id, svg: el.querySelectorAll('svg.main-svg').length, traces: (el.data || []).length,
             points: (el.calcdata || []).reduce((n, cd) => n + cd.length, 0)}))""")
+        laid_out = page.evaluate(OVERLAPS_JS)
         ARTEFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTEFACTS / "report-top.png"))
         page.screenshot(path=str(ARTEFACTS / "report-full.png"), full_page=True)
@@ -79,6 +142,9 @@ def test_report_renders_offline_without_errors(browser, run_folder):
         assert fig["svg"] >= 1 and fig["traces"] >= 1 and fig["points"] >= 1, fig
     for png in (run_folder / "figures").glob("*.csv"):
         assert png.with_suffix(".png").is_file(), f"no PNG for {png.stem}"
+    for plot in laid_out:  # no label overlaps another or sits under the toolbar (see OVERLAPS_JS)
+        assert plot["roles"].get("toolbar") == 1 and plot["roles"].get("tick", 0) > 0, plot
+        assert plot["hits"] == [], plot["id"]
 
 
 def test_summary_in_the_page_matches_verdicts_csv(browser, run_folder):
@@ -115,3 +181,27 @@ def test_escaped_script_shows_as_text_and_never_runs(browser, tmp_path):
         page.close()
     assert not ran and "<script>window.__xss=1</script>" in text
     assert errors == [] and outside == []
+
+
+@pytest.fixture(scope="module")
+def compared(run_folder, tmp_path_factory):
+    """baseline-2019 against itself (ten apps, five site classes: the layout does not depend on the values)."""
+    return report.compare(run_folder, run_folder, tmp_path_factory.mktemp("compare"), png=True)
+
+
+def test_the_pngs_have_each_figures_height_and_no_overlapping_or_cut_labels(browser, run_folder, compared,
+                                                                            tmp_path):
+    run = read_run(run_folder)
+    specs = report._figures(run)
+    both = comparison.figure(run, run, comparison.joined(run, run))
+    files = [run_folder / "figures" / f"{spec.name}.png" for spec in specs] + [compared.parent / "comparison.png"]
+    for spec, height, path in zip([*specs, both], pngs.heights([s.figure for s in [*specs, both]]), files):
+        assert height == (spec.figure.layout.height or pngs.DEFAULT_HEIGHT_PX)
+        assert png_size(path) == (pngs.WIDTH_PX * pngs.SCALE, height * pngs.SCALE), path.name
+    for plot in overlaps(browser, as_exported([*specs, both], tmp_path)):
+        assert plot["roles"].get("title") and plot["hits"] == [], plot
+
+
+def test_the_comparisons_titles_never_overlap_in_the_page(browser, compared):
+    (plot,) = overlaps(browser, compared)
+    assert plot["roles"]["annotation"] >= 10 + 1 and plot["hits"] == [], plot  # ten panel titles, one x title

@@ -47,7 +47,9 @@ def esc(text: object) -> str:
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     fig.update_layout(title={"text": esc(title), "x": 0.01, "font": {"size": 16}}, height=height,
                       template="simple_white", font={"family": "Arial, Helvetica, sans-serif", "size": 13},
-                      margin={"l": 70, "r": 30, "t": 70, "b": 60}, legend={"orientation": "h", "y": -0.2})
+                      margin={"l": 70, "r": 30, "t": 70, "b": 60},
+                      # Beside the plot: the margin grows to fit it (below, it met the x axis's title in short plots).
+                      legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"})
     return fig
 
 
@@ -225,7 +227,7 @@ def _stream_quality(run: RunData, app: str, bar: float) -> FigureSpec | None:
     rate, label = run.apps[app]["rate"], run.apps[app]["label"]
     title = _stream_title(label, table.sort_values("at_recommended").iloc[0], rate)
     _layout(fig, title, height=160 + 40 * len(table))
-    fig.update_layout(barmode="stack")
+    fig.update_layout(barmode="stack", legend_traceorder="normal")
     fig.update_xaxes(title_text="share of call time (duration-weighted over calls)", tickformat=".0%", range=[0, 1])
     aim = (f"Target: at least {bar:.0%} of call time at the recommended rate. " if bar > 0 else
            "The targets ask no share of call time at the recommended rate for this app. ")
