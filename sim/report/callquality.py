@@ -11,11 +11,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sim.errors import TestbedError
+from sim.quality import LABELS
 from sim.report.data import RunData, technology_rank
 from sim.report.figures import PASS, FigureSpec, _layout, esc, target_line
 
 SESSION_FIELDS = ["app", "site_class", "technology", "mos", "quality"]
 BANDS = ["good", "degraded but usable", "unusable"]
+GOOD_MOS, USABLE_MOS = LABELS["high"].min_mos, LABELS["poor"].min_mos  # G.109's bands, as sim.quality scores them
 QUANTILES = {"p5_mos": 0.05, "p25_mos": 0.25, "median_mos": 0.5, "p75_mos": 0.75, "p95_mos": 0.95}
 
 
@@ -61,17 +63,24 @@ def quality_figure(run: RunData) -> FigureSpec | None:
             target_line(fig, x=float(bars[app]), text="", row=1, col=col)
     worst = table.sort_values(["unusable", "median_mos"], ascending=[False, True]).iloc[0]
     title = (f"Call quality: {worst['unusable']:.0%} of {run.app_names.get(worst['app'], worst['app'])} on "
-             f"{worst['technology']} at {run.class_label(worst['site_class'])} sites are unusable (MOS < 2.6)"
+             f"{worst['technology']} at {run.class_label(worst['site_class'])} sites are unusable "
+             f"(MOS < {USABLE_MOS:.1f})"
              if worst["unusable"] > 0 else
              f"Call quality: the lowest median is MOS {table['median_mos'].min():.2f}; no scored call is unusable")
     _layout(fig, title, height=180 + 30 * rows["label"].nunique())
     fig.update_xaxes(range=[1, 4.6])
     fig.update_xaxes(title_text="MOS (box: quartiles; whiskers: 5th-95th percentile)", row=1, col=1)
     fig.update_yaxes(categoryorder="array", categoryarray=list(dict.fromkeys(rows["label"]))[::-1])
-    note = ("Opinion score per call from its worse direction's delay, jitter, loss and (video) rate: speech by the "
-            "ITU-T G.107 E-model (G.711 with loss concealment), video by ITU-T G.1070 (H.264 VGA coefficients from "
-            "public implementations), the call the worse of the two. Bands by ITU-T G.109: 4.0 and above good, "
-            "2.6-4.0 degraded but usable, below 2.6 unusable. Dashed lines: each app's bar in targets.yaml "
-            "(assumptions). Limits and "
-            "assumptions (jitter buffer, 25 fps): docs/quality.md.")
+    note = _note(run, bars)
     return FigureSpec("call-quality", title, fig, table, note)
+
+
+def _note(run: RunData, bars: dict[str, float | None]) -> str:
+    """How calls are scored, the G.109 bands as :mod:`sim.quality` applies them, and this run's MOS bars."""
+    named = ", ".join(f"{run.app_names[a]} {b:g}" for a, b in bars.items() if b)
+    return ("Opinion score per call from its worse direction's delay, jitter, loss and (video) rate: speech by the "
+            "ITU-T G.107 E-model (G.711 with loss concealment), video by ITU-T G.1070 (H.264 VGA coefficients from "
+            f"public implementations), the call the worse of the two. Bands by ITU-T G.109: {GOOD_MOS:.1f} and above "
+            f"good, {USABLE_MOS:.1f}-{GOOD_MOS:.1f} degraded but usable, below {USABLE_MOS:.1f} unusable. Dashed lines: "
+            f"each app's bar in this run's targets{f' (MOS {named})' if named else ''}. Limits and assumptions "
+            "(jitter buffer, 25 fps): docs/quality.md.")
