@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from sim import pipeline, report
-from sim.report import comparison
+from sim.report import comparison, sessions
 from sim.report import figures as figs
 from sim.report.data import RunData, read_run
 
@@ -137,7 +137,7 @@ def test_each_technology_has_one_colour_in_every_figure_and_a_legend(runs):
 def test_a_call_bar_title_says_where_the_time_went_and_no_zero_target_is_drawn():
     worst = pd.Series({"technology": "ADSL2+", "at_recommended": 0.0, "between": 1.0, "below_minimum": 0.0})
     rate = {"target": 1.5e6, "minimum": 350e3}
-    assert figs._stream_title("video consultations", worst, rate) == (
+    assert sessions._stream_title("video consultations", worst, rate) == (
         "Video consultations on ADSL2+ spend 0% of their time at the recommended 1.5 Mbit/s, 100% between it and "
         "the minimum (350 kbit/s)")
     calls = pd.DataFrame({"app": "teams_meeting", "technology": ["ADSL2+", "FTTP"], "duration_s": [600.0, 600.0],
@@ -146,7 +146,7 @@ def test_a_call_bar_title_says_where_the_time_went_and_no_zero_target_is_drawn()
                   {"catalogue": {"apps": {"teams_meeting": {"label": "staff Teams meetings", "source": "S7",
                                                             "rate": {"target": 1e6, "minimum": 150e3}}}}},
                   pd.DataFrame(), pd.DataFrame(), calls)
-    spec = figs._stream_quality(run, "teams_meeting", 0.0)  # the catalogue's Teams target: 0% of time at the rate
+    spec = sessions._stream_quality(run, "teams_meeting", 0.0)  # the catalogue's Teams target: 0% of time at the rate
     assert not spec.figure.layout.shapes  # no "target: 0% of call time" line
     between = next(t for t in spec.figure.data if t.name.startswith("between"))
     assert between.marker.color not in (figs.FAIL, "#E69F00") and list(between.text) == ["100%", "0%"]

@@ -81,6 +81,6 @@ def _note(run: RunData, bars: dict[str, float | None]) -> str:
     return ("Opinion score per call from its worse direction's delay, jitter, loss and (video) rate: speech by the "
             "ITU-T G.107 E-model (G.711 with loss concealment), video by ITU-T G.1070 (H.264 VGA coefficients from "
             f"public implementations), the call the worse of the two. Bands by ITU-T G.109: {GOOD_MOS:.1f} and above "
-            f"good, {USABLE_MOS:.1f}-{GOOD_MOS:.1f} degraded but usable, below {USABLE_MOS:.1f} unusable. Dashed lines: "
-            f"each app's bar in this run's targets{f' (MOS {named})' if named else ''}. Limits and assumptions "
+            f"good, {USABLE_MOS:.1f}-{GOOD_MOS:.1f} degraded but usable, below {USABLE_MOS:.1f} unusable. Dashed "
+            f"lines: each app's bar in this run's targets{f' (MOS {named})' if named else ''}. Limits and assumptions "
             "(jitter buffer, 25 fps): docs/quality.md.")
