@@ -60,7 +60,8 @@ def parse_sets(sets: list[str]) -> dict[str, list[str]]:
     """``["load.gp_video_share=2%,25%", "access=adsl2plus,fttp_330_50"]`` -> ``{key: [values]}``, in order.
 
     Raises:
-        TestbedError: For a missing ``=``, an empty key or value list, an empty value, or a key given twice.
+        TestbedError: For a missing ``=``, an empty key or value list, an empty value, a key given twice, or
+            ``seed`` (seeds are ``--seeds``).
     """
     if not sets:
         raise TestbedError("give at least one --set KEY=V1,V2,...")
@@ -77,6 +78,8 @@ def parse_sets(sets: list[str]) -> dict[str, list[str]]:
             raise TestbedError(f"--set {key}: an empty value in {values!r}")
         if key in axes:
             raise TestbedError(f"--set {key} is given twice; put all its values in one list")
+        if key == "seed":  # every point runs the same seeds, and the table's seed column names them
+            raise TestbedError("--set seed: a sweep runs each point with --seeds N seeds from the scenario's own")
         axes[key] = listed
     return axes
 

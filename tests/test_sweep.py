@@ -28,6 +28,7 @@ def test_sets_parse_in_order_and_grid_varies_the_first_key_slowest():
     (["load.gp_video_share=2%,,5%"], "an empty value"),
     (["access=adsl2plus", "access=fttp_330_50"], "given twice"),
     ([], "at least one --set"),
+    (["seed=1,2"], "--seeds N"),
 ])
 def test_malformed_sets_are_refused(sets, message):
     with pytest.raises(TestbedError, match=message):
