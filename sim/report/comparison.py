@@ -63,18 +63,21 @@ def figure(a: RunData, b: RunData, table: pd.DataFrame) -> FigureSpec:
     n_rows = -(-len(apps) // n_cols)
     block_px = 40 * table["site_class"].nunique() + 40
     height = 210 + n_rows * (block_px + 70)  # 70 px a row for its tick labels and two-line title
-    titles = ["<br>".join(textwrap.wrap(esc(names[x]), 24)) for x in apps]
+    titles = ["<br>".join(textwrap.wrap(esc(names[x]), 24, break_long_words=False)) for x in apps]
     fig = make_subplots(rows=n_rows, cols=n_cols, shared_yaxes=True, horizontal_spacing=0.03,
                         vertical_spacing=70 / (height - 180) if n_rows > 1 else 0.0, subplot_titles=titles)
     for k, app in enumerate(apps):
         _dumbbells(fig, a, b, table[table["app"] == app], (k // n_cols + 1, k % n_cols + 1), legend=k == 0)
-    title = headline(a, b, table) + f" (dashed: the {a.site_bar:.0%} pass bar)"
+    bars = (f"the {a.site_bar:.0%} pass bar" if a.site_bar == b.site_bar else
+            f"A's {a.site_bar:.0%} pass bar; B's is {b.site_bar:.0%}")
+    title = headline(a, b, table) + f" (dashed: {bars})"
     _layout(fig, title, height=height)
     fig.update_xaxes(range=[-0.05, 1.05], tickformat=".0%", tickvals=[0, 0.5, 1], showticklabels=True)
     fig.add_annotation(text="share of sites meeting the target (each panel)", x=0.5, y=0, xref="paper",
                        yref="paper", yshift=-30, showarrow=False, xanchor="center", yanchor="top",
                        font={"size": 13})
-    fig.update_layout(legend={"y": 0, "yanchor": "bottom", "yref": "container"}, margin={"b": 110})
+    fig.update_layout(legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom",
+                              "yref": "container"}, margin={"b": 110})
     note = (f"Shares pool every access profile a site class has in each scenario. Improved or worse: a change of at "
             f"least {MOVED * 100:g} percentage points. A {a.name}: seed {a.meta['seed']}, {a.folder.name}; "
             f"B {b.name}: seed {b.meta['seed']}, {b.folder.name}.")
