@@ -64,8 +64,8 @@ def open_offline(browser, path: Path):
 
 
 # Every text a plot draws (tick labels, axis titles, annotations such as subplot titles and target labels, legend
-# entries, the figure's title) and the toolbar, as the browser laid them out; the pairs whose boxes overlap by more
-# than a pixel each way, and any cut off at the plot's edge. Slanted tick labels are left out of pairs with each
+# entries, the figure's title) and the toolbar, as the browser laid them out; the pairs whose boxes overlap or come
+# within 2 px of each other, and any cut off at the plot's edge. Slanted tick labels are left out of pairs with each
 # other: plotly slants them so that they do not collide, and a slanted label's box is wider than its text.
 OVERLAPS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => {
   const boxes = [];
@@ -76,7 +76,8 @@ OVERLAPS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).
       boxes.push({role, text: text.slice(0, 50), slanted, l: r.left, r: r.right, t: r.top, b: r.bottom});
   };
   plot.querySelectorAll('.xtick text, .ytick text').forEach(e => add(e, 'tick'));
-  plot.querySelectorAll('.g-xtitle text, .g-ytitle text').forEach(e => add(e, 'axis title'));
+  plot.querySelectorAll('g[class^="g-x"][class$="title"] text, g[class^="g-y"][class$="title"] text')
+    .forEach(e => add(e, 'axis title'));
   plot.querySelectorAll('.annotation-text-g text').forEach(e => add(e, 'annotation'));
   plot.querySelectorAll('.legendtext').forEach(e => add(e, 'legend'));
   plot.querySelectorAll('.g-gtitle text').forEach(e => add(e, 'title'));
@@ -88,7 +89,7 @@ OVERLAPS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).
   for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
     const a = boxes[i], b = boxes[j];
     const w = Math.min(a.r, b.r) - Math.max(a.l, b.l), h = Math.min(a.b, b.b) - Math.max(a.t, b.t);
-    if (w > 1 && h > 1 && !(a.slanted && b.slanted))
+    if (w > -2 && h > -2 && !(a.slanted && b.slanted))
       hits.push(a.role + ' "' + a.text + '" / ' + b.role + ' "' + b.text + '"');
   }
   const roles = boxes.reduce((n, x) => ({...n, [x.role]: (n[x.role] || 0) + 1}), {});

@@ -82,7 +82,7 @@ def load_figure(run: RunData) -> FigureSpec | None:
         return None
     classes = sorted(set(table["site_class"]))
     totals = table.groupby(["site_class", "direction"])["rate_bps"].sum()
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.07,
                         subplot_titles=["from the site (upstream)", "to the site (downstream)"])
     shown = set()
     for name, label in run.app_names.items():
@@ -103,9 +103,14 @@ def load_figure(run: RunData) -> FigureSpec | None:
     top_class, top_app = up.idxmax(), _largest_app(table, up.idxmax())
     title = (f"Busy-hour upstream load: {run.class_label(top_class)} offers {up.max() / 1e6:.3g} Mbit/s per site, "
              f"most of it {run.app_names.get(top_app, top_app)}")
-    _layout(fig, title, height=180 + 48 * len(classes))
-    fig.update_layout(barmode="stack")
-    fig.update_xaxes(title_text="share of the busy hour's offered load", tickformat=".0%", range=[0, 1])
+    legend_rows = -(-len(shown) // 4)  # about four app labels a row under the plot
+    _layout(fig, title, height=180 + 48 * len(classes) + 22 * legend_rows)
+    fig.update_layout(barmode="stack", margin={"b": 80 + 22 * legend_rows},
+                      legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom",
+                              "yref": "container"})
+    fig.update_xaxes(tickformat=".0%", range=[0, 1])
+    fig.add_annotation(text="share of the busy hour's offered load (each panel)", x=0.5, y=0, xref="paper",
+                       yref="paper", yshift=-28, showarrow=False, xanchor="center", yanchor="top")
     on_line = [spec for spec in run.apps.values() if spec.get("on_line", True)]
     sources = "; ".join(f"{spec['label']}: {spec['source']}" for spec in on_line)
     note = ("Offered load from the trace: transfers in the hour they start, streams for the time they overlap it. "

@@ -64,7 +64,8 @@ def plan_needs(summary: pd.DataFrame, target_share: float) -> FigureSpec:
     title = (f"Least capacity for {target_share:.0%} of sites to meet every target: "
              f"{len(named)} of {len(summary)} site classes have a product on the ladder that is enough")
     _layout(fig, title, height=240 + 45 * len(summary))
-    fig.update_layout(legend={"y": -0.35}, margin={"b": 110})
+    fig.update_layout(legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "bottom", "yref": "container"},
+                      margin={"b": 100})  # under the x axes' titles, not across them
     table = summary[["site_class", "down_need_bps", "down_ci_low_bps", "down_ci_high_bps", "up_need_bps",
                      "up_ci_low_bps", "up_ci_high_bps", "product", "best_product", "best_worst_share"]]
     note = ("Dots: the least capacity in each direction (the other held high) at which the share of a class's sites "
