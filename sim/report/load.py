@@ -103,11 +103,11 @@ def load_figure(run: RunData) -> FigureSpec | None:
     top_class, top_app = up.idxmax(), _largest_app(table, up.idxmax())
     title = (f"Busy-hour upstream load: {run.class_label(top_class)} offers {up.max() / 1e6:.3g} Mbit/s per site, "
              f"most of it {run.app_names.get(top_app, top_app)}")
-    legend_rows = -(-len(shown) // 4)  # about four app labels a row under the plot
+    legend_rows = -(-len(shown) // 3)  # three or more app labels a row under the plot
     _layout(fig, title, height=180 + 48 * len(classes) + 22 * legend_rows)
     fig.update_layout(barmode="stack", margin={"b": 80 + 22 * legend_rows},
-                      legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom",
-                              "yref": "container"})
+                      legend={"orientation": "h", "x": 0.01, "xanchor": "left", "xref": "container", "y": 0,
+                              "yanchor": "bottom", "yref": "container"})  # the whole width, under the x title
     fig.update_xaxes(tickformat=".0%", range=[0, 1])
     fig.add_annotation(text="share of the busy hour's offered load (each panel)", x=0.5, y=0, xref="paper",
                        yref="paper", yshift=-28, showarrow=False, xanchor="center", yanchor="top")
