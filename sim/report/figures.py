@@ -101,12 +101,12 @@ def compliance_matrix(run: RunData) -> FigureSpec:
     failing = table[~table["passed"]]
     title = ("Every site class meets every target on every access technology" if failing.empty else
              f"Targets missed on {', '.join(sorted(set(failing['technology']), key=technology_rank))}")
-    title += f" (blue: at least {run.site_bar:.0%} of sites pass; orange: fewer)"
+    empty = len(classes) * len(techs) * len(apps) - len(table)
+    title += f" (blue: at least {run.site_bar:.0%} of sites pass; orange: fewer{'; grey: no sites' if empty else ''})"
     _layout(fig, title, height=height)
     fig.update_xaxes(tickangle=-30)
     fig.update_annotations(font_size=12)
     out = table.assign(site_class=table["site_class"].map(run.class_label))
-    empty = len(classes) * len(techs) * len(apps) - len(table)
     note = _pass_bar_note(run) + (f" Grey cells ({NO_SITES!r}): the scenario has no site of that class on that "
                                   "technology, or none that the app's target applies to." if empty else "")
     return FigureSpec("compliance", title, fig, out[["site_class", "technology", "app", "sites", "sites_passing",

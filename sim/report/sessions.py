@@ -51,8 +51,8 @@ def _cdf(app: str, label: str, times_by_tech: dict[str, np.ndarray], limit_s: fl
     fig.update_layout(showlegend=True)  # a single technology still says which it is
     fig.update_xaxes(type="log", title_text="completion time (s, log scale)", range=[np.log10(low), np.log10(high)])
     fig.update_yaxes(title_text="share of transfers completed", range=[0, 1.02], tickformat=".0%")
-    note = (f"Time from request to last byte, TCP and TLS set-up included. The {_seconds(limit_s)} limit is a "
-            "setting of targets.yaml (sourced or labelled there). " + size_note)
+    note = (f"Time from request to last byte, TCP and TLS set-up included. The {_seconds(limit_s)} limit is this "
+            "run's target (targets.yaml, sourced or labelled there, or the scenario's own). " + size_note)
     return FigureSpec(f"completion-{app}", title, fig, table, note)
 
 
