@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim import faults, pipeline, topology
+from sim import faults, pipeline, topology, workload
 from sim.model.faults import AvailabilityStudy
 from sim.model.scenario import Scenario
 from sim.model.targets import judged_apps
@@ -68,13 +68,25 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
     apps = judged_apps(scenario.targets)
     works = works_on_backup(scenario, seed, backup) if chosen.kind != "none" else \
         pd.DataFrame(False, index=range(len(topo.sites)), columns=apps)
+    present = apps_present(scenario, topo, seed, apps)
     technology = cat.profiles[chosen.profile].technology if chosen.profile else None
     sampled = faults.sample_sites(topo.sites, cat.faults, chosen, technology, years,
                                   np.random.default_rng([seed, STREAM]))
     rng = np.random.default_rng([seed, STREAM, 1])
-    table = _site_table(topo.sites, sampled, works, apps)
+    table = _site_table(topo.sites, sampled, works, present)
     return Availability(backup, years, sampled.working_h_per_year, table,
-                        _class_table(topo.sites, sampled, works, apps, scenario, rng))
+                        _class_table(topo.sites, sampled, works, present, scenario, rng))
+
+
+def apps_present(scenario: Scenario, topo: topology.Topology, seed: int, apps: list[str]) -> pd.DataFrame:
+    """Whether each site has sessions of each judged app in the scenario's day (rows: topology positions; bool).
+
+    An app a site never uses (imaging at a GP practice) is not judged for its availability there.
+    """
+    trace = workload.generate(scenario, topo, seed)
+    counts = trace.groupby(["site", "app"]).size().unstack(fill_value=0)
+    counts = counts.reindex(index=topo.sites["site"], columns=apps, fill_value=0)
+    return (counts > 0).reset_index(drop=True)
 
 
 def on_backup(scenario: Scenario, backup: str) -> Scenario:
@@ -112,10 +124,10 @@ def _without(sampled: faults.SiteYears, works: pd.DataFrame, app: str) -> np.nda
     return sampled.down_h + sampled.backup_h * fails[:, None]
 
 
-def _site_table(sites: pd.DataFrame, sampled: faults.SiteYears, works: pd.DataFrame, apps: list[str]
+def _site_table(sites: pd.DataFrame, sampled: faults.SiteYears, works: pd.DataFrame, present: pd.DataFrame
                 ) -> pd.DataFrame:
     parts = []
-    for app in apps:
+    for app in present.columns:
         part = sites[["site", "site_class", "family", "access_profile", "technology"]].copy()
         part["app"] = app
         part["works_on_backup"] = works[app].to_numpy(dtype=bool)
@@ -123,19 +135,22 @@ def _site_table(sites: pd.DataFrame, sampled: faults.SiteYears, works: pd.DataFr
         part["backup_h"] = sampled.backup_h.mean(axis=1)
         part["without_h"] = _without(sampled, works, app).mean(axis=1)
         part["share_usable"] = 1.0 - part["without_h"] / sampled.working_h_per_year
-        parts.append(part)
+        parts.append(part[present[app].to_numpy()])
     return pd.concat(parts, ignore_index=True)
 
 
-def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, works: pd.DataFrame, apps: list[str],
+def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, works: pd.DataFrame, present: pd.DataFrame,
                  scenario: Scenario, rng: np.random.Generator) -> pd.DataFrame:
+    """Per site class x access profile x app its sites use: hours, intervals and the verdict."""
     rows = []
     years = sampled.down_h.shape[1]
     resamples = rng.integers(0, years, (BOOTSTRAP, years))
     for keys, members in sites.groupby(CLASS_KEYS, sort=False):
         target = scenario.targets.availability.of(keys[0])
-        index = members.index.to_numpy()
-        for app in apps:
+        for app in present.columns:
+            index = members.index.to_numpy()[present[app].to_numpy()[members.index.to_numpy()]]
+            if not len(index):
+                continue
             hours = _without(sampled, works, app)[index]
             row = _summary(hours, sampled.down_h[index], sampled.backup_h[index], target.years, resamples)
             row.update(zip(CLASS_KEYS, keys))

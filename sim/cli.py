@@ -555,14 +555,22 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None) -> int:
     if folder is not None:
         checks.write_text(folder / "availability.csv", found.classes.to_csv(index=False))
         checks.write_text(folder / "availability_sites.csv", found.sites.to_csv(index=False))
-    table = Table("site class", "access", "app", "h/yr without [95% CI]", "usable", "worst years", "verdict",
-                  title=f"availability over {found.years} sampled years of line faults, backup: {found.backup} "
-                        f"({found.working_h_per_year:,.0f} working hours a year)")
-    for r in found.classes.itertuples(index=False):
-        table.add_row(r.site_class, r.access_profile, r.app,
-                      f"{r.without_h:.2f} [{r.without_low_h:.2f}-{r.without_high_h:.2f}]", f"{r.share_usable:.3%}",
-                      f"{1 - r.target_years:.0%} of years lose >= {r.worst_h:.1f} h",
-                      "[green]meets[/green]" if r.passed else f"[red]misses[/red]: {r.reason}")
+    table = Table("site class", "access", "h/yr down", "h/yr on backup", "lost on backup",
+                  "worst app: h/yr without [95% CI], usable", "worst years", "misses",
+                  title=f"{found.backup}: availability over {found.years} sampled years of line faults "
+                        f"({found.working_h_per_year:,.0f} working hours a year; apps: testbed list apps)")
+    for keys, rows in found.classes.groupby(["site_class", "access_profile"], sort=False):
+        worst = rows.loc[rows["without_h"].idxmax()]
+        lost = ", ".join(rows.loc[rows["works_on_backup"] < 1, "app"]) if worst.backup_h > 0 else ""
+        failed = rows[~rows["passed"]].groupby("reason", sort=False)["app"].agg(", ".join)
+        failed = failed.replace(", ".join(rows["app"]), "every app")
+        misses = "; ".join(f"[red]{apps}[/red]: {reason}" for reason, apps in failed.items())
+        table.add_row(*keys, f"{worst.down_h:.2f}", f"{worst.backup_h:.2f}", lost or "-",
+                      f"{worst.app}: {worst.without_h:.2f} [{worst.without_low_h:.2f}-{worst.without_high_h:.2f}]"
+                      f", {worst.share_usable:.3%}",
+                      f"{1 - worst.target_years:.0%} of years lose >= {worst.worst_h:.1f} h "
+                      f"[{worst.worst_low_h:.1f}-{worst.worst_high_h:.1f}]",
+                      misses or "[green]none[/green]")
     out.print(table)
     return int((~found.classes["passed"]).sum())
 
