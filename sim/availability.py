@@ -51,7 +51,8 @@ class Availability:
         return bool(self.classes["passed"].all())
 
 
-def study(scenario: Scenario, seed: int, years: int | None = None, backup: str | None = None) -> Availability:
+def study(scenario: Scenario, seed: int, years: int | None = None, backup: str | None = None,
+          trace: pd.DataFrame | None = None) -> Availability:
     """Run an availability study of a scenario (its ``availability`` key, or the defaults, as overridden here).
 
     Args:
@@ -59,6 +60,7 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
         seed: The run's seed: the backup day's workload and the sampled faults.
         years: Years to sample (default the scenario's, or 200).
         backup: A backup profile of the catalogue (default the scenario's, or ``none``).
+        trace: The scenario's whole trace for ``seed``, if a run made it already (else it is generated).
     """
     spec = scenario.availability or AvailabilityStudy()
     years, backup = years or spec.years, backup or spec.backup
@@ -68,7 +70,7 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
     apps = judged_apps(scenario.targets)
     works = works_on_backup(scenario, seed, backup) if chosen.kind != "none" else \
         pd.DataFrame(False, index=range(len(topo.sites)), columns=apps)
-    present = apps_present(scenario, topo, seed, apps)
+    present = apps_present(workload.generate(scenario, topo, seed) if trace is None else trace, topo, apps)
     technology = cat.profiles[chosen.profile].technology if chosen.profile else None
     sampled = faults.sample_sites(topo.sites, cat.faults, chosen, technology, years,
                                   np.random.default_rng([seed, STREAM]))
@@ -78,12 +80,11 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
                         _class_table(topo.sites, sampled, works, present, scenario, rng))
 
 
-def apps_present(scenario: Scenario, topo: topology.Topology, seed: int, apps: list[str]) -> pd.DataFrame:
-    """Whether each site has sessions of each judged app in the scenario's day (rows: topology positions; bool).
+def apps_present(trace: pd.DataFrame, topo: topology.Topology, apps: list[str]) -> pd.DataFrame:
+    """Whether each site has sessions of each judged app in its day's trace (rows: topology positions; bool).
 
     An app a site never uses (imaging at a GP practice) is not judged for its availability there.
     """
-    trace = workload.generate(scenario, topo, seed)
     counts = trace.groupby(["site", "app"]).size().unstack(fill_value=0)
     counts = counts.reindex(index=topo.sites["site"], columns=apps, fill_value=0)
     return (counts > 0).reset_index(drop=True)

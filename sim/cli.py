@@ -551,7 +551,8 @@ def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
 
 def _availability(outcome: pipeline.Outcome, folder: Path | None) -> int:
     """Run the availability study of a run's scenario, print it (and write its tables into ``folder``); misses."""
-    found = availability.study(outcome.scenario, outcome.seed)
+    whole = outcome.engine == "des"  # an emulated run's trace is its slice only
+    found = availability.study(outcome.scenario, outcome.seed, trace=outcome.trace if whole else None)
     if folder is not None:
         checks.write_text(folder / "availability.csv", found.classes.to_csv(index=False))
         checks.write_text(folder / "availability_sites.csv", found.sites.to_csv(index=False))
