@@ -158,3 +158,16 @@ def test_check_fails_a_class_that_misses_its_availability_target(tmp_path):
     path = _scenario(tmp_path, sites + strict + "availability: {years: 400, backup: second_fttp_diverse}\n")
     result = runner.invoke(app, ["check", str(path)])
     assert result.exit_code == 0, result.output  # 90 s a fault, and FTTP's rare overlaps: ~0.01 h a year
+
+
+def test_the_backup_day_swaps_every_sites_access_and_queues_calls_first_when_asked(tmp_path):
+    scenario = load(_scenario(tmp_path, "sites:\n"
+                                        "  - {class: gp_medium, count: 2, access: fttc_80_20, distance: 1.2km}\n"
+                                        "  - {class: gp_small, count: 3, access: fttp_330_50, aggregation: gpon}\n"))
+    swapped = availability.on_backup(scenario, "4g_router_realtime")
+    sites = topology.build(swapped).sites
+    assert set(sites["access_profile"]) == {"backup_4g+calls_first"} and set(sites["qos"]) == {"priority"}
+    assert set(sites["down_bps"]) == {29.5e6} and set(sites["up_bps"]) == {7.6e6}  # S1's 4G averages
+    assert set(sites["aggregation"]) == {""} and len(sites) == 5
+    plain = topology.build(availability.on_backup(scenario, "4g_router")).sites
+    assert set(plain["access_profile"]) == {"backup_4g"} and set(plain["qos"]) == {"fifo"}
