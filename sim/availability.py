@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sim import faults, pipeline, topology, workload
+from sim.errors import ScenarioError
 from sim.model.faults import AvailabilityStudy
 from sim.model.scenario import Scenario
 from sim.model.targets import judged_apps
@@ -61,9 +62,14 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
         years: Years to sample (default the scenario's, or 200).
         backup: A backup profile of the catalogue (default the scenario's, or ``none``).
         trace: The scenario's whole trace for ``seed``, if a run made it already (else it is generated).
+
+    Raises:
+        ScenarioError: If the catalogue lacks what the study needs (the loader checks a scenario that asks for
+            one; ``run --year`` may ask of any scenario).
     """
     spec = scenario.availability or AvailabilityStudy()
     years, backup = years or spec.years, backup or spec.backup
+    require(scenario, backup)
     cat = scenario.catalogue
     chosen = cat.backups[backup]
     topo = topology.build(scenario)
@@ -88,6 +94,27 @@ def apps_present(trace: pd.DataFrame, topo: topology.Topology, apps: list[str]) 
     counts = trace.groupby(["site", "app"]).size().unstack(fill_value=0)
     counts = counts.reindex(index=topo.sites["site"], columns=apps, fill_value=0)
     return (counts > 0).reset_index(drop=True)
+
+
+def require(scenario: Scenario, backup: str | None = None) -> None:
+    """The backup profile, the availability targets and every technology's line faults are in the catalogue.
+
+    Raises:
+        ScenarioError: Naming what is missing and where it belongs.
+    """
+    cat = scenario.catalogue
+    backup = backup or (scenario.availability or AvailabilityStudy()).backup
+    if backup not in cat.backups:
+        raise ScenarioError(f"no backup profile {backup!r} in the catalogue's faults.yaml (backups: "
+                            f"{', '.join(cat.backups) or 'none defined'})", path="availability.backup")
+    if scenario.targets.availability is None:
+        raise ScenarioError("the targets have no 'availability' section to judge it by (targets.yaml)",
+                            path="targets.availability")
+    profiles = [group.access for group in scenario.sites] + [p for p in [cat.backups[backup].profile] if p]
+    missing = sorted({cat.profiles[p].technology for p in profiles} - set(cat.faults.line))
+    if missing:
+        raise ScenarioError(f"no line faults for {', '.join(map(repr, missing))} in the catalogue's faults.yaml "
+                            "(faults.line)", path="catalogue.faults.line")
 
 
 def on_backup(scenario: Scenario, backup: str) -> Scenario:

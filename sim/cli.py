@@ -244,6 +244,8 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
     """
     with _exits(lambda kept: _resume_command(scenario, kept, seed, scheduler, workers), resuming=resume is not None):
         _require_engine(engine)
+        if year:  # refused before anything is run or written
+            availability.require(load.load(scenario))
         verb = "simulating" if engine == "des" else "emulating (real time)"
         with _progress_bar(f"{verb} {scenario.name}") as progress:
             outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, png=png, scheduler=scheduler,

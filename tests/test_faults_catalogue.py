@@ -131,3 +131,14 @@ def test_the_cli_exits_2_on_a_bad_backup_without_a_traceback(tmp_path):
     assert result.exit_code == 2
     assert "availability.backup: unknown backup profile 'satellite'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_run_year_on_a_catalogue_without_faults_is_refused_before_anything_is_written(tmp_path, topologies_dir):
+    folder = tmp_path / "cat"
+    shutil.copytree(topologies_dir, folder)
+    (folder / "faults.yaml").unlink()
+    path = _write(tmp_path, SCENARIO + f"catalogue: {folder}\n")
+    result = runner.invoke(app, ["run", str(path), "--year", "--no-png", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "availability.backup: no backup profile 'none' in the catalogue's faults.yaml" in result.output
+    assert not (tmp_path / "out").exists()
