@@ -74,26 +74,41 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
     chosen = cat.backups[backup]
     topo = topology.build(scenario)
     apps = judged_apps(scenario.targets)
-    works = works_on_backup(scenario, seed, backup) if chosen.kind != "none" else \
-        pd.DataFrame(False, index=range(len(topo.sites)), columns=apps)
-    present = apps_present(workload.generate(scenario, topo, seed) if trace is None else trace, topo, apps)
+    counts = session_counts(workload.generate(scenario, topo, seed) if trace is None else trace, topo, apps)
+    works, share = backup_day(scenario, seed, backup) if chosen.kind != "none" else \
+        (pd.DataFrame(False, index=counts.index, columns=counts.columns), counts * 0.0)
+    day = Day(counts, works, share, (scenario.window.end - scenario.window.start) / 3600.0)
     technology = cat.profiles[chosen.profile].technology if chosen.profile else None
     sampled = faults.sample_sites(topo.sites, cat.faults, chosen, technology, years,
                                   np.random.default_rng([seed, STREAM]))
     rng = np.random.default_rng([seed, STREAM, 1])
-    table = _site_table(topo.sites, sampled, works, present)
+    table = _site_table(topo.sites, sampled, day)
     return Availability(backup, years, sampled.working_h_per_year, table,
-                        _class_table(topo.sites, sampled, works, present, scenario, rng))
+                        _class_table(topo.sites, sampled, day, scenario, rng))
 
 
-def apps_present(trace: pd.DataFrame, topo: topology.Topology, apps: list[str]) -> pd.DataFrame:
-    """Whether each site has sessions of each judged app in its day's trace (rows: topology positions; bool).
+@dataclass(frozen=True)
+class Day:
+    """What the scenario's day says of each site and judged app (rows: topology positions; columns: apps).
+
+    ``counts``: its sessions in the replayed window; ``works``: whether the site passes the app on the backup;
+    ``share``: the share of its sessions passing on the backup; ``window_h``: the replayed window (h).
+    """
+
+    counts: pd.DataFrame
+    works: pd.DataFrame
+    share: pd.DataFrame
+    window_h: float
+
+
+def session_counts(trace: pd.DataFrame, topo: topology.Topology, apps: list[str]) -> pd.DataFrame:
+    """Sessions of each judged app at each site in its day's trace (rows: topology positions).
 
     An app a site never uses (imaging at a GP practice) is not judged for its availability there.
     """
     counts = trace.groupby(["site", "app"]).size().unstack(fill_value=0)
     counts = counts.reindex(index=topo.sites["site"], columns=apps, fill_value=0)
-    return (counts > 0).reset_index(drop=True)
+    return counts.reset_index(drop=True)
 
 
 def require(scenario: Scenario, backup: str | None = None) -> None:
@@ -131,60 +146,81 @@ def on_backup(scenario: Scenario, backup: str) -> Scenario:
                                        "catalogue": cat.model_copy(update={"profiles": profiles})})
 
 
-def works_on_backup(scenario: Scenario, seed: int, backup: str) -> pd.DataFrame:
-    """Whether each site passes each judged app for a day on the backup (rows: topology positions; bool).
+def backup_day(scenario: Scenario, seed: int, backup: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Whether each site passes each judged app for a day on the backup, and the share of its sessions passing.
 
-    The same seed gives the same sessions: a site's workload depends on its position, not on its access. A site
-    with no sessions of an app passes it (nothing failed).
+    Rows are topology positions. The same seed gives the same sessions: a site's workload depends on its
+    position, not on its access. A site with no sessions of an app passes it (nothing failed).
     """
     outcome = pipeline.simulate(on_backup(scenario, backup), seed)
     names = outcome.topology.sites["site"].tolist()
     rows = outcome.verdicts.sites[outcome.verdicts.sites["app"] != LINK]
-    passed = rows.pivot_table(index="site", columns="app", values="passed", aggfunc="all")
     apps = judged_apps(scenario.targets)
-    passed = passed.reindex(index=names, columns=apps).astype(object).fillna(True).astype(bool)
-    return passed.reset_index(drop=True)
+
+    def table(column: str) -> pd.DataFrame:
+        wide = rows.pivot_table(index="site", columns="app", values=column, aggfunc="first")
+        return wide.reindex(index=names, columns=apps).astype(float).fillna(1.0).reset_index(drop=True)
+
+    return table("passed").astype(bool), table("share_passing")
 
 
-def _without(sampled: faults.SiteYears, works: pd.DataFrame, app: str) -> np.ndarray:
+def _without(sampled: faults.SiteYears, day: Day, app: str) -> np.ndarray:
     """Working hours a year without ``app``, shape (sites, years)."""
-    fails = ~works[app].to_numpy(dtype=bool)
+    fails = ~day.works[app].to_numpy(dtype=bool)
     return sampled.down_h + sampled.backup_h * fails[:, None]
 
 
-def _site_table(sites: pd.DataFrame, sampled: faults.SiteYears, works: pd.DataFrame, present: pd.DataFrame
-                ) -> pd.DataFrame:
+def _site_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day) -> pd.DataFrame:
+    """Per site and app it uses: mean hours a year down, on backup and without the app; sessions lost a year.
+
+    Sessions lost a year are counted at the replayed window's rate of sessions an hour (an approximation: a busy
+    window overstates the rest of the day): those due while the site is down, and those due on the backup that
+    fail there (its share failing on the backup day).
+    """
     parts = []
-    for app in present.columns:
+    for app in day.counts.columns:
         part = sites[["site", "site_class", "family", "access_profile", "technology"]].copy()
+        rate = day.counts[app].to_numpy() / day.window_h
         part["app"] = app
-        part["works_on_backup"] = works[app].to_numpy(dtype=bool)
+        part["works_on_backup"] = day.works[app].to_numpy(dtype=bool)
         part["down_h"] = sampled.down_h.mean(axis=1)
         part["backup_h"] = sampled.backup_h.mean(axis=1)
-        part["without_h"] = _without(sampled, works, app).mean(axis=1)
+        part["without_h"] = _without(sampled, day, app).mean(axis=1)
         part["share_usable"] = 1.0 - part["without_h"] / sampled.working_h_per_year
-        parts.append(part[present[app].to_numpy()])
+        part["sessions_per_h"] = rate
+        part["sessions_lost"] = part["down_h"] * rate
+        part["sessions_failed_on_backup"] = part["backup_h"] * rate * (1.0 - day.share[app].to_numpy())
+        parts.append(part[day.counts[app].to_numpy() > 0])
     return pd.concat(parts, ignore_index=True)
 
 
-def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, works: pd.DataFrame, present: pd.DataFrame,
-                 scenario: Scenario, rng: np.random.Generator) -> pd.DataFrame:
+def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day, scenario: Scenario,
+                 rng: np.random.Generator) -> pd.DataFrame:
     """Per site class x access profile x app its sites use: hours, intervals and the verdict."""
     rows = []
     years = sampled.down_h.shape[1]
     resamples = rng.integers(0, years, (BOOTSTRAP, years))
     for keys, members in sites.groupby(CLASS_KEYS, sort=False):
         target = scenario.targets.availability.of(keys[0])
-        for app in present.columns:
-            index = members.index.to_numpy()[present[app].to_numpy()[members.index.to_numpy()]]
+        for app in day.counts.columns:
+            index = members.index.to_numpy()[day.counts[app].to_numpy()[members.index.to_numpy()] > 0]
             if not len(index):
                 continue
-            hours = _without(sampled, works, app)[index]
+            hours = _without(sampled, day, app)[index]
             row = _summary(hours, sampled.down_h[index], sampled.backup_h[index], target.years, resamples)
             row.update(zip(CLASS_KEYS, keys))
-            row.update(app=app, sites=len(index), years=years, works_on_backup=float(works[app][index].mean()))
+            row.update(app=app, sites=len(index), years=years, works_on_backup=float(day.works[app][index].mean()))
+            row.update(_sessions(sampled, day, app, index))
             rows.append(_judge(row, target, sampled.working_h_per_year))
     return pd.DataFrame(rows, columns=CLASS_COLUMNS)
+
+
+def _sessions(sampled: faults.SiteYears, day: Day, app: str, index: np.ndarray) -> dict:
+    """Sessions a site loses a year, on average over ``index``'s sites: while down, and failing on the backup."""
+    rate = day.counts[app].to_numpy()[index] / day.window_h
+    failing = 1.0 - day.share[app].to_numpy()[index]
+    return {"sessions_lost": float((sampled.down_h[index].mean(axis=1) * rate).mean()),
+            "sessions_failed_on_backup": float((sampled.backup_h[index].mean(axis=1) * rate * failing).mean())}
 
 
 def _summary(hours: np.ndarray, down: np.ndarray, backup: np.ndarray, quantile: float, resamples: np.ndarray
@@ -219,4 +255,5 @@ def _judge(row: dict, target, working_h: float) -> dict:
 
 CLASS_COLUMNS = [*CLASS_KEYS, "app", "sites", "years", "works_on_backup", "down_h", "backup_h", "without_h",
                  "without_low_h", "without_high_h", "share_usable", "worst_h", "worst_low_h", "worst_high_h",
-                 "target_share", "target_hours", "target_years", "passed", "reason"]
+                 "sessions_lost", "sessions_failed_on_backup", "target_share", "target_hours", "target_years",
+                 "passed", "reason"]

@@ -559,7 +559,7 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None) -> int:
         checks.write_text(folder / "availability.csv", found.classes.to_csv(index=False))
         checks.write_text(folder / "availability_sites.csv", found.sites.to_csv(index=False))
     table = Table("site class", "access", "h/yr down", "h/yr on backup", "lost on backup",
-                  "worst app: h/yr without [95% CI], usable", "worst years", "misses",
+                  "worst app: h/yr without [95% CI], usable, sessions lost/yr a site", "worst years", "misses",
                   title=f"{found.backup}: availability over {found.years} sampled years of line faults "
                         f"({found.working_h_per_year:,.0f} working hours a year; apps: testbed list apps)")
     for keys, rows in found.classes.groupby(["site_class", "access_profile"], sort=False):
@@ -570,7 +570,7 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None) -> int:
         misses = "; ".join(f"[red]{apps}[/red]: {reason}" for reason, apps in failed.items())
         table.add_row(*keys, f"{worst.down_h:.2f}", f"{worst.backup_h:.2f}", lost or "-",
                       f"{worst.app}: {worst.without_h:.2f} [{worst.without_low_h:.2f}-{worst.without_high_h:.2f}]"
-                      f", {worst.share_usable:.3%}",
+                      f", {worst.share_usable:.3%}, {worst.sessions_lost + worst.sessions_failed_on_backup:.1f}",
                       f"{1 - worst.target_years:.0%} of years lose >= {worst.worst_h:.1f} h "
                       f"[{worst.worst_low_h:.1f}-{worst.worst_high_h:.1f}]",
                       misses or "[green]none[/green]")

@@ -143,6 +143,12 @@ def test_hours_without_an_app_add_the_backup_hours_where_the_backup_fails_it(tmp
     works = sites["works_on_backup"]
     assert np.allclose(sites["without_h"], sites["down_h"] + np.where(works, 0.0, sites["backup_h"]))
     trace = workload.generate(scenario, topology.build(scenario), 3)  # as a run of seed 3 made it
+    # Sessions a year at the window's rate (a 1 h window: its sessions an hour); no video call passes at 256 kbit/s.
+    calls = trace[trace["app"] == "video"].groupby("site").size()
+    video = sites[sites["app"] == "video"].set_index("site")
+    assert np.allclose(video["sessions_per_h"], calls.reindex(video.index)) and (calls > 0).all()
+    assert np.allclose(video["sessions_lost"], video["down_h"] * calls.reindex(video.index))
+    assert np.allclose(video["sessions_failed_on_backup"], video["backup_h"] * calls.reindex(video.index))
     again = availability.study(scenario, seed=3, years=100, backup="slow", trace=trace)
     pd.testing.assert_frame_equal(found.classes, again.classes)  # the seed decides everything
 
