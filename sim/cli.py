@@ -349,14 +349,16 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
             outcome = (pipeline.run(scenario, seed=seed, out=out_dir, progress=progress) if out_dir else
                        pipeline.simulate(load.load(scenario), seed, progress))
         name, bar = outcome.scenario.name, outcome.scenario.targets.passing.sites
-        if junit:
-            checks.write_text(junit, checks.junit_xml(outcome.verdicts, name, bar))
-        if json_path:
-            checks.write_text(json_path, checks.summary_json(outcome.verdicts, name, outcome.seed))
         _print_table(outcome.verdicts, name)
         failed = int((~outcome.verdicts.classes["passed"]).sum())
+        found = None
         if outcome.scenario.availability is not None:  # the scenario asks for its availability to be judged
-            failed += _availability(outcome, outcome.folder)
+            found = _availability(outcome, outcome.folder).classes
+            failed += int((~found["passed"]).sum())
+        if junit:
+            checks.write_text(junit, checks.junit_xml(outcome.verdicts, name, bar, found))
+        if json_path:
+            checks.write_text(json_path, checks.summary_json(outcome.verdicts, name, outcome.seed, found))
         out.print("all site classes meet their targets" if not failed else f"{failed} verdicts missed their target")
     raise typer.Exit(0 if not failed else 1)
 
@@ -551,8 +553,8 @@ def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
     return f"{mean_bps / 1e6:.3g} Mbit/s [{low_bps / 1e6:.3g}-{high_bps / 1e6:.3g}]"
 
 
-def _availability(outcome: pipeline.Outcome, folder: Path | None) -> int:
-    """Run the availability study of a run's scenario, print it (and write its tables into ``folder``); misses."""
+def _availability(outcome: pipeline.Outcome, folder: Path | None) -> availability.Availability:
+    """Run the availability study of a run's scenario, print it, and write its tables into ``folder`` if given."""
     whole = outcome.engine == "des"  # an emulated run's trace is its slice only
     found = availability.study(outcome.scenario, outcome.seed, trace=outcome.trace if whole else None)
     if folder is not None:
@@ -575,7 +577,7 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None) -> int:
                       f"[{worst.worst_low_h:.1f}-{worst.worst_high_h:.1f}]",
                       misses or "[green]none[/green]")
     out.print(table)
-    return int((~found.classes["passed"]).sum())
+    return found
 
 
 def _print_table(verdicts: Verdicts, scenario: str) -> None:

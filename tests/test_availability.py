@@ -9,6 +9,9 @@ service and the rest runs on the backup.
 
 from __future__ import annotations
 
+import json
+import xml.etree.ElementTree as ET
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -157,10 +160,18 @@ def test_check_fails_a_class_that_misses_its_availability_target(tmp_path):
     strict = "targets: {availability: {default: {share: 99.99%, hours: 8h, years: 95%}}}\n"
     sites = "sites:\n  - {class: gp_medium, count: 2, access: fttc_80_20, distance: 0.6km}\n"
     path = _scenario(tmp_path, sites + strict + "availability: {years: 400, backup: none}\n")
-    result = runner.invoke(app, ["check", str(path)])
+    junit, summary = tmp_path / "check.xml", tmp_path / "check.json"
+    result = runner.invoke(app, ["check", str(path), "--junit", str(junit), "--json", str(summary)])
     # FTTC alone: ~1.05 working hours a year down (line, cabinet, exchange) = 99.96% of 2,740 h < 99.99%
     assert result.exit_code == 1, result.output
     assert "misses" in result.output and "usable" in result.output
+    doc = json.loads(summary.read_text())
+    rows = doc["availability"]
+    assert rows and not any(row["passed"] for row in rows) and not doc["all_pass"]
+    assert all(0.99 < row["share_usable"] < 0.9999 for row in rows)
+    assert doc["failed"] == len(rows) + sum(not v["passed"] for v in doc["verdicts"])
+    suite = ET.parse(junit).getroot().find("testsuite[@name='year-test.gp_medium.availability']")
+    assert int(suite.get("failures")) == len(rows) and suite.find("testcase/failure") is not None
     path = _scenario(tmp_path, sites + strict + "availability: {years: 400, backup: second_fttp_diverse}\n")
     result = runner.invoke(app, ["check", str(path)])
     assert result.exit_code == 0, result.output  # 90 s a fault, and FTTP's rare overlaps: ~0.01 h a year
