@@ -82,9 +82,10 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
     sampled = faults.sample_sites(topo.sites, cat.faults, chosen, technology, years,
                                   np.random.default_rng([seed, STREAM]))
     rng = np.random.default_rng([seed, STREAM, 1])
-    table = _site_table(topo.sites, sampled, day)
-    return Availability(backup, years, sampled.working_h_per_year, table,
-                        _class_table(topo.sites, sampled, day, scenario, rng))
+    classes = _class_table(topo.sites, sampled, day, scenario, rng)
+    classes.insert(0, "working_h", sampled.working_h_per_year)
+    classes.insert(0, "backup", backup)
+    return Availability(backup, years, sampled.working_h_per_year, _site_table(topo.sites, sampled, day), classes)
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day, scena
             row.update(app=app, sites=len(index), years=years, works_on_backup=float(day.works[app][index].mean()))
             row.update(_sessions(sampled, day, app, index))
             rows.append(_judge(row, target, sampled.working_h_per_year))
-    return pd.DataFrame(rows, columns=CLASS_COLUMNS)
+    return pd.DataFrame(rows, columns=CLASS_COLUMNS[2:])
 
 
 def _sessions(sampled: faults.SiteYears, day: Day, app: str, index: np.ndarray) -> dict:
@@ -253,7 +254,7 @@ def _judge(row: dict, target, working_h: float) -> dict:
             "target_years": target.years, "passed": not reasons, "reason": "; ".join(reasons)}
 
 
-CLASS_COLUMNS = [*CLASS_KEYS, "app", "sites", "years", "works_on_backup", "down_h", "backup_h", "without_h",
-                 "without_low_h", "without_high_h", "share_usable", "worst_h", "worst_low_h", "worst_high_h",
-                 "sessions_lost", "sessions_failed_on_backup", "target_share", "target_hours", "target_years",
-                 "passed", "reason"]
+CLASS_COLUMNS = ["backup", "working_h", *CLASS_KEYS, "app", "sites", "years", "works_on_backup", "down_h",
+                 "backup_h", "without_h", "without_low_h", "without_high_h", "share_usable", "worst_h", "worst_low_h",
+                 "worst_high_h", "sessions_lost", "sessions_failed_on_backup", "target_share", "target_hours",
+                 "target_years", "passed", "reason"]

@@ -262,6 +262,7 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
                   if engine == "des" else f"{len(outcome.trace):,} sessions replayed in {outcome.wall_s:.1f} s")
         if year:
             _availability(outcome, outcome.folder)
+            report.render(outcome.folder, png=png)  # again, with the availability figure
         out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)
         out.print(f"report:  {outcome.folder / report.REPORT_FILE}", highlight=False, soft_wrap=True)
 

@@ -21,6 +21,7 @@ from sim import availability, faults, topology, workload
 from sim.cli import app
 from sim.load import load
 from sim.model.faults import Backup, Faults, LineFault, SharedFault, WorkingHours
+from sim.report.availability import worst_apps
 
 runner = CliRunner()
 HOURS = WorkingHours(start="08:00", end="18:30")
@@ -188,3 +189,25 @@ def test_the_backup_day_swaps_every_sites_access_and_queues_calls_first_when_ask
     assert set(sites["aggregation"]) == {""} and len(sites) == 5
     plain = topology.build(availability.on_backup(scenario, "4g_router")).sites
     assert set(plain["access_profile"]) == {"backup_4g"} and set(plain["qos"]) == {"fifo"}
+
+
+def test_the_worst_app_per_class_and_its_target_in_hours():
+    table = pd.DataFrame({
+        "backup": "none", "working_h": 2737.5, "site_class": ["gp", "gp", "gp"], "access_profile": ["fttc"] * 3,
+        "app": ["video", "telephony", "record_view"], "without_h": [1.0, 3.0, 2.0], "passed": [True, True, False],
+        "target_share": 0.995})
+    worst = worst_apps(table)
+    assert list(worst["app"]) == ["telephony"] and not worst["all_pass"][0]
+    assert worst["target_h"][0] == pytest.approx(0.005 * 2737.5)  # 13.7 working hours a year
+
+
+def test_run_year_writes_the_tables_and_draws_them_in_the_report(tmp_path, scenarios_dir):
+    result = runner.invoke(app, ["run", str(scenarios_dir / "ci-smoke.yaml"), "--year", "--no-png",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    folder = next((tmp_path / "ci-smoke").iterdir())
+    classes = pd.read_csv(folder / "availability.csv")
+    assert set(classes["access_profile"]) == {"adsl2plus", "fttc_80_20", "fttp_330_50"}
+    assert (classes["backup"] == "none").all() and (classes["backup_h"] == 0).all()
+    assert 'id="availability"' in (folder / "report.html").read_text()
+    assert (folder / "figures" / "availability.csv").is_file()
