@@ -21,7 +21,8 @@ from sim import availability, faults, topology, workload
 from sim.cli import app
 from sim.load import load
 from sim.model.faults import Backup, Faults, LineFault, SharedFault, WorkingHours
-from sim.report.availability import worst_apps
+from sim.report.availability import availability_changes, worst_apps
+from sim.report.data import RunData
 
 runner = CliRunner()
 HOURS = WorkingHours(start="08:00", end="18:30")
@@ -211,3 +212,28 @@ def test_run_year_writes_the_tables_and_draws_them_in_the_report(tmp_path, scena
     assert (classes["backup"] == "none").all() and (classes["backup_h"] == 0).all()
     assert 'id="availability"' in (folder / "report.html").read_text()
     assert (folder / "figures" / "availability.csv").is_file()
+
+
+def _run_with_availability(folder, name: str, rows: list[tuple]) -> RunData:
+    """A run folder holding only ``availability.csv`` (rows: access, app, without_h, sites), read as RunData."""
+    folder.mkdir()
+    pd.DataFrame([{"backup": "none", "site_class": "gp_medium", "access_profile": access, "app": app_name,
+                   "without_h": hours, "sites": sites} for access, app_name, hours, sites in rows]
+                 ).to_csv(folder / "availability.csv", index=False)
+    resolved = {"catalogue": {"apps": {"video": {"label": "Video"}, "telephony": {"label": "Calls"}},
+                              "site_classes": {"gp_medium": {"label": "GP medium"}}}}
+    empty = pd.DataFrame()
+    return RunData(folder, {"scenario": name}, resolved, empty, empty, empty)
+
+
+def test_compare_says_what_a_change_of_line_does_to_the_hours_lost(tmp_path):
+    # A: 2 sites on ADSL2+ lose 1.0 h of video, 1 on FTTP 0.2 h: (2 x 1.0 + 0.2) / 3 = 0.73 h a site;
+    # calls (2 x 0.5 + 0.1) / 3 = 0.37 h. B: all three on FTTP, 0.2 h.
+    a = _run_with_availability(tmp_path / "a", "copper", [("adsl2plus", "video", 1.0, 2), ("fttp", "video", 0.2, 1),
+                                                          ("adsl2plus", "telephony", 0.5, 2),
+                                                          ("fttp", "telephony", 0.1, 1)])
+    b = _run_with_availability(tmp_path / "b", "fibre", [("fttp", "video", 0.2, 3), ("fttp", "telephony", 0.1, 3)])
+    assert availability_changes(a, b) == ["GP medium, Video: 0.73 working hours a year lost to line faults per site "
+                                          "in copper (backup none), 0.20 in fibre (backup none)."]
+    (tmp_path / "d").mkdir()  # a run without availability.csv: nothing to say
+    assert availability_changes(a, RunData(tmp_path / "d", {"scenario": "d"}, b.resolved, *[pd.DataFrame()] * 3)) == []

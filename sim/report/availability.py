@@ -73,3 +73,40 @@ def _footnote(rows: pd.DataFrame) -> str:
             "Bars: the app losing most hours, with its 95% interval (bootstrap over years); orange: some app "
             "misses its availability target (its share of working hours, or the hours lost in the worst years: "
             "availability.csv has each); black marks: the share target in hours (an assumption, S15).")
+
+
+def class_hours(run: RunData) -> pd.DataFrame | None:
+    """Per site class and app, working hours a year a site loses to line faults; None without ``availability.csv``.
+
+    The mean is over the class's sites, whatever their access profiles.
+
+    Raises:
+        TestbedError: If the file cannot be read.
+    """
+    path = run.folder / AVAILABILITY_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise TestbedError(f"{path}: cannot be read ({exc})") from None
+    table = table.assign(weighted=table["without_h"] * table["sites"])
+    out = table.groupby(["site_class", "app"], sort=False).agg(weighted=("weighted", "sum"), sites=("sites", "sum"),
+                                                               backup=("backup", "first"))
+    out["without_h"] = out["weighted"] / out["sites"]
+    return out.reset_index()[["site_class", "app", "backup", "without_h"]]
+
+
+def availability_changes(a: RunData, b: RunData) -> list[str]:
+    """What the change from run A to run B does to availability: per site class, the app A loses most hours of."""
+    hours_a, hours_b = class_hours(a), class_hours(b)
+    if hours_a is None or hours_b is None:
+        return []
+    both = hours_a.merge(hours_b, on=["site_class", "app"], suffixes=("_a", "_b"))
+    if both.empty:
+        return []
+    worst = both.loc[both.groupby("site_class", sort=False)["without_h_a"].idxmax()]
+    names = {**b.app_names, **a.app_names}
+    return [f"{a.class_label(r.site_class)}, {names.get(r.app, r.app)}: {r.without_h_a:.2f} working hours a year "
+            f"lost to line faults per site in {a.name} (backup {r.backup_a}), {r.without_h_b:.2f} in {b.name} "
+            f"(backup {r.backup_b})." for r in worst.itertuples()]
