@@ -27,7 +27,7 @@ from sim.model.scenario import Scenario
 from sim.model.targets import judged_apps
 from sim.targets import LINK
 
-STREAM = 13  # the study's own generator stream: (seed, STREAM) is independent of the workload's (seed, site)
+STREAM = 13  # the study's own generator streams: (seed, STREAM, ...) are independent of the workload's (seed, site)
 BOOTSTRAP = 1000
 CLASS_KEYS = ["site_class", "access_profile", "technology"]
 
@@ -79,8 +79,7 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
         (pd.DataFrame(False, index=counts.index, columns=counts.columns), counts * 0.0)
     day = Day(counts, works, share, (scenario.window.end - scenario.window.start) / 3600.0)
     technology = cat.profiles[chosen.profile].technology if chosen.profile else None
-    sampled = faults.sample_sites(topo.sites, cat.faults, chosen, technology, years,
-                                  np.random.default_rng([seed, STREAM]))
+    sampled = faults.sample_sites(topo.sites, cat.faults, chosen, technology, years, (seed, STREAM))
     rng = np.random.default_rng([seed, STREAM, 1])
     classes = _class_table(topo.sites, sampled, day, scenario, rng)
     classes.insert(0, "working_h", sampled.working_h_per_year)

@@ -14,6 +14,8 @@ is not diverse shares the primary's units (the same cabinet, exchange and tree).
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,31 +121,34 @@ def site_hours(primary: list[Intervals], backup: list[Intervals] | None, failove
 
 
 def sample_sites(sites: pd.DataFrame, faults: Faults, backup: Backup, backup_technology: str | None, years: int,
-                 rng: np.random.Generator) -> SiteYears:
-    """Sample ``years`` years of faults for every site of a topology's site table, in its order.
+                 seed: Sequence[int]) -> SiteYears:
+    """Sample ``years`` years of faults for every site of a topology's site table.
 
-    Each site's line and each shared unit is sampled once, in the order the sites first need them, so the same
-    seed gives the same years. A site's technology with no line faults in ``faults`` raises KeyError (the loader
-    refuses such a scenario first).
+    Each line and shared unit draws from its own generator, seeded by ``seed`` and the unit's identity (a site's
+    position in the topology, a shared link's name), so a site's years do not depend on the other sites: two
+    scenarios differing in one group's access sample the same faults for every other site (paired comparisons),
+    and the same seed gives the same years. A site's technology with no line faults in ``faults`` raises KeyError
+    (the loader refuses such a scenario first).
     """
     units: dict[tuple, Intervals] = {}
 
     def unit(key: tuple, fault: LineFault) -> Intervals:
         if key not in units:
-            units[key] = sample(fault, years, rng)
+            units[key] = sample(fault, years, np.random.default_rng([*seed, *key]))
         return units[key]
 
+    kinds = {kind: k for k, kind in enumerate(faults.shared)}
     down, on_backup = np.zeros((len(sites), years)), np.zeros((len(sites), years))
-    rows = zip(sites["site"], sites["technology"], sites["aggregation"])
-    for i, (site, technology, aggregation) in enumerate(rows):
-        primary = [unit(("line", site), faults.line[technology])]
-        primary += [unit(_unit_key(kind, spec.per, site, aggregation), spec)
+    rows = zip(sites.index.tolist(), sites["technology"], sites["aggregation"])
+    for i, (position, technology, aggregation) in enumerate(rows):
+        primary = [unit((0, position), faults.line[technology])]
+        primary += [unit(_unit_key(kinds[kind], spec.per, position, aggregation), spec)
                     for kind, spec in faults.shared.items() if technology in spec.technologies]
         spare = None
         if backup.kind != "none":
-            spare = [unit(("backup", site), faults.line[backup_technology])]
-            spare += [unit(_unit_key(kind, spec.per, site, aggregation) if not backup.diverse
-                           else ("backup", site, kind), spec)
+            spare = [unit((1, position), faults.line[backup_technology])]
+            spare += [unit(_unit_key(kinds[kind], spec.per, position, aggregation) if not backup.diverse
+                           else (4, kinds[kind], position), spec)
                       for kind, spec in faults.shared.items() if backup_technology in spec.technologies]
         failover_h = (backup.failover or 0.0) / 3600.0
         down[i], on_backup[i] = site_hours(primary, spare, failover_h, years, faults.working_hours)
@@ -151,8 +156,8 @@ def sample_sites(sites: pd.DataFrame, faults: Faults, backup: Backup, backup_tec
     return SiteYears(down, on_backup, working)
 
 
-def _unit_key(kind: str, per: str, site: str, aggregation: str) -> tuple:
+def _unit_key(kind: int, per: str, position: int, aggregation: str) -> tuple:
     """The shared unit a site's line goes through: its own, or its aggregation link's (a GPON tree's)."""
     if per == "aggregation" and aggregation:
-        return ("shared", kind, "aggregation", aggregation)
-    return ("shared", kind, "site", site)
+        return (3, kind, zlib.crc32(aggregation.encode("utf-8")))
+    return (2, kind, position)

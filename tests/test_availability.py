@@ -85,7 +85,7 @@ def test_monte_carlo_downtime_matches_the_closed_form():
     repair = {"median": "20h", "p75": "32h"}  # lognormal: mean 20 x exp(sigma^2 / 2) h, sigma = ln 1.6 / z75
     fault_set = Faults(working_hours=HOURS, line={"ADSL2+": LineFault(rate_per_year=0.12, repair=repair)})
     sampled = faults.sample_sites(_sites(("a", "ADSL2+", "")), fault_set, NO_BACKUP, None, 4000,
-                                  np.random.default_rng(7))
+                                  (7,))
     sigma = np.log(1.6) / 0.6744897501960817
     expected = 0.12 * 20 * np.exp(sigma**2 / 2) * WORKING_SHARE  # about 0.96 h a year
     mean, error = _mean_and_error(sampled.down_h)
@@ -97,7 +97,7 @@ def test_a_backup_that_never_fails_costs_only_the_failover():
     fault_set = Faults(working_hours=HOURS, line={"FTTC": LineFault(rate_per_year=2.0, repair="10h"),
                                                   "4G": LineFault(rate_per_year=0.0, repair="1h")})
     router = Backup(label="4G", kind="mobile", profile="backup_4g", failover="30min")
-    sampled = faults.sample_sites(_sites(("a", "FTTC", "")), fault_set, router, "4G", 3000, np.random.default_rng(1))
+    sampled = faults.sample_sites(_sites(("a", "FTTC", "")), fault_set, router, "4G", 3000, (1,))
     lost, lost_error = _mean_and_error(sampled.down_h)
     on_backup, backup_error = _mean_and_error(sampled.backup_h)
     assert abs(lost - 2.0 * 0.5 * WORKING_SHARE) < 4 * lost_error  # 0.31 h a year
@@ -107,7 +107,7 @@ def test_a_backup_that_never_fails_costs_only_the_failover():
 def _cabinet_only(years: int, backup: Backup) -> faults.SiteYears:
     fault_set = Faults(working_hours=HOURS, line={"FTTC": LineFault(rate_per_year=0.0, repair="1h")},
                        shared={"cabinet": SharedFault(technologies=("FTTC",), rate_per_year=1.0, repair="6h")})
-    return faults.sample_sites(_sites(("a", "FTTC", "")), fault_set, backup, "FTTC", years, np.random.default_rng(2))
+    return faults.sample_sites(_sites(("a", "FTTC", "")), fault_set, backup, "FTTC", years, (2,))
 
 
 def test_a_second_line_through_the_same_cabinet_does_not_help_and_a_diverse_one_does():
@@ -125,7 +125,7 @@ def test_sites_on_one_gpon_tree_share_its_faults():
                        shared={"tree": SharedFault(technologies=("FTTP",), rate_per_year=2.0, repair="8h",
                                                    per="aggregation")})
     sites = _sites(("a", "FTTP", "gpon-1"), ("b", "FTTP", "gpon-1"), ("c", "FTTP", ""))
-    sampled = faults.sample_sites(sites, fault_set, NO_BACKUP, None, 50, np.random.default_rng(4))
+    sampled = faults.sample_sites(sites, fault_set, NO_BACKUP, None, 50, (4,))
     assert np.array_equal(sampled.down_h[0], sampled.down_h[1]) and sampled.down_h[0].sum() > 0
     assert not np.array_equal(sampled.down_h[0], sampled.down_h[2])
 
@@ -237,3 +237,13 @@ def test_compare_says_what_a_change_of_line_does_to_the_hours_lost(tmp_path):
                                           "in copper (backup none), 0.20 in fibre (backup none)."]
     (tmp_path / "d").mkdir()  # a run without availability.csv: nothing to say
     assert availability_changes(a, RunData(tmp_path / "d", {"scenario": "d"}, b.resolved, *[pd.DataFrame()] * 3)) == []
+
+
+def test_a_sites_years_do_not_depend_on_the_other_sites():
+    fault_set = Faults(working_hours=HOURS, line={"ADSL2+": LineFault(rate_per_year=2.0, repair="10h"),
+                                                  "FTTP": LineFault(rate_per_year=0.5, repair="10h")})
+    copper = faults.sample_sites(_sites(("a", "ADSL2+", ""), ("b", "ADSL2+", "")), fault_set, NO_BACKUP, None, 40,
+                                 (9,))
+    fibre = faults.sample_sites(_sites(("a", "FTTP", ""), ("b", "ADSL2+", "")), fault_set, NO_BACKUP, None, 40, (9,))
+    assert np.array_equal(copper.down_h[1], fibre.down_h[1])  # site b's faults, whatever site a's line is
+    assert not np.array_equal(copper.down_h[0], fibre.down_h[0])
