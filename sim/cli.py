@@ -28,7 +28,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 import sim
-from sim import checks, load, pipeline, report, results, studies, sweep, units
+from sim import availability, checks, load, pipeline, report, results, studies, sweep, units
 from sim import text as text_
 from sim.errors import TestbedError, kept_folder
 from sim.progress import Forward, heartbeat
@@ -242,6 +242,9 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         scheduler: str = SCHEDULER, workers: int = WORKERS,
         resume: Path = typer.Option(None, "--resume", help="Finish an interrupted estate run from its partial folder "
                                                            "(results/<scenario>/.<run>.partial)."),
+        year: bool = typer.Option(False, "--year", help="Also sample years of line faults (the scenario's "
+                                                         "'availability:', or 200 years without backup): "
+                                                         "availability per class, in availability.csv."),
         ) -> None:
     """Run a scenario, write its results folder and report, and print the compliance table.
 
@@ -249,6 +252,8 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
     """
     with _exits(lambda kept: _resume_command(scenario, kept, seed, scheduler, workers), resuming=resume is not None):
         _require_engine(engine)
+        if year:  # refused before anything is run or written
+            availability.require(load.load(scenario))
         verb = "simulating" if engine == "des" else "emulating (real time)"
         with _progress_bar(f"{verb} {scenario.name}") as progress:
             outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, png=png, scheduler=scheduler,
@@ -263,6 +268,9 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
             _print_fidelity(outcome.fidelity)
         out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s"
                   if engine == "des" else f"{len(outcome.trace):,} sessions replayed in {outcome.wall_s:.1f} s")
+        if year:
+            _availability(outcome, outcome.folder)
+            report.render(outcome.folder, png=png)  # again, with the availability figure
         out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)
         out.print(f"report:  {outcome.folder / report.REPORT_FILE}", highlight=False, soft_wrap=True)
 
@@ -351,14 +359,18 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
             outcome = (pipeline.run(scenario, seed=seed, out=out_dir, progress=progress) if out_dir else
                        pipeline.simulate(load.load(scenario), seed, progress))
         name, bar = outcome.scenario.name, outcome.scenario.targets.passing.sites
-        if junit:
-            checks.write_text(junit, checks.junit_xml(outcome.verdicts, name, bar))
-        if json_path:
-            checks.write_text(json_path, checks.summary_json(outcome.verdicts, name, outcome.seed))
         _print_table(outcome.verdicts, name)
         failed = int((~outcome.verdicts.classes["passed"]).sum())
+        found = None
+        if outcome.scenario.availability is not None:  # the scenario asks for its availability to be judged
+            found = _availability(outcome, outcome.folder).classes
+            failed += int((~found["passed"]).sum())
+        if junit:
+            checks.write_text(junit, checks.junit_xml(outcome.verdicts, name, bar, found))
+        if json_path:
+            checks.write_text(json_path, checks.summary_json(outcome.verdicts, name, outcome.seed, found))
         out.print("all site classes meet their targets" if not failed else f"{failed} verdicts missed their target")
-    raise typer.Exit(0 if outcome.verdicts.all_pass else 1)
+    raise typer.Exit(0 if not failed else 1)
 
 
 @app.command()
@@ -549,6 +561,33 @@ def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
     if not mean_bps < float("inf"):
         return "not reachable by capacity"
     return f"{mean_bps / 1e6:.3g} Mbit/s [{low_bps / 1e6:.3g}-{high_bps / 1e6:.3g}]"
+
+
+def _availability(outcome: pipeline.Outcome, folder: Path | None) -> availability.Availability:
+    """Run the availability study of a run's scenario, print it, and write its tables into ``folder`` if given."""
+    whole = outcome.engine == "des"  # an emulated run's trace is its slice only
+    found = availability.study(outcome.scenario, outcome.seed, trace=outcome.trace if whole else None)
+    if folder is not None:
+        checks.write_text(folder / "availability.csv", found.classes.to_csv(index=False))
+        checks.write_text(folder / "availability_sites.csv", found.sites.to_csv(index=False))
+    table = Table("site class", "access", "h/yr down", "h/yr on backup", "lost on backup",
+                  "worst app: h/yr without [95% CI], usable, sessions lost/yr a site", "worst years", "misses",
+                  title=f"{found.backup}: availability over {found.years} sampled years of line faults "
+                        f"({found.working_h_per_year:,.0f} working hours a year; apps: testbed list apps)")
+    for keys, rows in found.classes.groupby(["site_class", "access_profile"], sort=False):
+        worst = rows.loc[rows["without_h"].idxmax()]
+        lost = ", ".join(rows.loc[rows["works_on_backup"] < 1, "app"]) if worst.backup_h > 0 else ""
+        failed = rows[~rows["passed"]].groupby("reason", sort=False)["app"].agg(", ".join)
+        failed = failed.replace(", ".join(rows["app"]), "every app")
+        misses = "; ".join(f"[red]{apps}[/red]: {reason}" for reason, apps in failed.items())
+        table.add_row(*keys, f"{worst.down_h:.2f}", f"{worst.backup_h:.2f}", lost or "-",
+                      f"{worst.app}: {worst.without_h:.2f} [{worst.without_low_h:.2f}-{worst.without_high_h:.2f}]"
+                      f", {worst.share_usable:.3%}, {worst.sessions_lost + worst.sessions_failed_on_backup:.1f}",
+                      f"{1 - worst.target_years:.0%} of years lose >= {worst.worst_h:.1f} h "
+                      f"[{worst.worst_low_h:.1f}-{worst.worst_high_h:.1f}]",
+                      misses or "[green]none[/green]")
+    out.print(table)
+    return found
 
 
 def _print_table(verdicts: Verdicts, scenario: str) -> None:

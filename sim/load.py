@@ -22,6 +22,7 @@ from sim.source import Located, dotted
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "topologies"
 CATALOGUE_FILES = ("access.yaml", "apps.yaml", "sites.yaml")
 TARGETS_FILE = "targets.yaml"
+FAULTS_FILE = "faults.yaml"  # optional in a catalogue folder: line faults and backups (sim.model.faults)
 YEARS = "volumes_by_year"  # sites.yaml: per year, the site classes' volumes and the load knobs' defaults
 MAX_SESSIONS = 20_000_000
 
@@ -59,7 +60,8 @@ def load_catalogue_dir(folder: Path | str) -> Located:
     """Read a catalogue folder into one located tree (profiles, site classes, ... and targets)."""
     folder = Path(folder)
     tree = Located({}, {})
-    for name in CATALOGUE_FILES:
+    optional = (FAULTS_FILE,) if (folder / FAULTS_FILE).is_file() else ()
+    for name in CATALOGUE_FILES + optional:
         part = source.read(folder / name)
         if not isinstance(part.data, dict):
             raise ScenarioError("a catalogue file is a mapping of sections", file=str(folder / name), line=1)
@@ -74,7 +76,7 @@ def validate_file(path: Path | str) -> str:
         ScenarioError: As :func:`load`.
     """
     path = Path(path)
-    if path.name in CATALOGUE_FILES + (TARGETS_FILE,):
+    if path.name in CATALOGUE_FILES + (TARGETS_FILE, FAULTS_FILE):
         scenario = _validate_catalogue_only(path.parent)
         return f"catalogue {path.parent}: {len(scenario.catalogue.profiles)} access profiles, " \
                f"{len(scenario.catalogue.site_classes)} site classes, targets valid"
@@ -443,6 +445,7 @@ def _check_references(scenario: Scenario, tree: Located) -> None:
     _check_target_apps(scenario, tree)
     _check_unique_names(scenario, tree)
     _check_emulation(scenario, tree)
+    _check_faults(scenario, tree)
 
 
 def _check_site_classes(scenario: Scenario, tree: Located) -> None:
@@ -536,3 +539,49 @@ def _check_size(scenario: Scenario, tree: Located) -> None:
         raise ScenarioError(f"this scenario would generate about {total:,.0f} sessions, more than the "
                             f"{MAX_SESSIONS:,} one run can hold; reduce counts, volume_scale or the window",
                             file=file, line=line, path="sites")
+
+
+def _check_faults(scenario: Scenario, tree: Located) -> None:
+    """Faults name technologies of the profiles, and backups profiles; an availability study names a backup.
+
+    Every technology a study meets (the sites' and the backup's) must have its line faults in the catalogue.
+    """
+    cat, targets = scenario.catalogue, scenario.targets
+    technologies = sorted({profile.technology for profile in cat.profiles.values()})
+    for name in cat.faults.line:
+        if name not in technologies:
+            raise _reference_error(tree, ("catalogue", "faults", "line", name), "technology", name, technologies)
+    for kind, shared in cat.faults.shared.items():
+        for i, name in enumerate(shared.technologies):
+            if name not in technologies:
+                raise _reference_error(tree, ("catalogue", "faults", "shared", kind, "technologies", i),
+                                       "technology", name, technologies)
+    for name, backup in cat.backups.items():
+        if backup.profile is not None and backup.profile not in cat.profiles:
+            raise _reference_error(tree, ("catalogue", "backups", name, "profile"), "profile", backup.profile,
+                                   list(cat.profiles))
+    for name in (targets.availability.site_classes if targets.availability else {}):
+        if name not in cat.site_classes:
+            raise _reference_error(tree, ("targets", "availability", "site_classes", name), "site class", name,
+                                   list(cat.site_classes))
+    if scenario.availability is not None:
+        _check_availability_study(scenario, tree)
+
+
+def _check_availability_study(scenario: Scenario, tree: Located) -> None:
+    cat, study = scenario.catalogue, scenario.availability
+    if study.backup not in cat.backups:
+        raise _reference_error(tree, ("availability", "backup"), "backup profile", study.backup, list(cat.backups))
+    file, line = tree.where(("availability",))
+    if scenario.targets.availability is None:
+        raise ScenarioError("the targets have no 'availability' section to judge it by (topologies/targets.yaml)",
+                            file=file, line=line, path="availability")
+    backup = cat.backups[study.backup]
+    needs = [(("sites", i, "access"), group.access) for i, group in enumerate(scenario.sites)]
+    needs += [(("availability", "backup"), backup.profile)] if backup.profile else []
+    for path, profile in needs:
+        technology = cat.profiles[profile].technology
+        if technology not in cat.faults.line:
+            file, line = tree.where(path)
+            raise ScenarioError(f"profile {profile!r} is {technology!r}, which has no line faults in the catalogue "
+                                f"(faults.yaml: faults.line.{technology})", file=file, line=line, path=dotted(path))

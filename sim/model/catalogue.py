@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from sim.model.faults import Backup, Faults
 from sim.model.quantities import (
     DelayS,
     DistanceM,
@@ -316,7 +317,7 @@ class DayProfile(Frozen):
 
 
 class Catalogue(Frozen):
-    """Everything in ``topologies/``: profiles, shared links, core, apps, day profiles, site classes."""
+    """Everything in ``topologies/``: profiles, shared links, core, apps, day profiles, site classes, faults."""
 
     profiles: dict[str, AccessProfile]
     aggregations: dict[str, Aggregation] = {}
@@ -327,6 +328,8 @@ class Catalogue(Frozen):
     day_profiles: dict[str, DayProfile]
     site_classes: dict[str, SiteClass]
     ladder: tuple[str, ...] = ()  # products the planner may recommend, cheapest first
+    faults: Faults = Faults()  # faults.yaml: line and shared faults per technology (none without the file)
+    backups: dict[str, Backup] = {}  # faults.yaml: what carries a site's traffic while its line is down
 
     @field_validator("modalities")
     @classmethod

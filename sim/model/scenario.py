@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from sim.model.catalogue import Catalogue, VideoKnob
+from sim.model.faults import AvailabilityStudy
 from sim.model.quantities import (
     ClockS,
     DistanceM,
@@ -110,3 +111,4 @@ class Scenario(Frozen):
     catalogue: Catalogue
     targets: Targets
     emulation: Emulation = Emulation()
+    availability: AvailabilityStudy | None = None  # a year of line faults (sim.availability), judged by check

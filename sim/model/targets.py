@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from sim.model.faults import AvailabilityTargets
 from sim.model.quantities import DelayS, DurationS, Fraction, Frozen
 
 
@@ -46,6 +47,7 @@ class Targets(Frozen):
     transfers: dict[str, DurationS] = Field(description="longest completion time (s) per transfer app")
     link: LinkTargets
     passing: PassBars
+    availability: AvailabilityTargets | None = None  # judged when a scenario asks for an availability study
 
 
 def judged_apps(targets: Targets) -> list[str]:

@@ -49,10 +49,11 @@ def render(folder: Path | str, *, png: bool | None = None) -> Path:
 
 def _figures(run: RunData) -> list:
     """Every figure of a run's report, in reading order: verdicts, then what loads the lines, then the detail."""
+    from sim.report.availability import availability_figure
     from sim.report.callquality import quality_figure
     from sim.report.load import load_figure
     specs = figs.all_figures(run)
-    extra = [spec for spec in (load_figure(run), quality_figure(run)) if spec is not None]
+    extra = [spec for spec in (load_figure(run), quality_figure(run), availability_figure(run)) if spec is not None]
     return specs[:2] + extra + specs[2:]
 
 

@@ -1,0 +1,45 @@
+"""Availability study speed: sampled years of line faults for one site, and for every site of ``england``.
+
+The issue's budgets: a single site's year in under 5 s; a sampled year for ``england`` (every site, its faults)
+within 10 minutes on 2 cores. These time the sampling of faults (sim.faults); the backup day (one simulated day
+on the backup line) is a simulator run, timed by test_des_speed.py and test_estate.py. The ``england`` one runs
+only under ``make bench``; under ``make test`` the one-site benchmark runs once as a smoke test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sim import faults, topology
+from sim.load import load
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+YEARS = 200
+
+
+def _sample(scenario, sites, backup: str):
+    cat = scenario.catalogue
+    chosen = cat.backups[backup]
+    technology = cat.profiles[chosen.profile].technology if chosen.profile else None
+    return faults.sample_sites(sites, cat.faults, chosen, technology, YEARS, (1,))
+
+
+def test_one_sites_years_of_faults_speed(benchmark):
+    scenario = load(SCENARIOS / "ci-smoke.yaml")
+    sites = topology.build(scenario).sites.iloc[:1]
+    sampled = benchmark.pedantic(_sample, args=(scenario, sites, "4g_router"), rounds=5, iterations=1)
+    assert sampled.down_h.shape == (1, YEARS)
+
+
+@pytest.mark.parametrize("backup", ["none", "4g_router"])
+def test_england_years_of_faults_speed(benchmark, request, backup):
+    if request.config.getoption("benchmark_disable"):
+        pytest.skip("estate-scale benchmark (seconds to minutes): run it with `make bench`")
+    scenario = load(SCENARIOS / "england.yaml")
+    sites = topology.build(scenario).sites
+    sampled = benchmark.pedantic(_sample, args=(scenario, sites, backup), rounds=1, iterations=1)
+    assert sampled.down_h.shape == (len(sites), YEARS)
+    benchmark.extra_info["sites"] = len(sites)
+    benchmark.extra_info["site_years"] = len(sites) * YEARS

@@ -1,0 +1,259 @@
+"""A year in minutes: each site's working hours without service and on backup through sampled years of faults.
+
+The study samples ``years`` years of line and shared faults for every site of a scenario (:mod:`sim.faults`),
+with a generator seeded by the run's seed. Whether an app works while a site runs on its backup is judged by the
+simulator: the scenario's day is run again with every site's access swapped for the backup's profile, and a
+site's verdict per app there decides the hours on backup for that app (an approximation: the whole day on the
+backup, not a link changed mid-day; docs/availability.md). Hours without an app = hours without service + hours on
+backup where the app fails on the backup.
+
+Per site class, access profile and app: the mean working hours a year without the app (95% interval by a
+bootstrap over the sampled years), the share of working hours it is usable, and the hours lost in the worst
+``years`` share of site-years (the target's quantile, with a binomial order-statistic interval, its ranks by the
+normal approximation), judged against ``targets.availability``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sim import faults, pipeline, topology, workload
+from sim.errors import ScenarioError
+from sim.model.faults import AvailabilityStudy
+from sim.model.scenario import Scenario
+from sim.model.targets import judged_apps
+from sim.targets import LINK
+
+STREAM = 13  # the study's own generator streams: (seed, STREAM, ...) are independent of the workload's (seed, site)
+BOOTSTRAP = 1000
+CLASS_KEYS = ["site_class", "access_profile", "technology"]
+
+
+@dataclass(frozen=True)
+class Availability:
+    """An availability study's results.
+
+    ``sites``: one row per site and app (mean hours a year down, on backup, without the app; whether the app
+    works on the backup). ``classes``: one row per site class x access profile x app, with intervals and verdicts.
+    """
+
+    backup: str
+    years: int
+    working_h_per_year: float
+    sites: pd.DataFrame
+    classes: pd.DataFrame
+
+    @property
+    def all_pass(self) -> bool:
+        """True when every site class meets its availability target for every app."""
+        return bool(self.classes["passed"].all())
+
+
+def study(scenario: Scenario, seed: int, years: int | None = None, backup: str | None = None,
+          trace: pd.DataFrame | None = None) -> Availability:
+    """Run an availability study of a scenario (its ``availability`` key, or the defaults, as overridden here).
+
+    Args:
+        scenario: A validated scenario whose sites' technologies (and its backup's) have line faults.
+        seed: The run's seed: the backup day's workload and the sampled faults.
+        years: Years to sample (default the scenario's, or 200).
+        backup: A backup profile of the catalogue (default the scenario's, or ``none``).
+        trace: The scenario's whole trace for ``seed``, if a run made it already (else it is generated).
+
+    Raises:
+        ScenarioError: If the catalogue lacks what the study needs (the loader checks a scenario that asks for
+            one; ``run --year`` may ask of any scenario).
+    """
+    spec = scenario.availability or AvailabilityStudy()
+    years, backup = years or spec.years, backup or spec.backup
+    require(scenario, backup)
+    cat = scenario.catalogue
+    chosen = cat.backups[backup]
+    topo = topology.build(scenario)
+    apps = judged_apps(scenario.targets)
+    counts = session_counts(workload.generate(scenario, topo, seed) if trace is None else trace, topo, apps)
+    works, share = backup_day(scenario, seed, backup) if chosen.kind != "none" else \
+        (pd.DataFrame(False, index=counts.index, columns=counts.columns), counts * 0.0)
+    day = Day(counts, works, share, (scenario.window.end - scenario.window.start) / 3600.0)
+    technology = cat.profiles[chosen.profile].technology if chosen.profile else None
+    sampled = faults.sample_sites(topo.sites, cat.faults, chosen, technology, years, (seed, STREAM))
+    rng = np.random.default_rng([seed, STREAM, 1])
+    classes = _class_table(topo.sites, sampled, day, scenario, rng)
+    classes.insert(0, "working_h", sampled.working_h_per_year)
+    classes.insert(0, "backup", backup)
+    return Availability(backup, years, sampled.working_h_per_year, _site_table(topo.sites, sampled, day), classes)
+
+
+@dataclass(frozen=True)
+class Day:
+    """What the scenario's day says of each site and judged app (rows: topology positions; columns: apps).
+
+    ``counts``: its sessions in the replayed window; ``works``: whether the site passes the app on the backup;
+    ``share``: the share of its sessions passing on the backup; ``window_h``: the replayed window (h).
+    """
+
+    counts: pd.DataFrame
+    works: pd.DataFrame
+    share: pd.DataFrame
+    window_h: float
+
+
+def session_counts(trace: pd.DataFrame, topo: topology.Topology, apps: list[str]) -> pd.DataFrame:
+    """Sessions of each judged app at each site in its day's trace (rows: topology positions).
+
+    An app a site never uses (imaging at a GP practice) is not judged for its availability there.
+    """
+    counts = trace.groupby(["site", "app"]).size().unstack(fill_value=0)
+    counts = counts.reindex(index=topo.sites["site"], columns=apps, fill_value=0)
+    return counts.reset_index(drop=True)
+
+
+def require(scenario: Scenario, backup: str | None = None) -> None:
+    """The backup profile, the availability targets and every technology's line faults are in the catalogue.
+
+    Raises:
+        ScenarioError: Naming what is missing and where it belongs.
+    """
+    cat = scenario.catalogue
+    backup = backup or (scenario.availability or AvailabilityStudy()).backup
+    if backup not in cat.backups:
+        raise ScenarioError(f"no backup profile {backup!r} in the catalogue's faults.yaml (backups: "
+                            f"{', '.join(cat.backups) or 'none defined'})", path="availability.backup")
+    if scenario.targets.availability is None:
+        raise ScenarioError("the targets have no 'availability' section to judge it by (targets.yaml)",
+                            path="targets.availability")
+    profiles = [group.access for group in scenario.sites] + [p for p in [cat.backups[backup].profile] if p]
+    missing = sorted({cat.profiles[p].technology for p in profiles} - set(cat.faults.line))
+    if missing:
+        raise ScenarioError(f"no line faults for {', '.join(map(repr, missing))} in the catalogue's faults.yaml "
+                            "(faults.line)", path="catalogue.faults.line")
+
+
+def on_backup(scenario: Scenario, backup: str) -> Scenario:
+    """The scenario with every site's access swapped for the backup's profile (calls first if it carries so)."""
+    cat = scenario.catalogue
+    chosen = cat.backups[backup]
+    profiles, name = dict(cat.profiles), chosen.profile
+    if chosen.carries == "realtime_first":
+        name = f"{chosen.profile}+calls_first"
+        profiles[name] = cat.profiles[chosen.profile].model_copy(update={"qos": "priority"})
+    sites = tuple(group.model_copy(update={"access": name, "distance": None, "aggregation": None})
+                  for group in scenario.sites)
+    return scenario.model_copy(update={"sites": sites,
+                                       "catalogue": cat.model_copy(update={"profiles": profiles})})
+
+
+def backup_day(scenario: Scenario, seed: int, backup: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Whether each site passes each judged app for a day on the backup, and the share of its sessions passing.
+
+    Rows are topology positions. The same seed gives the same sessions: a site's workload depends on its
+    position, not on its access. A site with no sessions of an app passes it (nothing failed).
+    """
+    outcome = pipeline.simulate(on_backup(scenario, backup), seed)
+    names = outcome.topology.sites["site"].tolist()
+    rows = outcome.verdicts.sites[outcome.verdicts.sites["app"] != LINK]
+    apps = judged_apps(scenario.targets)
+
+    def table(column: str) -> pd.DataFrame:
+        wide = rows.pivot_table(index="site", columns="app", values=column, aggfunc="first")
+        return wide.reindex(index=names, columns=apps).astype(float).fillna(1.0).reset_index(drop=True)
+
+    return table("passed").astype(bool), table("share_passing")
+
+
+def _without(sampled: faults.SiteYears, day: Day, app: str) -> np.ndarray:
+    """Working hours a year without ``app``, shape (sites, years)."""
+    fails = ~day.works[app].to_numpy(dtype=bool)
+    return sampled.down_h + sampled.backup_h * fails[:, None]
+
+
+def _site_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day) -> pd.DataFrame:
+    """Per site and app it uses: mean hours a year down, on backup and without the app; sessions lost a year.
+
+    Sessions lost a year are counted at the replayed window's rate of sessions an hour (an approximation: a busy
+    window overstates the rest of the day): those due while the site is down, and those due on the backup that
+    fail there (its share failing on the backup day).
+    """
+    parts = []
+    for app in day.counts.columns:
+        part = sites[["site", "site_class", "family", "access_profile", "technology"]].copy()
+        rate = day.counts[app].to_numpy() / day.window_h
+        part["app"] = app
+        part["works_on_backup"] = day.works[app].to_numpy(dtype=bool)
+        part["down_h"] = sampled.down_h.mean(axis=1)
+        part["backup_h"] = sampled.backup_h.mean(axis=1)
+        part["without_h"] = _without(sampled, day, app).mean(axis=1)
+        part["share_usable"] = 1.0 - part["without_h"] / sampled.working_h_per_year
+        part["sessions_per_h"] = rate
+        part["sessions_lost"] = part["down_h"] * rate
+        part["sessions_failed_on_backup"] = part["backup_h"] * rate * (1.0 - day.share[app].to_numpy())
+        parts.append(part[day.counts[app].to_numpy() > 0])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day, scenario: Scenario,
+                 rng: np.random.Generator) -> pd.DataFrame:
+    """Per site class x access profile x app its sites use: hours, intervals and the verdict."""
+    rows = []
+    years = sampled.down_h.shape[1]
+    resamples = rng.integers(0, years, (BOOTSTRAP, years))
+    for keys, members in sites.groupby(CLASS_KEYS, sort=False):
+        target = scenario.targets.availability.of(keys[0])
+        for app in day.counts.columns:
+            index = members.index.to_numpy()[day.counts[app].to_numpy()[members.index.to_numpy()] > 0]
+            if not len(index):
+                continue
+            hours = _without(sampled, day, app)[index]
+            row = _summary(hours, sampled.down_h[index], sampled.backup_h[index], target.years, resamples)
+            row.update(zip(CLASS_KEYS, keys))
+            row.update(app=app, sites=len(index), years=years, works_on_backup=float(day.works[app][index].mean()))
+            row.update(_sessions(sampled, day, app, index))
+            rows.append(_judge(row, target, sampled.working_h_per_year))
+    return pd.DataFrame(rows, columns=CLASS_COLUMNS[2:])
+
+
+def _sessions(sampled: faults.SiteYears, day: Day, app: str, index: np.ndarray) -> dict:
+    """Sessions a site loses a year, on average over ``index``'s sites: while down, and failing on the backup."""
+    rate = day.counts[app].to_numpy()[index] / day.window_h
+    failing = 1.0 - day.share[app].to_numpy()[index]
+    return {"sessions_lost": float((sampled.down_h[index].mean(axis=1) * rate).mean()),
+            "sessions_failed_on_backup": float((sampled.backup_h[index].mean(axis=1) * rate * failing).mean())}
+
+
+def _summary(hours: np.ndarray, down: np.ndarray, backup: np.ndarray, quantile: float, resamples: np.ndarray
+             ) -> dict:
+    """Mean hours a year (bootstrap 95% interval over years) and the ``quantile`` of site-years (with its interval).
+
+    The bootstrap resamples whole years (every site of a year together: shared units' faults stay together).
+    """
+    per_year = hours.mean(axis=0)
+    means = per_year[resamples].mean(axis=1)
+    flat = np.sort(hours.ravel())
+    spread = 1.96 * np.sqrt(len(flat) * quantile * (1 - quantile))  # the rank's binomial spread, normal approx.
+    low_rank, high_rank = int(np.floor(len(flat) * quantile - spread)), int(np.ceil(len(flat) * quantile + spread))
+    return {"down_h": float(down.mean()), "backup_h": float(backup.mean()), "without_h": float(per_year.mean()),
+            "without_low_h": float(np.quantile(means, 0.025)), "without_high_h": float(np.quantile(means, 0.975)),
+            "worst_h": float(np.quantile(flat, quantile)), "worst_low_h": float(flat[max(low_rank - 1, 0)]),
+            "worst_high_h": float(flat[min(high_rank, len(flat) - 1)])}
+
+
+def _judge(row: dict, target, working_h: float) -> dict:
+    """Add the share usable and the verdict against ``target`` (an AvailabilityTarget) to a class row."""
+    share = 1.0 - row["without_h"] / working_h
+    limit_h = target.hours / 3600.0
+    reasons = []
+    if share < target.share:
+        reasons.append(f"usable {share:.2%} of working hours < {target.share:.2%}")
+    if row["worst_h"] > limit_h:
+        reasons.append(f"{row['worst_h']:.1f} h lost in the worst {1 - target.years:.0%} of years > {limit_h:g} h")
+    return {**row, "share_usable": share, "target_share": target.share, "target_hours": limit_h,
+            "target_years": target.years, "passed": not reasons, "reason": "; ".join(reasons)}
+
+
+CLASS_COLUMNS = ["backup", "working_h", *CLASS_KEYS, "app", "sites", "years", "works_on_backup", "down_h",
+                 "backup_h", "without_h", "without_low_h", "without_high_h", "share_usable", "worst_h", "worst_low_h",
+                 "worst_high_h", "sessions_lost", "sessions_failed_on_backup", "target_share", "target_hours",
+                 "target_years", "passed", "reason"]
