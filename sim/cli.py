@@ -204,6 +204,8 @@ SCHEDULER = typer.Option(None, "--scheduler", help="Address of a running Dask sc
                                                     "on; default: an embedded cluster.")
 WORKERS = typer.Option(None, "--workers", min=0, help="Worker processes of the embedded cluster (default: one per "
                                                        "core; 0: everything in this process).")
+TRACE = typer.Option(None, "--trace", help="Replay this measured trace (CSV or Parquet, one row per session; "
+                                           "docs/scenarios.md) instead of generating one.")
 
 def _share(text: str) -> float:
     """A share option's value ("95%" or "0.95") as a fraction; a bad one is a usage error (exit 2)."""
@@ -245,6 +247,7 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         year: bool = typer.Option(False, "--year", help="Also sample years of line faults (the scenario's "
                                                          "'availability:', or 200 years without backup): "
                                                          "availability per class, in availability.csv."),
+        trace: Path = TRACE,
         ) -> None:
     """Run a scenario, write its results folder and report, and print the compliance table.
 
@@ -257,7 +260,7 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         verb = "simulating" if engine == "des" else "emulating (real time)"
         with _progress_bar(f"{verb} {scenario.name}") as progress:
             outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, png=png, scheduler=scheduler,
-                                   workers=workers, resume=resume, engine=engine)
+                                   workers=workers, resume=resume, engine=engine, trace=trace)
         _print_table(outcome.verdicts, outcome.scenario.name)
         if outcome.meta:
             m = outcome.meta
@@ -352,12 +355,13 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
                                                                     "scenario's)."),
           junit: Path = typer.Option(None, help="Write JUnit XML here."),
           json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here."),
-          out_dir: Path = typer.Option(None, "--out", help="Also write a results folder under this root.")) -> None:
+          out_dir: Path = typer.Option(None, "--out", help="Also write a results folder under this root."),
+          trace: Path = TRACE) -> None:
     """Run a scenario and exit 1 when any site class misses a target (for CI)."""
     with _exits(lambda kept: _resume_command(scenario, kept, seed, None, None)):
         with _progress_bar(f"checking {scenario.name}") as progress:
-            outcome = (pipeline.run(scenario, seed=seed, out=out_dir, progress=progress) if out_dir else
-                       pipeline.simulate(load.load(scenario), seed, progress))
+            outcome = (pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, trace=trace) if out_dir else
+                       pipeline.simulate(load.load(scenario, trace=trace), seed, progress))
         name, bar = outcome.scenario.name, outcome.scenario.targets.passing.sites
         _print_table(outcome.verdicts, name)
         failed = int((~outcome.verdicts.classes["passed"]).sum())

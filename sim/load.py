@@ -8,16 +8,18 @@ merged into one located tree and validated at once, so every error names the fil
 from __future__ import annotations
 
 import difflib
+import json
 import types
 import typing
 from pathlib import Path
 
 import pydantic
 
-from sim import source, topology, units
+from sim import inventory, measured, source, topology, units
 from sim.errors import ScenarioError
 from sim.model.scenario import Scenario
 from sim.source import Located, dotted
+from sim.tables import did_you_mean as _did_you_mean
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "topologies"
 CATALOGUE_FILES = ("access.yaml", "apps.yaml", "sites.yaml")
@@ -27,7 +29,7 @@ YEARS = "volumes_by_year"  # sites.yaml: per year, the site classes' volumes and
 MAX_SESSIONS = 20_000_000
 
 
-def load(path: Path | str, overrides: dict[str, str] | None = None) -> Scenario:
+def load(path: Path | str, overrides: dict[str, str] | None = None, *, trace: Path | str | None = None) -> Scenario:
     """Load and validate a scenario file with its catalogue and targets.
 
     Args:
@@ -35,6 +37,7 @@ def load(path: Path | str, overrides: dict[str, str] | None = None) -> Scenario:
         overrides: ``{dotted key: YAML value}`` set on the merged scenario before validation, as ``--set``
             gives them: e.g. ``load.gp_video_share: 50%``, ``catalogue.profiles.adsl2plus.up: 2Mbps``,
             ``sites.0.count: 4``, or ``access: fttp_330_50`` for every site group's access.
+        trace: A measured trace to replay instead of the scenario's own (``--trace``; relative to here).
 
     Raises:
         ScenarioError: Naming the file, line and field (or the ``--set`` key) of the first problem found.
@@ -45,15 +48,81 @@ def load(path: Path | str, overrides: dict[str, str] | None = None) -> Scenario:
     catalogue_dir = _catalogue_dir(scenario_src, Path(path))
     merged = _merge_scenario(scenario_src, catalogue_dir)
     overrides = dict(overrides or {})
-    if "year" in overrides:  # first: the year decides the volumes every other override is set over
-        _override(merged, "year", overrides.pop("year"))
+    if trace is not None:
+        overrides["trace"] = json.dumps(str(Path(trace).absolute()))  # JSON text is YAML: any path, quoted
+    for first in ("year", "inventory"):  # the year decides the volumes, the inventory the sites, others are set over
+        if first in overrides:
+            _override(merged, first, overrides.pop(first))
     _apply_year(merged)
+    from_inventory = _expand_inventory(merged, Path(path))
     for key, value in overrides.items():
         _override(merged, key, value)
+    _resolve_file(merged, Path(path), "trace")
     scenario = _validate(Scenario, merged)
-    _check_references(scenario, merged)
-    _check_size(scenario, merged)
+    _check_references(scenario, merged, from_inventory)
+    if scenario.trace is not None:
+        measured.read(scenario, _shown_file(merged, Path(path), "trace"))
+    else:
+        _check_size(scenario, merged)
     return scenario
+
+
+def _expand_inventory(tree: Located, path: Path) -> int:
+    """Put the scenario's ``inventory`` rows (one site each) after its ``sites`` groups; return how many.
+
+    Each row's entries are located at its row of the inventory file, so a later error names it.
+
+    Raises:
+        ScenarioError: At the ``inventory`` key if the file is not there, else at the file's row and column.
+    """
+    if tree.data.get("inventory") is None:
+        return 0
+    file = _resolve_file(tree, path, "inventory")
+    catalogue = tree.data["catalogue"] if isinstance(tree.data.get("catalogue"), dict) else {}
+    shown = _shown_file(tree, path, "inventory")
+    entries, rows = inventory.read(file, shown, catalogue)
+    sites = tree.data.get("sites")
+    if sites is not None and not isinstance(sites, list):
+        where_file, line = tree.where(("sites",))
+        raise ScenarioError("sites is a list of site groups", file=where_file, line=line, path="sites")
+    sites = tree.data["sites"] = list(sites or [])
+    for entry, row in zip(entries, rows):
+        tree.lines.update({("sites", len(sites), *key): (shown, row) for key in ((), *((k,) for k in entry))})
+        sites.append(entry)
+    return len(entries)
+
+
+def _resolve_file(tree: Located, path: Path, key: str) -> Path | None:
+    """Make the file at ``key`` (the scenario's own: relative to its folder; ``--set``'s: to here) absolute.
+
+    Raises:
+        ScenarioError: At ``key`` if it is not text or names no file.
+    """
+    given = tree.data.get(key)
+    if given is None:
+        return None
+    file, line = tree.where((key,))
+    if not isinstance(given, str) or not given.strip():
+        raise ScenarioError(f"{key} is the path of a .csv or .parquet file", file=file, line=line, path=key)
+    base = Path.cwd() if file == "--set" else path.parent
+    try:
+        resolved = (base / given).resolve()
+        found = resolved.is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL byte
+        resolved, found = base / given, False
+    if not found:
+        raise ScenarioError(f"no such file: {resolved}", file=file, line=line, path=key)
+    tree.data[key] = str(resolved)
+    return resolved
+
+
+def _shown_file(tree: Located, path: Path, key: str) -> str:
+    """How messages name the file at ``key``: from here, as the user would type it (absolute if not below here)."""
+    resolved = Path(tree.data[key])
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(resolved)
 
 
 def load_catalogue_dir(folder: Path | str) -> Located:
@@ -403,23 +472,21 @@ def _child(data: object, part: object, path: tuple, key: str, creating: bool = F
                         file=f"--set {key}")
 
 
-def _did_you_mean(word: str, choices: list[str], what: str) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; {what}: {', '.join(sorted(choices))}" if choices else ""
-
-
 def _reference_error(tree: Located, path: tuple, what: str, name: str, choices: list[str]) -> ScenarioError:
     file, line = tree.where(path)
     return ScenarioError(f"unknown {what} {name!r}" + _did_you_mean(name, choices, f"known {what}s"),
                          file=file, line=line, path=dotted(path))
 
 
-def _check_references(scenario: Scenario, tree: Located) -> None:
-    """Check every name that points into the catalogue (profiles, classes, day profiles, ...)."""
+def _check_references(scenario: Scenario, tree: Located, from_inventory: int = 0) -> None:
+    """Check every name that points into the catalogue (profiles, classes, day profiles, ...).
+
+    The last ``from_inventory`` site groups are an inventory's rows: their line lengths are kept (and shown) even
+    where the profile does not derate by distance.
+    """
     cat = scenario.catalogue
     profiles, classes = list(cat.profiles), list(cat.site_classes)
+    first_row = len(scenario.sites) - from_inventory
     for i, group in enumerate(scenario.sites):
         if group.site_class not in cat.site_classes:
             raise _reference_error(tree, ("sites", i, "class"), "site class", group.site_class, classes)
@@ -428,7 +495,7 @@ def _check_references(scenario: Scenario, tree: Located) -> None:
         if group.aggregation is not None and group.aggregation not in cat.aggregations:
             raise _reference_error(tree, ("sites", i, "aggregation"), "aggregation", group.aggregation,
                                    list(cat.aggregations))
-        if group.distance is not None and not cat.profiles[group.access].derating:
+        if group.distance is not None and not cat.profiles[group.access].derating and i < first_row:
             file, line = tree.where(("sites", i, "distance"))
             raise ScenarioError(f"profile {group.access!r} has no derating by distance; remove 'distance'",
                                 file=file, line=line, path=dotted(("sites", i, "distance")))

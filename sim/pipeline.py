@@ -50,7 +50,8 @@ def simulate(scenario: Scenario, seed: int | None = None,
 
 def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results",
         progress: Callable[..., None] | None = None, png: bool | None = None, scheduler: str | None = None,
-        workers: int | None = None, resume: Path | str | None = None, engine: str = des.ENGINE) -> Outcome:
+        workers: int | None = None, resume: Path | str | None = None, engine: str = des.ENGINE,
+        trace: Path | str | None = None) -> Outcome:
     """Load a scenario, run it and write its results folder (with its report) under ``out``.
 
     With the simulator (``engine="des"``), large scenarios (or any, given ``scheduler``, ``workers`` or
@@ -68,11 +69,12 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
         workers: Worker processes of the embedded cluster (default: one per core; 0: shards in this process).
         resume: The partial folder of an interrupted sharded run, to finish without redoing its shards.
         engine: ``des``, ``emu`` or ``both``.
+        trace: A measured trace (CSV or Parquet) replayed instead of the scenario's own or a generated one.
 
     Raises:
         ScenarioError: If the scenario is invalid (nothing is written).
     """
-    scenario = load(path)
+    scenario = load(path, trace=trace)
     if engine != des.ENGINE:
         return _emulated(scenario, Path(path), seed, Path(out), progress, png, both=engine == "both")
     sharded = bool(scheduler or resume) or workers is not None or scale.wants_cluster(scenario)

@@ -13,7 +13,8 @@ import pandas as pd
 from sim.model.scenario import Scenario, SiteGroup
 
 SITE_COLUMNS = ("site", "site_class", "family", "access_profile", "technology", "medium", "distance_m",
-                "down_bps", "up_bps", "rtt_s", "buffer_bytes", "loss", "jitter_s", "aggregation", "qos")
+                "down_bps", "up_bps", "rtt_s", "buffer_bytes", "loss", "jitter_s", "aggregation", "qos", "site_id",
+                "region")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class Topology:
     Attributes:
         sites: One row per site, columns :data:`SITE_COLUMNS` (rates in bit/s, delays in s,
             ``aggregation`` the shared link's name or ``""``, ``qos`` how the access link queues: ``"fifo"``
-            or ``"priority"`` for calls, see :class:`sim.model.catalogue.AccessProfile`).
+            or ``"priority"`` for calls, see :class:`sim.model.catalogue.AccessProfile`; ``site_id`` and
+            ``region`` as the scenario or its inventory gives them, ``""`` where not; ``site`` the site's name, free
+            text for an inventory's sites; ``distance_m`` its line length, NaN where not given).
         shared: Shared links by name.
         cloud_rtt_s: RTT from a site's network edge to the cloud services (s).
         home: The patient's home at the far end of video calls.
@@ -64,7 +67,7 @@ class Topology:
 def build(scenario: Scenario) -> Topology:
     """Expand a scenario's site groups into concrete sites and shared links."""
     cat = scenario.catalogue
-    rows, shared = [], {}
+    rows, shared, placed = [], {}, {}
     for index, group in enumerate(scenario.sites):
         prefix = _prefix(scenario, index, group)
         profile = cat.profiles[group.access]
@@ -72,11 +75,12 @@ def build(scenario: Scenario) -> Topology:
         site_class = cat.site_classes[group.site_class]
         for j in range(group.count):
             name = _site_name(prefix, j, group.count)
-            aggregation = _aggregation_name(scenario, group, prefix, j, shared)
+            aggregation = _aggregation_name(scenario, group, prefix, j, shared, placed)
             rows.append((name, group.site_class, site_class.family, group.access, profile.technology,
                          profile.medium, group.distance if group.distance is not None else float("nan"),
                          down_bps, up_bps, profile.rtt, profile.buffer, profile.loss, profile.jitter,
-                         aggregation, profile.qos))
+                         aggregation, profile.qos,
+                         _site_name(group.site_id, j, group.count) if group.site_id else "", group.region or ""))
     home = cat.profiles[cat.core.home_profile]
     return Topology(pd.DataFrame(rows, columns=list(SITE_COLUMNS)), shared, cat.core.cloud_rtt,
                     FarEnd(home.down, home.up, home.rtt))
@@ -104,10 +108,21 @@ def _prefix(scenario: Scenario, index: int, group: SiteGroup) -> str:
 
 
 def _aggregation_name(scenario: Scenario, group: SiteGroup, prefix: str, j: int,
-                      shared: dict[str, SharedLink]) -> str:
+                      shared: dict[str, SharedLink], placed: dict[tuple, int]) -> str:
+    """The shared link a site is on: a group's sites fill their own links, ``sites_per_link`` a link.
+
+    Sites with an ``id`` (an inventory's rows, a group of one each) fill the links of their aggregation and region
+    together instead, in order: ``gpon-<region>-1`` holds the first ``sites_per_link`` of them.
+    """
     if group.aggregation is None:
         return ""
     spec = scenario.catalogue.aggregations[group.aggregation]
-    name = f"{group.aggregation}-{prefix}-{j // spec.sites_per_link + 1}"
+    if group.site_id is not None:
+        key = (group.aggregation, group.region or "")
+        k = placed[key] = placed.get(key, -1) + 1
+        name = "-".join(part for part in (group.aggregation, group.region, str(k // spec.sites_per_link + 1))
+                        if part)
+    else:
+        name = f"{group.aggregation}-{prefix}-{j // spec.sites_per_link + 1}"
     shared.setdefault(name, SharedLink(name, spec.down, spec.up, spec.buffer))
     return name

@@ -37,8 +37,12 @@ def generate(scenario: Scenario, topology: Topology, seed: int) -> pd.DataFrame:
             site's row label in the whole topology (kept when a shard takes a slice of it).
 
     Returns:
-        One row per session, columns :data:`TRACE_COLUMNS`, sorted by start time (s since midnight).
+        One row per session, columns :data:`TRACE_COLUMNS`, sorted by start time (s since midnight). A scenario
+        with a measured ``trace`` replays that file's sessions of these sites instead (:mod:`sim.measured`).
     """
+    if scenario.trace is not None:
+        from sim import measured  # it reads this module's schema: imported here, not at the top
+        return measured.replay(scenario, topology)
     parts = []
     sites = topology.sites
     for index, site, class_name in zip(sites.index.tolist(), sites["site"], sites["site_class"]):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from sim import text
 from sim.model.catalogue import Catalogue, VideoKnob
 from sim.model.faults import AvailabilityStudy
 from sim.model.quantities import (
@@ -56,14 +57,30 @@ class Load(Frozen):
 
 
 class SiteGroup(Frozen):
-    """``count`` sites of one class on one access profile (and line length, for copper)."""
+    """``count`` sites of one class on one access profile (and line length, for copper).
+
+    ``name`` is free text ("St Mary's Surgery"): a group of one site is named by it, a larger group's sites by it
+    and a number. ``id`` (e.g. an ODS code) and ``region`` describe the site; an inventory's rows
+    (:mod:`sim.inventory`) are groups of one with both, and with their line length even where the profile does
+    not derate by distance (it is then only shown).
+    """
 
     site_class: str = Field(alias="class")
     count: SiteCount
     access: str
     distance: DistanceM | None = None
-    name: str | None = Field(default=None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    site_id: str | None = Field(default=None, alias="id", min_length=1, max_length=40)
+    region: str | None = Field(default=None, min_length=1, max_length=80)
     aggregation: str | None = None
+
+    @field_validator("name", "site_id", "region")
+    @classmethod
+    def _shown_as_given(cls, value: str | None) -> str | None:
+        if value is not None and (value != value.strip() or text.visible(value) != value):
+            raise ValueError(f"{text.visible(value)!r}: no leading or trailing spaces, control or invisible "
+                             "characters")
+        return value
 
 
 class Emulation(Frozen):
@@ -96,6 +113,9 @@ class Scenario(Frozen):
     ``year`` is the year whose published volumes the scenario replays (the catalogue's ``volumes_by_year``, in
     ``topologies/sites.yaml``): it sets the site classes' per-day volumes and the load knobs' defaults, which the
     scenario's own ``load`` overrides. ``None``: the site classes' own figures and the knobs' defaults below.
+
+    ``inventory`` is the site file whose rows the loader put in ``sites`` (after the scenario's own groups), and
+    ``trace`` a measured trace replayed instead of a generated one (:mod:`sim.measured`): both as absolute paths.
     """
 
     # It names the results folder: never ".", "..", or hidden (a leading dot is a partial run's).
@@ -108,6 +128,8 @@ class Scenario(Frozen):
     utilisation_bin: DurationS = 60.0
     load: Load = Load()
     sites: tuple[SiteGroup, ...] = Field(min_length=1)
+    inventory: str | None = None
+    trace: str | None = None
     catalogue: Catalogue
     targets: Targets
     emulation: Emulation = Emulation()
