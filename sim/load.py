@@ -151,7 +151,9 @@ def validate_file(path: Path | str) -> str:
                f"{len(scenario.catalogue.site_classes)} site classes, targets valid"
     scenario = load(path)
     sites = sum(group.count for group in scenario.sites)
-    return f"scenario {scenario.name!r}: {sites} sites in {len(scenario.sites)} groups"
+    listed = f" (with the inventory {Path(scenario.inventory).name})" if scenario.inventory else ""
+    replay = f"; replays the measured trace {Path(scenario.trace).name}" if scenario.trace else ""
+    return f"scenario {scenario.name!r}: {sites} sites in {len(scenario.sites)} groups{listed}{replay}"
 
 
 def _validate_catalogue_only(folder: Path) -> Scenario:

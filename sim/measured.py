@@ -204,9 +204,9 @@ def _allowed(table: Table, column: str, values: np.ndarray, stream: np.ndarray, 
     bad = np.array([v not in allowed[bool(s)] for v, s in zip(values, stream)], dtype=bool)
     if bad.any():
         i = int(np.argmax(bad))
-        what = "stream" if stream[i] else "transfer"
-        raise table.error(f"{values[i] or 'nothing'!r} for a {what}: one of {', '.join(allowed[bool(stream[i])])}",
-                          i, column)
+        what, choices = "stream" if stream[i] else "transfer", ", ".join(allowed[bool(stream[i])])
+        raise table.error(f"{values[i]!r} for a {what}: one of {choices}" if values[i] else
+                          f"a {what} needs its {column}: one of {choices}", i, column)
     return values
 
 
@@ -225,10 +225,11 @@ def _check_shapes(table: Table, out: dict, stream: np.ndarray) -> None:
     for column in NUMBER_COLUMNS:
         if column in ("session_id", "start_s"):
             continue
-        bad = out[column] <= 0 if column not in ("far_rtt_s",) else out[column] < 0
+        bad = out[column] < 0 if column == "far_rtt_s" else out[column] <= 0
         if bad.any():
             i = int(np.argmax(bad))
-            raise table.error(f"{out[column][i]!r}: must be more than 0", i, column)
+            bound = "0 or more" if column == "far_rtt_s" else "more than 0"
+            raise table.error(f"{_texts(table, column)[i]!r}: must be {bound}", i, column)
     if (~stream & np.isfinite(out["up_share"]) & (out["up_share"] != 1.0)).any():
         i = int(np.argmax(~stream & np.isfinite(out["up_share"]) & (out["up_share"] != 1.0)))
         raise table.error("a transfer's up_share is 1 (it moves its size one way); leave it empty", i, "up_share")
