@@ -82,12 +82,23 @@ def build(scenario: Scenario) -> Topology:
                          aggregation, profile.qos,
                          _site_name(group.site_id, j, group.count) if group.site_id else "", group.region or ""))
     home = cat.profiles[cat.core.home_profile]
-    return Topology(pd.DataFrame(rows, columns=list(SITE_COLUMNS)), shared, cat.core.cloud_rtt,
-                    FarEnd(home.down, home.up, home.rtt))
+    return Topology(pd.DataFrame(_link_members_together(rows), columns=list(SITE_COLUMNS)), shared,
+                    cat.core.cloud_rtt, FarEnd(home.down, home.up, home.rtt))
+
+
+def _link_members_together(rows: list[tuple]) -> list[tuple]:
+    """The rows in order, except that a shared link's sites follow its first (a shard keeps a link's sites whole).
+
+    Only an inventory's sites, whose regions may interleave, ever move; a group's sites are together already.
+    """
+    column = SITE_COLUMNS.index("aggregation")
+    first: dict[str, int] = {}
+    keys = [first.setdefault(row[column], i) if row[column] else i for i, row in enumerate(rows)]
+    return [row for _, row in sorted(zip(keys, rows), key=lambda pair: pair[0])]
 
 
 def site_names(scenario: Scenario) -> list[str]:
-    """The names :func:`build` gives the scenario's sites, in order."""
+    """The names :func:`build` gives the scenario's sites, in the scenario's order."""
     names = []
     for index, group in enumerate(scenario.sites):
         prefix = _prefix(scenario, index, group)

@@ -70,13 +70,14 @@ def test_a_site_without_a_line_length_has_none(tmp_path):
 
 
 def test_sites_on_an_aggregation_share_its_links_by_region_in_order(tmp_path):
-    # gpon: 32 sites a tree (topologies/access.yaml). 33 in North, 1 in South: two North trees, one South.
+    # gpon: 32 sites a tree (topologies/access.yaml). Rows 0-32 North except row 5 (South), row 33 North: North's
+    # first 32 rows fill gpon-North-1, its 33rd starts gpon-North-2; South has one tree. A link's sites are put
+    # together (after its first), so a shard of an estate run never splits a link.
     rows = "".join(f"Z{i:04d},Practice {i},gp_small,fttp_330_50,1km,gpon,{'South' if i == 5 else 'North'}\n"
                    for i in range(34))
     topo = topology.build(load(scenario(tmp_path, rows)))
-    links = topo.sites["aggregation"].tolist()
-    assert links[:5] == ["gpon-North-1"] * 5 and links[5] == "gpon-South-1"
-    assert links[6:33] == ["gpon-North-1"] * 27 and links[33] == "gpon-North-2"
+    assert topo.sites["aggregation"].tolist() == ["gpon-North-1"] * 32 + ["gpon-South-1", "gpon-North-2"]
+    assert topo.sites["site"].tolist()[30:] == ["Practice 31", "Practice 32", "Practice 5", "Practice 33"]
     assert sorted(topo.shared) == ["gpon-North-1", "gpon-North-2", "gpon-South-1"]
 
 
