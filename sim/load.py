@@ -60,10 +60,12 @@ def load(path: Path | str, overrides: dict[str, str] | None = None, *, trace: Pa
     _resolve_file(merged, Path(path), "trace")
     scenario = _validate(Scenario, merged)
     _check_references(scenario, merged, from_inventory)
-    if scenario.trace is not None:
-        measured.read(scenario, _shown_file(merged, Path(path), "trace"))
-    else:
+    if scenario.trace is None:
         _check_size(scenario, merged)
+    elif len(measured.read(scenario, _shown_file(merged, Path(path), "trace"))) > MAX_SESSIONS:
+        file, line = merged.where(("trace",))
+        raise ScenarioError(f"the trace holds more than the {MAX_SESSIONS:,} sessions one run can hold; split it "
+                            "by site", file=file, line=line, path="trace")
     return scenario
 
 
