@@ -145,6 +145,13 @@ def test_a_bad_trace_exits_2_with_its_location_and_writes_no_results(tmp_path):
 
 
 
+def test_a_trace_longer_than_a_run_can_hold_is_refused_at_its_key(tmp_path, monkeypatch):
+    monkeypatch.setattr("sim.load.MAX_SESSIONS", 1)  # the two sessions of ONE_EACH are then one too many
+    path = scenario(tmp_path)
+    assert error_of(path) == f"{path}:5 trace: the trace holds more than the 1 sessions one run can hold; split " \
+                             "it by site"
+
+
 def _cannot_emulate() -> str | None:
     from sim.emu import capabilities
     missing = capabilities.missing_for_a_run(capabilities.detect())
