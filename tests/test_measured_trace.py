@@ -162,13 +162,13 @@ def _cannot_emulate() -> str | None:
                     reason="emulation needs root and Mininet: run `make test` as root "
                            "(it installs mininet, iperf3, irtt); `testbed doctor` says what is missing")
 def test_a_measured_trace_of_one_practice_replays_in_the_emulation(tmp_path):
-    # ADSL2+ at 3.0 km: 8 Mbit/s down, 0.9 up. Three sessions in a 20 s emulated window from 08:05.
+    # ADSL2+ at 3.0 km: 8 Mbit/s down, 0.9 up. Three sessions in a 15 s emulated window from 08:05.
     rows = ("St Mary's Surgery,record_view,08:05:02,down,500000,\n"
             "St Mary's Surgery,telephony,08:05:03,,,8\n"
             "St Mary's Surgery,scanning,08:05:06,up,100000,\n")
     path = scenario(tmp_path, HEADER + rows)
-    path.write_text(path.read_text() + "emulation: {sites: [\"St Mary's Surgery\"], start: '08:05', duration: 20s, "
-                    "drain: 15s}\n")
+    path.write_text(path.read_text() + "emulation: {sites: [\"St Mary's Surgery\"], start: '08:05', duration: 15s, "
+                    "drain: 10s}\n")
     result = runner.invoke(app, ["run", str(path), "--engine", "emu", "--out", str(tmp_path / "out"), "--no-png"])
     if result.exit_code == 2 and ("CPU starvation" in result.output or "did not hold" in result.output):
         pytest.skip("the emulation refused its own results on this machine: " + " ".join(result.output.split())[:600])
