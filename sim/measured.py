@@ -14,8 +14,8 @@ import pandas as pd
 
 from sim.model.targets import Targets
 
-MEASURE_COLUMNS = {"criterion": "str", "measured_value": "float64", "target_value": "float64", "value_unit": "str",
-                   "failing_sessions": "int64", "cause": "str", "detail": "str"}
+MEASURE_COLUMNS = {"criterion": "str", "measure": "str", "measured_value": "float64", "target_value": "float64",
+                   "value_unit": "str", "failing_sessions": "int64", "cause": "str", "detail": "str"}
 RATE, TIME, SHARE, MOS, COUNT = "bit/s", "s", "share", "MOS", "sessions"
 PATIENT_END = "the patient's line limits it"  # sim.targets' criteria that name a cause of a rate shortfall
 TCP_QUEUE = "it yields to transfers filling the line's queue"
@@ -53,20 +53,46 @@ def measure(sessions: pd.DataFrame, criterion: str, app: str, targets: Targets, 
     if column is None:  # not completed: the count is the measure
         value, target = float(len(sessions)), 0.0
     else:
-        value = float(np.nanmedian(sessions[column].to_numpy(dtype=float))) if len(sessions) else float("nan")
-        target = _target(kind, app, sessions, targets)
+        value, target = _median(sessions, column), _target(kind, app, targets)
     label = _most_frequent(sessions["bottleneck"]) if "bottleneck" in sessions else ""
-    rtt_s = float(np.nanmedian(sessions["rtt_s"].to_numpy(dtype=float))) if "rtt_s" in sessions and len(sessions) \
-        else float(site["rtt_s"])
-    cause = cause_words(label, site, rtt_s)
-    if kind in ("delay", "jitter") and "queue_delay_s" in sessions and len(sessions):
-        queue_s = float(np.nanmedian(sessions["queue_delay_s"].to_numpy(dtype=float)))
-        cause = f"{cause}, {queue_s * 1e3:.0f} ms queueing" if cause else f"{queue_s * 1e3:.0f} ms queueing"
-    if kind == "slower" and cause.startswith("the ") and len(sessions):
-        cause = _shared(cause, float(np.nanmedian(sessions["mean_rate_bps"].to_numpy(dtype=float))), site)
-    detail = describe(app, kind, value, target, unit, len(sessions), cause)
-    return {"criterion": criterion, "measured_value": value, "target_value": target, "value_unit": unit,
-            "failing_sessions": len(sessions), "cause": cause, "detail": detail}
+    rtt_s = _median(sessions, "rtt_s") if "rtt_s" in sessions else float(site["rtt_s"])
+    cause = cause_words(label, site, rtt_s if rtt_s == rtt_s else float(site["rtt_s"]))
+    if kind in ("delay", "jitter") and "queue_delay_s" in sessions:
+        queue = f"{_median(sessions, 'queue_delay_s') * 1e3:.0f} ms queueing"
+        cause = f"{cause}, {queue}" if cause else queue
+    if kind == "slower" and cause.startswith("the "):
+        cause = _shared(cause, _median(sessions, "mean_rate_bps"), site)
+    rate_bps = _median(sessions, "target_rate_bps" if kind == "rate" else "min_rate_bps") \
+        if kind in ("rate", "minimum") else float("nan")
+    name = _measure_name(kind, rate_bps)
+    mean = f"; mean {rate_words(_median(sessions, 'mean_rate_bps'))}" if kind in ("rate", "minimum") else ""
+    detail = describe(app, kind, name, value, target, unit, len(sessions), cause, mean)
+    return {"criterion": criterion, "measure": name, "measured_value": value, "target_value": target,
+            "value_unit": unit, "failing_sessions": len(sessions), "cause": cause, "detail": detail}
+
+
+def _median(sessions: pd.DataFrame, column: str) -> float:
+    values = sessions[column].to_numpy(dtype=float)
+    return float(np.nanmedian(values)) if len(values) and not np.isnan(values).all() else float("nan")
+
+
+def _measure_name(kind: str, rate_bps: float) -> str:
+    """What is measured, in words: 'time at 1.5 Mbit/s', 'delay p95', 'completion time', ..."""
+    if kind == "rate":
+        return f"time at {rate_words(rate_bps)}"
+    if kind == "minimum":
+        return f"time below {rate_words(rate_bps)}"
+    return MEASURE_NAMES[kind]
+
+
+MEASURE_NAMES = {"delay": "delay p95", "jitter": "jitter", "loss": "loss", "mos": "call quality",
+                 "slower": "completion time", "link": "busy-hour load", "incomplete": "not completed"}
+AT_LEAST = ("rate", "mos")  # kinds whose target is a floor; the others' is a ceiling
+
+
+def against_words(kind: str, target: float, unit: str) -> str:
+    """The target as a bound: 'at least 95%', 'at most 150 ms'."""
+    return f"{'at least' if kind in AT_LEAST else 'at most'} {value_words(target, unit)}"
 
 
 def link_measures(site: pd.Series, direction: pd.Series, utilisation: pd.Series, sites: pd.DataFrame,
@@ -84,13 +110,14 @@ def link_measures(site: pd.Series, direction: pd.Series, utilisation: pd.Series,
     detail = [f"busy-hour {d} utilisation {v:.0%} > {limit:.0%}: {c}" if f else ""
               for d, v, c, f in zip(direction, utilisation, line, failed)]
     return pd.DataFrame({"criterion": np.where(failed, f"busy-hour utilisation > {limit:.0%}", ""),
+                         "measure": np.where(failed, MEASURE_NAMES["link"], ""),
                          "measured_value": np.where(failed, utilisation, np.nan),
                          "target_value": np.where(failed, limit, np.nan), "value_unit": np.where(failed, SHARE, ""),
                          "failing_sessions": 0, "cause": np.where(failed, line, ""), "detail": detail},
                         index=site.index).astype(MEASURE_COLUMNS)
 
 
-_COLUMNS = {"rate": ("mean_rate_bps", RATE), "minimum": ("mean_rate_bps", RATE),
+_COLUMNS = {"rate": ("share_at_target", SHARE), "minimum": ("share_below_min", SHARE),
             "delay": ("one_way_delay_p95_s", TIME), "jitter": ("jitter_s", TIME), "loss": ("loss", SHARE),
             "mos": ("mos", MOS), "slower": ("duration_s", TIME)}
 
@@ -103,14 +130,12 @@ def criterion_kind(criterion: str) -> str:
     return next((kind for start, kind in starts.items() if criterion.startswith(start)), "incomplete")
 
 
-def _target(kind: str, app: str, sessions: pd.DataFrame, targets: Targets) -> float:
-    if kind in ("rate", "minimum"):
-        column = "target_rate_bps" if kind == "rate" else "min_rate_bps"
-        return float(np.nanmedian(sessions[column].to_numpy(dtype=float))) if len(sessions) else float("nan")
+def _target(kind: str, app: str, targets: Targets) -> float:
     if kind == "slower":
         return float(targets.transfers[app])
     stream = targets.streams[app]
-    return {"delay": stream.delay_p95, "jitter": stream.jitter, "loss": stream.loss,
+    return {"rate": stream.share_at_target, "minimum": stream.share_below_minimum, "delay": stream.delay_p95,
+            "jitter": stream.jitter, "loss": stream.loss,
             "mos": stream.mos if stream.mos is not None else float("nan")}[kind]
 
 
@@ -149,20 +174,22 @@ def _shared(cause: str, rate_bps: float, site: pd.Series) -> str:
     """A transfer limited by a line it got only part of: say what it got (bit/s), of what."""
     capacity = site["up_bps"] if "uplink" in cause else site["down_bps"] if "downlink" in cause else float("nan")
     if rate_bps == rate_bps and capacity == capacity and rate_bps < 0.9 * capacity:
-        return f"it got {rate_words(rate_bps)} of {cause}, shared"
+        return f"a {rate_words(rate_bps)} share of {cause}"
     return cause
 
 
-def describe(app: str, kind: str, value: float, target: float, unit: str, sessions: int, cause: str) -> str:
-    """The measure in words: 'video 0.85 Mbit/s against 1.5 Mbit/s (median of 4 failed calls): the ... uplink'."""
+def describe(app: str, kind: str, name: str, value: float, target: float, unit: str, sessions: int, cause: str,
+             note: str = "") -> str:
+    """The measure in words, with its cause.
+
+    E.g. 'video time below 0.35 Mbit/s 62% against at most 0% (median of 4 failed; mean 0.21 Mbit/s): the
+    1 Mbit/s uplink'.
+    """
     if kind == "incomplete":
         head = f"{app}: {sessions:,} {'session' if sessions == 1 else 'sessions'} not completed"
     else:
-        what = {"delay": " one-way delay p95", "jitter": " jitter", "loss": " loss", "mos": " call quality",
-                "slower": " took"}.get(kind, "")
-        against = "against its minimum" if kind == "minimum" else "against"
-        head = (f"{app}{what} {value_words(value, unit)} {against} {value_words(target, unit)} "
-                f"(median of {sessions:,} failed)")
+        head = (f"{app} {name} {value_words(value, unit)} against {against_words(kind, target, unit)} "
+                f"(median of {sessions:,} failed{note})")
     return f"{head}: {cause}" if cause else head
 
 

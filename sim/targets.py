@@ -24,8 +24,10 @@ from sim.measured import (  # noqa: F401 - busy_hour_utilisation: part of this m
     MEASURE_COLUMNS,
     PATIENT_END,
     TCP_QUEUE,
+    against_words,
     busy_hour_utilisation,
     busy_hours,
+    criterion_kind,
     link_measures,
     measures,
     value_words,
@@ -283,7 +285,8 @@ def _class_reason(criterion: str, failed: pd.DataFrame, keys: tuple) -> str:
     low, high = value_words(values.min(), unit), value_words(values.max(), unit)
     span = low if low == high else f"{low} to {high}"
     sites = "1 failing site" if len(values) == 1 else f"{len(values)} failing sites"
-    return f"{criterion} ({span} at {sites}, against {value_words(target, unit)})"
+    bound = against_words(criterion_kind(criterion), target, unit)
+    return f"{criterion}: {mine['measure'].iat[0]} {span} at {sites}, against {bound}"
 
 
 def _main_reasons(failed: pd.DataFrame, keys: list[str]) -> pd.Series:
