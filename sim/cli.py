@@ -26,13 +26,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 import sim
-from sim import checks, load, pipeline, report, results, studies, sweep, units
+from sim import answers, checks, gate, load, pipeline, report, results, studies, sweep, tables, units
 from sim import text as text_
 from sim.errors import TestbedError, kept_folder
 from sim.progress import Forward, heartbeat
 from sim.targets import CLASS_KEYS, Verdicts
+from sim.text import visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="NHS connectivity capacity testbed: do NHS sites meet their service targets on copper "
@@ -234,6 +236,11 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         scheduler: str = SCHEDULER, workers: int = WORKERS,
         resume: Path = typer.Option(None, "--resume", help="Finish an interrupted estate run from its partial folder "
                                                            "(results/<scenario>/.<run>.partial)."),
+        all_sites: bool = typer.Option(False, "--all-sites", help="List every failing site (default: the "
+                                                                   f"{answers.LIMIT_SITES} worst)."),
+        output: str = typer.Option(None, "--format", help="text, markdown or json (default: a table that fits the "
+                                                          "terminal, or text when not on one)."),
+        timings: bool = typer.Option(False, "--verbose", "-v", help="Also show how long each phase took."),
         ) -> None:
     """Run a scenario, write its results folder and report, and print the compliance table.
 
@@ -241,11 +248,15 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
     """
     with _exits(lambda kept: _resume_command(scenario, kept, seed, scheduler, workers), resuming=resume is not None):
         _require_engine(engine)
+        _require_format(output)
         verb = "simulating" if engine == "des" else "emulating (real time)"
         with _progress_bar(f"{verb} {scenario.name}") as progress:
             outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, png=png, scheduler=scheduler,
                                    workers=workers, resume=resume, engine=engine)
-        _print_table(outcome.verdicts, outcome.scenario.name)
+        found = gate.judge(outcome.verdicts, outcome.scenario.known_failures)
+        _print_answers(outcome, found, scenario, output, all_sites, timings)
+        if output == "json":
+            return
         if outcome.meta:
             m = outcome.meta
             start, end = (units.format_clock(m[k], with_seconds=True) for k in ("window_start_s", "window_end_s"))
@@ -333,23 +344,42 @@ def sweep_(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
 def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
           seed: int = typer.Option(None, min=0, max=SEED_MAX, help="Seed for the workload (default: the "
                                                                     "scenario's)."),
-          junit: Path = typer.Option(None, help="Write JUnit XML here."),
-          json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here."),
-          out_dir: Path = typer.Option(None, "--out", help="Also write a results folder under this root.")) -> None:
-    """Run a scenario and exit 1 when any site class misses a target (for CI)."""
+          junit: Path = typer.Option(None, help="Write JUnit XML here (a case per site class and per site, per "
+                                                "target)."),
+          json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here (a later --baseline)."),
+          out_dir: Path = typer.Option(None, "--out", help="Also write a results folder under this root."),
+          baseline: Path = typer.Option(None, "--baseline", help="A previous check's --json: fail only on what got "
+                                                                 "worse since."),
+          all_sites: bool = typer.Option(False, "--all-sites", help="List every failing site (default: the "
+                                                                     f"{answers.LIMIT_SITES} worst)."),
+          output: str = typer.Option(None, "--format", help="text, markdown or json (default: a table that fits the "
+                                                            "terminal, or text when not on one)."),
+          timings: bool = typer.Option(False, "--verbose", "-v", help="Also show how long each phase took.")) -> None:
+    """Run a scenario; exit 1 when a site class misses a target not declared known (with --baseline: on regressions).
+
+    Known failures are declared in the scenario (``known_failures``); they are reported but do not fail the check.
+    """
     with _exits(lambda kept: _resume_command(scenario, kept, seed, None, None)):
+        _require_format(output)
+        previous = gate.read_baseline(baseline) if baseline else None
         with _progress_bar(f"checking {scenario.name}") as progress:
-            outcome = (pipeline.run(scenario, seed=seed, out=out_dir, progress=progress) if out_dir else
-                       pipeline.simulate(load.load(scenario), seed, progress))
-        name, bar = outcome.scenario.name, outcome.scenario.targets.passing.sites
+            if out_dir:
+                outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress)
+            else:
+                phases = pipeline.Phases()
+                with phases("load"):
+                    loaded = load.load(scenario)
+                outcome = pipeline.simulate(loaded, seed, progress, phases)
+        found = gate.judge(outcome.verdicts, outcome.scenario.known_failures, previous)
+        facts = _facts(outcome, scenario)
         if junit:
-            checks.write_text(junit, checks.junit_xml(outcome.verdicts, name, bar))
+            checks.write_text(junit, checks.junit_xml(found, facts, outcome.scenario.targets.passing.sites))
         if json_path:
-            checks.write_text(json_path, checks.summary_json(outcome.verdicts, name, outcome.seed))
-        _print_table(outcome.verdicts, name)
-        failed = int((~outcome.verdicts.classes["passed"]).sum())
-        out.print("all site classes meet their targets" if not failed else f"{failed} verdicts missed their target")
-    raise typer.Exit(0 if outcome.verdicts.all_pass else 1)
+            checks.write_text(json_path, checks.summary_json(found, facts))
+        _print_answers(outcome, found, scenario, output, all_sites, timings)
+        if output != "json":
+            _print_verdict(found, previous)
+    raise typer.Exit(0 if found.passed else 1)
 
 
 @app.command()
@@ -542,16 +572,115 @@ def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
     return f"{mean_bps / 1e6:.3g} Mbit/s [{low_bps / 1e6:.3g}-{high_bps / 1e6:.3g}]"
 
 
-def _print_table(verdicts: Verdicts, scenario: str) -> None:
+FORMATS = ("text", "markdown", "json")
+
+
+def _require_format(output: str | None) -> None:
+    if output is not None and output not in FORMATS:
+        raise TestbedError(f"unknown --format {output!r}; choose text, markdown or json")
+
+
+def _facts(outcome: pipeline.Outcome, scenario: Path) -> dict:
+    """What identifies a run in CI output: scenario, its file, the results folder (if written), seed, timings."""
+    return {"scenario": outcome.scenario.name, "scenario_file": str(scenario),
+            "run_folder": str(outcome.folder) if outcome.folder else None, "seed": outcome.seed,
+            "engine": outcome.engine, "sessions": len(outcome.trace),
+            "timings_s": {k: round(v, 4) for k, v in (outcome.timings_s or {}).items()}}
+
+
+def _print_answers(outcome: pipeline.Outcome, found: gate.Gate, scenario: Path, output: str | None,
+                   all_sites: bool, timings: bool) -> None:
+    """The class table, the failing sites worst first, known failures, regressions; or the JSON summary."""
+    if output == "json":
+        out.file.write(checks.summary_json(found, _facts(outcome, scenario)))
+        return
+    shown = [_class_table(outcome.verdicts, outcome.scenario.name),
+             _sites_table(found, outcome.topology.sites, None if all_sites else answers.LIMIT_SITES)]
+    if found.regressions:
+        shown.append(tables.Table("Regressions against the baseline (what fails the check)",
+                                  ["level", "name", "target", "before", "after"],
+                                  [[r.level, r.name, r.target, r.before, r.after] for r in found.regressions]))
+    if timings:
+        shown.append(tables.Table("Phase timings", ["phase", "seconds"],
+                                  [[name, f"{value_s:.3f}"] for name, value_s in (outcome.timings_s or {}).items()]))
+    for table in shown:
+        _show(table, output)
+    for note in _known_notes(found):
+        out.print(note, highlight=False, markup=False, soft_wrap=True)
+
+
+def _show(table: tables.Table, output: str | None) -> None:
+    """A table as ``output`` asks; by default Rich on a terminal (full width, cells folded, never cut), else text."""
+    if output == "markdown" or (output is None and not out.is_terminal) or output == "text":
+        out.file.write(tables.markdown(table) if output == "markdown" else tables.text(table))
+        out.file.flush()
+        return
+    grid = Table(title=visible(table.title))
+    for column in table.columns:
+        grid.add_column(column, overflow="fold")
+    for row in table.rows:
+        grid.add_row(*(Text(visible(str(cell))) for cell in row))
+    out.print(grid)
+    for note in table.notes:
+        out.print(Text(visible(note)), soft_wrap=True)
+
+
+def _class_table(verdicts: Verdicts, scenario: str) -> tables.Table:
     """A row per site class and access: how many of its targets it meets, which it misses and why."""
-    table = Table("site class", "access", "meets", "misses (share of sites passing)", "main reason for each miss",
-                  title=f"{scenario}: targets met per site class and access (app names: testbed list apps)")
-    for keys, rows in verdicts.classes.groupby(CLASS_KEYS, sort=False):
-        failed = [row for row in rows.itertuples(index=False) if not row.passed]
-        misses = ", ".join(f"[red]{r.app}[/red] {r.share_passing:.0%}" for r in failed) or "[green]none[/green]"
+    rows = []
+    for keys, group in verdicts.classes.groupby(CLASS_KEYS, sort=False):
+        failed = [row for row in group.itertuples(index=False) if not row.passed]
+        misses = ", ".join(f"{r.app} {r.share_passing:.0%}" for r in failed) or "none"
         reasons = "; ".join(f"{r.app}: {r.reason}" for r in failed)
-        table.add_row(keys[1], keys[2], f"{len(rows) - len(failed)} of {len(rows)}", misses, reasons)
-    out.print(table)
+        rows.append([keys[1], keys[2], f"{len(group) - len(failed)} of {len(group)}", misses, reasons])
+    return tables.Table(f"{scenario}: targets met per site class and access (app names: testbed list apps)",
+                        ["site class", "access", "meets", "misses (share of sites passing)",
+                         "main reason for each miss"], rows)
+
+
+def _sites_table(found: gate.Gate, sites, limit_sites: int | None) -> tables.Table:
+    """The failing sites, worst first, a row per missed target: line, measure, value against target, cause."""
+    rows = answers.failing_sites(found.sites, sites)
+    known = found.sites.set_index(["site", "app"])["known"]
+    shown, more = answers.limited(rows, limit_sites)
+    failing = rows["rank"].nunique()
+    title = (f"Failing sites, worst first: {failing:,} of {found.sites['site'].nunique():,} sites miss a target"
+             if failing else "Failing sites: none (every site meets every target)")
+    grid = [[r.site, r.site_class, r.line, r.target, r.measure, r.measured, r.against,
+             r.cause + (" (known failure)" if known.get((r.site, r.target), "") else "")]
+            for r in shown.itertuples(index=False)]
+    notes = [f"and {more:,} more failing sites (--all-sites lists them; site_verdicts.csv has every verdict)"] \
+        if more else []
+    return tables.Table(title, ["site", "class", "line", "target", "measure", "measured", "target value", "cause"],
+                        grid, notes)
+
+
+def _known_notes(found: gate.Gate) -> list[str]:
+    """Known failures met (not failing the check) and declared ones no failing verdict matched."""
+    met = found.classes[~found.classes["passed"] & (found.classes["known"] != "")]
+    lines = [f"known failures (they do not fail the check): {keys[0]} on {keys[1]}, {', '.join(rows['app'])}: "
+             f"{keys[2]}" for keys, rows in met.groupby(["site_class", "access_profile", "known"], sort=False)]
+    for k in found.unused:
+        what = ", ".join(f"{key} {value}" for key, value in k.model_dump(by_alias=True, exclude_none=True).items()
+                         if key != "reason")
+        lines.append(f"known failure not met ({what}): nothing fails there now; remove it from known_failures")
+    return lines
+
+
+def _print_verdict(found: gate.Gate, previous: dict | None) -> None:
+    """The check's last line: what fails it (or that nothing does)."""
+    if previous is not None:
+        count = len(found.regressions or [])
+        still = len(found.failing)
+        text = (f"{count} regressions against the baseline" if count else "nothing got worse than the baseline"
+                + (f" ({still} site class verdicts miss their target, as before)" if still else ""))
+    elif found.failing.empty:
+        known = int((~found.classes["passed"]).sum())
+        text = (f"no unexpected misses: {known} verdicts miss their target as declared known failures" if known
+                else "all site classes meet their targets")
+    else:
+        text = f"{len(found.failing)} verdicts missed their target"
+    out.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def main() -> None:

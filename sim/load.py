@@ -17,6 +17,7 @@ import pydantic
 from sim import source, topology, units
 from sim.errors import ScenarioError
 from sim.model.scenario import Scenario
+from sim.model.targets import judged_apps
 from sim.source import Located, dotted
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "topologies"
@@ -443,6 +444,7 @@ def _check_references(scenario: Scenario, tree: Located) -> None:
     _check_target_apps(scenario, tree)
     _check_unique_names(scenario, tree)
     _check_emulation(scenario, tree)
+    _check_known_failures(scenario, tree)
 
 
 def _check_site_classes(scenario: Scenario, tree: Located) -> None:
@@ -513,6 +515,24 @@ def _check_emulation(scenario: Scenario, tree: Located) -> None:
         for i, name in enumerate(emu.sites):
             if name not in names:
                 raise _reference_error(tree, ("emulation", "sites", i), "site", name, names)
+
+
+def _check_known_failures(scenario: Scenario, tree: Located) -> None:
+    """Every known failure names a site, class, profile and target the scenario has."""
+    cat, names = scenario.catalogue, None
+    for i, known in enumerate(scenario.known_failures):
+        where = ("known_failures", i)
+        if known.site_class is not None and known.site_class not in cat.site_classes:
+            raise _reference_error(tree, (*where, "class"), "site class", known.site_class, list(cat.site_classes))
+        if known.access is not None and known.access not in cat.profiles:
+            raise _reference_error(tree, (*where, "access"), "profile", known.access, list(cat.profiles))
+        targets = [*judged_apps(scenario.targets), "link"]
+        if known.target is not None and known.target not in targets:
+            raise _reference_error(tree, (*where, "target"), "target", known.target, targets)
+        if known.site is not None:
+            names = topology.site_names(scenario) if names is None else names
+            if known.site not in names:
+                raise _reference_error(tree, (*where, "site"), "site", known.site, names)
 
 
 def _check_unique_names(scenario: Scenario, tree: Located) -> None:
