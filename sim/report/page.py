@@ -24,7 +24,7 @@ th { background: #f2f2f2; } details { margin-bottom: 1rem; } a { color: #0072B2;
 #site-table th { cursor: pointer; user-select: none; }
 #site-table th[aria-sort="ascending"]::after { content: " \\25B2"; }
 #site-table th[aria-sort="descending"]::after { content: " \\25BC"; } #site-table td.miss div { margin: 1px 0; }
-.sites-scroll { max-height: 36rem; overflow: auto; }
+.sites-scroll { max-height: 36rem; overflow: auto; } #site-table td:first-child { min-width: 8rem; }
 @media print { body { max-width: none; padding: 0; } details { display: none; } .plot { width: 100% !important; } }
 """
 
