@@ -9,7 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sim.gate import Gate
 from sim.measured import MEASURE_NAMES, against_words, criterion_kind, rate_words, value_words
+from sim.tables import Table
+from sim.targets import CLASS_KEYS, Verdicts
 
 LIMIT_SITES = 20  # the command line lists this many failing sites unless asked for all
 ANSWER_COLUMNS = ["site", "site_class", "access_profile", "line", "distance_m", "target", "measure", "measured",
@@ -91,3 +94,59 @@ def limited(answers: pd.DataFrame, limit_sites: int | None) -> tuple[pd.DataFram
     if limit_sites is None or sites <= limit_sites:
         return answers, 0
     return answers[answers["rank"] < limit_sites], sites - limit_sites
+
+
+def class_table(verdicts: Verdicts, scenario: str) -> Table:
+    """A row per site class and access: how many of its targets it meets, which it misses and why."""
+    rows = []
+    for keys, group in verdicts.classes.groupby(CLASS_KEYS, sort=False):
+        failed = [row for row in group.itertuples(index=False) if not row.passed]
+        misses = ", ".join(f"{r.app} {r.share_passing:.0%}" for r in failed) or "none"
+        reasons = "; ".join(f"{r.app}: {r.reason}" for r in failed)
+        rows.append([keys[1], keys[2], f"{len(group) - len(failed)} of {len(group)}", misses, reasons])
+    return Table(f"{scenario}: targets met per site class and access (app names: testbed list apps)",
+                        ["site class", "access", "meets", "misses (share of sites passing)",
+                         "main reason for each miss"], rows)
+
+
+def sites_table(found: Gate, sites, limit_sites: int | None) -> Table:
+    """The failing sites, worst first, a row per missed target: line, measure, value against target, cause."""
+    rows = failing_sites(found.sites, sites)
+    known = found.sites.set_index(["site", "app"])["known"]
+    shown, more = limited(rows, limit_sites)
+    failing = rows["rank"].nunique()
+    title = (f"Failing sites, worst first: {failing:,} of {found.sites['site'].nunique():,} sites miss a target"
+             if failing else "Failing sites: none (every site meets every target)")
+    grid = [[r.site, r.site_class, r.line, r.target, r.measure, r.measured, r.against,
+             r.cause + (" (known failure)" if known.get((r.site, r.target), "") else "")]
+            for r in shown.itertuples(index=False)]
+    notes = [f"and {more:,} more failing sites (--all-sites lists them; site_verdicts.csv has every verdict)"] \
+        if more else []
+    return Table(title, ["site", "class", "line", "target", "measure", "measured", "target value", "cause"],
+                        grid, notes)
+
+
+def known_notes(found: Gate) -> list[str]:
+    """Known failures met (not failing the check) and declared ones no failing verdict matched."""
+    met = found.classes[~found.classes["passed"] & (found.classes["known"] != "")]
+    lines = [f"known failures (they do not fail the check): {keys[0]} on {keys[1]}, {', '.join(rows['app'])}: "
+             f"{keys[2]}" for keys, rows in met.groupby(["site_class", "access_profile", "known"], sort=False)]
+    for k in found.unused:
+        what = ", ".join(f"{key} {value}" for key, value in k.model_dump(by_alias=True, exclude_none=True).items()
+                         if key != "reason")
+        lines.append(f"known failure not met ({what}): nothing fails there now; remove it from known_failures")
+    return lines
+
+
+def verdict_line(found: Gate, baseline: bool) -> str:
+    """The check's last line: what fails it (or that nothing does)."""
+    if baseline:
+        count = len(found.regressions or [])
+        still = len(found.failing)
+        return (f"{count} regressions against the baseline" if count else "nothing got worse than the baseline"
+                + (f" ({still} site class verdicts miss their target, as before)" if still else ""))
+    if found.failing.empty:
+        known = int((~found.classes["passed"]).sum())
+        return (f"no unexpected misses: {known} verdicts miss their target as declared known failures" if known
+                else "all site classes meet their targets")
+    return f"{len(found.failing)} verdicts missed their target"

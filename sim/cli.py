@@ -33,7 +33,6 @@ from sim import answers, checks, gate, load, pipeline, report, results, studies,
 from sim import text as text_
 from sim.errors import TestbedError, kept_folder
 from sim.progress import Forward, heartbeat
-from sim.targets import CLASS_KEYS, Verdicts
 from sim.text import visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -378,7 +377,8 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
             checks.write_text(json_path, checks.summary_json(found, facts))
         _print_answers(outcome, found, scenario, output, all_sites, timings)
         if output != "json":
-            _print_verdict(found, previous)
+            out.print(answers.verdict_line(found, previous is not None), highlight=False, markup=False,
+                      soft_wrap=True)
     raise typer.Exit(0 if found.passed else 1)
 
 
@@ -594,8 +594,8 @@ def _print_answers(outcome: pipeline.Outcome, found: gate.Gate, scenario: Path, 
     if output == "json":
         out.file.write(checks.summary_json(found, _facts(outcome, scenario)))
         return
-    shown = [_class_table(outcome.verdicts, outcome.scenario.name),
-             _sites_table(found, outcome.topology.sites, None if all_sites else answers.LIMIT_SITES)]
+    shown = [answers.class_table(outcome.verdicts, outcome.scenario.name),
+             answers.sites_table(found, outcome.topology.sites, None if all_sites else answers.LIMIT_SITES)]
     if found.regressions:
         shown.append(tables.Table("Regressions against the baseline (what fails the check)",
                                   ["level", "name", "target", "before", "after"],
@@ -605,7 +605,7 @@ def _print_answers(outcome: pipeline.Outcome, found: gate.Gate, scenario: Path, 
                                   [[name, f"{value_s:.3f}"] for name, value_s in (outcome.timings_s or {}).items()]))
     for table in shown:
         _show(table, output)
-    for note in _known_notes(found):
+    for note in answers.known_notes(found):
         out.print(note, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -623,64 +623,6 @@ def _show(table: tables.Table, output: str | None) -> None:
     out.print(grid)
     for note in table.notes:
         out.print(Text(visible(note)), soft_wrap=True)
-
-
-def _class_table(verdicts: Verdicts, scenario: str) -> tables.Table:
-    """A row per site class and access: how many of its targets it meets, which it misses and why."""
-    rows = []
-    for keys, group in verdicts.classes.groupby(CLASS_KEYS, sort=False):
-        failed = [row for row in group.itertuples(index=False) if not row.passed]
-        misses = ", ".join(f"{r.app} {r.share_passing:.0%}" for r in failed) or "none"
-        reasons = "; ".join(f"{r.app}: {r.reason}" for r in failed)
-        rows.append([keys[1], keys[2], f"{len(group) - len(failed)} of {len(group)}", misses, reasons])
-    return tables.Table(f"{scenario}: targets met per site class and access (app names: testbed list apps)",
-                        ["site class", "access", "meets", "misses (share of sites passing)",
-                         "main reason for each miss"], rows)
-
-
-def _sites_table(found: gate.Gate, sites, limit_sites: int | None) -> tables.Table:
-    """The failing sites, worst first, a row per missed target: line, measure, value against target, cause."""
-    rows = answers.failing_sites(found.sites, sites)
-    known = found.sites.set_index(["site", "app"])["known"]
-    shown, more = answers.limited(rows, limit_sites)
-    failing = rows["rank"].nunique()
-    title = (f"Failing sites, worst first: {failing:,} of {found.sites['site'].nunique():,} sites miss a target"
-             if failing else "Failing sites: none (every site meets every target)")
-    grid = [[r.site, r.site_class, r.line, r.target, r.measure, r.measured, r.against,
-             r.cause + (" (known failure)" if known.get((r.site, r.target), "") else "")]
-            for r in shown.itertuples(index=False)]
-    notes = [f"and {more:,} more failing sites (--all-sites lists them; site_verdicts.csv has every verdict)"] \
-        if more else []
-    return tables.Table(title, ["site", "class", "line", "target", "measure", "measured", "target value", "cause"],
-                        grid, notes)
-
-
-def _known_notes(found: gate.Gate) -> list[str]:
-    """Known failures met (not failing the check) and declared ones no failing verdict matched."""
-    met = found.classes[~found.classes["passed"] & (found.classes["known"] != "")]
-    lines = [f"known failures (they do not fail the check): {keys[0]} on {keys[1]}, {', '.join(rows['app'])}: "
-             f"{keys[2]}" for keys, rows in met.groupby(["site_class", "access_profile", "known"], sort=False)]
-    for k in found.unused:
-        what = ", ".join(f"{key} {value}" for key, value in k.model_dump(by_alias=True, exclude_none=True).items()
-                         if key != "reason")
-        lines.append(f"known failure not met ({what}): nothing fails there now; remove it from known_failures")
-    return lines
-
-
-def _print_verdict(found: gate.Gate, previous: dict | None) -> None:
-    """The check's last line: what fails it (or that nothing does)."""
-    if previous is not None:
-        count = len(found.regressions or [])
-        still = len(found.failing)
-        text = (f"{count} regressions against the baseline" if count else "nothing got worse than the baseline"
-                + (f" ({still} site class verdicts miss their target, as before)" if still else ""))
-    elif found.failing.empty:
-        known = int((~found.classes["passed"]).sum())
-        text = (f"no unexpected misses: {known} verdicts miss their target as declared known failures" if known
-                else "all site classes meet their targets")
-    else:
-        text = f"{len(found.failing)} verdicts missed their target"
-    out.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def main() -> None:
