@@ -612,7 +612,7 @@ def _print_answers(outcome: pipeline.Outcome, found: gate.Gate, scenario: Path, 
 def _show(table: tables.Table, output: str | None) -> None:
     """A table as ``output`` asks; by default Rich on a terminal (full width, cells folded, never cut), else text."""
     if output == "markdown" or (output is None and not out.is_terminal) or output == "text":
-        out.file.write(tables.markdown(table) if output == "markdown" else tables.text(table))
+        out.file.write((tables.markdown(table) if output == "markdown" else tables.text(table)) + "\n")
         out.file.flush()
         return
     grid = Table(title=visible(table.title))

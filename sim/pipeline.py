@@ -99,7 +99,8 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
     with phases("load"):
         scenario = load(path)
     if engine != des.ENGINE:
-        return _emulated(scenario, Path(path), seed, Path(out), progress, png, both=engine == "both")
+        outcome = _emulated(scenario, Path(path), seed, Path(out), progress, png, both=engine == "both")
+        return Outcome(**{**outcome.__dict__, "timings_s": {**phases, "emulation (all after load)": outcome.wall_s}})
     sharded = bool(scheduler or resume) or workers is not None or scale.wants_cluster(scenario)
     seed = scenario.seed if seed is None else seed
     results.check_space(Path(out), scale.expected_sessions(scenario), sharded)

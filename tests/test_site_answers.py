@@ -103,3 +103,16 @@ def test_values_are_written_with_their_units():
     assert rate_words(850e3) == "0.85 Mbit/s" and rate_words(80e3) == "80 kbit/s" and rate_words(1e9) == "1 Gbit/s"
     assert value_words(0.21, "s") == "210 ms" and value_words(48.0, "s") == "48 s"
     assert value_words(0.031, "share") == "3.1%" and value_words(float("nan"), "s") == "n/a"
+
+
+def test_tables_as_text_are_aligned_and_never_cut_and_as_markdown_escaped():
+    from sim import tables
+    long = "x" * 300
+    table = tables.Table("T", ["site", "cause"], [["St Mary's | A*B", long], ["b", "\u202e"]], ["and 1 more"])
+    text = tables.text(table).splitlines()
+    assert text[0] == "T" and text[1] == "site             cause" and text[2] == "---------------  " + "-" * 300
+    assert text[3] == f"St Mary's | A*B  {long}" and text[4] == "b                \\u202e"
+    assert text[5] == "and 1 more"
+    markdown = tables.markdown(table).splitlines()
+    assert markdown[:4] == ["**T**", "", "| site | cause |", "|---|---|"]
+    assert markdown[4] == f"| St Mary's \\| A\\*B | {long} |"
