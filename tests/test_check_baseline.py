@@ -158,3 +158,59 @@ def test_a_site_named_known_failure_survives_overrides_that_rename_sites(tmp_pat
     assert load(path).known_failures[0].site == "gp-adsl"
     # Four practices in the first group are named gp-adsl-001..004: a sweep's variant keeps the entry, unmatched.
     assert load(path, {"sites.0.count": "4"}).known_failures[0].site == "gp-adsl"
+
+
+def _verdicts(site_passes: dict[str, bool]):
+    """Verdicts of one class on one profile and app (video), from each site's pass; the class bar is 90%."""
+    import pandas as pd
+
+    from sim.model.scenario import KnownFailure  # noqa: F401 - the gate's input type, used by the callers
+    from sim.targets import Verdicts
+    sites = pd.DataFrame([{"site": s, "family": "gp_practice", "site_class": "gp_small", "access_profile": "fttc_80_20",
+                           "technology": "FTTC", "medium": "copper", "app": "video", "sessions": 10,
+                           "sessions_passing": 10 if p else 0, "share_passing": 1.0 if p else 0.0,
+                           "value": 1.0 if p else 0.0, "passed": p, "reason": "" if p else "slower"}
+                          for s, p in site_passes.items()])
+    share = sum(site_passes.values()) / len(site_passes)
+    classes = pd.DataFrame([{"family": "gp_practice", "site_class": "gp_small", "access_profile": "fttc_80_20",
+                             "technology": "FTTC", "medium": "copper", "app": "video", "sites": len(site_passes),
+                             "sites_passing": sum(site_passes.values()), "sessions": 10 * len(site_passes),
+                             "sessions_passing": 10 * sum(site_passes.values()), "share_passing": share,
+                             "passed": share >= 0.9, "reason": "" if share >= 0.9 else "slower"}])
+    return Verdicts(pd.DataFrame(), sites, classes)
+
+
+def _baseline(verdicts):
+    from sim import checks, gate
+    return json.loads(checks.summary_json(gate.judge(verdicts, ()), {"scenario": "x"}))
+
+
+def test_a_failing_class_with_fewer_sites_passing_is_a_regression_and_one_as_bad_is_not(tmp_path):
+    from sim import gate
+    before = _baseline(_verdicts({"a": True, "b": False, "c": True, "d": False}))  # 50%: fails
+    path = tmp_path / "before.json"
+    path.write_text(json.dumps(before))
+    previous = gate.read_baseline(path)
+    assert gate.judge(_verdicts({"a": True, "b": False, "c": True, "d": False}), (), previous).passed
+    swapped = gate.judge(_verdicts({"a": False, "b": True, "c": True, "d": False}), (), previous)  # 50% again
+    assert [(r.level, r.name) for r in swapped.regressions] == [("site", "a")]  # the class is no worse; site a is
+    worse = gate.judge(_verdicts({"a": True, "b": False, "c": False, "d": False}), (), previous)  # 25%
+    assert not worse.passed
+    assert [r.words() for r in worse.regressions] == [
+        "site class gp_small on fttc_80_20, video: failed (50% of 4 sites) -> failed (25% of 4 sites)",
+        "site c, video: passed (100% of sessions) -> failed (0% of sessions): slower"]
+
+
+def test_a_class_miss_is_known_when_every_failing_site_of_it_is():
+    from sim import gate
+    from sim.model.scenario import KnownFailure
+    verdicts = _verdicts({"a": False, "b": False, "c": True})
+    one = gate.judge(verdicts, (KnownFailure(site="a", reason="new line ordered"),))
+    assert not one.passed and one.classes["known"].tolist() == [""]
+    both = gate.judge(verdicts, (KnownFailure(site="a", reason="r1"), KnownFailure(site="b", target="video",
+                                                                                    reason="r2")))
+    assert both.passed and both.classes["known"].tolist() == ["r1; r2"] and both.unused == []
+    by_class = gate.judge(verdicts, (KnownFailure.model_validate({"class": "gp_small", "reason": "r"}),
+                                     KnownFailure(access="adsl2plus", reason="unused")))
+    assert by_class.passed and by_class.sites["known"].tolist() == ["r", "r", ""]
+    assert [k.reason for k in by_class.unused] == ["unused"]
