@@ -165,7 +165,8 @@ def cause_words(label: str, site: pd.Series, rtt_s: float) -> str:
              "aggregation_up": f"the shared uplink {site.get('aggregation', '')}".rstrip(),
              "aggregation_down": f"the shared downlink {site.get('aggregation', '')}".rstrip(),
              "home": "the patient's line",
-             "start-up": f"start-up (handshakes, slow start) over a {value_words(rtt_s, TIME)} round trip"}
+             "start-up": f"start-up (handshakes, slow start) over a {value_words(rtt_s, TIME)} round trip, "
+                           "queueing included"}
     text = words.get(base, "")
     return f"transfers filling the queue of {text}" if queued and text else text
 

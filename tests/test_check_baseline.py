@@ -214,3 +214,19 @@ def test_a_class_miss_is_known_when_every_failing_site_of_it_is():
                                      KnownFailure(access="adsl2plus", reason="unused")))
     assert by_class.passed and by_class.sites["known"].tolist() == ["r", "r", ""]
     assert [k.reason for k in by_class.unused] == ["unused"]
+
+
+def test_the_failing_sites_list_stops_at_twenty_unless_all_are_asked_for(tmp_path, smoke):
+    text = smoke.split("known_failures:")[0].replace("{class: gp_medium, count: 1, access: adsl2plus, name: gp-adsl}",
+                                                     "{class: gp_medium, count: 24, access: adsl2plus, name: adsl}")
+    text = text.replace('end: "09:00"', 'end: "08:20"')
+    scenario, summary = _write(tmp_path, text), tmp_path / "out.json"
+    short = runner.invoke(app, ["check", str(scenario), "--json", str(summary)])
+    failing = {s["site"] for s in json.loads(summary.read_text())["sites"] if not s["passed"]}
+    assert len(failing) > 20  # ADSL2+ practices at the 08:00 surge
+    listed = {line.split()[0] for line in short.output.splitlines() if line.startswith("adsl-0")}
+    assert len(listed) == 20 and listed < failing
+    assert f"and {len(failing) - 20} more failing sites (--all-sites lists them" in short.output
+    every = runner.invoke(app, ["check", str(scenario), "--all-sites"])
+    assert {line.split()[0] for line in every.output.splitlines() if line.startswith("adsl-0")} == failing
+    assert "more failing sites" not in every.output
