@@ -21,8 +21,14 @@ PATIENT_END = "the patient's line limits it"  # sim.targets' criteria that name 
 TCP_QUEUE = "it yields to transfers filling the line's queue"
 
 
+MEDIAN_COLUMNS = ["mean_rate_bps", "share_at_target", "share_below_min", "one_way_delay_p95_s", "jitter_s", "loss",
+                  "mos", "duration_s", "rtt_s", "queue_delay_s", "target_rate_bps", "min_rate_bps"]
+
+
 def measures(failed: pd.DataFrame, criteria: pd.Series, sites: pd.DataFrame, targets: Targets) -> pd.DataFrame:
     """One row per (site, app) in ``criteria``: its criterion's median measure over its failed sessions, and why.
+
+    The sessions measured are the site's failed sessions of the app whose failed criteria include the main one.
 
     Args:
         failed: The failed, judged sessions: session verdict columns (``site``, ``app``, ``reason``, ``mos``) and
@@ -34,46 +40,53 @@ def measures(failed: pd.DataFrame, criteria: pd.Series, sites: pd.DataFrame, tar
     Returns:
         Columns site, app and :data:`MEASURE_COLUMNS`.
     """
-    rows = []
-    by_site = sites.set_index("site")
-    groups = dict(list(failed.groupby(["site", "app"], sort=False))) if len(failed) else {}
-    for (site, app), criterion in criteria.items():
-        sessions = groups.get((site, app))
-        if sessions is None:
-            continue
-        mine = sessions[sessions["reason"].str.split("; ").map(lambda parts, c=criterion: c in parts)]
-        rows.append({"site": site, "app": app, **measure(mine, criterion, app, targets, by_site.loc[site])})
-    return pd.DataFrame(rows, columns=["site", "app", *MEASURE_COLUMNS]).astype(MEASURE_COLUMNS)
+    if criteria.empty or failed.empty:
+        return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in
+                             {"site": "str", "app": "str", **MEASURE_COLUMNS}.items()})
+    rows = failed.merge(criteria.rename("main").reset_index(), on=["site", "app"], how="inner")
+    rows = rows[[m in r.split("; ") for r, m in zip(rows["reason"].astype(str), rows["main"])]]
+    columns = [c for c in MEDIAN_COLUMNS if c in rows]
+    grouped = rows.groupby(["site", "app", "main"], sort=False)
+    medians = grouped[columns].median().join(grouped.size().rename("sessions")).reset_index()
+    labels = _most_frequent(rows) if "bottleneck" in rows else {}
+    by_site = {row["site"]: row for row in sites.to_dict("records")}
+    out = [{"site": m["site"], "app": m["app"],
+            **measure(m, m["main"], m["app"], targets, by_site[m["site"]], labels.get((m["site"], m["app"]), ""))}
+           for m in medians.to_dict("records")]
+    return pd.DataFrame(out, columns=["site", "app", *MEASURE_COLUMNS]).astype(MEASURE_COLUMNS)
 
 
-def measure(sessions: pd.DataFrame, criterion: str, app: str, targets: Targets, site: pd.Series) -> dict:
-    """A criterion's median measure over ``sessions`` (one site's failed sessions of one app), and its cause."""
-    kind = criterion_kind(criterion)
+def measure(medians: dict, criterion: str, app: str, targets: Targets, site: dict, label: str) -> dict:
+    """A criterion's measure from the medians of one site's failed sessions of one app, and its cause.
+
+    Args:
+        medians: The median of each of :data:`MEDIAN_COLUMNS` there is, and ``sessions`` (how many).
+        criterion: The failed criterion (:mod:`sim.targets`' wording).
+        app: The app.
+        targets: The scenario's targets.
+        site: The site's row of the topology's site table.
+        label: The sessions' most frequent bottleneck label ('' for none).
+    """
+    kind, count = criterion_kind(criterion), int(medians["sessions"])
     column, unit = _COLUMNS.get(kind, (None, COUNT))
-    if column is None:  # not completed: the count is the measure
-        value, target = float(len(sessions)), 0.0
-    else:
-        value, target = _median(sessions, column), _target(kind, app, targets)
-    label = _most_frequent(sessions["bottleneck"]) if "bottleneck" in sessions else ""
-    rtt_s = _median(sessions, "rtt_s") if "rtt_s" in sessions else float(site["rtt_s"])
+    value, target = (float(count), 0.0) if column is None else (_get(medians, column), _target(kind, app, targets))
+    rtt_s = _get(medians, "rtt_s")
     cause = cause_words(label, site, rtt_s if rtt_s == rtt_s else float(site["rtt_s"]))
-    if kind in ("delay", "jitter") and "queue_delay_s" in sessions:
-        queue = f"{_median(sessions, 'queue_delay_s') * 1e3:.0f} ms queueing"
+    if kind in ("delay", "jitter") and "queue_delay_s" in medians:
+        queue = f"{_get(medians, 'queue_delay_s') * 1e3:.0f} ms queueing"
         cause = f"{cause}, {queue}" if cause else queue
     if kind == "slower" and cause.startswith("the "):
-        cause = _shared(cause, _median(sessions, "mean_rate_bps"), site)
-    rate_bps = _median(sessions, "target_rate_bps" if kind == "rate" else "min_rate_bps") \
-        if kind in ("rate", "minimum") else float("nan")
-    name = _measure_name(kind, rate_bps)
-    mean = f"; mean {rate_words(_median(sessions, 'mean_rate_bps'))}" if kind in ("rate", "minimum") else ""
-    detail = describe(app, kind, name, value, target, unit, len(sessions), cause, mean)
+        cause = _shared(cause, _get(medians, "mean_rate_bps"), site)
+    name = _measure_name(kind, _get(medians, "target_rate_bps" if kind == "rate" else "min_rate_bps"))
+    mean = f"; mean {rate_words(_get(medians, 'mean_rate_bps'))}" if kind in ("rate", "minimum") else ""
+    detail = describe(app, kind, name, value, target, unit, count, cause, mean)
     return {"criterion": criterion, "measure": name, "measured_value": value, "target_value": target,
-            "value_unit": unit, "failing_sessions": len(sessions), "cause": cause, "detail": detail}
+            "value_unit": unit, "failing_sessions": count, "cause": cause, "detail": detail}
 
 
-def _median(sessions: pd.DataFrame, column: str) -> float:
-    values = sessions[column].to_numpy(dtype=float)
-    return float(np.nanmedian(values)) if len(values) and not np.isnan(values).all() else float("nan")
+def _get(medians: dict, column: str) -> float:
+    value = medians.get(column)
+    return float("nan") if value is None else float(value)
 
 
 def _measure_name(kind: str, rate_bps: float) -> str:
@@ -139,16 +152,15 @@ def _target(kind: str, app: str, targets: Targets) -> float:
             "mos": stream.mos if stream.mos is not None else float("nan")}[kind]
 
 
-def _most_frequent(labels: pd.Series) -> str:
-    """The most frequent label (ties: alphabetical), or '' for none."""
-    counts = labels.astype(str).value_counts()
-    if counts.empty:
-        return ""
-    top = counts[counts == counts.max()].index
-    return sorted(top)[0]
+def _most_frequent(rows: pd.DataFrame) -> dict[tuple, str]:
+    """Per (site, app): the most frequent ``bottleneck`` label of ``rows`` (ties: alphabetical)."""
+    counts = rows.assign(label=rows["bottleneck"].astype(str)).groupby(["site", "app", "label"]).size()
+    top = counts.rename("count").reset_index().sort_values(["count", "label"], ascending=[False, True], kind="stable")
+    top = top.drop_duplicates(["site", "app"])
+    return {(s, a): label for s, a, label in zip(top["site"], top["app"], top["label"])}
 
 
-def cause_words(label: str, site: pd.Series, rtt_s: float) -> str:
+def cause_words(label: str, site: dict, rtt_s: float) -> str:
     """An engine's bottleneck label in words, with the site's own line: ``access_up`` -> 'the 1 Mbit/s uplink'.
 
     ``rtt_s`` is the round trip the sessions met (queueing included), which a start-up is limited by.
@@ -171,7 +183,7 @@ def cause_words(label: str, site: pd.Series, rtt_s: float) -> str:
     return f"transfers filling the queue of {text}" if queued and text else text
 
 
-def _shared(cause: str, rate_bps: float, site: pd.Series) -> str:
+def _shared(cause: str, rate_bps: float, site: dict) -> str:
     """A transfer limited by a line it got only part of: say what it got (bit/s), of what."""
     capacity = site["up_bps"] if "uplink" in cause else site["down_bps"] if "downlink" in cause else float("nan")
     if rate_bps == rate_bps and capacity == capacity and rate_bps < 0.9 * capacity:
