@@ -1,35 +1,65 @@
-"""Verdicts in the forms CI pipelines read: JUnit XML and a JSON summary."""
+"""Verdicts in the forms CI pipelines read: JUnit XML and a JSON summary.
+
+Both carry the run's facts (scenario, its file, the results folder if one was written, seed, phase timings), a
+verdict per site class x access profile x target and per site x target with the measured value, known failures
+(as skipped cases, with their reason) and, against a baseline, the regressions. A case fails exactly when it makes
+the check fail (:class:`sim.gate.Gate`).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pandas as pd
 
-from sim.targets import Verdicts
+from sim.gate import CLASS_KEY, SITE_KEY, Gate
+
+FORMAT_VERSION = 2  # 2: site verdicts with measures, known failures, regressions, timings, the run's path
+SITE_FIELDS = ["site", "site_class", "access_profile", "technology", "app", "sessions", "sessions_passing",
+               "share_passing", "value", "passed", "reason", "criterion", "measure", "measured_value", "target_value",
+               "value_unit", "cause", "known"]
 
 
-def junit_xml(verdicts: Verdicts, scenario: str, site_bar: float, availability: pd.DataFrame | None = None) -> str:
-    """One test case per site class x access profile x app; a failure says what share passed and why.
+def junit_xml(gate: Gate, facts: dict, site_bar: float, availability: pd.DataFrame | None = None) -> str:
+    """A suite per site class of its class verdicts, and one of its sites' verdicts; the run's facts as properties.
 
-    ``availability`` (the class table of :mod:`sim.availability`, when the scenario asks for one) adds a test
-    suite per site class, a case per access profile x app named ``availability.<app>``.
+    Args:
+        gate: The check's judgement (verdicts, known failures, regressions).
+        facts: The run's facts: ``scenario``, ``scenario_file``, ``run_folder`` (or None), ``seed``.
+        site_bar: Share of a class's sites that must pass (for the failure message).
+        availability: The class table of :mod:`sim.availability`, when the scenario asks for one: a suite per
+            site class, a case per access profile x app named ``availability.<app>``.
     """
-    classes = verdicts.classes
+    scenario = facts["scenario"]
     suites = ET.Element("testsuites", name=f"testbed {scenario}")
-    for site_class, rows in classes.groupby("site_class", sort=True):
-        failures = int((~rows["passed"]).sum())
-        suite = ET.SubElement(suites, "testsuite", name=f"{scenario}.{site_class}", tests=str(len(rows)),
-                              failures=str(failures), errors="0", skipped="0")
+    failing = {level: gate.failing_keys(level) for level in ("site class", "site")}
+    for site_class, rows in gate.classes.groupby("site_class", sort=True):
+        suite = _suite(suites, f"{scenario}.{site_class}", facts)
         for row in rows.itertuples(index=False):
             case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{site_class}.{row.access_profile}",
                                  name=row.app)
-            if not row.passed:
-                message = (f"{row.share_passing:.0%} of {row.sites} sites pass (bar {site_bar:.0%}): "
-                           f"{row.reason}")
-                ET.SubElement(case, "failure", message=message, type="TargetMissed").text = message
+            _properties(case, {"share_passing": row.share_passing, "sites": row.sites,
+                               "sites_passing": row.sites_passing})
+            message = f"{row.share_passing:.0%} of {row.sites} sites pass (bar {site_bar:.0%}): {row.reason}"
+            _outcome(case, row, message, tuple(str(getattr(row, k)) for k in CLASS_KEY) in failing["site class"],
+                     gate.regressions is not None)
+        _count(suite)
+    for site_class, rows in gate.sites.groupby("site_class", sort=True):
+        suite = _suite(suites, f"{scenario}.{site_class}.sites", facts)
+        for row in rows.itertuples(index=False):
+            case = ET.SubElement(suite, "testcase", name=row.app,
+                                 classname=f"{scenario}.{site_class}.{row.access_profile}.{row.site}")
+            _properties(case, {"share_passing": row.share_passing, "value": row.value,
+                               "measure": getattr(row, "measure", ""), "measured_value": getattr(row, "measured_value",
+                                                                                                   math.nan),
+                               "target_value": getattr(row, "target_value", math.nan),
+                               "value_unit": getattr(row, "value_unit", "")})
+            _outcome(case, row, row.reason, tuple(str(getattr(row, k)) for k in SITE_KEY) in failing["site"],
+                     gate.regressions is not None)
+        _count(suite)
     if availability is not None:
         _availability_suites(suites, availability, scenario)
     ET.indent(suites)
@@ -50,20 +80,69 @@ def _availability_suites(suites: ET.Element, availability: pd.DataFrame, scenari
                 ET.SubElement(case, "failure", message=message, type="TargetMissed").text = message
 
 
-def summary_json(verdicts: Verdicts, scenario: str, seed: int, availability: pd.DataFrame | None = None) -> str:
-    """The check's result as JSON: overall pass, and every site class x access profile x app verdict.
+def _suite(parent: ET.Element, name: str, facts: dict) -> ET.Element:
+    suite = ET.SubElement(parent, "testsuite", name=name)
+    _properties(suite, {key: facts.get(key) for key in ("scenario", "scenario_file", "run_folder", "seed")})
+    return suite
 
-    ``availability`` (the class table of :mod:`sim.availability`) adds its rows under ``availability`` and counts
-    its misses in ``failed`` and ``all_pass``.
+
+def _properties(element: ET.Element, values: dict) -> None:
+    """Add ``values`` as JUnit properties, leaving out empty ones (None, NaN, '')."""
+    shown = {k: v for k, v in values.items() if v is not None and v == v and v != ""}
+    if shown:
+        props = ET.SubElement(element, "properties")
+        for key, value in shown.items():
+            text = f"{value:.6g}" if isinstance(value, float) else str(value)
+            ET.SubElement(props, "property", name=key, value=text)
+
+
+def _outcome(case: ET.Element, row, message: str, fails: bool, baseline: bool) -> None:
+    """A failure when the verdict fails the check; a skip when it fails but is known (or failed before)."""
+    if row.passed:
+        return
+    if fails:
+        ET.SubElement(case, "failure", message=message, type="TargetMissed").text = message
+    elif row.known:
+        ET.SubElement(case, "skipped", message=f"known failure ({row.known}): {message}")
+    elif baseline:
+        ET.SubElement(case, "skipped", message=f"failed in the baseline too: {message}")
+
+
+def _count(suite: ET.Element) -> None:
+    cases = suite.findall("testcase")
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(c.find("failure") is not None for c in cases)))
+    suite.set("errors", "0")
+    suite.set("skipped", str(sum(c.find("skipped") is not None for c in cases)))
+
+
+def summary_json(gate: Gate, facts: dict, availability: pd.DataFrame | None = None) -> str:
+    """The check's result as JSON (:data:`FORMAT_VERSION`): a later ``check --baseline`` reads it.
+
+    Args:
+        gate: The check's judgement.
+        facts: The run's facts: ``scenario``, ``scenario_file``, ``run_folder``, ``seed``, ``timings_s``.
+        availability: The class table of :mod:`sim.availability`, when the scenario asks for one: its rows go
+            under ``availability`` and its misses count in ``failed``, ``passed`` and ``all_pass``.
     """
-    failed = int((~verdicts.classes["passed"]).sum())
-    doc = {"scenario": scenario, "seed": seed, "all_pass": verdicts.all_pass, "failed": failed,
-           "verdicts": json.loads(verdicts.classes.to_json(orient="records"))}
+    classes = gate.classes
+    sites = gate.sites[[c for c in SITE_FIELDS if c in gate.sites]]
+    doc = {"format": FORMAT_VERSION, **facts, "passed": gate.passed, "all_pass": bool(classes["passed"].all()),
+           "failed": len(gate.failing), "known_failures": int((~classes["passed"] & (classes["known"] != "")).sum()),
+           "regressions": None if gate.regressions is None else [
+               {"level": r.level, "name": r.name, "target": r.target, "before": r.before, "after": r.after}
+               for r in gate.regressions],
+           "unused_known_failures": [k.model_dump(by_alias=True, exclude_none=True) for k in gate.unused],
+           "verdicts": _records(classes), "sites": _records(sites)}
     if availability is not None:
         missed = int((~availability["passed"]).sum())
-        doc.update(all_pass=doc["all_pass"] and not missed, failed=failed + missed,
-                   availability=json.loads(availability.to_json(orient="records")))
+        doc.update(passed=doc["passed"] and not missed, all_pass=doc["all_pass"] and not missed,
+                   failed=doc["failed"] + missed, availability=_records(availability))
     return json.dumps(doc, indent=1) + "\n"
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records"))
 
 
 def write_text(path: Path | str, text: str) -> None:

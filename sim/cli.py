@@ -26,13 +26,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 import sim
-from sim import availability, checks, load, pipeline, report, results, studies, sweep, units
+from sim import answers, availability, checks, gate, load, pipeline, report, results, studies, sweep, text_tables, units
 from sim import text as text_
 from sim.errors import TestbedError, kept_folder
 from sim.progress import Forward, heartbeat
-from sim.targets import CLASS_KEYS, Verdicts
+from sim.text import visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="NHS connectivity capacity testbed: do NHS sites meet their service targets on copper "
@@ -248,6 +249,11 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
                                                          "'availability:', or 200 years without backup): "
                                                          "availability per class, in availability.csv."),
         trace: Path = TRACE,
+        all_sites: bool = typer.Option(False, "--all-sites", help="List every failing site (default: the "
+                                                                   f"{answers.LIMIT_SITES} worst)."),
+        output: str = typer.Option(None, "--format", help="text, markdown or json (default: a table that fits the "
+                                                          "terminal, or text when not on one)."),
+        timings: bool = typer.Option(False, "--verbose", "-v", help="Also show how long each phase took."),
         ) -> None:
     """Run a scenario, write its results folder and report, and print the compliance table.
 
@@ -255,13 +261,20 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
     """
     with _exits(lambda kept: _resume_command(scenario, kept, seed, scheduler, workers), resuming=resume is not None):
         _require_engine(engine)
+        _require_format(output)
         if year:  # refused before anything is run or written
             availability.require(load.load(scenario))
         verb = "simulating" if engine == "des" else "emulating (real time)"
         with _progress_bar(f"{verb} {scenario.name}") as progress:
             outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, png=png, scheduler=scheduler,
                                    workers=workers, resume=resume, engine=engine, trace=trace)
-        _print_table(outcome.verdicts, outcome.scenario.name)
+        if year:  # its tables and figure join the folder before anything is printed
+            _availability(outcome, outcome.folder, show=output != "json")
+            report.render(outcome.folder, png=png)  # again, with the availability figure
+        found = gate.judge(outcome.verdicts, outcome.scenario.known_failures)
+        _print_answers(outcome, found, scenario, output, all_sites, timings)
+        if output == "json":
+            return
         if outcome.meta:
             m = outcome.meta
             start, end = (units.format_clock(m[k], with_seconds=True) for k in ("window_start_s", "window_end_s"))
@@ -271,9 +284,6 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
             _print_fidelity(outcome.fidelity)
         out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s"
                   if engine == "des" else f"{len(outcome.trace):,} sessions replayed in {outcome.wall_s:.1f} s")
-        if year:
-            _availability(outcome, outcome.folder)
-            report.render(outcome.folder, png=png)  # again, with the availability figure
         out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)
         out.print(f"report:  {outcome.folder / report.REPORT_FILE}", highlight=False, soft_wrap=True)
 
@@ -353,28 +363,50 @@ def sweep_(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
 def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
           seed: int = typer.Option(None, min=0, max=SEED_MAX, help="Seed for the workload (default: the "
                                                                     "scenario's)."),
-          junit: Path = typer.Option(None, help="Write JUnit XML here."),
-          json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here."),
+          junit: Path = typer.Option(None, help="Write JUnit XML here (a case per site class and per site, per "
+                                                "target)."),
+          json_path: Path = typer.Option(None, "--json", help="Write a JSON summary here (a later --baseline)."),
           out_dir: Path = typer.Option(None, "--out", help="Also write a results folder under this root."),
+          baseline: Path = typer.Option(None, "--baseline", help="A previous check's --json: fail only on what got "
+                                                                 "worse since."),
+          all_sites: bool = typer.Option(False, "--all-sites", help="List every failing site (default: the "
+                                                                     f"{answers.LIMIT_SITES} worst)."),
+          output: str = typer.Option(None, "--format", help="text, markdown or json (default: a table that fits the "
+                                                            "terminal, or text when not on one)."),
+          timings: bool = typer.Option(False, "--verbose", "-v", help="Also show how long each phase took."),
           trace: Path = TRACE) -> None:
-    """Run a scenario and exit 1 when any site class misses a target (for CI)."""
+    """Run a scenario; exit 1 when a site class misses a target not declared known (with --baseline: on regressions).
+
+    Known failures are declared in the scenario (``known_failures``); they are reported but do not fail the check.
+    """
     with _exits(lambda kept: _resume_command(scenario, kept, seed, None, None)):
+        _require_format(output)
+        previous = gate.read_baseline(baseline) if baseline else None
         with _progress_bar(f"checking {scenario.name}") as progress:
-            outcome = (pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, trace=trace) if out_dir else
-                       pipeline.simulate(load.load(scenario, trace=trace), seed, progress))
-        name, bar = outcome.scenario.name, outcome.scenario.targets.passing.sites
-        _print_table(outcome.verdicts, name)
-        failed = int((~outcome.verdicts.classes["passed"]).sum())
-        found = None
-        if outcome.scenario.availability is not None:  # the scenario asks for its availability to be judged
-            found = _availability(outcome, outcome.folder).classes
-            failed += int((~found["passed"]).sum())
+            if out_dir:
+                outcome = pipeline.run(scenario, seed=seed, out=out_dir, progress=progress, trace=trace)
+            else:
+                phases = pipeline.Phases()
+                with phases("load"):
+                    loaded = load.load(scenario, trace=trace)
+                outcome = pipeline.simulate(loaded, seed, progress, phases)
+        found = gate.judge(outcome.verdicts, outcome.scenario.known_failures, previous)
+        facts = _facts(outcome, scenario)
+        judged = None  # the availability verdicts, when the scenario asks for them
+        if outcome.scenario.availability is not None:
+            judged = _availability(outcome, outcome.folder, show=output != "json").classes
         if junit:
-            checks.write_text(junit, checks.junit_xml(outcome.verdicts, name, bar, found))
+            checks.write_text(junit, checks.junit_xml(found, facts, outcome.scenario.targets.passing.sites, judged))
         if json_path:
-            checks.write_text(json_path, checks.summary_json(outcome.verdicts, name, outcome.seed, found))
-        out.print("all site classes meet their targets" if not failed else f"{failed} verdicts missed their target")
-    raise typer.Exit(0 if not failed else 1)
+            checks.write_text(json_path, checks.summary_json(found, facts, judged))
+        _print_answers(outcome, found, scenario, output, all_sites, timings, judged)
+        missed = 0 if judged is None else int((~judged["passed"]).sum())
+        if output != "json":
+            out.print(answers.verdict_line(found, previous is not None), highlight=False, markup=False,
+                      soft_wrap=True)
+            if missed:
+                out.print(f"{missed} availability verdicts missed their target", highlight=False)
+    raise typer.Exit(0 if found.passed and not missed else 1)
 
 
 @app.command()
@@ -567,8 +599,8 @@ def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
     return f"{mean_bps / 1e6:.3g} Mbit/s [{low_bps / 1e6:.3g}-{high_bps / 1e6:.3g}]"
 
 
-def _availability(outcome: pipeline.Outcome, folder: Path | None) -> availability.Availability:
-    """Run the availability study of a run's scenario, print it, and write its tables into ``folder`` if given."""
+def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = True) -> availability.Availability:
+    """Run the availability study of a run's scenario, print it (if ``show``), write its tables into ``folder``."""
     whole = outcome.engine == "des"  # an emulated run's trace is its slice only
     found = availability.study(outcome.scenario, outcome.seed, trace=outcome.trace if whole else None)
     if folder is not None:
@@ -590,20 +622,65 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None) -> availabilit
                       f"{1 - worst.target_years:.0%} of years lose >= {worst.worst_h:.1f} h "
                       f"[{worst.worst_low_h:.1f}-{worst.worst_high_h:.1f}]",
                       misses or "[green]none[/green]")
-    out.print(table)
+    if show:
+        out.print(table)
     return found
 
 
-def _print_table(verdicts: Verdicts, scenario: str) -> None:
-    """A row per site class and access: how many of its targets it meets, which it misses and why."""
-    table = Table("site class", "access", "meets", "misses (share of sites passing)", "main reason for each miss",
-                  title=f"{scenario}: targets met per site class and access (app names: testbed list apps)")
-    for keys, rows in verdicts.classes.groupby(CLASS_KEYS, sort=False):
-        failed = [row for row in rows.itertuples(index=False) if not row.passed]
-        misses = ", ".join(f"[red]{r.app}[/red] {r.share_passing:.0%}" for r in failed) or "[green]none[/green]"
-        reasons = "; ".join(f"{r.app}: {r.reason}" for r in failed)
-        table.add_row(keys[1], keys[2], f"{len(rows) - len(failed)} of {len(rows)}", misses, reasons)
-    out.print(table)
+FORMATS = ("text", "markdown", "json")
+
+
+def _require_format(output: str | None) -> None:
+    if output is not None and output not in FORMATS:
+        raise TestbedError(f"unknown --format {output!r}; choose text, markdown or json")
+
+
+def _facts(outcome: pipeline.Outcome, scenario: Path) -> dict:
+    """What identifies a run in CI output: scenario, its file, the results folder (if written), seed, timings."""
+    return {"scenario": outcome.scenario.name, "scenario_file": str(scenario),
+            "run_folder": str(outcome.folder) if outcome.folder else None, "seed": outcome.seed,
+            "engine": outcome.engine, "sessions": len(outcome.trace),
+            "timings_s": {k: round(v, 4) for k, v in (outcome.timings_s or {}).items()}}
+
+
+def _print_answers(outcome: pipeline.Outcome, found: gate.Gate, scenario: Path, output: str | None,
+                   all_sites: bool, timings: bool, judged=None) -> None:
+    """The class table, the failing sites worst first, known failures, regressions; or the JSON summary.
+
+    ``judged``: the availability verdicts (:mod:`sim.availability`), when the scenario asks for them.
+    """
+    if output == "json":
+        out.file.write(checks.summary_json(found, _facts(outcome, scenario), judged))
+        return
+    shown = [answers.class_table(outcome.verdicts, outcome.scenario.name),
+             answers.sites_table(found, outcome.topology.sites, None if all_sites else answers.LIMIT_SITES)]
+    if found.regressions:
+        shown.append(text_tables.Table("Regressions against the baseline (what fails the check)",
+                                  ["level", "name", "target", "before", "after"],
+                                  [[r.level, r.name, r.target, r.before, r.after] for r in found.regressions]))
+    if timings:
+        shown.append(text_tables.Table("Phase timings", ["phase", "seconds"],
+                                  [[name, f"{value_s:.3f}"] for name, value_s in (outcome.timings_s or {}).items()]))
+    for table in shown:
+        _show(table, output)
+    for note in answers.known_notes(found):
+        out.print(note, highlight=False, markup=False, soft_wrap=True)
+
+
+def _show(table: text_tables.Table, output: str | None) -> None:
+    """A table as ``output`` asks; by default Rich on a terminal (full width, cells folded, never cut), else text."""
+    if output == "markdown" or (output is None and not out.is_terminal) or output == "text":
+        out.file.write((text_tables.markdown(table) if output == "markdown" else text_tables.text(table)) + "\n")
+        out.file.flush()
+        return
+    grid = Table(title=visible(table.title))
+    for column in table.columns:
+        grid.add_column(column, overflow="fold")
+    for row in table.rows:
+        grid.add_row(*(Text(visible(str(cell))) for cell in row))
+    out.print(grid)
+    for note in table.notes:
+        out.print(Text(visible(note)), soft_wrap=True)
 
 
 def main() -> None:

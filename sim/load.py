@@ -18,6 +18,7 @@ import pydantic
 from sim import inventory, measured, source, topology, units
 from sim.errors import ScenarioError
 from sim.model.scenario import Scenario
+from sim.model.targets import judged_apps
 from sim.source import Located, dotted
 from sim.tables import did_you_mean as _did_you_mean
 
@@ -48,6 +49,7 @@ def load(path: Path | str, overrides: dict[str, str] | None = None, *, trace: Pa
     catalogue_dir = _catalogue_dir(scenario_src, Path(path))
     merged = _merge_scenario(scenario_src, catalogue_dir)
     overrides = dict(overrides or {})
+    as_written = not overrides  # --set (a sweep, a plan) may rename the sites a known failure names
     if trace is not None:
         overrides["trace"] = json.dumps(str(Path(trace).absolute()))  # JSON text is YAML: any path, quoted
     for first in ("year", "inventory"):  # the year decides the volumes, the inventory the sites, others are set over
@@ -60,6 +62,7 @@ def load(path: Path | str, overrides: dict[str, str] | None = None, *, trace: Pa
     _resolve_file(merged, Path(path), "trace")
     scenario = _validate(Scenario, merged)
     _check_references(scenario, merged, from_inventory)
+    _check_known_failures(scenario, merged, sites=as_written)
     if scenario.trace is None:
         _check_size(scenario, merged)
     elif len(measured.read(scenario, _shown_file(merged, Path(path), "trace"))) > MAX_SESSIONS:
@@ -587,6 +590,24 @@ def _check_emulation(scenario: Scenario, tree: Located) -> None:
         for i, name in enumerate(emu.sites):
             if name not in names:
                 raise _reference_error(tree, ("emulation", "sites", i), "site", name, names)
+
+
+def _check_known_failures(scenario: Scenario, tree: Located, sites: bool = True) -> None:
+    """Every known failure names a class, profile and target the scenario has, and (``sites``) a site it has."""
+    cat, names = scenario.catalogue, None
+    for i, known in enumerate(scenario.known_failures):
+        where = ("known_failures", i)
+        if known.site_class is not None and known.site_class not in cat.site_classes:
+            raise _reference_error(tree, (*where, "class"), "site class", known.site_class, list(cat.site_classes))
+        if known.access is not None and known.access not in cat.profiles:
+            raise _reference_error(tree, (*where, "access"), "profile", known.access, list(cat.profiles))
+        targets = [*judged_apps(scenario.targets), "link"]
+        if known.target is not None and known.target not in targets:
+            raise _reference_error(tree, (*where, "target"), "target", known.target, targets)
+        if known.site is not None and sites:
+            names = topology.site_names(scenario) if names is None else names
+            if known.site not in names:
+                raise _reference_error(tree, (*where, "site"), "site", known.site, names)
 
 
 def _check_unique_names(scenario: Scenario, tree: Located) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,22 @@ from sim import records as records_mod
 from sim.load import load
 from sim.model.scenario import Scenario
 from sim.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+class Phases(dict):
+    """Wall time (s) of a run's phases by name, in the order they ran: ``with phases("engine"): ...``."""
+
+    @contextmanager
+    def __call__(self, name: str):
+        """Time the body as phase ``name`` (adding to it if it ran before) and log it."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - started
+            log.info("%s: %.3f s", name, self[name])
 
 
 @dataclass(frozen=True)
@@ -33,19 +51,24 @@ class Outcome:
     meta: dict | None = None  # the emulation's self-description (sites, window, links, verification)
     shards: dict | None = None  # a sharded run's shard counts, over every attempt (sim.scale.ShardsRun.describe)
     resumed: bool = False
+    timings_s: dict | None = None  # wall time (s) of each phase: load, workload, engine, verdicts, report
 
 
 def simulate(scenario: Scenario, seed: int | None = None,
-             progress: Callable[[float], None] | None = None) -> Outcome:
-    """Generate the trace, simulate it and evaluate the targets (nothing is written)."""
+             progress: Callable[[float], None] | None = None, phases: Phases | None = None) -> Outcome:
+    """Generate the trace, simulate it and evaluate the targets (nothing is written); time it in ``phases``."""
     started = time.perf_counter()
+    phases = Phases() if phases is None else phases
     seed = scenario.seed if seed is None else seed
-    topo = topology.build(scenario)
-    trace = workload.generate(scenario, topo, seed)
-    result = des.run(trace, topo, _window(scenario), progress)
-    verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
-                                (scenario.window.start, scenario.window.end), scenario.catalogue.media())
-    return Outcome(scenario, topo, seed, trace, result, verdicts, time.perf_counter() - started)
+    with phases("workload"):
+        topo = topology.build(scenario)
+        trace = workload.generate(scenario, topo, seed)
+    with phases("engine"):
+        result = des.run(trace, topo, _window(scenario), progress)
+    with phases("verdicts"):
+        verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
+                                    (scenario.window.start, scenario.window.end), scenario.catalogue.media())
+    return Outcome(scenario, topo, seed, trace, result, verdicts, time.perf_counter() - started, timings_s=phases)
 
 
 def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results",
@@ -74,19 +97,27 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
     Raises:
         ScenarioError: If the scenario is invalid (nothing is written).
     """
-    scenario = load(path, trace=trace)
+    phases = Phases()
+    with phases("load"):
+        scenario = load(path, trace=trace)
     if engine != des.ENGINE:
-        return _emulated(scenario, Path(path), seed, Path(out), progress, png, both=engine == "both")
+        outcome = _emulated(scenario, Path(path), seed, Path(out), progress, png, both=engine == "both")
+        return Outcome(**{**outcome.__dict__, "timings_s": {**phases, "emulation (all after load)": outcome.wall_s}})
     sharded = bool(scheduler or resume) or workers is not None or scale.wants_cluster(scenario)
     seed = scenario.seed if seed is None else seed
     results.check_space(Path(out), scale.expected_sessions(scenario), sharded)
     with results.run_folder(Path(out), scenario.name, des.ENGINE, seed, keep_partial=sharded and scale.has_progress,
                             resume=Path(resume) if resume else None) as folder:
-        outcome = (_sharded(scenario, seed, folder.partial, progress, scheduler, workers, resumed=bool(resume))
-                   if sharded else simulate(scenario, seed, progress))
-        write(outcome, folder.partial, Path(path), tables=not sharded)  # a sharded run's are merged there
-        report.render(folder.partial, png=png)
-    return Outcome(**{**outcome.__dict__, "folder": folder.final})
+        if sharded:
+            with phases("engine"):  # the shards evaluate their own sessions: verdicts are part of it
+                outcome = _sharded(scenario, seed, folder.partial, progress, scheduler, workers, resumed=bool(resume))
+        else:
+            outcome = simulate(scenario, seed, progress, phases)
+        with phases("write"):
+            write(outcome, folder.partial, Path(path), tables=not sharded)  # a sharded run's are merged there
+        with phases("report"):
+            report.render(folder.partial, png=png)
+    return Outcome(**{**outcome.__dict__, "folder": folder.final, "timings_s": phases})
 
 
 def _sharded(scenario: Scenario, seed: int, folder: Path, progress, scheduler: str | None,

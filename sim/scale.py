@@ -150,7 +150,7 @@ def _compute_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: i
     result = des.run(trace.drop(columns="site_index"), part, window)
     sessions = targets.session_verdicts(result.records, scenario.targets, scenario.catalogue.media())
     sites = targets.site_verdicts(sessions, result.links, part.sites, scenario.targets,
-                                  (scenario.window.start, scenario.window.end))
+                                  (scenario.window.start, scenario.window.end), result.records)
     tables = {"trace": trace, "records": result.records, "links": result.links,
               "session_verdicts": sessions[list(targets.OUTCOME_COLUMNS)], "site_verdicts": sites}
     return ShardDone(shard.index, len(trace), result.events, time.perf_counter() - started), tables

@@ -20,6 +20,18 @@ import numpy as np
 import pandas as pd
 
 from sim import quality
+from sim.measures import (  # noqa: F401 - busy_hour_utilisation: part of this module's interface
+    MEASURE_COLUMNS,
+    PATIENT_END,
+    TCP_QUEUE,
+    against_words,
+    busy_hour_utilisation,
+    busy_hours,
+    criterion_kind,
+    link_measures,
+    measures,
+    value_words,
+)
 from sim.model.targets import Targets, judged_apps
 
 LINK = "link"  # the site verdicts' app name for the access links' busy-hour utilisation
@@ -31,7 +43,7 @@ SESSION_KEYS = ["session_id", "site", "site_class", "family", "access_profile", 
                 "direction", "urgency"]
 SITE_VERDICT_COLUMNS = {"site": "str", **{name: "str" for name in CLASS_KEYS}, "app": "str", "sessions": "int64",
                         "sessions_passing": "int64", "share_passing": "float64", "value": "float64", "passed": "bool",
-                        "reason": "str"}
+                        "reason": "str", **MEASURE_COLUMNS}  # a failed row's criterion, median measure and its cause
 
 
 @dataclass(frozen=True)
@@ -61,13 +73,17 @@ def evaluate(records: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, ta
         media: The calls whose quality is scored: app name -> ``audio`` or ``video`` (``Catalogue.media()``).
     """
     sessions = session_verdicts(records, targets, media)
-    site_rows = site_verdicts(sessions, links, sites, targets, window_s)
+    site_rows = site_verdicts(sessions, links, sites, targets, window_s, records)
     return Verdicts(sessions, site_rows, class_verdicts(site_rows, targets))
 
 
 def site_verdicts(sessions: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
-                  window_s: tuple[float, float]) -> pd.DataFrame:
+                  window_s: tuple[float, float], records: pd.DataFrame | None = None) -> pd.DataFrame:
     """Verdicts per site and app, sorted by (site, app); then per site on its access links (app ``link``), by site.
+
+    A failed row's ``reason`` is its main criterion's measure in words, e.g. "video 0.85 Mbit/s against
+    1.5 Mbit/s (median of 4 failed): the 1 Mbit/s uplink" (:mod:`sim.measures`; the numbers in
+    ``measured_value``, ``target_value``, ``value_unit``); without ``records``, the criterion alone.
 
     Args:
         sessions: Session verdicts of the sites' sessions (:func:`session_verdicts`).
@@ -75,12 +91,13 @@ def site_verdicts(sessions: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFra
         sites: The sites' rows of the topology's site table.
         targets: The scenario's targets.
         window_s: The replayed window (s since midnight), over which the busy hour is sought.
+        records: The sessions' records (same index as ``sessions``), whose measures failed rows report.
 
     Returns:
         Columns :data:`SITE_VERDICT_COLUMNS`.
     """
-    return pd.concat([_site_app_verdicts(sessions, sites, targets), _link_verdicts(links, sites, targets, window_s)],
-                     ignore_index=True)
+    return pd.concat([_site_app_verdicts(sessions, sites, targets, records),
+                      _link_verdicts(links, sites, targets, window_s)], ignore_index=True)
 
 
 def combine_site_verdicts(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -120,8 +137,6 @@ def session_verdicts(records: pd.DataFrame, targets: Targets, media: dict[str, s
     return out
 
 
-PATIENT_END = "the patient's line limits it"
-TCP_QUEUE = "it yields to transfers filling the line's queue"  # a call's rate cut by TCP's queue (docs/model.md)
 _RATE_CRITERIA = ("bitrate below target", "bitrate below minimum", "call quality MOS")
 
 
@@ -198,7 +213,8 @@ def transfer_limits_s(records: pd.DataFrame, targets: Targets) -> pd.Series:
     return pd.Series(limits.to_numpy(dtype=float), index=records.index)
 
 
-def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets) -> pd.DataFrame:
+def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
+                       records: pd.DataFrame | None) -> pd.DataFrame:
     sessions = sessions[sessions["app"].isin(judged_apps(targets)) & ~patient_end_only(sessions)]
     if sessions.empty:
         return _empty_sites()
@@ -207,9 +223,16 @@ def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Tar
     out["share_passing"] = out["sessions_passing"] / out["sessions"]
     out["passed"] = out["share_passing"] >= targets.passing.sessions
     out["value"] = out["share_passing"]
-    main = _main_reasons(sessions[~sessions["passed"]], ["site", "app"])
-    out["reason"] = [main.get((s, a), "") if not p else "" for s, a, p in
-                     zip(out["site"], out["app"], out["passed"])]
+    failed = sessions[~sessions["passed"]]
+    main = _main_reasons(failed, ["site", "app"]).rename("main").reset_index()
+    out = out.merge(main, on=["site", "app"], how="left")
+    out["main"] = out["main"].where(~out["passed"], "").fillna("").astype("str")
+    if records is not None:
+        failed = failed.join(records.drop(columns=[c for c in failed.columns if c in records]))
+    found = measures(failed, out[out["main"] != ""].set_index(["site", "app"])["main"], sites, targets) \
+        if records is not None else None
+    out = out.merge(found, on=["site", "app"], how="left") if found is not None else out.assign(criterion=out["main"])
+    out["reason"] = out["detail"].fillna(out["main"]) if "detail" in out else out["main"]
     return _with_site_columns(out, sites)
 
 
@@ -225,42 +248,9 @@ def _link_verdicts(links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
     out["sessions_passing"] = 0
     out["share_passing"] = np.nan
     out["passed"] = out["value"] <= limit
-    out["reason"] = [f"busy-hour {d} utilisation {v:.0%} > {limit:.0%}" if v > limit else ""
-                     for d, v in zip(best["direction"], out["value"])]
+    out = pd.concat([out, link_measures(out["site"], best["direction"], out["value"], sites, limit)], axis=1)
+    out["reason"] = out["detail"]
     return _with_site_columns(out, sites)
-
-
-def busy_hours(links: pd.DataFrame, window_s: tuple[float, float]) -> pd.DataFrame:
-    """For every link: the highest mean utilisation over any hour of the window (the whole window if shorter).
-
-    Returns:
-        Columns site, direction, utilisation (0..1), one row per link.
-    """
-    inside = links[(links["bin_start_s"] >= window_s[0]) & (links["bin_start_s"] < window_s[1])]
-    inside = inside.sort_values(["link", "bin_start_s"], kind="stable")
-    names = inside["link"].drop_duplicates()
-    if names.empty:
-        return pd.DataFrame({"site": [], "direction": [], "utilisation": []})
-    values = inside["utilisation"].to_numpy().reshape(len(names), -1)
-    width = max(1, min(values.shape[1], round(3600.0 / float(inside["bin_s"].iat[0]))))
-    sums = np.cumsum(np.pad(values, ((0, 0), (1, 0))), axis=1)
-    rolling = (sums[:, width:] - sums[:, :-width]) / width
-    first = inside.drop_duplicates("link")
-    return pd.DataFrame({"site": first["site"].to_numpy(), "direction": first["direction"].to_numpy(),
-                         "utilisation": rolling.max(axis=1)})
-
-
-def busy_hour_utilisation(site_links: pd.DataFrame, window_s: tuple[float, float]) -> tuple[float, str]:
-    """Highest mean utilisation over any hour of the window (the whole window if shorter), over a site's links.
-
-    Returns:
-        (utilisation 0..1, the direction it occurred on: ``up`` or ``down``).
-    """
-    busy = busy_hours(site_links, window_s)
-    if busy.empty:
-        return 0.0, "up"
-    top = busy.sort_values(["utilisation", "direction"], ascending=[False, True]).iloc[0]
-    return float(top["utilisation"]), str(top["direction"])
 
 
 def class_verdicts(site_rows: pd.DataFrame, targets: Targets) -> pd.DataFrame:
@@ -270,13 +260,43 @@ def class_verdicts(site_rows: pd.DataFrame, targets: Targets) -> pd.DataFrame:
                       sessions=("sessions", "sum"), sessions_passing=("sessions_passing", "sum")).reset_index()
     out["share_passing"] = out["sites_passing"] / out["sites"]
     out["passed"] = out["share_passing"] >= targets.passing.sites
-    main = _main_reasons(site_rows[~site_rows["passed"]], CLASS_KEYS + ["app"])
-    out["reason"] = [main.get(tuple(row), "") if not passed else "" for row, passed in
-                     zip(out[CLASS_KEYS + ["app"]].itertuples(index=False, name=None), out["passed"])]
+    failed = site_rows[~site_rows["passed"]]
+    if "criterion" in failed:  # the criterion each site missed most, not its measures (which differ by site)
+        failed = failed.assign(reason=failed["criterion"].where(failed["criterion"] != "", failed["reason"]))
+    main = _main_reasons(failed, CLASS_KEYS + ["app"])
+    spans = _measure_spans(failed)
+    out["reason"] = [_class_reason(main.get(row, ""), spans.get((*row, main.get(row, "")))) if not passed else ""
+                     for row, passed in zip(out[CLASS_KEYS + ["app"]].itertuples(index=False, name=None),
+                                            out["passed"])]
     out["app"] = pd.Categorical(out["app"], categories=[*judged_apps(targets), LINK], ordered=True)
     out = out.sort_values(CLASS_KEYS + ["app"]).reset_index(drop=True)
     out["app"] = out["app"].astype(str)
     return out
+
+
+def _measure_spans(failed: pd.DataFrame) -> dict[tuple, tuple]:
+    """Per class, app and criterion of failing site rows: (measure, unit, least, most, sites, median target)."""
+    if "measured_value" not in failed or failed.empty:
+        return {}
+    rows = failed[failed["measured_value"].notna()]
+    spans = rows.groupby(CLASS_KEYS + ["app", "reason"], sort=False).agg(
+        measure=("measure", "first"), unit=("value_unit", "first"), low=("measured_value", "min"),
+        high=("measured_value", "max"), sites=("measured_value", "size"), target=("target_value", "median"))
+    return {key: tuple(values) for key, values in zip(spans.index, spans.itertuples(index=False, name=None))}
+
+
+def _class_reason(criterion: str, span: tuple | None) -> str:
+    """A class's main criterion: its failing sites' measures' range against the target (where the rows carry them).
+
+    E.g. 'delay p95 0.3 s to 1.23 s at 4 failing sites, against at most 150 ms'.
+    """
+    if not criterion or span is None:
+        return criterion
+    measure, unit, low, high, count, target = span
+    low_text, high_text = value_words(low, unit), value_words(high, unit)
+    values = low_text if low_text == high_text else f"{low_text} to {high_text}"
+    sites = "1 failing site" if count == 1 else f"{count} failing sites"
+    return f"{measure} {values} at {sites}, against {against_words(criterion_kind(criterion), target, unit)}"
 
 
 def _main_reasons(failed: pd.DataFrame, keys: list[str]) -> pd.Series:
@@ -295,7 +315,10 @@ def _main_reasons(failed: pd.DataFrame, keys: list[str]) -> pd.Series:
 def _with_site_columns(frame: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
     columns = ["site"] + CLASS_KEYS
     merged = frame.merge(sites[columns], on="site", how="left")
-    return merged[columns + ["app", "sessions", "sessions_passing", "share_passing", "value", "passed", "reason"]]
+    for name, dtype in MEASURE_COLUMNS.items():
+        empty = 0 if dtype == "int64" else np.nan if dtype == "float64" else ""
+        merged[name] = merged[name].fillna(empty) if name in merged else empty
+    return merged[list(SITE_VERDICT_COLUMNS)].astype(SITE_VERDICT_COLUMNS)
 
 
 def _empty_sites() -> pd.DataFrame:

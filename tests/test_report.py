@@ -115,3 +115,26 @@ def test_a_report_reads_only_what_it_draws(smoke_run):
     everything = pd.read_parquet(smoke_run / "links.parquet")
     pd.testing.assert_frame_equal(links, everything.loc[everything["site"] == busiest, LINK_FIELDS]
                                   .reset_index(drop=True))
+
+
+def test_the_site_table_lists_every_site_with_its_line_and_misses(smoke_run):
+    text = (smoke_run / report.REPORT_FILE).read_text()
+    table = text[text.index('<table id="site-table">'):text.index("</table>", text.index('<table id="site-table">'))]
+    rows = re.findall(r'<tr class="(fail|pass)" data-site="([^"]+)">(.*?)</tr>', table)
+    assert [(kind, site) for kind, site, _ in rows] == [("fail", "gp-adsl"), ("pass", "gp-fttc"), ("pass", "gp-fttp")]
+    adsl, fttc = rows[0][2], rows[1][2]
+    assert adsl.count("<div>") == 6 and "video: time below 0.35 Mbit/s" in adsl and "the 1 Mbit/s uplink" in adsl
+    assert '<td data-value="0.6">0.6</td>' in fttc  # ci-smoke's FTTC line: 0.6 km
+    assert "<script>" in text[text.index('<section id="sites">'):]  # the table's own sorting and filtering
+
+
+def test_the_site_table_escapes_free_text_names():
+    from sim.report import page
+    rows = pd.DataFrame({"site": ["St Mary's <b>Surgery</b> \u202e"], "site_class": "gp_small",
+                         "access_profile": "fttc_80_20", "distance_m": [1500.0], "down_bps": [38e6],
+                         "up_bps": [7.5e6], "targets": 6, "met": [5], "worst_share": [0.4],
+                         "misses": [["video: <i>x</i>"]]})
+    html = page.site_section(rows, 3, {"gp_small": "GP & small"})
+    assert "St Mary&#x27;s &lt;b&gt;Surgery&lt;/b&gt; \\u202e" in html and "<b>" not in html
+    assert "video: &lt;i&gt;x&lt;/i&gt;" in html and "GP &amp; small" in html
+    assert "It lists the 1 worst of 3 sites; site_verdicts.csv has every one." in html

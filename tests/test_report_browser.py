@@ -206,3 +206,54 @@ def test_the_pngs_have_each_figures_height_and_no_overlapping_or_cut_labels(brow
 def test_the_comparisons_titles_never_overlap_in_the_page(browser, compared):
     (plot,) = overlaps(browser, compared)
     assert plot["roles"]["annotation"] >= 10 + 1 and plot["hits"] == [], plot  # ten panel titles, one x title
+
+
+def test_the_site_table_finds_a_site_by_name_and_sorts_by_any_column(browser, tmp_path):
+    # ci-smoke's three practices: gp-adsl (1 Mbit/s up, no line length), gp-fttc (FTTC at 0.6 km: 12.75 Mbit/s up,
+    # the derating table's figure there), gp-fttp (50 Mbit/s up).
+    folder = pipeline.run(SCENARIOS / "ci-smoke.yaml", out=tmp_path / "results", png=False).folder
+    page, errors, outside = open_offline(browser, folder / report.REPORT_FILE)
+    visible = "() => Array.from(document.querySelectorAll('#site-table tbody tr')).filter(r => !r.hidden)" \
+              ".map(r => r.cells[0].textContent)"
+    try:
+        assert page.evaluate(visible) == ["gp-adsl", "gp-fttc", "gp-fttp"]  # worst first
+        page.fill("#site-filter", "FTTC")
+        found, count = page.evaluate(visible), page.locator("#site-count").inner_text()
+        page.screenshot(path=str(ARTEFACTS / "report-sites-filtered.png"))
+        page.fill("#site-filter", "")
+        page.click("#site-table th:nth-child(6)")  # up (Mbit/s), ascending
+        by_up = page.evaluate(visible)
+        page.click("#site-table th:nth-child(6)")
+        by_up_down = page.evaluate(visible)
+        page.click("#site-table th:nth-child(4)")  # line length: the one site with a length first
+        by_length = page.evaluate(visible)[0]
+    finally:
+        page.close()
+    assert found == ["gp-fttc"] and count == "1 of 3 sites shown"
+    assert by_up == ["gp-adsl", "gp-fttc", "gp-fttp"] and by_up_down == ["gp-fttp", "gp-fttc", "gp-adsl"]
+    assert by_length == "gp-fttc"
+    assert errors == [] and outside == []
+
+
+def test_a_free_text_site_name_is_shown_as_text_and_found_by_its_words(browser, tmp_path):
+    from sim.report import page as page_html
+    name = "St Mary's <img src=x onerror=\"window.__xss=2\"> Surgery"
+    rows = pd.DataFrame({"site": [name, "Elm Tree"], "site_class": "gp_small", "access_profile": "fttc_80_20",
+                         "distance_m": [1500.0, float("nan")], "down_bps": [38e6, 80e6], "up_bps": [7.5e6, 20e6],
+                         "targets": 6, "met": [5, 6], "worst_share": [0.4, 1.0],
+                         "misses": [["video: time at 1.5 Mbit/s 0% (at least 95%): the 7.5 Mbit/s uplink"], []]})
+    html = tmp_path / "sites.html"
+    html.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+                    + page_html.site_section(rows, 2, {}) + "</body></html>")
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(html.as_uri())
+        page.fill("#site-filter", "mary's surgery")
+        shown = page.evaluate("() => Array.from(document.querySelectorAll('#site-table tbody tr'))"
+                              ".filter(r => !r.hidden).map(r => r.cells[0].textContent)")
+        ran = page.evaluate("() => window.__xss === 2")
+    finally:
+        page.close()
+    assert shown == [name] and not ran and errors == []

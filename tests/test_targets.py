@@ -87,7 +87,8 @@ def test_site_verdicts_of_disjoint_sites_combine_into_those_of_all(scenario_targ
     for names in (["c"], ["a", "b"]):
         parts.append(targets.site_verdicts(whole.sessions[whole.sessions["site"].isin(names)],
                                            result.links[result.links["site"].isin(names)],
-                                           topo.sites[topo.sites["site"].isin(names)], scenario_targets, window_s))
+                                           topo.sites[topo.sites["site"].isin(names)], scenario_targets, window_s,
+                                           result.records[result.records["site"].isin(names)]))
     pd.testing.assert_frame_equal(targets.combine_site_verdicts(parts), whole.sites)
     assert list(whole.sites.columns) == list(targets.SITE_VERDICT_COLUMNS)
     assert [str(t) for t in whole.sites.dtypes] == list(targets.SITE_VERDICT_COLUMNS.values())

@@ -107,6 +107,26 @@ class Emulation(Frozen):
         return self
 
 
+class KnownFailure(Frozen):
+    """A failure the scenario expects and accepts: ``check`` reports it but does not fail on it.
+
+    It matches verdicts by any of ``site`` (a site's name), ``class`` and ``access`` (a site class, an access
+    profile), and ``target`` (an app with a target, or ``link`` for the busy-hour limit; none: every target).
+    """
+
+    site: str | None = Field(default=None, min_length=1)
+    site_class: str | None = Field(default=None, alias="class")
+    access: str | None = None
+    target: str | None = None
+    reason: str = Field(min_length=1, max_length=500, description="why it is accepted (shown with it)")
+
+    @model_validator(mode="after")
+    def _names_something(self) -> KnownFailure:
+        if self.site is None and self.site_class is None and self.access is None:
+            raise ValueError("a known failure names a site, or a class and/or an access profile")
+        return self
+
+
 class Scenario(Frozen):
     """A validated scenario with its catalogue and targets resolved.
 
@@ -134,3 +154,4 @@ class Scenario(Frozen):
     targets: Targets
     emulation: Emulation = Emulation()
     availability: AvailabilityStudy | None = None  # a year of line faults (sim.availability), judged by check
+    known_failures: tuple[KnownFailure, ...] = ()

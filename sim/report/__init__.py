@@ -12,7 +12,7 @@ from pathlib import Path
 from sim.errors import CapabilityError
 from sim.report import figures as figs
 from sim.report import page, pngs, summary
-from sim.report.data import RunData, read_run
+from sim.report.data import RunData, read_run, site_table
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,13 @@ def _intro(run: RunData) -> str:
     description = run.resolved.get("description", "")
     year = run.resolved.get("year")
     lead = f"{page.esc(year)} volumes, engine" if year is not None else "Engine"  # the year, where one is stated
+    rows, total = site_table(run)
+    sites = page.site_section(rows, total, {name: run.class_label(name) for name in rows["site_class"].unique()})
     return (f'<p class="meta">{page.esc(description)}</p>'
             f'<p class="meta">{lead} {page.esc(meta["engine"])}, seed {page.esc(meta["seed"])}, '
             f'{page.esc(meta["sessions"])} sessions, run {page.esc(meta.get("finished_utc", ""))}, '
             f'revision {page.esc((meta.get("git_revision") or "unknown")[:10])}.</p>'
-            f'<p class="headline">{page.esc(summary.headline(run))}</p>{misses}{met}')
+            f'<p class="headline">{page.esc(summary.headline(run))}</p>{misses}{met}{sites}')
 
 
 def _finding_item(f: summary.Finding) -> str:

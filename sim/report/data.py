@@ -97,13 +97,51 @@ def read_run(folder: Path | str) -> RunData:
         meta = json.loads((folder / "meta.json").read_text())
         resolved = json.loads((folder / "resolved.json").read_text())
         classes = pd.read_csv(folder / "verdicts.csv", dtype={"reason": str}, keep_default_na=False)
-        sites = pd.read_csv(folder / "site_verdicts.csv", dtype={"reason": str}, keep_default_na=False,
-                            na_values={"share_passing": [""]})
+        sites = pd.read_csv(folder / "site_verdicts.csv", dtype={"reason": str, "site": str}, keep_default_na=False,
+                            na_values={"share_passing": [""], "measured_value": [""], "target_value": [""]})
         records = rec.read(folder / "records.parquet", rec.RECORD_COLUMNS, only=RECORD_FIELDS, categories=True)
         fidelity = pd.read_csv(folder / "fidelity.csv") if (folder / "fidelity.csv").is_file() else None
     except (OSError, ValueError, KeyError) as exc:
         raise TestbedError(f"{folder}: cannot read the results folder: {exc}") from None
     return RunData(folder, meta, resolved, classes, sites, records, fidelity)
+
+
+SITE_TABLE_ROWS = 10_000  # the report's per-site table lists at most this many sites, worst first
+
+
+def site_table(run: RunData) -> tuple[pd.DataFrame, int]:
+    """One row per site, worst first: its line, how many targets it meets, and each miss with its measure and cause.
+
+    Reads the folder's ``sites.csv`` (line length and rates). Returns the rows (at most :data:`SITE_TABLE_ROWS`)
+    and how many sites the run has.
+
+    Raises:
+        TestbedError: If ``sites.csv`` cannot be read.
+    """
+    from sim import answers
+    try:
+        lines = pd.read_csv(run.folder / "sites.csv", dtype={"site": str}, keep_default_na=False,
+                            na_values={"distance_m": [""]})
+    except (OSError, ValueError) as exc:
+        raise TestbedError(f"{run.folder}: cannot read sites.csv: {exc}") from None
+    verdicts = run.sites
+    rank = answers.site_rank(verdicts)
+    order = {site: i for i, site in enumerate(rank["site"])}
+    misses = answers.failing_sites(verdicts, lines)
+    words = {site: [_miss_words(r) for r in rows.itertuples(index=False)] for site, rows in misses.groupby("site")}
+    counts = verdicts.groupby("site", sort=False).agg(targets=("passed", "size"), met=("passed", "sum"),
+                                                      worst_share=("share_passing", "min"))
+    out = lines.drop_duplicates("site").merge(counts.reset_index(), on="site", how="inner")
+    out["misses"] = [words.get(site, []) for site in out["site"]]
+    out["order"] = [order.get(site, len(order)) for site in out["site"]]
+    out = out.sort_values(["order", "site"], kind="stable").reset_index(drop=True)
+    return out.head(SITE_TABLE_ROWS), len(out)
+
+
+def _miss_words(row) -> str:
+    """A missed target in words: 'video: time below 0.35 Mbit/s 100% (at most 0%): the 1 Mbit/s uplink'."""
+    value = f" {row.measure} {row.measured}" + (f" ({row.against})" if row.against else "") if row.measured else ""
+    return f"{row.target}:{value}" + (f": {row.cause}" if row.cause else "")
 
 
 def app_labels(apps: dict[str, dict]) -> dict[str, str]:

@@ -20,6 +20,11 @@ figure { margin: 0; page-break-inside: avoid; break-inside: avoid; }
 table { border-collapse: collapse; font-size: .8rem; margin: .4rem 0; }
 td, th { border: 1px solid #ccc; padding: 2px 6px; }
 th { background: #f2f2f2; } details { margin-bottom: 1rem; } a { color: #0072B2; }
+.sites-tools { margin: .4rem 0; } .sites-tools input { font-size: .9rem; padding: 2px 6px; min-width: 22rem; }
+#site-table th { cursor: pointer; user-select: none; }
+#site-table th[aria-sort="ascending"]::after { content: " \\25B2"; }
+#site-table th[aria-sort="descending"]::after { content: " \\25BC"; } #site-table td.miss div { margin: 1px 0; }
+.sites-scroll { max-height: 36rem; overflow: auto; } #site-table td:first-child { min-width: 8rem; }
 @media print { body { max-width: none; padding: 0; } details { display: none; } .plot { width: 100% !important; } }
 """
 
@@ -33,6 +38,87 @@ def page(title: str, intro_html: str, figures: list[FigureSpec], links: dict[str
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
             f"<style>{CSS}</style><script>{get_plotlyjs()}</script></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
+
+
+SITE_SCRIPT = """
+(function () {
+  var table = document.getElementById('site-table'), input = document.getElementById('site-filter');
+  var count = document.getElementById('site-count'), body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  function show() {
+    var words = input.value.toLowerCase().split(/\\s+/).filter(Boolean), shown = 0;
+    rows.forEach(function (row) {
+      var text = row.textContent.toLowerCase();
+      row.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+      if (!row.hidden) { shown += 1; }
+    });
+    count.textContent = shown + ' of ' + rows.length + ' sites shown';
+  }
+  function key(row, i, numeric) {
+    var cell = row.cells[i], value = cell.getAttribute('data-value');
+    if (numeric) { var n = parseFloat(value); return isNaN(n) ? Infinity : n; }
+    return (value === null ? cell.textContent : value).toLowerCase();
+  }
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+    th.addEventListener('click', function () {
+      var numeric = th.getAttribute('data-type') === 'number';
+      var up = th.getAttribute('aria-sort') !== 'ascending';
+      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (c) { c.removeAttribute('aria-sort'); });
+      th.setAttribute('aria-sort', up ? 'ascending' : 'descending');
+      rows.sort(function (a, b) {
+        var x = key(a, i, numeric), y = key(b, i, numeric);
+        return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+  input.addEventListener('input', show);
+  show();
+})();
+"""
+SITE_COLUMNS = [("site", "text"), ("class", "text"), ("access", "text"), ("line length (km)", "number"),
+                ("down (Mbit/s)", "number"), ("up (Mbit/s)", "number"), ("targets met", "number"),
+                ("missed: measured (target): cause", "text"), ("worst share of sessions passing", "number")]
+
+
+def site_section(sites: pd.DataFrame, total: int, labels: dict[str, str]) -> str:
+    """The per-site table: filter by any words (a site's name, class, access, a target), sort by any column.
+
+    Args:
+        sites: One row per site, worst first (:func:`sim.report.data.site_table`).
+        total: How many sites the run has (the table may list fewer).
+        labels: Site class labels by name.
+    """
+    head = "".join(f'<th data-type="{kind}" scope="col">{esc(name)}</th>' for name, kind in SITE_COLUMNS)
+    rows = "".join(_site_row(row, labels) for row in sites.itertuples(index=False))
+    cut = (f" It lists the {len(sites):,} worst of {total:,} sites; site_verdicts.csv has every one."
+           if len(sites) < total else "")
+    return ('<section id="sites"><h2>Every site: the targets it misses, and why</h2>'
+            '<p class="note">Worst first (most targets missed, then the lowest share of sessions passing). Each miss '
+            'gives the median measure over the site\'s failed sessions against the target, and what limited them '
+            f'(the engine\'s bottleneck, with the site\'s own line). Click a heading to sort.{esc(cut)}</p>'
+            '<div class="sites-tools"><input id="site-filter" type="search" aria-label="Filter sites" '
+            'placeholder="Filter: a site\'s name, class, access or target"> <span id="site-count"></span></div>'
+            f'<div class="sites-scroll"><table id="site-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+            f"</table></div><script>{SITE_SCRIPT}</script></section>")
+
+
+def _site_row(row, labels: dict[str, str]) -> str:
+    length_km = row.distance_m / 1e3 if row.distance_m == row.distance_m else float("nan")
+    misses = "".join(f"<div>{esc(text)}</div>" for text in row.misses) or "none"
+    worst = row.worst_share
+    cells = [(row.site, None), (labels.get(row.site_class, row.site_class), None), (row.access_profile, None),
+             (f"{length_km:.3g}" if length_km == length_km else "", length_km),
+             (f"{row.down_bps / 1e6:.3g}", row.down_bps / 1e6), (f"{row.up_bps / 1e6:.3g}", row.up_bps / 1e6),
+             (f"{row.met} of {row.targets}", row.met - row.targets)]
+    html = "".join(f"<td{_data_value(value)}>{esc(text)}</td>" for text, value in cells)
+    html += f'<td class="miss">{misses}</td>'
+    html += f"<td{_data_value(worst)}>{esc(f'{worst:.0%}' if worst == worst else '')}</td>"
+    return f'<tr class="{"fail" if row.misses else "pass"}" data-site="{esc(row.site)}">{html}</tr>'
+
+
+def _data_value(value: float | None) -> str:
+    return "" if value is None or value != value else f' data-value="{value:.6g}"'
 
 
 def section(spec: FigureSpec, files: dict[str, str]) -> str:

@@ -1,0 +1,184 @@
+"""What makes ``testbed check`` fail: misses not declared known, or, against a previous run, only what got worse.
+
+A scenario's ``known_failures`` excuse the verdicts they match (reported, with their reason, but not failing the
+check); a site class's miss is excused too when every one of its failing sites is. With a baseline (a previous
+``check --json``), the check fails only on regressions: a site class or site that passed and now fails (or was not
+there), or a failing site class with a smaller share of sites passing than before.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sim.errors import TestbedError
+from sim.model.scenario import KnownFailure
+from sim.targets import Verdicts
+
+CLASS_KEY = ["site_class", "access_profile", "app"]
+SITE_KEY = ["site", "app"]
+SHARE_TOLERANCE = 1e-9  # a share "fell" only by more than rounding
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A verdict that got worse: at ``level`` (``site class`` or ``site``) ``name``'s ``target``, before -> after."""
+
+    level: str
+    name: str
+    target: str
+    before: str
+    after: str
+    key: tuple = ()  # (site_class, access_profile, app) for a site class; (site, app) for a site
+
+    def words(self) -> str:
+        """E.g. 'site gp-adsl, video: passed (100% of sessions) -> failed (20% of sessions)'."""
+        return f"{self.level} {self.name}, {self.target}: {self.before} -> {self.after}"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The check's judgement: its class and site verdicts with ``known`` (the reason, or ''), and regressions.
+
+    ``regressions`` is None without a baseline.
+    """
+
+    classes: pd.DataFrame
+    sites: pd.DataFrame
+    regressions: list[Regression] | None
+    unused: list[KnownFailure]  # known failures that matched no failing verdict (fixed, or never failing)
+
+    @property
+    def failing(self) -> pd.DataFrame:
+        """Site class verdicts that miss their target and are not known failures."""
+        return self.classes[~self.classes["passed"] & (self.classes["known"] == "")]
+
+    def failing_keys(self, level: str) -> set[tuple]:
+        """The verdicts at ``level`` (``site class`` or ``site``) that fail the check, by key.
+
+        With a baseline, the regressions; without, the failing verdicts that are not known failures. Keys are
+        (site_class, access_profile, app) for a site class and (site, app) for a site.
+        """
+        if self.regressions is not None:
+            return {r.key for r in self.regressions if r.level == level}
+        rows, names = (self.classes, CLASS_KEY) if level == "site class" else (self.sites, SITE_KEY)
+        bad = rows[~rows["passed"] & (rows["known"] == "")]
+        return set(map(tuple, bad[names].astype(str).to_numpy().tolist()))
+
+    @property
+    def passed(self) -> bool:
+        """Without a baseline: no unknown class failure; with one: no regression."""
+        return not self.regressions if self.regressions is not None else self.failing.empty
+
+
+def judge(verdicts: Verdicts, known: tuple[KnownFailure, ...], baseline: dict | None = None) -> Gate:
+    """Mark known failures in the class and site verdicts; compare with ``baseline`` (:func:`read_baseline`)."""
+    site_found = [_first_match(known, row, True) for row in verdicts.sites.itertuples(index=False)]
+    sites = verdicts.sites.assign(known=pd.Series([known[i].reason if i >= 0 else "" for i in site_found],
+                                                  index=verdicts.sites.index, dtype="str"))
+    class_found = [_first_match(known, row, False) for row in verdicts.classes.itertuples(index=False)]
+    classes = verdicts.classes.assign(known=_class_reasons(verdicts.classes, class_found, sites, known))
+    used = set(site_found) | set(class_found)
+    unused = [k for i, k in enumerate(known) if i not in used]
+    regressions = None if baseline is None else _regressions(classes, sites, baseline)
+    return Gate(classes, sites, regressions, unused)
+
+
+def _first_match(known: tuple[KnownFailure, ...], row, site_level: bool) -> int:
+    """The index of the first known failure matching a failing verdict ``row`` (-1: none, or it passed)."""
+    if row.passed:
+        return -1
+    return next((i for i, k in enumerate(known) if _matches(k, row, site_level)), -1)
+
+
+def _matches(known: KnownFailure, row, site_level: bool) -> bool:
+    if known.site is not None and (not site_level or known.site != row.site):
+        return False
+    return all(want is None or want == have for want, have in
+               ((known.site_class, row.site_class), (known.access, row.access_profile), (known.target, row.app)))
+
+
+def _class_reasons(classes: pd.DataFrame, found: list[int], sites: pd.DataFrame,
+                   known: tuple[KnownFailure, ...]) -> pd.Series:
+    """A failing class verdict is known if a class-level entry matches it, or if every failing site of it is."""
+    failing_sites = sites[~sites["passed"]]
+    by_class = {key: rows for key, rows in failing_sites.groupby(CLASS_KEY, sort=False)}
+    reasons = []
+    for row, i in zip(classes.itertuples(index=False), found):
+        reason = known[i].reason if i >= 0 else ""
+        mine = by_class.get((row.site_class, row.access_profile, row.app))
+        if not reason and not row.passed and mine is not None and (mine["known"] != "").all():
+            reason = "; ".join(sorted(set(mine["known"])))
+        reasons.append(reason)
+    return pd.Series(reasons, index=classes.index, dtype="str")
+
+
+def read_baseline(path: Path | str) -> dict:
+    """A previous run's ``check --json`` summary: its site class (and site) verdicts by key.
+
+    Raises:
+        TestbedError: Naming the file (and line) if it cannot be read or is not such a summary.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TestbedError(f"--baseline {path}: {exc.strerror or exc}; give the JSON a previous "
+                           "`testbed check --json FILE` wrote") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise TestbedError(f"--baseline {path}{where}: not JSON ({exc}); give the JSON a previous "
+                           "`testbed check --json FILE` wrote") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("verdicts"), list):
+        raise TestbedError(f"--baseline {path}: no 'verdicts' list; give the JSON a previous "
+                           "`testbed check --json FILE` wrote")
+    return {"scenario": doc.get("scenario"), "classes": _rows(doc["verdicts"], CLASS_KEY, path, "verdicts"),
+            "sites": _rows(doc["sites"], SITE_KEY, path, "sites") if isinstance(doc.get("sites"), list) else None}
+
+
+def _rows(rows: list, key: list[str], path: Path, field: str) -> dict[tuple, dict]:
+    out = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or any(k not in row for k in [*key, "passed"]):
+            raise TestbedError(f"--baseline {path}: {field}[{i}] lacks one of {', '.join([*key, 'passed'])}")
+        out[tuple(str(row[k]) for k in key)] = row
+    return out
+
+
+def _regressions(classes: pd.DataFrame, sites: pd.DataFrame, baseline: dict) -> list[Regression]:
+    found = []
+    for row in classes[~classes["passed"] & (classes["known"] == "")].itertuples(index=False):
+        before = baseline["classes"].get((row.site_class, row.access_profile, row.app))
+        worse = (before is None or before["passed"]
+                 or float(row.share_passing) < float(before.get("share_passing", 0.0)) - SHARE_TOLERANCE)
+        if worse:
+            found.append(Regression("site class", f"{row.site_class} on {row.access_profile}", row.app,
+                                    _class_state(before), _class_state(row._asdict()),
+                                    (row.site_class, row.access_profile, row.app)))
+    if baseline["sites"] is not None:
+        for row in sites[~sites["passed"] & (sites["known"] == "")].itertuples(index=False):
+            before = baseline["sites"].get((row.site, row.app))
+            if before is None or before["passed"]:
+                found.append(Regression("site", row.site, row.app, _site_state(before), _site_state(row._asdict()),
+                                        (row.site, row.app)))
+    return found
+
+
+def _class_state(row: dict | None) -> str:
+    if row is None:
+        return "absent"
+    return f"{'passed' if row['passed'] else 'failed'} ({float(row['share_passing']):.0%} of {row['sites']} sites)"
+
+
+def _site_state(row: dict | None) -> str:
+    if row is None:
+        return "absent"
+    verdict = "passed" if row["passed"] else "failed"
+    share = row.get("share_passing")
+    value = (f"{float(share):.0%} of sessions" if share is not None and share == share
+             else f"busy hour {float(row.get('value', float('nan'))):.0%}")
+    reason = f": {row['reason']}" if not row["passed"] and row.get("reason") else ""
+    return f"{verdict} ({value}){reason}"
