@@ -30,15 +30,26 @@ def worst_apps(table: pd.DataFrame) -> pd.DataFrame:
     return worst.reset_index(drop=True)
 
 
-def availability_figure(run: RunData) -> FigureSpec | None:
-    """Hours a year without the worst-hit app, per site class and access, with 95% intervals and the targets."""
+def read_availability(run: RunData) -> pd.DataFrame | None:
+    """The run's availability table (``run --year``), or None if it has none.
+
+    Raises:
+        TestbedError: If the file cannot be read.
+    """
     path = run.folder / AVAILABILITY_FILE
     if not path.is_file():
         return None
     try:
-        table = pd.read_csv(path)
+        return pd.read_csv(path)
     except (OSError, ValueError) as exc:
         raise TestbedError(f"{path}: cannot be read ({exc})") from None
+
+
+def availability_figure(run: RunData) -> FigureSpec | None:
+    """Hours a year without the worst-hit app, per site class and access, with 95% intervals and the targets."""
+    table = read_availability(run)
+    if table is None:
+        return None
     if table.empty:
         return None
     rows = worst_apps(table)
@@ -83,13 +94,9 @@ def class_hours(run: RunData) -> pd.DataFrame | None:
     Raises:
         TestbedError: If the file cannot be read.
     """
-    path = run.folder / AVAILABILITY_FILE
-    if not path.is_file():
+    table = read_availability(run)
+    if table is None:
         return None
-    try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise TestbedError(f"{path}: cannot be read ({exc})") from None
     table = table.assign(weighted=table["without_h"] * table["sites"])
     out = table.groupby(["site_class", "app"], sort=False).agg(weighted=("weighted", "sum"), sites=("sites", "sum"),
                                                                backup=("backup", "first"))
