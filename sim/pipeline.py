@@ -13,6 +13,7 @@ import pandas as pd
 
 from sim import des, merge, report, results, scale, targets, topology, workload
 from sim import records as records_mod
+from sim.des import queueing
 from sim.load import load
 from sim.model.scenario import Scenario
 from sim.topology import Topology
@@ -182,6 +183,7 @@ def write(outcome: Outcome, folder: Path, scenario_file: Path, *, tables: bool =
     meta = results.meta(scenario=outcome.scenario.name, scenario_file=str(scenario_file), engine=outcome.engine,
                         seed=outcome.seed, sessions=len(outcome.trace), events=outcome.result.events,
                         wall_s=outcome.wall_s, extra={"emulation": outcome.meta, "shards": outcome.shards,
+                                                      "simulator": queueing.assumptions(),
                                                       "resumed": outcome.resumed})
     results.write_run(folder, scenario_text=scenario_file.read_text(encoding="utf-8"),
                       resolved=outcome.scenario.model_dump(mode="json", by_alias=True), meta=meta,

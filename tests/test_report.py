@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -59,6 +60,18 @@ def test_report_is_redrawn_from_the_folder_alone(smoke_run, tmp_path):
     result = runner.invoke(app, ["report", str(copy), "--no-png"])
     assert result.exit_code == 0, result.output
     assert (copy / report.REPORT_FILE).read_text().count('class="figure"') >= 5
+
+
+def test_the_call_figures_state_the_simulators_assumption_from_the_runs_own_meta(smoke_run, tmp_path):
+    meta = json.loads((smoke_run / "meta.json").read_text())
+    assert meta["simulator"]["video_max_utilisation"] == 0.9  # sim.des.queueing, as the run used it
+    copy = tmp_path / smoke_run.name
+    shutil.copytree(smoke_run, copy)
+    meta["simulator"]["video_max_utilisation"] = 0.8  # a run made with another figure says that figure
+    (copy / "meta.json").write_text(json.dumps(meta))
+    report.render(copy, png=False)
+    page = (copy / report.REPORT_FILE).read_text()
+    assert "alone it loads a link to at most 80%" in page and "at most 90%" not in page
 
 
 def test_report_of_an_unfinished_folder_is_refused(tmp_path):

@@ -89,3 +89,9 @@ def link_delay_s(capacity_bps: float, buffer_bytes: float, load_bps: float, satu
     utilisation = min(load_bps / capacity_bps, 1.0)
     mean_s, _ = md1_wait_s(utilisation, capacity_bps)
     return min(mean_s, full_s), min(full_s, utilisation * frame_s)
+
+
+def assumptions() -> dict[str, float]:
+    """The model's assumed figures a run's results should carry (meta.json), by name, in SI units."""
+    return {"video_max_utilisation": VIDEO_MAX_UTILISATION, "video_queue_threshold_s": VIDEO_QUEUE_THRESHOLD_S,
+            "cubic_occupancy": CUBIC_OCCUPANCY}

@@ -111,9 +111,17 @@ def _stream_quality(run: RunData, app: str, bar: float) -> FigureSpec | None:
            "The targets ask no share of call time at the recommended rate for this app. ")
     note = (aim + f"Recommended {_rate(rate['target'])}, minimum {_rate(rate['minimum'])} towards the site "
             f"(its upstream at {rate.get('up_share', 1.0):.0%} of these); sources: docs/sources.md "
-            f"{run.apps[app]['source']}. Worse direction of each call. Model assumptions: a call backs off to its "
-            "minimum while TCP fills a shared buffer; alone it loads a link to at most 90%.")
+            f"{run.apps[app]['source']}. Worse direction of each call." + _simulator_note(run))
     return FigureSpec(f"quality-{app}", title, fig, table, note)
+
+
+def _simulator_note(run) -> str:
+    """The simulator's assumptions behind the call figures, from the run's meta.json (none for an emulated run)."""
+    facts = run.meta.get("simulator") or {}
+    if run.meta.get("engine") == "emu" or "video_max_utilisation" not in facts:
+        return ""
+    return (" Simulator's assumptions: a call backs off to its minimum while TCP fills a shared buffer; alone it "
+            f"loads a link to at most {facts['video_max_utilisation']:.0%}.")
 
 
 def _stream_title(label: str, worst: pd.Series, rate: dict) -> str:
