@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 
+import pandas as pd
 import pytest
 
 from sim import calibrate, topology
@@ -155,18 +156,28 @@ FRAME_TIME_S = FRAME_BYTES * 8 / RATE_UP_BPS
 SHIM_LATENESS_S = 0.002  # the delay shim's release lateness, p99 <= 2 ms on a busy machine (docs/emulation.md)
 
 
+# The two lines run side by side in one emulated network (one build and verification for both): each site's
+# upload starts at 0 s (sessions 0 and 1), its call at 5 s (sessions 2 and 3).
+SITES = {"fifo": "cal-fifo", "priority": "cal-prio"}
+UPLOAD = {"fifo": 0, "priority": 1}
+CALL = {"fifo": 2, "priority": 3}
+
+
 @pytest.fixture(scope="module")
 def beside_upload(tmp_path_factory):
     reason = _cannot_emulate()
     if reason:
         pytest.skip(reason)
-    sessions = calibrate.trace(calibrate.transfer(0.0, 200e6, "up"),  # never finishes: 800 s at 2 Mbit/s
-                               calibrate.call(CALL_START_S, CALL_S, CALL_BPS, CALL_BPS, CALL_PAYLOAD_BYTES))
-    out = {}
-    for kind in ("fifo", "priority"):
-        topo = calibrate.one_site(RATE_UP_BPS, 20e6, RTT_S, BUFFER_BYTES, qos=kind)
-        out[kind] = calibrate.emulate(topo, sessions, WINDOW_S, tmp_path_factory.mktemp(kind), drain_s=1.0)
-    return out
+    sessions = calibrate.trace(*(calibrate.transfer(0.0, 200e6, "up", site=site)  # never ends: 800 s at 2 Mbit/s
+                                 for site in SITES.values()),
+                               *(calibrate.call(CALL_START_S, CALL_S, CALL_BPS, CALL_BPS, CALL_PAYLOAD_BYTES, site=site)
+                                 for site in SITES.values()))
+    lines = [calibrate.one_site(RATE_UP_BPS, 20e6, RTT_S, BUFFER_BYTES, qos=kind, name=site)
+             for kind, site in SITES.items()]
+    topo = topology.Topology(pd.concat([line.sites for line in lines], ignore_index=True), {}, 0.0, lines[0].home)
+    replayed = calibrate.emulate(topo, sessions, WINDOW_S, tmp_path_factory.mktemp("qos"), drain_s=1.0)
+    assert [replayed.records.set_index("session_id").at[k, "site"] for k in range(4)] == [*SITES.values()] * 2
+    return replayed
 
 
 def _skip_if_starved(replayed) -> None:
@@ -176,37 +187,37 @@ def _skip_if_starved(replayed) -> None:
 
 
 def test_fifo_call_waits_behind_the_upload_for_most_of_the_buffer(beside_upload):
-    fifo = beside_upload["fifo"]
+    fifo = beside_upload
     _skip_if_starved(fifo)
-    up = fifo.call_direction(1, "up")
+    up = fifo.call_direction(CALL["fifo"], "up")
     assert 0.45 < FULL_DRAIN_S < 0.50 and 0.68 < CUBIC_LOW_SHARE < 0.70
     low_s, high_s = BASE_S + CUBIC_LOW_SHARE * FULL_DRAIN_S, BASE_S + FULL_DRAIN_S
     # measured on the project's 2-core machine: see docs/fidelity.md (QoS); the margins are the shim's lateness
     # below and 5% of the drain time above (the call's own packets arrive at random points of the sawtooth)
     assert low_s - 0.05 <= up["one_way_delay_s"] <= high_s + 0.05 * FULL_DRAIN_S, (up, low_s, high_s)
-    down = fifo.call_direction(1, "down")  # the other way has no queue: base delay
+    down = fifo.call_direction(CALL["fifo"], "down")  # the other way has no queue: base delay
     assert down["one_way_delay_s"] == pytest.approx(BASE_S, abs=SHIM_LATENESS_S + 0.002)
 
 
 def test_priority_call_keeps_near_base_delay(beside_upload):
-    prio = beside_upload["priority"]
+    prio = beside_upload
     _skip_if_starved(prio)
-    up = prio.call_direction(1, "up")
+    up = prio.call_direction(CALL["priority"], "up")
     assert BASE_S - 0.0005 <= up["one_way_delay_s"] <= BASE_S + FRAME_TIME_S + SHIM_LATENESS_S, up
     assert up["one_way_delay_p95_s"] <= BASE_S + FRAME_TIME_S + 2 * SHIM_LATENESS_S, up
-    assert prio.sender(1, "site")["sent_packets"] * (1 - 0.01) <= up["packets"]  # no loss to speak of
-    assert not math.isnan(prio.mean_backlog("access:cal", "up", after_s=CALL_START_S)[0])  # the queue was sampled
-    assert prio.records.set_index("session_id").at[1, "app"] == "telephony"
+    assert prio.sender(CALL["priority"], "site")["sent_packets"] * (1 - 0.01) <= up["packets"]  # no loss to speak of
+    assert not math.isnan(prio.mean_backlog(f"access:{SITES['priority']}", "up", after_s=CALL_START_S)[0])  # sampled
+    assert prio.records.set_index("session_id").at[CALL["priority"], "app"] == "telephony"
 
 
 def test_the_upload_rate_is_the_same_with_or_without_priority(beside_upload):
-    def goodput_bps(replayed):
-        entry = next(t for r in replayed.results.values() for t in r["transfers"] if t["session_id"] == 0)
+    def goodput_bps(session_id: int) -> float:
+        entry = next(t for r in beside_upload.results.values() for t in r["transfers"] if t["session_id"] == session_id)
         return entry["delivered_bytes"] * 8 / (WINDOW_S + 1.0)
 
     expected_bps = (RATE_UP_BPS - CALL_PPS * CALL_FRAME_BYTES * 8 * CALL_S / (WINDOW_S + 1.0)) * 1448 / 1514
-    for kind, replayed in beside_upload.items():
-        assert goodput_bps(replayed) == pytest.approx(expected_bps, rel=0.10), kind
+    for kind, session_id in UPLOAD.items():
+        assert goodput_bps(session_id) == pytest.approx(expected_bps, rel=0.10), kind
 
 
 def test_verification_refuses_a_priority_line_whose_filter_is_gone(tmp_path):
