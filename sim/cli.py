@@ -477,13 +477,11 @@ def _require_engine(engine: str) -> None:
 
 
 def _print_fidelity(table) -> None:
-    grid = Table(title="Simulator vs emulation on the same slice (fidelity.csv; difference = des - emu)")
-    for column in ("app", "access", "metric", "des", "emu", "difference"):
-        grid.add_column(column)
-    for row in table.itertuples(index=False):
-        grid.add_row(row.app, row.access_profile, row.metric, f"{row.des:.4g}", f"{row.emu:.4g}",
-                     f"{row.difference:+.3g}" + (f" ({row.relative:+.0%})" if row.relative == row.relative else ""))
-    out.print(grid)
+    rows = [[row.app, row.access_profile, row.metric, f"{row.des:.4g}", f"{row.emu:.4g}",
+             f"{row.difference:+.3g}" + (f" ({row.relative:+.0%})" if row.relative == row.relative else "")]
+            for row in table.itertuples(index=False)]
+    _show(text_tables.Table("Simulator vs emulation on the same slice (fidelity.csv; difference = des - emu)",
+                            ["app", "access", "metric", "des", "emu", "difference"], rows), None)
 
 
 def _catalogue():
@@ -542,22 +540,18 @@ def _list_scenarios() -> None:
 
 
 def _print_plan(folder: Path) -> None:
+    """The plan's tables: full width on a terminal, plain text (never cut) elsewhere."""
     from sim.report.studies import read_plan
     summary = read_plan(folder)
-    table = Table(title="Least capacity per site class (mean [95% CI]) and the cheapest product that is enough")
-    for column in ("site class", "seeds", "down", "up", "cheapest product", "GBP/month"):
-        table.add_column(column)
-    for row in summary.itertuples(index=False):
-        product = row.product_label or row.product or _no_product(row)
-        table.add_row(row.site_class, str(row.seeds),
-                      _need(row.down_need_bps, row.down_ci_low_bps, row.down_ci_high_bps),
-                      _need(row.up_need_bps, row.up_ci_low_bps, row.up_ci_high_bps), product, _price(row))
-    out.print(table)
-    for row in summary.itertuples(index=False):
-        if isinstance(row.not_monotone, str) and row.not_monotone:
-            out.print(f"{row.site_class}: the share passing is not monotone in capacity ({row.not_monotone}); "
-                      "the need is the least capacity from which every capacity tried passed",
-                      highlight=False, soft_wrap=True)
+    rows = [[row.site_class, str(row.seeds), _need(row.down_need_bps, row.down_ci_low_bps, row.down_ci_high_bps),
+             _need(row.up_need_bps, row.up_ci_low_bps, row.up_ci_high_bps),
+             row.product_label or row.product or _no_product(row), _price(row)]
+            for row in summary.itertuples(index=False)]
+    notes = [f"{row.site_class}: the share passing is not monotone in capacity ({row.not_monotone}); the need is the "
+             "least capacity from which every capacity tried passed"
+             for row in summary.itertuples(index=False) if isinstance(row.not_monotone, str) and row.not_monotone]
+    _show(text_tables.Table("Least capacity per site class (mean [95% CI]) and the cheapest product that is enough",
+                            ["site class", "seeds", "down", "up", "cheapest product", "GBP/month"], rows, notes), None)
     _print_plan_sites(folder)
 
 
@@ -566,16 +560,14 @@ def _print_plan_sites(folder: Path) -> None:
     sites = pd.read_csv(folder / "plan_sites.csv", keep_default_na=False, na_values=[""])
     if not sites["line_length_m"].notna().any():
         return  # no site states its line length: the per-class answer is every site's
-    table = Table(title="Per site, at its own line length: the cheapest product that is enough, and why")
-    for column in ("site", "class", "line", "now", "cheapest product", "GBP/month", "reason"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for row in sites.itertuples(index=False):
         length = f"{row.line_length_m / 1000:.3g} km" if row.line_length_m == row.line_length_m else "not stated"
         name = row.site if row.sites == 1 else f"{row.site} ({row.sites} sites)"
-        table.add_row(escape(str(name)), row.site_class, length, row.access,
-                      str(row.product_label) if isinstance(row.product_label, str) and row.product_label else "none",
-                      _price(row), escape(str(row.reason)))
-    out.print(table)
+        product = str(row.product_label) if isinstance(row.product_label, str) and row.product_label else "none"
+        rows.append([str(name), row.site_class, length, row.access, product, _price(row), str(row.reason)])
+    _show(text_tables.Table("Per site, at its own line length: the cheapest product that is enough, and why",
+                            ["site", "class", "line", "now", "cheapest product", "GBP/month", "reason"], rows), None)
 
 
 def _price(row) -> str:
@@ -606,24 +598,24 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = T
     if folder is not None:
         checks.write_text(folder / "availability.csv", found.classes.to_csv(index=False))
         checks.write_text(folder / "availability_sites.csv", found.sites.to_csv(index=False))
-    table = Table("site class", "access", "h/yr down", "h/yr on backup", "lost on backup",
-                  "worst app: h/yr without [95% CI], usable, sessions lost/yr a site", "worst years", "misses",
-                  title=f"{found.backup}: availability over {found.years} sampled years of line faults "
-                        f"({found.working_h_per_year:,.0f} working hours a year; apps: testbed list apps)")
-    for keys, rows in found.classes.groupby(["site_class", "access_profile"], sort=False):
-        worst = rows.loc[rows["without_h"].idxmax()]
-        lost = ", ".join(rows.loc[rows["works_on_backup"] < 1, "app"]) if worst.backup_h > 0 else ""
-        failed = rows[~rows["passed"]].groupby("reason", sort=False)["app"].agg(", ".join)
-        failed = failed.replace(", ".join(rows["app"]), "every app")
-        misses = "; ".join(f"[red]{apps}[/red]: {reason}" for reason, apps in failed.items())
-        table.add_row(*keys, f"{worst.down_h:.2f}", f"{worst.backup_h:.2f}", lost or "-",
-                      f"{worst.app}: {worst.without_h:.2f} [{worst.without_low_h:.2f}-{worst.without_high_h:.2f}]"
-                      f", {worst.share_usable:.3%}, {worst.sessions_lost + worst.sessions_failed_on_backup:.1f}",
-                      f"{1 - worst.target_years:.0%} of years lose >= {worst.worst_h:.1f} h "
-                      f"[{worst.worst_low_h:.1f}-{worst.worst_high_h:.1f}]",
-                      misses or "[green]none[/green]")
+    rows = []
+    for keys, part in found.classes.groupby(["site_class", "access_profile"], sort=False):
+        worst = part.loc[part["without_h"].idxmax()]
+        lost = ", ".join(part.loc[part["works_on_backup"] < 1, "app"]) if worst.backup_h > 0 else ""
+        failed = part[~part["passed"]].groupby("reason", sort=False)["app"].agg(", ".join)
+        failed = failed.replace(", ".join(part["app"]), "every app")
+        rows.append([*keys, f"{worst.down_h:.2f}", f"{worst.backup_h:.2f}", lost or "-",
+                     f"{worst.app}: {worst.without_h:.2f} [{worst.without_low_h:.2f}-{worst.without_high_h:.2f}]"
+                     f", {worst.share_usable:.3%}, {worst.sessions_lost + worst.sessions_failed_on_backup:.1f}",
+                     f"{1 - worst.target_years:.0%} of years lose >= {worst.worst_h:.1f} h "
+                     f"[{worst.worst_low_h:.1f}-{worst.worst_high_h:.1f}]",
+                     "; ".join(f"{apps}: {reason}" for reason, apps in failed.items()) or "none"])
     if show:
-        out.print(table)
+        _show(text_tables.Table(f"{found.backup}: availability over {found.years} sampled years of line faults "
+                                f"({found.working_h_per_year:,.0f} working hours a year; apps: testbed list apps)",
+                                ["site class", "access", "h/yr down", "h/yr on backup", "lost on backup",
+                                 "worst app: h/yr without [95% CI], usable, sessions lost/yr a site", "worst years",
+                                 "misses"], rows), None)
     return found
 
 

@@ -205,6 +205,10 @@ def test_plan_command_writes_a_finished_folder_and_names_the_product(scenarios_d
     sites = pd.read_csv(folder / "plan_sites.csv")
     assert list(sites["site"]) == ["gp-adsl", "gp-fttc", "gp-fttp"] and sites.loc[1, "line_length_m"] == 600
     assert "Per site, at its own line length" in result.output and "2 seeds (--seeds)" in result.output
+    # Not on a terminal: plain text, each row on one line, never cut or folded (CI logs)
+    lines = result.output.splitlines()
+    assert "│" not in result.output
+    assert all(any(reason in line for line in lines) for reason in sites["reason"])
     # Not on a terminal: progress as lines, ending at 100%.
     assert "planning ci-smoke.yaml: 100%" in result.output
     html = (folder / "plan.html").read_text()
