@@ -114,7 +114,7 @@ def read_plan(folder: Path | str) -> pd.DataFrame:
     """A plan's per-class table (``plan.csv``), with product names as text ("" where none met the bar)."""
     (summary,) = _read(Path(folder), "plan.csv")
     for column in ("product", "product_label", "best_product"):
-        summary[column] = summary[column].fillna("").astype(str)
+        summary[column] = summary[column].astype(object).fillna("").astype(str)  # an all-empty column reads as float
     return summary
 
 
