@@ -44,6 +44,7 @@ def read(path: Path, shown: str, catalogue: dict) -> tuple[list[dict], list[int]
     if len(table.frame) > MAX_SITES:
         raise table.error(f"{len(table.frame):,} sites; one scenario holds at most {MAX_SITES:,}")
     known = {key: list(catalogue.get(key) or {}) for key in ("site_classes", "profiles", "aggregations")}
+    known["reach_m"] = _reaches_m(catalogue.get("profiles") or {})
     entries = [_entry(table, i, row, known) for i, row in enumerate(table.frame.to_dict("records"))]
     for key in ("id", "name"):
         _check_unique(table, [entry[key] for entry in entries], key)
@@ -62,9 +63,34 @@ def _entry(table: Table, i: int, row: dict, known: dict[str, list[str]]) -> dict
     if region is not None:
         entry["region"] = _text(table, i, row, "region")
     distance_m = _distance_m(table, i, row)
+    reach_m = known["reach_m"].get(entry["access"])
+    if distance_m is not None and reach_m is not None and distance_m > reach_m:
+        raise table.error(beyond_reach(entry["access"], reach_m, distance_m), i,
+                          "distance" if "distance" in row else "distance_m")
     if distance_m is not None:
         entry["distance"] = f"{distance_m!r}m"
     return entry
+
+
+def beyond_reach(access: str, reach_m: float, distance_m: float) -> str:
+    """The message for a line longer than its product is sold on (m), for inventory rows and site groups alike."""
+    return (f"profile {access!r} is not sold on lines beyond {reach_m / 1000:g} km (this one is "
+            f"{distance_m / 1000:g} km): choose another access, or see `testbed plan` for what is sold there")
+
+
+def _reaches_m(profiles: dict) -> dict[str, float]:
+    """Profile -> the longest line it is sold on (m), for the profiles that state one (``reach``).
+
+    A reach that does not parse is left to the catalogue's own validation, which names it.
+    """
+    reaches = {}
+    for name, spec in profiles.items():
+        if isinstance(spec, dict) and spec.get("reach") is not None:
+            try:
+                reaches[name] = units.parse(spec["reach"], "distance")
+            except (ValueError, TypeError):
+                continue
+    return reaches
 
 
 def _blank(value: object) -> object:

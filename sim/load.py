@@ -485,6 +485,18 @@ def _reference_error(tree: Located, path: tuple, what: str, name: str, choices: 
                          file=file, line=line, path=dotted(path))
 
 
+def _check_distance(profile, group, tree: Located, where: tuple) -> None:
+    """A site group's line length suits its profile: one that derates by distance, and within its reach."""
+    message = None
+    if not profile.derating:
+        message = f"profile {group.access!r} has no derating by distance; remove 'distance'"
+    elif profile.reach is not None and group.distance > profile.reach:
+        message = inventory.beyond_reach(group.access, profile.reach, group.distance)
+    if message:
+        file, line = tree.where(where)
+        raise ScenarioError(message, file=file, line=line, path=dotted(where))
+
+
 def _check_references(scenario: Scenario, tree: Located, from_inventory: int = 0) -> None:
     """Check every name that points into the catalogue (profiles, classes, day profiles, ...).
 
@@ -502,10 +514,8 @@ def _check_references(scenario: Scenario, tree: Located, from_inventory: int = 0
         if group.aggregation is not None and group.aggregation not in cat.aggregations:
             raise _reference_error(tree, ("sites", i, "aggregation"), "aggregation", group.aggregation,
                                    list(cat.aggregations))
-        if group.distance is not None and not cat.profiles[group.access].derating and i < first_row:
-            file, line = tree.where(("sites", i, "distance"))
-            raise ScenarioError(f"profile {group.access!r} has no derating by distance; remove 'distance'",
-                                file=file, line=line, path=dotted(("sites", i, "distance")))
+        if group.distance is not None and i < first_row:  # an inventory's rows are checked as it is read
+            _check_distance(cat.profiles[group.access], group, tree, ("sites", i, "distance"))
     for i, name in enumerate(cat.ladder):
         if name not in cat.profiles:
             raise _reference_error(tree, ("catalogue", "ladder", i), "profile", name, profiles)

@@ -136,6 +136,9 @@ BAD = {
     "same name": ("ZZ1,A,gp_small,adsl2plus,1km,,\nZZ2,A,gp_small,adsl2plus,1km,,\n",
                   "4 name: 'A' is already the name of the site at"),
     "ragged row": ("ZZ1,A,gp_small,adsl2plus\n", "3: 4 cells where the header has 7"),
+    "beyond the product's reach": ("ZZ1,A,gp_small,gfast_330_50,4.5km,,\n",  # access.yaml: G.fast to 0.5 km
+                                   "3 distance: profile 'gfast_330_50' is not sold on lines beyond 0.5 km (this one "
+                                   "is 4.5 km)"),
 }
 
 

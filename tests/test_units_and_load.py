@@ -253,6 +253,10 @@ LOCATED = {  # id: (file text, expected message after "<file>:")
     "distance without derating": (edit("    access: adsl2plus\n", "    access: fttp_330_50\n    distance: 1km\n"),
                                   "7 sites[0].distance: profile 'fttp_330_50' has no derating by distance; "
                                   "remove 'distance'"),
+    "distance beyond the product's reach": (
+        edit("    access: adsl2plus\n", "    access: gfast_330_50\n    distance: 4.5km\n"),
+        "7 sites[0].distance: profile 'gfast_330_50' is not sold on lines beyond 0.5 km (this one is 4.5 km): "
+        "choose another access, or see `testbed plan` for what is sold there"),
     "count not a number": (edit("count: 2", "count: two"), "5 sites[0].count: 'two' is not a whole number"),
     "count zero": (edit("count: 2", "count: 0"), "5 sites[0].count: 0 is not between 1 and 100000"),
     "distance without unit": (edit("distance: 1.2km", "distance: 1.2"),
