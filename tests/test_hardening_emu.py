@@ -99,6 +99,24 @@ def _root_names(prefix: str, *command: str) -> list[str]:
     return [line for line in out.splitlines() if re.search(rf"\b{prefix}", line)]
 
 
+def _assert_gone(prefix: str, state_path: Path, out: Path) -> None:
+    """Nothing of the run ``prefix`` is left: no process naming it, link, qdisc, state file or partial folder."""
+    assert _mentioning(prefix) == []
+    assert _root_names(prefix, "ip", "-o", "link", "show") == []
+    assert _root_names(prefix, "tc", "qdisc", "show") == []
+    assert not state_path.exists() and not state_path.with_suffix(".tmp").exists()
+    assert list(out.rglob("*.partial")) == [], "the killed run's unfinished results folder is still there"
+
+
+def _end(process: subprocess.Popen, prefix: str | None) -> None:
+    """Kill the run if the test failed before it ended, and clean what it left by its prefix."""
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+    if prefix:
+        cleaner.clean(prefix, force=True)
+
+
 def _start_emulated_run(scenarios_dir: Path, out: Path) -> subprocess.Popen:
     """Start ``testbed run ci-smoke --engine emu`` as its own process, as a user would."""
     script = "import sys\nfrom sim.cli import app\nsys.argv[0] = 'testbed'\napp(prog_name='testbed')\n"
@@ -132,18 +150,11 @@ def test_killed_mid_run_then_clean_leaves_nothing_of_the_run(tmp_path, scenarios
         assert f"prefixes: {prefix}" in result.output
 
         assert not any(cleaner.pid_alive(pid) for pid in survivors)
-        assert _mentioning(prefix) == []
         assert _in_namespaces(namespaces) == [], "a namespace of the killed run survived"
-        assert _root_names(prefix, "ip", "-o", "link", "show") == []
-        assert _root_names(prefix, "tc", "qdisc", "show") == []
-        assert not path.exists() and not path.with_suffix(".tmp").exists() and not path.with_suffix("").exists()
-        assert list(tmp_path.rglob("*.partial")) == [], "the killed run's unfinished results folder is still there"
+        assert not path.with_suffix("").exists()
+        _assert_gone(prefix, path, tmp_path)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        if prefix:
-            cleaner.clean(prefix, force=True)
+        _end(process, prefix)
 
 
 def _wait_for_build(process: subprocess.Popen, attempts: int = 1800) -> tuple[Path, dict]:
@@ -171,14 +182,6 @@ def test_killed_while_building_its_network_then_clean_leaves_nothing_of_the_run(
         assert list(tmp_path.rglob("*.partial")), "the killed run left no results folder: nothing to test"
         result = CliRunner().invoke(app, ["clean", prefix])
         assert result.exit_code == 0, result.output
-        assert _mentioning(prefix) == []
-        assert _root_names(prefix, "ip", "-o", "link", "show") == []
-        assert _root_names(prefix, "tc", "qdisc", "show") == []
-        assert not path.exists() and not path.with_suffix(".tmp").exists()
-        assert list(tmp_path.rglob("*.partial")) == [], "the killed run's unfinished results folder is still there"
+        _assert_gone(prefix, path, tmp_path)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        if prefix:
-            cleaner.clean(prefix, force=True)
+        _end(process, prefix)
