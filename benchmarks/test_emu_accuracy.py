@@ -32,7 +32,7 @@ HOME = FarEnd(69.4e6, 18.4e6, 0.0)  # no delay at the homes: the sweeps look at 
 
 
 _REASON = capabilities.why_not_here("make bench")
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+pytestmark = [pytest.mark.emulation, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
 
 
 def _site(name, down_bps, up_bps, rtt_s, loss=0.0, buffer_bytes=1e6):

@@ -39,7 +39,7 @@ CATALOGUE_BUFFER_BYTES = 150e3     # access.yaml: every profile's buffer (assump
 
 
 _REASON = capabilities.why_not_here("make bench")
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+pytestmark = [pytest.mark.emulation, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
 
 
 def _only_under_bench(request) -> None:

@@ -158,6 +158,7 @@ def _cannot_emulate() -> str | None:
     return "; ".join(missing) if missing else None
 
 
+@pytest.mark.emulation
 @pytest.mark.skipif(os.geteuid() != 0 or bool(_cannot_emulate()),
                     reason="emulation needs root and Mininet: run `make test` as root "
                            "(it installs mininet, iperf3, irtt); `testbed doctor` says what is missing")
