@@ -12,7 +12,7 @@ import unicodedata
 
 KEPT = {"\n", "\t"}  # layout, not hidden content
 HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, format (bidi, zero-width), unassigned
-WORD_CHARS = 120  # a longer run without spaces (a path, a pasted value) is shown by its two ends
+WORD_CHARS = 300  # a longer run without spaces (a path, a pasted value) is shown by its two ends
 MESSAGE_CHARS = 2000  # and a whole message is cut after this: a pasted file says nothing more
 
 
