@@ -553,6 +553,16 @@ def _print_plan(folder: Path) -> None:
     _show(text_tables.Table("Least capacity per site class (mean [95% CI]) and the cheapest product that is enough",
                             ["site class", "seeds", "down", "up", "cheapest product", "GBP/month"], rows, notes), None)
     _print_plan_sites(folder)
+    _print_plan_backup(folder)
+
+
+def _print_plan_backup(folder: Path) -> None:
+    from sim.report import plan_backup
+    table = plan_backup.read_backup(folder)
+    if table is not None:
+        _show(text_tables.Table("Primary + backup per site class, cheapest first, up to the cheapest meeting the "
+                                "performance and availability targets", plan_backup.HEADER, plan_backup.rows(table)),
+              None)
 
 
 def _print_plan_sites(folder: Path) -> None:
