@@ -93,6 +93,11 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
     return Availability(named, years, sampled.working_h_per_year, _site_table(sites, sampled, day), classes)
 
 
+def without_backups(scenario: Scenario) -> Scenario:
+    """The scenario with no site group naming a backup of its own (a study of it with ``backup='none'``: bare lines)."""
+    return scenario.model_copy(update={"sites": tuple(g.model_copy(update={"backup": None}) for g in scenario.sites)})
+
+
 def site_backups(scenario: Scenario, topo: topology.Topology, default: str) -> pd.Series:
     """Each site's backup (rows: topology positions): its site group's own, else ``default``."""
     names = topology.site_names(scenario)

@@ -608,6 +608,10 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = T
     if folder is not None:
         checks.write_text(folder / "availability.csv", found.classes.to_csv(index=False))
         checks.write_text(folder / "availability_sites.csv", found.sites.to_csv(index=False))
+        if (found.classes["backup"] != "none").any():  # the same sites on bare lines, for the report's words
+            bare = availability.study(availability.without_backups(outcome.scenario), outcome.seed, backup="none",
+                                      trace=outcome.trace if whole else None)
+            checks.write_text(folder / "availability_without_backup.csv", bare.classes.to_csv(index=False))
     rows = []
     several = found.classes["backup"].nunique() > 1  # site groups name their own backups
     for keys, part in found.classes.groupby(["site_class", "access_profile", "backup"], sort=False):

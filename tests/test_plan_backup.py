@@ -15,6 +15,7 @@ from sim.load import load
 from sim.model.faults import Faults, LineFault
 from sim.plan_sites import Line
 from sim.report import plan_backup as backup_report
+from sim.report.availability import hours_text
 
 WORKING_SHARE = 52.5 / 168
 WORKING_H = WORKING_SHARE * 365 * 24  # 2,737.5 working hours a year
@@ -86,8 +87,8 @@ def test_the_combinations_print_as_rows_with_costs_and_verdicts(only_a_backup_me
     _, table = only_a_backup_meets_it
     rows = backup_report.rows(table)
     assert rows[0][:7] == ["gp_small", "fttp_330_50 + none", "1,320 (1,320 + 0)",
-                           f"video: {table['without_h'][0]:.2f} [{table['without_low_h'][0]:.2f}-"
-                           f"{table['without_high_h'][0]:.2f}]", "meets", "misses", ""]
+                           f"video: {hours_text(table['without_h'][0])} [{hours_text(table['without_low_h'][0])}-"
+                           f"{hours_text(table['without_high_h'][0])}]", "meets", "misses", ""]
     assert rows[1][1:3] == ["fttp_330_50 + 4g_router", "1,680 (1,320 + 360)"]
     assert rows[1][6] == "cheapest meeting every target"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim.errors import TestbedError
+from sim.report.availability import hours_text
 from sim.report.page import esc as html_esc
 
 BACKUP_FILE = "plan_backup.csv"
@@ -37,7 +38,8 @@ def rows(table: pd.DataFrame) -> list[list[str]]:
         if not isinstance(row.primary, str):  # a class capacity alone cannot serve: its reason only
             out.append([row.site_class, "none", "", "", "no", "", "", str(row.reason)])
             continue
-        hours = f"{row.app}: {row.without_h:.2f} [{row.without_low_h:.2f}-{row.without_high_h:.2f}]"
+        hours = (f"{row.app}: {hours_text(row.without_h)} "
+                 f"[{hours_text(row.without_low_h)}-{hours_text(row.without_high_h)}]")
         out.append([row.site_class, f"{row.primary} + {row.backup}",
                     f"{row.gbp_per_year:,.0f} ({row.primary_gbp_per_year:,.0f} + {row.backup_gbp_per_year:,.0f})",
                     hours, _yes(row.performance_passed), _yes(row.availability_passed),
