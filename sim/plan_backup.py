@@ -89,7 +89,8 @@ def weigh(scenario: Scenario, result: Plan, years: int | None = None) -> pd.Data
     """Per site class of the plan, the combinations cheapest first up to the first meeting every target.
 
     One row per combination (:class:`Option`'s fields, ``passed`` and ``chosen``); a class whose targets capacity
-    alone cannot meet has one row saying so.
+    alone cannot meet, or with no combination to weigh, has one row saying so (no primary). Products without a
+    price or whose technology has no line faults, and backups without a price, are not weighed.
     """
     years = years or (scenario.availability or AvailabilityStudy()).years
     rows = []
@@ -100,6 +101,9 @@ def weigh(scenario: Scenario, result: Plan, years: int | None = None) -> pd.Data
             rows.append({"site_class": site_class, "passed": False, "chosen": False,
                          "reason": unreachable_text(scenario, down, up)})
             continue
+        if not options:
+            rows.append({"site_class": site_class, "passed": False, "chosen": False,
+                         "reason": "no product of the ladder has both a price and line-fault figures (faults.yaml)"})
         rows += [{**asdict(o), "passed": o.passed, "chosen": o.passed} for o in options]
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -62,11 +62,11 @@ def only_a_backup_meets_it(tmp_path_factory):
     needs = tuple(plan.summarise("gp_small", d, [1e6, 1e6], seeds) for d in ("down", "up"))
     lines = plan_sites.walk(scenario, {Line("gp_small", None): (0.0, 0.0)}, {"gp_small": seeds}, 0.95)
     result = plan.Plan(scenario.name, 0.95, seeds, needs, lines, pd.DataFrame())
-    return scenario, plan_backup.weigh(scenario, result)
+    return scenario, plan_backup.weigh(scenario, result), result
 
 
 def test_the_availability_target_is_met_only_with_the_backup(only_a_backup_meets_it):
-    _, table = only_a_backup_meets_it
+    _, table, _ = only_a_backup_meets_it
     # Leased lines have no fault figures here: they are not weighed. FTTP alone (GBP 110 x 12 = 1,320) is enough
     # for performance but not availability; with the 4G router (1,320 + 30 x 12 = 1,680) it meets both.
     assert list(zip(table["primary"], table["backup"], table["gbp_per_year"])) == [
@@ -84,7 +84,7 @@ def test_the_availability_target_is_met_only_with_the_backup(only_a_backup_meets
 
 
 def test_the_combinations_print_as_rows_with_costs_and_verdicts(only_a_backup_meets_it):
-    _, table = only_a_backup_meets_it
+    _, table, _ = only_a_backup_meets_it
     rows = backup_report.rows(table)
     assert rows[0][:7] == ["gp_small", "fttp_330_50 + none", "1,320 (1,320 + 0)",
                            f"video: {hours_text(table['without_h'][0])} [{hours_text(table['without_low_h'][0])}-"
@@ -94,7 +94,7 @@ def test_the_combinations_print_as_rows_with_costs_and_verdicts(only_a_backup_me
 
 
 def test_a_dearer_primary_the_walk_did_not_need_is_run_and_chosen_for_its_availability(only_a_backup_meets_it):
-    scenario, _ = only_a_backup_meets_it
+    scenario, _, _ = only_a_backup_meets_it
     cat = scenario.catalogue
     # FTTC fails twice a year for 10 h (6.25 h, short of 99.9%); FTTP never does. No backup is on offer.
     faults = cat.faults.model_copy(update={"line": {"FTTC": LineFault(rate_per_year=2.0, repair="10h"),
@@ -113,3 +113,15 @@ def test_a_dearer_primary_the_walk_did_not_need_is_run_and_chosen_for_its_availa
                     table["availability_passed"])) == [("fttc_80_20", 840.0, True, False),
                                                       ("fttp_330_50", 1320.0, True, True)]
     assert table["chosen"].tolist() == [False, True] and table["without_h"].iloc[1] == 0.0
+
+
+def test_a_class_with_nothing_to_weigh_says_so(only_a_backup_meets_it):
+    scenario, _, result = only_a_backup_meets_it
+    cat = scenario.catalogue
+    faults = cat.faults.model_copy(update={"line": {"4G": cat.faults.line["4G"]}})  # no fixed line has faults
+    bare = scenario.model_copy(update={"catalogue": cat.model_copy(update={"faults": faults})})
+    assert plan_backup.combinations(bare) == []
+    table = plan_backup.weigh(bare, result)
+    assert len(table) == 1 and not table["chosen"][0] and table["primary"].isna()[0]
+    assert table["reason"][0] == "no product of the ladder has both a price and line-fault figures (faults.yaml)"
+    assert backup_report.rows(table)[0][:2] == ["gp_small", "none"]
