@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
@@ -84,3 +86,15 @@ def test_the_backup_day_is_run_once_per_backup_and_reused(tmp_path):
     again = availability.study(scenario, seed=1, days=days)
     assert days["second_fttp_diverse"] is marker
     pd.testing.assert_frame_equal(first.classes, again.classes)
+
+
+def test_check_names_each_backups_cases_apart_in_junit(tmp_path):
+    path = _write(tmp_path, TWO_GROUPS + "availability: {years: 20, backup: none}\n")
+    junit = tmp_path / "check.xml"
+    result = runner.invoke(app, ["check", str(path), "--junit", str(junit)])
+    assert result.exit_code in (0, 1), result.output
+    suite = ET.parse(junit).getroot().find("testsuite[@name='groups.gp_medium.availability']")
+    cases = [(c.get("classname"), c.get("name")) for c in suite.iter("testcase")]
+    assert len(cases) == len(set(cases)) and int(suite.get("tests")) == len(cases)
+    assert {c for c, _ in cases} == {"groups.gp_medium.fttc_80_20+second_fttp_diverse",
+                                     "groups.gp_medium.fttc_80_20+none"}
