@@ -102,9 +102,14 @@ def class_hours(run: RunData) -> pd.DataFrame | None:
         return None
     table = table.assign(weighted=table["without_h"] * table["sites"])
     out = table.groupby(["site_class", "app"], sort=False).agg(weighted=("weighted", "sum"), sites=("sites", "sum"),
-                                                               backup=("backup", "first"))
+                                                               backup=("backup", _names))
     out["without_h"] = out["weighted"] / out["sites"]
     return out.reset_index()[["site_class", "app", "backup", "without_h"]]
+
+
+def _names(backups: pd.Series) -> str:
+    """The backups of a class's sites, each once, in order ('4g_router, none')."""
+    return ", ".join(dict.fromkeys(backups))
 
 
 def availability_changes(a: RunData, b: RunData) -> list[str]:
