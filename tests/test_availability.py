@@ -244,8 +244,8 @@ def test_compare_says_what_a_change_of_line_does_to_the_hours_lost(tmp_path):
                                                           ("adsl2plus", "telephony", 0.5, 2),
                                                           ("fttp", "telephony", 0.1, 1)])
     b = _run_with_availability(tmp_path / "b", "fibre", [("fttp", "video", 0.2, 3), ("fttp", "telephony", 0.1, 3)])
-    assert availability_changes(a, b) == ["GP medium, Video: 0.73 working hours a year lost to line faults per site "
-                                          "in copper (backup none), 0.20 in fibre (backup none)."]
+    assert availability_changes(a, b) == ["GP medium: a site loses about 0.73 working hours of Video a year in copper "
+                                          "and 0.2 in fibre with no backup."]
     (tmp_path / "d").mkdir()  # a run without availability.csv: nothing to say
     assert availability_changes(a, RunData(tmp_path / "d", {"scenario": "d"}, b.resolved, *[pd.DataFrame()] * 3)) == []
 

@@ -65,5 +65,18 @@ def test_compare_tells_each_run_in_the_same_words_then_the_change(tmp_path):
         "7.0-11); on FTTP about 3.0 (2.0-4.0).",
         "full-fibre: A GP practice on FTTP loses about 3.0 working hours of video consultations a year (95% interval "
         "2.0-4.0).",
-        "A GP practice, video consultations: 7.00 working hours a year lost to line faults per site in baseline "
-        "(backup none), 3.00 in full-fibre (backup none)."]
+        "A GP practice: a site loses about 7.0 working hours of video consultations a year in baseline and 3.0 in "
+        "full-fibre with no backup."]
+
+
+def test_compare_sets_bare_lines_and_backed_ones_side_by_side(tmp_path):
+    # A: two FTTC sites with a 4G router (0.4 h) and, bare, 9.0 h; B: the same on FTTP: 0.01 h, bare 3.0 h.
+    copper = _run(tmp_path / "a", "copper",
+                  [("4g_router", "gp_medium", "fttc_80_20", "FTTC", "video", 0.4, 0.3, 0.5, 2)],
+                  [("none", "gp_medium", "fttc_80_20", "FTTC", "video", 9.0, 7.0, 11.0, 2)])
+    fibre = _run(tmp_path / "b", "fibre", [("4g_router", "gp_medium", "fttp_330_50", "FTTP", "video", 0.01, 0.0, 0.02,
+                                           2)],
+                 [("none", "gp_medium", "fttp_330_50", "FTTP", "video", 3.0, 2.0, 4.0, 2)])
+    assert availability_story(copper, fibre)[-1] == (
+        "A GP practice: a site loses about 9.0 working hours of video consultations a year in copper and 3.0 in "
+        "fibre with no backup; 0.4 and 0.01 with its backup.")
