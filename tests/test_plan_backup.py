@@ -125,3 +125,13 @@ def test_a_class_with_nothing_to_weigh_says_so(only_a_backup_meets_it):
     assert len(table) == 1 and not table["chosen"][0] and table["primary"].isna()[0]
     assert table["reason"][0] == "no product of the ladder has both a price and line-fault figures (faults.yaml)"
     assert backup_report.rows(table)[0][:2] == ["gp_small", "none"]
+
+
+def test_the_plan_page_lists_the_combinations_as_written(only_a_backup_meets_it, tmp_path):
+    _, table, _ = only_a_backup_meets_it
+    assert backup_report.html(tmp_path) == ""  # a plan that weighed no backup
+    table.to_csv(tmp_path / backup_report.BACKUP_FILE, index=False)
+    page = backup_report.html(tmp_path)
+    assert page.count("<tr><td>gp_small</td>") == 2
+    assert "<td>fttp_330_50 + 4g_router</td><td>1,680 (1,320 + 360)</td>" in page
+    assert "<td>cheapest meeting every target</td>" in page
