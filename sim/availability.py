@@ -29,15 +29,16 @@ from sim.targets import LINK
 
 STREAM = 13  # the study's own generator streams: (seed, STREAM, ...) are independent of the workload's (seed, site)
 BOOTSTRAP = 1000
-CLASS_KEYS = ["site_class", "access_profile", "technology"]
+CLASS_KEYS = ["backup", "site_class", "access_profile", "technology"]  # a class table's row: these and an app
 
 
 @dataclass(frozen=True)
 class Availability:
     """An availability study's results.
 
-    ``sites``: one row per site and app (mean hours a year down, on backup, without the app; whether the app
-    works on the backup). ``classes``: one row per site class x access profile x app, with intervals and verdicts.
+    ``backup``: the backups the sites ran on, comma-separated (each class row names its own). ``sites``: one row
+    per site and app (its backup; mean hours a year down, on backup, without the app; whether the app works on
+    the backup). ``classes``: one row per backup x site class x access profile x app, with intervals and verdicts.
     """
 
     backup: str
@@ -53,15 +54,21 @@ class Availability:
 
 
 def study(scenario: Scenario, seed: int, years: int | None = None, backup: str | None = None,
-          trace: pd.DataFrame | None = None) -> Availability:
+          trace: pd.DataFrame | None = None, days: dict | None = None) -> Availability:
     """Run an availability study of a scenario (its ``availability`` key, or the defaults, as overridden here).
 
+    Each site runs on its site group's own ``backup`` (an inventory row's), or else the scenario's default.
+
     Args:
-        scenario: A validated scenario whose sites' technologies (and its backup's) have line faults.
+        scenario: A validated scenario whose sites' technologies (and its backups') have line faults.
         seed: The run's seed: the backup day's workload and the sampled faults.
         years: Years to sample (default the scenario's, or 200).
-        backup: A backup profile of the catalogue (default the scenario's, or ``none``).
+        backup: The default backup profile of the catalogue (default the scenario's, or ``none``); a site group
+            naming its own keeps it.
         trace: The scenario's whole trace for ``seed``, if a run made it already (else it is generated).
+        days: A cache of backup days (backup name -> :func:`backup_day`'s answer for this scenario's sites and
+            ``seed``), filled here: a caller studying the same sites on other primaries passes it again (a site's
+            day on a backup does not depend on its primary line).
 
     Raises:
         ScenarioError: If the catalogue lacks what the study needs (the loader checks a scenario that asks for
@@ -69,22 +76,63 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
     """
     spec = scenario.availability or AvailabilityStudy()
     years, backup = years or spec.years, backup or spec.backup
-    require(scenario, backup)
-    cat = scenario.catalogue
-    chosen = cat.backups[backup]
     topo = topology.build(scenario)
+    chosen = site_backups(scenario, topo, backup)
+    for name in dict.fromkeys([backup, *chosen]):
+        require(scenario, name)
     apps = judged_apps(scenario.targets)
     counts = session_counts(workload.generate(scenario, topo, seed) if trace is None else trace, topo, apps)
-    works, share = backup_day(scenario, seed, backup) if chosen.kind != "none" else \
-        (pd.DataFrame(False, index=counts.index, columns=counts.columns), counts * 0.0)
-    day = Day(counts, works, share, (scenario.window.end - scenario.window.start) / 3600.0)
-    technology = cat.profiles[chosen.profile].technology if chosen.profile else None
-    sampled = faults.sample_sites(topo.sites, cat.faults, chosen, technology, years, (seed, STREAM))
+    days = {} if days is None else days
+    day = _day(scenario, seed, counts, chosen, days)
+    sampled = _sample(scenario, topo.sites, chosen, years, seed)
     rng = np.random.default_rng([seed, STREAM, 1])
-    classes = _class_table(topo.sites, sampled, day, scenario, rng)
-    classes.insert(0, "working_h", sampled.working_h_per_year)
-    classes.insert(0, "backup", backup)
-    return Availability(backup, years, sampled.working_h_per_year, _site_table(topo.sites, sampled, day), classes)
+    sites = topo.sites.assign(backup=chosen.to_numpy())
+    classes = _class_table(sites, sampled, day, scenario, rng)
+    classes.insert(1, "working_h", sampled.working_h_per_year)
+    named = ", ".join(dict.fromkeys(chosen))
+    return Availability(named, years, sampled.working_h_per_year, _site_table(sites, sampled, day), classes)
+
+
+def without_backups(scenario: Scenario) -> Scenario:
+    """The scenario with no site group naming a backup of its own (a study of it with ``backup='none'``: bare lines)."""
+    return scenario.model_copy(update={"sites": tuple(g.model_copy(update={"backup": None}) for g in scenario.sites)})
+
+
+def site_backups(scenario: Scenario, topo: topology.Topology, default: str) -> pd.Series:
+    """Each site's backup (rows: topology positions): its site group's own, else ``default``."""
+    names = topology.site_names(scenario)
+    per_group = [group.backup or default for group in scenario.sites for _ in range(group.count)]
+    return topo.sites["site"].map(dict(zip(names, per_group))).rename("backup")
+
+
+def _day(scenario: Scenario, seed: int, counts: pd.DataFrame, chosen: pd.Series, days: dict) -> Day:
+    """What each site's own backup day says of it (a backup of kind ``none``: nothing works, nothing passes)."""
+    works = pd.DataFrame(False, index=counts.index, columns=counts.columns)
+    share = counts * 0.0
+    for name in dict.fromkeys(chosen):
+        if scenario.catalogue.backups[name].kind == "none":
+            continue
+        if name not in days:
+            days[name] = backup_day(scenario, seed, name)
+        mask = (chosen == name).to_numpy()
+        works.loc[mask], share.loc[mask] = days[name][0].loc[mask], days[name][1].loc[mask]
+    return Day(counts, works.astype(bool), share, (scenario.window.end - scenario.window.start) / 3600.0)
+
+
+def _sample(scenario: Scenario, sites: pd.DataFrame, chosen: pd.Series, years: int, seed: int) -> faults.SiteYears:
+    """Sampled years of every site with its own backup, the sites of each backup sampled together.
+
+    A site's faults depend only on its position and its shared units' names, so the split changes nothing for it.
+    """
+    cat = scenario.catalogue
+    down, on_backup, working = np.zeros((len(sites), years)), np.zeros((len(sites), years)), 0.0
+    for name in dict.fromkeys(chosen):
+        spare = cat.backups[name]
+        technology = cat.profiles[spare.profile].technology if spare.profile else None
+        mask = (chosen == name).to_numpy()
+        part = faults.sample_sites(sites[mask], cat.faults, spare, technology, years, (seed, STREAM))
+        down[mask], on_backup[mask], working = part.down_h, part.backup_h, part.working_h_per_year
+    return faults.SiteYears(down, on_backup, working)
 
 
 @dataclass(frozen=True)
@@ -179,7 +227,7 @@ def _site_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day) -> pd.
     """
     parts = []
     for app in day.counts.columns:
-        part = sites[["site", "site_class", "family", "access_profile", "technology"]].copy()
+        part = sites[["site", "site_class", "family", "access_profile", "technology", "backup"]].copy()
         rate = day.counts[app].to_numpy() / day.window_h
         part["app"] = app
         part["works_on_backup"] = day.works[app].to_numpy(dtype=bool)
@@ -201,7 +249,7 @@ def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day, scena
     years = sampled.down_h.shape[1]
     resamples = rng.integers(0, years, (BOOTSTRAP, years))
     for keys, members in sites.groupby(CLASS_KEYS, sort=False):
-        target = scenario.targets.availability.of(keys[0])
+        target = scenario.targets.availability.of(keys[1])
         for app in day.counts.columns:
             index = members.index.to_numpy()[day.counts[app].to_numpy()[members.index.to_numpy()] > 0]
             if not len(index):
@@ -212,7 +260,7 @@ def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day, scena
             row.update(app=app, sites=len(index), years=years, works_on_backup=float(day.works[app][index].mean()))
             row.update(_sessions(sampled, day, app, index))
             rows.append(_judge(row, target, sampled.working_h_per_year))
-    return pd.DataFrame(rows, columns=CLASS_COLUMNS[2:])
+    return pd.DataFrame(rows, columns=[c for c in CLASS_COLUMNS if c != "working_h"])
 
 
 def _sessions(sampled: faults.SiteYears, day: Day, app: str, index: np.ndarray) -> dict:
@@ -253,7 +301,7 @@ def _judge(row: dict, target, working_h: float) -> dict:
             "target_years": target.years, "passed": not reasons, "reason": "; ".join(reasons)}
 
 
-CLASS_COLUMNS = ["backup", "working_h", *CLASS_KEYS, "app", "sites", "years", "works_on_backup", "down_h",
+CLASS_COLUMNS = ["backup", "working_h", *CLASS_KEYS[1:], "app", "sites", "years", "works_on_backup", "down_h",
                  "backup_h", "without_h", "without_low_h", "without_high_h", "share_usable", "worst_h", "worst_low_h",
                  "worst_high_h", "sessions_lost", "sessions_failed_on_backup", "target_share", "target_hours",
                  "target_years", "passed", "reason"]

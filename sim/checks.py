@@ -31,7 +31,8 @@ def junit_xml(gate: Gate, facts: dict, site_bar: float, availability: pd.DataFra
         facts: The run's facts: ``scenario``, ``scenario_file``, ``run_folder`` (or None), ``seed``.
         site_bar: Share of a class's sites that must pass (for the failure message).
         availability: The class table of :mod:`sim.availability`, when the scenario asks for one: a suite per
-            site class, a case per access profile x app named ``availability.<app>``.
+            site class, a case per access profile x app named ``availability.<app>`` (its class name ends in
+            ``<profile>+<backup>`` where the class's sites have several backups).
     """
     scenario = facts["scenario"]
     suites = ET.Element("testsuites", name=f"testbed {scenario}")
@@ -71,8 +72,10 @@ def _availability_suites(suites: ET.Element, availability: pd.DataFrame, scenari
         failures = int((~rows["passed"]).sum())
         suite = ET.SubElement(suites, "testsuite", name=f"{scenario}.{site_class}.availability",
                               tests=str(len(rows)), failures=str(failures), errors="0", skipped="0")
+        several = "backup" in rows and rows["backup"].nunique() > 1  # groups with backups of their own
         for row in rows.itertuples(index=False):
-            case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{site_class}.{row.access_profile}",
+            line = f"{row.access_profile}+{row.backup}" if several else row.access_profile
+            case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{site_class}.{line}",
                                  name=f"availability.{row.app}")
             if not row.passed:
                 message = (f"{row.without_h:.2f} working hours a year without it "

@@ -553,6 +553,16 @@ def _print_plan(folder: Path) -> None:
     _show(text_tables.Table("Least capacity per site class (mean [95% CI]) and the cheapest product that is enough",
                             ["site class", "seeds", "down", "up", "cheapest product", "GBP/month"], rows, notes), None)
     _print_plan_sites(folder)
+    _print_plan_backup(folder)
+
+
+def _print_plan_backup(folder: Path) -> None:
+    from sim.report import plan_backup
+    table = plan_backup.read_backup(folder)
+    if table is not None:
+        _show(text_tables.Table("Primary + backup per site class, cheapest first, up to the cheapest meeting the "
+                                "performance and availability targets", plan_backup.HEADER, plan_backup.rows(table)),
+              None)
 
 
 def _print_plan_sites(folder: Path) -> None:
@@ -598,13 +608,19 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = T
     if folder is not None:
         checks.write_text(folder / "availability.csv", found.classes.to_csv(index=False))
         checks.write_text(folder / "availability_sites.csv", found.sites.to_csv(index=False))
+        if (found.classes["backup"] != "none").any():  # the same sites on bare lines, for the report's words
+            bare = availability.study(availability.without_backups(outcome.scenario), outcome.seed, backup="none",
+                                      trace=outcome.trace if whole else None)
+            checks.write_text(folder / "availability_without_backup.csv", bare.classes.to_csv(index=False))
     rows = []
-    for keys, part in found.classes.groupby(["site_class", "access_profile"], sort=False):
+    several = found.classes["backup"].nunique() > 1  # site groups name their own backups
+    for keys, part in found.classes.groupby(["site_class", "access_profile", "backup"], sort=False):
         worst = part.loc[part["without_h"].idxmax()]
         lost = ", ".join(part.loc[part["works_on_backup"] < 1, "app"]) if worst.backup_h > 0 else ""
         failed = part[~part["passed"]].groupby("reason", sort=False)["app"].agg(", ".join)
         failed = failed.replace(", ".join(part["app"]), "every app")
-        rows.append([*keys, f"{worst.down_h:.2f}", f"{worst.backup_h:.2f}", lost or "-",
+        access = f"{keys[1]} + {keys[2]}" if several else keys[1]
+        rows.append([keys[0], access, f"{worst.down_h:.2f}", f"{worst.backup_h:.2f}", lost or "-",
                      f"{worst.app}: {worst.without_h:.2f} [{worst.without_low_h:.2f}-{worst.without_high_h:.2f}]"
                      f", {worst.share_usable:.3%}, {worst.sessions_lost + worst.sessions_failed_on_backup:.1f}",
                      f"{1 - worst.target_years:.0%} of years lose >= {worst.worst_h:.1f} h "

@@ -2,7 +2,8 @@
 
 Columns (names as in :data:`COLUMNS`): ``id`` (e.g. an ODS code), ``name`` (free text: "St Mary's Surgery"),
 ``class`` (a site class), ``access`` (an access profile), the line length as ``distance`` (with a unit: ``1.2km``)
-or ``distance_m`` (metres, a number), and optionally ``aggregation`` and ``region``. Each row becomes one site
+or ``distance_m`` (metres, a number), and optionally ``aggregation``, ``region`` and ``backup`` (the site's own
+backup profile for an availability study, ``faults.yaml: backups``; blank: the scenario's). Each row becomes one site
 (a site group of one) named by its ``name``; ids and names are unique. Errors name the file, row and column, and
 the nearest known name for an unknown class, profile or aggregation.
 """
@@ -17,7 +18,7 @@ from sim.model.quantities import MAX_DISTANCE_M
 from sim.tables import Table, did_you_mean
 
 REQUIRED = ("id", "name", "class", "access")
-COLUMNS = REQUIRED + ("distance", "distance_m", "aggregation", "region")
+COLUMNS = REQUIRED + ("distance", "distance_m", "aggregation", "region", "backup")
 MAX_SITES = 100_000  # as a site group's count: far above any estate (England has about 6,300 GP practices)
 MAX_TEXT = {"id": 40, "name": 80, "region": 80}
 
@@ -28,7 +29,8 @@ def read(path: Path, shown: str, catalogue: dict) -> tuple[list[dict], list[int]
     Args:
         path: The inventory file (``.csv`` or ``.parquet``).
         shown: How messages name it (the path as the scenario gives it, from the scenario's folder).
-        catalogue: The merged catalogue (plain data): its ``site_classes``, ``profiles`` and ``aggregations``.
+        catalogue: The merged catalogue (plain data): its ``site_classes``, ``profiles``, ``aggregations`` and
+            ``backups``.
 
     Returns:
         One site entry per row, as a scenario's ``sites`` list holds them (``count: 1``; ``distance`` in metres,
@@ -43,7 +45,7 @@ def read(path: Path, shown: str, catalogue: dict) -> tuple[list[dict], list[int]
         raise table.error("give the line length once: 'distance' (with a unit) or 'distance_m' (metres)")
     if len(table.frame) > MAX_SITES:
         raise table.error(f"{len(table.frame):,} sites; one scenario holds at most {MAX_SITES:,}")
-    known = {key: list(catalogue.get(key) or {}) for key in ("site_classes", "profiles", "aggregations")}
+    known = {key: list(catalogue.get(key) or {}) for key in ("site_classes", "profiles", "aggregations", "backups")}
     known["reach_m"] = _reaches_m(catalogue.get("profiles") or {})
     entries = [_entry(table, i, row, known) for i, row in enumerate(table.frame.to_dict("records"))]
     for key in ("id", "name"):
@@ -59,6 +61,8 @@ def _entry(table: Table, i: int, row: dict, known: dict[str, list[str]]) -> dict
     aggregation = _blank(row.get("aggregation"))
     if aggregation is not None:
         entry["aggregation"] = _name(table, i, row, "aggregation", known["aggregations"], "aggregation")
+    if _blank(row.get("backup")) is not None:
+        entry["backup"] = _name(table, i, row, "backup", known["backups"], "backup profile")
     region = _blank(row.get("region"))
     if region is not None:
         entry["region"] = _text(table, i, row, "region")

@@ -666,6 +666,9 @@ def _check_faults(scenario: Scenario, tree: Located) -> None:
         if name not in cat.site_classes:
             raise _reference_error(tree, ("targets", "availability", "site_classes", name), "site class", name,
                                    list(cat.site_classes))
+    for i, group in enumerate(scenario.sites):
+        if group.backup is not None and group.backup not in cat.backups:
+            raise _reference_error(tree, ("sites", i, "backup"), "backup profile", group.backup, list(cat.backups))
     if scenario.availability is not None:
         _check_availability_study(scenario, tree)
 
@@ -681,6 +684,8 @@ def _check_availability_study(scenario: Scenario, tree: Located) -> None:
     backup = cat.backups[study.backup]
     needs = [(("sites", i, "access"), group.access) for i, group in enumerate(scenario.sites)]
     needs += [(("availability", "backup"), backup.profile)] if backup.profile else []
+    needs += [(("sites", i, "backup"), cat.backups[group.backup].profile) for i, group in enumerate(scenario.sites)
+              if group.backup is not None and cat.backups[group.backup].profile]
     for path, profile in needs:
         technology = cat.profiles[profile].technology
         if technology not in cat.faults.line:

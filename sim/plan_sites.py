@@ -160,3 +160,15 @@ def length_text(distance_m: float | None) -> str:
     """A line length for people: '1.8 km', or 'length not stated'."""
     return "length not stated" if distance_m is None or not math.isfinite(distance_m) else \
         f"{distance_m / 1000:.3g} km"
+
+
+def run_step(scenario: Scenario, line: Line, step: Step, seeds: tuple[int, ...], target_share: float) -> Step:
+    """Run a product the ladder walk did not need (``not needed``) on a line for every seed, and settle it.
+
+    The backup planner asks this of a dearer primary (:mod:`sim.plan_backup`); the answer is what the walk would
+    have found had it got there.
+    """
+    distance_m = run_distance(scenario.catalogue.profiles[step.product], line.distance_m)
+    per_seed = [check_product(scenario, line.site_class, step.product, distance_m, seed) for seed in seeds]
+    check = _check((line.site_class, step.product, distance_m), per_seed, target_share)
+    return Step(step.product, step.rates_bps, "enough" if check.passed else "missed", check)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, plan_tables, report, results, scale
+from sim import des, plan_backup, plan_tables, report, results, scale
 from sim import plan as planner
 from sim import sweep as sweeper
 from sim.load import load
@@ -36,6 +36,8 @@ def plan(path: Path | str, *, site_classes: list[str] | None = None, target_shar
         tables = {"plan.csv": plan_tables.summary(found, scenario),
                   "plan_sites.csv": plan_tables.site_table(found, scenario),
                   "products.csv": plan_tables.product_table(found), "curve.csv": found.curve}
+        if scenario.availability is not None:  # weigh a backup against each primary (sim.plan_backup)
+            tables["plan_backup.csv"] = plan_backup.weigh(scenario, found)
         extra = {"kind": "plan", "target_share": target_share, "seeds": list(found.seeds), "png": png,
                  "seed_rule": found.seed_rule,
                  "site_classes": list(dict.fromkeys(n.site_class for n in found.needs))}

@@ -9,6 +9,7 @@ service and the rest runs on the backup.
 
 from __future__ import annotations
 
+import html
 import json
 import xml.etree.ElementTree as ET
 
@@ -21,8 +22,8 @@ from sim import availability, faults, topology, workload
 from sim.cli import app
 from sim.load import load
 from sim.model.faults import Backup, Faults, LineFault, SharedFault, WorkingHours
-from sim.report.availability import availability_changes, worst_apps
-from sim.report.data import RunData
+from sim.report.availability import availability_changes, class_sentences, hours_text, worst_apps
+from sim.report.data import RunData, read_run
 
 runner = CliRunner()
 HOURS = WorkingHours(start="08:00", end="18:30")
@@ -212,6 +213,16 @@ def test_run_year_writes_the_tables_and_draws_them_in_the_report(tmp_path, scena
     assert (classes["backup"] == "none").all() and (classes["backup_h"] == 0).all()
     assert 'id="availability"' in (folder / "report.html").read_text()
     assert (folder / "figures" / "availability.csv").is_file()
+    # The report says it in words, every figure the table's: ADSL2+, FTTC, FTTP (copper first), video calls.
+    video = classes[classes["app"] == "video"].set_index("technology")
+    figures = [(t, hours_text(video.loc[t, "without_h"]),
+                f"{hours_text(video.loc[t, 'without_low_h'])}-{hours_text(video.loc[t, 'without_high_h'])}")
+               for t in ("ADSL2+", "FTTC", "FTTP")]
+    ((_, said),) = class_sentences(read_run(folder))
+    assert said == (f"GP practice, medium (about 10,000 patients) on ADSL2+ loses about {figures[0][1]} working hours "
+                    f"of video consultations a year (95% interval {figures[0][2]}); on FTTC about {figures[1][1]} "
+                    f"({figures[1][2]}); on FTTP about {figures[2][1]} ({figures[2][2]}).")
+    assert html.escape(said) in (folder / "report.html").read_text()
 
 
 def _run_with_availability(folder, name: str, rows: list[tuple]) -> RunData:
@@ -233,8 +244,8 @@ def test_compare_says_what_a_change_of_line_does_to_the_hours_lost(tmp_path):
                                                           ("adsl2plus", "telephony", 0.5, 2),
                                                           ("fttp", "telephony", 0.1, 1)])
     b = _run_with_availability(tmp_path / "b", "fibre", [("fttp", "video", 0.2, 3), ("fttp", "telephony", 0.1, 3)])
-    assert availability_changes(a, b) == ["GP medium, Video: 0.73 working hours a year lost to line faults per site "
-                                          "in copper (backup none), 0.20 in fibre (backup none)."]
+    assert availability_changes(a, b) == ["GP medium: a site loses about 0.73 working hours of Video a year in copper "
+                                          "and 0.2 in fibre with no backup."]
     (tmp_path / "d").mkdir()  # a run without availability.csv: nothing to say
     assert availability_changes(a, RunData(tmp_path / "d", {"scenario": "d"}, b.resolved, *[pd.DataFrame()] * 3)) == []
 

@@ -242,8 +242,8 @@ LOCATED = {  # id: (file text, expected message after "<file>:")
                                       "13 targets.transfers.telephony: app 'telephony' is a stream: its target "
                                       "belongs under streams"),
     "key like no other": (edit("    count: 1\n", "    count: 1\n    zzz: 1\n"),
-                          "9 sites[1].zzz: unknown key 'zzz'; allowed keys: access, aggregation, class, count, "
-                          "distance, id, name, region"),
+                          "9 sites[1].zzz: unknown key 'zzz'; allowed keys: access, aggregation, backup, class, "
+                          "count, distance, id, name, region"),
     "unknown profile": (edit("access: adsl2plus", "access: adsl2plu"),
                         "6 sites[0].access: unknown profile 'adsl2plu'; did you mean 'adsl2plus'?"),
     "unknown site class": (edit("class: gp_small", "class: gp_smal"),

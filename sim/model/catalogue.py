@@ -19,6 +19,7 @@ from sim.model.quantities import (
     Fraction,
     Frozen,
     PerDay,
+    Price,
     RateBps,
     SizeBytes,
     SizeDistribution,
@@ -38,13 +39,6 @@ class DeratingPoint(Frozen):
     distance: DistanceM
     down: RateBps
     up: RateBps | None = None
-
-
-class Price(Frozen):
-    """A product's rental (GBP a month, excluding VAT and installation) and where the figure comes from."""
-
-    gbp_per_month: float = Field(ge=0.0, le=1e6)
-    source: str = Field(min_length=1, description="a docs/sources.md section (e.g. S1) or 'assumption'")
 
 
 class AccessProfile(Frozen):

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from sim.model.quantities import ClockS, DurationDistribution, DurationS, Fraction, Frozen
+from sim.model.quantities import ClockS, DurationDistribution, DurationS, Fraction, Frozen, Price
 
 MAX_FAULTS_PER_YEAR = 365.0  # a fault a day on one line: far above any real figure, low enough to catch a typo
 
@@ -93,7 +93,9 @@ class Backup(Frozen):
     none (``kind: none``) means no backup. ``failover`` is the outage at each switch to the backup; ``carries``
     says which traffic goes on it: ``all`` (one queue, as the primary line) or ``realtime_first`` (calls, marked
     EF, served before everything else: the backup link queues with ``qos: priority``). ``diverse`` false means a
-    second line through the same cabinet, exchange and tree as the primary: it shares their faults.
+    second line through the same cabinet, exchange and tree as the primary: it shares their faults. ``price`` is
+    what the backup costs a month (a router's SIM and data plan with the router spread over its life; a second
+    line's rental); a second line without one costs its profile's rental (``access.yaml``).
     """
 
     label: str = Field(min_length=1, max_length=60)
@@ -102,6 +104,7 @@ class Backup(Frozen):
     failover: DurationS | None = None
     carries: Literal["all", "realtime_first"] = "all"
     diverse: bool = True
+    price: Price | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Backup:

@@ -10,7 +10,7 @@ import math
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from sim import units
 
@@ -188,3 +188,10 @@ class DurationDistribution(Distribution):
     """A distribution of durations in seconds."""
 
     kind: ClassVar[str] = "time"
+
+
+class Price(Frozen):
+    """A product's rental (GBP a month, excluding VAT and installation) and where the figure comes from."""
+
+    gbp_per_month: float = Field(ge=0.0, le=1e6)
+    source: str = Field(min_length=1, description="a docs/sources.md section (e.g. S1) or 'assumption'")

@@ -62,7 +62,8 @@ class SiteGroup(Frozen):
     ``name`` is free text ("St Mary's Surgery"): a group of one site is named by it, a larger group's sites by it
     and a number. ``id`` (e.g. an ODS code) and ``region`` describe the site; an inventory's rows
     (:mod:`sim.inventory`) are groups of one with both, and with their line length even where the profile does
-    not derate by distance (it is then only shown).
+    not derate by distance (it is then only shown). ``backup`` names the group's own backup profile
+    (``faults.yaml: backups``) for an availability study; None: the scenario's (``availability.backup``).
     """
 
     site_class: str = Field(alias="class")
@@ -73,6 +74,7 @@ class SiteGroup(Frozen):
     site_id: str | None = Field(default=None, alias="id", min_length=1, max_length=40)
     region: str | None = Field(default=None, min_length=1, max_length=80)
     aggregation: str | None = None
+    backup: str | None = None
 
     @field_validator("name", "site_id", "region")
     @classmethod

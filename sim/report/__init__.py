@@ -95,7 +95,19 @@ def _intro(run: RunData) -> str:
             f'<p class="meta">{lead} {page.esc(meta["engine"])}, seed {page.esc(meta["seed"])}, '
             f'{page.esc(meta["sessions"])} sessions, run {page.esc(meta.get("finished_utc", ""))}, '
             f'revision {page.esc((meta.get("git_revision") or "unknown")[:10])}.</p>'
-            f'<p class="headline">{page.esc(summary.headline(run))}</p>{misses}{met}{sites}')
+            f'<p class="headline">{page.esc(summary.headline(run))}</p>{misses}{met}{_availability(run)}{sites}')
+
+
+def _availability(run: RunData) -> str:
+    """What line faults cost each site class a year, in words (a run made with ``--year``; else '')."""
+    from sim.report.availability import class_sentences
+    said = class_sentences(run)
+    if not said:
+        return ""
+    items = "".join(f'<li class="availability" data-site-class="{page.esc(c)}">{page.esc(text)}</li>'
+                    for c, text in said)
+    return ('<h2>Hours lost to line faults</h2><p>Working hours a year a site cannot use the app, through a year of '
+            f'line faults (mean over sampled years; availability.csv has every app).</p><ul>{items}</ul>')
 
 
 def _finding_item(f: summary.Finding) -> str:

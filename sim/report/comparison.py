@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sim.report import pngs
-from sim.report.availability import availability_changes
+from sim.report.availability import availability_story
 from sim.report.data import RunData
 from sim.report.figures import FAIL, PASS, FigureSpec, _layout, esc
 from sim.report.page import esc as html_esc
@@ -123,7 +123,7 @@ def render(a: RunData, b: RunData, out: Path, *, png: bool | None = None) -> Pat
     intro = (f'<p class="meta">A: {html_esc(a.folder)}<br>B: {html_esc(b.folder)}</p>'
              f'<p class="headline">{html_esc(headline(a, b, table))}.</p><h2>What changes</h2><ul>'
              + "".join(f'<li class="change">{html_esc(s)}</li>' for s in lines) + "</ul>")
-    faults = availability_changes(a, b)  # both runs made with `run --year`
+    faults = availability_story(a, b)  # both runs made with `run --year`
     if faults:
         intro += ("<h2>Availability through line faults</h2><ul>"
                   + "".join(f'<li class="availability">{html_esc(s)}</li>' for s in faults) + "</ul>")

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sim.errors import TestbedError
+from sim.report import plan_backup
 from sim.report.data import app_labels
 from sim.report.figures import FAIL, PASS, SERIES, FigureSpec, _layout, esc, target_line
 from sim.report.page import esc as html_esc
@@ -142,7 +143,7 @@ def render_plan(folder: Path | str) -> Path:
                          "</li>")
     intro = (f"<p>Scenario <b>{html_esc(meta['scenario'])}</b>, seeds {html_esc(meta['seeds'])}: the least access "
              f"capacity at which {share:.0%} of each class's sites meet every service target.</p>"
-             f"<ul>{''.join(items)}</ul>{plan_sites_html(folder)}")
+             f"<ul>{''.join(items)}</ul>{plan_sites_html(folder)}{plan_backup.html(folder)}")
     return _write_page(folder, PLAN_FILE, f"{meta['scenario']}: what capacity is enough?", intro, specs)
 
 
