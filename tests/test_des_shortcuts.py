@@ -43,6 +43,10 @@ _SLOW = {"down_bps": 0.5e6, "up_bps": 0.5e6, "rtt_s": 0.0, "buffer_bytes": 0.0}
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(a=site("a", **_SLOW), b=site("a", **_SLOW), shared_bps=None,  # a call 1 ns after two transfers (CI found it)
          sessions=[transfer("a", 0.0, 2e3, "up"), transfer("a", 0.0, 2e3, "up"), call("a", 1e-9, 1.0)])
+@example(a=site("a", **_SLOW), b=site("a", **(_SLOW | {"buffer_bytes": 30_000.0})), shared_bps=None,
+         sessions=[transfer("b", 0.0, 2e3, "down"),  # a transfer arriving as telephony takes 97% of its line
+                   *(call("b", 0.0, 1.0, target_bps=r, min_bps=r, app="telephony", far_end="cloud", up_share=0.5)
+                     for r in (87.2e3, 400e3))])
 @given(a=sites, b=sites,
        sessions=st.lists(st.one_of(transfers, transfers, calls, fixed_streams), min_size=1, max_size=14),
        shared_bps=st.sampled_from([None, 2e6, 100e6]))

@@ -122,10 +122,18 @@ class Group(LoneTransfers, SharedLinks):
         return best_s
 
     def _reserved_changed(self, link) -> None:
-        """A link's reserved rate changed: fluid flows share what is left; its queues change now."""
+        """A link's reserved rate changed: fluid flows share what is left; its queues change now.
+
+        A transfer arriving at this instant, before the link is re-shared, finds the share the change leaves it:
+        what the change freed (or took), split as the re-share will split it among the link's transfers and it.
+        """
+        freed_bps = link.free_bps - self.capacity[id(link)]
         self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
         self.dirty.add(link)
         link.carry(link.load_bps, link.saturated)
+        if self.single_link_paths:
+            sharing = sum(1 for f in self.transfers if f.path[0] is link)
+            link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (sharing + 1))
 
     def _sync_idle(self, s: dict, now_s: float) -> None:
         """Bring a session's links to their reserved rate at ``now_s``, before it reads them without an event.
