@@ -200,3 +200,14 @@ def test_a_calls_phases_are_summarised_from_its_series_and_the_changes():
     assert repaired.rate_bps == pytest.approx(0.4e6 + 0.1e6 * 10.0)   # seconds 21-29: k = 6..14
     assert repaired.share_at_target == pytest.approx(4 / 9)           # k >= 11: 1.5 Mbit/s and up
     assert "fault" in failover.text(table) and "8:00:20" in failover.text(table)
+
+
+def test_a_scenario_windows_changes_are_shifted_to_the_replayed_slice():
+    # a fault from 100 s to 400 s of the window, its backup after 90 s; the emulation replays 150-450 s
+    changes = lc.failover("gp", FTTC, BACKUP_4G, 100.0, 400.0, 90.0)
+    sliced = linksteps.to_slice(changes, 150.0, 300.0)
+    assert list(zip(sliced["at_s"], sliced["cause"])) == [(0.0, "fault"), (40.0, "backup"), (250.0, "repaired")]
+    late = linksteps.to_slice(changes, 0.0, 200.0)  # the repair (400 s) falls after the slice
+    assert list(late["cause"]) == ["fault", "backup"]
+    on_time = linksteps.to_slice(changes, 190.0, 60.0)  # the backup starts with the slice: it alone applies at 0
+    assert list(zip(on_time["at_s"], on_time["cause"])) == [(0.0, "backup")]

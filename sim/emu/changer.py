@@ -62,15 +62,25 @@ class Changer:
             self._thread.join(timeout=30.0)
 
     def _run(self) -> None:
-        for step in self.steps:
-            planned_s = self.epoch_s + step.at_s
+        """Apply the steps due at each moment (all of them first, then read each back), in time order."""
+        k = 0
+        while k < len(self.steps):
+            group = [s for s in self.steps[k:] if s.at_s == self.steps[k].at_s]
+            k += len(group)
+            planned_s = self.epoch_s + group[0].at_s
             if self._stop.wait(max(0.0, planned_s - time.time())):
-                self.results.append(self._row(step, planned_s, None, None, {}, ["not applied: the run ended"]))
+                self.results += [self._row(s, planned_s, None, None, {}, ["not applied: the run ended"])
+                                 for s in group]
                 continue
-            self.results.append(self.apply(step, planned_s))
+            applied = [(step, *self._apply(step)) for step in group]
+            self.results += [self._finish(step, planned_s, *done) for step, *done in applied]
 
     def apply(self, step: linksteps.Step, planned_s: float) -> dict:
-        """Apply one step now, read it back, tell the watch; its row (see the module docstring)."""
+        """Apply one step now and read it back; its row (see the module docstring)."""
+        return self._finish(step, planned_s, *self._apply(step))
+
+    def _apply(self, step: linksteps.Step) -> tuple[float, float, list[str]]:
+        """Run a step's commands; (started, applied: Unix s, problems); tell the watch what is now in force."""
         link = self.links[step.link]
         started_s = time.time()
         cmds = linksteps.step_cmds(step, link, self.emu.devices(link), self.emu.plan.method,
@@ -89,6 +99,10 @@ class Changer:
         if self.watch is not None:
             for d in linksteps.DIRECTIONS:
                 self.watch.note_change(step.link, d, started_s, applied_s, step.after[d])
+        return started_s, applied_s, failed
+
+    def _finish(self, step: linksteps.Step, planned_s: float, started_s: float, applied_s: float,
+                failed: list[str]) -> dict:
         read = self.read_back(step)
         out = self._row(step, planned_s, started_s, applied_s, read, failed + linksteps.problems(step.after, read))
         log.info("link change %s at %.1f s (%s): applied %.0f ms late%s", step.site, step.at_s, step.cause,
@@ -125,13 +139,15 @@ class Changer:
 
     def read_back(self, step: linksteps.Step) -> dict[str, dict]:
         """Per direction: the shaper's rate and queue, the loss and outage rules, and the delay, as in force now."""
-        link = self.links[step.link]
-        devices = self.emu.devices(link)
         try:
-            rules = _out(self.emu.node(link.delay_node), ["iptables", "-w", "-t", "mangle", "-S", "FORWARD"])
-            shim = _shim_state(self.emu, link.delay_node) if self.emu.plan.method == "nfqueue" else {}
+            return self._read(self.links[step.link])
         except EngineError as exc:
             return {d: {"error": str(exc)} for d in linksteps.DIRECTIONS}
+
+    def _read(self, link) -> dict[str, dict]:
+        devices = self.emu.devices(link)
+        rules = _out(self.emu.node(link.delay_node), ["iptables", "-w", "-t", "mangle", "-S", "FORWARD"])
+        shim = _shim_state(self.emu, link.delay_node) if self.emu.plan.method == "nfqueue" else {}
         losses, blocked = probe.parse_iptables_rules(rules), linksteps.parse_blocked_ports(rules)
         delays = {q["num"]: q["delay_s"] for q in shim.get("queues", [])}
         out = {}

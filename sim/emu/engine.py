@@ -92,8 +92,9 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
         link_changes: pd.DataFrame | None = None) -> EmuResult:
     """Emulate the scenario's slice; agents' specs and results are kept in ``work_dir`` as evidence.
 
-    ``link_changes`` (:mod:`sim.linkchanges`; ``at_s`` from the replayed window's start) change the emulated sites'
-    access lines mid-run (:mod:`sim.emu.changer`); rows of sites not emulated are left out. Each change is read
+    ``link_changes`` (:mod:`sim.linkchanges`; ``at_s`` from the scenario window's start, as the simulator reads
+    them) change the emulated sites' access lines mid-run (:mod:`sim.emu.changer`): shifted to the replayed slice
+    (a site's last change before it applies from its start), rows of sites not emulated left out. Each change is read
     back and listed in ``meta["link_changes"]``; one that did not take (or took over 0.25 s late) fails a
     ``link_change`` health check, which refuses its site's results. ``result.calls`` holds every call's
     per-second rate and delay (:mod:`sim.emu.failover` summarises them per phase).
@@ -107,7 +108,7 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
     chosen, sub = prepare(scenario, topo, trace, caps.cores, caps.delay_method or "nfqueue")
     settings = EmuSettings(congestion_control=scenario.emulation.congestion_control, seed=seed)
     emu = net.build(sub, list(chosen.sites), net.new_prefix(), settings, caps, offered_bps(chosen, sub))
-    steps = _steps(emu, sub, chosen, link_changes)
+    steps = _steps(emu, sub, chosen, link_changes, chosen.start_s - scenario.window.start)
     work_dir.mkdir(parents=True, exist_ok=True)
     if work_dir.parent.name.endswith(".partial"):  # a results folder being written: clean removes it if killed
         emu.results_folder = work_dir.parent
@@ -133,12 +134,18 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
     return EmuResult(records, sampler.frame(), chosen, sub, meta, calls)
 
 
-def _steps(emu, sub: Topology, chosen: window.Slice, link_changes: pd.DataFrame | None) -> list:
-    """The link-change steps for the emulated sites (none without a table); bad rows raise EngineError."""
+def _steps(emu, sub: Topology, chosen: window.Slice, link_changes: pd.DataFrame | None,
+           offset_s: float = 0.0) -> list:
+    """The link-change steps for the emulated sites (none without a table); bad rows raise EngineError.
+
+    ``offset_s``: how far into the table's window the slice starts (s); the table's ``at_s`` are shifted by it.
+    """
     if link_changes is None or len(link_changes) == 0:
         return []
-    mine = link_changes[link_changes["site"].isin(chosen.sites)] if "site" in link_changes else link_changes
-    return linksteps.plan_steps(emu.plan, sub, mine.reset_index(drop=True), chosen.duration_s)
+    if "site" in link_changes and "at_s" in link_changes:
+        mine = link_changes[link_changes["site"].isin(chosen.sites)]
+        link_changes = linksteps.to_slice(mine, offset_s, chosen.duration_s)
+    return linksteps.plan_steps(emu.plan, sub, link_changes.reset_index(drop=True), chosen.duration_s)
 
 
 @dataclass(frozen=True)

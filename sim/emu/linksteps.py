@@ -73,6 +73,20 @@ def want(link: linkplan.LinkSpec, line: lc.LineState, direction: str, mtu_bytes:
                 line.rtt_s / 2 + link.extra_delay_s, float(line.loss), line.qos)
 
 
+def to_slice(changes: pd.DataFrame, offset_s: float, duration_s: float) -> pd.DataFrame:
+    """A scenario window's changes on a replayed slice starting ``offset_s`` into it and ``duration_s`` long.
+
+    ``at_s`` becomes seconds from the slice's start; of a site's rows before it, the last applies from 0 s; rows
+    after the slice's end are left out.
+    """
+    table = changes.assign(at_s=changes["at_s"].astype(float) - offset_s)
+    table = table[table["at_s"] <= duration_s]
+    earlier = table[table["at_s"] < 0].sort_values("at_s", kind="stable").groupby("site").tail(1)
+    within = table[table["at_s"] >= 0]
+    earlier = earlier[~earlier["site"].isin(within.loc[within["at_s"] == 0, "site"])].assign(at_s=0.0)
+    return pd.concat([earlier, within]).sort_values(["site", "at_s"], kind="stable").reset_index(drop=True)
+
+
 def plan_steps(net_plan: linkplan.NetPlan, topology, changes: pd.DataFrame, window_s: float) -> list[Step]:
     """The steps of ``changes`` for the emulated sites, in time order (ties: by site).
 
@@ -215,6 +229,9 @@ def problems(expected: dict[str, Want], read: dict[str, dict], tol_rel: float = 
     out = []
     for d, w in expected.items():
         got = read[d]
+        if "error" in got:
+            out.append(f"{d}: not read back: {got['error']}")
+            continue
         if got.get("blocked") != w.blocked:
             out.append(f"{d}: outage rule {'missing' if w.blocked else 'still in force'}")
         if got.get("delay_s") is None or abs(got["delay_s"] - w.delay_s) > 1e-6:
