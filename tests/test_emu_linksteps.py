@@ -211,3 +211,18 @@ def test_a_scenario_windows_changes_are_shifted_to_the_replayed_slice():
     assert list(late["cause"]) == ["fault", "backup"]
     on_time = linksteps.to_slice(changes, 190.0, 60.0)  # the backup starts with the slice: it alone applies at 0
     assert list(zip(on_time["at_s"], on_time["cause"])) == [(0.0, "backup")]
+
+
+def test_the_engine_refuses_the_site_whose_change_did_not_take():
+    from test_emu_health import TH, _Sampler, _slice_and_topology
+
+    from sim.emu import engine
+
+    chosen, topo = _slice_and_topology()
+    quiet = [health.row(health.Interval(0, 100.0, 10.0), "host", "-", "cpu_starved", 0.02, 0.4, True, "idle")]
+    failed = dict(_result(ok=False), site="b", link="access:b", at_s=12.0)
+    held = engine.judge_health(_Sampler(quiet), chosen, topo, TH, [_result(at_s=5.0) | {"site": "a",
+                                                                                         "link": "access:a"}, failed])
+    assert (held.kept, held.refused) == (("a", "c"), ("b",))
+    assert held.meta["why"].startswith("access:b: link_change in interval(s) 00:01:50 (first: backup at 12 s "
+                                       "applied 4 ms late: up: rate 10000000.0 bit/s, wanted 7600000 bit/s")
