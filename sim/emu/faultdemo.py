@@ -7,7 +7,8 @@ of ``--call`` seconds to a far end that limits nothing; the line fails at a thir
 (faults.yaml's ``--backup``: its profile, and its failover time unless ``--failover`` shortens it) carries the
 call after the failover, and the line is repaired at two thirds. Prints each change's lateness and read-back, and
 the call's rate and one-way delay per direction and phase (:mod:`sim.emu.failover`). Needs root and Mininet.
-Exit status 0, or 2 with the reason (bad names, the machine cannot emulate, a change not in force).
+Exit status 0, or 2 with the reason (bad names, the machine cannot emulate, a change not in force, links that did
+not hold during the run: the table is then printed with the health checks' reason below it).
 """
 
 from __future__ import annotations
@@ -39,29 +40,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=1.0, help="seconds left out at each phase's start")
     args = parser.parse_args(argv)
     try:
-        text = demo(Path(args.scenario), args.line, args.backup, args.call, args.failover, args.settle)
-    except (CapabilityError, EngineError, KeyError, ValueError) as exc:
+        text, held = demo(Path(args.scenario), args.line, args.backup, args.call, args.failover, args.settle)
+    except (CapabilityError, EngineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     print(text)  # noqa: T201
-    return 0
+    return 0 if held else 2
 
 
-def demo(scenario: Path, line: str, backup: str, call_s: float, failover_s: float | None, settle_s: float) -> str:
-    """Emulate the fault and return the report's text (see the module docstring).
+def demo(scenario: Path, line: str, backup: str, call_s: float, failover_s: float | None,
+         settle_s: float) -> tuple[str, bool]:
+    """Emulate the fault; the report's text, and whether the links held (else the text says why, exit 2).
 
     Raises:
-        KeyError: An unknown profile or backup (naming it and the known ones).
+        ValueError: An unknown profile or backup (naming it and the known ones).
         EngineError: A change not in force, or the emulation failed.
     """
     catalogue = load(scenario).catalogue
     profiles, backups = catalogue.profiles, catalogue.backups
     for name, known in ((line, profiles), (backup, backups)):
         if name not in known:
-            raise KeyError(f"{name!r} is not in the catalogue (it has {', '.join(sorted(known))})")
+            raise ValueError(f"{name!r} is not in the catalogue (it has {', '.join(sorted(known))})")
     chosen = backups[backup]
     if chosen.profile is None:
-        raise KeyError(f"backup {backup!r} has no profile (no link to fail over to)")
+        raise ValueError(f"backup {backup!r} has no profile (no link to fail over to)")
     primary, spare = _line(profiles[line]), _line(profiles[chosen.profile])
     if chosen.carries == "realtime_first":  # calls first on the backup: its queue serves EF before the rest
         spare = dataclasses.replace(spare, qos="priority")
@@ -85,7 +87,7 @@ def demo(scenario: Path, line: str, backup: str, call_s: float, failover_s: floa
     lines.append("links held: yes" if replayed.held else f"links did NOT hold: {replayed.why}")
     if not all(r["ok"] for r in replayed.changes):
         raise EngineError("\n".join(lines))
-    return "\n".join(lines)
+    return "\n".join(lines), replayed.held
 
 
 def _line(profile) -> lc.LineState:
