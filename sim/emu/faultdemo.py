@@ -62,12 +62,11 @@ def demo(scenario: Path, line: str, backup: str, call_s: float, failover_s: floa
         if name not in known:
             raise ValueError(f"{name!r} is not in the catalogue (it has {', '.join(sorted(known))})")
     chosen = backups[backup]
-    if chosen.profile is None:
-        raise ValueError(f"backup {backup!r} has no profile (no link to fail over to)")
-    primary, spare = _line(profiles[line]), _line(profiles[chosen.profile])
-    if chosen.carries == "realtime_first":  # calls first on the backup: its queue serves EF before the rest
+    primary = _line(profiles[line])
+    spare = None if chosen.profile is None else _line(profiles[chosen.profile])  # none: down until the repair
+    if spare is not None and chosen.carries == "realtime_first":  # calls first: EF served before the rest
         spare = dataclasses.replace(spare, qos="priority")
-    failover_s = chosen.failover if failover_s is None else failover_s
+    failover_s = (chosen.failover or 0.0) if failover_s is None else failover_s
     changes = lc.failover("practice", primary, spare, call_s / 3, 2 * call_s / 3, failover_s)
     topo = calibrate.one_site(primary.up_bps, primary.down_bps, primary.rtt_s, primary.buffer_bytes,
                               qos=primary.qos, name="practice")
@@ -76,8 +75,9 @@ def demo(scenario: Path, line: str, backup: str, call_s: float, failover_s: floa
                                               site="practice", app="video"))
     with tempfile.TemporaryDirectory(prefix="faultdemo-") as work:
         replayed = calibrate.emulate(topo, sessions, call_s + 1.0, Path(work), drain_s=1.0, link_changes=changes)
-    lines = [f"{profiles[line].label} -> {chosen.label} ({profiles[chosen.profile].label}) after {failover_s:g} s "
-             f"-> repaired; one video call of {call_s:g} s (target {video.target / 1e6:g} Mbit/s)", ""]
+    onto = f"{chosen.label} ({profiles[chosen.profile].label}) after {failover_s:g} s" if spare else chosen.label
+    lines = [f"{profiles[line].label} -> {onto} -> repaired; one video call of {call_s:g} s "
+             f"(target {video.target / 1e6:g} Mbit/s)", ""]
     for r in replayed.changes:
         late = "not applied" if r["lateness_s"] is None else f"applied {r['lateness_s'] * 1e3:.0f} ms late"
         lines.append(f"  {r['at_s']:6.1f} s {r['cause']:<9} {late}; "
