@@ -1,8 +1,9 @@
-"""An emulated run in which a line fails mid-call: an FTTC practice's video call through the fault, the failover
-outage, a 4G backup and the repair, its rate and one-way delay in each phase against figures worked out by hand;
-beside it, a second line whose delay, rate and loss change mid-call. Every change is read back in force.
+"""An emulated run in which a line fails mid-call (`sim.emu.engine.run(..., link_changes=...)`): ci-smoke's FTTC
+practice's video call through the fault, the failover outage, a 4G backup and the repair, its rate and one-way
+delay in each phase against figures worked out by hand; beside it, the FTTP practice's line is made slow, lossy and
+far (a made-up line) before the call and repaired mid-call. Every change is read back in force, in meta.json.
 
-Needs root and Mininet (skipped with the reason otherwise); about 50 s. The catalogue's failover time (90 s,
+Needs root and Mininet (skipped with the reason otherwise); about a minute. The catalogue's failover time (90 s,
 faults.yaml, an assumption) is shortened to 5 s here so the whole fault fits a 30 s call.
 """
 
@@ -14,22 +15,23 @@ import os
 import pandas as pd
 import pytest
 from conftest import ROOT
+from helpers import call, trace
 
-from sim import calibrate, topology
 from sim import linkchanges as lc
-from sim.emu import capabilities, failover, health
+from sim import topology
+from sim.emu import capabilities, engine, failover
+from sim.errors import EngineError
 from sim.load import load
 
-CALL_S, WINDOW_S = 30.0, 31.0
-FAULT_S, FAILOVER_S, REPAIR_S = 10.0, 5.0, 20.0   # the fault at 1/3 of the call, the repair at 2/3
+WINDOW_START_S = 8 * 3600.0                       # ci-smoke's window starts at 08:00; the table counts from there
+SLICE_START_S = WINDOW_START_S + 600.0            # the emulation replays 08:10:00 ...
+CALL_START_S, CALL_S = SLICE_START_S + 1.0, 30.0  # ... a call from 08:10:01 for 30 s (its own line set by then)
+FAULT_S, FAILOVER_S, REPAIR_S = 10.0, 5.0, 20.0   # into the call: the fault at 1/3, the repair at 2/3
 SETTLE_S = 1.0                                     # a phase's first second is left out (the change's own second)
-TARGET_BPS, MIN_BPS, PAYLOAD_BYTES = 1.5e6, 350e3, 1200  # video (apps.yaml, S2; packet an assumption)
-FRAME_BYTES = PAYLOAD_BYTES + 8 + 20 + 14          # + UDP, IP, Ethernet headers
-SHIM_LATENESS_S = 0.002                            # the delay shim's p99 lateness on a busy machine (emulation.md)
-
-# The second line: RTT 120 ms -> 20 ms, up 10 -> 3 Mbit/s, loss 0 -> 0.2% at 10 s (made-up figures for the test).
-SLOW = lc.LineState(40e6, 10e6, 0.120, 0.0, 150e3)
-FAST = lc.LineState(40e6, 3e6, 0.020, 0.002, 150e3)
+TARGET_BPS, MIN_BPS = 1.5e6, 350e3                 # video (apps.yaml, S2), 1200-byte packets (an assumption)
+FRAME_BITS = (1200 + 8 + 20 + 14) * 8              # + UDP, IP, Ethernet headers
+SHIM_LATENESS_S = 0.002                            # a delay shim's p99 lateness on a busy machine (emulation.md)
+SLOW = lc.LineState(20e6, 3e6, 0.120, 0.002, 150e3, "fifo")  # made up: the FTTP line slow, far and lossy
 
 
 def _cannot_emulate() -> str | None:
@@ -39,8 +41,12 @@ def _cannot_emulate() -> str | None:
     return "; ".join(missing) if missing else None
 
 
-def _line(profile) -> lc.LineState:
-    return lc.LineState(profile.down, profile.up, profile.rtt, profile.loss, profile.buffer, profile.qos)
+def _scenario(tmp_path):
+    text = (ROOT / "scenarios" / "ci-smoke.yaml").read_text().replace(
+        "name: ci-smoke", f"name: emu-failover\ncatalogue: {ROOT / 'topologies'}")
+    text += 'emulation: {sites: [gp-fttc, gp-fttp], start: "08:10", duration: 32s, drain: 1s}\n'
+    (tmp_path / "s.yaml").write_text(text)
+    return load(tmp_path / "s.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -48,25 +54,42 @@ def run(tmp_path_factory):
     reason = _cannot_emulate()
     if reason:
         pytest.skip(reason)
-    profiles = load(ROOT / "scenarios" / "ci-smoke.yaml").catalogue.profiles
-    fttc, backup = _line(profiles["fttc_40_10"]), _line(profiles["backup_4g"])
-    lines = [calibrate.one_site(fttc.up_bps, fttc.down_bps, fttc.rtt_s, fttc.buffer_bytes, name="gp-fttc"),
-             calibrate.one_site(SLOW.up_bps, SLOW.down_bps, SLOW.rtt_s, SLOW.buffer_bytes, name="cal-step")]
-    topo = topology.Topology(pd.concat([x.sites for x in lines], ignore_index=True), {}, 0.0, lines[0].home)
-    changes = pd.concat([lc.failover("gp-fttc", fttc, backup, FAULT_S, REPAIR_S, FAILOVER_S),
-                         pd.DataFrame([("cal-step", FAULT_S, *(getattr(FAST, c) for c in lc.LINE_COLUMNS), "step")],
-                                      columns=lc.COLUMNS)], ignore_index=True)
-    sessions = calibrate.trace(*(calibrate.call(0.0, CALL_S, TARGET_BPS, MIN_BPS, PAYLOAD_BYTES, site=site,
-                                                app="video") for site in ("gp-fttc", "cal-step")))
-    # the links' configuration is read back at build; their measured probes are test_emu_net's (saves ~8 s here)
-    replayed = calibrate.emulate(topo, sessions, WINDOW_S, tmp_path_factory.mktemp("failover"), drain_s=1.0,
-                                 link_changes=changes, measure_links=False)
-    table = failover.summary(replayed.calls, changes, 0.0, CALL_S, replayed.records, settle_s=SETTLE_S)
+    tmp = tmp_path_factory.mktemp("failover")
+    scenario = _scenario(tmp)
+    topo = topology.build(scenario)
+    lines = {row.site: lc.line_of(row._asdict()) for row in topo.sites.itertuples(index=False)}
+    backup = scenario.catalogue.profiles["backup_4g"]
+    backup = lc.LineState(backup.down, backup.up, backup.rtt, backup.loss, backup.buffer, backup.qos)
+    at_s = CALL_START_S - WINDOW_START_S
+    changes = pd.concat([
+        lc.failover("gp-fttc", lines["gp-fttc"], backup, at_s + FAULT_S, at_s + REPAIR_S, FAILOVER_S),
+        pd.DataFrame([("gp-fttp", 590.0, *(getattr(SLOW, c) for c in lc.LINE_COLUMNS), "slow"),  # before the slice
+                      ("gp-fttp", at_s + REPAIR_S, *(getattr(lines["gp-fttp"], c) for c in lc.LINE_COLUMNS),
+                       "repaired")], columns=lc.COLUMNS)], ignore_index=True)
+    sessions = trace(call("gp-fttc", CALL_START_S, CALL_S), call("gp-fttp", CALL_START_S, CALL_S))
+    try:
+        result = engine.run(scenario, topo, sessions, 1, tmp / "work", link_changes=changes)
+    except EngineError as exc:
+        if "Likely cause: CPU starvation" in str(exc):
+            pytest.skip(f"machine too busy: {' '.join(str(exc).split())[:900]}")
+        raise
+    table = failover.summary(result.calls, changes, WINDOW_START_S, scenario.window.end, result.records,
+                             settle_s=SETTLE_S)
     print("\n" + failover.text(table))  # noqa: T201 (shown with -s: the demonstration's table)
-    print([(r["site"], r["cause"], r["lateness_s"], r["ok"], r["problems"]) for r in replayed.changes])  # noqa: T201
-    if f"{health.HOST} -: cpu_starved" in replayed.failed_checks:
-        pytest.skip(f"machine too busy: {replayed.why[:600]}")
-    return replayed, table, (fttc, backup)
+    _skip_if_the_machine_did_not_hold(result.meta["health"])
+    return result, table, lines, backup, topo
+
+
+# Checks a busy machine fails (a late shim, a queue or socket that overflowed while its reader waited for a CPU);
+# the run refuses the sites concerned, and the test skips quoting it. A shaper, loss or link-change check that fails
+# is this code's, and fails the test.
+MACHINE_CHECKS = {"shim_late_share", "undecided_drops_pkts", "receive_buffer_drops_pkts"}
+
+
+def _skip_if_the_machine_did_not_hold(checked: dict) -> None:
+    failed = {r["check"] for r in checked["rows"] if not r["ok"]}
+    if failed and failed <= MACHINE_CHECKS:
+        pytest.skip(f"links did not hold on this machine: {checked['why'][:900]}")
 
 
 def _phase(table, site, direction, name):
@@ -76,24 +99,27 @@ def _phase(table, site, direction, name):
 
 
 def test_every_change_was_applied_on_time_and_read_back_in_force(run):
-    replayed, _, (fttc, backup) = run
-    steps = {(r["site"], r["cause"]): r for r in replayed.changes}
-    assert sorted(steps) == [("cal-step", "step"), ("gp-fttc", "backup"), ("gp-fttc", "fault"),
-                             ("gp-fttc", "repaired")]
-    assert all(r["ok"] for r in replayed.changes), [r["problems"] for r in replayed.changes]
-    assert all(0 <= r["lateness_s"] <= 0.25 for r in replayed.changes), [r["lateness_s"] for r in replayed.changes]
+    result, _, lines, backup, _ = run
+    listed = result.meta["link_changes"]
+    steps = {(r["site"], r["cause"]): r for r in listed["steps"]}
+    assert sorted(steps) == [("gp-fttc", "backup"), ("gp-fttc", "fault"), ("gp-fttc", "repaired"),
+                             ("gp-fttp", "repaired"), ("gp-fttp", "slow")]
+    assert [steps[("gp-fttp", c)]["at_s"] for c in ("slow", "repaired")] == [0.0, 21.0]  # shifted to the slice
+    assert listed["in_force"] == 5, [r["problems"] for r in listed["steps"]]
+    assert 0 <= listed["lateness_max_s"] <= 0.25
     fault, on_4g = steps[("gp-fttc", "fault")]["read_back"], steps[("gp-fttc", "backup")]["read_back"]
     assert fault["up"]["blocked"] and fault["down"]["blocked"]
     assert (on_4g["up"]["rate_bps"], on_4g["down"]["rate_bps"]) == (backup.up_bps, backup.down_bps)
-    assert not on_4g["up"]["blocked"] and on_4g["up"]["delay_s"] == pytest.approx(backup.rtt_s / 2)
-    step = steps[("cal-step", "step")]["read_back"]["up"]
-    assert (step["rate_bps"], step["loss"], step["delay_s"]) == (3e6, pytest.approx(0.002), pytest.approx(0.010))
-    assert replayed.held, replayed.why  # every health check held, the loss judged against the new 0.2%
-    assert fttc.rtt_s == backup.rtt_s == 0.021  # S1: FTTC and 4G both 21 ms, so the call's delay keeps its level
+    slow = steps[("gp-fttp", "slow")]["read_back"]["up"]
+    assert (slow["rate_bps"], slow["loss"], slow["delay_s"]) == (3e6, pytest.approx(0.002), pytest.approx(0.065))
+    checked = result.meta["health"]
+    assert checked["failed"] == 0, checked["why"]  # the links held: the loss judged against the 0.2% in force
+    assert {r["check"] for r in checked["rows"] if r["link"] == "access:gp-fttp"} >= {"loss_measured", "link_change"}
 
 
 def test_the_call_is_at_target_before_silent_during_the_failover_and_climbs_back_on_4g(run):
-    _, table, _ = run
+    _, table, _, _, _ = run
+    on_backup_s = CALL_START_S + FAULT_S + FAILOVER_S
     for direction in ("up", "down"):
         before = _phase(table, "gp-fttc", direction, "before")
         assert before.rate_bps == pytest.approx(TARGET_BPS, rel=0.03) and before.share_at_target == 1.0
@@ -102,11 +128,11 @@ def test_the_call_is_at_target_before_silent_during_the_failover_and_climbs_back
         # After the outage the sender is at its minimum (no report for 5 s: x0.85 every 0.5 s, 1.5 x 0.85^9
         # = 0.35 Mbit/s) and climbs 8% a second (sim.emu.media.RateController) from when reports come back,
         # between 0 and 1 s after the backup takes over: the phase's mean rate lies between the two climbs.
-        for name, start_s, end_s in (("backup", FAULT_S + FAILOVER_S, REPAIR_S), ("repaired", REPAIR_S, CALL_S)):
-            measured = _phase(table, "gp-fttc", direction, name).rate_bps
-            early = _climb_bps(FAULT_S + FAILOVER_S, start_s + SETTLE_S, end_s)
-            late = _climb_bps(FAULT_S + FAILOVER_S + 1.0, start_s + SETTLE_S, end_s)
-            assert 0.97 * late <= measured <= 1.03 * early, (name, direction, measured, late, early)
+        for name in ("backup", "repaired"):
+            row = _phase(table, "gp-fttc", direction, name)
+            first_s, last_s = row.from_s + SETTLE_S, row.from_s + SETTLE_S + row.seconds  # its whole seconds
+            early, late = _climb_bps(on_backup_s, first_s, last_s), _climb_bps(on_backup_s + 1.0, first_s, last_s)
+            assert 0.97 * late <= row.rate_bps <= 1.03 * early, (name, direction, row.rate_bps, late, early)
 
 
 def _climb_bps(from_s: float, a_s: float, b_s: float) -> float:
@@ -118,30 +144,37 @@ def _climb_bps(from_s: float, a_s: float, b_s: float) -> float:
     return (climbing + TARGET_BPS * (b_s - cut_s)) / (b_s - a_s)
 
 
-def test_the_calls_delay_is_the_lines_in_every_phase(run):
-    _, table, (fttc, backup) = run
-    # one way: half the line's RTT (no core delay, a far end with none); at most one frame's time at the line rate
-    # (HTB sends at once while it has tokens) and the shim's lateness on top
-    rates = {"before": fttc, "backup": backup, "repaired": fttc}
-    for name, line in rates.items():
-        for direction in ("up", "down"):
-            rate_bps = line.up_bps if direction == "up" else line.down_bps
-            measured = _phase(table, "gp-fttc", direction, name).one_way_delay_s
-            base_s = line.rtt_s / 2
-            assert base_s <= measured <= base_s + FRAME_BYTES * 8 / rate_bps + SHIM_LATENESS_S, (name, measured)
-    for name, line in (("before", SLOW), ("step", FAST)):
-        row = _phase(table, "cal-step", "up", name)
-        base_s = line.rtt_s / 2
-        assert base_s <= row.one_way_delay_s <= base_s + FRAME_BYTES * 8 / line.up_bps + SHIM_LATENESS_S, row
-        # the line has room both times: the call stays near its target (0.2% loss costs about 0.2%)
-        assert row.rate_bps >= 0.97 * TARGET_BPS, row
+def test_the_calls_delay_is_its_paths_in_every_phase(run):
+    _, table, lines, backup, topo = run
+    home = topo.home
+    # one way, site <-> home: half the access line's RTT, half the cloud's, half the home's; on top, at most one
+    # frame's time at each shaper's rate (HTB sends at once while it has tokens) and each delay shim's lateness
+    cases = [("gp-fttc", "before", lines["gp-fttc"]), ("gp-fttc", "backup", backup),
+             ("gp-fttc", "repaired", lines["gp-fttc"]), ("gp-fttp", "slow", SLOW),
+             ("gp-fttp", "repaired", lines["gp-fttp"])]
+    for site, name, line in cases:
+        base_s = (line.rtt_s + topo.cloud_rtt_s + home.rtt_s) / 2
+        for direction, site_bps, home_bps in (("up", line.up_bps, home.down_bps), ("down", line.down_bps,
+                                                                                  home.up_bps)):
+            measured = _phase(table, site, direction, name).one_way_delay_s
+            slack_s = FRAME_BITS / site_bps + FRAME_BITS / home_bps + 2 * SHIM_LATENESS_S
+            assert base_s <= measured <= base_s + slack_s, (site, name, direction, measured, base_s)
+    for name in ("slow", "repaired"):  # the line has room both times: at its target (0.2% loss costs about 0.2%)
+        assert _phase(table, "gp-fttp", "up", name).rate_bps >= 0.97 * TARGET_BPS
 
 
 def test_the_utilisation_bins_divide_by_the_rate_in_force(run):
-    replayed, _, (fttc, backup) = run
-    links = replayed.links[(replayed.links["site"] == "gp-fttc") & (replayed.links["direction"] == "up")]
-    bin_s = float(links["bin_s"].iloc[0])   # 7.75 s: bins 0-7.75, 7.75-15.5, ...
-    second = links.iloc[1]                   # 10 Mbit/s to 10 s, out 10-15 s, 7.6 Mbit/s from 15 s
-    expected_bps = (fttc.up_bps * (FAULT_S - bin_s) + backup.up_bps * (2 * bin_s - FAULT_S - FAILOVER_S)) / bin_s
-    assert second["capacity_bps"] == pytest.approx(expected_bps, rel=0.05)
-    assert links.iloc[0]["capacity_bps"] == fttc.up_bps
+    result, _, lines, backup, _ = run
+    late = {(r["site"], r["cause"]): r["lateness_s"] for r in result.meta["link_changes"]["steps"]}
+    links = result.links[(result.links["site"] == "gp-fttc") & (result.links["direction"] == "up")]
+    assert list(links["bin_s"].iloc[:2]) == [10.0, 10.0]  # ci-smoke's 60 s bin, at most 10 s in the emulation
+    # 08:10:10-20: FTTC for 1 s (and until the fault took), out from 08:10:11, 4G from 08:10:16 (once it took)
+    primary_bps = lines["gp-fttc"].up_bps
+    expected_bps = (primary_bps * (1.0 + late[("gp-fttc", "fault")])
+                    + backup.up_bps * (4.0 - late[("gp-fttc", "backup")])) / 10.0
+    assert links.iloc[1]["capacity_bps"] == pytest.approx(expected_bps, rel=0.03)
+    assert links.iloc[0]["capacity_bps"] == primary_bps
+    # the FTTP line is slow (3 Mbit/s up) from the slice's start, once its change took (at most its lateness)
+    first = result.links[(result.links["site"] == "gp-fttp") & (result.links["direction"] == "up")].iloc[0]
+    own_bps = lines["gp-fttp"].up_bps
+    assert 3e6 <= first["capacity_bps"] <= 3e6 + (own_bps - 3e6) * late[("gp-fttp", "slow")] / 10.0 * 1.1 + 1.0

@@ -31,7 +31,8 @@ SERIES_COLUMNS = {
     "rate_bps": "float64",       # received in the bin
     "one_way_delay_s": "float64",  # mean over the packets received in the bin; NaN when none arrived
 }
-SUMMARY_COLUMNS = ("site", "session_id", "direction", "phase", "name", "from_s", "to_s", "seconds", "silent_s",
+SUMMARY_COLUMNS = ("site", "session_id", "direction", "phase", "name", "from_s", "to_s", "first_s", "last_s",
+                   "seconds", "silent_s",
                    "rate_bps", "one_way_delay_s", "target_rate_bps", "share_at_target")
 AT_TARGET = 0.95  # a second is at target when it received >= 95% of the target (as the records' share_at_target)
 
@@ -60,9 +61,9 @@ def summary(series: pd.DataFrame, changes: pd.DataFrame, window_start_s: float, 
             records: pd.DataFrame | None = None, settle_s: float = 0.0) -> pd.DataFrame:
     """Each call's rate (bit/s) and one-way delay (s) per direction and phase (:data:`SUMMARY_COLUMNS`).
 
-    ``rate_bps`` is the mean received rate over the phase's whole seconds (``seconds`` of them; ``silent_s`` had
-    nothing arrive), ``one_way_delay_s`` the mean delay weighted by what arrived (NaN when nothing did).
-    ``target_rate_bps`` (from ``records``, when given) and ``share_at_target``: the share of those seconds at
+    ``rate_bps`` is the mean received rate over the call's whole seconds in the phase (``seconds`` of them, from
+    ``first_s`` to ``last_s`` on the trace clock; ``silent_s`` had nothing arrive), ``one_way_delay_s`` the mean
+    delay weighted by what arrived (NaN when nothing did). ``target_rate_bps`` (from ``records``, when given) and ``share_at_target``: the share of those seconds at
     >= 95% of it.
     """
     targets = {} if records is None else dict(zip(records["session_id"], records["target_rate_bps"]))
@@ -83,20 +84,22 @@ def _phase_row(site: str, session: int, direction: str, p, inside: pd.DataFrame,
     heard = np.isfinite(delay) & (rate > 0)
     delay_s = float(np.average(delay[heard], weights=rate[heard])) if heard.any() else math.nan
     at_target = float(np.mean(rate >= AT_TARGET * target_bps)) if math.isfinite(target_bps) else math.nan
-    return (site, session, direction, p.phase, p.name, p.from_s, p.to_s, float(inside["bin_s"].sum()),
+    first_s = float(inside["bin_start_s"].min())
+    last_s = float((inside["bin_start_s"] + inside["bin_s"]).max())
+    return (site, session, direction, p.phase, p.name, p.from_s, p.to_s, first_s, last_s, float(inside["bin_s"].sum()),
             float(inside.loc[~heard, "bin_s"].sum()), float(rate.mean()), delay_s, target_bps, at_target)
 
 
 def text(table: pd.DataFrame) -> str:
-    """The summary as a plain-text table (times h:mm:ss, rates Mbit/s, delays ms)."""
+    """The summary as a plain-text table (the call's seconds counted in each phase, h:mm:ss; Mbit/s; ms)."""
     head = (f"{'site':<14} {'call':>4} {'dir':<4} {'phase':<9} {'from':>8} {'to':>8} {'s':>4} {'silent':>6} "
             f"{'Mbit/s':>7} {'delay ms':>8} {'at target':>9}")
     lines = [head, "-" * len(head)]
     for r in table.itertuples(index=False):
         delay = "-" if math.isnan(r.one_way_delay_s) else f"{r.one_way_delay_s * 1e3:.1f}"
         share = "-" if math.isnan(r.share_at_target) else f"{r.share_at_target:.0%}"
-        lines.append(f"{r.site:<14} {r.session_id:>4} {r.direction:<4} {r.name:<9} {_clock(r.from_s):>8} "
-                     f"{_clock(r.to_s):>8} {r.seconds:>4.0f} {r.silent_s:>6.0f} {r.rate_bps / 1e6:>7.2f} "
+        lines.append(f"{r.site:<14} {r.session_id:>4} {r.direction:<4} {r.name:<9} {_clock(r.first_s):>8} "
+                     f"{_clock(r.last_s):>8} {r.seconds:>4.0f} {r.silent_s:>6.0f} {r.rate_bps / 1e6:>7.2f} "
                      f"{delay:>8} {share:>9}")
     return "\n".join(lines)
 

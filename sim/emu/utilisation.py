@@ -152,9 +152,12 @@ class Watch:
 
     def mean_rate_bps(self, link: str, direction: str, t0_s: float, t1_s: float, rate_bps: float) -> float:
         """The rate in force averaged over [t0_s, t1_s] (Unix s; 0 while the direction is out), bit/s."""
-        edges = [t0_s] + [a for _, a, _, _ in self.changes.get((link, direction), []) if t0_s < a < t1_s] + [t1_s]
+        inside = [a for _, a, _, _ in self.changes.get((link, direction), []) if t0_s < a < t1_s]
+        if not inside or t1_s <= t0_s:  # one rate all along (exactly the built one when nothing changed)
+            return self.in_force(link, direction, t1_s, rate_bps, 0.0)[0]
+        edges = [t0_s, *inside, t1_s]
         total = sum((b - a) * self.in_force(link, direction, a, rate_bps, 0.0)[0] for a, b in zip(edges, edges[1:]))
-        return total / (t1_s - t0_s) if t1_s > t0_s else self.in_force(link, direction, t0_s, rate_bps, 0.0)[0]
+        return total / (t1_s - t0_s)
 
     def watch_pids(self, pids: list[int]) -> None:
         """Follow the CPU waits of these processes (the run's agents and shims)."""
