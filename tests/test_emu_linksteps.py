@@ -199,7 +199,8 @@ def test_a_calls_phases_are_summarised_from_its_series_and_the_changes():
     assert backup.rate_bps == pytest.approx(0.4e6 + 0.1e6 * 2.5)      # seconds 16-19: k = 1..4
     assert repaired.rate_bps == pytest.approx(0.4e6 + 0.1e6 * 10.0)   # seconds 21-29: k = 6..14
     assert repaired.share_at_target == pytest.approx(4 / 9)           # k >= 11: 1.5 Mbit/s and up
-    assert "fault" in failover.text(table) and "8:00:20" in failover.text(table)
+    assert (repaired.first_s, repaired.last_s) == (start_s + 21, start_s + 30)
+    assert "fault" in failover.text(table) and "8:00:21" in failover.text(table)
 
 
 def test_a_scenario_windows_changes_are_shifted_to_the_replayed_slice():

@@ -63,8 +63,8 @@ def summary(series: pd.DataFrame, changes: pd.DataFrame, window_start_s: float, 
 
     ``rate_bps`` is the mean received rate over the call's whole seconds in the phase (``seconds`` of them, from
     ``first_s`` to ``last_s`` on the trace clock; ``silent_s`` had nothing arrive), ``one_way_delay_s`` the mean
-    delay weighted by what arrived (NaN when nothing did). ``target_rate_bps`` (from ``records``, when given) and ``share_at_target``: the share of those seconds at
-    >= 95% of it.
+    delay weighted by what arrived (NaN when nothing did). ``target_rate_bps`` comes from ``records`` (when
+    given), and ``share_at_target`` is the share of those seconds at >= 95% of it.
     """
     targets = {} if records is None else dict(zip(records["session_id"], records["target_rate_bps"]))
     rows = []
