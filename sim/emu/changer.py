@@ -13,12 +13,14 @@ refuses the site's results (:mod:`sim.emu.health`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from sim.emu import linksteps, probe
@@ -47,7 +49,7 @@ class Changer:
         self.epoch_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._seq = 0
+        self._seq = itertools.count(1)  # control sequence numbers (next() is atomic: steps apply on threads)
 
     def start(self, epoch_s: float) -> None:
         """Apply the steps from ``epoch_s`` (Unix s: the window's start on the run's clock)."""
@@ -62,7 +64,7 @@ class Changer:
             self._thread.join(timeout=30.0)
 
     def _run(self) -> None:
-        """Apply the steps due at each moment (all of them first, then read each back), in time order."""
+        """Apply the steps due at each moment (all at once, then read each back), in time order."""
         k = 0
         while k < len(self.steps):
             group = [s for s in self.steps[k:] if s.at_s == self.steps[k].at_s]
@@ -72,8 +74,9 @@ class Changer:
                 self.results += [self._row(s, planned_s, None, None, {}, ["not applied: the run ended"])
                                  for s in group]
                 continue
-            applied = [(step, *self._apply(step)) for step in group]
-            self.results += [self._finish(step, planned_s, *done) for step, *done in applied]
+            with ThreadPoolExecutor(max_workers=len(group)) as pool:  # sites' lines change at once, not in turn
+                applied = list(pool.map(self._apply, group))
+            self.results += [self._finish(step, planned_s, *done) for step, done in zip(group, applied)]
 
     def apply(self, step: linksteps.Step, planned_s: float) -> dict:
         """Apply one step now and read it back; its row (see the module docstring)."""
@@ -117,10 +120,10 @@ class Changer:
 
     def _set_shim(self, delay_node: str, delays: dict[int, float]) -> None:
         """Write the shim's control file, signal it, and wait until its state file shows the new delays."""
-        self._seq += 1
+        seq = next(self._seq)
         control = self.emu.shim_control_path(delay_node)
         tmp = control.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seq": self._seq, "queues": {str(k): v for k, v in delays.items()}}))
+        tmp.write_text(json.dumps({"seq": seq, "queues": {str(k): v for k, v in delays.items()}}))
         os.replace(tmp, control)
         state = _shim_state(self.emu, delay_node)
         try:
@@ -130,7 +133,7 @@ class Changer:
         deadline_s = time.monotonic() + SHIM_ACK_S
         while time.monotonic() < deadline_s:
             state = _shim_state(self.emu, delay_node)
-            if state.get("control_seq") == self._seq:
+            if state.get("control_seq") == seq:
                 return
             if state.get("control_error"):
                 raise EngineError(f"the delay shim of {delay_node} refused its control: {state['control_error']}")
