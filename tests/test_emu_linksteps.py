@@ -227,3 +227,22 @@ def test_the_engine_refuses_the_site_whose_change_did_not_take():
     assert (held.kept, held.refused) == (("a", "c"), ("b",))
     assert held.meta["why"].startswith("access:b: link_change in interval(s) 00:01:50 (first: backup at 12 s "
                                        "applied 4 ms late: up: rate 10000000.0 bit/s, wanted 7600000 bit/s")
+
+
+def test_the_health_watch_follows_the_rate_and_loss_in_force():
+    from sim.emu.utilisation import Watch
+
+    watch = Watch.__new__(Watch)  # only its record of changes is used here (no network needed)
+    watch.changes = {}
+    watch.note_change("access:gp", "up", 110.0, 110.2, linksteps.Want(0.0, 100, 0.0155, 0.0, "fifo"))
+    watch.note_change("access:gp", "up", 115.0, 115.1, linksteps.Want(7.6e6, 100, 0.0155, 0.01, "fifo"))
+    assert watch.in_force("access:gp", "up", 105.0, 10e6, 0.0) == (10e6, 0.0)   # the built line until a change took
+    assert watch.in_force("access:gp", "up", 112.0, 10e6, 0.0) == (0.0, 0.0)
+    assert watch.in_force("access:gp", "up", 120.0, 10e6, 0.0) == (7.6e6, 0.01)
+    assert watch.changed_within("access:gp", "up", 100.0, 110.1) and not watch.changed_within("access:gp", "up",
+                                                                                               115.1, 125.0)
+    # 100-120 s: 10 Mbit/s for 10.2 s, out for 4.9 s, 7.6 Mbit/s for 4.9 s
+    assert watch.mean_rate_bps("access:gp", "up", 100.0, 120.0, 10e6) == pytest.approx(
+        (10e6 * 10.2 + 7.6e6 * 4.9) / 20)
+    assert watch.mean_rate_bps("access:gp", "up", 120.0, 130.0, 10e6) == 7.6e6
+    assert watch.mean_rate_bps("access:gp", "down", 100.0, 130.0, 40e6) == 40e6  # never changed: exactly as built
