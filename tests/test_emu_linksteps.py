@@ -246,3 +246,23 @@ def test_the_health_watch_follows_the_rate_and_loss_in_force():
         (10e6 * 10.2 + 7.6e6 * 4.9) / 20)
     assert watch.mean_rate_bps("access:gp", "up", 120.0, 130.0, 10e6) == 7.6e6
     assert watch.mean_rate_bps("access:gp", "down", 100.0, 130.0, 40e6) == 40e6  # never changed: exactly as built
+
+
+def test_a_step_never_applied_is_recorded_so_never_silently():
+    import time
+
+    from sim.emu import net
+
+    plan, topo = _plan()
+    steps = linksteps.plan_steps(plan, topo, lc.failover("gp", FTTC, BACKUP_4G, 10, 20, 5), 30)
+    ended = changer.Changer(net.EmuNet(plan), steps)  # a planned network, never started
+    ended.start(time.time() + 3600)  # the run ends before any step is due
+    ended.stop()
+    assert [(r["cause"], r["ok"], r["problems"]) for r in ended.results] == [
+        (c, False, ["not applied: the run ended before its time"]) for c in ("fault", "backup", "repaired")]
+    broken = changer.Changer(net.EmuNet(plan), steps)  # due at once, on a network that is not there
+    broken.start(time.time() - 60)
+    broken.stop()
+    assert [r["ok"] for r in broken.results] == [False] * 3
+    assert broken.results[0]["problems"][0].startswith("not applied: the link-change thread failed: KeyError")
+    assert not any(r["ok"] for r in changer.health_rows(broken.results, 0.0, 10.0))

@@ -49,6 +49,7 @@ class Changer:
         self.epoch_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._error = ""
         self._seq = itertools.count(1)  # control sequence numbers (next() is atomic: steps apply on threads)
 
     def start(self, epoch_s: float) -> None:
@@ -58,12 +59,23 @@ class Changer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop (steps not yet due are recorded as not applied) and wait for the thread."""
+        """Stop and wait for the thread; every step without a row yet gets one saying it was not applied."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30.0)
+        why = self._error or "the run ended before its time"
+        self.results += [self._row(step, self.epoch_s + step.at_s, None, None, {}, [f"not applied: {why}"])
+                         for step in self.steps[len(self.results):]]
 
     def _run(self) -> None:
+        """Apply the steps (:meth:`_steps`); an unexpected error ends the thread, and is recorded, never lost."""
+        try:
+            self._steps()
+        except Exception as exc:  # noqa: BLE001 (any failure here must reach the run's verdict, not vanish)
+            self._error = f"the link-change thread failed: {exc!r}"
+            log.error("%s", self._error)
+
+    def _steps(self) -> None:
         """Apply the steps due at each moment (all at once, then read each back), in time order."""
         k = 0
         while k < len(self.steps):
@@ -71,9 +83,7 @@ class Changer:
             k += len(group)
             planned_s = self.epoch_s + group[0].at_s
             if self._stop.wait(max(0.0, planned_s - time.time())):
-                self.results += [self._row(s, planned_s, None, None, {}, ["not applied: the run ended"])
-                                 for s in group]
-                continue
+                return  # stop() records the rest as not applied
             with ThreadPoolExecutor(max_workers=len(group)) as pool:  # sites' lines change at once, not in turn
                 applied = list(pool.map(self._apply, group))
             self.results += [self._finish(step, planned_s, *done) for step, done in zip(group, applied)]
