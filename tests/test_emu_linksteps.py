@@ -119,6 +119,10 @@ def test_changes_that_cannot_be_applied_are_refused_naming_the_row():
     fast = lc.failover("gp", FTTC, lc.LineState(2e9, 1e9, 0.01, 0, 150e3), 10, 20, 5)
     with pytest.raises(EngineError, match="down rate 2000 Mbit/s is above what HTB shapes"):
         linksteps.plan_steps(plan, topo, fast, 30)
+    lossy = calibrate.one_site(10e6, 40e6, 0.0, 150e3, name="gp", loss=0.01)  # a delay node, but no shim in it
+    with pytest.raises(EngineError, match="no delay at build, so no delay shim"):
+        linksteps.plan_steps(linkplan.plan(lossy, ["gp"], "tb00aa", EmuSettings(), "nfqueue"), lossy,
+                             lc.failover("gp", FTTC, BACKUP_4G, 10, 20, 5), 30)
     bare = calibrate.one_site(10e6, 40e6, 0.0, 150e3, name="gp")  # no delay, no loss: no delay node to drop in
     with pytest.raises(EngineError, match="no delay node"):
         linksteps.plan_steps(linkplan.plan(bare, ["gp"], "tb00aa", EmuSettings(), "nfqueue"), bare,

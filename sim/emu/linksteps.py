@@ -106,7 +106,13 @@ def plan_steps(net_plan: linkplan.NetPlan, topology, changes: pd.DataFrame, wind
         if link.delay_node is None:
             raise EngineError(f"link changes: site {site}'s access link has no delay node (no delay, jitter or "
                               "loss): an outage or a new delay cannot be applied to it")
-        steps += _site_steps(link, rows.loc[site], ordered[ordered["site"] == site], net_plan.settings)
+        mine = _site_steps(link, rows.loc[site], ordered[ordered["site"] == site], net_plan.settings)
+        shimmed = link.total_delay_s("up") or link.total_delay_s("down") or link.up.jitter_s
+        if net_plan.method == "nfqueue" and not shimmed and any(
+                s.after[d].delay_s != s.before[d].delay_s for s in mine for d in DIRECTIONS):
+            raise EngineError(f"link changes: site {site}'s access line has no delay at build, so no delay shim "
+                              "runs to take a new one; give its line a delay in the topology")
+        steps += mine
     return sorted(steps, key=lambda s: (s.at_s, s.site))
 
 
