@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sim.emu import callseries, changer, health, net, traffic, window
 from sim.emu import engine as emu_engine
-from sim.emu import health, net, traffic, window
 from sim.emu.linkplan import FRAME_BYTES, EmuSettings
 from sim.emu.utilisation import Sampler
 from sim.topology import SITE_COLUMNS, FarEnd, Topology
@@ -103,6 +103,8 @@ class Replayed:
     why: str = ""
     failed_checks: list = field(default_factory=list)
     cpu: list = field(default_factory=list)
+    calls: pd.DataFrame | None = None
+    changes: list = field(default_factory=list)
 
     def call_direction(self, session_id: int, direction: str) -> dict | None:
         """One direction of a call as its receiver measured it (rates bit/s, delays s), or None.
@@ -133,7 +135,8 @@ class Replayed:
 
 
 def emulate(topo: Topology, trace: pd.DataFrame, duration_s: float, work_dir: Path, *, drain_s: float = 2.0,
-            congestion_control: str = "cubic", measure_links: bool = True, seed: int = 1) -> Replayed:
+            congestion_control: str = "cubic", measure_links: bool = True, seed: int = 1,
+            link_changes: pd.DataFrame | None = None) -> Replayed:
     """Replay ``trace`` (start times in s from 0) over an emulated network of every site of ``topo``.
 
     Args:
@@ -145,6 +148,9 @@ def emulate(topo: Topology, trace: pd.DataFrame, duration_s: float, work_dir: Pa
         congestion_control: TCP congestion control of every transfer.
         measure_links: Also probe each path's RTT and rate before the replay (else check the configuration only).
         seed: Seed of the delay shims' jitter.
+        link_changes: Changes of the sites' lines during the window (:mod:`sim.linkchanges`), applied on time
+            and read back (:mod:`sim.emu.changer`); ``Replayed.changes`` lists them, ``Replayed.calls`` has every
+            call's per-second rate and delay.
 
     Raises:
         EngineError: A link not as configured, or an agent that failed.
@@ -157,22 +163,25 @@ def emulate(topo: Topology, trace: pd.DataFrame, duration_s: float, work_dir: Pa
     settings = EmuSettings(congestion_control=congestion_control, seed=seed)
     emu = net.build(topo, list(sites), net.new_prefix(), settings, offered_bps=emu_engine.offered_bps(chosen, topo))
     work_dir.mkdir(parents=True, exist_ok=True)
+    steps = emu_engine._steps(emu, topo, chosen, link_changes)
     with emu:
         net.verify(emu, probe.Tolerance(measure=measure_links))
         sampler = Sampler(emu, min(10.0, max(1.0, duration_s / 4)), 0.0)
+        change = changer.Changer(emu, steps, sampler.watch)
         backlog = _BacklogSampler(emu)
         backlog.start()
         try:
-            results = emu_engine._replay(emu, chosen, congestion_control, work_dir, None, sampler)
+            results = emu_engine._replay(emu, chosen, congestion_control, work_dir, None, sampler, change)
         finally:
             backlog.stop()
         epoch_s = next(iter(results.values()))["epoch_s"]
         queues = {(link.name, d): getattr(link, d).queue_pkts for link in emu.plan.links for d in ("up", "down")
                   if getattr(link, d).rate_bps}
     records = emu_engine._records(chosen, topo, traffic.records(chosen.trace, results))
-    out = Replayed(records, results, sampler.frame(), backlog.relative(epoch_s), queues)
+    out = Replayed(records, results, sampler.frame(), backlog.relative(epoch_s), queues,
+                   calls=callseries.frame(chosen.trace, results), changes=change.results)
     try:
-        held = emu_engine.judge_health(sampler, chosen, topo, health.Thresholds())
+        held = emu_engine.judge_health(sampler, chosen, topo, health.Thresholds(), change.results)
         out.held, out.why = not held.refused and held.meta["failed"] == 0, held.meta["why"]
         rows = held.meta["rows"]
     except health.HealthError as exc:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim import units
-from sim.emu import capabilities, health, net, traffic, window
+from sim.emu import callseries, capabilities, changer, health, linksteps, net, traffic, window
 from sim.emu.linkplan import EmuSettings
 from sim.emu.utilisation import Sampler
 from sim.errors import EngineError
@@ -53,6 +53,7 @@ class EmuResult:
     slice: window.Slice
     topology: Topology
     meta: dict
+    calls: pd.DataFrame | None = None  # per call, direction and second: rate and delay (sim.emu.failover)
 
 
 def candidates(scenario: Scenario, topo: Topology) -> Topology:
@@ -87,8 +88,16 @@ def _too_much(chosen: window.Slice, topo: Topology, cores: int, method: str) -> 
 
 
 def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work_dir: Path,
-        progress: Callable[[float], None] | None = None) -> EmuResult:
+        progress: Callable[[float], None] | None = None, *,
+        link_changes: pd.DataFrame | None = None) -> EmuResult:
     """Emulate the scenario's slice; agents' specs and results are kept in ``work_dir`` as evidence.
+
+    ``link_changes`` (:mod:`sim.linkchanges`; ``at_s`` from the scenario window's start, as the simulator reads
+    them) change the emulated sites' access lines mid-run (:mod:`sim.emu.changer`): shifted to the replayed slice
+    (a site's last change before it applies from its start), rows of sites not emulated left out. Each change is read
+    back and listed in ``meta["link_changes"]``; one that did not take (or took over 0.25 s late) fails a
+    ``link_change`` health check, which refuses its site's results. ``result.calls`` holds every call's
+    per-second rate and delay (:mod:`sim.emu.failover` summarises them per phase).
 
     Raises:
         CapabilityError: Not root, no Mininet, no way to add delay, or more than the machine can carry.
@@ -99,6 +108,7 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
     chosen, sub = prepare(scenario, topo, trace, caps.cores, caps.delay_method or "nfqueue")
     settings = EmuSettings(congestion_control=scenario.emulation.congestion_control, seed=seed)
     emu = net.build(sub, list(chosen.sites), net.new_prefix(), settings, caps, offered_bps(chosen, sub))
+    steps = _steps(emu, sub, chosen, link_changes, chosen.start_s - scenario.window.start)
     work_dir.mkdir(parents=True, exist_ok=True)
     if work_dir.parent.name.endswith(".partial"):  # a results folder being written: clean removes it if killed
         emu.results_folder = work_dir.parent
@@ -107,18 +117,35 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
         built_s = time.monotonic() - started
         report = net.verify(emu)
         sampler = Sampler(emu, min(scenario.utilisation_bin, MAX_BIN_S), chosen.start_s)
-        results = _replay(emu, chosen, scenario.emulation.congestion_control, work_dir, progress, sampler)
+        change = changer.Changer(emu, steps, sampler.watch)
+        results = _replay(emu, chosen, scenario.emulation.congestion_control, work_dir, progress, sampler, change)
     records = _records(chosen, sub, traffic.records(chosen.trace, results))
-    held = judge_health(sampler, chosen, sub, health.Thresholds())
+    calls = callseries.frame(chosen.trace, results)
+    held = judge_health(sampler, chosen, sub, health.Thresholds(), change.results)
     meta = {"engine": ENGINE, "prefix": emu.prefix, "sites": list(held.kept), "window_start_s": chosen.start_s,
             "window_end_s": chosen.end_s, "drain_s": chosen.drain_s,
             "sessions": int(chosen.trace["site"].isin(held.kept).sum()),
             "congestion_control": scenario.emulation.congestion_control, "delay_method": emu.plan.method,
             "loss_method": caps.loss_method, "build_s": round(built_s, 2), "links": emu.plan.describe(),
-            "verification": report.rows, "health": held.meta, "capabilities": caps.as_dict()}
+            "verification": report.rows, "link_changes": changer.describe(change.results), "health": held.meta,
+            "capabilities": caps.as_dict()}
     if held.refused:
-        return _without(EmuResult(records, sampler.frame(), chosen, sub, meta), held.kept)
-    return EmuResult(records, sampler.frame(), chosen, sub, meta)
+        return _without(EmuResult(records, sampler.frame(), chosen, sub, meta, calls), held.kept)
+    return EmuResult(records, sampler.frame(), chosen, sub, meta, calls)
+
+
+def _steps(emu, sub: Topology, chosen: window.Slice, link_changes: pd.DataFrame | None,
+           offset_s: float = 0.0) -> list:
+    """The link-change steps for the emulated sites (none without a table); bad rows raise EngineError.
+
+    ``offset_s``: how far into the table's window the slice starts (s); the table's ``at_s`` are shifted by it.
+    """
+    if link_changes is None or len(link_changes) == 0:
+        return []
+    if "site" in link_changes and "at_s" in link_changes:
+        mine = link_changes[link_changes["site"].isin(chosen.sites)]
+        link_changes = linksteps.to_slice(mine, offset_s, chosen.duration_s)
+    return linksteps.plan_steps(emu.plan, sub, link_changes.reset_index(drop=True), chosen.duration_s)
 
 
 @dataclass(frozen=True)
@@ -130,13 +157,15 @@ class Held:
     meta: dict
 
 
-def judge_health(sampler: Sampler, chosen: window.Slice, sub: Topology, th: health.Thresholds) -> Held:
-    """Judge the counters sampled during the replay; refuse the sites whose links did not hold.
+def judge_health(sampler: Sampler, chosen: window.Slice, sub: Topology, th: health.Thresholds,
+                 changes: list[dict] | None = None) -> Held:
+    """Judge the counters sampled during the replay, and each link change; refuse the sites whose links did not hold.
 
     Raises:
         HealthError: Every site is affected (naming links, intervals and the likely cause).
     """
     rows = sampler.watch.judge(chosen.start_s, sampler.bin_s, th)
+    rows += changer.health_rows(changes or [], chosen.start_s, sampler.bin_s)
     members = {f"shared:{name}": list(group["site"]) for name, group in sub.sites.groupby("aggregation") if name}
     refused = tuple(health.affected_sites(rows, list(chosen.sites), members))
     message = health.refusal(rows, lambda s: units.format_clock(s, with_seconds=True))
@@ -162,8 +191,9 @@ def _without(result: EmuResult, kept: tuple[str, ...]) -> EmuResult:
     trace = chosen.trace[chosen.trace["site"].isin(kept)].reset_index(drop=True)
     records = result.records[result.records["site"].isin(kept)].reset_index(drop=True)
     links = result.links[result.links["site"].isin(kept)].reset_index(drop=True)
+    calls = None if result.calls is None else result.calls[result.calls["site"].isin(kept)].reset_index(drop=True)
     return EmuResult(records, links, window.Slice(kept, chosen.start_s, chosen.end_s, chosen.drain_s, trace),
-                     window.sub_topology(result.topology, kept), result.meta)
+                     window.sub_topology(result.topology, kept), result.meta, calls)
 
 
 def offered_bps(chosen: window.Slice, sub: Topology) -> dict[str, float]:
@@ -185,8 +215,12 @@ def offered_bps(chosen: window.Slice, sub: Topology) -> dict[str, float]:
 
 
 def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
-            progress: Callable[[float], None] | None, sampler: Sampler) -> dict[str, dict]:
-    """Start every host's agent on one epoch, wait for the window and drain (sampling the links), read results."""
+            progress: Callable[[float], None] | None, sampler: Sampler,
+            change: changer.Changer | None = None) -> dict[str, dict]:
+    """Start every host's agent on one epoch, wait for the window and drain, read results.
+
+    Meanwhile the links are sampled (``sampler``) and the link changes applied on time (``change``).
+    """
     epoch_s = time.time() + START_MARGIN_S
     specs = traffic.specs(chosen.trace, emu.endpoints(), epoch_s, chosen.start_s, chosen.end_s, chosen.drain_s,
                           congestion_control)
@@ -200,9 +234,14 @@ def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
         emu.record_pid(f"agent {host}", procs[host].pid)
     sampler.watch.watch_pids([p.pid for p in procs.values()] + [p.pid for p in emu.shims.values()])
     stop_at_s = epoch_s + chosen.duration_s + chosen.drain_s
+    if change is not None:
+        change.start(epoch_s)
     try:
         _wait(procs, stop_at_s, epoch_s, progress, sampler)
-    finally:  # the agents get AGENT_STOP_S between them (not each) to end, then are killed: a bounded teardown
+    finally:
+        if change is not None:
+            change.stop()
+        # the agents get AGENT_STOP_S between them (not each) to end, then are killed: a bounded teardown
         for proc in procs.values():
             if proc.poll() is None:
                 proc.terminate()

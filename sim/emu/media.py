@@ -155,9 +155,9 @@ class MediaReceiver:
     def summary(self, elapsed_s: float) -> dict:
         """What this direction received over ``elapsed_s`` of call (rates bit/s, delays s, shares 0..1)."""
         packets = len(self.delays_s)
-        bins_bps = self._per_second_bps(elapsed_s)
+        bins_bps, delays_s = self._per_second(elapsed_s)
         out = {"packets": packets, "bytes": packets * self.packet_bytes, "max_seq": self.max_seq,
-               "rate_bps_per_s": bins_bps,
+               "rate_bps_per_s": bins_bps, "delay_s_per_s": delays_s,
                "mean_rate_bps": packets * self.packet_bytes * 8 / elapsed_s if elapsed_s > 0 else None,
                "share_at_target": _share(bins_bps, lambda r: r >= AT_TARGET_TOLERANCE * self.target_rate_bps),
                "share_below_min": _share(bins_bps, lambda r: r < BELOW_MIN_TOLERANCE * self.min_rate_bps)}
@@ -171,15 +171,21 @@ class MediaReceiver:
                       "jitter_s": self.jitter_sum_s / (packets - 1) if packets > 1 else 0.0,
                       "queue_delay_s": mean_s - self.min_delay_s}
 
-    def _per_second_bps(self, elapsed_s: float) -> list[float]:
-        """Receive rate in each whole second of the call, seconds counted from the first packet's least delay."""
-        bins = [0] * max(1, int(elapsed_s + 1e-9))
+    def _per_second(self, elapsed_s: float) -> tuple[list[float], list[float | None]]:
+        """Receive rate (bit/s) and mean one-way delay (s; None when nothing arrived) in each second of the call.
+
+        Seconds are counted from the call's start plus the least delay seen (bin k holds what was sent in about
+        the call's k-th second).
+        """
+        bins, sums = [0] * max(1, int(elapsed_s + 1e-9)), [0.0] * max(1, int(elapsed_s + 1e-9))
         base_s = self.start_at_s + (self.min_delay_s if self.delays_s else 0.0)
-        for arrival_s in self.arrivals_s:
+        for arrival_s, delay_s in zip(self.arrivals_s, self.delays_s):
             index = max(0, int(arrival_s - base_s))
             if index < len(bins):
                 bins[index] += 1
-        return [count * self.packet_bytes * 8.0 for count in bins]
+                sums[index] += delay_s
+        return ([count * self.packet_bytes * 8.0 for count in bins],
+                [total / count if count else None for total, count in zip(sums, bins)])
 
 
 def _share(values: list[float], test) -> float:

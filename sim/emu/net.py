@@ -332,6 +332,7 @@ class EmuNet:
         name = link.delay_node
         argv = [sys.executable, str(SHIM_PATH), "--name", name, "--seed", str(seed),
                 "--state", str(self.state.work_dir / f"{name}.shim.json"),
+                "--control", str(self.shim_control_path(name)),
                 "--realtime", str(self.plan.settings.shim_realtime_priority)]
         for direction, queue in (("up", NFQUEUE_UP), ("down", NFQUEUE_DOWN)):
             jitter_s = getattr(link, direction).jitter_s
@@ -339,6 +340,10 @@ class EmuNet:
         proc = self.nodes[name].popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.shims[name] = proc
         self.state.record(f"shim {name}", proc.pid)
+
+    def shim_control_path(self, delay_node: str) -> Path:
+        """The control file the shim of ``delay_node`` reads on SIGUSR1 (new delays; see :mod:`sim.emu.shim`)."""
+        return self.state.work_dir / f"{delay_node}.shim-control.json"
 
     def shim_state_path(self, delay_node: str) -> Path:
         """The state file the shim of ``delay_node`` keeps (JSON; see :mod:`sim.emu.shim`)."""

@@ -16,9 +16,16 @@ leave the kernel) and, because each queue releases in arrival order, accepts eve
 verdict per packet through the ``netfilterqueue`` binding (measured ~16k packets/s there, with the shim late by
 7 ms on average at 330 Mbit/s).
 
-The state file (JSON, rewritten about once a second and on exit) says what is in force and what happened: the queues
-with their delays, packets released, the mean and maximum lateness of releases (s), and per queue a cumulative
-histogram of release lateness (counts per bucket of ``LATENESS_EDGES_S``; the last bucket is everything later).
+A new delay can be set while the shim runs (a link change, :mod:`sim.emu.linksteps`): the engine writes the
+control file given by ``--control`` (JSON ``{"seq": N, "queues": {"1": DELAY_S, ...}}``) and sends the shim
+``SIGUSR1``; the shim reads it at once (the signal wakes its ``select``), applies the delays to packets arriving
+from then on, and rewrites its state file with ``control_seq`` N and the new delays, which is how the engine reads
+the change back. A packet already held keeps its release time; a later packet never overtakes it (FIFO).
+
+The state file (JSON, rewritten about once a second, after a control and on exit) says what is in force and what
+happened: the queues with their delays, packets released, the mean and maximum lateness of releases (s), and per
+queue a cumulative histogram of release lateness (counts per bucket of ``LATENESS_EDGES_S``; the last bucket is
+everything later).
 :func:`sim.emu.net.verify` reads it back; during a replay the engine differences the histograms per interval
 (:mod:`sim.emu.health`). This module imports nothing from the testbed, so a shim starts fast and small (it is run by
 file path, one process per delay node).
@@ -116,8 +123,12 @@ class QueueSpec:
 class Shim:
     """Delay every packet of the given NFQUEUE queues, FIFO per queue."""
 
-    def __init__(self, name: str, specs: list[QueueSpec], seed: int, state_path: str | None) -> None:
+    def __init__(self, name: str, specs: list[QueueSpec], seed: int, state_path: str | None,
+                 control_path: str | None = None) -> None:
         self.name, self.specs, self.state_path = name, {s.num: s for s in specs}, state_path
+        self.control_path, self.control_seq, self.control_wanted = control_path, 0, False
+        self.changed_wall_s: float | None = None
+        self.control_error = ""
         self.rng = random.Random(seed)
         self.held: dict[int, deque] = {s.num: deque() for s in specs}
         self.last_release_s = {s.num: 0.0 for s in specs}
@@ -189,18 +200,50 @@ class Shim:
         heads = [held[0][0] for held in self.held.values() if held]
         return min(heads) if heads else None
 
-    def run(self) -> None:
-        """Serve the queues until SIGTERM or SIGINT, then release what is held and write the final state."""
+    def want_control(self, *_args) -> None:
+        """Ask the loop to read the control file (SIGUSR1 handler)."""
+        self.control_wanted = True
+
+    def apply_control(self) -> None:
+        """Read the control file and set each named queue's delay (s); a bad file is reported in the state."""
+        self.control_wanted = False
+        try:
+            with open(self.control_path, encoding="utf-8") as handle:
+                control = json.load(handle)
+            delays = {int(num): float(delay_s) for num, delay_s in control["queues"].items()}
+            seq = int(control["seq"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.control_error = f"control file {self.control_path}: {exc}"
+            return
+        bad = [num for num, delay_s in delays.items() if num not in self.specs or not 0 <= delay_s < 60]
+        if bad:
+            self.control_error = f"control {seq}: unknown queue or delay outside [0, 60) s for queue(s) {bad}"
+            return
+        for num, delay_s in delays.items():
+            self.specs[num] = QueueSpec(num, delay_s, self.specs[num].jitter_s)
+        self.control_seq, self.changed_wall_s, self.control_error = seq, time.time(), ""
+
+    def run(self, wakeup: socket.socket | None = None) -> None:
+        """Serve the queues until SIGTERM or SIGINT, then release what is held and write the final state.
+
+        ``wakeup`` is the read end of the signal wake-up socket (a control signal ends the wait at once).
+        """
         next_state_s = 0.0
+        watched = [self.sock] + ([wakeup] if wakeup is not None else [])
         while not self.stopping:
+            if self.control_wanted:
+                self.apply_control()
+                next_state_s = 0.0
             now_s = time.monotonic()
             if now_s >= next_state_s:
                 self.write_state()
                 next_state_s = now_s + STATE_INTERVAL_S
             due_s = self.next_release_s()
             timeout_s = min(next_state_s, due_s if due_s is not None else next_state_s) - now_s
-            ready, _, _ = select.select([self.sock], [], [], max(timeout_s, 0.0))
-            if ready:
+            ready, _, _ = select.select(watched, [], [], max(timeout_s, 0.0))
+            if wakeup is not None and wakeup in ready:
+                _drain(wakeup)
+            if self.sock in ready:
                 self.receive()
             self.release_due()
         self.release_due(everything=True)
@@ -220,6 +263,8 @@ class Shim:
                             "released_pkts": self.released[s.num],
                             "lateness_counts": list(self.lateness_counts[s.num])} for s in self.specs.values()],
                 "held_pkts": sum(len(held) for held in self.held.values()),
+                "control_seq": self.control_seq, "changed_wall_s": self.changed_wall_s,
+                "control_error": self.control_error,
                 "lateness_mean_s": self.lateness_sum_s / released if released else 0.0,
                 "lateness_max_s": self.lateness_max_s}
 
@@ -233,6 +278,23 @@ class Shim:
         os.replace(tmp, self.state_path)
 
 
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        return
+
+
+def _wakeup_sockets() -> tuple[socket.socket, socket.socket]:
+    """A socket pair whose read end (the first) becomes readable whenever a signal arrives (set_wakeup_fd)."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    return reader, writer
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a shim from the command line; exit status 0 on a clean stop, 2 on bad arguments or a failed bind."""
     parser = argparse.ArgumentParser(prog="python -m sim.emu.shim", description=__doc__.splitlines()[0])
@@ -244,13 +306,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="SCHED_FIFO priority (1-99) for timely releases; 0 keeps normal scheduling")
     parser.add_argument("--check", action="store_true", help="bind the queues, then exit 0 (capability probe)")
     parser.add_argument("--state", help="JSON state file, rewritten about once a second")
+    parser.add_argument("--control", help="JSON control file read on SIGUSR1: {seq, queues: {num: delay_s}}")
     args = parser.parse_args(argv)
-    shim = Shim(args.name, args.queue, args.seed, args.state)
+    shim = Shim(args.name, args.queue, args.seed, args.state, args.control)
     if args.realtime:
         # Releases must not wait behind the traffic tools for a core: a late shim bunches ACKs into bursts.
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime))
     signal.signal(signal.SIGTERM, shim.stop)
     signal.signal(signal.SIGINT, shim.stop)
+    signal.signal(signal.SIGUSR1, shim.want_control)
     try:
         shim.bind()
     except OSError as exc:
@@ -259,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         shim.sock.close()
         return 0
-    shim.run()
+    reader, _writer = _wakeup_sockets()  # the writer must stay open while the shim runs
+    shim.run(reader)
     return 0
 
 

@@ -284,7 +284,7 @@ def _direction(receiver: dict | None, sender: dict | None) -> dict | None:
     else:
         expected = received["max_seq"] + 1  # cut short: packets still in flight are not lost
     loss = max(0.0, 1.0 - received["packets"] / expected) if expected > 0 else _NAN
-    return {key: _num(value) if key != "rate_bps_per_s" else value for key, value in received.items()} | {
+    return {key: _num(value) if not key.endswith("_per_s") else value for key, value in received.items()} | {
         "loss": loss}
 
 

@@ -85,7 +85,9 @@ class Sampler:
             elapsed_s = max(now_s - self.last_s, 1e-3)
             for site, direction, node, intf, rate_bps in self.links:
                 sent_bytes = counters.get((node, intf), 0) - self.last.get((node, intf), 0)
-                self.rows.append((site, direction, rate_bps, start_s, sent_bytes * 8 / (rate_bps * elapsed_s)))
+                capacity_bps = self.watch.mean_rate_bps(f"access:{site}", direction, self.last_s, now_s, rate_bps)
+                share = sent_bytes * 8 / (capacity_bps * elapsed_s) if capacity_bps > 0 else 0.0
+                self.rows.append((site, direction, capacity_bps, start_s, share))
             self.bins += 1
         self.last, self.last_s = counters, now_s
 
@@ -127,6 +129,35 @@ class Watch:
         self.tc: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
         self.snapshots: list[dict] = []
         self.next_tc_s = 0.0
+        self.changes: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+
+    def note_change(self, link: str, direction: str, started_s: float, applied_s: float, want) -> None:
+        """Note a link change that took between ``started_s`` and ``applied_s`` (Unix s), leaving ``want``.
+
+        ``want`` is a :class:`sim.emu.linksteps.Want`: later judgements and utilisation use its rate and loss.
+        """
+        self.changes.setdefault((link, direction), []).append((started_s, applied_s, want.rate_bps, want.loss))
+
+    def in_force(self, link: str, direction: str, at_s: float, rate_bps: float, loss: float) -> tuple[float, float]:
+        """The (rate bit/s, loss) in force at ``at_s`` (Unix s); the built ``rate_bps``/``loss`` before any change."""
+        for _, applied_s, rate, lost in self.changes.get((link, direction), []):
+            if applied_s <= at_s:
+                rate_bps, loss = rate, lost
+        return rate_bps, loss
+
+    def changed_within(self, link: str, direction: str, t0_s: float, t1_s: float) -> bool:
+        """Whether a change of this link direction was under way at some time in (t0_s, t1_s]."""
+        return any(started_s <= t1_s and applied_s > t0_s
+                   for started_s, applied_s, _, _ in self.changes.get((link, direction), []))
+
+    def mean_rate_bps(self, link: str, direction: str, t0_s: float, t1_s: float, rate_bps: float) -> float:
+        """The rate in force averaged over [t0_s, t1_s] (Unix s; 0 while the direction is out), bit/s."""
+        inside = [a for _, a, _, _ in self.changes.get((link, direction), []) if t0_s < a < t1_s]
+        if not inside or t1_s <= t0_s:  # one rate all along (exactly the built one when nothing changed)
+            return self.in_force(link, direction, t1_s, rate_bps, 0.0)[0]
+        edges = [t0_s, *inside, t1_s]
+        total = sum((b - a) * self.in_force(link, direction, a, rate_bps, 0.0)[0] for a, b in zip(edges, edges[1:]))
+        return total / (t1_s - t0_s)
 
     def watch_pids(self, pids: list[int]) -> None:
         """Follow the CPU waits of these processes (the run's agents and shims)."""
@@ -174,11 +205,16 @@ class Watch:
                 if shimmed and queue in before["nfq"] and queue in after["nfq"]:
                     rows.append(health.judge_undecided(interval, link, direction, before["nfq"][queue],
                                                        after["nfq"][queue], th))
-                if loss and port in before["ipt"] and port in after["ipt"]:
+                changed = self.changed_within(link, direction, a["t_s"], b["t_s"])
+                loss = self.in_force(link, direction, a["t_s"], 1.0, loss)[1]
+                if loss and not changed and port in before["ipt"] and port in after["ipt"]:
                     candidates = after["ipt"][port]["candidates"] - before["ipt"][port]["candidates"]
                     dropped = after["ipt"][port]["dropped"] - before["ipt"][port]["dropped"]
                     rows.append(health.judge_loss(interval, link, direction, candidates, dropped, loss, th))
-            for link, direction, _, _, rate_bps in self.shaped:
+            for link, direction, _, _, built_bps in self.shaped:
+                rate_bps = self.in_force(link, direction, a["t_s"], built_bps, 0.0)[0]
+                if rate_bps == 0 or self.changed_within(link, direction, a["t_s"], b["t_s"]):
+                    continue  # out, or changed during the interval: each change is checked on its own
                 samples = [s for s in self.tc.get((link, direction), []) if a["t_s"] - 1e-3 <= s[0] <= b["t_s"]]
                 rows.append(health.judge_shaper(interval, link, direction, samples, rate_bps, th))
         return [r for r in rows if r is not None]
