@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from sim.des import reserved
+from sim.des import lines, reserved
 from sim.des.context import ENGINE, Context, RunWindow
 from sim.des.group import Group
 from sim.des.links import Link, bin_count
@@ -35,7 +35,8 @@ class Result:
 
 
 def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
-        progress: Callable[[float], None] | None = None, *, skip_unobserved: bool = True) -> Result:
+        progress: Callable[[float], None] | None = None, *, skip_unobserved: bool = True,
+        link_changes: pd.DataFrame | None = None) -> Result:
     """Simulate every session of ``trace`` on ``topology``.
 
     Args:
@@ -47,14 +48,22 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
         progress: Called now and then with the share of simulated time done (0..1).
         skip_unobserved: Take the exact shortcuts of :mod:`sim.des.group` (the same tables either way; off
             only to test that).
+        link_changes: Sites' access lines changing through the run (a fault, a backup, a repair): the table of
+            :mod:`sim.linkchanges`, ``at_s`` counted from ``window.start_s`` (:mod:`sim.des.lines`). None: every
+            line as the topology has it.
 
     Returns:
         Records (:data:`sim.records.RECORD_COLUMNS`), link series (:data:`sim.records.LINK_COLUMNS`) and
-        the number of events.
+        the number of events. A link's ``capacity_bps`` in the series is its mean over each bin.
+
+    Raises:
+        ValueError: If ``link_changes`` has a row that cannot be (:func:`sim.linkchanges.validate`).
     """
     trace = _calls_cut_at(trace, window.horizon_s)
     with _collector_paused():
         links, site_links = _links(topology, window)
+        if link_changes is not None and len(link_changes):
+            lines.schedule(link_changes, topology, site_links, window.start_s, window.horizon_s)
         fixed = reserved.reservable(trace, topology)
         streams = reserved.Streams(trace, np.flatnonzero(fixed), site_links, topology, window.horizon_s)
         reserved.reserve(streams)
@@ -167,11 +176,16 @@ def _run_with_progress(env: simpy.Environment, window: RunWindow, progress) -> N
 def _link_frame(links: list[Link], window: RunWindow) -> pd.DataFrame:
     """The utilisation series of every link, one row per link and bin."""
     n_bins = len(links[0].bits) if links else 0
-    capacity = np.array([link.capacity_bps for link in links])
+    capacity = np.repeat(np.array([link.line0.capacity_bps for link in links])[:, None], n_bins, axis=1)
     bits = np.array([link.bits for link in links]).reshape(len(links), n_bins)
+    bin_starts_s = window.start_s + window.bin_s * np.arange(n_bins)
     for k, link in enumerate(links):
         if link.steps_s:
             bits[k] += reserved.carried_bits(link, window.start_s, window.horizon_s, n_bins, window.bin_s)
+        if link.line_steps_s:
+            capacity[k] = lines.mean_capacity_bps(link, bin_starts_s, window.bin_s)
+    offered_bits = capacity * window.bin_s
+    utilisation = np.divide(bits, offered_bits, out=np.zeros_like(bits), where=offered_bits > 0)  # none in an outage
     rows = np.repeat(np.arange(len(links)), n_bins)
 
     def per_link(values: list) -> pd.api.extensions.ExtensionArray:
@@ -181,7 +195,6 @@ def _link_frame(links: list[Link], window: RunWindow) -> pd.DataFrame:
         "engine": per_link([ENGINE] * len(links)), "link": per_link([link.name for link in links]),
         "site": per_link([link.site for link in links]),
         "kind": per_link([link.kind for link in links]), "direction": per_link([link.direction for link in links]),
-        "capacity_bps": np.repeat(capacity, n_bins),
-        "bin_start_s": np.tile(window.start_s + window.bin_s * np.arange(n_bins), len(links)),
-        "bin_s": window.bin_s, "utilisation": (bits / (capacity[:, None] * window.bin_s)).ravel(),
+        "capacity_bps": capacity.ravel(), "bin_start_s": np.tile(bin_starts_s, len(links)),
+        "bin_s": window.bin_s, "utilisation": utilisation.ravel(),
     })

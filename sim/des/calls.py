@@ -2,7 +2,8 @@
 
 A call replayed as flows (adaptive video: :class:`sim.des.flows.Media`, one per direction) brings its rate
 history; a fixed-rate stream (:mod:`sim.des.reserved`) has its rate, less what an oversubscribed link could not
-carry. Both see their path's queues, jitter and loss over their interval (:mod:`sim.des.paths`). A call's
+carry. Both see their path's queues, jitter and loss over their interval (:mod:`sim.des.paths`), and a
+changed line's longer or shorter round trip while it runs (a backup's: the path's ``shift_s``). A call's
 record keeps the worse direction's rate measures and the worse value of each delay measure.
 """
 
@@ -57,7 +58,7 @@ def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str,
     halves = [h for _, pair, _, _ in finished for h in pair]
     if not halves:
         return [], {}
-    queue, jitter, p95, loss = (np.zeros(len(halves)) for _ in range(4))
+    queue, jitter, p95, loss, shift = (np.zeros(len(halves)) for _ in range(5))
     for path, index in _by_path([h.path for h in halves]).values():
         history = histories.of(path)
         members = [halves[k] for k in index]
@@ -66,11 +67,12 @@ def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str,
         over = history.over(start_s, end_s)
         index = np.array(index)
         queue[index], jitter[index] = over.mean(history.queue_s), over.mean(history.jitter_s)
-        p95[index] = over.p95(history.queue_s)
+        shift[index] = over.mean(history.shift_s)
+        p95[index] = over.p95(history.queue_s + history.shift_s)
         loss[index] = _rate_weighted_loss(members, history, over.mean(history.loss))
     sessions, columns = [], {name: [] for name in _COLUMNS}
     for k, (session, pair, end_s, completed) in enumerate(finished):
-        up, down = (dict(h.rate_summary(), delay=h.base_delay_s + queue[2 * k + j],
+        up, down = (dict(h.rate_summary(), delay=h.base_delay_s + queue[2 * k + j] + shift[2 * k + j],
                          delay_p95=h.base_delay_s + p95[2 * k + j], jitter=jitter[2 * k + j],
                          loss=loss[2 * k + j], queue=queue[2 * k + j]) for j, h in enumerate(pair))
         worse = up if (up["at_target"], -up["below_min"]) <= (down["at_target"], -down["below_min"]) else down
@@ -83,7 +85,7 @@ def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str,
                             ("one_way_delay_p95_s", max(up["delay_p95"], down["delay_p95"])),
                             ("jitter_s", max(up["jitter"], down["jitter"])), ("loss", max(up["loss"], down["loss"])),
                             ("queue_delay_s", max(up["queue"], down["queue"])),
-                            ("rtt_s", 2 * pair[0].base_delay_s)):
+                            ("rtt_s", 2 * (pair[0].base_delay_s + shift[2 * k]))):
             columns[name].append(value)
     return sessions, columns
 
@@ -140,7 +142,7 @@ class _FixedHalves:
     The measures of :meth:`sim.des.flows.Media.rate_summary` and of its path.
     """
 
-    NAMES = ("fraction", "at_target", "delay_p95", "jitter", "loss", "queue")
+    NAMES = ("fraction", "at_target", "delay_p95", "jitter", "loss", "queue", "shift")
 
     def __init__(self, n: int) -> None:
         for name in self.NAMES:
@@ -162,7 +164,8 @@ class _FixedHalves:
                                     np.where(has_span, 0.0, history.loss[over.k0]))
         self.queue[index] = over.mean(history.queue_s)
         self.jitter[index] = over.mean(history.jitter_s)
-        self.delay_p95[index] = over.p95(history.queue_s)
+        self.shift[index] = over.mean(history.shift_s)
+        self.delay_p95[index] = over.p95(history.queue_s + history.shift_s)
         limiter = over.below_by_link(1.0 - at_rate)
         labels = np.array([*history.labels, "none"], dtype=object)
         self.bottleneck[index] = labels[limiter]  # -1: none
@@ -185,10 +188,10 @@ def _combine(streams: Streams, halves: list[_FixedHalves], horizon_s: float) -> 
         "mean_rate_bps": np.minimum(rate_up * up.fraction, rate_down * down.fraction),
         "share_at_target": np.where(up_worse, up.at_target, down.at_target),
         "share_below_min": 1.0 - np.where(up_worse, up.at_target, down.at_target),
-        "one_way_delay_s": base_s + np.maximum(up.queue, down.queue),
+        "one_way_delay_s": base_s + np.maximum(up.queue + up.shift, down.queue + down.shift),
         "one_way_delay_p95_s": base_s + np.maximum(up.delay_p95, down.delay_p95),
         "jitter_s": np.maximum(up.jitter, down.jitter),
         "loss": np.maximum(up.loss, down.loss),
         "queue_delay_s": np.maximum(up.queue, down.queue),
-        "rtt_s": 2 * base_s,
+        "rtt_s": 2 * (base_s + up.shift),
     }

@@ -5,6 +5,11 @@ link, or several sites behind one shared link) evolves on its own. Its process w
 (an arrival, a start-up ending, a completion, a call ending); between changes every rate is constant, so
 the fluid model advances in one step and re-shares capacity only for this group.
 
+A site's line may change during the run (a fault, a backup, a repair: :mod:`sim.des.lines`): each change is an
+event of its group, where the link takes its new capacity, buffer, loss and queueing and its flows re-share; a
+transfer stalls at rate 0 through an outage and goes on after it, a call gets rate 0 there. No shortcut replays a
+transfer past a change.
+
 Fixed-rate streams are not flows here: they hold a reserved rate on their links, a step function known before
 the run (:mod:`sim.des.reserved`), which fluid flows see as capacity taken. A step is an event only on a link
 that fluid flows are using; elsewhere a link takes its reserved rate when something next looks at it.
@@ -45,6 +50,7 @@ class Group(LoneTransfers, SharedLinks):
         self.links, self.sessions, self.ctx = links, sessions, ctx
         self.skip = skip_unobserved
         self.reserving = [link for link in links if link.steps_s]  # links that fixed-rate streams use
+        self.changing = [link for link in links if link.line_steps_s]  # links whose line changes (a fault)
         self.starting: list[Transfer] = []
         self.transfers: list[Transfer] = []
         self.media: list[Media] = []
@@ -66,6 +72,7 @@ class Group(LoneTransfers, SharedLinks):
         horizon_s = self.ctx.horizon_s
         while i < n or self.starting or self.transfers or self.media:
             change_s = self._next_change_s()
+            line_s = self._next_line_s()  # no shortcut replays a transfer past a line's change
             # A transfer arriving before the next change finds the state as it is now and changes no share
             # while it starts up: it is started here, without an event of its own.
             while (self.skip and i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S
@@ -73,7 +80,8 @@ class Group(LoneTransfers, SharedLinks):
                 self._sync_idle(sessions[i], starts_s[i])
                 flow = self._start_transfer(sessions[i], starts_s[i])
                 i += 1
-                if flow is None or self.single_link_paths and self._run_alone(flow, starts_s[i] if i < n else math.inf):
+                if flow is None or self.single_link_paths and self._run_alone(
+                        flow, min(starts_s[i] if i < n else math.inf, line_s)):
                     continue
                 if flow.active_at_s < change_s:
                     change_s = flow.active_at_s
@@ -85,6 +93,9 @@ class Group(LoneTransfers, SharedLinks):
             yield env.timeout(max(0.0, next_s - env.now))
             now_s = self.now_s = env.now
             self.events += 1
+            for link in self.changing:
+                if link.next_line_s <= now_s + _EPS_S and link.take_line(now_s + _EPS_S):
+                    self._line_changed(link)
             for link in self.reserving:
                 if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
                     self._reserved_changed(link)
@@ -94,12 +105,16 @@ class Group(LoneTransfers, SharedLinks):
             if change_s <= now_s + _EPS_S:
                 self._finish_due(now_s)
             if self.dirty:
-                self.next_arrival_s = starts_s[i] if i < n else math.inf
+                self.next_arrival_s = min(starts_s[i] if i < n else math.inf, self._next_line_s())
                 self._reshare(now_s)
         self._settle_links(self.now_s)
 
+    def _next_line_s(self) -> float:
+        """When the next line of the group's links changes (s; inf if none will)."""
+        return min((link.next_line_s for link in self.changing), default=math.inf)
+
     def _next_change_s(self) -> float:
-        best_s = math.inf
+        best_s = self._next_line_s()  # a line's change is an event: the state every arrival reads follows it
         for flow in self.starting:
             if flow.active_at_s < best_s:
                 best_s = flow.active_at_s
@@ -120,6 +135,11 @@ class Group(LoneTransfers, SharedLinks):
                     if link.next_step_s < best_s and link.step_binds_media():
                         best_s = link.next_step_s
         return best_s
+
+    def _line_changed(self, link) -> None:
+        """A link's line changed (:meth:`sim.des.links.Link.take_line`): its flows share its new capacity."""
+        self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
+        self.dirty.add(link)
 
     def _reserved_changed(self, link) -> None:
         """A link's reserved rate changed: fluid flows share what is left; its queues change now.
@@ -186,7 +206,7 @@ class Group(LoneTransfers, SharedLinks):
             delivered *= 1.0 - link.loss
         for link in back:
             queue_s += link.queue_delay_s
-        rtt_s = s["rtt_s"] + self.ctx.cloud_rtt_s + queue_s
+        rtt_s = s["rtt_s"] + path[0].rtt_shift_s + self.ctx.cloud_rtt_s + queue_s  # the site's line as it is now
         cap_bps = tcp.window_cap_bps(rtt_s, 1.0 - delivered)
         size = max(1.0, s["size_bytes"])
         chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1

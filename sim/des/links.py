@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from sim.des import queueing
 
 _NO_STEPS: tuple = ()
+
+
+class Line(NamedTuple):
+    """What a link's line is at some time: its capacity, buffer, loss, queueing and round trip.
+
+    Capacity in bit/s, buffer in bytes, random loss 0..1, ``priority`` whether calls are served first (``qos:
+    priority``), ``rtt_shift_s`` how much longer its site's round trip is than the topology's (s).
+    A capacity of 0 is an outage: nothing crosses the link, and it holds no queue.
+    """
+
+    capacity_bps: float
+    buffer_bytes: float
+    loss: float
+    priority: bool
+    rtt_shift_s: float = 0.0
 
 
 class Link:
@@ -38,6 +54,10 @@ class Link:
         history: Its fluid state after each change, as parallel lists ``(times_s, load_bps, saturated,
             congestion_loss, media_load_bps)``: what calls' delay, jitter and loss are computed from
             (:mod:`sim.des.paths`).
+        line0, line_steps_s, line_steps: Its line as the topology has it, and the changes to it (a fault, a
+            backup, a repair: :mod:`sim.linkchanges`): from ``line_steps_s[k]`` on, it is ``line_steps[k]``, a
+            step function known before the run, taken by :meth:`take_line` as its group reaches each step.
+        rtt_shift_s: How much longer than the topology's its site's round trip is now (s; 0 but on a changed line).
     """
 
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
@@ -45,14 +65,14 @@ class Link:
                  "bin0_s", "bin_s", "since_s", "full_queue", "tcp_queue", "burst_queue", "new_share_bps",
                  "headroom_bps", "reserved_bps", "steps_s", "steps_bps", "step", "next_step_s", "history",
                  "media_bps", "media_count", "video_yields", "media_floor_bps", "media_steady", "priority",
-                 "media_load_bps")
+                 "media_load_bps", "line0", "line_steps_s", "line_steps", "line_step", "next_line_s",
+                 "rtt_shift_s")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
                  n_bins: int, priority: bool = False) -> None:
         self.name, self.site, self.kind, self.direction = name, site, kind, direction
-        self.capacity_bps, self.buffer_bytes, self.loss, self.jitter_s = capacity_bps, buffer_bytes, loss, jitter_s
-        self.headroom_bps = capacity_bps * queueing.VIDEO_MAX_UTILISATION
+        self.jitter_s = jitter_s
         self.load_bps = 0.0
         self.saturated = queueing.NOT_SATURATED
         self.queue_delay_s = self.queue_jitter_s = self.congestion_loss = 0.0
@@ -60,21 +80,66 @@ class Link:
         self.bin0_s, self.bin_s = bin0_s, bin_s
         self.since_s = bin0_s  # utilisation is settled up to here
         self.new_share_bps = capacity_bps
-        self.tcp_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, queueing.STANDING)
-        self.burst_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, queueing.BURSTS)
-        full_s = queueing.full_buffer_delay_s(buffer_bytes, capacity_bps)
-        self.full_queue = (full_s, self.tcp_queue[1])  # filled by streams that do not back off
-        self.priority = priority  # calls are served first from their own queue (qos: priority)
-        # beside TCP's queue, calls see overuse and yield where it passes their threshold (never on a priority line)
-        threshold_s = queueing.VIDEO_QUEUE_THRESHOLD_S
-        self.video_yields = (False, not priority and self.burst_queue[0] > threshold_s,
-                             not priority and self.tcp_queue[0] > threshold_s)  # by saturation state
+        self.line0 = Line(capacity_bps, buffer_bytes, loss, priority)
+        self._set_line(self.line0)
+        self.line_steps_s, self.line_steps, self.line_step, self.next_line_s = _NO_STEPS, _NO_STEPS, 0, math.inf
         self.media_load_bps = 0.0
         self.reserved_bps = 0.0
         self.steps_s = self.steps_bps = _NO_STEPS
         self.step, self.next_step_s = 0, math.inf
         self.history: tuple[list, ...] = ([], [], [], [], [])
         self.media_bps, self.media_floor_bps, self.media_count, self.media_steady = 0.0, 0.0, 0, False
+
+    def _set_line(self, line: Line) -> None:
+        """Take ``line``'s capacity, buffer, loss, queueing and round trip, and the queues they imply."""
+        capacity_bps, buffer_bytes, priority = line.capacity_bps, line.buffer_bytes, line.priority
+        self.capacity_bps, self.buffer_bytes, self.loss, self.priority = capacity_bps, buffer_bytes, line.loss, priority
+        self.rtt_shift_s = line.rtt_shift_s
+        self.headroom_bps = capacity_bps * queueing.VIDEO_MAX_UTILISATION
+        if capacity_bps <= 0.0:  # an outage: nothing crosses, nothing queues
+            self.tcp_queue = self.burst_queue = self.full_queue = (0.0, 0.0)
+            self.video_yields = (False, False, False)
+            return
+        self.tcp_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, queueing.STANDING)
+        self.burst_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, queueing.BURSTS)
+        full_s = queueing.full_buffer_delay_s(buffer_bytes, capacity_bps)
+        self.full_queue = (full_s, self.tcp_queue[1])  # filled by streams that do not back off
+        # beside TCP's queue, calls see overuse and yield where it passes their threshold (never on a priority line)
+        threshold_s = queueing.VIDEO_QUEUE_THRESHOLD_S
+        self.video_yields = (False, not priority and self.burst_queue[0] > threshold_s,
+                             not priority and self.tcp_queue[0] > threshold_s)  # by saturation state
+
+    def schedule_lines(self, steps_s: list[float], lines: list[Line]) -> None:
+        """Give the link its line changes: from ``steps_s[k]`` (s, increasing) on, it is ``lines[k]``."""
+        self.line_steps_s, self.line_steps = steps_s, lines
+        self.line_step, self.next_line_s = 0, steps_s[0] if steps_s else math.inf
+
+    def take_line(self, now_s: float) -> bool:
+        """Take the line in force at ``now_s``; True if it changed (its flows must then be re-shared).
+
+        Its queues follow the new line at the present load (:meth:`carry`); its load is the caller's to settle.
+        """
+        if self.next_line_s > now_s:
+            return False
+        steps_s, k, n = self.line_steps_s, self.line_step, len(self.line_steps_s)
+        while k < n and steps_s[k] <= now_s:
+            k += 1
+        self.line_step = k
+        self.next_line_s = steps_s[k] if k < n else math.inf
+        line = self.line_steps[k - 1]
+        if line == self.line_now():
+            return False
+        self._set_line(line)
+        self.carry(self.load_bps, self.saturated)
+        return True
+
+    def line_now(self) -> Line:
+        """The line the link is now."""
+        return Line(self.capacity_bps, self.buffer_bytes, self.loss, self.priority, self.rtt_shift_s)
+
+    def lines(self) -> list[Line]:
+        """Every line it is through the run, in order: the topology's first, then each change's."""
+        return [self.line0, *self.line_steps]
 
     def reserve(self, steps_s: list[float], steps_bps: list[float]) -> None:
         """Give the link its reservations: from ``steps_s[k]`` on, fixed-rate streams hold ``steps_bps[k]``."""

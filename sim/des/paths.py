@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from sim.des import queueing
+from sim.des import lines, queueing
 from sim.des.tcp import FRAME_BYTES
 
 _TINY = 1e-9
@@ -23,7 +23,8 @@ class PathHistory:
     """A path's state as step functions of time.
 
     Breakpoints ``times_s`` and, from each on, its queueing delay and jitter (s), loss (0..1), the fraction of a
-    fixed-rate stream's rate it carries (0..1) and which of its links (index) limits that fraction.
+    fixed-rate stream's rate it carries (0..1), which of its links (index) limits that fraction, and how much longer
+    than its streams' base delay its one-way delay is (``shift_s``: a changed line's longer round trip, halved).
     """
 
     def __init__(self, path: tuple, horizon_s: float) -> None:
@@ -38,6 +39,7 @@ class PathHistory:
         for s, k in zip(states, at):
             delivered = delivered * (1.0 - s["loss"][k])
         self.loss = 1.0 - delivered
+        self.shift_s = sum(s["shift_s"][k] for s, k in zip(states, at))  # one-way delay beyond the base (s)
         fractions = np.array([s["fraction"][k] for s, k in zip(states, at)])  # links x breakpoints
         self.fraction = fractions.min(axis=0)
         self.limiter = fractions.argmin(axis=0)
@@ -111,28 +113,55 @@ class Intervals:
 
 
 def _link_state(link, horizon_s: float) -> dict[str, np.ndarray]:
-    """One link's state from its history of fluid load and its reservations, at the union of their changes."""
+    """One link's state from its history of fluid load, its reservations and its line, at the union of their changes.
+
+    Besides queue, jitter, loss and fraction: ``shift_s``, how much longer than the topology's the one-way delay
+    across it is (half the change of its site's round trip; 0 but on a changed line).
+    """
     # each series starts from the idle state, at minus infinity
     hist_s, loads_bps, saturated, losses, media_bps = (np.array([start, *v], dtype=float) for start, v in
                                                        zip((-math.inf, 0.0, 0.0, 0.0, 0.0), link.history))
     steps_s = np.array([-math.inf, *link.steps_s], dtype=float)
     steps_bps = np.array([0.0, *link.steps_bps], dtype=float)
-    times_s = np.unique(np.concatenate([hist_s, steps_s]))
+    times_s = np.unique(np.concatenate([hist_s, steps_s, link.line_steps_s]))
     times_s = times_s[times_s <= horizon_s]
     h = np.searchsorted(hist_s, times_s, side="right") - 1
     r = np.searchsorted(steps_s, times_s, side="right") - 1
-    load_bps, state, congestion = loads_bps[h], saturated[h], losses[h]
+    load_bps, state, congestion, reserved_bps = loads_bps[h], saturated[h], losses[h], steps_bps[r]
+    if not link.line_steps_s:
+        return {"times_s": times_s, **_line_state(link.line0, load_bps, state, congestion, reserved_bps)}
+    which = lines.over(link, times_s)
+    out = {name: np.zeros(len(times_s)) for name in ("queue_s", "jitter_s", "loss", "fraction", "shift_s")}
+    for k, line in enumerate(link.lines()):
+        part = which == k
+        if part.any():
+            for name, values in _line_state(line, load_bps[part], state[part], congestion[part],
+                                            reserved_bps[part]).items():
+                out[name][part] = values
+    return {"times_s": times_s, **out}
+
+
+def _line_state(line, load_bps: np.ndarray, state: np.ndarray, congestion: np.ndarray, reserved_bps: np.ndarray,
+                ) -> dict[str, np.ndarray]:
+    """Queue and jitter (s), loss (0..1), fraction carried and delay shift (s) on a link while it is ``line``.
+
+    In an outage (capacity 0) nothing crosses: a fixed-rate stream gets no part of its rate, and nothing queues.
+    """
+    capacity_bps = line.capacity_bps
+    shift_s = np.full(len(load_bps), line.rtt_shift_s / 2)
+    if capacity_bps <= 0.0:
+        none = np.zeros(len(load_bps))
+        return {"queue_s": none, "jitter_s": none, "loss": np.full(len(load_bps), line.loss),
+                "fraction": np.where(reserved_bps > 0, 0.0, 1.0), "shift_s": shift_s}
     is_saturated = state > 0
-    reserved_bps = steps_bps[r]
-    capacity_bps = link.capacity_bps
     over = reserved_bps > capacity_bps  # the reservations alone exceed the link: it is full
-    queue_s, jitter_s = _queues(capacity_bps, link.buffer_bytes, load_bps + reserved_bps, state, over)
-    if link.priority:  # calls wait only behind calls and the frame in service; their queue never overflows
+    queue_s, jitter_s = _queues(capacity_bps, line.buffer_bytes, load_bps + reserved_bps, state, over)
+    if line.priority:  # calls wait only behind calls and the frame in service; their queue never overflows
         queue_s = np.where(over, queue_s, _priority_queue_s(capacity_bps, load_bps + reserved_bps, is_saturated))
         congestion = np.zeros_like(congestion)
+    loss = 1.0 - (1.0 - line.loss) * (1.0 - congestion)
     fraction = np.where(over, capacity_bps / np.maximum(reserved_bps, _TINY), 1.0)
-    return {"times_s": times_s, "queue_s": queue_s, "jitter_s": jitter_s,
-            "loss": 1.0 - (1.0 - link.loss) * (1.0 - congestion), "fraction": fraction}
+    return {"queue_s": queue_s, "jitter_s": jitter_s, "loss": loss, "fraction": fraction, "shift_s": shift_s}
 
 
 def _priority_queue_s(capacity_bps: float, load_bps: np.ndarray, saturated: np.ndarray) -> np.ndarray:

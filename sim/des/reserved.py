@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sim.des import lines
 from sim.topology import Topology
 
 _RATE_DECIMALS = 3  # reserved rates are rounded to a thousandth of a bit/s, so a link's sum returns to exactly 0
@@ -112,10 +113,13 @@ def _steps(times_s: np.ndarray, deltas_bps: np.ndarray) -> tuple[np.ndarray, np.
 def carried_bits(link, start_s: float, horizon_s: float, n_bins: int, bin_s: float) -> np.ndarray:
     """Bits the reservations carried on a link in each utilisation bin (at most its capacity at any time).
 
-    Bins as :meth:`sim.des.links.Link.settle` fills them: the first also takes anything before the window.
+    Bins as :meth:`sim.des.links.Link.settle` fills them: the first also takes anything before the window. On a
+    changed line, at most its capacity at each moment (none in an outage).
     """
     times_s = np.array(link.steps_s, dtype=float)
-    carried_bps = np.minimum(np.array(link.steps_bps, dtype=float), link.capacity_bps)
+    carried_bps = np.minimum(np.array(link.steps_bps, dtype=float), link.line0.capacity_bps)
+    if link.line_steps_s:
+        times_s, carried_bps = _carried_on_lines(link, times_s)
     edges_s = np.minimum(start_s + bin_s * np.arange(1, n_bins), horizon_s)
     edges_s = np.concatenate([[min(times_s[0], start_s)], edges_s, [horizon_s]])
     cum = np.concatenate([[0.0], np.cumsum(carried_bps[:-1] * np.diff(times_s))])
@@ -126,3 +130,12 @@ def carried_bits(link, start_s: float, horizon_s: float, n_bins: int, bin_s: flo
         return np.where(k >= 0, cum[at] + carried_bps[at] * (t_s - times_s[at]), 0.0)
 
     return np.diff(integral_to(edges_s))
+
+
+def _carried_on_lines(link, steps_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rate reservations carry on a changed line (bit/s): a step function at its reservation and line steps."""
+    times_s = np.union1d(steps_s, np.array(link.line_steps_s, dtype=float))
+    k = np.searchsorted(steps_s, times_s, side="right") - 1
+    reserved_bps = np.where(k >= 0, np.array([0.0, *link.steps_bps])[k + 1], 0.0)
+    capacity_bps = np.array([line.capacity_bps for line in link.lines()])[lines.over(link, times_s)]
+    return times_s, np.minimum(reserved_bps, capacity_bps)
