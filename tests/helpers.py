@@ -63,11 +63,11 @@ def trace(*sessions: dict) -> pd.DataFrame:
 
 
 def simulate(topo: Topology, sessions: pd.DataFrame, horizon_s: float | None = None, bin_s: float = 60.0,
-             skip_unobserved: bool = True):
-    """Run the simulator from time 0 to the horizon (default: a day after the last start)."""
+             skip_unobserved: bool = True, link_changes: pd.DataFrame | None = None):
+    """Run the simulator from time 0 to the horizon (default: a day after the last start), lines changing so."""
     last = float(sessions["start_s"].max()) if len(sessions) else 0.0
     window = des.RunWindow(0.0, horizon_s if horizon_s is not None else last + 86400.0, bin_s)
-    return des.run(sessions, topo, window, skip_unobserved=skip_unobserved)
+    return des.run(sessions, topo, window, skip_unobserved=skip_unobserved, link_changes=link_changes)
 
 
 def log2ceil(x: float) -> int:

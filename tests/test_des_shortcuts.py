@@ -3,8 +3,9 @@
 With ``skip_unobserved`` off, every arrival, start-up end and completion is an event of its own (the plain
 fluid model); with it on (the default), a transfer arriving between changes starts without an event and one that
 will be alone among transfers on its link until it ends (beside its media and the link's reservations) is replayed
-whole. Random small practices and loads, fixed-rate streams among them, must give the same tables both ways, to
-rounding.
+whole. Random small practices and loads, fixed-rate streams among them, and random changes of their lines (outages,
+slower or faster lines with other delays, losses and queues: a fault, a backup, a repair) must give the same tables
+both ways, to rounding.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from helpers import call, simulate, site, topology, trace, transfer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from sim import linkchanges as lc
 from sim.topology import SharedLink
 
 RATES_BPS = [0.5e6, 1e6, 10e6, 80e6]
@@ -33,31 +35,56 @@ fixed_streams = st.builds(lambda name, start_s, duration_s, rate_bps: call(
     st.sampled_from(["a", "b"]), st.floats(0.0, 120.0), st.floats(0.0, 90.0), st.sampled_from([87.2e3, 400e3]))
 
 
-def _run(topo, sessions, skip: bool):
-    return simulate(topo, sessions, horizon_s=400.0, bin_s=10.0, skip_unobserved=skip)
+# A line change: an outage (both rates 0) or another line, from a moment of the run.
+line_changes = st.builds(lambda name, at_s, down, up, rtt_s, loss, buffer_bytes, qos: {
+    "site": name, "at_s": at_s, "down_bps": down, "up_bps": up, "rtt_s": rtt_s, "loss": loss,
+    "buffer_bytes": buffer_bytes, "qos": qos, "cause": "test"},
+    st.sampled_from(["a", "b"]), st.floats(0.0, 400.0), st.sampled_from([0.0, *RATES_BPS]),
+    st.sampled_from([0.0, *RATES_BPS]), st.sampled_from([0.0, 0.01, 0.05]), st.sampled_from([0.0, 0.01]),
+    st.sampled_from([0.0, 30_000.0, 150_000.0]), st.sampled_from(["fifo", "priority"]))
+outages = st.builds(lambda change, back: [change | {"down_bps": 0.0, "up_bps": 0.0}, *back], line_changes,
+                    st.lists(line_changes, max_size=1))
+changes = st.one_of(st.just([]), outages, st.lists(line_changes, max_size=4)).map(
+    lambda rows: pd.DataFrame(rows, columns=list(lc.COLUMNS)).drop_duplicates(["site", "at_s"]))
+
+
+def _run(topo, sessions, skip: bool, link_changes=None):
+    return simulate(topo, sessions, horizon_s=400.0, bin_s=10.0, skip_unobserved=skip, link_changes=link_changes)
 
 
 _SLOW = {"down_bps": 0.5e6, "up_bps": 0.5e6, "rtt_s": 0.0, "buffer_bytes": 0.0}
 
 
+_FAILOVER = lc.failover("a", lc.LineState(10e6, 10e6, 0.01, 0.0, 150_000.0),
+                        lc.LineState(1e6, 0.5e6, 0.05, 0.0, 30_000.0), fault_at_s=30.0, repaired_at_s=200.0,
+                        failover_s=60.0)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(a=site("a", **_SLOW), b=site("a", **_SLOW), shared_bps=None,  # a call 1 ns after two transfers (CI found it)
-         sessions=[transfer("a", 0.0, 2e3, "up"), transfer("a", 0.0, 2e3, "up"), call("a", 1e-9, 1.0)])
+         sessions=[transfer("a", 0.0, 2e3, "up"), transfer("a", 0.0, 2e3, "up"), call("a", 1e-9, 1.0)],
+         link_changes=lc.empty())
 @example(a=site("a", **_SLOW), b=site("a", **(_SLOW | {"buffer_bytes": 30_000.0})), shared_bps=None,
          sessions=[transfer("b", 0.0, 2e3, "down"),  # a transfer arriving as telephony takes 97% of its line
                    *(call("b", 0.0, 1.0, target_bps=r, min_bps=r, app="telephony", far_end="cloud", up_share=0.5)
-                     for r in (87.2e3, 400e3))])
+                     for r in (87.2e3, 400e3))],
+         link_changes=lc.empty())
+@example(a=site("a", down_bps=10e6, up_bps=10e6, rtt_s=0.01), b=site("b", **_SLOW), shared_bps=None,
+         sessions=[transfer("a", 0.0, 20e6), transfer("a", 100.0, 1e6, "up"), call("a", 10.0, 300.0),
+                   call("a", 20.0, 250.0, target_bps=87.2e3, min_bps=87.2e3, app="telephony", far_end="cloud")],
+         link_changes=_FAILOVER)  # a practice's line fails under a download, a call and a phone call, then fails over
 @given(a=sites, b=sites,
        sessions=st.lists(st.one_of(transfers, transfers, calls, fixed_streams), min_size=1, max_size=14),
-       shared_bps=st.sampled_from([None, 2e6, 100e6]))
-def test_skipping_unobserved_events_changes_no_table(a, b, sessions, shared_bps):
-    """Two practices, on their own lines or both behind one shared link (``shared_bps`` each way)."""
+       shared_bps=st.sampled_from([None, 2e6, 100e6]), link_changes=changes)
+def test_skipping_unobserved_events_changes_no_table(a, b, sessions, shared_bps, link_changes):
+    """Two practices, on their own lines or both behind one shared link (``shared_bps`` each way), lines changing."""
     aggregation = "" if shared_bps is None else "agg"
     shared = {"agg": SharedLink("agg", shared_bps, shared_bps, 100_000.0)} if shared_bps else None
     topo = topology(a | {"site": "a", "aggregation": aggregation}, b | {"site": "b", "aggregation": aggregation},
                     cloud_rtt_s=0.01, shared=shared)
     sessions_frame = trace(*sessions)
-    plain, fast = _run(topo, sessions_frame, False), _run(topo, sessions_frame, True)
+    plain = _run(topo, sessions_frame, False, link_changes)
+    fast = _run(topo, sessions_frame, True, link_changes)
     # Both take an arrival within _EPS_S (1 ns) of an event at that event, but not always the same one: a call
     # starting 1 ns after two transfers then ends 1 ns apart (found by this test in CI). Relative 1e-7 is exact for
     # anything judged, and far below any modelling difference.

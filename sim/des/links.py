@@ -210,7 +210,7 @@ class Link:
         elif saturated:
             self.queue_delay_s, self.queue_jitter_s = self.tcp_queue if saturated == queueing.STANDING \
                 else self.burst_queue
-        elif total_bps <= 0.0:
+        elif total_bps <= 0.0 or self.capacity_bps <= 0.0:  # idle, or an outage
             self.queue_delay_s = self.queue_jitter_s = 0.0
         else:
             self.queue_delay_s, self.queue_jitter_s = queueing.link_delay_s(self.capacity_bps, self.buffer_bytes,
