@@ -10,14 +10,21 @@ Columns (:data:`COLUMNS`): ``site`` (a topology site name), ``at_s`` (s from the
 ``down_bps`` and ``up_bps`` (bit/s, >= 0), ``rtt_s`` (the access line's round-trip time, s), ``loss`` (a
 fraction of packets, each way), ``buffer_bytes`` (the line's queue each way, bytes), ``qos`` (``fifo`` or
 ``priority``), ``cause`` (free text for records and reports: ``fault``, ``backup``, ``repaired``).
+
+A scenario asks for faults with its ``outages`` key; :func:`from_scenario` writes their table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from sim.model.scenario import Outage, Scenario
+    from sim.topology import Topology
 
 COLUMNS = ("site", "at_s", "down_bps", "up_bps", "rtt_s", "loss", "buffer_bytes", "qos", "cause")
 LINE_COLUMNS = ("down_bps", "up_bps", "rtt_s", "loss", "buffer_bytes", "qos")
@@ -132,3 +139,54 @@ def states_at(changes: pd.DataFrame, site: str, primary: LineState) -> list[tupl
         else:
             steps.append((float(row.at_s), state))
     return steps
+
+
+def from_scenario(scenario: Scenario, topology: Topology) -> pd.DataFrame:
+    """The steps of a scenario's ``outages`` on the sites of ``topology`` (a shard's, or the whole scenario's).
+
+    ``at_s`` counts from the scenario's window start. An outage names a site, or a site group (each of its sites
+    fails at once); it runs on its backup (:func:`backup_line`) after the backup's failover time, and is repaired at
+    ``repaired`` or, if none is given, at the end of the run (its window and drain). The loader has checked the
+    names and times (:mod:`sim.load`).
+    """
+    from sim.topology import group_sites
+    groups = group_sites(scenario)
+    rows = topology.sites.set_index("site", drop=False)
+    start_s, horizon_s = scenario.window.start, scenario.window.end + scenario.drain
+    parts = [empty()]
+    for outage in scenario.outages:
+        spare, failover_s = backup_line(scenario, outage)
+        for site in groups.get(outage.site, [outage.site]):
+            if site in rows.index:
+                repaired_s = outage.repaired if outage.repaired is not None else horizon_s
+                parts.append(failover(site, line_of(rows.loc[site]), spare, outage.at - start_s,
+                                      repaired_s - start_s, failover_s))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def backup_line(scenario: Scenario, outage: Outage) -> tuple[LineState | None, float]:
+    """An outage's backup line (None without one) and its failover time (s), from the catalogue's ``backups``.
+
+    The backup's access profile gives its headline rates, round trip, loss and buffer; one carrying calls first
+    (``carries: realtime_first``) queues them with priority.
+    """
+    backup = scenario.catalogue.backups[outage.backup]
+    if backup.kind == "none" or backup.profile is None:
+        return None, 0.0
+    profile = scenario.catalogue.profiles[backup.profile]
+    down_bps, up_bps = profile.rates_at(None)
+    qos = "priority" if backup.carries == "realtime_first" else profile.qos
+    return LineState(down_bps, up_bps, profile.rtt, profile.loss, profile.buffer, qos), float(backup.failover or 0.0)
+
+
+def shifted(changes: pd.DataFrame, by_s: float, window_s: float) -> pd.DataFrame:
+    """The table for a window starting ``by_s`` later and lasting ``window_s`` (s): a slice of the run.
+
+    Each site's line at the slice's start becomes a row at 0 s (its last earlier row), later rows move back by
+    ``by_s``, and rows past the slice are dropped.
+    """
+    moved = changes.sort_values(["site", "at_s"], kind="stable").assign(at_s=lambda f: f["at_s"] - by_s)
+    before = moved[moved["at_s"] <= 0].groupby("site", sort=False).tail(1).assign(at_s=0.0)
+    inside = moved[(moved["at_s"] > 0) & (moved["at_s"] <= window_s)]
+    both = pd.concat([before, inside]).sort_values(["site", "at_s"], kind="stable")
+    return both.reset_index(drop=True)[list(COLUMNS)]

@@ -530,6 +530,7 @@ def _check_references(scenario: Scenario, tree: Located, from_inventory: int = 0
     _check_unique_names(scenario, tree)
     _check_emulation(scenario, tree)
     _check_faults(scenario, tree)
+    _check_outages(scenario, tree)
 
 
 def _check_site_classes(scenario: Scenario, tree: Located) -> None:
@@ -692,3 +693,43 @@ def _check_availability_study(scenario: Scenario, tree: Located) -> None:
             file, line = tree.where(path)
             raise ScenarioError(f"profile {profile!r} is {technology!r}, which has no line faults in the catalogue "
                                 f"(faults.yaml: faults.line.{technology})", file=file, line=line, path=dotted(path))
+
+
+def _check_outages(scenario: Scenario, tree: Located) -> None:
+    """Each outage names a site or site group and a backup, falls in the run, and no two of a site's overlap."""
+    if not scenario.outages:
+        return
+    groups = topology.group_sites(scenario)
+    names = list(dict.fromkeys([*groups, *(n for members in groups.values() for n in members)]))
+    down: dict[str, list[tuple[float, float, int]]] = {}  # each site's outages so far: (at, repaired, index)
+    for i, outage in enumerate(scenario.outages):
+        where = ("outages", i)
+        if outage.site not in names:
+            raise _reference_error(tree, (*where, "site"), "site", outage.site, names)
+        if outage.backup not in scenario.catalogue.backups:
+            raise _reference_error(tree, (*where, "backup"), "backup profile", outage.backup,
+                                   list(scenario.catalogue.backups))
+        problem = _outage_time_problem(scenario, outage)
+        repaired_s = outage.repaired if outage.repaired is not None else scenario.window.end + scenario.drain
+        for site in groups.get(outage.site, [outage.site]):
+            clash = next((k for at_s, end_s, k in down.get(site, []) if outage.at < end_s and at_s < repaired_s), None)
+            if problem is None and clash is not None:
+                problem = ("at", f"site {site!r} is already down then (outages[{clash}])")
+            down.setdefault(site, []).append((outage.at, repaired_s, i))
+        if problem:
+            file, line = tree.where((*where, problem[0]))
+            raise ScenarioError(problem[1], file=file, line=line, path=dotted((*where, problem[0])))
+
+
+def _outage_time_problem(scenario: Scenario, outage) -> tuple[str, str] | None:
+    """(field, message) if an outage's fault is outside the window or its repair not after it, within the run."""
+    clock = units.format_clock
+    start_s, end_s, horizon_s = scenario.window.start, scenario.window.end, scenario.window.end + scenario.drain
+    if not start_s <= outage.at < end_s:
+        return "at", f"{clock(outage.at)} is outside the window ({clock(start_s)}-{clock(end_s)})"
+    if outage.repaired is not None and outage.repaired <= outage.at:
+        return "repaired", f"the repair ({clock(outage.repaired)}) must come after the fault ({clock(outage.at)})"
+    if outage.repaired is not None and outage.repaired > horizon_s:
+        return "repaired", (f"{clock(outage.repaired)} is after the run ends (its window and drain: "
+                            f"{clock(horizon_s)}); leave 'repaired' out for a line down to the end")
+    return None

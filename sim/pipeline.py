@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, merge, report, results, scale, targets, topology, workload
+from sim import des, linkchanges, merge, report, results, scale, targets, topology, workload
 from sim import records as records_mod
 from sim.des import queueing
+from sim.errors import CapabilityError
 from sim.load import load
 from sim.model.scenario import Scenario
 from sim.topology import Topology
@@ -65,7 +67,8 @@ def simulate(scenario: Scenario, seed: int | None = None,
         topo = topology.build(scenario)
         trace = workload.generate(scenario, topo, seed)
     with phases("engine"):
-        result = des.run(trace, topo, _window(scenario), progress)
+        changes = linkchanges.from_scenario(scenario, topo) if scenario.outages else None
+        result = des.run(trace, topo, _window(scenario), progress, link_changes=changes)
     with phases("verdicts"):
         verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
                                     (scenario.window.start, scenario.window.end), scenario.catalogue.media())
@@ -149,11 +152,13 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
     started = time.perf_counter()
     seed = scenario.seed if seed is None else seed
     topo = topology.build(scenario)
+    changes = _emulated_changes(scenario, topo, emu.run)
     trace = workload.generate(scenario, emu.candidates(scenario, topo), seed)
     name = "both" if both else emu.ENGINE
     results.check_space(out, 0, sharded=False)  # a slice of minutes: its tables are small beside the report
     with results.run_folder(out, scenario.name, name, seed) as folder:
-        done = emu.run(scenario, topo, trace, seed, folder.partial / "agents", progress)
+        done = emu.run(scenario, topo, trace, seed, folder.partial / "agents", progress,
+                       **({} if changes is None else {"link_changes": changes}))
         chosen = done.slice
         window_s = (chosen.start_s, chosen.end_s)
         verdicts = targets.evaluate(done.records, done.links, done.topology.sites, scenario.targets, window_s,
@@ -163,7 +168,9 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
             # The simulator's horizon is one second past the emulation's stop, so a call clipped to end exactly
             # there (see sim.emu.window) finishes in both engines.
             horizon = des.RunWindow(chosen.start_s, chosen.end_s + chosen.drain_s + 1.0, scenario.utilisation_bin)
-            simulated = des.run(chosen.trace, done.topology, horizon)
+            simulated = des.run(chosen.trace, done.topology, horizon, link_changes=None if changes is None else
+                                linkchanges.shifted(changes, chosen.start_s - scenario.window.start,
+                                                    horizon.horizon_s - horizon.start_s))
             records_mod.write(simulated.records, folder.partial / "records-des.parquet", records_mod.RECORD_COLUMNS)
             table = fidelity.table(simulated.records, done.records, scenario.targets, scenario.catalogue.media())
             table.to_csv(folder.partial / "fidelity.csv", index=False)
@@ -172,6 +179,20 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
         write(outcome, folder.partial, path)
         report.render(folder.partial, png=png)
     return Outcome(**{**outcome.__dict__, "folder": folder.final})
+
+
+def _emulated_changes(scenario: Scenario, topo: Topology, emu_run: Callable) -> pd.DataFrame | None:
+    """The link changes of the scenario's outages for the emulation (``at_s`` from the scenario's window start).
+
+    Raises:
+        CapabilityError: If the scenario has outages and the emulation engine cannot replay them.
+    """
+    if not scenario.outages:
+        return None
+    if "link_changes" not in inspect.signature(emu_run).parameters:
+        raise CapabilityError("the emulation cannot replay the scenario's 'outages' yet: run it in the simulator "
+                              "(--engine des), or remove them")
+    return linkchanges.from_scenario(scenario, topo)
 
 
 def _window(scenario: Scenario) -> des.RunWindow:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, shard_files, targets, workload
+from sim import des, linkchanges, shard_files, targets, workload
 from sim.cluster import cluster  # noqa: F401 - callers reach the cluster through here
 from sim.errors import TestbedError
 from sim.model.scenario import Scenario
@@ -147,7 +147,8 @@ def _compute_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: i
     part = sub_topology(topology, shard)
     trace = workload.generate(scenario, part, seed)
     trace["site_index"] = trace["site"].map(dict(zip(part.sites["site"], part.sites.index))).astype("int64")
-    result = des.run(trace.drop(columns="site_index"), part, window)
+    changes = linkchanges.from_scenario(scenario, part) if scenario.outages else None
+    result = des.run(trace.drop(columns="site_index"), part, window, link_changes=changes)
     sessions = targets.session_verdicts(result.records, scenario.targets, scenario.catalogue.media())
     sites = targets.site_verdicts(sessions, result.links, part.sites, scenario.targets,
                                   (scenario.window.start, scenario.window.end), result.records)

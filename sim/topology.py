@@ -99,11 +99,16 @@ def _link_members_together(rows: list[tuple]) -> list[tuple]:
 
 def site_names(scenario: Scenario) -> list[str]:
     """The names :func:`build` gives the scenario's sites, in the scenario's order."""
-    names = []
+    return [name for names in group_sites(scenario).values() for name in names]
+
+
+def group_sites(scenario: Scenario) -> dict[str, list[str]]:
+    """Each site group's name (as :func:`build` names its sites after it) and its sites' names, in order."""
+    groups: dict[str, list[str]] = {}
     for index, group in enumerate(scenario.sites):
         prefix = _prefix(scenario, index, group)
-        names += [_site_name(prefix, j, group.count) for j in range(group.count)]
-    return names
+        groups.setdefault(prefix, []).extend(_site_name(prefix, j, group.count) for j in range(group.count))
+    return groups
 
 
 def _site_name(prefix: str, j: int, count: int) -> str:

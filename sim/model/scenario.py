@@ -129,6 +129,21 @@ class KnownFailure(Frozen):
         return self
 
 
+class Outage(Frozen):
+    """A fault on a site's line during the run: down at ``at``, on ``backup`` after its failover time, repaired.
+
+    ``site`` is a site's name or a site group's (each of its sites fails at once); ``backup`` a backup of the
+    catalogue's ``faults.yaml`` (``none``: down until repaired); ``repaired`` a clock time (none: not within the run).
+    The loader checks the names and times against the scenario (:mod:`sim.load`); :func:`sim.linkchanges.from_scenario`
+    turns the outages into the link-change table both engines replay.
+    """
+
+    site: str = Field(min_length=1)
+    at: ClockS
+    repaired: ClockS | None = None
+    backup: str = "none"
+
+
 class Scenario(Frozen):
     """A validated scenario with its catalogue and targets resolved.
 
@@ -156,4 +171,5 @@ class Scenario(Frozen):
     targets: Targets
     emulation: Emulation = Emulation()
     availability: AvailabilityStudy | None = None  # a year of line faults (sim.availability), judged by check
+    outages: tuple[Outage, ...] = ()  # line faults replayed mid-window by the engines (sim.linkchanges)
     known_failures: tuple[KnownFailure, ...] = ()
