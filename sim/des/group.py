@@ -99,6 +99,9 @@ class Group(LoneTransfers, SharedLinks):
             for link in self.reserving:
                 if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
                     self._reserved_changed(link)
+            if self.dirty and self.single_link_paths and i < n and starts_s[i] <= now_s + _EPS_S:
+                self.next_arrival_s = now_s  # a session arrives now: no transfer is replayed whole
+                self._reshare(now_s)  # arrivals find the shares the steps taken now leave, as without an event
             while i < n and starts_s[i] <= now_s + _EPS_S:
                 self._arrive(sessions[i], now_s)
                 i += 1
@@ -132,8 +135,8 @@ class Group(LoneTransfers, SharedLinks):
                         best_s = link.next_step_s
             for media in self.media:
                 for link in media.path:
-                    if link.next_step_s < best_s and link.step_binds_media():
-                        best_s = link.next_step_s
+                    if link.next_step_s < best_s:
+                        best_s = min(best_s, link.binding_step_s(best_s))
         return best_s
 
     def _line_changed(self, link) -> None:

@@ -170,13 +170,22 @@ class Link:
         self.media_floor_bps = self.media_floor_bps - floor_bps if self.media_count else 0.0
         self.media_steady = False
 
-    def step_binds_media(self) -> bool:
-        """Whether the next reservation step can change the rates of the link's media (with no transfer on it).
+    def binding_step_s(self, until_s: float) -> float:
+        """When the first coming reservation step before ``until_s`` can change its media's rates (s; inf if none).
 
-        It cannot while what they ask for fits in the headroom the reservations leave, before and after it.
+        A step cannot while what they ask for fits in the headroom the reservations leave, before and after it. The
+        steps not taken yet are looked through in order (a step that does not bind waits, untaken, for the next
+        event: it must not hide a later one that does).
         """
-        after_bps = self.steps_bps[self.step] if self.step < len(self.steps_bps) else 0.0
-        return self.media_bps > self.headroom_bps - max(self.reserved_bps, after_bps) - 1e-6
+        steps_s, steps_bps, k = self.steps_s, self.steps_bps, self.step
+        before_bps = self.reserved_bps
+        limit_bps = self.headroom_bps - self.media_bps - 1e-6
+        while k < len(steps_s) and steps_s[k] < until_s:
+            if max(before_bps, steps_bps[k]) > limit_bps:
+                return steps_s[k]
+            before_bps = steps_bps[k]
+            k += 1
+        return math.inf
 
     def sync(self, now_s: float) -> bool:
         """Take the reserved rate in force at ``now_s``; True if it changed (the link must then be re-shared)."""
