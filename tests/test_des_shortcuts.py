@@ -28,11 +28,17 @@ sites = st.builds(lambda name, down, up, rtt_s, buffer_bytes, qos: site(name, do
 transfers = st.builds(transfer, st.sampled_from(["a", "b"]), st.floats(0.0, 120.0),
                       st.sampled_from([2e3, 40e3, 1e6, 20e6]), st.sampled_from(["up", "down"]))
 calls = st.builds(call, st.sampled_from(["a", "b"]), st.floats(0.0, 120.0), st.floats(1.0, 90.0))
+
+
+def _fixed(name: str, start_s: float, duration_s: float, rate_bps: float) -> dict:
+    return call(name, start_s, duration_s, target_bps=rate_bps, min_bps=rate_bps, app="telephony", far_end="cloud",
+                up_share=0.5)
+
+
 # Fixed-rate streams (telephony, aggregate sessions) are reservations: a step on a link that transfers use is an
 # event, elsewhere it is taken lazily; 400 kbit/s streams can oversubscribe the 0.5 Mbit/s lines.
-fixed_streams = st.builds(lambda name, start_s, duration_s, rate_bps: call(
-    name, start_s, duration_s, target_bps=rate_bps, min_bps=rate_bps, app="telephony", far_end="cloud", up_share=0.5),
-    st.sampled_from(["a", "b"]), st.floats(0.0, 120.0), st.floats(0.0, 90.0), st.sampled_from([87.2e3, 400e3]))
+fixed_streams = st.builds(_fixed, st.sampled_from(["a", "b"]), st.floats(0.0, 120.0), st.floats(0.0, 90.0),
+                          st.sampled_from([87.2e3, 400e3]))
 
 
 # A line change: an outage (both rates 0) or another line, from a moment of the run.
@@ -73,6 +79,14 @@ _FAILOVER = lc.failover("a", lc.LineState(10e6, 10e6, 0.01, 0.0, 150_000.0),
          sessions=[transfer("a", 0.0, 20e6), transfer("a", 100.0, 1e6, "up"), call("a", 10.0, 300.0),
                    call("a", 20.0, 250.0, target_bps=87.2e3, min_bps=87.2e3, app="telephony", far_end="cloud")],
          link_changes=_FAILOVER)  # a practice's line fails under a download, a call and a phone call, then fails over
+@example(a=site("a", down_bps=80e6, up_bps=0.5e6, buffer_bytes=0.0), b=site("a", **_SLOW), shared_bps=2e6,
+         sessions=[_fixed("b", 0.99999, 27.26, 87.2e3), _fixed("b", 18.37, 51.1, 400e3), call("a", 0.0, 58.47),
+                   transfer("a", 24.0, 2e3, "up")],
+         link_changes=lc.empty())  # a step changing a call's rate behind one that does not (found on main)
+@example(a=site("a", down_bps=0.5e6, up_bps=0.5e6, buffer_bytes=30_000.0), b=site("a", **_SLOW), shared_bps=None,
+         sessions=[transfer("a", 0.0, 2e3, "up"), transfer("a", 0.0, 2e3, "down"), _fixed("a", 0.0, 1.0, 87.2e3),
+                   _fixed("a", 0.0, 1.0, 400e3)],
+         link_changes=lc.empty())  # transfers arriving at a reservation step read its share (found on main)
 @given(a=sites, b=sites,
        sessions=st.lists(st.one_of(transfers, transfers, calls, fixed_streams), min_size=1, max_size=14),
        shared_bps=st.sampled_from([None, 2e6, 100e6]), link_changes=changes)
