@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from sim.model.scenario import Outage, Scenario
+    from sim.model.scenario import Scenario
     from sim.topology import Topology
 
 COLUMNS = ("site", "at_s", "down_bps", "up_bps", "rtt_s", "loss", "buffer_bytes", "qos", "cause")
@@ -145,32 +145,35 @@ def from_scenario(scenario: Scenario, topology: Topology) -> pd.DataFrame:
     """The steps of a scenario's ``outages`` on the sites of ``topology`` (a shard's, or the whole scenario's).
 
     ``at_s`` counts from the scenario's window start. An outage names a site, or a site group (each of its sites
-    fails at once); it runs on its backup (:func:`backup_line`) after the backup's failover time, and is repaired at
-    ``repaired`` or, if none is given, at the end of the run (its window and drain). The loader has checked the
-    names and times (:mod:`sim.load`).
+    fails at once); it runs on its backup (:func:`backup_line`: the outage's, else the site group's, else the
+    availability study's, else none) after the backup's failover time, and is repaired at ``repaired`` or, if none
+    is given, at the end of the run (its window and drain). The loader has checked the names and times
+    (:mod:`sim.load`).
     """
-    from sim.topology import group_sites
+    from sim.topology import group_sites, site_names
     groups = group_sites(scenario)
+    default = scenario.availability.backup if scenario.availability is not None else "none"
+    own = dict(zip(site_names(scenario), [g.backup or default for g in scenario.sites for _ in range(g.count)]))
     rows = topology.sites.set_index("site", drop=False)
     start_s, horizon_s = scenario.window.start, scenario.window.end + scenario.drain
     parts = [empty()]
     for outage in scenario.outages:
-        spare, failover_s = backup_line(scenario, outage)
+        repaired_s = outage.repaired if outage.repaired is not None else horizon_s
         for site in groups.get(outage.site, [outage.site]):
             if site in rows.index:
-                repaired_s = outage.repaired if outage.repaired is not None else horizon_s
+                spare, failover_s = backup_line(scenario, outage.backup or own[site])
                 parts.append(failover(site, line_of(rows.loc[site]), spare, outage.at - start_s,
                                       repaired_s - start_s, failover_s))
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
-def backup_line(scenario: Scenario, outage: Outage) -> tuple[LineState | None, float]:
-    """An outage's backup line (None without one) and its failover time (s), from the catalogue's ``backups``.
+def backup_line(scenario: Scenario, name: str) -> tuple[LineState | None, float]:
+    """A backup's line (None for ``none``) and its failover time (s), from the catalogue's ``backups``.
 
     The backup's access profile gives its headline rates, round trip, loss and buffer; one carrying calls first
     (``carries: realtime_first``) queues them with priority.
     """
-    backup = scenario.catalogue.backups[outage.backup]
+    backup = scenario.catalogue.backups[name]
     if backup.kind == "none" or backup.profile is None:
         return None, 0.0
     profile = scenario.catalogue.profiles[backup.profile]

@@ -706,7 +706,7 @@ def _check_outages(scenario: Scenario, tree: Located) -> None:
         where = ("outages", i)
         if outage.site not in names:
             raise _reference_error(tree, (*where, "site"), "site", outage.site, names)
-        if outage.backup not in scenario.catalogue.backups:
+        if outage.backup is not None and outage.backup not in scenario.catalogue.backups:
             raise _reference_error(tree, (*where, "backup"), "backup profile", outage.backup,
                                    list(scenario.catalogue.backups))
         problem = _outage_time_problem(scenario, outage)

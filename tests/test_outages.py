@@ -65,6 +65,18 @@ def test_a_backup_carrying_calls_first_queues_them_first(tmp_path):
     assert list(table["at_s"]) == [600.0, 690.0, 1200.0]
 
 
+def test_an_outage_without_a_backup_takes_its_group_s_then_the_study_s(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO.replace("name: gp}", "name: gp, backup: 5g_router}")
+                    + '  - {site: gp-001, at: "10:10", repaired: "10:20"}\n'
+                    + '  - {site: gp-fibre, at: "10:10", repaired: "10:20"}\n'
+                    + "availability: {backup: 4g_router}\n")
+    scenario = load(path)
+    table = lc.from_scenario(scenario, topology.build(scenario)).set_index(["site", "cause"])
+    assert table.loc[("gp-001", "backup"), "down_bps"] == 129.9e6  # the group's 5G router (S1)
+    assert table.loc[("gp-fibre", "backup"), "down_bps"] == 29.5e6  # the study's 4G router (S1)
+
+
 def test_a_shard_gets_only_its_own_sites(tmp_path):
     scenario = load(_write(tmp_path, '  - {site: gp, at: "10:30"}\n'))
     topo = topology.build(scenario)

@@ -133,7 +133,8 @@ class Outage(Frozen):
     """A fault on a site's line during the run: down at ``at``, on ``backup`` after its failover time, repaired.
 
     ``site`` is a site's name or a site group's (each of its sites fails at once); ``backup`` a backup of the
-    catalogue's ``faults.yaml`` (``none``: down until repaired); ``repaired`` a clock time (none: not within the run).
+    catalogue's ``faults.yaml`` (``none``: down until repaired; None: the site group's own ``backup``, else the
+    availability study's, else none); ``repaired`` a clock time (None: not within the run).
     The loader checks the names and times against the scenario (:mod:`sim.load`); :func:`sim.linkchanges.from_scenario`
     turns the outages into the link-change table both engines replay.
     """
@@ -141,7 +142,7 @@ class Outage(Frozen):
     site: str = Field(min_length=1)
     at: ClockS
     repaired: ClockS | None = None
-    backup: str = "none"
+    backup: str | None = None
 
 
 class Scenario(Frozen):
