@@ -149,6 +149,10 @@ def from_scenario(scenario: Scenario, topology: Topology) -> pd.DataFrame:
     availability study's, else none) after the backup's failover time, and is repaired at ``repaired`` or, if none
     is given, at the end of the run (its window and drain). The loader has checked the names and times
     (:mod:`sim.load`).
+
+    Raises:
+        ValueError: If an outage names no site or site group of the scenario (one derived from a loaded scenario
+            may have renamed its sites).
     """
     from sim.topology import group_sites, site_names
     groups = group_sites(scenario)
@@ -159,6 +163,8 @@ def from_scenario(scenario: Scenario, topology: Topology) -> pd.DataFrame:
     parts = [empty()]
     for outage in scenario.outages:
         repaired_s = outage.repaired if outage.repaired is not None else horizon_s
+        if outage.site not in groups and outage.site not in own:
+            raise ValueError(f"outage of {outage.site!r}: no such site or site group in scenario {scenario.name!r}")
         for site in groups.get(outage.site, [outage.site]):
             if site in rows.index:
                 spare, failover_s = backup_line(scenario, outage.backup or own[site])

@@ -77,6 +77,14 @@ def test_an_outage_without_a_backup_takes_its_group_s_then_the_study_s(tmp_path)
     assert table.loc[("gp-fibre", "backup"), "down_bps"] == 29.5e6  # the study's 4G router (S1)
 
 
+def test_a_derived_scenario_that_renamed_the_site_is_refused(tmp_path):
+    scenario = load(_write(tmp_path, '  - {site: gp, at: "10:30"}\n'))
+    renamed = scenario.model_copy(update={"sites": (scenario.sites[0].model_copy(update={"name": "gp-new"}),
+                                                    *scenario.sites[1:])})
+    with pytest.raises(ValueError, match="outage of 'gp': no such site or site group"):
+        lc.from_scenario(renamed, topology.build(renamed))
+
+
 def test_a_shard_gets_only_its_own_sites(tmp_path):
     scenario = load(_write(tmp_path, '  - {site: gp, at: "10:30"}\n'))
     topo = topology.build(scenario)
