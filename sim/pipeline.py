@@ -168,9 +168,9 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
             # The simulator's horizon is one second past the emulation's stop, so a call clipped to end exactly
             # there (see sim.emu.window) finishes in both engines.
             horizon = des.RunWindow(chosen.start_s, chosen.end_s + chosen.drain_s + 1.0, scenario.utilisation_bin)
-            simulated = des.run(chosen.trace, done.topology, horizon, link_changes=None if changes is None else
-                                linkchanges.shifted(changes, chosen.start_s - scenario.window.start,
-                                                    horizon.horizon_s - horizon.start_s))
+            sliced = _slice_changes(changes, done.topology, chosen.start_s - scenario.window.start,
+                                    horizon.horizon_s - horizon.start_s)
+            simulated = des.run(chosen.trace, done.topology, horizon, link_changes=sliced)
             records_mod.write(simulated.records, folder.partial / "records-des.parquet", records_mod.RECORD_COLUMNS)
             table = fidelity.table(simulated.records, done.records, scenario.targets, scenario.catalogue.media())
             table.to_csv(folder.partial / "fidelity.csv", index=False)
@@ -193,6 +193,13 @@ def _emulated_changes(scenario: Scenario, topo: Topology, emu_run: Callable) -> 
         raise CapabilityError("the emulation cannot replay the scenario's 'outages' yet: run it in the simulator "
                               "(--engine des), or remove them")
     return linkchanges.from_scenario(scenario, topo)
+
+
+def _slice_changes(changes: pd.DataFrame | None, topo: Topology, by_s: float, window_s: float) -> pd.DataFrame | None:
+    """The link changes of the emulated slice's sites, ``at_s`` from the slice's start (``by_s`` s later)."""
+    if changes is None:
+        return None
+    return linkchanges.shifted(changes[changes["site"].isin(topo.sites["site"])], by_s, window_s)
 
 
 def _window(scenario: Scenario) -> des.RunWindow:

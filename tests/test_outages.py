@@ -142,3 +142,14 @@ def test_a_table_shifted_to_a_slice_starts_with_each_line_as_it_is_then():
     assert list(sliced["at_s"]) == [0.0]
     assert list(sliced["cause"]) == ["backup"]
     assert list(lc.shifted(table, by_s=50.0, window_s=400.0)["at_s"]) == [50.0, 110.0, 350.0]
+
+
+def test_the_simulated_slice_of_an_emulation_takes_its_own_sites_changes_from_its_start():
+    scenario = load(EXAMPLE)
+    topo = topology.build(scenario)
+    changes = lc.from_scenario(scenario, topo)
+    for name, causes in (("gp-fault", ["backup"]), ("gp-steady", [])):
+        part = topology.Topology(topo.sites[topo.sites["site"] == name], {}, topo.cloud_rtt_s, topo.home)
+        sliced = pipeline._slice_changes(changes, part, by_s=600.0, window_s=300.0)  # 10:10-10:15: on the 4G router
+        assert list(sliced["cause"]) == causes
+        assert list(sliced["at_s"]) == [0.0] * len(causes)
