@@ -99,9 +99,6 @@ class Group(LoneTransfers, SharedLinks):
             for link in self.reserving:
                 if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
                     self._reserved_changed(link)
-            if self.dirty and self.single_link_paths and i < n and starts_s[i] <= now_s + _EPS_S:
-                self.next_arrival_s = now_s  # a session arrives now: no transfer is replayed whole
-                self._reshare(now_s)  # arrivals find the shares the steps taken now leave, as without an event
             while i < n and starts_s[i] <= now_s + _EPS_S:
                 self._arrive(sessions[i], now_s)
                 i += 1
@@ -140,9 +137,16 @@ class Group(LoneTransfers, SharedLinks):
         return best_s
 
     def _line_changed(self, link) -> None:
-        """A link's line changed (:meth:`sim.des.links.Link.take_line`): its flows share its new capacity."""
+        """A link's line changed (:meth:`sim.des.links.Link.take_line`): its flows share its new capacity.
+
+        A transfer arriving at this instant finds the share the change leaves it, as at a reservation step.
+        """
+        freed_bps = link.free_bps - self.capacity[id(link)]
         self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
         self.dirty.add(link)
+        if self.single_link_paths:
+            sharing = sum(1 for f in self.transfers if f.path[0] is link)
+            link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (sharing + 1))
 
     def _reserved_changed(self, link) -> None:
         """A link's reserved rate changed: fluid flows share what is left; its queues change now.
