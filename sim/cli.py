@@ -282,6 +282,10 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
                       f"delay by {m['delay_method']}, TCP {m['congestion_control']}", highlight=False, soft_wrap=True)
         if outcome.fidelity is not None:
             _print_fidelity(outcome.fidelity)
+        if outcome.failover is not None:
+            from sim.emu import failover
+            out.print("calls through the line changes, per phase (failover.csv):\n" + failover.text(outcome.failover),
+                      highlight=False, soft_wrap=True)
         out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s"
                   if engine == "des" else f"{len(outcome.trace):,} sessions replayed in {outcome.wall_s:.1f} s")
         out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)

@@ -51,6 +51,7 @@ class Outcome:
     folder: Path | None = None
     engine: str = des.ENGINE
     fidelity: pd.DataFrame | None = None
+    failover: pd.DataFrame | None = None  # an emulated run's calls per phase of its line changes (sim.emu.failover)
     meta: dict | None = None  # the emulation's self-description (sites, window, links, verification)
     shards: dict | None = None  # a sharded run's shard counts, over every attempt (sim.scale.ShardsRun.describe)
     resumed: bool = False
@@ -174,11 +175,31 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
             records_mod.write(simulated.records, folder.partial / "records-des.parquet", records_mod.RECORD_COLUMNS)
             table = fidelity.table(simulated.records, done.records, scenario.targets, scenario.catalogue.media())
             table.to_csv(folder.partial / "fidelity.csv", index=False)
+        phases = _call_phases(done, changes, scenario, folder.partial)
         outcome = Outcome(scenario, done.topology, seed, chosen.trace, des.Result(done.records, done.links, 0),
-                          verdicts, time.perf_counter() - started, engine=name, fidelity=table, meta=done.meta)
+                          verdicts, time.perf_counter() - started, engine=name, fidelity=table, meta=done.meta,
+                          failover=phases)
         write(outcome, folder.partial, path)
         report.render(folder.partial, png=png)
     return Outcome(**{**outcome.__dict__, "folder": folder.final})
+
+
+def _call_phases(done, changes: pd.DataFrame | None, scenario: Scenario, folder: Path) -> pd.DataFrame | None:
+    """With line changes, each emulated call's rate and delay per phase, else None.
+
+    Writes the table (``failover.csv``) and the per-second series it comes from (``calls.parquet``).
+    """
+    from sim.emu import failover
+    if changes is None or done.calls is None or done.calls.empty:
+        return None
+    done.calls.to_parquet(folder / "calls.parquet", index=False)
+    table = failover.summary(done.calls, changes, scenario.window.start, done.slice.end_s + done.slice.drain_s,
+                             done.records, settle_s=FAILOVER_SETTLE_S)
+    table.to_csv(folder / "failover.csv", index=False)
+    return table
+
+
+FAILOVER_SETTLE_S = 1.0  # seconds left out at each phase's start: the queue a change leaves drains (sim.emu.failover)
 
 
 def _emulated_changes(scenario: Scenario, topo: Topology, emu_run: Callable) -> pd.DataFrame | None:
