@@ -105,3 +105,18 @@ def test_veth_pairs_go_straight_into_their_namespaces():
 def test_commands_a_batch_line_cannot_carry_are_refused(cmd):
     with pytest.raises(ValueError, match="cannot batch"):
         batch.batch([cmd])
+
+
+def test_shim_reads_the_engines_arguments_as_argparse_does_and_leaves_the_rest_to_it():
+    from sim.emu import shim
+
+    argv = ["--name", "tb0001d0", "--seed", "7", "--state", "/run/x.json", "--control", "/run/y.json",
+            "--realtime", "10", "--queue", "1:0.0275:0.0", "--queue", "2:0.0275:0.001"]
+    quick, full = shim._parse_quick(argv), shim._parse_argparse(argv)
+    fields = ("name", "queue", "seed", "realtime", "state", "control", "check")
+    assert [getattr(quick, f) for f in fields] == [getattr(full, f) for f in fields]
+    assert quick.queue == [shim.QueueSpec(1, 0.0275, 0.0), shim.QueueSpec(2, 0.0275, 0.001)]
+    assert shim._parse_quick(["--name", "d", "--queue", "1:0:0", "--check"]).check is True
+    for other in (["--help"], ["--name", "d"], ["--name", "d", "--queue", "1:x:0"], ["--name", "d", "--queue"],
+                  ["--name", "d", "--queue", "1:0:0", "--verbose"]):
+        assert shim._parse_quick(other) is None
