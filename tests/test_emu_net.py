@@ -348,6 +348,35 @@ def test_health_watch_reads_a_saturated_downlink_and_its_shim_during_traffic(emu
 
 
 @needs_emulation
+def test_config_read_back_side_by_side_still_finds_each_link_that_does_not_hold(emu):
+    """Links are read back concurrently; every one is judged and the first in the plan's order is named."""
+    def set_limit(site: str, pkts: int) -> None:
+        link = next(link for link in emu.plan.links if link.name == f"access:{site}")
+        node, intf = emu.devices(link)["down"]
+        out, err, code = emu.node(node).pexec(["tc", "qdisc", "change", "dev", intf, "parent", "1:1", "handle",
+                                               "10:", "pfifo", "limit", str(pkts)])
+        assert code == 0, out + err
+
+    queue = linkplan.queue_pkts(150e3, 1500)  # 100 packets, every site of TOPO
+    tol = probe.Tolerance(measure=False)
+    try:
+        set_limit("lossy", 7)
+        set_limit("fttp", 9)
+        with pytest.raises(EngineError, match=r"link access:fttp down: .* queue 9 packets; configured .* 100 pa"):
+            probe.verify(emu, tol)
+        set_limit("fttp", queue)
+        with pytest.raises(EngineError, match=r"link access:lossy down: .* queue 7 packets"):
+            probe.verify(emu, tol)
+    finally:
+        set_limit("fttp", queue)
+        set_limit("lossy", queue)
+    report = probe.verify(emu, tol)
+    assert all(row["ok"] for row in report.rows)
+    assert [row["link"] for row in report.rows if row["what"] == "down pfifo limit_pkts"][:3] == [
+        "access:adsl", "home:adsl", "access:fttp"]  # in the plan's order, whatever order the reads finished in
+
+
+@needs_emulation
 def test_prefix_in_use_is_refused_and_the_run_survives(emu):
     from sim.emu import net
 

@@ -95,6 +95,15 @@ class RunState:
             self.starts[label] = started
         self.save()
 
+    def record_many(self, pids: dict[str, int]) -> None:
+        """Record several started processes (label -> PID) with their start times, and save once."""
+        for label, pid in pids.items():
+            self.pids[label] = pid
+            started = start_ticks(pid)
+            if started is not None:
+                self.starts[label] = started
+        self.save()
+
     def record_results(self, folder: Path) -> None:
         """Record the run's unfinished results folder, for :func:`clean` to remove if the run is killed.
 

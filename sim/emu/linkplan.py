@@ -468,9 +468,11 @@ def estimate(topology, sites: list[str], window_s: float = 0.0, settings: EmuSet
     peak_pps = sum(pps for _, pps in per_shim)
     busiest = max(per_shim, key=lambda item: item[1]) if shims else ("-", 0.0)
     nodes = 2 + 2 * len(rows) + delay_nodes + len({r["aggregation"] for r in rows if r["aggregation"]})
+    # Start: ~0.03 s a node and ~0.02 s a shim, from 50 sites (152 nodes, 50 shims) built in 4.2-5.2 s on the
+    # 2-core VM at load average 6.4-6.7 (benchmarks/README.md, 2026-12-02); was 0.1 and 0.15 before batching.
     return CapacityEstimate(len(rows), nodes, shims, peak_pps, busiest,
                             settings.machine_budget_pps * cores / 2, settings.shim_budget_pps,
-                            nodes * 4e6 + shims * 15e6, 0.1 * nodes + 0.15 * shims, window_s, settings.max_nodes)
+                            nodes * 4e6 + shims * 15e6, 0.03 * nodes + 0.02 * shims, window_s, settings.max_nodes)
 
 
 def check_capacity(est: CapacityEstimate) -> None:

@@ -15,6 +15,7 @@ import logging
 import re
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sim.errors import EngineError
@@ -75,8 +76,7 @@ def verify(emu, tol: Tolerance) -> VerifyReport:
         EngineError: Naming the link that is not as configured.
     """
     report = VerifyReport()
-    for link in emu.plan.links:
-        _check_config(emu, link, tol, report)
+    _check_configs(emu, tol, report)
     if tol.measure:
         from sim.emu.utilisation import CpuWatch
 
@@ -96,6 +96,28 @@ def verify(emu, tol: Tolerance) -> VerifyReport:
 
 
 # ---- configuration read-back ------------------------------------------------------------------------------------
+
+def _check_configs(emu, tol: Tolerance, report: VerifyReport, workers: int = 8) -> None:
+    """Read back every link's configuration, links side by side (each a few ``tc``/``iptables`` processes).
+
+    Every link is read and judged; the rows go into ``report`` in link order, and the first link (in the plan's
+    order) that is not as configured raises, as when the links were read one after another.
+    """
+    def one(link) -> tuple[VerifyReport, EngineError | None]:
+        sub = VerifyReport()
+        try:
+            _check_config(emu, link, tol, sub)
+        except EngineError as exc:
+            return sub, exc
+        return sub, None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, emu.plan.links))
+    for sub, exc in results:
+        report.rows += sub.rows
+        if exc is not None:
+            raise exc
+
 
 def _check_config(emu, link, tol: Tolerance, report: VerifyReport) -> None:
     devices = emu.devices(link)

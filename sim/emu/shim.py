@@ -33,7 +33,6 @@ file path, one process per delay node).
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import json
 import os
@@ -44,8 +43,7 @@ import socket
 import struct
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections import deque, namedtuple
 
 STATE_INTERVAL_S = 1.0
 MAX_QUEUE_LEN_PKTS = 200_000  # packets the kernel may hold awaiting our verdict (delay x rate must fit)
@@ -96,13 +94,14 @@ def parse_packets(data: bytes) -> list[tuple[int, int]]:
     return found
 
 
-@dataclass(frozen=True)
-class QueueSpec:
-    """One direction of one link served by the shim."""
+class QueueSpec(namedtuple("QueueSpec", "num delay_s jitter_s")):
+    """One direction of one link served by the shim: queue number, delay and jitter (s).
 
-    num: int
-    delay_s: float
-    jitter_s: float
+    A named tuple, not a dataclass: ``dataclasses`` (with ``inspect``) and ``argparse`` were half of a shim's
+    start-up CPU, and a 50-site build starts 50 shims.
+    """
+
+    __slots__ = ()
 
     @classmethod
     def parse(cls, text: str) -> QueueSpec:
@@ -295,8 +294,43 @@ def _wakeup_sockets() -> tuple[socket.socket, socket.socket]:
     return reader, writer
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a shim from the command line; exit status 0 on a clean stop, 2 on bad arguments or a failed bind."""
+_FLAGS = {"--name": str, "--queue": QueueSpec.parse, "--seed": int, "--realtime": int, "--state": str,
+          "--control": str}
+
+
+def _parse_quick(argv: list[str]):
+    """Parse the arguments the engine always gives (``--flag value`` pairs, ``--check``) without ``argparse``.
+
+    Returns None for anything else (``--help``, an unknown flag, a bad value, a missing ``--name`` or ``--queue``),
+    which :func:`main` then hands to ``argparse`` for its usual message and exit status 2.
+    """
+    values = {"name": None, "queue": [], "seed": 0, "realtime": 0, "state": None, "control": None, "check": False}
+    i = 0
+    while i < len(argv):
+        flag = argv[i]
+        if flag == "--check":
+            values["check"], i = True, i + 1
+            continue
+        if flag not in _FLAGS or i + 1 >= len(argv):
+            return None
+        try:
+            value = _FLAGS[flag](argv[i + 1])
+        except ValueError:
+            return None
+        if flag == "--queue":
+            values["queue"].append(value)
+        else:
+            values[flag[2:]] = value
+        i += 2
+    if values["name"] is None or not values["queue"]:
+        return None
+    return type("Args", (), values)
+
+
+def _parse_argparse(argv: list[str] | None):
+    """Parse with ``argparse`` (imported only here): ``--help``, and a clear message and exit 2 on bad arguments."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m sim.emu.shim", description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="the delay node's name (for the state file)")
     parser.add_argument("--queue", action="append", required=True, type=QueueSpec.parse,
@@ -307,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="bind the queues, then exit 0 (capability probe)")
     parser.add_argument("--state", help="JSON state file, rewritten about once a second")
     parser.add_argument("--control", help="JSON control file read on SIGUSR1: {seq, queues: {num: delay_s}}")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a shim from the command line; exit status 0 on a clean stop, 2 on bad arguments or a failed bind."""
+    args = _parse_quick(sys.argv[1:] if argv is None else argv) or _parse_argparse(argv)
     shim = Shim(args.name, args.queue, args.seed, args.state, args.control)
     if args.realtime:
         # Releases must not wait behind the traffic tools for a core: a late shim bunches ACKs into bursts.
