@@ -286,8 +286,8 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
             from sim.emu import failover
             out.print("calls through the line changes, per phase (failover.csv):\n" + failover.text(outcome.failover),
                       highlight=False, soft_wrap=True)
-        out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s"
-                  if engine == "des" else f"{len(outcome.trace):,} sessions replayed in {outcome.wall_s:.1f} s")
+        out.print(f"{outcome.sessions:,} sessions, {outcome.tables.events:,} events in {outcome.wall_s:.1f} s"
+                  if engine == "des" else f"{outcome.sessions:,} sessions replayed in {outcome.wall_s:.1f} s")
         out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)
         out.print(f"report:  {outcome.folder / report.REPORT_FILE}", highlight=False, soft_wrap=True)
 
@@ -651,7 +651,7 @@ def _facts(outcome: pipeline.Outcome, scenario: Path) -> dict:
     """What identifies a run in CI output: scenario, its file, the results folder (if written), seed, timings."""
     return {"scenario": outcome.scenario.name, "scenario_file": str(scenario),
             "run_folder": str(outcome.folder) if outcome.folder else None, "seed": outcome.seed,
-            "engine": outcome.engine, "sessions": len(outcome.trace),
+            "engine": outcome.engine, "sessions": outcome.sessions,
             "timings_s": {k: round(v, 4) for k, v in (outcome.timings_s or {}).items()}}
 
 
