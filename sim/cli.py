@@ -608,13 +608,15 @@ def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
 def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = True) -> availability.Availability:
     """Run the availability study of a run's scenario, print it (if ``show``), write its tables into ``folder``."""
     whole = outcome.engine == "des"  # an emulated run's trace is its slice only
-    found = availability.study(outcome.scenario, outcome.seed, trace=outcome.trace if whole else None)
+    # what the study reads of the trace: a sharded run's is read from its folder, two columns of millions of rows
+    trace = outcome.tables.trace_columns(["site", "app"]) if whole else None
+    found = availability.study(outcome.scenario, outcome.seed, trace=trace)
     if folder is not None:
         checks.write_text(folder / "availability.csv", found.classes.to_csv(index=False))
         checks.write_text(folder / "availability_sites.csv", found.sites.to_csv(index=False))
         if (found.classes["backup"] != "none").any():  # the same sites on bare lines, for the report's words
             bare = availability.study(availability.without_backups(outcome.scenario), outcome.seed, backup="none",
-                                      trace=outcome.trace if whole else None)
+                                      trace=trace)
             checks.write_text(folder / "availability_without_backup.csv", bare.classes.to_csv(index=False))
     rows = []
     several = found.classes["backup"].nunique() > 1  # site groups name their own backups

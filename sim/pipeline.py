@@ -99,6 +99,10 @@ class Tables:
         """Events the engine processed."""
         return self.result.events
 
+    def trace_columns(self, names: list[str]) -> pd.DataFrame:
+        """Only these columns of the trace."""
+        return self.trace[names]
+
 
 @dataclass(frozen=True)
 class Stored:
@@ -119,6 +123,10 @@ class Stored:
     def trace(self) -> pd.DataFrame:
         """The trace, read from the folder."""
         return self._read("trace")
+
+    def trace_columns(self, names: list[str]) -> pd.DataFrame:
+        """Only these columns of the trace, read from the folder."""
+        return pd.read_parquet(self.folder / results.TABLE_FILES["trace"], columns=names)
 
     @property
     def result(self) -> des.Result:
