@@ -17,6 +17,7 @@ returned in memory: :class:`Stored` reads each from the folder when asked.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,17 +58,19 @@ def shards(folder: Path, plan: list[Shard], run_targets: Targets) -> Merged:
     tables = {"records": (paths["records"], rec.RECORD_COLUMNS), "outcomes": (paths["session_verdicts"],
                                                                               OUTCOME_COLUMNS),
               "trace": (paths["trace"], workload.TRACE_COLUMNS)}
-    readers = {name: [_Rows(path, list(columns)) for path in found] for name, (found, columns) in tables.items()}
+    readers = {name: [_Rows(path, columns) for path in found] for name, (found, columns) in tables.items()}
     with _Writers(folder) as out:
         for first in range(0, max(len(local), 1), BLOCK_ROWS):
             rows = slice(first, first + BLOCK_ROWS)
             block = {name: _block(readers[name], tables[name][1], shard_of[rows], local[rows], first)
                      for name in tables}
+            out.flush()  # the previous block's writes: one block written while the next is read
             out.write("records", rec.conform(block["records"], rec.RECORD_COLUMNS))
             out.write("sessions", block["records"][targets.SESSION_KEYS].assign(
                 **{name: block["outcomes"][name] for name in OUTCOME_COLUMNS}))
             out.write("trace", block["trace"])
-        for path in paths["links"]:
+        for path in paths["links"]:  # one file: its writes one after another
+            out.flush()
             out.write("links", rec.conform(_frame(pq.read_table(path, columns=list(rec.LINK_COLUMNS)),
                                                   rec.LINK_COLUMNS), rec.LINK_COLUMNS))
     sites = targets.combine_site_verdicts([pd.read_parquet(s.path(folder, "site_verdicts")) for s in plan])
@@ -88,10 +91,14 @@ def _order(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Rows:
-    """One shard's table, read a row group at a time (the last one kept: the next block starts in it)."""
+    """One shard's table, read a row group at a time (the last one kept: the next block starts in it).
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
-        self.file, self.columns = pq.ParquetFile(path), columns
+    Text is read as stored (dictionary-encoded): blocks move small codes, decoded once when written.
+    """
+
+    def __init__(self, path: Path, columns: dict[str, str]) -> None:
+        text = [name for name, dtype in columns.items() if dtype == "str"]
+        self.file, self.columns = pq.ParquetFile(path, read_dictionary=text), list(columns)
         sizes = [self.file.metadata.row_group(g).num_rows for g in range(self.file.metadata.num_row_groups)]
         self.bounds = np.concatenate([np.zeros(1, np.int64), np.cumsum(sizes, dtype=np.int64)])
         self.kept: dict[int, pa.Table] = {}
@@ -101,6 +108,9 @@ class _Rows:
         first = int(np.searchsorted(self.bounds, rows.min(), side="right")) - 1
         last = int(np.searchsorted(self.bounds, rows.max(), side="right")) - 1
         groups = pa.concat_tables([self._group(g) for g in range(first, last + 1)])
+        offset = int(rows[0] - self.bounds[first])
+        if rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):  # a run in order: no copy
+            return groups.slice(offset, len(rows))
         return groups.take(rows - self.bounds[first])
 
     def _group(self, g: int) -> pa.Table:
@@ -119,7 +129,7 @@ def _block(readers: list[_Rows], columns: dict[str, str], shard_of: np.ndarray, 
     pieces = [readers[int(shard_of[part[0]])].take(local[part]) for part in np.split(by_shard, cuts)]
     back = np.empty_like(by_shard)
     back[by_shard] = np.arange(len(by_shard))
-    frame = _frame(pa.concat_tables(pieces).take(back), columns)
+    frame = _frame(pa.concat_tables(pieces).unify_dictionaries().take(back), columns)
     if "session_id" in frame:
         frame["session_id"] = np.arange(first, first + len(frame), dtype="int64")
     return frame
@@ -136,21 +146,36 @@ def _frame(table: pa.Table, columns: dict[str, str]) -> pd.DataFrame:
 
 
 class _Writers:
-    """One Parquet writer per table of the folder, each opened with its first block's schema."""
+    """One Parquet writer per table of the folder, each opened with its first block's schema.
+
+    Writes run on two threads (Parquet encodes without Python's lock) while the next block is read; a block's
+    writes start only when the previous block's have ended (each file's blocks in order; two blocks held at most).
+    """
 
     def __init__(self, folder: Path) -> None:
-        self.folder, self.open = folder, {}
+        self.folder, self.open, self.pending = folder, {}, []
+        self.threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merge-writer")
 
     def write(self, name: str, frame: pd.DataFrame) -> None:
-        """Append ``frame`` to table ``name`` (a key of :data:`sim.results.TABLE_FILES`)."""
+        """Append ``frame`` to table ``name`` (a key of :data:`sim.results.TABLE_FILES`), on a writer thread."""
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if name not in self.open:
             self.open[name] = pq.ParquetWriter(self.folder / results.TABLE_FILES[name], table.schema)
-        self.open[name].write_table(table)
+        self.pending.append(self.threads.submit(self.open[name].write_table, table))
+
+    def flush(self) -> None:
+        """Wait for every write submitted; raise the first one's error, if any failed."""
+        pending, self.pending = self.pending, []
+        for write in pending:
+            write.result()
 
     def __enter__(self) -> _Writers:
         return self
 
     def __exit__(self, *exc) -> None:
-        for writer in self.open.values():
-            writer.close()
+        try:
+            self.flush()
+        finally:
+            self.threads.shutdown(wait=True)
+            for writer in self.open.values():
+                writer.close()
