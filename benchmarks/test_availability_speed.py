@@ -47,16 +47,17 @@ def test_england_years_of_faults_speed(benchmark, request, backup):
     benchmark.extra_info["site_years"] = len(sites) * YEARS
 
 
-def test_england_year_study_end_to_end(benchmark, request):
-    """``availability.study`` of ``england`` with a 4G router at every site: backup day (sharded) + 200 years."""
+@pytest.mark.parametrize("backup", ["none", "4g_router"])
+def test_england_year_study_end_to_end(benchmark, request, backup):
+    """``availability.study`` of ``england``: its trace, the backup day (sharded; none without a backup), 200 years."""
     if request.config.getoption("benchmark_disable"):
         pytest.skip("estate-scale benchmark (minutes): run it with `make bench`")
     from test_estate import PeakMemory
     scenario = load(SCENARIOS / "england.yaml")
     with PeakMemory() as memory:
         found = benchmark.pedantic(availability.study, args=(scenario, scenario.seed),
-                                   kwargs={"years": YEARS, "backup": "4g_router"}, rounds=1, iterations=1)
+                                   kwargs={"years": YEARS, "backup": backup}, rounds=1, iterations=1)
     assert found.years == YEARS and found.sites["site"].nunique() == len(topology.build(scenario).sites)
-    benchmark.extra_info.update(sites=found.sites["site"].nunique(), years=YEARS, backup="4g_router",
+    benchmark.extra_info.update(sites=found.sites["site"].nunique(), years=YEARS, backup=backup,
                                 peak_rss_gb=round(memory.peak_bytes / 1e9, 2), budget="10 min on 2 cores",
                                 load_average=[round(x, 2) for x in psutil.getloadavg()])
