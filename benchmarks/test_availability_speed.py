@@ -1,8 +1,9 @@
 """Availability study speed: sampled years of line faults for one site, and for every site of ``england``.
 
 The issue's budgets: a single site's year in under 5 s; a sampled year for ``england`` (every site, its faults)
-within 10 minutes on 2 cores. These time the sampling of faults (sim.faults); the backup day (one simulated day
-on the backup line) is a simulator run, timed by test_des_speed.py and test_estate.py. The ``england`` one runs
+within 10 minutes on 2 cores. The first two time the sampling of faults (sim.faults); the last times the whole
+study of ``england`` as ``run --year`` runs it after the run: its trace, the backup day (every site's day again on
+a 4G backup, in shards on a local 2-worker Dask cluster) and the sampling and tables. The ``england`` ones run
 only under ``make bench``; under ``make test`` the one-site benchmark runs once as a smoke test.
 """
 
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 import pytest
 
-from sim import faults, topology
+from sim import availability, faults, topology
 from sim.load import load
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -43,3 +45,19 @@ def test_england_years_of_faults_speed(benchmark, request, backup):
     assert sampled.down_h.shape == (len(sites), YEARS)
     benchmark.extra_info["sites"] = len(sites)
     benchmark.extra_info["site_years"] = len(sites) * YEARS
+
+
+@pytest.mark.parametrize("backup", ["none", "4g_router"])
+def test_england_year_study_end_to_end(benchmark, request, backup):
+    """``availability.study`` of ``england``: its trace, the backup day (sharded; none without a backup), 200 years."""
+    if request.config.getoption("benchmark_disable"):
+        pytest.skip("estate-scale benchmark (minutes): run it with `make bench`")
+    from test_estate import PeakMemory
+    scenario = load(SCENARIOS / "england.yaml")
+    with PeakMemory() as memory:
+        found = benchmark.pedantic(availability.study, args=(scenario, scenario.seed),
+                                   kwargs={"years": YEARS, "backup": backup}, rounds=1, iterations=1)
+    assert found.years == YEARS and found.sites["site"].nunique() == len(topology.build(scenario).sites)
+    benchmark.extra_info.update(sites=found.sites["site"].nunique(), years=YEARS, backup=backup,
+                                peak_rss_gb=round(memory.peak_bytes / 1e9, 2), budget="10 min on 2 cores",
+                                load_average=[round(x, 2) for x in psutil.getloadavg()])

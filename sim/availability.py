@@ -15,12 +15,14 @@ normal approximation), judged against ``targets.availability``.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sim import faults, pipeline, topology, workload
+from sim import faults, pipeline, scale, targets, topology, workload
 from sim.errors import ScenarioError
 from sim.model.faults import AvailabilityStudy
 from sim.model.scenario import Scenario
@@ -198,11 +200,11 @@ def backup_day(scenario: Scenario, seed: int, backup: str) -> tuple[pd.DataFrame
     """Whether each site passes each judged app for a day on the backup, and the share of its sessions passing.
 
     Rows are topology positions. The same seed gives the same sessions: a site's workload depends on its
-    position, not on its access. A site with no sessions of an app passes it (nothing failed).
+    position, not on its access. A site with no sessions of an app passes it (nothing failed). A large scenario's
+    day runs in shards, as a large run does (:func:`backup_site_verdicts`).
     """
-    outcome = pipeline.simulate(on_backup(scenario, backup), seed)
-    names = outcome.topology.sites["site"].tolist()
-    rows = outcome.verdicts.sites[outcome.verdicts.sites["app"] != LINK]
+    names, verdicts = backup_site_verdicts(on_backup(scenario, backup), seed)
+    rows = verdicts[verdicts["app"] != LINK]
     apps = judged_apps(scenario.targets)
 
     def table(column: str) -> pd.DataFrame:
@@ -210,6 +212,28 @@ def backup_day(scenario: Scenario, seed: int, backup: str) -> tuple[pd.DataFrame
         return wide.reindex(index=names, columns=apps).astype(float).fillna(1.0).reset_index(drop=True)
 
     return table("passed").astype(bool), table("share_passing")
+
+
+BACKUP_WORKERS: int | None = None  # the sharded backup day's local Dask workers (None: one per core; 0: here)
+
+
+def backup_site_verdicts(scenario: Scenario, seed: int) -> tuple[list[str], pd.DataFrame]:
+    """The sites (in topology order) and their verdicts for a scenario's day (:func:`sim.targets.site_verdicts`).
+
+    A scenario large enough for a sharded run (:func:`sim.scale.wants_cluster`) runs in shards on a local Dask
+    cluster of :data:`BACKUP_WORKERS`, into a temporary folder: each shard judges its own sites, and only the
+    site verdicts are read back (the same as one process gives: sites are judged on their own).
+    """
+    if not scale.wants_cluster(scenario):
+        outcome = pipeline.simulate(scenario, seed)
+        return outcome.topology.sites["site"].tolist(), outcome.verdicts.sites
+    topo = topology.build(scenario)
+    plan = scale.plan_shards(scenario, topo)
+    with tempfile.TemporaryDirectory(prefix="testbed-backup-day-") as folder, \
+            scale.cluster(None, BACKUP_WORKERS) as client:
+        scale.run_shards(scenario, topo, seed, pipeline._window(scenario), Path(folder), client)
+        verdicts = targets.combine_site_verdicts([pd.read_parquet(s.path(folder, "site_verdicts")) for s in plan])
+    return topo.sites["site"].tolist(), verdicts
 
 
 def _without(sampled: faults.SiteYears, day: Day, app: str) -> np.ndarray:

@@ -286,8 +286,8 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
             from sim.emu import failover
             out.print("calls through the line changes, per phase (failover.csv):\n" + failover.text(outcome.failover),
                       highlight=False, soft_wrap=True)
-        out.print(f"{len(outcome.trace):,} sessions, {outcome.result.events:,} events in {outcome.wall_s:.1f} s"
-                  if engine == "des" else f"{len(outcome.trace):,} sessions replayed in {outcome.wall_s:.1f} s")
+        out.print(f"{outcome.sessions:,} sessions, {outcome.tables.events:,} events in {outcome.wall_s:.1f} s"
+                  if engine == "des" else f"{outcome.sessions:,} sessions replayed in {outcome.wall_s:.1f} s")
         out.print(f"results: {outcome.folder}", highlight=False, soft_wrap=True)
         out.print(f"report:  {outcome.folder / report.REPORT_FILE}", highlight=False, soft_wrap=True)
 
@@ -608,13 +608,15 @@ def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
 def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = True) -> availability.Availability:
     """Run the availability study of a run's scenario, print it (if ``show``), write its tables into ``folder``."""
     whole = outcome.engine == "des"  # an emulated run's trace is its slice only
-    found = availability.study(outcome.scenario, outcome.seed, trace=outcome.trace if whole else None)
+    # what the study reads of the trace: a sharded run's is read from its folder, two columns of millions of rows
+    trace = outcome.tables.trace_columns(["site", "app"]) if whole else None
+    found = availability.study(outcome.scenario, outcome.seed, trace=trace)
     if folder is not None:
         checks.write_text(folder / "availability.csv", found.classes.to_csv(index=False))
         checks.write_text(folder / "availability_sites.csv", found.sites.to_csv(index=False))
         if (found.classes["backup"] != "none").any():  # the same sites on bare lines, for the report's words
             bare = availability.study(availability.without_backups(outcome.scenario), outcome.seed, backup="none",
-                                      trace=outcome.trace if whole else None)
+                                      trace=trace)
             checks.write_text(folder / "availability_without_backup.csv", bare.classes.to_csv(index=False))
     rows = []
     several = found.classes["backup"].nunique() > 1  # site groups name their own backups
@@ -651,7 +653,7 @@ def _facts(outcome: pipeline.Outcome, scenario: Path) -> dict:
     """What identifies a run in CI output: scenario, its file, the results folder (if written), seed, timings."""
     return {"scenario": outcome.scenario.name, "scenario_file": str(scenario),
             "run_folder": str(outcome.folder) if outcome.folder else None, "seed": outcome.seed,
-            "engine": outcome.engine, "sessions": len(outcome.trace),
+            "engine": outcome.engine, "sessions": outcome.sessions,
             "timings_s": {k: round(v, 4) for k, v in (outcome.timings_s or {}).items()}}
 
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -39,14 +39,17 @@ class Phases(dict):
 
 @dataclass(frozen=True)
 class Outcome:
-    """Everything one run produced; ``folder`` is set when it was written to disk."""
+    """Everything one run produced; ``folder`` is set when it was written to disk.
+
+    ``trace``, ``result`` and ``verdicts`` are in memory, except for a sharded run's: its session tables are in its
+    folder only (millions of rows: :mod:`sim.merge`), read from there each time ``trace``, ``result.records``,
+    ``result.links`` or ``verdicts.sessions`` is asked for. ``sessions`` counts them without reading.
+    """
 
     scenario: Scenario
     topology: Topology
     seed: int
-    trace: pd.DataFrame
-    result: des.Result
-    verdicts: targets.Verdicts
+    tables: Tables | Stored
     wall_s: float
     folder: Path | None = None
     engine: str = des.ENGINE
@@ -56,6 +59,96 @@ class Outcome:
     shards: dict | None = None  # a sharded run's shard counts, over every attempt (sim.scale.ShardsRun.describe)
     resumed: bool = False
     timings_s: dict | None = None  # wall time (s) of each phase: load, workload, engine, verdicts, report
+
+    @property
+    def trace(self) -> pd.DataFrame:
+        """The sessions replayed (:data:`sim.workload.TRACE_COLUMNS`)."""
+        return self.tables.trace
+
+    @property
+    def result(self) -> des.Result:
+        """The engine's records, link series and event count."""
+        return self.tables.result
+
+    @property
+    def verdicts(self) -> targets.Verdicts:
+        """Verdicts per session, site and site class."""
+        return self.tables.verdicts
+
+    @property
+    def sessions(self) -> int:
+        """How many sessions were replayed."""
+        return self.tables.sessions
+
+
+@dataclass(frozen=True)
+class Tables:
+    """A run's tables in memory."""
+
+    trace: pd.DataFrame
+    result: des.Result
+    verdicts: targets.Verdicts
+
+    @property
+    def sessions(self) -> int:
+        """Rows of the trace."""
+        return len(self.trace)
+
+    @property
+    def events(self) -> int:
+        """Events the engine processed."""
+        return self.result.events
+
+    def trace_columns(self, names: list[str]) -> pd.DataFrame:
+        """Only these columns of the trace."""
+        return self.trace[names]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A sharded run's tables in its results ``folder``, each read from there when asked (none is kept)."""
+
+    folder: Path
+    sessions: int
+    events: int
+    sites: pd.DataFrame
+    classes: pd.DataFrame
+
+    def _read(self, name: str) -> pd.DataFrame:
+        columns = {"records": records_mod.RECORD_COLUMNS, "links": records_mod.LINK_COLUMNS}.get(name)
+        path = self.folder / results.TABLE_FILES[name]
+        return records_mod.read(path, columns) if columns else pd.read_parquet(path)
+
+    @property
+    def trace(self) -> pd.DataFrame:
+        """The trace, read from the folder."""
+        return self._read("trace")
+
+    def trace_columns(self, names: list[str]) -> pd.DataFrame:
+        """Only these columns of the trace, read from the folder."""
+        return pd.read_parquet(self.folder / results.TABLE_FILES["trace"], columns=names)
+
+    @property
+    def result(self) -> des.Result:
+        """Records and link series, read from the folder."""
+        return des.Result(self._read("records"), self._read("links"), self.events)
+
+    @property
+    def verdicts(self) -> targets.Verdicts:
+        """Site and site-class verdicts; session verdicts read from the folder when asked for."""
+        return _StoredVerdicts(lambda: self._read("sessions"), self.sites, self.classes)
+
+
+class _StoredVerdicts(targets.Verdicts):
+    """:class:`sim.targets.Verdicts` whose ``sessions`` are read (by ``read_sessions()``) only when asked for."""
+
+    def __init__(self, read_sessions: Callable[[], pd.DataFrame], sites: pd.DataFrame, classes: pd.DataFrame):
+        for name, value in (("_read_sessions", read_sessions), ("sites", sites), ("classes", classes)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def sessions(self) -> pd.DataFrame:  # noqa: D102 - as the base class's field
+        return self._read_sessions()
 
 
 def simulate(scenario: Scenario, seed: int | None = None,
@@ -73,7 +166,8 @@ def simulate(scenario: Scenario, seed: int | None = None,
     with phases("verdicts"):
         verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
                                     (scenario.window.start, scenario.window.end), scenario.catalogue.media())
-    return Outcome(scenario, topo, seed, trace, result, verdicts, time.perf_counter() - started, timings_s=phases)
+    return Outcome(scenario, topo, seed, Tables(trace, result, verdicts), time.perf_counter() - started,
+                   timings_s=phases)
 
 
 def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results",
@@ -122,7 +216,8 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
             write(outcome, folder.partial, Path(path), tables=not sharded)  # a sharded run's are merged there
         with phases("report"):
             report.render(folder.partial, png=png)
-    return Outcome(**{**outcome.__dict__, "folder": folder.final, "timings_s": phases})
+    tables = replace(outcome.tables, folder=folder.final) if sharded else outcome.tables  # the tables' final place
+    return Outcome(**{**outcome.__dict__, "tables": tables, "folder": folder.final, "timings_s": phases})
 
 
 def _sharded(scenario: Scenario, seed: int, folder: Path, progress, scheduler: str | None,
@@ -137,8 +232,9 @@ def _sharded(scenario: Scenario, seed: int, folder: Path, progress, scheduler: s
         done = scale.run_shards(scenario, topo, seed, _window(scenario), folder, client, progress)
     merged = merge.shards(folder, scale.plan_shards(scenario, topo), scenario.targets)
     scale.discard(folder)
-    return Outcome(scenario, topo, seed, merged.trace, des.Result(merged.records, merged.links, done.events),
-                   merged.verdicts, time.perf_counter() - started, shards=done.describe(), resumed=resumed)
+    tables = Stored(folder, merged.sessions, done.events, merged.sites, merged.classes)
+    return Outcome(scenario, topo, seed, tables, time.perf_counter() - started, shards=done.describe(),
+                   resumed=resumed)
 
 
 def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progress, png: bool | None,
@@ -176,8 +272,9 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
             table = fidelity.table(simulated.records, done.records, scenario.targets, scenario.catalogue.media())
             table.to_csv(folder.partial / "fidelity.csv", index=False)
         phases = _call_phases(done, changes, scenario, folder.partial)
-        outcome = Outcome(scenario, done.topology, seed, chosen.trace, des.Result(done.records, done.links, 0),
-                          verdicts, time.perf_counter() - started, engine=name, fidelity=table, meta=done.meta,
+        outcome = Outcome(scenario, done.topology, seed, Tables(chosen.trace, des.Result(done.records, done.links, 0),
+                                                                verdicts),
+                          time.perf_counter() - started, engine=name, fidelity=table, meta=done.meta,
                           failover=phases)
         write(outcome, folder.partial, path)
         report.render(folder.partial, png=png)
@@ -230,12 +327,12 @@ def _window(scenario: Scenario) -> des.RunWindow:
 def write(outcome: Outcome, folder: Path, scenario_file: Path, *, tables: bool = True) -> None:
     """Write an outcome's files into ``folder`` (``tables=False``: all but its tables, which are there already)."""
     meta = results.meta(scenario=outcome.scenario.name, scenario_file=str(scenario_file), engine=outcome.engine,
-                        seed=outcome.seed, sessions=len(outcome.trace), events=outcome.result.events,
+                        seed=outcome.seed, sessions=outcome.sessions, events=outcome.tables.events,
                         wall_s=outcome.wall_s, extra={"emulation": outcome.meta, "shards": outcome.shards,
                                                       "simulator": queueing.assumptions(),
                                                       "resumed": outcome.resumed})
+    held = {"trace": outcome.trace, "records": outcome.result.records, "links": outcome.result.links} if tables \
+        else {"trace": None, "records": None, "links": None}  # a sharded run's: in the folder, not read here
     results.write_run(folder, scenario_text=scenario_file.read_text(encoding="utf-8"),
                       resolved=outcome.scenario.model_dump(mode="json", by_alias=True), meta=meta,
-                      trace=outcome.trace, sites=outcome.topology.sites, records=outcome.result.records,
-                      links=outcome.result.links, verdicts=outcome.verdicts, tables=tables)
-
+                      sites=outcome.topology.sites, verdicts=outcome.verdicts, tables=tables, **held)

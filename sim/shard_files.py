@@ -17,6 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 CHUNK_BYTES = 1 << 20  # read a file in 1 MiB pieces to hash it
+# Rows per Parquet row group of a shard's tables: the merge reads each shard a row group at a time, in blocks of
+# sessions spread over every shard (sim.merge), so what it holds is about this many rows per shard and table.
+ROW_GROUP_ROWS = 4096
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> dict:
@@ -27,7 +30,7 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> dict:
 def to_parquet(frame: pd.DataFrame) -> bytes:
     """``frame`` as the bytes of a Parquet file (what :func:`write_parquet` writes), e.g. to send elsewhere."""
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    frame.to_parquet(buffer, index=False, row_group_size=ROW_GROUP_ROWS)
     return buffer.getvalue()
 
 
