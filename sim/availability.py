@@ -192,7 +192,7 @@ def on_backup(scenario: Scenario, backup: str) -> Scenario:
         profiles[name] = cat.profiles[chosen.profile].model_copy(update={"qos": "priority"})
     sites = tuple(group.model_copy(update={"access": name, "distance": None, "aggregation": None})
                   for group in scenario.sites)
-    return scenario.model_copy(update={"sites": sites,
+    return scenario.model_copy(update={"sites": sites, "outages": (),  # the day on the backup has no fault of its own
                                        "catalogue": cat.model_copy(update={"profiles": profiles})})
 
 

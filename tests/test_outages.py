@@ -153,3 +153,13 @@ def test_the_simulated_slice_of_an_emulation_takes_its_own_sites_changes_from_it
         sliced = pipeline._slice_changes(changes, part, by_s=600.0, window_s=300.0)  # 10:10-10:15: on the 4G router
         assert list(sliced["cause"]) == causes
         assert list(sliced["at_s"]) == [0.0] * len(causes)
+
+
+def test_the_day_on_the_backup_replays_no_outage_of_its_own():
+    # The availability study's backup day puts every site on its backup all day: the scenario's fault (which
+    # names the primary line) is not replayed on top of it.
+    from sim import availability
+    scenario = load(EXAMPLE)
+    on_4g = availability.on_backup(scenario, "4g_router")
+    assert scenario.outages and on_4g.outages == ()
+    assert {group.access for group in on_4g.sites} == {"backup_4g"}
