@@ -30,3 +30,21 @@ def test_a_stream_over_three_hours_is_split_across_all_of_them():
                           "target_rate_bps": [1e6], "up_share": [1.0]})
     down = offered_bits(trace).query("direction == 'down'").set_index("hour")["bits"]
     assert down.to_dict() == pytest.approx({8: 1800 * 1e6, 9: 3600 * 1e6, 10: 1800 * 1e6})
+
+
+def test_a_run_whose_load_goes_one_way_only_draws_it(tmp_path):
+    # A measured trace of downloads alone (as a short emulated slice can hold): the figure names the downstream.
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+    (tmp_path / "t.csv").write_text("site,app,start_s,direction,size_bytes,duration_s\n"
+                                    "gp,record_view,08:05,down,2000000,\n")
+    (tmp_path / "s.yaml").write_text("name: one-way\nyear: 2024\nwindow: {start: '08:00', end: '09:00'}\n"
+                                     "drain: 10min\nsites:\n  - {class: gp_medium, count: 1, access: fttp_330_50, "
+                                     "name: gp}\ntrace: t.csv\n")
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--no-png"])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "out" / "one-way").iterdir()
+    page = (folder / "report.html").read_text()
+    # 2 MB in the 08:00 hour: 16e6 bits / 3600 s = 4.44 kbit/s, all of it the record view
+    assert "Busy-hour downstream load: GP practice, medium" in page and "offers 0.00444 Mbit/s per site" in page

@@ -99,10 +99,11 @@ def load_figure(run: RunData) -> FigureSpec | None:
                                  hovertemplate="%{y}: %{customdata:.3g} Mbit/s (%{x:.0%})<extra>" + esc(label)
                                  + "</extra>"), 1, col)
             shown.add(name)
-    up = table[table["direction"] == "up"].groupby("site_class")["rate_bps"].sum()
-    top_class, top_app = up.idxmax(), _largest_app(table, up.idxmax())
-    title = (f"Busy-hour upstream load: {run.class_label(top_class)} offers {up.max() / 1e6:.3g} Mbit/s per site, "
-             f"most of it {run.app_names.get(top_app, top_app)}")
+    direction = "up" if (table["direction"] == "up").any() else "down"  # a short slice may carry one way only
+    load = table[table["direction"] == direction].groupby("site_class")["rate_bps"].sum()
+    top_class, top_app = load.idxmax(), _largest_app(table, load.idxmax(), direction)
+    title = (f"Busy-hour {'upstream' if direction == 'up' else 'downstream'} load: {run.class_label(top_class)} "
+             f"offers {load.max() / 1e6:.3g} Mbit/s per site, most of it {run.app_names.get(top_app, top_app)}")
     legend_rows = -(-len(shown) // 3)  # three or more app labels a row under the plot
     _layout(fig, title, height=180 + 48 * len(classes) + 22 * legend_rows)
     fig.update_layout(barmode="stack", margin={"b": 80 + 22 * legend_rows},
@@ -126,6 +127,6 @@ def _class_label(run: RunData, site_class: str, totals: pd.Series) -> str:
     return f"{run.class_label(site_class)}: {up:.3g} up / {down:.3g} down Mbit/s"
 
 
-def _largest_app(table: pd.DataFrame, site_class: str) -> str:
-    part = table[(table["site_class"] == site_class) & (table["direction"] == "up")]
+def _largest_app(table: pd.DataFrame, site_class: str, direction: str) -> str:
+    part = table[(table["site_class"] == site_class) & (table["direction"] == direction)]
     return str(part.sort_values("rate_bps").iloc[-1]["app"])
