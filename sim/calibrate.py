@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.emu import callseries, changer, health, net, traffic, window
 from sim.emu import engine as emu_engine
+from sim.emu import health, net, playback, window
 from sim.emu.linkplan import FRAME_BYTES, EmuSettings
 from sim.emu.utilisation import Sampler
 from sim.topology import SITE_COLUMNS, FarEnd, Topology
@@ -163,25 +163,24 @@ def emulate(topo: Topology, trace: pd.DataFrame, duration_s: float, work_dir: Pa
     settings = EmuSettings(congestion_control=congestion_control, seed=seed)
     emu = net.build(topo, list(sites), net.new_prefix(), settings, offered_bps=emu_engine.offered_bps(chosen, topo))
     work_dir.mkdir(parents=True, exist_ok=True)
-    steps = emu_engine._steps(emu, topo, chosen, link_changes)
+    steps = emu_engine.link_steps(emu, topo, chosen, link_changes)
     with emu:
         net.verify(emu, probe.Tolerance(measure=measure_links))
         sampler = Sampler(emu, min(10.0, max(1.0, duration_s / 4)), 0.0)
-        change = changer.Changer(emu, steps, sampler.watch)
         backlog = _BacklogSampler(emu)
         backlog.start()
         try:
-            results = emu_engine._replay(emu, chosen, congestion_control, work_dir, None, sampler, change)
+            done = playback.replay(emu, chosen, topo, work_dir, congestion_control=congestion_control,
+                                   sampler=sampler, steps=steps)
         finally:
             backlog.stop()
-        epoch_s = next(iter(results.values()))["epoch_s"]
+        epoch_s = next(iter(done.results.values()))["epoch_s"]
         queues = {(link.name, d): getattr(link, d).queue_pkts for link in emu.plan.links for d in ("up", "down")
                   if getattr(link, d).rate_bps}
-    records = emu_engine._records(chosen, topo, traffic.records(chosen.trace, results))
-    out = Replayed(records, results, sampler.frame(), backlog.relative(epoch_s), queues,
-                   calls=callseries.frame(chosen.trace, results), changes=change.results)
+    out = Replayed(done.records, done.results, sampler.frame(), backlog.relative(epoch_s), queues,
+                   calls=done.calls, changes=done.changes)
     try:
-        held = emu_engine.judge_health(sampler, chosen, topo, health.Thresholds(), change.results)
+        held = emu_engine.judge_health(sampler, chosen, topo, health.Thresholds(), done.changes)
         out.held, out.why = not held.refused and held.meta["failed"] == 0, held.meta["why"]
         rows = held.meta["rows"]
     except health.HealthError as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, linkchanges, merge, report, results, scale, targets, topology, workload
+from sim import des, engines, linkchanges, merge, report, results, scale, targets, topology, workload
 from sim import records as records_mod
 from sim.des import queueing
 from sim.errors import CapabilityError
@@ -66,8 +66,8 @@ class Outcome:
         return self.tables.trace
 
     @property
-    def result(self) -> des.Result:
-        """The engine's records, link series and event count."""
+    def result(self) -> engines.Result:
+        """The engine's records, link series and event count (an emulation's extras too: :mod:`sim.engines`)."""
         return self.tables.result
 
     @property
@@ -86,7 +86,7 @@ class Tables:
     """A run's tables in memory."""
 
     trace: pd.DataFrame
-    result: des.Result
+    result: engines.Result
     verdicts: targets.Verdicts
 
     @property
@@ -129,9 +129,9 @@ class Stored:
         return pd.read_parquet(self.folder / results.TABLE_FILES["trace"], columns=names)
 
     @property
-    def result(self) -> des.Result:
+    def result(self) -> engines.Result:
         """Records and link series, read from the folder."""
-        return des.Result(self._read("records"), self._read("links"), self.events)
+        return engines.Result(self._read("records"), self._read("links"), self.events)
 
     @property
     def verdicts(self) -> targets.Verdicts:
@@ -162,7 +162,7 @@ def simulate(scenario: Scenario, seed: int | None = None,
         trace = workload.generate(scenario, topo, seed)
     with phases("engine"):
         changes = linkchanges.from_scenario(scenario, topo) if scenario.outages else None
-        result = des.run(trace, topo, _window(scenario), progress, link_changes=changes)
+        result = des.run(trace, topo, _window(scenario), seed=seed, progress=progress, link_changes=changes)
     with phases("verdicts"):
         verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
                                     (scenario.window.start, scenario.window.end), scenario.catalogue.media())
@@ -254,7 +254,7 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
     name = "both" if both else emu.ENGINE
     results.check_space(out, 0, sharded=False)  # a slice of minutes: its tables are small beside the report
     with results.run_folder(out, scenario.name, name, seed) as folder:
-        done = emu.run(scenario, topo, trace, seed, folder.partial / "agents", progress,
+        done = emu.run(trace, topo, scenario, seed=seed, work_dir=folder.partial / "agents", progress=progress,
                        **({} if changes is None else {"link_changes": changes}))
         chosen = done.slice
         window_s = (chosen.start_s, chosen.end_s)
@@ -267,13 +267,12 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
             horizon = des.RunWindow(chosen.start_s, chosen.end_s + chosen.drain_s + 1.0, scenario.utilisation_bin)
             sliced = _slice_changes(changes, done.topology, chosen.start_s - scenario.window.start,
                                     horizon.horizon_s - horizon.start_s)
-            simulated = des.run(chosen.trace, done.topology, horizon, link_changes=sliced)
+            simulated = des.run(chosen.trace, done.topology, horizon, seed=seed, link_changes=sliced)
             records_mod.write(simulated.records, folder.partial / "records-des.parquet", records_mod.RECORD_COLUMNS)
             table = fidelity.table(simulated.records, done.records, scenario.targets, scenario.catalogue.media())
             table.to_csv(folder.partial / "fidelity.csv", index=False)
         phases = _call_phases(done, changes, scenario, folder.partial)
-        outcome = Outcome(scenario, done.topology, seed, Tables(chosen.trace, des.Result(done.records, done.links, 0),
-                                                                verdicts),
+        outcome = Outcome(scenario, done.topology, seed, Tables(chosen.trace, done, verdicts),
                           time.perf_counter() - started, engine=name, fidelity=table, meta=done.meta,
                           failover=phases)
         write(outcome, folder.partial, path)

@@ -148,7 +148,7 @@ def _compute_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: i
     trace = workload.generate(scenario, part, seed)
     trace["site_index"] = trace["site"].map(dict(zip(part.sites["site"], part.sites.index))).astype("int64")
     changes = linkchanges.from_scenario(scenario, part) if scenario.outages else None
-    result = des.run(trace.drop(columns="site_index"), part, window, link_changes=changes)
+    result = des.run(trace.drop(columns="site_index"), part, window, seed=seed, link_changes=changes)
     sessions = targets.session_verdicts(result.records, scenario.targets, scenario.catalogue.media())
     sites = targets.site_verdicts(sessions, result.links, part.sites, scenario.targets,
                                   (scenario.window.start, scenario.window.end), result.records)

@@ -68,7 +68,7 @@ def run(tmp_path_factory):
                        "repaired")], columns=lc.COLUMNS)], ignore_index=True)
     sessions = trace(call("gp-fttc", CALL_START_S, CALL_S), call("gp-fttp", CALL_START_S, CALL_S))
     try:
-        result = engine.run(scenario, topo, sessions, 1, tmp / "work", link_changes=changes)
+        result = engine.run(sessions, topo, scenario, seed=1, work_dir=tmp / "work", link_changes=changes)
     except EngineError as exc:
         if "Likely cause: CPU starvation" in str(exc):
             pytest.skip(f"machine too busy: {' '.join(str(exc).split())[:900]}")

@@ -241,7 +241,8 @@ def test_only_the_sites_whose_links_did_not_hold_are_refused(caplog):
     assert held.meta["why"].startswith("access:b up: undecided_drops_pkts in interval(s) 00:01:50")
     assert "results of sites b refused" in caplog.text and "Likely cause: not CPU" in caplog.text
     records = chosen.trace.assign(completed=True)
-    result = engine._without(engine.EmuResult(records, records[["site"]], chosen, topo, held.meta), held.kept)
+    whole = engine.EmuResult(records, records[["site"]], slice=chosen, topology=topo, meta=held.meta)
+    result = engine._without(whole, held.kept)
     assert result.slice.sites == ("a", "c") and list(result.slice.trace["session_id"]) == [0, 2]
     assert list(result.records["site"]) == ["a", "c"] and list(result.links["site"]) == ["a", "c"]
     assert list(result.topology.sites["site"]) == ["a", "c"]

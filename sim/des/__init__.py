@@ -1,7 +1,7 @@
 """The flow-level discrete-event simulator (SimPy): replay a trace over a topology, emit records.
 
-Public entry point: :func:`run`. The engine knows nothing of targets or reports; its only output is the
-record table and the links' utilisation series (:mod:`sim.records`).
+Public entry point: :func:`run`, with the engines' one contract (:mod:`sim.engines`). The engine knows nothing of
+targets or reports; its only output is the record table and the links' utilisation series (:mod:`sim.records`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,23 +20,15 @@ from sim.des import lines, reserved
 from sim.des.context import ENGINE, Context, RunWindow
 from sim.des.group import Group
 from sim.des.links import Link, bin_count
+from sim.engines import Result
 from sim.topology import Topology
 
 __all__ = ["ENGINE", "Result", "RunWindow", "run"]
 
 
-@dataclass(frozen=True)
-class Result:
-    """What a simulation produced: records, link utilisation, and the count of events it processed."""
-
-    records: pd.DataFrame
-    links: pd.DataFrame
-    events: int
-
-
-def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
-        progress: Callable[[float], None] | None = None, *, skip_unobserved: bool = True,
-        link_changes: pd.DataFrame | None = None) -> Result:
+def run(trace: pd.DataFrame, topology: Topology, window: RunWindow, *, seed: int | None = None,
+        work_dir: Path | None = None, link_changes: pd.DataFrame | None = None,
+        progress: Callable[[float], None] | None = None, skip_unobserved: bool = True) -> Result:
     """Simulate every session of ``trace`` on ``topology``.
 
     Args:
@@ -45,20 +37,25 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow,
         window: Start of the utilisation series, horizon and bin width, all in seconds. A transfer unfinished
             at the horizon is recorded as not completed; a call still running then ends there, and is recorded
             and judged on the part replayed (as the emulation does: its length is the run's, not the network's).
+        seed: Unused: the simulator draws nothing at random (the trace holds every draw), so the same trace gives
+            the same records. Taken for the engines' one contract (:mod:`sim.engines`).
+        work_dir: Unused: the simulator keeps no evidence files. Taken for the same contract.
         progress: Called now and then with the share of simulated time done (0..1).
-        skip_unobserved: Take the exact shortcuts of :mod:`sim.des.group` (the same tables either way; off
-            only to test that).
         link_changes: Sites' access lines changing through the run (a fault, a backup, a repair): the table of
             :mod:`sim.linkchanges`, ``at_s`` counted from ``window.start_s`` (:mod:`sim.des.lines`). None: every
             line as the topology has it.
+        skip_unobserved: Take the exact shortcuts of :mod:`sim.des.group` (the same tables either way; off
+            only to test that).
 
     Returns:
         Records (:data:`sim.records.RECORD_COLUMNS`), link series (:data:`sim.records.LINK_COLUMNS`) and
-        the number of events. A link's ``capacity_bps`` in the series is its mean over each bin.
+        the number of events (a :class:`sim.engines.Result`). A link's ``capacity_bps`` in the series is its
+        mean over each bin.
 
     Raises:
         ValueError: If ``link_changes`` has a row that cannot be (:func:`sim.linkchanges.validate`).
     """
+    del seed, work_dir  # see above: nothing random, nothing kept
     trace = _calls_cut_at(trace, window.horizon_s)
     with _collector_paused():
         links, site_links = _links(topology, window)

@@ -1,6 +1,6 @@
 """Apply a run's link changes at their moment, read each back, and say when it took and whether it is in force.
 
-A thread started with the traffic agents (:func:`sim.emu.engine._replay`) sleeps until each step's moment on the
+A thread started with the traffic agents (:func:`sim.emu.playback.replay`) sleeps until each step's moment on the
 run's clock (the agents' wall-clock epoch is the window's start, :mod:`sim.emu.clock`: a step at ``at_s`` is due at
 ``epoch + at_s``), runs its commands (:mod:`sim.emu.linksteps`) in the delay node and the switch, sets the shim's
 delay, then reads everything back: the HTB class rate and queue length (``tc``), the loss and outage rules

@@ -4,7 +4,9 @@ One run: detect what the machine can do; choose the sites and window (:mod:`sim.
 check the machine can carry it (:mod:`sim.emu.net`); build it, verify every link (configuration in force and a
 measured probe); start one traffic agent per host (:mod:`sim.emu.agent`), all keyed to one wall-clock epoch; wait
 for the window and its drain, sampling the links' counters; collect what the agents measured
-(:mod:`sim.emu.traffic`); tear everything down. Records come out in the simulator's schema with ``engine = "emu"``.
+(:mod:`sim.emu.playback`); tear everything down. It returns the engines' shared result (:mod:`sim.engines`): records
+and link series in the shared schema with ``engine = "emu"``, with the emulation's own extras (:class:`EmuResult`).
+:func:`sim.emu.playback.replay` is the step in the middle, which :func:`sim.calibrate.emulate` also uses.
 
 The links are also checked *while* the trace replays (:mod:`sim.emu.health`): per interval, the delay shims'
 release lateness, drops nobody decided, the shapers' delivered rate when backlogged, the loss applied, and the CPU
@@ -15,9 +17,7 @@ refused with :class:`sim.emu.health.HealthError`, naming links, intervals and th
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,35 +25,34 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import units
-from sim.emu import callseries, capabilities, changer, health, linksteps, net, traffic, window
+from sim import engines, units
+from sim.emu import capabilities, changer, health, linksteps, net, window
 from sim.emu.linkplan import EmuSettings
+from sim.emu.playback import ENGINE, replay
 from sim.emu.utilisation import Sampler
-from sim.errors import EngineError
 from sim.model.scenario import Scenario
-from sim.records import RECORD_COLUMNS, conform
 from sim.topology import Topology
 
-ENGINE = "emu"
-START_MARGIN_S = 3.0  # between starting the agents and the window's first session (s): agents bind their sockets
-STOP_GRACE_S = 10.0   # after the stop time, how long agents get to write their results before they are ended (s)
-AGENT_STOP_S = 5.0    # how long all agents together get to end once told to (s); the rest are killed
 MAX_BIN_S = 10.0      # link utilisation is sampled at the scenario's bin, at most this long (a replay is minutes)
-SITE_COLUMNS = ("site_class", "family", "access_profile", "technology", "medium")
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EmuResult:
-    """An emulation's records (RECORD_COLUMNS), link series (LINK_COLUMNS), slice and self-description."""
+@dataclass(frozen=True, kw_only=True)
+class EmuResult(engines.Result):
+    """An emulation's records and link series (:class:`sim.engines.Result`, ``events`` 0), and its own extras.
 
-    records: pd.DataFrame
-    links: pd.DataFrame
+    Attributes:
+        slice: The sites, window (s since midnight) and sessions replayed.
+        topology: The emulated sites' topology.
+        meta: The run's self-description (``meta.json``'s ``emulation``: links, verification, health, changes).
+        calls: Per call, direction and second of the call: rate (bit/s) and delay (s) (:mod:`sim.emu.failover`).
+    """
+
     slice: window.Slice
     topology: Topology
     meta: dict
-    calls: pd.DataFrame | None = None  # per call, direction and second: rate and delay (sim.emu.failover)
+    calls: pd.DataFrame | None = None
 
 
 def candidates(scenario: Scenario, topo: Topology) -> Topology:
@@ -87,10 +86,14 @@ def _too_much(chosen: window.Slice, topo: Topology, cores: int, method: str) -> 
                              cores=cores).problems())
 
 
-def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work_dir: Path,
-        progress: Callable[[float], None] | None = None, *,
-        link_changes: pd.DataFrame | None = None) -> EmuResult:
-    """Emulate the scenario's slice; agents' specs and results are kept in ``work_dir`` as evidence.
+def run(trace: pd.DataFrame, topo: Topology, scenario: Scenario, *, seed: int, work_dir: Path,
+        link_changes: pd.DataFrame | None = None, progress: Callable[[float], None] | None = None) -> EmuResult:
+    """Emulate the scenario's slice of ``trace``; agents' specs and results are kept in ``work_dir`` as evidence.
+
+    The engines' contract (:mod:`sim.engines`) with the scenario in the window's place: the emulation chooses its
+    sites and window from the scenario's ``emulation`` section (:func:`prepare`), samples its links at the
+    scenario's ``utilisation_bin`` (at most ``MAX_BIN_S``) and runs its transfers with ``congestion_control``.
+    ``seed`` seeds the delay shims' jitter.
 
     ``link_changes`` (:mod:`sim.linkchanges`; ``at_s`` from the scenario window's start, as the simulator reads
     them) change the emulated sites' access lines mid-run (:mod:`sim.emu.changer`): shifted to the replayed slice
@@ -106,9 +109,10 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
     """
     caps = capabilities.detect()
     chosen, sub = prepare(scenario, topo, trace, caps.cores, caps.delay_method or "nfqueue")
-    settings = EmuSettings(congestion_control=scenario.emulation.congestion_control, seed=seed)
-    emu = net.build(sub, list(chosen.sites), net.new_prefix(), settings, caps, offered_bps(chosen, sub))
-    steps = _steps(emu, sub, chosen, link_changes, chosen.start_s - scenario.window.start)
+    cc = scenario.emulation.congestion_control
+    emu = net.build(sub, list(chosen.sites), net.new_prefix(), EmuSettings(congestion_control=cc, seed=seed), caps,
+                    offered_bps(chosen, sub))
+    steps = link_steps(emu, sub, chosen, link_changes, chosen.start_s - scenario.window.start)
     work_dir.mkdir(parents=True, exist_ok=True)
     if work_dir.parent.name.endswith(".partial"):  # a results folder being written: clean removes it if killed
         emu.results_folder = work_dir.parent
@@ -117,28 +121,29 @@ def run(scenario: Scenario, topo: Topology, trace: pd.DataFrame, seed: int, work
         built_s = time.monotonic() - started
         report = net.verify(emu)
         sampler = Sampler(emu, min(scenario.utilisation_bin, MAX_BIN_S), chosen.start_s)
-        change = changer.Changer(emu, steps, sampler.watch)
-        results = _replay(emu, chosen, scenario.emulation.congestion_control, work_dir, progress, sampler, change)
-    records = _records(chosen, sub, traffic.records(chosen.trace, results))
-    calls = callseries.frame(chosen.trace, results)
-    held = judge_health(sampler, chosen, sub, health.Thresholds(), change.results)
+        done = replay(emu, chosen, sub, work_dir, congestion_control=cc, sampler=sampler, steps=steps,
+                      progress=progress)
+    held = judge_health(sampler, chosen, sub, health.Thresholds(), done.changes)
     meta = {"engine": ENGINE, "prefix": emu.prefix, "sites": list(held.kept), "window_start_s": chosen.start_s,
             "window_end_s": chosen.end_s, "drain_s": chosen.drain_s,
             "sessions": int(chosen.trace["site"].isin(held.kept).sum()),
-            "congestion_control": scenario.emulation.congestion_control, "delay_method": emu.plan.method,
+            "congestion_control": cc, "delay_method": emu.plan.method,
             "loss_method": caps.loss_method, "build_s": round(built_s, 2), "links": emu.plan.describe(),
-            "verification": report.rows, "link_changes": changer.describe(change.results), "health": held.meta,
+            "verification": report.rows, "link_changes": changer.describe(done.changes), "health": held.meta,
             "capabilities": caps.as_dict()}
-    if held.refused:
-        return _without(EmuResult(records, sampler.frame(), chosen, sub, meta, calls), held.kept)
-    return EmuResult(records, sampler.frame(), chosen, sub, meta, calls)
+    result = EmuResult(done.records, sampler.frame(), slice=chosen, topology=sub, meta=meta, calls=done.calls)
+    return _without(result, held.kept) if held.refused else result
 
 
-def _steps(emu, sub: Topology, chosen: window.Slice, link_changes: pd.DataFrame | None,
-           offset_s: float = 0.0) -> list:
-    """The link-change steps for the emulated sites (none without a table); bad rows raise EngineError.
+def link_steps(emu, sub: Topology, chosen: window.Slice, link_changes: pd.DataFrame | None,
+               offset_s: float = 0.0) -> list:
+    """The link-change steps for the emulated sites of a built network ``emu`` (none without a table).
 
     ``offset_s``: how far into the table's window the slice starts (s); the table's ``at_s`` are shifted by it.
+    Planned before the network starts, so a bad row costs no build.
+
+    Raises:
+        EngineError: A row that cannot be applied (naming it).
     """
     if link_changes is None or len(link_changes) == 0:
         return []
@@ -192,8 +197,8 @@ def _without(result: EmuResult, kept: tuple[str, ...]) -> EmuResult:
     records = result.records[result.records["site"].isin(kept)].reset_index(drop=True)
     links = result.links[result.links["site"].isin(kept)].reset_index(drop=True)
     calls = None if result.calls is None else result.calls[result.calls["site"].isin(kept)].reset_index(drop=True)
-    return EmuResult(records, links, window.Slice(kept, chosen.start_s, chosen.end_s, chosen.drain_s, trace),
-                     window.sub_topology(result.topology, kept), result.meta, calls)
+    return EmuResult(records, links, slice=window.Slice(kept, chosen.start_s, chosen.end_s, chosen.drain_s, trace),
+                     topology=window.sub_topology(result.topology, kept), meta=result.meta, calls=calls)
 
 
 def offered_bps(chosen: window.Slice, sub: Topology) -> dict[str, float]:
@@ -212,88 +217,3 @@ def offered_bps(chosen: window.Slice, sub: Topology) -> dict[str, float]:
                      + ("up" in directions) * float(rates.at[site, "up_bps"])
                      + ("down" in directions) * float(rates.at[site, "down_bps"]))
     return out
-
-
-def _replay(emu, chosen: window.Slice, congestion_control: str, work_dir: Path,
-            progress: Callable[[float], None] | None, sampler: Sampler,
-            change: changer.Changer | None = None) -> dict[str, dict]:
-    """Start every host's agent on one epoch, wait for the window and drain, read results.
-
-    Meanwhile the links are sampled (``sampler``) and the link changes applied on time (``change``).
-    """
-    epoch_s = time.time() + START_MARGIN_S
-    specs = traffic.specs(chosen.trace, emu.endpoints(), epoch_s, chosen.start_s, chosen.end_s, chosen.drain_s,
-                          congestion_control)
-    procs, outs = {}, {}
-    for host, spec in sorted(specs.items(), key=lambda item: item[1]["server"] is None):  # server first
-        spec_path, outs[host] = work_dir / f"{host}.spec.json", work_dir / f"{host}.result.json"
-        spec_path.write_text(json.dumps(spec, indent=1) + "\n")
-        with open(work_dir / f"{host}.log", "wb") as log_file:  # never a pipe: a chatty agent would block on it
-            procs[host] = emu.node(host).popen(traffic.agent_command(spec_path, outs[host]), stdout=log_file,
-                                               stderr=subprocess.STDOUT)
-        emu.record_pid(f"agent {host}", procs[host].pid)
-    sampler.watch.watch_pids([p.pid for p in procs.values()] + [p.pid for p in emu.shims.values()])
-    stop_at_s = epoch_s + chosen.duration_s + chosen.drain_s
-    if change is not None:
-        change.start(epoch_s)
-    try:
-        _wait(procs, stop_at_s, epoch_s, progress, sampler)
-    finally:
-        if change is not None:
-            change.stop()
-        # the agents get AGENT_STOP_S between them (not each) to end, then are killed: a bounded teardown
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        deadline_s = time.monotonic() + AGENT_STOP_S
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=max(0.0, deadline_s - time.monotonic()))
-            except subprocess.TimeoutExpired:  # stuck: killed here; stop() would kill it by PID anyway
-                proc.kill()
-    failed = {h: p.returncode for h, p in procs.items() if p.returncode not in (0, None)}
-    missing = [h for h, path in outs.items() if not path.is_file()]
-    if failed or missing:
-        raise EngineError(f"traffic agents failed: exit codes {failed}, no result from {missing} "
-                          f"(their specs and logs are in {work_dir})")
-    results = {host: json.loads(path.read_text()) for host, path in outs.items()}
-    late = [h for h, r in results.items() if r.get("ready_at_s", 0.0) > epoch_s]
-    if late:
-        raise EngineError(f"traffic agents on {late} were not ready when the window began; the machine is too busy "
-                          f"(agents are given {START_MARGIN_S:.0f} s)")
-    return results
-
-
-def _wait(procs: dict, stop_at_s: float, epoch_s: float, progress: Callable[[float], None] | None,
-          sampler: Sampler) -> None:
-    """Wait for the stop time, sampling link bytes at each bin boundary from the epoch, then for the agents.
-
-    Agents get at most ``STOP_GRACE_S`` after the stop time; ``progress`` gets the share of the replay done.
-    Between bins the shapers' counters are read every ``SHAPER_SAMPLE_S`` (for the health judgement).
-    """
-    next_sample_s = epoch_s
-    while time.time() < stop_at_s + STOP_GRACE_S:
-        now_s = time.time()
-        if now_s >= next_sample_s and next_sample_s <= stop_at_s + 1e-6:
-            sampler.sample(now_s)
-            next_sample_s += sampler.bin_s
-        elif epoch_s < now_s < stop_at_s:
-            sampler.watch.tick(now_s)
-        if now_s >= stop_at_s and all(p.poll() is not None for p in procs.values()):
-            return
-        if progress:
-            progress(min(1.0, max(0.0, (now_s - epoch_s) / max(stop_at_s - epoch_s, 1e-9))))
-        time.sleep(max(0.0, min(0.2, next_sample_s - time.time())))
-
-
-def _records(chosen: window.Slice, sub: Topology, measured: pd.DataFrame) -> pd.DataFrame:
-    """The agents' measurements with the trace's session columns and the sites' columns: the record table."""
-    trace = chosen.trace[["session_id", "site", "app", "traffic", "kind", "direction", "urgency", "far_profile",
-                          "start_s", "target_rate_bps", "min_rate_bps"]]
-    video = trace["traffic"] == "stream"
-    trace = trace.assign(target_rate_bps=trace["target_rate_bps"].where(video),
-                         min_rate_bps=trace["min_rate_bps"].where(video))
-    sites = sub.sites[["site", *SITE_COLUMNS]]
-    frame = trace.merge(sites, on="site", how="left").merge(measured, on="session_id", how="left")
-    frame["engine"] = ENGINE
-    return conform(frame, RECORD_COLUMNS)
