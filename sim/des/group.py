@@ -14,11 +14,15 @@ Fixed-rate streams are not flows here: they hold a reserved rate on their links,
 the run (:mod:`sim.des.reserved`), which fluid flows see as capacity taken. A step is an event only on a link
 that fluid flows are using; elsewhere a link takes its reserved rate when something next looks at it.
 
-Events that would change nothing observed are skipped, exactly, when ``skip_unobserved`` is on: a transfer
-arriving before the next change starts up without an event (start-up takes no share), and one that will be the
-only transfer on its link until it ends is replayed whole (:mod:`sim.des.lone`). The property test runs both ways
-and compares the tables. Links are shared in closed form when every path is one link (:mod:`sim.des.linkshare`),
-by progressive filling when paths cross a shared link (:mod:`sim.des.shared`).
+This module is the general path: every arrival, start-up end, completion, call end, line change and reservation
+step an event, and the shares recomputed at each. Events that would change nothing observed are skipped, exactly,
+when the run's ``skip_unobserved`` is on (a parameter of :func:`sim.des.run`, default on): a transfer arriving before
+the next change starts up without an event (start-up takes no share), and one that will be the only transfer on its
+link until it ends is replayed whole. Those shortcuts are :mod:`sim.des.shortcuts`; the property test
+(``tests/test_des_shortcuts.py``) runs both ways and compares the tables.
+
+Links are shared in closed form when every path is one link (:mod:`sim.des.linkshare`), by progressive filling when
+paths cross a shared link (:mod:`sim.des.shared`).
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ import math
 from sim.des import queueing, tcp
 from sim.des.flows import Media, Transfer
 from sim.des.linkshare import share_elastic_alone, share_link
-from sim.des.lone import LoneTransfers
 from sim.des.shared import SharedLinks
+from sim.des.shortcuts import Shortcuts
 from sim.topology import FarEnd
 
 _EPS_S = 1e-9
 
 
-class Group(LoneTransfers, SharedLinks):
+class Group(Shortcuts, SharedLinks):
     """The links of one group, the sessions that use them, and the flows now active.
 
     Args:
@@ -43,7 +47,8 @@ class Group(LoneTransfers, SharedLinks):
         sessions: Session rows (dicts from the trace, with ``up``/``down`` paths of :class:`Link`,
             ``rtt_s`` of the site and ``far`` end rates) sorted by start time.
         ctx: Shared run context (horizon, far end, outputs).
-        skip_unobserved: Take the exact shortcuts (off only to test that they are exact).
+        skip_unobserved: Take the exact shortcuts of :mod:`sim.des.shortcuts` (off only to test that they are
+            exact).
     """
 
     def __init__(self, links: list, sessions: list, ctx, skip_unobserved: bool = True) -> None:
@@ -72,19 +77,8 @@ class Group(LoneTransfers, SharedLinks):
         horizon_s = self.ctx.horizon_s
         while i < n or self.starting or self.transfers or self.media:
             change_s = self._next_change_s()
-            line_s = self._next_line_s()  # no shortcut replays a transfer past a line's change
-            # A transfer arriving before the next change finds the state as it is now and changes no share
-            # while it starts up: it is started here, without an event of its own.
-            while (self.skip and i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S
-                   and starts_s[i] <= horizon_s):
-                self._sync_idle(sessions[i], starts_s[i])
-                flow = self._start_transfer(sessions[i], starts_s[i])
-                i += 1
-                if flow is None or self.single_link_paths and self._run_alone(
-                        flow, min(starts_s[i] if i < n else math.inf, line_s)):
-                    continue
-                if flow.active_at_s < change_s:
-                    change_s = flow.active_at_s
+            if self.skip:
+                i, change_s = self._start_quietly(i, change_s, starts_s, is_video)
             next_s = starts_s[i] if i < n and starts_s[i] < change_s else change_s
             if next_s > horizon_s:
                 yield env.timeout(max(0.0, horizon_s - env.now))
@@ -162,19 +156,6 @@ class Group(LoneTransfers, SharedLinks):
             sharing = sum(1 for f in self.transfers if f.path[0] is link)
             link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (sharing + 1))
 
-    def _sync_idle(self, s: dict, now_s: float) -> None:
-        """Bring a session's links to their reserved rate at ``now_s``, before it reads them without an event.
-
-        Any link a fluid flow uses has its next step among the group's changes, so only idle links move here:
-        their queues and the share a new transfer finds follow the reserved rate alone.
-        """
-        if not self.reserving:
-            return
-        for path in (s["up"], s["down"]):
-            for link in path:
-                if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
-                    self._reserved_changed(link)
-                    link.new_share_bps = link.free_bps
     def _settle_links(self, now_s: float) -> None:
         for link in self.links:
             link.settle(now_s)

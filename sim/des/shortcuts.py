@@ -1,12 +1,20 @@
-"""The exact shortcut for a transfer alone among transfers on its link (a mixin of :class:`sim.des.group.Group`).
+"""The simulator's exact shortcuts (a mixin of :class:`sim.des.group.Group`, taken when ``skip_unobserved`` is on).
 
-A transfer that will be the only transfer on its link until it ends, with no session arriving, no flow starting
-towards the link and none of its calls ending meanwhile, has a share that changes only at the link's reservation
-steps, known in advance; so its end is known, and the events on the way would change nothing but this link's flows,
-series and history. It is replayed whole (the property test compares with the plain model).
+:mod:`sim.des.group` is the general path, every change an event. Two shortcuts skip events that would change
+nothing observed (``tests/test_des_shortcuts.py`` compares the tables with and without them):
+
+* **A quiet arrival.** A transfer arriving before the group's next change finds the state as it is now and takes
+  no share while it starts up: it is started without an event of its own (:meth:`Shortcuts._start_quietly`).
+* **A lone transfer.** A transfer that will be the only transfer on its link until it ends, with no session
+  arriving, no flow starting towards the link and none of its calls ending meanwhile, has a share that changes only
+  at the link's reservation steps, known in advance; so its end is known, and the events on the way would change
+  nothing but this link's flows, series and history. It is replayed whole (:meth:`Shortcuts._replay_lone`,
+  :meth:`Shortcuts._run_alone`).
 """
 
 from __future__ import annotations
+
+import math
 
 from sim.des.flows import Transfer
 from sim.des.linkshare import lone_finish_s
@@ -14,8 +22,44 @@ from sim.des.linkshare import lone_finish_s
 _EPS_S = 1e-9
 
 
-class LoneTransfers:
-    """Replaying lone transfers whole; uses the group's flows, horizon and :meth:`_reshare_link`."""
+class Shortcuts:
+    """Quiet arrivals and lone transfers; uses the group's sessions, flows, horizon and :meth:`_reshare_link`."""
+
+    def _start_quietly(self, i: int, change_s: float, starts_s: list, is_video: list) -> tuple[int, float]:
+        """Start each transfer arriving before the next change (at ``change_s``, s), from session ``i``, eventless.
+
+        Each may end within its start-up (done), be replayed whole if it will be alone on its link
+        (:meth:`_run_alone`), or else become active when its start-up ends, which may be the group's next change.
+
+        Returns:
+            The index of the next session not started, and the time of the group's next change (s).
+        """
+        sessions, n, horizon_s = self.sessions, len(starts_s), self.ctx.horizon_s
+        line_s = self._next_line_s()  # no shortcut replays a transfer past a line's change
+        while i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S and starts_s[i] <= horizon_s:
+            self._sync_idle(sessions[i], starts_s[i])
+            flow = self._start_transfer(sessions[i], starts_s[i])
+            i += 1
+            if flow is None or self.single_link_paths and self._run_alone(
+                    flow, min(starts_s[i] if i < n else math.inf, line_s)):
+                continue
+            if flow.active_at_s < change_s:
+                change_s = flow.active_at_s
+        return i, change_s
+
+    def _sync_idle(self, s: dict, now_s: float) -> None:
+        """Bring a session's links to their reserved rate at ``now_s``, before it reads them without an event.
+
+        Any link a fluid flow uses has its next step among the group's changes, so only idle links move here:
+        their queues and the share a new transfer finds follow the reserved rate alone.
+        """
+        if not self.reserving:
+            return
+        for path in (s["up"], s["down"]):
+            for link in path:
+                if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
+                    self._reserved_changed(link)
+                    link.new_share_bps = link.free_bps
 
     def _replay_lone(self, flow: Transfer, link, media: list, now_s: float) -> None:
         """Replay a transfer alone among transfers on its link to its end, if nothing touches the link before.
