@@ -116,7 +116,7 @@ def sites_table(found: Gate, sites, limit_sites: int | None) -> Table:
     shown, more = limited(rows, limit_sites)
     failing = rows["rank"].nunique()
     title = (f"Failing sites, worst first: {failing:,} of {found.sites['site'].nunique():,} sites miss a target"
-             if failing else "Failing sites: none (every site meets every target)")
+             if failing else "Failing sites: none (every site meets every performance target)")
     grid = [[r.site, r.site_class, r.line, r.target, r.measure, r.measured, r.against,
              r.cause + (" (known failure)" if known.get((r.site, r.target), "") else "")]
             for r in shown.itertuples(index=False)]
@@ -148,5 +148,5 @@ def verdict_line(found: Gate, baseline: bool) -> str:
     if found.failing.empty:
         known = int((~found.classes["passed"]).sum())
         return (f"no unexpected misses: {known} verdicts miss their target as declared known failures" if known
-                else "all site classes meet their targets")
+                else "all site classes meet their performance targets")
     return f"{len(found.failing)} verdicts missed their target"

@@ -409,7 +409,8 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
             out.print(answers.verdict_line(found, previous is not None), highlight=False, markup=False,
                       soft_wrap=True)
             if missed:
-                out.print(f"{missed} availability verdicts missed their target", highlight=False)
+                out.print(f"but {missed} availability verdicts missed their target (the availability table above): "
+                          "the check fails", highlight=False, soft_wrap=True)
     raise typer.Exit(0 if found.passed and not missed else 1)
 
 
