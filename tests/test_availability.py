@@ -258,3 +258,20 @@ def test_a_sites_years_do_not_depend_on_the_other_sites():
     fibre = faults.sample_sites(_sites(("a", "FTTP", ""), ("b", "ADSL2+", "")), fault_set, NO_BACKUP, None, 40, (9,))
     assert np.array_equal(copper.down_h[1], fibre.down_h[1])  # site b's faults, whatever site a's line is
     assert not np.array_equal(copper.down_h[0], fibre.down_h[0])
+
+
+def test_a_site_class_target_may_give_some_keys_and_takes_the_rest_from_the_default(tmp_path):
+    # docs/scenarios.md: targets are overrides of topologies/targets.yaml, any subset of them.
+    from sim.load import load
+    from sim.units import parse
+    path = tmp_path / "s.yaml"
+    path.write_text("name: partial\nyear: 2024\nwindow: {start: '08:00', end: '09:00'}\ndrain: 10min\n"
+                    "sites:\n  - {class: gp_medium, count: 1, access: fttc_80_20}\n"
+                    "availability: {years: 50}\n"
+                    "targets: {availability: {site_classes: {gp_medium: {hours: 4h}}}}\n")
+    targets = load(path).targets.availability
+    default = targets.default
+    mine = targets.of("gp_medium")
+    assert mine.hours == parse("4h", "time") and default.hours == parse("8h", "time")
+    assert (mine.share, mine.years) == (default.share, default.years)  # 99.5% and 95%, the default's
+    assert targets.of("acute_site").hours == parse("2h", "time")  # the catalogue's own class keeps its own

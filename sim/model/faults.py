@@ -140,6 +140,17 @@ class AvailabilityTargets(Frozen):
     default: AvailabilityTarget
     site_classes: dict[str, AvailabilityTarget] = {}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _classes_take_the_default_for_what_they_omit(cls, data: object) -> object:
+        """A site class's target may give some keys (``{hours: 4h}``): the others are the default's."""
+        if not isinstance(data, dict) or not isinstance(data.get("default"), dict) \
+                or not isinstance(data.get("site_classes"), dict):
+            return data
+        own = {name: {**data["default"], **given} if isinstance(given, dict) else given
+               for name, given in data["site_classes"].items()}
+        return {**data, "site_classes": own}
+
     def of(self, site_class: str) -> AvailabilityTarget:
         """The target a site class is judged by."""
         return self.site_classes.get(site_class, self.default)
