@@ -129,18 +129,6 @@ def _row_problem(row, sites: set[str], window_s: float) -> str:
     return ""
 
 
-def states_at(changes: pd.DataFrame, site: str, primary: LineState) -> list[tuple[float, LineState]]:
-    """A site's line through the window: (from s, state) pairs, the first at 0 s (its topology's line)."""
-    steps = [(0.0, primary)]
-    for row in changes[changes["site"] == site].sort_values("at_s").itertuples(index=False):
-        state = LineState(row.down_bps, row.up_bps, row.rtt_s, row.loss, row.buffer_bytes, row.qos)
-        if row.at_s == 0.0:
-            steps[0] = (0.0, state)
-        else:
-            steps.append((float(row.at_s), state))
-    return steps
-
-
 def from_scenario(scenario: Scenario, topology: Topology) -> pd.DataFrame:
     """The steps of a scenario's ``outages`` on the sites of ``topology`` (a shard's, or the whole scenario's).
 

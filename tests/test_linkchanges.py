@@ -24,14 +24,6 @@ def test_without_a_backup_or_past_the_repair_the_line_is_down_until_repaired():
         assert list(steps["cause"]) == ["fault", "repaired"]
 
 
-def test_states_through_the_window_start_from_the_topology_line():
-    steps = lc.failover("gp-1", FTTC, FOUR_G, 600.0, 1800.0, 60.0)
-    states = lc.states_at(steps, "gp-1", FTTC)
-    assert [at_s for at_s, _ in states] == [0.0, 600.0, 660.0, 1800.0]
-    assert states[1][1].is_outage and not states[2][1].is_outage
-    assert lc.states_at(steps, "gp-2", FTTC) == [(0.0, FTTC)]
-
-
 @pytest.mark.parametrize(("column", "value", "words"), [
     ("site", "nowhere", "no such site"), ("at_s", 4000.0, "outside the window"),
     ("down_bps", -1.0, ">= 0"), ("loss", 1.0, "not in [0, 1)"), ("qos", "wfq", "neither"),
