@@ -283,7 +283,7 @@ def run(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         if outcome.fidelity is not None:
             _print_fidelity(outcome.fidelity)
         if outcome.failover is not None:
-            from sim.emu import failover
+            from sim import failover
             out.print("calls through the line changes, per phase (failover.csv):\n" + failover.text(outcome.failover),
                       highlight=False, soft_wrap=True)
         out.print(f"{outcome.sessions:,} sessions, {outcome.tables.events:,} events in {outcome.wall_s:.1f} s"

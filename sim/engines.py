@@ -23,8 +23,12 @@ class Result:
         records: One row per session (:data:`sim.records.RECORD_COLUMNS`).
         links: Each link's utilisation per bin (:data:`sim.records.LINK_COLUMNS`).
         events: Events the simulator processed; 0 from the emulation, which replays in real time.
+        calls: Per call, direction and second: rate received (bit/s) and one-way delay (s)
+            (:data:`sim.failover.SERIES_COLUMNS`), or None. The emulation writes every call's; the simulator
+            those of adaptive calls at sites whose lines change (:mod:`sim.des.callseries`).
     """
 
     records: pd.DataFrame
     links: pd.DataFrame
     events: int = 0
+    calls: pd.DataFrame | None = None

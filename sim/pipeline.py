@@ -54,7 +54,7 @@ class Outcome:
     folder: Path | None = None
     engine: str = des.ENGINE
     fidelity: pd.DataFrame | None = None
-    failover: pd.DataFrame | None = None  # an emulated run's calls per phase of its line changes (sim.emu.failover)
+    failover: pd.DataFrame | None = None  # calls per phase of the line changes (sim.failover), with outages
     meta: dict | None = None  # the emulation's self-description (sites, window, links, verification)
     shards: dict | None = None  # a sharded run's shard counts, over every attempt (sim.scale.ShardsRun.describe)
     resumed: bool = False
@@ -166,8 +166,10 @@ def simulate(scenario: Scenario, seed: int | None = None,
     with phases("verdicts"):
         verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
                                     (scenario.window.start, scenario.window.end), scenario.catalogue.media())
+    phased = None if changes is None else _phase_table(result, changes, scenario.window.start,
+                                                       scenario.window.end + scenario.drain)
     return Outcome(scenario, topo, seed, Tables(trace, result, verdicts), time.perf_counter() - started,
-                   timings_s=phases)
+                   timings_s=phases, failover=phased)
 
 
 def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results",
@@ -214,6 +216,7 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
             outcome = simulate(scenario, seed, progress, phases)
         with phases("write"):
             write(outcome, folder.partial, Path(path), tables=not sharded)  # a sharded run's are merged there
+            _write_phases(outcome.result, outcome.failover, folder.partial)
         with phases("report"):
             report.render(folder.partial, png=png)
     tables = replace(outcome.tables, folder=folder.final) if sharded else outcome.tables  # the tables' final place
@@ -271,7 +274,9 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
             records_mod.write(simulated.records, folder.partial / "records-des.parquet", records_mod.RECORD_COLUMNS)
             table = fidelity.table(simulated.records, done.records, scenario.targets, scenario.catalogue.media())
             table.to_csv(folder.partial / "fidelity.csv", index=False)
-        phases = _call_phases(done, changes, scenario, folder.partial)
+        phases = None if changes is None else _phase_table(done, changes, scenario.window.start,
+                                                           done.slice.end_s + done.slice.drain_s)
+        _write_phases(done, phases, folder.partial)
         outcome = Outcome(scenario, done.topology, seed, Tables(chosen.trace, done, verdicts),
                           time.perf_counter() - started, engine=name, fidelity=table, meta=done.meta,
                           failover=phases)
@@ -280,22 +285,27 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
     return Outcome(**{**outcome.__dict__, "folder": folder.final})
 
 
-def _call_phases(done, changes: pd.DataFrame | None, scenario: Scenario, folder: Path) -> pd.DataFrame | None:
-    """With line changes, each emulated call's rate and delay per phase, else None.
+def _phase_table(result, changes: pd.DataFrame, window_start_s: float, window_end_s: float) -> pd.DataFrame | None:
+    """Each call's rate and delay per phase of its site's line changes (:mod:`sim.failover`), or None.
 
-    Writes the table (``failover.csv``) and the per-second series it comes from (``calls.parquet``).
+    From either engine's per-second call series (``result.calls``); None when it has none.
     """
-    from sim.emu import failover
-    if changes is None or done.calls is None or done.calls.empty:
+    from sim import failover
+    if result.calls is None or result.calls.empty:
         return None
-    done.calls.to_parquet(folder / "calls.parquet", index=False)
-    table = failover.summary(done.calls, changes, scenario.window.start, done.slice.end_s + done.slice.drain_s,
-                             done.records, settle_s=FAILOVER_SETTLE_S)
+    return failover.summary(result.calls, changes, window_start_s, window_end_s, result.records,
+                            settle_s=FAILOVER_SETTLE_S)
+
+
+def _write_phases(result, table: pd.DataFrame | None, folder: Path) -> None:
+    """Write the per-phase table (``failover.csv``) and the per-second series it comes from (``calls.parquet``)."""
+    if table is None:
+        return
+    result.calls.to_parquet(folder / "calls.parquet", index=False)
     table.to_csv(folder / "failover.csv", index=False)
-    return table
 
 
-FAILOVER_SETTLE_S = 1.0  # seconds left out at each phase's start: the queue a change leaves drains (sim.emu.failover)
+FAILOVER_SETTLE_S = 1.0  # seconds left out at each phase's start: the queue a change leaves drains (sim.failover)
 
 
 def _emulated_changes(scenario: Scenario, topo: Topology, emu_run: Callable) -> pd.DataFrame | None:

@@ -17,9 +17,9 @@ import pytest
 from conftest import ROOT
 from helpers import call, trace
 
+from sim import failover, topology
 from sim import linkchanges as lc
-from sim import topology
-from sim.emu import capabilities, engine, failover
+from sim.emu import capabilities, engine
 from sim.errors import EngineError
 from sim.load import load
 

@@ -12,9 +12,9 @@ import math
 import pandas as pd
 import pytest
 
-from sim import calibrate
+from sim import calibrate, failover
 from sim import linkchanges as lc
-from sim.emu import changer, failover, health, linkplan, linksteps, shim
+from sim.emu import changer, health, linkplan, linksteps, shim
 from sim.emu.linkplan import EmuSettings
 from sim.errors import EngineError
 

@@ -163,3 +163,15 @@ def test_the_day_on_the_backup_replays_no_outage_of_its_own():
     on_4g = availability.on_backup(scenario, "4g_router")
     assert scenario.outages and on_4g.outages == ()
     assert {group.access for group in on_4g.sites} == {"backup_4g"}
+
+
+def test_a_simulated_run_writes_its_calls_per_phase(tmp_path):
+    # the example's video calls at gp-fault under way at 10:05 are silent through the 90 s failover, then on 4G
+    outcome = pipeline.run(EXAMPLE, out=tmp_path, png=False)
+    table = pd.read_csv(outcome.folder / "failover.csv")
+    assert set(table["site"]) == {"gp-fault"} and (outcome.folder / "calls.parquet").exists()
+    fault = table[table["name"] == "fault"]
+    assert len(fault) and (fault["rate_bps"] == 0).all() and (fault["silent_s"] == fault["seconds"]).all()
+    # the 90 s outage from 10:05:00, its first second left out: whole seconds of calls inside [10:05:01, 10:06:30)
+    assert (fault["seconds"] <= 89).all() and (fault["from_s"] == 36300.0).all() and (fault["to_s"] == 36390.0).all()
+    assert set(table["name"]) <= {"before", "fault", "backup", "repaired"} and "backup" in set(table["name"])

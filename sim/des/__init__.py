@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from sim.des import lines, reserved
+from sim.des import callseries, lines, reserved
 from sim.des.context import ENGINE, Context, RunWindow
 from sim.des.group import Group
 from sim.des.links import Link, bin_count
@@ -48,9 +48,10 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow, *, seed: int
             only to test that).
 
     Returns:
-        Records (:data:`sim.records.RECORD_COLUMNS`), link series (:data:`sim.records.LINK_COLUMNS`) and
-        the number of events (a :class:`sim.engines.Result`). A link's ``capacity_bps`` in the series is its
-        mean over each bin.
+        Records (:data:`sim.records.RECORD_COLUMNS`), link series (:data:`sim.records.LINK_COLUMNS`),
+        the number of events and, with ``link_changes``, the per-second series of the adaptive calls at the
+        changed sites (:mod:`sim.des.callseries`) (a :class:`sim.engines.Result`). A link's ``capacity_bps``
+        in the series is its mean over each bin.
 
     Raises:
         ValueError: If ``link_changes`` has a row that cannot be (:func:`sim.linkchanges.validate`).
@@ -72,7 +73,10 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow, *, seed: int
             env.process(group.process(env))
         _run_with_progress(env, window, progress)
         ctx.finish_streams(streams)
-        return Result(ctx.records(), _link_frame(links, window), sum(g.events for g in groups))
+        series = None
+        if link_changes is not None and len(link_changes):
+            series = callseries.frame(ctx.finished_calls, ctx.histories, set(link_changes["site"]))
+        return Result(ctx.records(), _link_frame(links, window), sum(g.events for g in groups), series)
 
 
 def _calls_cut_at(trace: pd.DataFrame, horizon_s: float) -> pd.DataFrame:

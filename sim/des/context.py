@@ -40,6 +40,7 @@ class Context:
         self.completed = [False] * len(ids)
         self.bottleneck = ["none"] * len(ids)
         self.finished_calls: list[tuple] = []  # calls replayed as flows, recorded after the run
+        self.histories = calls.Histories(self.horizon_s)  # their paths' histories, built after the run
 
     def _put(self, session: int, completed: bool, bottleneck: str, **values: float) -> None:
         row = self.row[session]
@@ -71,7 +72,7 @@ class Context:
 
     def finish_streams(self, streams: reserved.Streams) -> None:
         """Record every call: those replayed as flows and the fixed-rate ``streams``, from their paths' histories."""
-        histories = calls.Histories(self.horizon_s)
+        histories = self.histories
         sessions, columns = calls.adaptive(self.finished_calls, histories)
         self._put_columns([self.row[session] for session in sessions], columns)
         if len(streams.rows):

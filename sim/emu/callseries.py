@@ -1,9 +1,9 @@
-"""Every emulated call's per-second measures, as a table: what :mod:`sim.emu.failover` reads per phase.
+"""Every emulated call's per-second measures, as a table: what :mod:`sim.failover` reads per phase.
 
 Each media receiver keeps, per whole second of its call (counted from the call's start plus the least one-way delay
 seen, so second ``k`` holds about what was sent in the call's ``k``-th second), the rate received and the mean
 one-way delay of what arrived (:class:`sim.emu.media.MediaReceiver`). This turns the agents' results into rows of
-:data:`sim.emu.failover.SERIES_COLUMNS` on the trace clock.
+:data:`sim.failover.SERIES_COLUMNS` on the trace clock.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from sim.emu.failover import SERIES_COLUMNS
+from sim.failover import SERIES_COLUMNS
 from sim.records import conform
 
 

@@ -46,13 +46,11 @@ class EmuResult(engines.Result):
         slice: The sites, window (s since midnight) and sessions replayed.
         topology: The emulated sites' topology.
         meta: The run's self-description (``meta.json``'s ``emulation``: links, verification, health, changes).
-        calls: Per call, direction and second of the call: rate (bit/s) and delay (s) (:mod:`sim.emu.failover`).
     """
 
     slice: window.Slice
     topology: Topology
     meta: dict
-    calls: pd.DataFrame | None = None
 
 
 def candidates(scenario: Scenario, topo: Topology) -> Topology:
@@ -100,7 +98,7 @@ def run(trace: pd.DataFrame, topo: Topology, scenario: Scenario, *, seed: int, w
     (a site's last change before it applies from its start), rows of sites not emulated left out. Each change is read
     back and listed in ``meta["link_changes"]``; one that did not take (or took over 0.25 s late) fails a
     ``link_change`` health check, which refuses its site's results. ``result.calls`` holds every call's
-    per-second rate and delay (:mod:`sim.emu.failover` summarises them per phase).
+    per-second rate and delay (:mod:`sim.failover` summarises them per phase).
 
     Raises:
         CapabilityError: Not root, no Mininet, no way to add delay, or more than the machine can carry.

@@ -6,7 +6,7 @@ One site on the catalogue's ``--line`` profile, one video call (apps.yaml's ``vi
 of ``--call`` seconds to a far end that limits nothing; the line fails at a third of the call, the backup
 (faults.yaml's ``--backup``: its profile, and its failover time unless ``--failover`` shortens it) carries the
 call after the failover, and the line is repaired at two thirds. Prints each change's lateness and read-back, and
-the call's rate and one-way delay per direction and phase (:mod:`sim.emu.failover`). Needs root and Mininet.
+the call's rate and one-way delay per direction and phase (:mod:`sim.failover`). Needs root and Mininet.
 Exit status 0, or 2 with the reason (bad names, the machine cannot emulate, a change not in force, links that did
 not hold during the run: the table is then printed with the health checks' reason below it).
 """
@@ -19,9 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sim import calibrate
+from sim import calibrate, failover
 from sim import linkchanges as lc
-from sim.emu import failover
 from sim.errors import CapabilityError, EngineError
 from sim.load import load
 
