@@ -240,6 +240,11 @@ LINE_BPS, LINE_RTT_S = 10e6, 0.020             # assumption: an FTTC-like 10 Mbi
 SLOW_UP_BPS = 2e6                              # a copper uplink that a call and an upload contend for
 VIDEO = dict(target_bps=1.5e6, min_bps=350e3, packet_bytes=1200, app="video")   # apps.yaml video (S2)
 SHORT_BYTES, SHORT_LOAD = 200e3, 0.6           # record-view-like downloads at 60% of the line (assumption)
+# A line failing mid-call onto a slower, farther backup (made up for the case: a weak 4G signal, 4/2 Mbit/s, 60 ms
+# round trip): down at 8 s, on the backup 4 s later, repaired at 20 s; compared phase by phase (sim.failover).
+FAULT_AT_S, FAILOVER_S, REPAIRED_AT_S = 8.0, 4.0, 20.0
+WEAK_BACKUP = dict(down_bps=4e6, up_bps=2e6, rtt_s=0.060)
+PHASE_SETTLE_S = 1.0                           # each phase's first second left out (the change's own second)
 
 
 @dataclass(frozen=True)
@@ -251,12 +256,14 @@ class Case:
     trace: pd.DataFrame
     metrics: tuple[str, ...]
     direction: str = "up"
+    changes: pd.DataFrame | None = None  # the line's changes (sim.linkchanges); metrics "name@phase" per phase
 
 
 def cases(seed: int = 1) -> list[Case]:
     """Build the calibration cases (see docs/fidelity.md); ``seed`` draws the short flows' arrivals.
 
-    Bulk, several bulk, short flows at load, a call beside an upload, a call beside short flows, a priority queue.
+    Bulk, several bulk, short flows at load, a call beside an upload, a call beside short flows, a priority queue,
+    a call through a failover.
     """
     import numpy as np
 
@@ -277,24 +284,50 @@ def cases(seed: int = 1) -> list[Case]:
         Case("call beside short flows", line, trace(*shorts, video_call), calls, "down"),
         Case("call beside an upload, priority queue", one_site(SLOW_UP_BPS, 20e6, LINE_RTT_S, 150e3, qos="priority"),
              trace(transfer(0.0, 1e12, "up"), video_call), calls),
+        Case("call through a failover", line, trace(video_call), _PHASED, changes=_failover(line)),
     ]
+
+
+_PHASED = ("video_rate_bps@before", "video_rate_bps@backup", "video_rate_bps@repaired",
+           "video_one_way_delay_s@before", "video_one_way_delay_s@backup")
+
+
+def _failover(topo: Topology) -> pd.DataFrame:
+    """The failover case's line changes: the site's line down, on the weak backup, repaired."""
+    from sim import linkchanges as lc
+
+    primary = lc.line_of(topo.sites.iloc[0])
+    backup = lc.LineState(**WEAK_BACKUP, loss=0.0, buffer_bytes=primary.buffer_bytes)
+    return lc.failover(str(topo.sites.at[0, "site"]), primary, backup, FAULT_AT_S, REPAIRED_AT_S, FAILOVER_S)
 
 
 def simulate(case: Case) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The simulator's records and link series for a case (same window and drain as the emulation)."""
+    result = simulated(case)
+    return result.records, result.links
+
+
+def simulated(case: Case):
+    """The simulator's :class:`sim.engines.Result` for a case (its calls' series too when the line changes)."""
     from sim import des
 
-    result = des.run(case.trace, case.topology, des.RunWindow(0.0, CASE_WINDOW_S + CASE_DRAIN_S,
-                                                              _bin_s(CASE_WINDOW_S)))
-    return result.records, result.links
+    return des.run(case.trace, case.topology, des.RunWindow(0.0, CASE_WINDOW_S + CASE_DRAIN_S,
+                                                            _bin_s(CASE_WINDOW_S)), link_changes=case.changes)
 
 
 def _bin_s(duration_s: float) -> float:
     return min(10.0, max(1.0, duration_s / 4))
 
 
-def metrics(records: pd.DataFrame, links: pd.DataFrame | None, case: Case) -> dict[str, float]:
-    """The case's metrics from one engine's records and link series (s, bit/s, shares)."""
+def metrics(records: pd.DataFrame, links: pd.DataFrame | None, case: Case,
+            calls: pd.DataFrame | None = None) -> dict[str, float]:
+    """The case's metrics from one engine's records and link series (s, bit/s, shares).
+
+    A metric named ``video_rate_bps@backup`` is the call's figure in that phase of the line's changes, in the
+    case's direction, from the engine's per-second call series ``calls`` (:func:`sim.failover.summary`).
+    """
+    if case.changes is not None:
+        return _phase_metrics(records, calls, case)
     transfers = records[(records["traffic"] == "transfer") & records["completed"].astype(bool)]
     video = records[records["app"] == "video"]
     out = {"median_completion_s": float(transfers["duration_s"].median()) if len(transfers) else math.nan,
@@ -309,6 +342,22 @@ def metrics(records: pd.DataFrame, links: pd.DataFrame | None, case: Case) -> di
     return {name: out[name] for name in case.metrics}
 
 
+def _phase_metrics(records: pd.DataFrame, calls: pd.DataFrame | None, case: Case) -> dict[str, float]:
+    from sim import failover
+
+    out = dict.fromkeys(case.metrics, math.nan)
+    if calls is None or calls.empty:
+        return out
+    table = failover.summary(calls, case.changes, 0.0, CASE_WINDOW_S, records, settle_s=PHASE_SETTLE_S)
+    mine = table[table["direction"] == case.direction].set_index("name")
+    for name in case.metrics:
+        metric, phase = name.split("@")
+        column = "rate_bps" if metric == "video_rate_bps" else "one_way_delay_s"
+        if phase in mine.index:
+            out[name] = float(mine.at[phase, column])
+    return out
+
+
 def compare(case: Case, emu: dict[str, float], des_: dict[str, float], held: bool,
             failed_checks: tuple[str, ...] = ()) -> list[dict]:
     """One row per metric: both engines' figures, the relative error (simulator minus emulation) and the goal.
@@ -319,7 +368,7 @@ def compare(case: Case, emu: dict[str, float], des_: dict[str, float], held: boo
     for name in case.metrics:
         e, d = emu.get(name, math.nan), des_.get(name, math.nan)
         error = (d - e) / e if e and math.isfinite(e) and math.isfinite(d) else math.nan
-        goal = GOALS[name]
+        goal = GOALS[name.split("@")[0]]
         rows.append({"case": case.name, "metric": name, "emulation": e, "simulator": d, "error": error,
                      "goal": goal, "met": bool(math.isfinite(error) and abs(error) <= goal), "held": held,
                      "failed_checks": list(failed_checks)})
@@ -330,15 +379,18 @@ def run_suite(work_dir: Path, seed: int = 1) -> list[dict]:
     """Replay every case in both engines; return the comparison rows (needs root for the emulation)."""
     rows = []
     for k, case in enumerate(cases(seed)):
-        replayed = emulate(case.topology, case.trace, CASE_WINDOW_S, work_dir / f"case{k}", drain_s=CASE_DRAIN_S)
-        des_records, des_links = simulate(case)
-        rows += compare(case, metrics(replayed.records, replayed.links, case), metrics(des_records, des_links, case),
-                        replayed.held, tuple(replayed.failed_checks))
+        replayed = emulate(case.topology, case.trace, CASE_WINDOW_S, work_dir / f"case{k}", drain_s=CASE_DRAIN_S,
+                           link_changes=case.changes)
+        sim_ = simulated(case)
+        rows += compare(case, metrics(replayed.records, replayed.links, case, replayed.calls),
+                        metrics(sim_.records, sim_.links, case, sim_.calls), replayed.held,
+                        tuple(replayed.failed_checks))
         log.info("calibration case %s: done (links held: %s)", case.name, replayed.held)
     return rows
 
 
 def _figure(name: str, value: float) -> str:
+    name = name.split("@")[0]
     if not math.isfinite(value):
         return "-"
     if name.endswith("_s"):

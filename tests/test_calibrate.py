@@ -17,12 +17,13 @@ from sim.workload import TRACE_COLUMNS
 def test_cases_are_traces_on_one_link():
     cases = calibrate.cases()
     assert [c.name for c in cases] == ["bulk", "several bulk", "short flows at 60% load", "call beside an upload",
-                                       "call beside short flows", "call beside an upload, priority queue"]
+                                       "call beside short flows", "call beside an upload, priority queue",
+                                       "call through a failover"]
     for case in cases:
         assert list(case.trace.columns) == list(TRACE_COLUMNS) and len(case.topology.sites) == 1
         assert case.trace["start_s"].between(0, calibrate.CASE_WINDOW_S).all()
-        assert set(case.metrics) <= set(calibrate.GOALS)
-    assert cases[-1].topology.sites.at[0, "qos"] == "priority" and cases[3].topology.sites.at[0, "qos"] == "fifo"
+        assert {name.split("@")[0] for name in case.metrics} <= set(calibrate.GOALS)
+    assert cases[5].topology.sites.at[0, "qos"] == "priority" and cases[3].topology.sites.at[0, "qos"] == "fifo"
     # short flows: Poisson arrivals at 60% of 10 Mbit/s of 200 kB: 3.75 a second, ~109 in 29 s (+-4 sd: 42)
     assert abs(len(cases[2].trace) - 3.75 * 29) <= 4 * math.sqrt(3.75 * 29)
 
@@ -73,3 +74,22 @@ def test_metrics_read_video_and_transfers_apart():
         calibrate.transfer(0.0, 1e3)), ("median_completion_s", "video_one_way_delay_s", "video_rate_bps"))
     assert calibrate.metrics(records, None, case) == {"median_completion_s": 2.0, "video_one_way_delay_s": 0.05,
                                                       "video_rate_bps": 1e6}
+
+
+def test_the_failover_case_is_compared_phase_by_phase():
+    # a 1.5 Mbit/s call on a 10 Mbit/s, 20 ms line; down at 8 s, on a 2 Mbit/s-up, 60 ms backup at 12 s, repaired
+    # at 20 s. In the simulator the call keeps its target on the backup; its one-way delay there is 10 ms + 20 ms
+    # (half the 40 ms longer round trip) + M/D/1 waiting of 1514-byte frames (6.056 ms at 2 Mbit/s) at 75% load:
+    # 0.75 x 6.056 / (2 x 0.25) = 9.084 ms
+    case = calibrate.cases()[-1]
+    assert list(case.changes["cause"]) == ["fault", "backup", "repaired"]
+    assert list(case.changes["at_s"]) == [8.0, 12.0, 20.0]
+    result = calibrate.simulated(case)
+    got = calibrate.metrics(result.records, result.links, case, result.calls)
+    assert got["video_rate_bps@before"] == got["video_rate_bps@backup"] == got["video_rate_bps@repaired"] == 1.5e6
+    assert got["video_one_way_delay_s@backup"] == pytest.approx(0.030 + 0.75 * 0.006056 / 0.5, rel=1e-6)
+    rows = calibrate.compare(case, {**got, "video_rate_bps@backup": 0.75e6}, got, held=True)
+    backup = next(r for r in rows if r["metric"] == "video_rate_bps@backup")
+    assert backup["error"] == pytest.approx(1.0) and backup["goal"] == 0.10 and not backup["met"]
+    assert "| call through a failover | video_rate_bps@backup | 0.750 Mbit/s | 1.500 Mbit/s | +100% |" in \
+        calibrate.table(rows)
