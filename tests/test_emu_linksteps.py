@@ -14,7 +14,7 @@ import pytest
 
 from sim import calibrate, failover
 from sim import linkchanges as lc
-from sim.emu import changer, health, linkplan, linksteps, shim
+from sim.emu import batch, changer, health, linkplan, linksteps, shim
 from sim.emu.linkplan import EmuSettings
 from sim.errors import EngineError
 
@@ -270,3 +270,20 @@ def test_a_step_never_applied_is_recorded_so_never_silently():
     assert [r["ok"] for r in broken.results] == [False] * 3
     assert broken.results[0]["problems"][0].startswith("not applied: the link-change thread failed: KeyError")
     assert not any(r["ok"] for r in changer.health_rows(broken.results, 0.0, 10.0))
+
+
+def test_every_change_runs_as_batches_that_stand_for_its_commands_in_order():
+    # the changer runs each node's commands one process per tool (sim.emu.batch): for every step of a failover and
+    # of a slower, lossy, farther line, the batches stand for the same commands, and no tool's command needs one of
+    # another tool given after it (here: iptables first, tc after, in both the list and the batches)
+    plan, topo = _plan()
+    link, devices = _devices(plan)
+    slow = lc.LineState(40e6, 10e6, 0.120, 0.02, 150e3)
+    changes = pd.concat([lc.failover("gp", FTTC, BACKUP_4G, 10, 20, 5), pd.DataFrame(
+        [("gp", 25.0, *(getattr(slow, c) for c in lc.LINE_COLUMNS), "slow")], columns=lc.COLUMNS)])
+    for step in linksteps.plan_steps(plan, topo, changes, 30):
+        cmds = linksteps.step_cmds(step, link, devices, "nfqueue", 100)
+        for _, script in cmds.first + cmds.last:
+            steps = batch.batch(script)
+            assert batch.unbatch(steps) == script
+            assert len(steps) <= 2  # one iptables-restore, one tc -batch

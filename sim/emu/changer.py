@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
-from sim.emu import linksteps, probe
+from sim.emu import batch, linksteps, probe
 from sim.emu.health import Interval, row
 from sim.errors import EngineError
 
@@ -123,10 +123,16 @@ class Changer:
         return out
 
     def _script(self, node: str, cmds: list[list[str]], step: linksteps.Step) -> None:
-        from sim.emu.net import run_script
+        """Run a step's commands in ``node``, one process per tool (:mod:`sim.emu.batch`).
 
+        A change then takes a few processes, not one per command, on a machine that may be busy; the iptables
+        rules of one table change in one atomic commit.
+        """
         path = self.emu.state.work_dir / f"change-{step.site}-{step.at_s:g}-{node}.sh"
-        run_script(self.emu.node(node), cmds, path)
+        path.write_text(batch.script(batch.batch(cmds)), encoding="utf-8")
+        out, err, code = self.emu.node(node).pexec(["sh", str(path)])
+        if code != 0:
+            raise EngineError(f"changing {node} failed: {(out + err).strip()[-800:]}")
 
     def _set_shim(self, delay_node: str, delays: dict[int, float]) -> None:
         """Write the shim's control file, signal it, and wait until its state file shows the new delays."""
