@@ -601,9 +601,8 @@ def _no_product(row) -> str:
 
 
 def _need(mean_bps: float, low_bps: float, high_bps: float) -> str:
-    if not mean_bps < float("inf"):
-        return "not reachable by capacity"
-    return f"{mean_bps / 1e6:.3g} Mbit/s [{low_bps / 1e6:.3g}-{high_bps / 1e6:.3g}]"
+    from sim.plan_search import need_text
+    return need_text(mean_bps, low_bps, high_bps)
 
 
 def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = True) -> availability.Availability:

@@ -141,3 +141,30 @@ def interval(values_bps: list[float]) -> Interval:
     half = (T_975.get(len(values) - 1, 1.96) * float(logs.std(ddof=1)) / math.sqrt(len(values))
             if len(values) > 1 else 0.0)
     return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half))
+
+
+WIDE_RATIO = 10.0  # an interval whose ends differ more than tenfold: the seeds disagree on the order of magnitude
+
+
+def need_text(mean_bps: float, low_bps: float, high_bps: float) -> str:
+    """A least capacity and its 95% interval for people, e.g. ``20.5 Mbit/s [15.1-27.8 Mbit/s]``.
+
+    The interval is shown within the searched range (:data:`LOW_BPS` to :data:`HIGH_BPS`): beyond it the log-scale
+    interval extrapolates to capacities never tried, so an end past it reads ``<64 kbit/s`` or ``>10 Gbit/s``.
+    An interval wider than :data:`WIDE_RATIO` says that the seeds disagree, rather than passing as a figure.
+    """
+    if not mean_bps < math.inf:
+        return "not reachable by capacity"
+    low = f"<{rate_text(LOW_BPS)}" if low_bps < LOW_BPS else rate_text(low_bps)
+    high = f">{rate_text(HIGH_BPS)}" if high_bps > HIGH_BPS else rate_text(high_bps)
+    text = f"{rate_text(mean_bps)} [{low} to {high}]"
+    return text + " (the seeds disagree)" if high_bps > WIDE_RATIO * low_bps else text
+
+
+def rate_text(rate_bps: float) -> str:
+    """A rate in bit/s with three significant figures and its unit (kbit/s, Mbit/s or Gbit/s)."""
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if rate_bps >= scale:
+            return f"{rate_bps / scale:.3g} {unit}"
+    return f"{rate_bps:.3g} bit/s"
+
