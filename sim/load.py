@@ -58,7 +58,7 @@ def load(path: Path | str, overrides: dict[str, str] | None = None, *, trace: Pa
     _apply_year(merged)
     from_inventory = _expand_inventory(merged, Path(path))
     for key, value in overrides.items():
-        _override(merged, key, value)
+        _override(merged, key, value, inventory_rows=from_inventory)
     _resolve_file(merged, Path(path), "trace")
     scenario = _validate(Scenario, merged)
     _check_references(scenario, merged, from_inventory)
@@ -430,17 +430,24 @@ def _plain(annotation: object) -> object:
             return annotation
 
 
-def _override(tree: Located, key: str, value: str) -> None:
-    """Set ``key`` (dotted; list items by index) to ``value`` (read as YAML) in the merged tree."""
+def _override(tree: Located, key: str, value: str, inventory_rows: int = 0) -> None:
+    """Set ``key`` (dotted; list items by index) to ``value`` (read as YAML) in the merged tree.
+
+    ``access`` sets every site group's access. A group's line length is dropped where the new profile does not
+    derate by distance (a scenario's group may not give one there); the last ``inventory_rows`` groups, an
+    inventory's sites, keep theirs, as an inventory keeps every site's length (shown, and used by the planner).
+    """
     where = f"--set {key}"
     parsed = source.parse(value, where).data if value.strip() else None
     if parsed is None:
         raise ScenarioError(f"no value given for {key!r}", file=where)
     if key == "access":  # every site group's access; line lengths dropped where the profile has no derating
         profile = (tree.data.get("catalogue") or {}).get("profiles", {}).get(parsed)
-        for i, group in enumerate(tree.data.get("sites") or []):
+        groups = tree.data.get("sites") or []
+        for i, group in enumerate(groups):
             _override(tree, f"sites.{i}.access", value)
-            if isinstance(group, dict) and isinstance(profile, dict) and not profile.get("derating"):
+            written = i < len(groups) - inventory_rows
+            if written and isinstance(group, dict) and isinstance(profile, dict) and not profile.get("derating"):
                 group.pop("distance", None)
         return
     parts = [int(p) if p.isdigit() else p for p in key.split(".")]
@@ -497,6 +504,14 @@ def _check_distance(profile, group, tree: Located, where: tuple) -> None:
         raise ScenarioError(message, file=file, line=line, path=dotted(where))
 
 
+def _check_reach(profile, group, tree: Located, where: tuple) -> None:
+    """An inventory site's line is within its profile's reach (a profile sold only on short lines)."""
+    if profile.reach is not None and group.distance > profile.reach:
+        file, line = tree.where(where)
+        raise ScenarioError(inventory.beyond_reach(group.access, profile.reach, group.distance), file=file, line=line,
+                            path=dotted(where))
+
+
 def _check_references(scenario: Scenario, tree: Located, from_inventory: int = 0) -> None:
     """Check every name that points into the catalogue (profiles, classes, day profiles, ...).
 
@@ -514,8 +529,10 @@ def _check_references(scenario: Scenario, tree: Located, from_inventory: int = 0
         if group.aggregation is not None and group.aggregation not in cat.aggregations:
             raise _reference_error(tree, ("sites", i, "aggregation"), "aggregation", group.aggregation,
                                    list(cat.aggregations))
-        if group.distance is not None and i < first_row:  # an inventory's rows are checked as it is read
+        if group.distance is not None and i < first_row:
             _check_distance(cat.profiles[group.access], group, tree, ("sites", i, "distance"))
+        elif group.distance is not None:  # an inventory's row: checked as read, but --set access may change it
+            _check_reach(cat.profiles[group.access], group, tree, ("sites", i, "access"))
     for i, name in enumerate(cat.ladder):
         if name not in cat.profiles:
             raise _reference_error(tree, ("catalogue", "ladder", i), "profile", name, profiles)

@@ -63,6 +63,22 @@ def test_each_row_is_one_site_with_its_line_derated_by_its_length(tmp_path):
     assert (fibre["down_bps"], fibre["up_bps"], fibre["distance_m"]) == (330e6, 50e6, 4300.0)
 
 
+def test_setting_every_sites_access_keeps_an_inventorys_line_lengths(tmp_path):
+    # --set access=... on an inventory: each site keeps its own line length, so a copper profile derates by it
+    # and a fibre one shows it (until 2026-12-02 the lengths were dropped, every site at the headline rates)
+    path = scenario(tmp_path)
+    fibre = topology.build(load(path, {"access": "fttp_330_50"})).sites.set_index("site")
+    assert list(fibre["distance_m"]) == [3000.0, 1500.0, 4300.0] and (fibre["down_bps"] == 330e6).all()
+    copper = topology.build(load(path, {"access": "fttc_80_20"})).sites.set_index("site")
+    # access.yaml's fttc_80_20 derating: 8.7 Mbit/s at 3.0 km, 21.25 at 1.5 km (as above), and beyond its last
+    # point (3.6 km: 4 Mbit/s) the last point's rate at 4.3 km
+    assert list(copper["down_bps"]) == pytest.approx([8.7e6, 21.25e6, 4e6])
+    assert list(copper["distance_m"]) == [3000.0, 1500.0, 4300.0]
+    # a profile sold only on short lines is refused for a site beyond its reach, naming it
+    with pytest.raises(ScenarioError, match=r"'gfast_330_50' is not sold on lines beyond 0.5 km \(this one is 3 km\)"):
+        load(path, {"access": "gfast_330_50"})
+
+
 def test_a_site_without_a_line_length_has_none(tmp_path):
     rows = "ZZ0001,St Mary's Surgery,gp_medium,fttp_330_50,,,\n"
     site = topology.build(load(scenario(tmp_path, rows))).sites.iloc[0]
