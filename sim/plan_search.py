@@ -114,7 +114,7 @@ def _inversions(tried: dict[float, float], target_share: float) -> tuple[tuple[f
 
 
 @dataclass(frozen=True)
-class Interval:
+class SeedInterval:
     """Geometric mean of per-seed values (bit/s) with a 95% Student-t interval on their logarithms."""
 
     mean_bps: float
@@ -127,7 +127,7 @@ class Interval:
         return self.high_bps / self.mean_bps - 1 if math.isfinite(self.mean_bps) else math.inf
 
 
-def interval(values_bps: list[float]) -> Interval:
+def interval(values_bps: list[float]) -> SeedInterval:
     """Geometric mean and 95% interval (Student's t on the logarithms) of positive values (bit/s).
 
     Capacities are searched and compared on a log scale, so the interval is taken there too: it is never below 0
@@ -135,12 +135,12 @@ def interval(values_bps: list[float]) -> Interval:
     """
     values = np.asarray(values_bps, dtype=float)
     if not np.isfinite(values).all():
-        return Interval(math.inf, math.inf, math.inf)
+        return SeedInterval(math.inf, math.inf, math.inf)
     logs = np.log(values)
     mean = float(logs.mean())
     half = (T_975.get(len(values) - 1, 1.96) * float(logs.std(ddof=1)) / math.sqrt(len(values))
             if len(values) > 1 else 0.0)
-    return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half))
+    return SeedInterval(math.exp(mean), math.exp(mean - half), math.exp(mean + half))
 
 
 WIDE_RATIO = 10.0  # an interval whose ends differ more than tenfold: the seeds disagree on the order of magnitude
