@@ -57,7 +57,8 @@ def availability_figure(run: RunData) -> FigureSpec | None:
     rows = worst_apps(table)
     rows = rows.assign(rank=rows["technology"].map(technology_rank)).sort_values(["site_class", "rank"])
     several = rows["backup"].nunique() > 1  # site groups with backups of their own
-    labels = [esc(f"{run.class_label(c)} · {a}" + (f" + {b}" if several else ""))
+    labels = [esc(f"{run.class_label(c)} · {_profile_label(run, a)}" + (f" + {_backup_label(run, b)}" if several
+                                                                          else ""))
               for c, a, b in zip(rows["site_class"], rows["access_profile"], rows["backup"])]
     fig = go.Figure(go.Bar(
         y=labels, x=rows["without_h"], orientation="h", marker_color=[PASS if p else FAIL for p in rows["all_pass"]],
@@ -66,17 +67,19 @@ def availability_figure(run: RunData) -> FigureSpec | None:
         hovertext=[esc(run.app_names.get(a, a)) for a in rows["app"]], showlegend=False))
     fig.add_trace(go.Scatter(y=labels, x=rows["target_h"], mode="markers", name="target (share of working hours)",
                              marker={"symbol": "line-ns-open", "size": 18, "color": "black", "line": {"width": 2}}))
-    _layout(fig, _title(rows), height=160 + 34 * len(rows))
+    _layout(fig, _title(run, rows), height=160 + 34 * len(rows))
     fig.update_xaxes(title_text="working hours a year without the app (mean per site; bar: the app losing most)")
-    return FigureSpec("availability", _title(rows), fig, rows.drop(columns="rank"), _footnote(rows))
+    return FigureSpec("availability", _title(run, rows), fig, rows.drop(columns="rank"), _footnote(rows))
 
 
-def _title(rows: pd.DataFrame) -> str:
+def _title(run: RunData, rows: pd.DataFrame) -> str:
+    """The figure's claim, in the catalogue's labels: who loses most, of what, and which line least."""
     most, least = rows.loc[rows["without_h"].idxmax()], rows.loc[rows["without_h"].idxmin()]
-    backup = ", ".join(dict.fromkeys(rows["backup"]))
-    return (f"Line faults, backup {backup}: {most['site_class']} on {most['access_profile']} loses most, "
-            f"{most['without_h']:.2f} working h a year of {most['app']}; {least['access_profile']} "
-            f"least ({least['without_h']:.2f} h)")
+    backup = ", ".join("no backup" if b == "none" else _backup_label(run, b) for b in dict.fromkeys(rows["backup"]))
+    return (f"Line faults, {backup}: {run.class_label(most['site_class'])} on "
+            f"{_profile_label(run, most['access_profile'])} loses most, {hours_text(most['without_h'])} of working "
+            f"time a year without {run.app_names.get(most['app'], most['app'])}; "
+            f"{_profile_label(run, least['access_profile'])} least ({hours_text(least['without_h'])})")
 
 
 def _footnote(rows: pd.DataFrame) -> str:
@@ -113,8 +116,9 @@ def availability_changes(a: RunData, b: RunData) -> list[str]:
     """What the change from run A to run B does to the hours a site loses a year, per site class, in words.
 
     Of video consultations (else the app A's sites lose most of), with no backup and with the sites' backups
-    where both runs have them: 'GP practice, medium: a site loses about 0.73 working hours of video
-    consultations a year in baseline-2019 and 0.2 in full-fibre with no backup; 0.001 and 0.0008 with its backup.'
+    where both runs have them: 'GP practice, medium: line faults leave a site without video consultations for
+    about 44 min of working time a year in baseline-2019 and 12 min in full-fibre with no backup; 3.6 s and
+    2.9 s with its backup.'
     """
     hours_a, hours_b = class_hours(a), class_hours(b)
     if hours_a is None or hours_b is None:
@@ -125,9 +129,9 @@ def availability_changes(a: RunData, b: RunData) -> list[str]:
         app = FOCUS_APP if FOCUS_APP in set(part["app"]) else part.loc[part["without_h_a"].idxmax(), "app"]
         rows = list(part[part["app"] == app].sort_values("bare", ascending=False).itertuples())
         kinds = ["with no backup" if r.bare else "with its backup" for r in rows]
-        first = (f"{a.class_label(site_class)}: a site loses about {hours_text(rows[0].without_h_a)} working hours "
-                 f"of {names.get(app, app)} a year in {a.name} and {hours_text(rows[0].without_h_b)} in {b.name} "
-                 f"{kinds[0]}")
+        first = (f"{a.class_label(site_class)}: line faults leave a site without {names.get(app, app)} for about "
+                 f"{hours_text(rows[0].without_h_a)} of working time a year in {a.name} and "
+                 f"{hours_text(rows[0].without_h_b)} in {b.name} {kinds[0]}")
         out.append(first + "".join(f"; {hours_text(r.without_h_a)} and {hours_text(r.without_h_b)} {kind}"
                                    for r, kind in zip(rows[1:], kinds[1:])) + ".")
     return out
@@ -140,10 +144,39 @@ FOCUS_APP = "video"  # the app the sentences are about, where a class uses it (e
 
 
 def hours_text(hours: float) -> str:
-    """Working hours for people: '12', '3.4', '0.41', '0.0052' (two significant figures below 10)."""
-    if hours >= 10:
-        return f"{hours:.0f}"
-    return f"{hours:.1f}" if hours >= 1 else f"{hours:.2g}"
+    """Working time for people, in the unit that reads best: '12 h', '3.4 h', '41 min', '3.1 s', '0 s'.
+
+    Hours from an hour up (whole hours from 10), minutes from a minute, seconds below; two significant figures
+    below 10 of a unit.
+    """
+    for unit_h, unit in ((1.0, "h"), (1 / 60, "min"), (1 / 3600, "s")):
+        if hours >= unit_h or unit == "s":
+            value = hours / unit_h
+            return f"{value:.0f} {unit}" if value >= 10 or value == 0 else f"{_two_figures(value)} {unit}"
+    raise AssertionError("unreachable")  # the loop's last unit always returns
+
+
+def _two_figures(value: float) -> str:
+    """Two significant figures, trailing zero kept from 1 up ('9.0', '1.5', '0.41', '0.0052')."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
+def span_text(low_h: float, high_h: float) -> str:
+    """An interval of working time: '31-75 min' (one unit), '31 min-1.2 h' (two)."""
+    low, high = hours_text(low_h), hours_text(high_h)
+    low_value, low_unit = low.split(" ")
+    return f"{low_value}-{high}" if high.endswith(f" {low_unit}") else f"{low}-{high}"
+
+
+def worst_years_text(share_of_years: float, worst_h: float) -> str:
+    """The hours lost in the worst ``share_of_years`` of sampled years, in words.
+
+    E.g. '5% of years lose 9.3 h or more'; when fewer than that share of years lose anything at all (the quantile
+    is 0): 'fewer than 5% of years lose any working time'.
+    """
+    if worst_h <= 0:
+        return f"fewer than {share_of_years:.0%} of years lose any working time"
+    return f"{share_of_years:.0%} of years lose {hours_text(worst_h)} or more"
 
 
 def summary_rows(run: RunData) -> pd.DataFrame | None:
@@ -166,39 +199,80 @@ def summary_rows(run: RunData) -> pd.DataFrame | None:
 
 
 def class_sentences(run: RunData) -> list[tuple[str, str]]:
-    """Per site class, (class, what line faults cost a site in words), from the availability tables.
+    """Per site class, (class, what line faults cost a site in words, and the verdicts), from the availability tables.
 
-    E.g. 'GP practice, medium on FTTC loses about 1.1 working hours of video consultations a year (95% interval
-    0.9-1.3); on FTTP about 0.41 (0.3-0.52). With 4G backup router: on FTTC about 0.05 (...).' The hours are a
-    site's mean per access technology (its access profile where a class has several of one technology).
+    One clause per access line the class has a verdict on (copper first; a technology's name, or its profiles'
+    labels where the class has several of one technology), with no backup, then with each backup. A clause
+    tells video consultations where the line's sites have them, else the app the line loses most of, and
+    whether every app of the line meets its availability target (else which miss it, and why). E.g. 'GP
+    practice, medium: working time lost to line faults a year (a site's mean, 95% interval), with no backup: on
+    FTTC 1.1 h of video consultations (0.9-1.3 h), meeting its availability target; on FTTP 25 min of video
+    consultations (18-31 min), meeting its availability target. With a 4G backup router: on FTTC ...'
     """
     rows = summary_rows(run)
     if rows is None:
         return []
     out = []
     for site_class, part in rows.groupby("site_class", sort=False):
-        app = FOCUS_APP if FOCUS_APP in set(part["app"]) else part.loc[part["without_h"].idxmax(), "app"]
-        part = part[part["app"] == app].assign(rank=lambda t: t["technology"].map(technology_rank))
-        part = part.sort_values(["rank", "access_profile"])
+        part = part.assign(rank=part["technology"].map(technology_rank)).sort_values(["rank", "access_profile"])
         several = part.groupby(["backup", "technology"])["access_profile"].transform("nunique") > 1
-        part = part.assign(unit=part["access_profile"].where(several, part["technology"]))
-        words = [_backup_words(run, site_class, app, backup, group)
-                 for backup, group in sorted(part.groupby("backup", sort=False), key=lambda g: g[0] != "none")]
-        out.append((site_class, " ".join(words)))
+        labels = part["access_profile"].map(lambda p: _profile_label(run, p))
+        part = part.assign(unit=labels.where(several, part["technology"]))
+        has_focus = FOCUS_APP in set(part["app"])
+        groups = sorted(part.groupby("backup", sort=False), key=lambda g: g[0] != "none")
+        words = [_backup_words(run, backup, group, has_focus) for backup, group in groups]
+        out.append((site_class, f"{run.class_label(site_class)}: working time lost to line faults a year (a "
+                                f"site's mean, 95% interval), " + " ".join(words)))
     return out
 
 
-def _backup_words(run: RunData, site_class: str, app: str, backup: str, rows: pd.DataFrame) -> str:
-    """One sentence: the hours a year on each line, with no backup or with ``backup``."""
-    figures = [(r.unit, hours_text(r.without_h), f"{hours_text(r.without_low_h)}-{hours_text(r.without_high_h)}")
-               for r in rows.itertuples()]
-    rest = "".join(f"; on {unit} about {h} ({interval})" for unit, h, interval in figures[1:])
-    unit, h, interval = figures[0]
-    if backup == "none":
-        return (f"{run.class_label(site_class)} on {unit} loses about {h} working hours of "
-                f"{run.app_names.get(app, app)} a year (95% interval {interval}){rest}.")
-    label = run.resolved.get("catalogue", {}).get("backups", {}).get(backup, {}).get("label", backup)
-    return f"With {label}: on {unit} about {h} ({interval}){rest}."
+def _backup_words(run: RunData, backup: str, rows: pd.DataFrame, has_focus: bool) -> str:
+    """One sentence: a clause per access line, with no backup or with ``backup``."""
+    clauses = [_line_clause(run, unit, line, has_focus)
+               for unit, line in rows.groupby("access_profile", sort=False)]
+    lead = "with no backup" if backup == "none" else f"With {_backup_label(run, backup)}"
+    return f"{lead}: {'; '.join(clauses)}."
+
+
+def _line_clause(run: RunData, profile: str, rows: pd.DataFrame, has_focus: bool) -> str:
+    """'on FTTC 1.0 h of calls (0.81-1.3 h; no video consultations there), missing its availability target (...)'."""
+    names = run.app_names
+    apps = set(rows["app"])
+    app = FOCUS_APP if FOCUS_APP in apps else rows.loc[rows["without_h"].idxmax(), "app"]
+    row = rows[rows["app"] == app].iloc[0]
+    note = f"; no {names.get(FOCUS_APP, FOCUS_APP)} there" if has_focus and FOCUS_APP not in apps else ""
+    said = (f"on {row['unit']} {hours_text(row['without_h'])} of {names.get(app, app)} "
+            f"({span_text(row['without_low_h'], row['without_high_h'])}{note})")
+    if "passed" not in rows:
+        return said
+    failed = rows[~rows["passed"].astype(bool)]
+    if failed.empty:
+        return f"{said}, meeting its availability target"
+    return f"{said}, missing its availability target ({_misses(run, rows, failed)})"
+
+
+def _misses(run: RunData, rows: pd.DataFrame, failed: pd.DataFrame) -> str:
+    """Which apps miss the availability target, and why: 'every app: 8.4 h lost in the worst 5% of years > 8 h'."""
+    names, out = run.app_names, []
+    for reason, part in failed.groupby("reason", sort=False):
+        missing, others = list(part["app"]), [a for a in rows["app"] if a not in set(part["app"])]
+        if not others:
+            who = "every app"
+        elif len(others) == 1 and len(missing) > 1:
+            who = f"every app but {names.get(others[0], others[0])}"
+        else:
+            who = ", ".join(names.get(a, a) for a in missing)
+        out.append(f"{who}: {reason}")
+    return "; ".join(out)
+
+
+def _backup_label(run: RunData, backup: str) -> str:
+    return run.resolved.get("catalogue", {}).get("backups", {}).get(backup, {}).get("label", backup)
+
+
+def _profile_label(run: RunData, profile: str) -> str:
+    """An access profile's label in the run's catalogue ('FTTC 80/20 (VDSL2)'), else its name."""
+    return run.resolved.get("catalogue", {}).get("profiles", {}).get(profile, {}).get("label", profile)
 
 
 def availability_story(a: RunData, b: RunData) -> list[str]:
