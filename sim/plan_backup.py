@@ -27,6 +27,7 @@ from sim.plan_runs import planning_scenario
 from sim.plan_sites import Line, Step, run_step
 from sim.plan_tables import explain, unreachable_text
 
+ASSUMPTION = "assumption"  # a price's source when no docs/sources.md section gives it
 FOCUS_APP = "video"  # the app whose hours a year the table shows (video consultations), where the class has it
 MONTHS = 12
 
@@ -36,7 +37,9 @@ class Option:
     """One primary + backup combination for a site class, its cost a year (GBP) and its verdicts.
 
     ``app`` is the app whose working hours a year without it (a site's mean, with its 95% interval) are shown:
-    video consultations where the class has them, else the app losing most.
+    video consultations where the class has them, else the app losing most. ``primary_source`` and
+    ``backup_source`` say where each price comes from: a docs/sources.md section ("S1", "S15"), ``assumption``,
+    or '' for no backup (it costs nothing).
     """
 
     site_class: str
@@ -45,6 +48,8 @@ class Option:
     gbp_per_year: float
     primary_gbp_per_year: float
     backup_gbp_per_year: float
+    primary_source: str
+    backup_source: str
     performance_passed: bool
     app: str
     without_h: float
@@ -69,6 +74,30 @@ def backup_gbp_per_month(scenario: Scenario, name: str) -> float | None:
         return backup.price.gbp_per_month
     profile = cat.profiles[backup.profile]
     return profile.price.gbp_per_month if backup.kind == "line" and profile.price is not None else None
+
+
+def backup_price_source(scenario: Scenario, name: str) -> str:
+    """Where a backup's price comes from: its own price's source, a second line's rental's, '' for none."""
+    cat = scenario.catalogue
+    backup = cat.backups[name]
+    if backup.kind == "none":
+        return ""
+    if backup.price is not None:
+        return backup.price.source
+    price = cat.profiles[backup.profile].price if backup.profile is not None else None
+    return price.source if price is not None else ""
+
+
+def assumed_prices(scenario: Scenario, primary: str, backup: str) -> list[str]:
+    """The parts of a combination priced by assumption, in words: "FTTP 80/20's rental (GBP 85 a month)"."""
+    cat = scenario.catalogue
+    out = []
+    price = cat.profiles[primary].price
+    if price is not None and price.source == ASSUMPTION:
+        out.append(f"{cat.profiles[primary].label}'s rental (GBP {price.gbp_per_month:,.0f} a month)")
+    if backup_price_source(scenario, backup) == ASSUMPTION:
+        out.append(f"{cat.backups[backup].label} (GBP {backup_gbp_per_month(scenario, backup):,.0f} a month)")
+    return out
 
 
 def combinations(scenario: Scenario) -> list[tuple[float, str, str]]:
@@ -143,16 +172,24 @@ def _option(scenario: Scenario, result: Plan, line: Line, step: Step, backup: st
     reasons = [] if performance else [explain(scenario, line, step, down, up, result.target_share)]
     reasons += [f"{_app_label(scenario, r.app)}: {r.reason}" for r in failed.itertuples()][:2]
     reasons += [f"and {len(failed) - 2} more apps miss their availability targets"] if len(failed) > 2 else []
-    primary_cost = MONTHS * scenario.catalogue.profiles[step.product].price.gbp_per_month
-    return Option(line.site_class, step.product, backup, cost, primary_cost, cost - primary_cost, performance,
-                  str(row["app"]), float(row["without_h"]), float(row["without_low_h"]),
-                  float(row["without_high_h"]), failed.empty, "; ".join(reasons) or _meets(scenario, step, backup))
+    price = scenario.catalogue.profiles[step.product].price
+    primary_cost = MONTHS * price.gbp_per_month
+    return Option(line.site_class, step.product, backup, cost, primary_cost, cost - primary_cost, price.source,
+                  backup_price_source(scenario, backup), performance, str(row["app"]), float(row["without_h"]),
+                  float(row["without_low_h"]), float(row["without_high_h"]), failed.empty,
+                  "; ".join(reasons) or _meets(scenario, step, backup))
 
 
 def _meets(scenario: Scenario, step: Step, backup: str) -> str:
+    """Why a combination is the answer, flagging a price that is an assumption (the choice rests on it)."""
     cat = scenario.catalogue
-    return (f"{cat.profiles[step.product].label} + {cat.backups[backup].label}: every performance "
+    said = (f"{cat.profiles[step.product].label} + {cat.backups[backup].label}: every performance "
             f"target met at {min(step.check.shares):.0%} of sites in the worst seed, and every availability target")
+    assumed = assumed_prices(scenario, step.product, backup)
+    if assumed:
+        said += (f"; priced by assumption, not a source: {' and '.join(assumed)} (the range is in "
+                 "topologies/access.yaml and faults.yaml; a dearer figure may change the choice)")
+    return said
 
 
 def _app_label(scenario: Scenario, app: str) -> str:
@@ -161,5 +198,5 @@ def _app_label(scenario: Scenario, app: str) -> str:
 
 
 COLUMNS = ["site_class", "primary", "backup", "gbp_per_year", "primary_gbp_per_year", "backup_gbp_per_year",
-           "performance_passed", "app", "without_h", "without_low_h", "without_high_h", "availability_passed",
-           "passed", "chosen", "reason"]
+           "primary_source", "backup_source", "performance_passed", "app", "without_h", "without_low_h",
+           "without_high_h", "availability_passed", "passed", "chosen", "reason"]

@@ -15,7 +15,7 @@ from sim.load import load
 from sim.model.faults import Faults, LineFault
 from sim.plan_sites import Line
 from sim.report import plan_backup as backup_report
-from sim.report.availability import hours_text
+from sim.report.availability import hours_text, span_text
 
 WORKING_SHARE = 52.5 / 168
 WORKING_H = WORKING_SHARE * 365 * 24  # 2,737.5 working hours a year
@@ -86,11 +86,34 @@ def test_the_availability_target_is_met_only_with_the_backup(only_a_backup_meets
 def test_the_combinations_print_as_rows_with_costs_and_verdicts(only_a_backup_meets_it):
     _, table, _ = only_a_backup_meets_it
     rows = backup_report.rows(table)
-    assert rows[0][:7] == ["gp_small", "fttp_330_50 + none", "1,320 (1,320 + 0)",
-                           f"video: {hours_text(table['without_h'][0])} [{hours_text(table['without_low_h'][0])}-"
-                           f"{hours_text(table['without_high_h'][0])}]", "meets", "misses", ""]
-    assert rows[1][1:3] == ["fttp_330_50 + 4g_router", "1,680 (1,320 + 360)"]
-    assert rows[1][6] == "cheapest meeting every target"
+    # FTTP 330/50's rental is an assumption (access.yaml), the 4G router's price S15's (faults.yaml); no backup
+    # costs nothing ('-').
+    assert rows[0][:8] == ["gp_small", "fttp_330_50 + none", "1,320 (1,320 + 0)", "assumption + -",
+                           f"video: {hours_text(table['without_h'][0])} "
+                           f"[{span_text(table['without_low_h'][0], table['without_high_h'][0])}]", "meets", "misses",
+                           ""]
+    assert rows[1][1:4] == ["fttp_330_50 + 4g_router", "1,680 (1,320 + 360)", "assumption + S15"]
+    assert rows[1][7] == "cheapest meeting every target, priced by assumption"
+
+
+def test_each_combination_cites_its_price_sources_and_an_assumed_price_is_flagged(only_a_backup_meets_it):
+    _, table, _ = only_a_backup_meets_it
+    assert list(zip(table["primary_source"], table["backup_source"])) == [("assumption", ""), ("assumption", "S15")]
+    chosen = table[table["chosen"]].iloc[0]
+    assert chosen["reason"].endswith("; priced by assumption, not a source: FTTP 330/50's rental (GBP 110 a month) "
+                                     "(the range is in topologies/access.yaml and faults.yaml; a dearer figure may "
+                                     "change the choice)")
+
+
+def test_a_backup_cites_its_own_price_or_its_line_rental(scenarios_dir):
+    scenario = load(scenarios_dir / "ci-smoke.yaml")
+    # faults.yaml: the 4G router S15; the 5G router an assumption; a second FTTC 40/10 line has no price of its
+    # own: its rental's, S1 (access.yaml); no backup costs nothing.
+    assert [plan_backup.backup_price_source(scenario, b) for b in ("none", "4g_router", "5g_router", "second_fttc")] \
+        == ["", "S15", "assumption", "S1"]
+    assert plan_backup.assumed_prices(scenario, "fttp_80_20", "5g_router") == [
+        "FTTP 80/20's rental (GBP 85 a month)", "5G backup router (GBP 40 a month)"]
+    assert plan_backup.assumed_prices(scenario, "fttc_40_10", "4g_router") == []
 
 
 def test_a_dearer_primary_the_walk_did_not_need_is_run_and_chosen_for_its_availability(only_a_backup_meets_it):
@@ -133,5 +156,6 @@ def test_the_plan_page_lists_the_combinations_as_written(only_a_backup_meets_it,
     table.to_csv(tmp_path / backup_report.BACKUP_FILE, index=False)
     page = backup_report.html(tmp_path)
     assert page.count("<tr><td>gp_small</td>") == 2
-    assert "<td>fttp_330_50 + 4g_router</td><td>1,680 (1,320 + 360)</td>" in page
-    assert "<td>cheapest meeting every target</td>" in page
+    assert "<td>fttp_330_50 + 4g_router</td><td>1,680 (1,320 + 360)</td><td>assumption + S15</td>" in page
+    assert "<td>fttp_330_50 + none</td><td>1,320 (1,320 + 0)</td><td>assumption + -</td>" in page  # read back
+    assert "<td>cheapest meeting every target, priced by assumption</td>" in page
