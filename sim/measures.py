@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sim.model.targets import Targets
+from sim.spells import fault_causes
 
 MEASURE_COLUMNS = {"criterion": "str", "measure": "str", "measured_value": "float64", "target_value": "float64",
                    "value_unit": "str", "failing_sessions": "int64", "cause": "str", "detail": "str"}
@@ -25,10 +26,13 @@ MEDIAN_COLUMNS = ["mean_rate_bps", "share_at_target", "share_below_min", "one_wa
                   "mos", "duration_s", "rtt_s", "queue_delay_s", "target_rate_bps", "min_rate_bps"]
 
 
-def measures(failed: pd.DataFrame, criteria: pd.Series, sites: pd.DataFrame, targets: Targets) -> pd.DataFrame:
+def measures(failed: pd.DataFrame, criteria: pd.Series, sites: pd.DataFrame, targets: Targets,
+             faults: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (site, app) in ``criteria``: its criterion's median measure over its failed sessions, and why.
 
     The sessions measured are the site's failed sessions of the app whose failed criteria include the main one.
+    Where at least half of them met a fault of the site's line (``faults``), the cause is the fault (its outage
+    and backup), not the line's own rate.
 
     Args:
         failed: The failed, judged sessions: session verdict columns (``site``, ``app``, ``reason``, ``mos``) and
@@ -36,6 +40,7 @@ def measures(failed: pd.DataFrame, criteria: pd.Series, sites: pd.DataFrame, tar
         criteria: The main failed criterion of each (site, app), indexed by (site, app).
         sites: The topology's site table (rates in bit/s, ``rtt_s``).
         targets: The scenario's targets.
+        faults: The run's line faults (:func:`sim.spells.spells`), or None for none.
 
     Returns:
         Columns site, app and :data:`MEASURE_COLUMNS`.
@@ -49,14 +54,17 @@ def measures(failed: pd.DataFrame, criteria: pd.Series, sites: pd.DataFrame, tar
     grouped = rows.groupby(["site", "app", "main"], sort=False)
     medians = grouped[columns].median().join(grouped.size().rename("sessions")).reset_index()
     labels = _most_frequent(rows) if "bottleneck" in rows else {}
+    met = fault_causes(rows, faults, ["site", "app", "main"])
     by_site = {row["site"]: row for row in sites.to_dict("records")}
     out = [{"site": m["site"], "app": m["app"],
-            **measure(m, m["main"], m["app"], targets, by_site[m["site"]], labels.get((m["site"], m["app"]), ""))}
+            **measure(m, m["main"], m["app"], targets, by_site[m["site"]], labels.get((m["site"], m["app"]), ""),
+                      met.get((m["site"], m["app"], m["main"]), ""))}
            for m in medians.to_dict("records")]
     return pd.DataFrame(out, columns=["site", "app", *MEASURE_COLUMNS]).astype(MEASURE_COLUMNS)
 
 
-def measure(medians: dict, criterion: str, app: str, targets: Targets, site: dict, label: str) -> dict:
+def measure(medians: dict, criterion: str, app: str, targets: Targets, site: dict, label: str,
+            fault: str = "") -> dict:
     """A criterion's measure from the medians of one site's failed sessions of one app, and its cause.
 
     Args:
@@ -66,16 +74,17 @@ def measure(medians: dict, criterion: str, app: str, targets: Targets, site: dic
         targets: The scenario's targets.
         site: The site's row of the topology's site table.
         label: The sessions' most frequent bottleneck label ('' for none).
+        fault: The line fault most of the sessions met, in words ('' for none): the cause, in place of the label's.
     """
     kind, count = criterion_kind(criterion), int(medians["sessions"])
     column, unit = _COLUMNS.get(kind, (None, COUNT))
     value, target = (float(count), 0.0) if column is None else (_get(medians, column), _target(kind, app, targets))
     rtt_s = _get(medians, "rtt_s")
-    cause = cause_words(label, site, rtt_s if rtt_s == rtt_s else float(site["rtt_s"]))
+    cause = fault or cause_words(label, site, rtt_s if rtt_s == rtt_s else float(site["rtt_s"]))
     if kind in ("delay", "jitter") and "queue_delay_s" in medians:
         queue = f"{_get(medians, 'queue_delay_s') * 1e3:.0f} ms queueing"
         cause = f"{cause}, {queue}" if cause else queue
-    if kind == "slower" and cause.startswith("the "):
+    if kind == "slower" and cause.startswith("the ") and not fault:
         cause = _shared(cause, _get(medians, "mean_rate_bps"), site)
     name = _measure_name(kind, _get(medians, "target_rate_bps" if kind == "rate" else "min_rate_bps"))
     mean = f"; mean {rate_words(_get(medians, 'mean_rate_bps'))}" if kind in ("rate", "minimum") else ""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, engines, linkchanges, merge, report, results, scale, targets, topology, workload
+from sim import des, engines, linkchanges, merge, report, results, scale, spells, targets, topology, workload
 from sim import records as records_mod
 from sim.des import queueing
 from sim.errors import CapabilityError
@@ -165,7 +165,8 @@ def simulate(scenario: Scenario, seed: int | None = None,
         result = des.run(trace, topo, _window(scenario), seed=seed, progress=progress, link_changes=changes)
     with phases("verdicts"):
         verdicts = targets.evaluate(result.records, result.links, topo.sites, scenario.targets,
-                                    (scenario.window.start, scenario.window.end), scenario.catalogue.media())
+                                    (scenario.window.start, scenario.window.end), scenario.catalogue.media(),
+                                    spells.spells(changes, scenario.window.start))
     phased = None if changes is None else _phase_table(result, changes, scenario.window.start,
                                                        scenario.window.end + scenario.drain)
     return Outcome(scenario, topo, seed, Tables(trace, result, verdicts), time.perf_counter() - started,
@@ -262,7 +263,7 @@ def _emulated(scenario: Scenario, path: Path, seed: int | None, out: Path, progr
         chosen = done.slice
         window_s = (chosen.start_s, chosen.end_s)
         verdicts = targets.evaluate(done.records, done.links, done.topology.sites, scenario.targets, window_s,
-                                    scenario.catalogue.media())
+                                    scenario.catalogue.media(), spells.spells(changes, scenario.window.start))
         table = None
         if both:
             # The simulator's horizon is one second past the emulation's stop, so a call clipped to end exactly

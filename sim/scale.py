@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, linkchanges, shard_files, targets, workload
+from sim import des, linkchanges, shard_files, spells, targets, workload
 from sim.cluster import cluster  # noqa: F401 - callers reach the cluster through here
 from sim.errors import TestbedError
 from sim.model.scenario import Scenario
@@ -151,7 +151,8 @@ def _compute_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: i
     result = des.run(trace.drop(columns="site_index"), part, window, seed=seed, link_changes=changes)
     sessions = targets.session_verdicts(result.records, scenario.targets, scenario.catalogue.media())
     sites = targets.site_verdicts(sessions, result.links, part.sites, scenario.targets,
-                                  (scenario.window.start, scenario.window.end), result.records)
+                                  (scenario.window.start, scenario.window.end), result.records,
+                                  spells.spells(changes, scenario.window.start))
     tables = {"trace": trace, "records": result.records, "links": result.links,
               "session_verdicts": sessions[list(targets.OUTCOME_COLUMNS)], "site_verdicts": sites}
     return ShardDone(shard.index, len(trace), result.events, time.perf_counter() - started), tables

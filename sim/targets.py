@@ -61,7 +61,7 @@ class Verdicts:
 
 
 def evaluate(records: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
-             window_s: tuple[float, float], media: dict[str, str]) -> Verdicts:
+             window_s: tuple[float, float], media: dict[str, str], faults: pd.DataFrame | None = None) -> Verdicts:
     """Judge records and link utilisation against the targets.
 
     Args:
@@ -71,14 +71,16 @@ def evaluate(records: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, ta
         targets: The scenario's targets.
         window_s: The replayed window (s since midnight), over which the busy hour is sought.
         media: The calls whose quality is scored: app name -> ``audio`` or ``video`` (``Catalogue.media()``).
+        faults: The line faults replayed (:func:`sim.spells.spells`), which a failed site's cause names; None: none.
     """
     sessions = session_verdicts(records, targets, media)
-    site_rows = site_verdicts(sessions, links, sites, targets, window_s, records)
+    site_rows = site_verdicts(sessions, links, sites, targets, window_s, records, faults)
     return Verdicts(sessions, site_rows, class_verdicts(site_rows, targets))
 
 
 def site_verdicts(sessions: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
-                  window_s: tuple[float, float], records: pd.DataFrame | None = None) -> pd.DataFrame:
+                  window_s: tuple[float, float], records: pd.DataFrame | None = None,
+                  faults: pd.DataFrame | None = None) -> pd.DataFrame:
     """Verdicts per site and app, sorted by (site, app); then per site on its access links (app ``link``), by site.
 
     A failed row's ``reason`` is its main criterion's measure in words, e.g. "video 0.85 Mbit/s against
@@ -92,11 +94,13 @@ def site_verdicts(sessions: pd.DataFrame, links: pd.DataFrame, sites: pd.DataFra
         targets: The scenario's targets.
         window_s: The replayed window (s since midnight), over which the busy hour is sought.
         records: The sessions' records (same index as ``sessions``), whose measures failed rows report.
+        faults: The line faults replayed (:func:`sim.spells.spells`): a failed row whose sessions mostly met one
+            gives it as the cause.
 
     Returns:
         Columns :data:`SITE_VERDICT_COLUMNS`.
     """
-    return pd.concat([_site_app_verdicts(sessions, sites, targets, records),
+    return pd.concat([_site_app_verdicts(sessions, sites, targets, records, faults),
                       _link_verdicts(links, sites, targets, window_s)], ignore_index=True)
 
 
@@ -214,7 +218,7 @@ def transfer_limits_s(records: pd.DataFrame, targets: Targets) -> pd.Series:
 
 
 def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
-                       records: pd.DataFrame | None) -> pd.DataFrame:
+                       records: pd.DataFrame | None, faults: pd.DataFrame | None = None) -> pd.DataFrame:
     sessions = sessions[sessions["app"].isin(judged_apps(targets)) & ~patient_end_only(sessions)]
     if sessions.empty:
         return _empty_sites()
@@ -229,7 +233,7 @@ def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Tar
     out["main"] = out["main"].where(~out["passed"], "").fillna("").astype("str")
     if records is not None:
         failed = failed.join(records.drop(columns=[c for c in failed.columns if c in records]))
-    found = measures(failed, out[out["main"] != ""].set_index(["site", "app"])["main"], sites, targets) \
+    found = measures(failed, out[out["main"] != ""].set_index(["site", "app"])["main"], sites, targets, faults) \
         if records is not None else None
     out = out.merge(found, on=["site", "app"], how="left") if found is not None else out.assign(criterion=out["main"])
     out["reason"] = out["detail"].fillna(out["main"]) if "detail" in out else out["main"]
