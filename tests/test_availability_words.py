@@ -117,7 +117,7 @@ def test_the_figure_title_and_bars_use_the_catalogue_labels_not_profile_ids(tmp_
     table.to_csv(run.folder / "availability.csv", index=False)
     spec = availability_figure(run)
     assert spec.title == ("Line faults, no backup: A GP practice on FTTC 80/20 loses most, 9.0 h of working time a "
-                          "year without video consultations; FTTP 330/50 least (3.0 min)")  # 0.05 h x 60
+                          "year without video consultations; A GP practice on FTTP 330/50 least (3.0 min)")  # 0.05 h
     assert list(spec.figure.data[0].y) == ["A GP practice · FTTC 80/20", "A GP practice · FTTP 330/50"]
 
 

@@ -79,7 +79,8 @@ def _title(run: RunData, rows: pd.DataFrame) -> str:
     return (f"Line faults, {backup}: {run.class_label(most['site_class'])} on "
             f"{_profile_label(run, most['access_profile'])} loses most, {hours_text(most['without_h'])} of working "
             f"time a year without {run.app_names.get(most['app'], most['app'])}; "
-            f"{_profile_label(run, least['access_profile'])} least ({hours_text(least['without_h'])})")
+            f"{run.class_label(least['site_class'])} on {_profile_label(run, least['access_profile'])} least "
+            f"({hours_text(least['without_h'])})")
 
 
 def _footnote(rows: pd.DataFrame) -> str:
