@@ -89,14 +89,19 @@ def backup_price_source(scenario: Scenario, name: str) -> str:
 
 
 def assumed_prices(scenario: Scenario, primary: str, backup: str) -> list[str]:
-    """The parts of a combination priced by assumption, in words: "FTTP 80/20's rental (GBP 85 a month)"."""
+    """The parts of a combination priced by assumption, in words.
+
+    E.g. "FTTP 80/20's rental, GBP 85 a month (its range: topologies/access.yaml)".
+    """
     cat = scenario.catalogue
     out = []
     price = cat.profiles[primary].price
     if price is not None and price.source == ASSUMPTION:
-        out.append(f"{cat.profiles[primary].label}'s rental (GBP {price.gbp_per_month:,.0f} a month)")
+        out.append(f"{cat.profiles[primary].label}'s rental, GBP {price.gbp_per_month:,.0f} a month (its range: "
+                   "topologies/access.yaml)")
     if backup_price_source(scenario, backup) == ASSUMPTION:
-        out.append(f"{cat.backups[backup].label} (GBP {backup_gbp_per_month(scenario, backup):,.0f} a month)")
+        out.append(f"{cat.backups[backup].label}, GBP {backup_gbp_per_month(scenario, backup):,.0f} a month (its "
+                   "range: topologies/faults.yaml)")
     return out
 
 
@@ -187,8 +192,8 @@ def _meets(scenario: Scenario, step: Step, backup: str) -> str:
             f"target met at {min(step.check.shares):.0%} of sites in the worst seed, and every availability target")
     assumed = assumed_prices(scenario, step.product, backup)
     if assumed:
-        said += (f"; priced by assumption, not a source: {' and '.join(assumed)} (the range is in "
-                 "topologies/access.yaml and faults.yaml; a dearer figure may change the choice)")
+        said += (f"; priced by assumption, not a source: {' and '.join(assumed)}; a dearer figure within the "
+                 "range may change the choice")
     return said
 
 

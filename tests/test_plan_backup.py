@@ -100,9 +100,9 @@ def test_each_combination_cites_its_price_sources_and_an_assumed_price_is_flagge
     _, table, _ = only_a_backup_meets_it
     assert list(zip(table["primary_source"], table["backup_source"])) == [("assumption", ""), ("assumption", "S15")]
     chosen = table[table["chosen"]].iloc[0]
-    assert chosen["reason"].endswith("; priced by assumption, not a source: FTTP 330/50's rental (GBP 110 a month) "
-                                     "(the range is in topologies/access.yaml and faults.yaml; a dearer figure may "
-                                     "change the choice)")
+    assert chosen["reason"].endswith("; priced by assumption, not a source: FTTP 330/50's rental, GBP 110 a month "
+                                     "(its range: topologies/access.yaml); a dearer figure within the range may "
+                                     "change the choice")
 
 
 def test_a_backup_cites_its_own_price_or_its_line_rental(scenarios_dir):
@@ -112,7 +112,8 @@ def test_a_backup_cites_its_own_price_or_its_line_rental(scenarios_dir):
     assert [plan_backup.backup_price_source(scenario, b) for b in ("none", "4g_router", "5g_router", "second_fttc")] \
         == ["", "S15", "assumption", "S1"]
     assert plan_backup.assumed_prices(scenario, "fttp_80_20", "5g_router") == [
-        "FTTP 80/20's rental (GBP 85 a month)", "5G backup router (GBP 40 a month)"]
+        "FTTP 80/20's rental, GBP 85 a month (its range: topologies/access.yaml)",
+        "5G backup router, GBP 40 a month (its range: topologies/faults.yaml)"]
     assert plan_backup.assumed_prices(scenario, "fttc_40_10", "4g_router") == []
 
 
