@@ -255,7 +255,7 @@ def _line_clause(run: RunData, profile: str, rows: pd.DataFrame, has_focus: bool
 def _misses(run: RunData, rows: pd.DataFrame, failed: pd.DataFrame) -> str:
     """Which apps miss the availability target, and why: 'every app: 8.4 h lost in the worst 5% of years > 8 h'."""
     names, out = run.app_names, []
-    for reason, part in failed.groupby("reason", sort=False):
+    for reason, part in failed.assign(reason=failed["reason"].fillna("")).groupby("reason", sort=False):
         missing, others = list(part["app"]), [a for a in rows["app"] if a not in set(part["app"])]
         if not others:
             who = "every app"
@@ -263,7 +263,7 @@ def _misses(run: RunData, rows: pd.DataFrame, failed: pd.DataFrame) -> str:
             who = f"every app but {names.get(others[0], others[0])}"
         else:
             who = ", ".join(names.get(a, a) for a in missing)
-        out.append(f"{who}: {reason}")
+        out.append(f"{who}: {reason}" if reason else who)
     return "; ".join(out)
 
 
