@@ -15,19 +15,16 @@ normal approximation), judged against ``targets.availability``.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sim import faults, pipeline, scale, targets, topology, workload
+from sim import backup_windows, faults, topology, workload
 from sim.errors import ScenarioError
 from sim.model.faults import AvailabilityStudy
 from sim.model.scenario import Scenario
 from sim.model.targets import judged_apps
-from sim.targets import LINK
 
 STREAM = 13  # the study's own generator streams: (seed, STREAM, ...) are independent of the workload's (seed, site)
 BOOTSTRAP = 1000
@@ -68,9 +65,9 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
         backup: The default backup profile of the catalogue (default the scenario's, or ``none``); a site group
             naming its own keeps it.
         trace: The scenario's whole trace for ``seed``, if a run made it already (else it is generated).
-        days: A cache of backup days (backup name -> :func:`backup_day`'s answer for this scenario's sites and
-            ``seed``), filled here: a caller studying the same sites on other primaries passes it again (a site's
-            day on a backup does not depend on its primary line).
+        days: A cache of backup replays (backup name -> :func:`sim.backup_windows.replay`'s table for this
+            scenario's sites and ``seed``), filled here: a caller studying the same sites on other primaries passes
+            it again (a site's day on a backup does not depend on its primary line).
 
     Raises:
         ScenarioError: If the catalogue lacks what the study needs (the loader checks a scenario that asks for
@@ -85,7 +82,7 @@ def study(scenario: Scenario, seed: int, years: int | None = None, backup: str |
     apps = judged_apps(scenario.targets)
     counts = session_counts(workload.generate(scenario, topo, seed) if trace is None else trace, topo, apps)
     days = {} if days is None else days
-    day = _day(scenario, seed, counts, chosen, days)
+    day = _day(scenario, seed, counts, chosen, days, topo.sites)
     sampled = _sample(scenario, topo.sites, chosen, years, seed)
     rng = np.random.default_rng([seed, STREAM, 1])
     sites = topo.sites.assign(backup=chosen.to_numpy())
@@ -107,18 +104,33 @@ def site_backups(scenario: Scenario, topo: topology.Topology, default: str) -> p
     return topo.sites["site"].map(dict(zip(names, per_group))).rename("backup")
 
 
-def _day(scenario: Scenario, seed: int, counts: pd.DataFrame, chosen: pd.Series, days: dict) -> Day:
-    """What each site's own backup day says of it (a backup of kind ``none``: nothing works, nothing passes)."""
-    works = pd.DataFrame(False, index=counts.index, columns=counts.columns)
-    share = counts * 0.0
+def _day(scenario: Scenario, seed: int, counts: pd.DataFrame, chosen: pd.Series, days: dict,
+         sites: pd.DataFrame) -> Day:
+    """What the replays on each site's own backup say of it (a backup of kind ``none``: every app fails, exactly).
+
+    Each site takes its backup's pooled figures for its site class (:func:`sim.backup_windows.replay`).
+    """
+    shape = (len(counts), len(counts.columns))
+    fail, windows, failing, sessions = np.ones(shape), np.zeros(shape), np.zeros(shape), np.ones(shape)
     for name in dict.fromkeys(chosen):
         if scenario.catalogue.backups[name].kind == "none":
             continue
         if name not in days:
-            days[name] = backup_day(scenario, seed, name)
+            days[name] = backup_windows.replay(scenario, seed, name)
         mask = (chosen == name).to_numpy()
-        works.loc[mask], share.loc[mask] = days[name][0].loc[mask], days[name][1].loc[mask]
-    return Day(counts, works.astype(bool), share, (scenario.window.end - scenario.window.start) / 3600.0)
+        for j, app in enumerate(counts.columns):
+            pooled = backup_windows.per_class(days[name], app).reindex(sites["site_class"][mask], fill_value=0)
+            windows[mask, j], failing[mask, j] = pooled["windows"], pooled["failing"]
+            fail[mask, j] = np.divide(pooled["failing"], pooled["windows"], out=np.zeros(len(pooled)),
+                                      where=pooled["windows"].to_numpy() > 0)
+            sessions[mask, j] = 1.0 - np.divide(pooled["sessions_passing"], pooled["sessions"],
+                                                out=np.ones(len(pooled)), where=pooled["sessions"].to_numpy() > 0)
+    low, high = backup_windows.wilson(failing, windows)
+    none = windows == 0  # no backup: fails for certain; else no site-window seen: the whole 0-1 interval
+    frame = lambda values: pd.DataFrame(values, index=counts.index, columns=counts.columns)  # noqa: E731
+    return Day(counts, frame(fail), frame(np.where(none & (fail == 1), 1.0, low)),
+               frame(np.where(none & (fail == 1), 1.0, high)), frame(windows), frame(sessions),
+               (scenario.window.end - scenario.window.start) / 3600.0)
 
 
 def _sample(scenario: Scenario, sites: pd.DataFrame, chosen: pd.Series, years: int, seed: int) -> faults.SiteYears:
@@ -139,15 +151,19 @@ def _sample(scenario: Scenario, sites: pd.DataFrame, chosen: pd.Series, years: i
 
 @dataclass(frozen=True)
 class Day:
-    """What the scenario's day says of each site and judged app (rows: topology positions; columns: apps).
+    """What the replays on the backup say of each site and judged app (rows: topology positions; columns: apps).
 
-    ``counts``: its sessions in the replayed window; ``works``: whether the site passes the app on the backup;
-    ``share``: the share of its sessions passing on the backup; ``window_h``: the replayed window (h).
+    ``counts``: its sessions in the scenario's window; ``fail``: the share of time on its backup the app fails
+    (its site class's failing site-windows over its ``windows``; 1 with no backup), within ``low``-``high`` (Wilson
+    95%); ``sessions_failing``: the share of the class's sessions failing there; ``window_h``: the window (h).
     """
 
     counts: pd.DataFrame
-    works: pd.DataFrame
-    share: pd.DataFrame
+    fail: pd.DataFrame
+    low: pd.DataFrame
+    high: pd.DataFrame
+    windows: pd.DataFrame
+    sessions_failing: pd.DataFrame
     window_h: float
 
 
@@ -182,63 +198,13 @@ def require(scenario: Scenario, backup: str | None = None) -> None:
                             "(faults.line)", path="catalogue.faults.line")
 
 
-def on_backup(scenario: Scenario, backup: str) -> Scenario:
-    """The scenario with every site's access swapped for the backup's profile (calls first if it carries so)."""
-    cat = scenario.catalogue
-    chosen = cat.backups[backup]
-    profiles, name = dict(cat.profiles), chosen.profile
-    if chosen.carries == "realtime_first":
-        name = f"{chosen.profile}+calls_first"
-        profiles[name] = cat.profiles[chosen.profile].model_copy(update={"qos": "priority"})
-    sites = tuple(group.model_copy(update={"access": name, "distance": None, "aggregation": None})
-                  for group in scenario.sites)
-    return scenario.model_copy(update={"sites": sites, "outages": (),  # the day on the backup has no fault of its own
-                                       "catalogue": cat.model_copy(update={"profiles": profiles})})
+def _without(sampled: faults.SiteYears, day: Day, app: str, share: pd.DataFrame | None = None) -> np.ndarray:
+    """Working hours a year without ``app``, shape (sites, years): down, and on backup the share it fails there.
 
-
-def backup_day(scenario: Scenario, seed: int, backup: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Whether each site passes each judged app for a day on the backup, and the share of its sessions passing.
-
-    Rows are topology positions. The same seed gives the same sessions: a site's workload depends on its
-    position, not on its access. A site with no sessions of an app passes it (nothing failed). A large scenario's
-    day runs in shards, as a large run does (:func:`backup_site_verdicts`).
+    ``share``: the share of time on backup the app fails (default ``day.fail``; ``day.low`` or ``day.high`` for
+    its interval's ends). Over a fault's many hours on the backup, the hours it fails come to that share.
     """
-    names, verdicts = backup_site_verdicts(on_backup(scenario, backup), seed)
-    rows = verdicts[verdicts["app"] != LINK]
-    apps = judged_apps(scenario.targets)
-
-    def table(column: str) -> pd.DataFrame:
-        wide = rows.pivot_table(index="site", columns="app", values=column, aggfunc="first")
-        return wide.reindex(index=names, columns=apps).astype(float).fillna(1.0).reset_index(drop=True)
-
-    return table("passed").astype(bool), table("share_passing")
-
-
-BACKUP_WORKERS: int | None = None  # the sharded backup day's local Dask workers (None: one per core; 0: here)
-
-
-def backup_site_verdicts(scenario: Scenario, seed: int) -> tuple[list[str], pd.DataFrame]:
-    """The sites (in topology order) and their verdicts for a scenario's day (:func:`sim.targets.site_verdicts`).
-
-    A scenario large enough for a sharded run (:func:`sim.scale.wants_cluster`) runs in shards on a local Dask
-    cluster of :data:`BACKUP_WORKERS`, into a temporary folder: each shard judges its own sites, and only the
-    site verdicts are read back (the same as one process gives: sites are judged on their own).
-    """
-    if not scale.wants_cluster(scenario):
-        outcome = pipeline.simulate(scenario, seed)
-        return outcome.topology.sites["site"].tolist(), outcome.verdicts.sites
-    topo = topology.build(scenario)
-    plan = scale.plan_shards(scenario, topo)
-    with tempfile.TemporaryDirectory(prefix="testbed-backup-day-") as folder, \
-            scale.cluster(None, BACKUP_WORKERS) as client:
-        scale.run_shards(scenario, topo, seed, pipeline._window(scenario), Path(folder), client)
-        verdicts = targets.combine_site_verdicts([pd.read_parquet(s.path(folder, "site_verdicts")) for s in plan])
-    return topo.sites["site"].tolist(), verdicts
-
-
-def _without(sampled: faults.SiteYears, day: Day, app: str) -> np.ndarray:
-    """Working hours a year without ``app``, shape (sites, years)."""
-    fails = ~day.works[app].to_numpy(dtype=bool)
+    fails = (day.fail if share is None else share)[app].to_numpy(dtype=float)
     return sampled.down_h + sampled.backup_h * fails[:, None]
 
 
@@ -247,21 +213,21 @@ def _site_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day) -> pd.
 
     Sessions lost a year are counted at the replayed window's rate of sessions an hour (an approximation: a busy
     window overstates the rest of the day): those due while the site is down, and those due on the backup that
-    fail there (its share failing on the backup day).
+    fail there (its site class's share of sessions failing on the backup replays).
     """
     parts = []
     for app in day.counts.columns:
         part = sites[["site", "site_class", "family", "access_profile", "technology", "backup"]].copy()
         rate = day.counts[app].to_numpy() / day.window_h
         part["app"] = app
-        part["works_on_backup"] = day.works[app].to_numpy(dtype=bool)
+        part["works_on_backup"] = 1.0 - day.fail[app].to_numpy()
         part["down_h"] = sampled.down_h.mean(axis=1)
         part["backup_h"] = sampled.backup_h.mean(axis=1)
         part["without_h"] = _without(sampled, day, app).mean(axis=1)
         part["share_usable"] = 1.0 - part["without_h"] / sampled.working_h_per_year
         part["sessions_per_h"] = rate
         part["sessions_lost"] = part["down_h"] * rate
-        part["sessions_failed_on_backup"] = part["backup_h"] * rate * (1.0 - day.share[app].to_numpy())
+        part["sessions_failed_on_backup"] = part["backup_h"] * rate * day.sessions_failing[app].to_numpy()
         parts.append(part[day.counts[app].to_numpy() > 0])
     return pd.concat(parts, ignore_index=True)
 
@@ -278,10 +244,14 @@ def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day, scena
             index = members.index.to_numpy()[day.counts[app].to_numpy()[members.index.to_numpy()] > 0]
             if not len(index):
                 continue
-            hours = _without(sampled, day, app)[index]
+            hours = [_without(sampled, day, app, share)[index] for share in (day.fail, day.low, day.high)]
             row = _summary(hours, sampled.down_h[index], sampled.backup_h[index], target.years, resamples)
             row.update(zip(CLASS_KEYS, keys))
-            row.update(app=app, sites=len(index), years=years, works_on_backup=float(day.works[app][index].mean()))
+            row.update(app=app, sites=len(index), years=years, works_on_backup=1.0 - float(day.fail[app][index].mean()),
+                       backup_windows=int(day.windows[app][index].iloc[0]),
+                       degraded_share=float(day.fail[app][index].iloc[0]),
+                       degraded_low=float(day.low[app][index].iloc[0]),
+                       degraded_high=float(day.high[app][index].iloc[0]))
             row.update(_sessions(sampled, day, app, index))
             rows.append(_judge(row, target, sampled.working_h_per_year))
     return pd.DataFrame(rows, columns=[c for c in CLASS_COLUMNS if c != "working_h"])
@@ -290,26 +260,35 @@ def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day, scena
 def _sessions(sampled: faults.SiteYears, day: Day, app: str, index: np.ndarray) -> dict:
     """Sessions a site loses a year, on average over ``index``'s sites: while down, and failing on the backup."""
     rate = day.counts[app].to_numpy()[index] / day.window_h
-    failing = 1.0 - day.share[app].to_numpy()[index]
+    failing = day.sessions_failing[app].to_numpy()[index]
     return {"sessions_lost": float((sampled.down_h[index].mean(axis=1) * rate).mean()),
             "sessions_failed_on_backup": float((sampled.backup_h[index].mean(axis=1) * rate * failing).mean())}
 
 
-def _summary(hours: np.ndarray, down: np.ndarray, backup: np.ndarray, quantile: float, resamples: np.ndarray
-             ) -> dict:
-    """Mean hours a year (bootstrap 95% interval over years) and the ``quantile`` of site-years (with its interval).
+def _summary(hours: list[np.ndarray], down: np.ndarray, backup: np.ndarray, quantile: float,
+             resamples: np.ndarray) -> dict:
+    """Mean hours a year (95% interval) and the ``quantile`` of site-years (with its interval).
 
-    The bootstrap resamples whole years (every site of a year together: shared units' faults stay together).
+    ``hours``: site-years without the app at the backup's failing share, and at its interval's low and high end.
+    The mean's interval is a bootstrap over years (every site of a year together: shared units' faults stay
+    together) of the low-end hours for its low bound and of the high-end hours for its high bound; the quantile's,
+    its binomial order statistics likewise: both intervals hold the sampling of faults and of backup windows.
     """
-    per_year = hours.mean(axis=0)
-    means = per_year[resamples].mean(axis=1)
-    flat = np.sort(hours.ravel())
-    spread = 1.96 * np.sqrt(len(flat) * quantile * (1 - quantile))  # the rank's binomial spread, normal approx.
-    low_rank, high_rank = int(np.floor(len(flat) * quantile - spread)), int(np.ceil(len(flat) * quantile + spread))
-    return {"down_h": float(down.mean()), "backup_h": float(backup.mean()), "without_h": float(per_year.mean()),
-            "without_low_h": float(np.quantile(means, 0.025)), "without_high_h": float(np.quantile(means, 0.975)),
-            "worst_h": float(np.quantile(flat, quantile)), "worst_low_h": float(flat[max(low_rank - 1, 0)]),
-            "worst_high_h": float(flat[min(high_rank, len(flat) - 1)])}
+    def ranked(values: np.ndarray, side: int) -> float:
+        flat = np.sort(values.ravel())
+        spread = 1.96 * np.sqrt(len(flat) * quantile * (1 - quantile))  # the rank's binomial spread, normal approx.
+        rank = int(np.floor(len(flat) * quantile - spread)) - 1 if side < 0 else int(np.ceil(len(flat) * quantile
+                                                                                            + spread))
+        return float(flat[min(max(rank, 0), len(flat) - 1)])
+
+    def bootstrap(values: np.ndarray, q: float) -> float:
+        return float(np.quantile(values.mean(axis=0)[resamples].mean(axis=1), q))
+
+    point, low, high = hours
+    return {"down_h": float(down.mean()), "backup_h": float(backup.mean()), "without_h": float(point.mean()),
+            "without_low_h": bootstrap(low, 0.025), "without_high_h": bootstrap(high, 0.975),
+            "worst_h": float(np.quantile(point.ravel(), quantile)), "worst_low_h": ranked(low, -1),
+            "worst_high_h": ranked(high, 1)}
 
 
 def _judge(row: dict, target, working_h: float) -> dict:
@@ -325,7 +304,8 @@ def _judge(row: dict, target, working_h: float) -> dict:
             "target_years": target.years, "passed": not reasons, "reason": "; ".join(reasons)}
 
 
-CLASS_COLUMNS = ["backup", "working_h", *CLASS_KEYS[1:], "app", "sites", "years", "works_on_backup", "down_h",
+CLASS_COLUMNS = ["backup", "working_h", *CLASS_KEYS[1:], "app", "sites", "years", "works_on_backup",
+                 "backup_windows", "degraded_share", "degraded_low", "degraded_high", "down_h",
                  "backup_h", "without_h", "without_low_h", "without_high_h", "share_usable", "worst_h", "worst_low_h",
                  "worst_high_h", "sessions_lost", "sessions_failed_on_backup", "target_share", "target_hours",
                  "target_years", "passed", "reason"]

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from sim import availability, faults, topology, workload
+from sim import availability, backup_windows, faults, topology, workload
 from sim.cli import app
 from sim.load import load
 from sim.model.faults import Backup, Faults, LineFault, SharedFault, WorkingHours
@@ -146,8 +146,8 @@ def test_hours_without_an_app_add_the_backup_hours_where_the_backup_fails_it(tmp
     found = availability.study(scenario, seed=3, years=100, backup="slow")
     sites = found.sites
     assert not sites.loc[sites["app"] == "video", "works_on_backup"].any()  # 256 kbit/s up: no video call
-    works = sites["works_on_backup"]
-    assert np.allclose(sites["without_h"], sites["down_h"] + np.where(works, 0.0, sites["backup_h"]))
+    works = sites["works_on_backup"]  # the share of the class's replayed site-windows where the app works
+    assert np.allclose(sites["without_h"], sites["down_h"] + (1.0 - works) * sites["backup_h"])
     trace = workload.generate(scenario, topology.build(scenario), 3)  # as a run of seed 3 made it
     # Sessions a year at the window's rate (a 1 h window: its sessions an hour); no video call passes at 256 kbit/s.
     calls = trace[trace["app"] == "video"].groupby("site").size()
@@ -184,12 +184,12 @@ def test_the_backup_day_swaps_every_sites_access_and_queues_calls_first_when_ask
     scenario = load(_scenario(tmp_path, "sites:\n"
                                         "  - {class: gp_medium, count: 2, access: fttc_80_20, distance: 1.2km}\n"
                                         "  - {class: gp_small, count: 3, access: fttp_330_50, aggregation: gpon}\n"))
-    swapped = availability.on_backup(scenario, "4g_router_realtime")
+    swapped = backup_windows.on_backup(scenario, "4g_router_realtime")
     sites = topology.build(swapped).sites
     assert set(sites["access_profile"]) == {"backup_4g+calls_first"} and set(sites["qos"]) == {"priority"}
     assert set(sites["down_bps"]) == {29.5e6} and set(sites["up_bps"]) == {7.6e6}  # S1's 4G averages
     assert set(sites["aggregation"]) == {""} and len(sites) == 5
-    plain = topology.build(availability.on_backup(scenario, "4g_router")).sites
+    plain = topology.build(backup_windows.on_backup(scenario, "4g_router")).sites
     assert set(plain["access_profile"]) == {"backup_4g"} and set(plain["qos"]) == {"fifo"}
 
 

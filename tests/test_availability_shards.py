@@ -1,10 +1,10 @@
-"""The availability study's backup day, run in shards for a large scenario, gives what one process gives."""
+"""The availability study's replay on the backup, run in shards for a large scenario, gives what one process gives."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from sim import availability, scale, topology
+from sim import availability, backup_windows, scale, topology
 from sim.load import load
 from sim.model.faults import Backup
 
@@ -18,15 +18,18 @@ def test_a_sharded_backup_day_gives_the_single_process_verdicts(tmp_path, monkey
     slow = Backup(label="slow", kind="line", profile="adsl_legacy", failover="1min")  # 1 Mbit/s / 256 kbit/s
     cat = scenario.catalogue.model_copy(update={"backups": {**scenario.catalogue.backups, "slow": slow}})
     scenario = scenario.model_copy(update={"catalogue": cat})
-    alone = availability.backup_day(scenario, 5, "slow")
-    assert not scale.wants_cluster(availability.on_backup(scenario, "slow"))  # so that one ran in one process
+    alone = backup_windows.replay(scenario, 5, "slow")
+    assert not scale.wants_cluster(backup_windows.on_backup(scenario, "slow"))  # so that one ran in one process
 
     monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 30)  # a "large" scenario now: shards of a site or two
-    monkeypatch.setattr(availability, "BACKUP_WORKERS", 0)  # the shards one after another, in this process
-    swapped = availability.on_backup(scenario, "slow")
+    monkeypatch.setattr(backup_windows, "BACKUP_WORKERS", 0)  # the shards one after another, in this process
+    monkeypatch.setattr(backup_windows, "MIN_SITE_WINDOWS", 3)  # no top-up replay: the scenario's own window only
+    swapped = backup_windows.on_backup(scenario, "slow")
     assert scale.wants_cluster(swapped) and scale.shard_count(swapped, topology.build(swapped)) >= 3
-    sharded = availability.backup_day(scenario, 5, "slow")
-    works, share = alone
-    assert not works["video"].any() and works.to_numpy().any()  # 256 kbit/s up: no call passes; other apps do
-    pd.testing.assert_frame_equal(sharded[0], works)
-    pd.testing.assert_frame_equal(sharded[1], share)
+    sharded = backup_windows.replay(scenario, 5, "slow")
+    assert sharded["windows"].sum() < alone["windows"].sum()  # only the 6 sites' own windows, no top-up
+    monkeypatch.setattr(scale, "SESSIONS_PER_SHARD", 10**9)  # one process again, the same 6 windows
+    pd.testing.assert_frame_equal(sharded, backup_windows.replay(scenario, 5, "slow"))
+    video = sharded[sharded["app"] == "video"]
+    assert (video["failing"] == video["windows"]).all()  # 256 kbit/s up: no call passes
+    assert set(sharded["site_class"]) == {"gp_medium", "gp_small"} and (sharded["windows"] <= 3).all()

@@ -158,9 +158,9 @@ def test_the_simulated_slice_of_an_emulation_takes_its_own_sites_changes_from_it
 def test_the_day_on_the_backup_replays_no_outage_of_its_own():
     # The availability study's backup day puts every site on its backup all day: the scenario's fault (which
     # names the primary line) is not replayed on top of it.
-    from sim import availability
+    from sim import backup_windows
     scenario = load(EXAMPLE)
-    on_4g = availability.on_backup(scenario, "4g_router")
+    on_4g = backup_windows.on_backup(scenario, "4g_router")
     assert scenario.outages and on_4g.outages == ()
     assert {group.access for group in on_4g.sites} == {"backup_4g"}
 
