@@ -1,7 +1,8 @@
 """Availability study speed: sampled years of line faults for one site, and for every site of ``england``.
 
 The issue's budgets: a single site's year in under 5 s; a sampled year for ``england`` (every site, its faults)
-within 10 minutes on 2 cores. The first two time the sampling of faults (sim.faults); the last times the whole
+within 10 minutes on 2 cores. The first three time the sampling of faults (sim.faults) and one site's whole study
+(in CPU seconds); the last times the whole
 study of ``england`` as ``run --year`` runs it after the run: its trace, the backup day (every site's day again on
 a 4G backup, in shards on a local 2-worker Dask cluster) and the sampling and tables. The ``england`` ones run
 only under ``make bench``; under ``make test`` the one-site benchmark runs once as a smoke test.
@@ -9,6 +10,7 @@ only under ``make bench``; under ``make test`` the one-site benchmark runs once 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psutil
@@ -33,6 +35,17 @@ def test_one_sites_years_of_faults_speed(benchmark):
     sites = topology.build(scenario).sites.iloc[:1]
     sampled = benchmark.pedantic(_sample, args=(scenario, sites, "4g_router"), rounds=5, iterations=1)
     assert sampled.down_h.shape == (1, YEARS)
+
+
+@pytest.mark.benchmark(timer=time.process_time)  # CPU time: the machine is shared
+def test_one_sites_whole_year_study_speed(benchmark):
+    """``availability.study`` of one site on a 4G backup: its trace, the replays on the backup (its window and the
+    top-up to 40 site-windows, sim.backup_windows) and 200 sampled years."""
+    scenario = load(SCENARIOS / "ci-smoke.yaml")
+    one = scenario.model_copy(update={"sites": scenario.sites[:1], "known_failures": ()})
+    found = benchmark.pedantic(availability.study, args=(one, 1), kwargs={"years": YEARS, "backup": "4g_router"},
+                               rounds=3, iterations=1)
+    assert found.sites["site"].nunique() == 1 and (found.classes["backup_windows"] > 1).all()
 
 
 @pytest.mark.parametrize("backup", ["none", "4g_router"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sim import availability, backup_windows, scale, topology
+from sim import backup_windows, scale, topology
 from sim.load import load
 from sim.model.faults import Backup
 
