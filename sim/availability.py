@@ -244,7 +244,7 @@ def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day, scena
             index = members.index.to_numpy()[day.counts[app].to_numpy()[members.index.to_numpy()] > 0]
             if not len(index):
                 continue
-            hours = [_without(sampled, day, app, share)[index] for share in (day.fail, day.low, day.high)]
+            hours = _bounded(sampled, day, app, index)
             row = _summary(hours, sampled.down_h[index], sampled.backup_h[index], target.years, resamples)
             row.update(zip(CLASS_KEYS, keys))
             row.update(app=app, sites=len(index), years=years, works_on_backup=1.0 - float(day.fail[app][index].mean()),
@@ -255,6 +255,18 @@ def _class_table(sites: pd.DataFrame, sampled: faults.SiteYears, day: Day, scena
             row.update(_sessions(sampled, day, app, index))
             rows.append(_judge(row, target, sampled.working_h_per_year))
     return pd.DataFrame(rows, columns=[c for c in CLASS_COLUMNS if c != "working_h"])
+
+
+def _bounded(sampled: faults.SiteYears, day: Day, app: str, index: np.ndarray) -> list[np.ndarray]:
+    """``index``'s site-years without ``app`` at the backup's failing share, and at its interval's low and high ends.
+
+    Where an end equals the share (no backup: failing for certain), its hours are the point's (not computed again).
+    """
+    down, backup = sampled.down_h[index], sampled.backup_h[index]
+    fail = day.fail[app].to_numpy()[index]
+    point = down + backup * fail[:, None]
+    ends = [share[app].to_numpy()[index] for share in (day.low, day.high)]
+    return [point, *(point if np.array_equal(end, fail) else down + backup * end[:, None] for end in ends)]
 
 
 def _sessions(sampled: faults.SiteYears, day: Day, app: str, index: np.ndarray) -> dict:
