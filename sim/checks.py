@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.gate import CLASS_KEY, SITE_KEY, Gate
+from sim.gate import CLASS_KEY, SITE_KEY, Gate, availability_misses, availability_words
 
 FORMAT_VERSION = 2  # 2: site verdicts with measures, known failures, regressions, timings, the run's path
 SITE_FIELDS = ["site", "site_class", "access_profile", "technology", "app", "sessions", "sessions_passing",
@@ -30,9 +30,10 @@ def junit_xml(gate: Gate, facts: dict, site_bar: float, availability: pd.DataFra
         gate: The check's judgement (verdicts, known failures, regressions).
         facts: The run's facts: ``scenario``, ``scenario_file``, ``run_folder`` (or None), ``seed``.
         site_bar: Share of a class's sites that must pass (for the failure message).
-        availability: The class table of :mod:`sim.availability`, when the scenario asks for one: a suite per
+        availability: The class table of :mod:`sim.availability`, when the check judges one: a suite per
             site class, a case per access profile x app named ``availability.<app>`` (its class name ends in
-            ``<profile>+<backup>`` where the class's sites have several backups).
+            ``<profile>+<backup>`` where the class's sites have several backups); a miss a known failure excuses
+            is skipped, with its reason.
     """
     scenario = facts["scenario"]
     suites = ET.Element("testsuites", name=f"testbed {scenario}")
@@ -68,18 +69,24 @@ def junit_xml(gate: Gate, facts: dict, site_bar: float, availability: pd.DataFra
 
 
 def _availability_suites(suites: ET.Element, availability: pd.DataFrame, scenario: str) -> None:
-    for site_class, rows in availability.groupby("site_class", sort=True):
-        failures = int((~rows["passed"]).sum())
+    """A suite per site class: a case per access profile x app; a miss fails it, unless a known failure excuses it."""
+    known = availability["known"] if "known" in availability else pd.Series("", index=availability.index)
+    for site_class, rows in availability.assign(known=known).groupby("site_class", sort=True):
+        misses = ~rows["passed"]
         suite = ET.SubElement(suites, "testsuite", name=f"{scenario}.{site_class}.availability",
-                              tests=str(len(rows)), failures=str(failures), errors="0", skipped="0")
+                              tests=str(len(rows)), failures=str(int((misses & (rows["known"] == "")).sum())),
+                              errors="0", skipped=str(int((misses & (rows["known"] != "")).sum())))
         several = "backup" in rows and rows["backup"].nunique() > 1  # groups with backups of their own
         for row in rows.itertuples(index=False):
             line = f"{row.access_profile}+{row.backup}" if several else row.access_profile
             case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{site_class}.{line}",
                                  name=f"availability.{row.app}")
-            if not row.passed:
-                message = (f"{row.without_h:.2f} working hours a year without it "
-                           f"[{row.without_low_h:.2f}-{row.without_high_h:.2f}]: {row.reason}")
+            if row.passed:
+                continue
+            message = availability_words(row)
+            if row.known:
+                ET.SubElement(case, "skipped", message=f"known failure ({row.known}): {message}")
+            else:
                 ET.SubElement(case, "failure", message=message, type="TargetMissed").text = message
 
 
@@ -125,8 +132,9 @@ def summary_json(gate: Gate, facts: dict, availability: pd.DataFrame | None = No
     Args:
         gate: The check's judgement.
         facts: The run's facts: ``scenario``, ``scenario_file``, ``run_folder``, ``seed``, ``timings_s``.
-        availability: The class table of :mod:`sim.availability`, when the scenario asks for one: its rows go
-            under ``availability`` and its misses count in ``failed``, ``passed`` and ``all_pass``.
+        availability: The class table of :mod:`sim.availability`, when the check judges one (with ``known``,
+            :func:`sim.gate.judge_availability`): its rows go under ``availability``, its misses count in
+            ``failed`` and ``passed`` (excused ones in ``known_failures``), and every miss in ``all_pass``.
     """
     classes = gate.classes
     sites = gate.sites[[c for c in SITE_FIELDS if c in gate.sites]]
@@ -137,10 +145,12 @@ def summary_json(gate: Gate, facts: dict, availability: pd.DataFrame | None = No
                for r in gate.regressions],
            "unused_known_failures": [k.model_dump(by_alias=True, exclude_none=True) for k in gate.unused],
            "verdicts": _records(classes), "sites": _records(sites)}
-    if availability is not None:
-        missed = int((~availability["passed"]).sum())
-        doc.update(passed=doc["passed"] and not missed, all_pass=doc["all_pass"] and not missed,
-                   failed=doc["failed"] + missed, availability=_records(availability))
+    if availability is not None:  # its misses fail the check unless excused (sim.gate.judge_availability)
+        missed = len(availability_misses(availability))
+        excused = int((~availability["passed"]).sum()) - missed
+        doc.update(passed=doc["passed"] and not missed, all_pass=doc["all_pass"] and not (missed or excused),
+                   failed=doc["failed"] + missed, known_failures=doc["known_failures"] + excused,
+                   availability=_records(availability))
     return json.dumps(doc, indent=1) + "\n"
 
 

@@ -82,7 +82,7 @@ def judge(verdicts: Verdicts, known: tuple[KnownFailure, ...], baseline: dict | 
     class_found = [_first_match(known, row, False) for row in verdicts.classes.itertuples(index=False)]
     classes = verdicts.classes.assign(known=_class_reasons(verdicts.classes, class_found, sites, known))
     used = set(site_found) | set(class_found)
-    unused = [k for i, k in enumerate(known) if i not in used]
+    unused = [k for i, k in enumerate(known) if i not in used and k.availability is None]
     regressions = None if baseline is None else _regressions(classes, sites, baseline)
     return Gate(classes, sites, regressions, unused)
 
@@ -95,10 +95,81 @@ def _first_match(known: tuple[KnownFailure, ...], row, site_level: bool) -> int:
 
 
 def _matches(known: KnownFailure, row, site_level: bool) -> bool:
+    if known.availability is not None:  # an availability verdict's (judge_availability)
+        return False
     if known.site is not None and (not site_level or known.site != row.site):
         return False
     return all(want is None or want == have for want, have in
                ((known.site_class, row.site_class), (known.access, row.access_profile), (known.target, row.app)))
+
+
+def judge_availability(found: Gate, rows: pd.DataFrame, known: tuple[KnownFailure, ...]
+                       ) -> tuple[Gate, pd.DataFrame]:
+    """Mark the availability verdicts (:mod:`sim.availability`'s class table) that known failures excuse.
+
+    A failing row is excused (``known``: the reasons) when every measure it misses (``share``: the share usable;
+    ``hours``: the hours in the worst years) is named by an entry with ``availability`` matching its class,
+    access profile, technology, backup and app (an absent key matches any). The gate returned also lists the
+    availability entries that excused no miss among its unused known failures.
+    """
+    entries = [(i, k) for i, k in enumerate(known) if k.availability is not None]
+    used: set[int] = set()
+    reasons = []
+    for row in rows.itertuples(index=False):
+        missed = _missed(row)
+        mine = [(i, k) for i, k in entries if _matches_availability(k, row)
+                and (k.availability == "all" or k.availability in missed)]
+        used.update(i for i, _ in mine)
+        covered = {m for _, k in mine for m in (MEASURES if k.availability == "all" else (k.availability,))}
+        reasons.append("; ".join(dict.fromkeys(k.reason for _, k in mine)) if missed and missed <= covered else "")
+    judged = rows.assign(known=pd.Series(reasons, index=rows.index, dtype="str"))
+    unused = found.unused + [k for i, k in entries if i not in used]
+    return Gate(found.classes, found.sites, found.regressions, unused), judged
+
+
+MEASURES = ("share", "hours")  # an availability verdict's measures (sim.availability._judge)
+
+
+def _missed(row) -> set[str]:
+    """The measures an availability row misses: ``share`` (usable share) and ``hours`` (worst years' hours)."""
+    missed = set()
+    if row.share_usable < row.target_share:
+        missed.add("share")
+    if row.worst_h > row.target_hours:
+        missed.add("hours")
+    return missed
+
+
+def _matches_availability(known: KnownFailure, row) -> bool:
+    return all(want is None or want == have for want, have in
+               ((known.site_class, row.site_class), (known.access, row.access_profile),
+                (known.technology, row.technology), (known.backup, row.backup), (known.target, row.app)))
+
+
+def availability_misses(rows: pd.DataFrame) -> pd.DataFrame:
+    """The availability verdicts that fail the check: missed and not excused by a known failure."""
+    known = rows["known"] if "known" in rows else pd.Series("", index=rows.index)
+    return rows[~rows["passed"] & (known == "")]
+
+
+def availability_words(row, apps: str | None = None) -> str:
+    """An availability verdict in words: class, technology, access, backup, app, hours a year, interval, target.
+
+    E.g. "gp_medium on FTTC (fttc_80_20), backup none, video: 1.1 working hours a year without it (95% interval
+    0.71-1.6); target: usable 99.99% of working hours, at most 8 h in 95% of years: usable 99.96% ... < 99.99%".
+    ``apps`` names the apps in place of the row's own (several apps with the same figures).
+    """
+    return (f"{row.site_class} on {row.technology} ({row.access_profile}), backup {row.backup}, "
+            f"{apps or row.app}: {row.without_h:.2g} working hours a year without it (95% interval "
+            f"{row.without_low_h:.2g}-{row.without_high_h:.2g}); target: usable {row.target_share:.2%} of working "
+            f"hours, at most {row.target_hours:g} h in {row.target_years:.0%} of years: {row.reason}")
+
+
+def availability_lines(rows: pd.DataFrame) -> list[str]:
+    """``rows``' availability verdicts in words (:func:`availability_words`), apps with the same figures together."""
+    shown = rows.assign(words=[availability_words(r, "{apps}") for r in rows.itertuples(index=False)])
+    return [words.replace("{apps}", ", ".join(part["app"]))
+            for words, part in shown.groupby("words", sort=False)]
 
 
 def _class_reasons(classes: pd.DataFrame, found: list[int], sites: pd.DataFrame,

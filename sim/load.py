@@ -629,13 +629,30 @@ def _check_known_failures(scenario: Scenario, tree: Located, sites: bool = True)
             raise _reference_error(tree, (*where, "class"), "site class", known.site_class, list(cat.site_classes))
         if known.access is not None and known.access not in cat.profiles:
             raise _reference_error(tree, (*where, "access"), "profile", known.access, list(cat.profiles))
-        targets = [*judged_apps(scenario.targets), "link"]
+        targets = [*judged_apps(scenario.targets), *([] if known.availability else ["link"])]
         if known.target is not None and known.target not in targets:
             raise _reference_error(tree, (*where, "target"), "target", known.target, targets)
+        if known.availability is not None:
+            _check_known_availability(known, tree, where, cat)
         if known.site is not None and sites:
             names = topology.site_names(scenario) if names is None else names
             if known.site not in names:
                 raise _reference_error(tree, (*where, "site"), "site", known.site, names)
+
+
+def _check_known_availability(known, tree: Located, where: tuple, cat) -> None:
+    """An availability known failure names a measure, a technology and a backup the catalogue has."""
+    if known.availability not in AVAILABILITY_MEASURES:
+        raise _reference_error(tree, (*where, "availability"), "availability measure", known.availability,
+                               list(AVAILABILITY_MEASURES))
+    technologies = list(dict.fromkeys(p.technology for p in cat.profiles.values()))
+    if known.technology is not None and known.technology not in technologies:
+        raise _reference_error(tree, (*where, "technology"), "technology", known.technology, technologies)
+    if known.backup is not None and known.backup not in cat.backups:
+        raise _reference_error(tree, (*where, "backup"), "backup profile", known.backup, list(cat.backups))
+
+
+AVAILABILITY_MEASURES = ("share", "hours", "all")  # what an availability known failure excuses (sim.gate)
 
 
 def _check_unique_names(scenario: Scenario, tree: Located) -> None:

@@ -114,18 +114,34 @@ class KnownFailure(Frozen):
 
     It matches verdicts by any of ``site`` (a site's name), ``class`` and ``access`` (a site class, an access
     profile), and ``target`` (an app with a target, or ``link`` for the busy-hour limit; none: every target).
+    With ``availability`` it names an availability verdict instead (:mod:`sim.availability`): the measure it
+    excuses (``share``: the share of working hours usable; ``hours``: the hours lost in the worst years; ``all``:
+    both), matched by ``class``, ``access``, ``technology`` (e.g. ``FTTC``), ``backup`` and ``target`` (an app).
     """
 
     site: str | None = Field(default=None, min_length=1)
     site_class: str | None = Field(default=None, alias="class")
     access: str | None = None
+    technology: str | None = None
+    backup: str | None = None
+    availability: str | None = None
     target: str | None = None
     reason: str = Field(min_length=1, max_length=500, description="why it is accepted (shown with it)")
 
     @model_validator(mode="after")
     def _names_something(self) -> KnownFailure:
-        if self.site is None and self.site_class is None and self.access is None:
-            raise ValueError("a known failure names a site, or a class and/or an access profile")
+        if self.availability is None:
+            if self.technology is not None or self.backup is not None:
+                raise ValueError("'technology' and 'backup' name an availability verdict: add 'availability: share' "
+                                 "(or hours, or all)")
+            if self.site is None and self.site_class is None and self.access is None:
+                raise ValueError("a known failure names a site, or a class and/or an access profile")
+            return self
+        if self.site is not None:
+            raise ValueError("availability is judged per site class, not per site: name its class, access or "
+                             "technology instead of 'site'")
+        if self.site_class is None and self.access is None and self.technology is None:
+            raise ValueError("an availability known failure names a class, an access profile and/or a technology")
         return self
 
 
