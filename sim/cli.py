@@ -646,7 +646,9 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = T
     several = found.classes["backup"].nunique() > 1  # site groups name their own backups
     for keys, part in found.classes.groupby(["site_class", "access_profile", "backup"], sort=False):
         worst = part.loc[part["without_h"].idxmax()]
-        lost = ", ".join(part.loc[part["works_on_backup"] < 1, "app"]) if worst.backup_h > 0 else ""
+        failing = part[(part["degraded_share"] > 0) & (part["backup_h"] > 0) & (part["backup"] != "none")]
+        lost = ", ".join(f"{r.app} {r.degraded_share:.0%} [{r.degraded_low:.0%}-{r.degraded_high:.0%}]"
+                         for r in failing.itertuples())
         failed = part[~part["passed"]].groupby("reason", sort=False)["app"].agg(", ".join)
         failed = failed.replace(", ".join(part["app"]), "every app")
         access = f"{keys[1]} + {keys[2]}" if several else keys[1]
@@ -659,7 +661,8 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = T
     if show:
         _show(text_tables.Table(f"{found.backup}: availability over {found.years} sampled years of line faults "
                                 f"({found.working_h_per_year:,.0f} working hours a year; apps: testbed list apps)",
-                                ["site class", "access", "h/yr down", "h/yr on backup", "lost on backup",
+                                ["site class", "access", "h/yr down", "h/yr on backup",
+                                 "failing on backup: share of its time [95% CI]",
                                  "worst app: h/yr without [95% CI], usable, sessions lost/yr a site", "worst years",
                                  "misses"], rows), None)
     return found
