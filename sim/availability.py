@@ -309,7 +309,7 @@ def _judge(row: dict, target, working_h: float) -> dict:
     limit_h = target.hours / 3600.0
     reasons = []
     if share < target.share:
-        reasons.append(f"usable {share:.3%} of working hours < {target.share:.3%}")
+        reasons.append(f"usable {share:.2%} of working hours < {target.share:.2%}")
     if row["worst_h"] > limit_h:
         reasons.append(f"{row['worst_h']:.1f} h lost in the worst {1 - target.years:.0%} of years > {limit_h:g} h")
     return {**row, "share_usable": share, "target_share": target.share, "target_hours": limit_h,
