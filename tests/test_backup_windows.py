@@ -2,8 +2,9 @@
 
 With one replayed window per site, which technology "lost video on 4G" turned on the seed (four medium practices,
 two on FTTC and two on FTTP, on a 4G router: at seed 3 no site failed video on the backup, at seed 4 one FTTC
-site and both FTTP sites, at seed 5 one FTTP site). Now the share is pooled per backup and site class over at least 40 site-windows, so every
-technology of a class gets the same share, and two seeds agree within the interval each states.
+site and both FTTP sites, at seed 5 one FTTP site). Now the share is pooled per backup and site class over at
+least 40 site-windows, so every technology of a class gets the same share, and two seeds agree within the
+interval each states.
 """
 
 from __future__ import annotations
