@@ -1,11 +1,12 @@
 """A year in minutes: each site's working hours without service and on backup through sampled years of faults.
 
 The study samples ``years`` years of line and shared faults for every site of a scenario (:mod:`sim.faults`),
-with a generator seeded by the run's seed. Whether an app works while a site runs on its backup is judged by the
-simulator: the scenario's day is run again with every site's access swapped for the backup's profile, and a
-site's verdict per app there decides the hours on backup for that app (an approximation: the whole day on the
-backup, not a link changed mid-day; docs/availability.md). Hours without an app = hours without service + hours on
-backup where the app fails on the backup.
+with a generator seeded by the run's seed. How often an app fails while a site runs on its backup is judged by
+the simulator: the scenario's window is replayed with every site's access swapped for the backup's profile, and
+the share of its site class's replayed site-windows where the app misses its target (pooled over at least 40,
+with a Wilson interval: :mod:`sim.backup_windows`) is the share of its hours on backup the app fails (an
+approximation: whole windows on the backup, not a link changed mid-window; docs/availability.md). Hours without an
+app = hours without service + hours on backup x that share.
 
 Per site class, access profile and app: the mean working hours a year without the app (95% interval by a
 bootstrap over the sampled years), the share of working hours it is usable, and the hours lost in the worst
@@ -112,8 +113,10 @@ def _day(scenario: Scenario, seed: int, counts: pd.DataFrame, chosen: pd.Series,
     """
     shape = (len(counts), len(counts.columns))
     fail, windows, failing, sessions = np.ones(shape), np.zeros(shape), np.zeros(shape), np.ones(shape)
+    bare = np.zeros(shape, dtype=bool)  # sites without a backup: every app fails on it, for certain
     for name in dict.fromkeys(chosen):
         if scenario.catalogue.backups[name].kind == "none":
+            bare[(chosen == name).to_numpy()] = True
             continue
         if name not in days:
             days[name] = backup_windows.replay(scenario, seed, name)
@@ -125,12 +128,13 @@ def _day(scenario: Scenario, seed: int, counts: pd.DataFrame, chosen: pd.Series,
                                       where=pooled["windows"].to_numpy() > 0)
             sessions[mask, j] = 1.0 - np.divide(pooled["sessions_passing"], pooled["sessions"],
                                                 out=np.ones(len(pooled)), where=pooled["sessions"].to_numpy() > 0)
-    low, high = backup_windows.wilson(failing, windows)
-    none = windows == 0  # no backup: fails for certain; else no site-window seen: the whole 0-1 interval
-    frame = lambda values: pd.DataFrame(values, index=counts.index, columns=counts.columns)  # noqa: E731
-    return Day(counts, frame(fail), frame(np.where(none & (fail == 1), 1.0, low)),
-               frame(np.where(none & (fail == 1), 1.0, high)), frame(windows), frame(sessions),
-               (scenario.window.end - scenario.window.start) / 3600.0)
+    low, high = backup_windows.wilson(failing, windows)  # no site-window seen: the whole 0-1 interval
+
+    def frame(values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(values, index=counts.index, columns=counts.columns)
+
+    return Day(counts, frame(fail), frame(np.where(bare, 1.0, low)), frame(np.where(bare, 1.0, high)),
+               frame(windows), frame(sessions), (scenario.window.end - scenario.window.start) / 3600.0)
 
 
 def _sample(scenario: Scenario, sites: pd.DataFrame, chosen: pd.Series, years: int, seed: int) -> faults.SiteYears:
