@@ -10,7 +10,8 @@ every primary line of the class, with a Wilson 95% interval (:func:`wilson`).
 
 One window per site leaves few site-windows in a small scenario, and one window's verdict flipped with the seed. A
 class with fewer than :data:`MIN_SITE_WINDOWS` sites is topped up: one more replay on the backup, with the class's
-missing site-windows as sites of their own, on a seed of the study's stream (independent of the run's sessions).
+missing site-windows as sites of their own, on a seed of the study's stream (independent of the run's sessions),
+at most :data:`TOP_UP_SESSIONS` judged sessions of them (busy sites get fewer windows, and a wider interval).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sim.model.targets import judged_apps
 from sim.targets import LINK
 
 MIN_SITE_WINDOWS = 40  # replayed site-windows a site class's share is pooled from, at least (a choice: see the docs)
+TOP_UP_SESSIONS = 10_000  # judged sessions a class's top-up replays at most (bounds the cost for busy sites)
 Z_95 = 1.959964  # the standard normal's 97.5% quantile
 POOL_COLUMNS = ["site_class", "app", "windows", "failing", "sessions", "sessions_passing"]
 BACKUP_WORKERS: int | None = None  # the sharded backup day's local Dask workers (None: one per core; 0: here)
@@ -52,8 +54,9 @@ def replay(scenario: Scenario, seed: int, backup: str) -> pd.DataFrame:
     fewer than :data:`MIN_SITE_WINDOWS` sites then gets its missing site-windows in one more replay (not for a
     scenario replaying a measured trace: it has only its own sites' sessions).
     """
-    pooled = _pool(backup_site_verdicts(on_backup(scenario, backup), seed)[1], scenario)
-    extra = _top_up(scenario) if scenario.trace is None else ()  # a measured trace has only its own sessions
+    first = backup_site_verdicts(on_backup(scenario, backup), seed)[1]
+    pooled = _pool(first, scenario)
+    extra = _top_up(scenario, first) if scenario.trace is None else ()  # a measured trace: only its own sessions
     if extra:
         more = scenario.model_copy(update={"sites": extra})
         pooled = pooled.add(_pool(backup_site_verdicts(on_backup(more, backup), top_up_seed(seed))[1], scenario),
@@ -66,17 +69,28 @@ def top_up_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, 13, 2]).generate_state(1)[0])
 
 
-def _top_up(scenario: Scenario) -> tuple:
-    """One site group per class with fewer than :data:`MIN_SITE_WINDOWS` sites, of the missing count."""
+def _top_up(scenario: Scenario, first: pd.DataFrame) -> tuple:
+    """One site group per class with fewer than :data:`MIN_SITE_WINDOWS` sites, of the missing count.
+
+    A class whose sites are busy gets fewer: at most :data:`TOP_UP_SESSIONS` judged sessions, at the mean a site
+    of it had in the ``first`` replay's verdicts (an acute site's whole day holds thousands).
+    """
     counts: dict[str, int] = {}
+    first_group = {}
     for group in scenario.sites:
         counts[group.site_class] = counts.get(group.site_class, 0) + group.count
-    first = {}
-    for group in scenario.sites:
-        first.setdefault(group.site_class, group)
-    return tuple(first[c].model_copy(update={"count": MIN_SITE_WINDOWS - n, "name": f"top-up-{c}", "site_id": None,
-                                             "region": None, "distance": None, "aggregation": None, "backup": None})
-                 for c, n in counts.items() if n < MIN_SITE_WINDOWS)
+        first_group.setdefault(group.site_class, group)
+    sessions = first[first["app"] != LINK].groupby("site_class")["sessions"].sum()
+    extra = {}
+    for name, count in counts.items():
+        per_site = float(sessions.get(name, 0)) / count
+        budget = int(TOP_UP_SESSIONS // per_site) if per_site > 0 else MIN_SITE_WINDOWS
+        if min(MIN_SITE_WINDOWS - count, budget) > 0:
+            extra[name] = min(MIN_SITE_WINDOWS - count, budget)
+    return tuple(first_group[c].model_copy(update={"count": n, "name": f"top-up-{c}", "site_id": None,
+                                                   "region": None, "distance": None, "aggregation": None,
+                                                   "backup": None})
+                 for c, n in extra.items())
 
 
 def _pool(verdicts: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:

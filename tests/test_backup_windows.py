@@ -10,6 +10,7 @@ interval each states.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sim import availability, backup_windows
@@ -38,12 +39,21 @@ def test_the_wilson_interval_by_hand():
     assert (low[2], high[2]) == (0.0, 1.0)  # nothing replayed: nothing known
 
 
-def test_a_small_class_is_topped_up_to_forty_site_windows_and_a_large_one_is_not(four):
+def _verdicts(per_site_sessions: int, sites: int = 4) -> pd.DataFrame:
+    """A replay's site verdicts: ``sites`` medium practices with that many video sessions each."""
+    return pd.DataFrame({"site": [f"s{i}" for i in range(sites)], "site_class": "gp_medium", "app": "video",
+                         "sessions": per_site_sessions})
+
+
+def test_a_small_class_is_topped_up_to_forty_site_windows_within_a_session_budget(four):
     scenario, studies = four
-    top_up = backup_windows._top_up(scenario)
+    top_up = backup_windows._top_up(scenario, _verdicts(5))
     assert [(g.site_class, g.count, g.backup, g.distance) for g in top_up] == [("gp_medium", 36, None, None)]
+    # Busy sites: 4,000 judged sessions each; the top-up holds at most 10,000 of them: two more site-windows.
+    assert [g.count for g in backup_windows._top_up(scenario, _verdicts(4000))] == [2]
+    assert backup_windows._top_up(scenario, _verdicts(20_000)) == ()
     forty = scenario.model_copy(update={"sites": (scenario.sites[0].model_copy(update={"count": 40}),)})
-    assert backup_windows._top_up(forty) == ()
+    assert backup_windows._top_up(forty, _verdicts(5, 40)) == ()
     video = studies[3].classes.set_index(["technology", "app"]).loc[(slice(None), "video"), :]
     # Each of the 40 site-windows that had a video call counts (a window without one says nothing of video).
     assert (video["backup_windows"] <= 40).all() and (video["backup_windows"] >= 36).all()
