@@ -26,6 +26,7 @@ from sim.errors import ScenarioError
 from sim.model.faults import AvailabilityStudy
 from sim.model.scenario import Scenario
 from sim.model.targets import judged_apps
+from sim.working_time import hours_text
 
 STREAM = 13  # the study's own generator streams: (seed, STREAM, ...) are independent of the workload's (seed, site)
 BOOTSTRAP = 1000
@@ -315,7 +316,8 @@ def _judge(row: dict, target, working_h: float) -> dict:
     if share < target.share:
         reasons.append(f"usable {share:.2%} of working hours < {target.share:.2%}")
     if row["worst_h"] > limit_h:
-        reasons.append(f"{row['worst_h']:.1f} h lost in the worst {1 - target.years:.0%} of years > {limit_h:g} h")
+        reasons.append(f"{hours_text(row['worst_h'])} lost in the worst {1 - target.years:.0%} of years > "
+                       f"{hours_text(limit_h)}")
     return {**row, "share_usable": share, "target_share": target.share, "target_hours": limit_h,
             "target_years": target.years, "passed": not reasons, "reason": "; ".join(reasons)}
 

@@ -34,6 +34,7 @@ from sim import text as text_
 from sim.errors import TestbedError, kept_folder
 from sim.progress import Forward, heartbeat
 from sim.text import visible
+from sim.working_time import hours_text, span_text, worst_years_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="NHS connectivity capacity testbed: do NHS sites meet their service targets on copper "
@@ -652,18 +653,22 @@ def _availability(outcome: pipeline.Outcome, folder: Path | None, show: bool = T
         failed = part[~part["passed"]].groupby("reason", sort=False)["app"].agg(", ".join)
         failed = failed.replace(", ".join(part["app"]), "every app")
         access = f"{keys[1]} + {keys[2]}" if several else keys[1]
-        rows.append([keys[0], access, f"{worst.down_h:.2f}", f"{worst.backup_h:.2f}", lost or "-",
-                     f"{worst.app}: {worst.without_h:.2f} [{worst.without_low_h:.2f}-{worst.without_high_h:.2f}]"
-                     f", {worst.share_usable:.3%}, {worst.sessions_lost + worst.sessions_failed_on_backup:.1f}",
-                     f"{1 - worst.target_years:.0%} of years lose >= {worst.worst_h:.1f} h "
-                     f"[{worst.worst_low_h:.1f}-{worst.worst_high_h:.1f}]",
+        worst_years = worst_years_text(1 - worst.target_years, worst.worst_h)
+        if worst.worst_h > 0:
+            worst_years += f" [{span_text(worst.worst_low_h, worst.worst_high_h)}]"
+        without = f"{hours_text(worst.without_h)} [{span_text(worst.without_low_h, worst.without_high_h)}]"
+        rows.append([keys[0], access, hours_text(worst.down_h), hours_text(worst.backup_h), lost or "-",
+                     f"{worst.app}: {without}, {worst.share_usable:.3%}, "
+                     f"{worst.sessions_lost + worst.sessions_failed_on_backup:.1f}",
+                     worst_years,
                      "; ".join(f"{apps}: {reason}" for reason, apps in failed.items()) or "none"])
     if show:
         _show(text_tables.Table(f"{found.backup}: availability over {found.years} sampled years of line faults "
                                 f"({found.working_h_per_year:,.0f} working hours a year; apps: testbed list apps)",
-                                ["site class", "access", "h/yr down", "h/yr on backup",
+                                ["site class", "access", "down a year", "on backup a year",
                                  "failing on backup: share of its time [95% CI]",
-                                 "worst app: h/yr without [95% CI], usable, sessions lost/yr a site", "worst years",
+                                 "worst app: a year without it [95% CI], usable, sessions lost a year a site",
+                                 "worst years",
                                  "misses"], rows), None)
     return found
 
