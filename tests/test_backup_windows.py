@@ -93,3 +93,15 @@ def test_two_seeds_agree_within_the_stated_interval(four):
         assert a.loc[key, "passed"] == b.loc[key, "passed"], key
     for found in (a, b):
         assert (found.loc[[("FTTC", "video"), ("FTTP", "video")], "degraded_share"] > 0).all()
+
+
+def test_a_large_class_replays_its_first_hundred_sites_on_the_backup(four):
+    scenario, _ = four
+    groups = (scenario.sites[0].model_copy(update={"count": 70}), scenario.sites[1].model_copy(update={"count": 50}),
+              scenario.sites[0].model_copy(update={"count": 3, "site_class": "acute_site"}))
+    capped = backup_windows.capped(scenario.model_copy(update={"sites": groups}))
+    # gp_medium: 70 from the first group, 30 of the second's 50; acute_site: its 3
+    assert [(g.site_class, g.count) for g in capped.sites] == [("gp_medium", 70), ("gp_medium", 30),
+                                                              ("acute_site", 3)]
+    assert backup_windows.capped(scenario.model_copy(update={"sites": groups}), most=60).sites[0].count == 60
+    assert len(backup_windows.capped(scenario.model_copy(update={"sites": groups}), most=60).sites) == 2
