@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.emulation, pytest.mark.skipif(_REASON is not None, rea
 def _site(name, down_bps, up_bps, rtt_s, loss=0.0, buffer_bytes=1e6):
     return dict(site=name, site_class="bench", family="gp", access_profile="bench", technology="bench",
                 medium="fibre", distance_m=float("nan"), down_bps=down_bps, up_bps=up_bps, rtt_s=rtt_s,
-                buffer_bytes=buffer_bytes, loss=loss, jitter_s=0.0, aggregation="")
+                buffer_up_bytes=buffer_bytes, buffer_down_bytes=buffer_bytes, loss=loss, jitter_s=0.0, aggregation="")
 
 
 def _network(rows, cloud_rtt_s=0.0, offered_bps=None):

@@ -34,14 +34,16 @@ NEAR_HOME = FarEnd(100e6, 100e6, 0.0)  # a far end that limits no call (100 Mbit
 
 
 def one_site(rate_up_bps: float, rate_down_bps: float, rtt_s: float, buffer_bytes: float, *, qos: str = "fifo",
-             name: str = "cal", loss: float = 0.0) -> Topology:
+             name: str = "cal", loss: float = 0.0, buffer_down_bytes: float | None = None) -> Topology:
     """Build a topology of one site on one access link (rates bit/s, RTT s, buffer bytes).
 
-    Its far end limits nothing and there is no core delay.
+    ``buffer_bytes`` is the queue each way, unless ``buffer_down_bytes`` gives the downstream its own. Its far end
+    limits nothing and there is no core delay.
     """
     row = {"site": name, "site_class": "calibration", "family": "gp_practice", "access_profile": "calibration",
            "technology": "calibration", "medium": "copper", "distance_m": math.nan, "down_bps": rate_down_bps,
-           "up_bps": rate_up_bps, "rtt_s": rtt_s, "buffer_bytes": buffer_bytes, "loss": loss, "jitter_s": 0.0,
+           "up_bps": rate_up_bps, "rtt_s": rtt_s, "buffer_up_bytes": buffer_bytes,
+           "buffer_down_bytes": buffer_bytes if buffer_down_bytes is None else buffer_down_bytes, "loss": loss, "jitter_s": 0.0,
            "aggregation": "", "qos": qos}
     return Topology(pd.DataFrame([row], columns=list(SITE_COLUMNS)), {}, 0.0, NEAR_HOME)
 

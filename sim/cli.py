@@ -520,11 +520,12 @@ def _catalogue():
 
 
 def _list_profiles() -> None:
-    table = Table("profile", "technology", "medium", "down", "up", "RTT", "buffer", title="Access profiles")
+    table = Table("profile", "technology", "medium", "down", "up", "RTT", "buffer down", "buffer up",
+                  title="Access profiles")
     from sim.units import format_rate
     for name, p in load._validate_catalogue_only(load.DEFAULT_CATALOGUE).catalogue.profiles.items():  # noqa: SLF001
         table.add_row(name, p.technology, p.medium, format_rate(p.down), format_rate(p.up), f"{p.rtt * 1e3:g} ms",
-                      f"{p.buffer / 1e3:g} kB")
+                      str(p.buffer_down), str(p.buffer_up))
     out.print(table)
 
 

@@ -8,7 +8,8 @@ carrying the topology's own values again (:func:`failover` writes one).
 
 Columns (:data:`COLUMNS`): ``site`` (a topology site name), ``at_s`` (s from the window's start, >= 0),
 ``down_bps`` and ``up_bps`` (bit/s, >= 0), ``rtt_s`` (the access line's round-trip time, s), ``loss`` (a
-fraction of packets, each way), ``buffer_bytes`` (the line's queue each way, bytes), ``qos`` (``fifo`` or
+fraction of packets, each way), ``buffer_down_bytes`` and ``buffer_up_bytes`` (the line's queue that way, bytes:
+a backup's are its profile's buffers at its own rates), ``qos`` (``fifo`` or
 ``priority``), ``cause`` (free text for records and reports: ``fault``, ``backup``, ``repaired``).
 
 A scenario asks for faults with its ``outages`` key; :func:`from_scenario` writes their table.
@@ -26,20 +27,29 @@ if TYPE_CHECKING:
     from sim.model.scenario import Scenario
     from sim.topology import Topology
 
-COLUMNS = ("site", "at_s", "down_bps", "up_bps", "rtt_s", "loss", "buffer_bytes", "qos", "cause")
-LINE_COLUMNS = ("down_bps", "up_bps", "rtt_s", "loss", "buffer_bytes", "qos")
+COLUMNS = ("site", "at_s", "down_bps", "up_bps", "rtt_s", "loss", "buffer_down_bytes", "buffer_up_bytes", "qos",
+           "cause")
+LINE_COLUMNS = ("down_bps", "up_bps", "rtt_s", "loss", "buffer_down_bytes", "buffer_up_bytes", "qos")
 
 
 @dataclass(frozen=True)
 class LineState:
-    """An access line's rates (bit/s), round-trip time (s), loss (fraction), buffer (bytes) and queueing."""
+    """An access line's rates (bit/s), round-trip time (s), loss (fraction), buffers (bytes) and queueing.
+
+    Rates and buffers are per direction, down then up, as a topology's site row has them.
+    """
 
     down_bps: float
     up_bps: float
     rtt_s: float
     loss: float
-    buffer_bytes: float
+    buffer_down_bytes: float
+    buffer_up_bytes: float
     qos: str = "fifo"
+
+    def buffer_bytes(self, direction: str) -> float:
+        """The line's queue (bytes) in ``direction`` (``up`` or ``down``)."""
+        return self.buffer_up_bytes if direction == "up" else self.buffer_down_bytes
 
     @property
     def is_outage(self) -> bool:
@@ -59,12 +69,13 @@ def _dtype(name: str) -> str:
 def line_of(site_row: dict | pd.Series) -> LineState:
     """A topology site row's own line (its columns ``down_bps``, ``up_bps``, ``rtt_s``, ``loss``, ...)."""
     return LineState(float(site_row["down_bps"]), float(site_row["up_bps"]), float(site_row["rtt_s"]),
-                     float(site_row["loss"]), float(site_row["buffer_bytes"]), str(site_row["qos"]))
+                     float(site_row["loss"]), float(site_row["buffer_down_bytes"]), float(site_row["buffer_up_bytes"]),
+                     str(site_row["qos"]))
 
 
 def outage_like(line: LineState) -> LineState:
     """The line down: no rate either way, its other values kept (they describe the line once it returns)."""
-    return LineState(0.0, 0.0, line.rtt_s, line.loss, line.buffer_bytes, line.qos)
+    return LineState(0.0, 0.0, line.rtt_s, line.loss, line.buffer_down_bytes, line.buffer_up_bytes, line.qos)
 
 
 def failover(site: str, primary: LineState, backup: LineState | None, fault_at_s: float, repaired_at_s: float,
@@ -89,14 +100,14 @@ def failover(site: str, primary: LineState, backup: LineState | None, fault_at_s
 
 
 def _row(site: str, at_s: float, line: LineState, cause: str) -> tuple:
-    return (site, float(at_s), line.down_bps, line.up_bps, line.rtt_s, line.loss, line.buffer_bytes, line.qos,
-            cause)
+    return (site, float(at_s), line.down_bps, line.up_bps, line.rtt_s, line.loss, line.buffer_down_bytes,
+            line.buffer_up_bytes, line.qos, cause)
 
 
 def validate(changes: pd.DataFrame, sites: set[str], window_s: float) -> pd.DataFrame:
     """The changes sorted by site and time, or ValueError naming the first row that cannot be.
 
-    A row must name a known site, start within the window, carry rates and a buffer >= 0, a loss in [0, 1) and a
+    A row must name a known site, start within the window, carry rates and buffers >= 0, a loss in [0, 1) and a
     round-trip time >= 0; two rows of one site may not share a time.
     """
     missing = [name for name in COLUMNS if name not in changes.columns]
@@ -119,9 +130,9 @@ def _row_problem(row, sites: set[str], window_s: float) -> str:
         return "no such site in the topology"
     if not 0 <= row.at_s <= window_s:
         return f"at_s {row.at_s} is outside the window (0 to {window_s} s)"
-    values = np.array([row.down_bps, row.up_bps, row.rtt_s, row.buffer_bytes], dtype=float)
+    values = np.array([row.down_bps, row.up_bps, row.rtt_s, row.buffer_down_bytes, row.buffer_up_bytes], dtype=float)
     if not np.isfinite(values).all() or (values < 0).any():
-        return "rates, round-trip time and buffer must be finite and >= 0"
+        return "rates, round-trip time and buffers must be finite and >= 0"
     if not 0 <= row.loss < 1:
         return f"loss {row.loss} is not in [0, 1)"
     if row.qos not in ("fifo", "priority"):
@@ -164,7 +175,8 @@ def from_scenario(scenario: Scenario, topology: Topology) -> pd.DataFrame:
 def backup_line(scenario: Scenario, name: str) -> tuple[LineState | None, float]:
     """A backup's line (None for ``none``) and its failover time (s), from the catalogue's ``backups``.
 
-    The backup's access profile gives its headline rates, round trip, loss and buffer; one carrying calls first
+    The backup's access profile gives its headline rates, round trip, loss and buffers (a time at the backup's own
+    rate that way); one carrying calls first
     (``carries: realtime_first``) queues them with priority.
     """
     backup = scenario.catalogue.backups[name]
@@ -173,7 +185,8 @@ def backup_line(scenario: Scenario, name: str) -> tuple[LineState | None, float]
     profile = scenario.catalogue.profiles[backup.profile]
     down_bps, up_bps = profile.rates_at(None)
     qos = "priority" if backup.carries == "realtime_first" else profile.qos
-    return LineState(down_bps, up_bps, profile.rtt, profile.loss, profile.buffer, qos), float(backup.failover or 0.0)
+    line = LineState(down_bps, up_bps, profile.rtt, profile.loss, *profile.buffers_bytes(down_bps, up_bps), qos)
+    return line, float(backup.failover or 0.0)
 
 
 def shifted(changes: pd.DataFrame, by_s: float, window_s: float) -> pd.DataFrame:

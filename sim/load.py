@@ -451,6 +451,11 @@ def _override(tree: Located, key: str, value: str, inventory_rows: int = 0) -> N
                 group.pop("distance", None)
         return
     parts = [int(p) if p.isdigit() else p for p in key.split(".")]
+    if len(parts) == 4 and parts[0] == "catalogue" and parts[1] in ("profiles", "aggregations") \
+            and parts[3] == "buffer":  # the old single buffer: both directions' (sim.model.catalogue.Buffered)
+        for direction in ("buffer_up", "buffer_down"):
+            _override(tree, ".".join(map(str, parts[:3] + [direction])), value)
+        return
     data, path = tree.data, ()
     for part in parts[:-1]:
         data = _child(data, part, path, key)

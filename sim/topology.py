@@ -13,27 +13,34 @@ import pandas as pd
 from sim.model.scenario import Scenario, SiteGroup
 
 SITE_COLUMNS = ("site", "site_class", "family", "access_profile", "technology", "medium", "distance_m",
-                "down_bps", "up_bps", "rtt_s", "buffer_bytes", "loss", "jitter_s", "aggregation", "qos", "site_id",
+                "down_bps", "up_bps", "rtt_s", "buffer_down_bytes", "buffer_up_bytes", "loss", "jitter_s", "aggregation", "qos", "site_id",
                 "region")
 
 
 @dataclass(frozen=True)
 class SharedLink:
-    """A link several sites' traffic crosses (e.g. one GPON tree), per direction."""
+    """A link several sites' traffic crosses (e.g. one GPON tree): rates (bit/s) and buffers (bytes) per direction."""
 
     name: str
     down_bps: float
     up_bps: float
-    buffer_bytes: float
+    buffer_down_bytes: float
+    buffer_up_bytes: float
 
 
 @dataclass(frozen=True)
 class FarEnd:
-    """The far end of a stream beyond the cloud edge: its access rates (bit/s) and RTT (s) to its own edge."""
+    """The far end of a stream beyond the cloud edge: its access rates (bit/s) and RTT (s) to its own edge.
+
+    ``buffer_down_bytes`` and ``buffer_up_bytes`` are its line's queues (bytes; None where it has none of its own:
+    the cloud). Only the emulation shapes a home's line with them; the simulator limits a call by the home's rates.
+    """
 
     down_bps: float
     up_bps: float
     rtt_s: float
+    buffer_down_bytes: float | None = None
+    buffer_up_bytes: float | None = None
 
 
 CLOUD = FarEnd(float("inf"), float("inf"), 0.0)  # a service in the cloud: nothing beyond cloud_rtt_s limits it
@@ -44,7 +51,8 @@ class Topology:
     """Every site with its access link, the shared links, and the far ends.
 
     Attributes:
-        sites: One row per site, columns :data:`SITE_COLUMNS` (rates in bit/s, delays in s,
+        sites: One row per site, columns :data:`SITE_COLUMNS` (rates in bit/s, delays in s, buffers in bytes per
+            direction: the profile's time at the site's own rate that way, or its size,
             ``aggregation`` the shared link's name or ``""``, ``qos`` how the access link queues: ``"fifo"``
             or ``"priority"`` for calls, see :class:`sim.model.catalogue.AccessProfile`; ``site_id`` and
             ``region`` as the scenario or its inventory gives them, ``""`` where not; ``site`` the site's name, free
@@ -72,18 +80,20 @@ def build(scenario: Scenario) -> Topology:
         prefix = _prefix(scenario, index, group)
         profile = cat.profiles[group.access]
         down_bps, up_bps = profile.rates_at(group.distance)
+        buffer_down_bytes, buffer_up_bytes = profile.buffers_bytes(down_bps, up_bps)
         site_class = cat.site_classes[group.site_class]
         for j in range(group.count):
             name = _site_name(prefix, j, group.count)
             aggregation = _aggregation_name(scenario, group, prefix, j, shared, placed)
             rows.append((name, group.site_class, site_class.family, group.access, profile.technology,
                          profile.medium, group.distance if group.distance is not None else float("nan"),
-                         down_bps, up_bps, profile.rtt, profile.buffer, profile.loss, profile.jitter,
+                         down_bps, up_bps, profile.rtt, buffer_down_bytes, buffer_up_bytes, profile.loss,
+                         profile.jitter,
                          aggregation, profile.qos,
                          _site_name(group.site_id, j, group.count) if group.site_id else "", group.region or ""))
     home = cat.profiles[cat.core.home_profile]
     return Topology(pd.DataFrame(_link_members_together(rows), columns=list(SITE_COLUMNS)), shared,
-                    cat.core.cloud_rtt, FarEnd(home.down, home.up, home.rtt))
+                    cat.core.cloud_rtt, FarEnd(home.down, home.up, home.rtt, *home.buffers_bytes(home.down, home.up)))
 
 
 def _link_members_together(rows: list[tuple]) -> list[tuple]:
@@ -140,5 +150,5 @@ def _aggregation_name(scenario: Scenario, group: SiteGroup, prefix: str, j: int,
                         if part)
     else:
         name = f"{group.aggregation}-{prefix}-{j // spec.sites_per_link + 1}"
-    shared.setdefault(name, SharedLink(name, spec.down, spec.up, spec.buffer))
+    shared.setdefault(name, SharedLink(name, spec.down, spec.up, *spec.buffers_bytes(spec.down, spec.up)))
     return name

@@ -16,11 +16,12 @@ _NO_FAR_LINE = {"far_profile": "", "far_down_bps": NAN, "far_up_bps": NAN, "far_
 
 def site(name: str, *, down_bps: float, up_bps: float, rtt_s: float = 0.0, buffer_bytes: float = 150_000,
          loss: float = 0.0, jitter_s: float = 0.0, aggregation: str = "", profile: str = "test",
-         qos: str = "fifo") -> dict:
-    """One site row of a topology."""
+         qos: str = "fifo", buffer_down_bytes: float | None = None) -> dict:
+    """One site row of a topology: ``buffer_bytes`` each way, unless ``buffer_down_bytes`` gives the downstream's."""
     return {"site": name, "site_class": "gp_medium", "family": "gp_practice", "access_profile": profile,
             "technology": "Test", "medium": "copper", "distance_m": NAN, "down_bps": down_bps, "up_bps": up_bps,
-            "rtt_s": rtt_s, "buffer_bytes": buffer_bytes, "loss": loss, "jitter_s": jitter_s,
+            "rtt_s": rtt_s, "buffer_up_bytes": buffer_bytes,
+            "buffer_down_bytes": buffer_bytes if buffer_down_bytes is None else buffer_down_bytes, "loss": loss, "jitter_s": jitter_s,
             "aggregation": aggregation, "qos": qos}
 
 

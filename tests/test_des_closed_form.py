@@ -110,7 +110,7 @@ def test_max_min_fairness_across_a_shared_aggregation_link():
     # Three sites behind a 10 Mbit/s shared uplink; site a's own uplink is 2 Mbit/s, b's and c's 20.
     # Max-min: a is held to 2 by its access link, b and c split the remaining 8 -> 4 each.
     # Sizes chosen so all finish together: a 1 MB at 2 Mbit/s, b and c 2 MB at 4 Mbit/s -> 4/GOODPUT s.
-    shared = {"agg": SharedLink("agg", 10e6, 10e6, 1e6)}
+    shared = {"agg": SharedLink("agg", 10e6, 10e6, 1e6, 1e6)}
     topo = topology(site("a", down_bps=100e6, up_bps=2e6, aggregation="agg"),
                     site("b", down_bps=100e6, up_bps=20e6, aggregation="agg"),
                     site("c", down_bps=100e6, up_bps=20e6, aggregation="agg"), shared=shared)

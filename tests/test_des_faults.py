@@ -18,8 +18,8 @@ from helpers import call, simulate, site, topology, trace, transfer
 from sim import linkchanges as lc
 from sim.des.tcp import GOODPUT_FACTOR
 
-PRIMARY = lc.LineState(down_bps=10e6, up_bps=10e6, rtt_s=0.0, loss=0.0, buffer_bytes=150_000.0)
-BACKUP = lc.LineState(down_bps=4e6, up_bps=1e6, rtt_s=0.042, loss=0.0, buffer_bytes=150_000.0)
+PRIMARY = lc.LineState(down_bps=10e6, up_bps=10e6, rtt_s=0.0, loss=0.0, buffer_down_bytes=150_000.0, buffer_up_bytes=150_000.0)
+BACKUP = lc.LineState(down_bps=4e6, up_bps=1e6, rtt_s=0.042, loss=0.0, buffer_down_bytes=150_000.0, buffer_up_bytes=150_000.0)
 
 
 def _topology(rtt_s: float = 0.0):
@@ -72,7 +72,7 @@ def test_a_fixed_rate_call_through_a_failover_before_during_and_after():
     # 12 ms primary, 10/10 Mbit/s; down at 100 s, on a 4/4 Mbit/s 42 ms backup from 160 s, repaired at 250 s.
     # One call spans it all (0-300 s); four calls each hold one phase (before, outage, backup, after).
     primary = dataclasses.replace(PRIMARY, rtt_s=0.012)
-    backup = lc.LineState(4e6, 4e6, 0.042, 0.0, 150_000.0)
+    backup = lc.LineState(4e6, 4e6, 0.042, 0.0, 150_000.0, 150_000.0)
     changes = lc.failover("a", primary, backup, fault_at_s=100.0, repaired_at_s=250.0, failover_s=60.0)
     sessions = trace(call("a", 0.0, 300.0, **FIXED), call("a", 0.0, 100.0, **FIXED), call("a", 100.0, 60.0, **FIXED),
                      call("a", 160.0, 90.0, **FIXED), call("a", 250.0, 50.0, **FIXED))
@@ -94,7 +94,7 @@ def test_a_fixed_rate_call_through_a_failover_before_during_and_after():
 def test_an_adaptive_call_drops_to_nothing_then_to_the_backup_headroom():
     # a 1.5 Mbit/s video call (minimum 350 kbit/s) alone on its line: 1.5 Mbit/s for 100 s, 0 for the 60 s outage,
     # 0.9 Mbit/s (90% of a 1 Mbit/s backup, video's headroom) for 90 s, 1.5 Mbit/s for the last 50 s
-    backup = lc.LineState(1e6, 1e6, 0.0, 0.0, 150_000.0)
+    backup = lc.LineState(1e6, 1e6, 0.0, 0.0, 150_000.0, 150_000.0)
     changes = lc.failover("a", PRIMARY, backup, fault_at_s=100.0, repaired_at_s=250.0, failover_s=60.0)
     done = _records(_topology(), trace(call("a", 0.0, 300.0)), changes).records.iloc[0]
     assert done["mean_rate_bps"] == pytest.approx((1.5e6 * 100 + 0.9e6 * 90 + 1.5e6 * 50) / 300, rel=1e-9)

@@ -44,7 +44,7 @@ fixed_streams = st.builds(_fixed, st.sampled_from(["a", "b"]), st.floats(0.0, 12
 # A line change: an outage (both rates 0) or another line, from a moment of the run.
 line_changes = st.builds(lambda name, at_s, down, up, rtt_s, loss, buffer_bytes, qos: {
     "site": name, "at_s": at_s, "down_bps": down, "up_bps": up, "rtt_s": rtt_s, "loss": loss,
-    "buffer_bytes": buffer_bytes, "qos": qos, "cause": "test"},
+    "buffer_down_bytes": buffer_bytes, "buffer_up_bytes": buffer_bytes, "qos": qos, "cause": "test"},
     st.sampled_from(["a", "b"]), st.floats(0.0, 400.0), st.sampled_from([0.0, *RATES_BPS]),
     st.sampled_from([0.0, *RATES_BPS]), st.sampled_from([0.0, 0.01, 0.05]), st.sampled_from([0.0, 0.01]),
     st.sampled_from([0.0, 30_000.0, 150_000.0]), st.sampled_from(["fifo", "priority"]))
@@ -61,8 +61,8 @@ def _run(topo, sessions, skip: bool, link_changes=None):
 _SLOW = {"down_bps": 0.5e6, "up_bps": 0.5e6, "rtt_s": 0.0, "buffer_bytes": 0.0}
 
 
-_FAILOVER = lc.failover("a", lc.LineState(10e6, 10e6, 0.01, 0.0, 150_000.0),
-                        lc.LineState(1e6, 0.5e6, 0.05, 0.0, 30_000.0), fault_at_s=30.0, repaired_at_s=200.0,
+_FAILOVER = lc.failover("a", lc.LineState(10e6, 10e6, 0.01, 0.0, 150_000.0, 150_000.0),
+                        lc.LineState(1e6, 0.5e6, 0.05, 0.0, 30_000.0, 30_000.0), fault_at_s=30.0, repaired_at_s=200.0,
                         failover_s=60.0)
 
 
@@ -93,7 +93,7 @@ _FAILOVER = lc.failover("a", lc.LineState(10e6, 10e6, 0.01, 0.0, 150_000.0),
 def test_skipping_unobserved_events_changes_no_table(a, b, sessions, shared_bps, link_changes):
     """Two practices, on their own lines or both behind one shared link (``shared_bps`` each way), lines changing."""
     aggregation = "" if shared_bps is None else "agg"
-    shared = {"agg": SharedLink("agg", shared_bps, shared_bps, 100_000.0)} if shared_bps else None
+    shared = {"agg": SharedLink("agg", shared_bps, shared_bps, 100_000.0, 100_000.0)} if shared_bps else None
     topo = topology(a | {"site": "a", "aggregation": aggregation}, b | {"site": "b", "aggregation": aggregation},
                     cloud_rtt_s=0.01, shared=shared)
     sessions_frame = trace(*sessions)

@@ -31,7 +31,7 @@ SETTLE_S = 1.0                                     # a phase's first second is l
 TARGET_BPS, MIN_BPS = 1.5e6, 350e3                 # video (apps.yaml, S2), 1200-byte packets (an assumption)
 FRAME_BITS = (1200 + 8 + 20 + 14) * 8              # + UDP, IP, Ethernet headers
 SHIM_LATENESS_S = 0.002                            # a delay shim's p99 lateness on a busy machine (emulation.md)
-SLOW = lc.LineState(20e6, 3e6, 0.120, 0.002, 150e3, "fifo")  # made up: the FTTP line slow, far and lossy
+SLOW = lc.LineState(20e6, 3e6, 0.120, 0.002, 150e3, 150e3, "fifo")  # made up: the FTTP line slow, far and lossy
 
 
 def _cannot_emulate() -> str | None:
@@ -59,7 +59,8 @@ def run(tmp_path_factory):
     topo = topology.build(scenario)
     lines = {row.site: lc.line_of(row._asdict()) for row in topo.sites.itertuples(index=False)}
     backup = scenario.catalogue.profiles["backup_4g"]
-    backup = lc.LineState(backup.down, backup.up, backup.rtt, backup.loss, backup.buffer, backup.qos)
+    backup = lc.LineState(backup.down, backup.up, backup.rtt, backup.loss, *backup.buffers_bytes(backup.down, backup.up),
+                          backup.qos)
     at_s = CALL_START_S - WINDOW_START_S
     changes = pd.concat([
         lc.failover("gp-fttc", lines["gp-fttc"], backup, at_s + FAULT_S, at_s + REPAIR_S, FAILOVER_S),

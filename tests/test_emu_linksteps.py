@@ -19,13 +19,14 @@ from sim.emu.linkplan import EmuSettings
 from sim.errors import EngineError
 
 # An FTTC 40/10 practice (access.yaml, S1: 40/10 Mbit/s, 21 ms, 150 KB) and its 4G backup (S1: 29.5/7.6, 21 ms).
-FTTC = lc.LineState(40e6, 10e6, 0.021, 0.0, 150e3)
-BACKUP_4G = lc.LineState(29.5e6, 7.6e6, 0.021, 0.0, 150e3)
+FTTC = lc.LineState(40e6, 10e6, 0.021, 0.0, 150e3, 150e3)
+BACKUP_4G = lc.LineState(29.5e6, 7.6e6, 0.021, 0.0, 150e3, 150e3)
 CLOUD_RTT_S = 0.010
 
 
 def _plan(site="gp", line=FTTC):
-    topo = _with_cloud(calibrate.one_site(line.up_bps, line.down_bps, line.rtt_s, line.buffer_bytes, name=site))
+    topo = _with_cloud(calibrate.one_site(line.up_bps, line.down_bps, line.rtt_s, line.buffer_up_bytes,
+                                              buffer_down_bytes=line.buffer_down_bytes, name=site))
     return linkplan.plan(topo, [site], "tb00aa", EmuSettings(), "nfqueue"), topo
 
 
@@ -84,7 +85,7 @@ def test_commands_drop_during_the_outage_then_reshape_and_lift_the_drop_last():
 def test_a_new_delay_goes_to_the_shim_and_loss_rules_are_replaced_counting_rule_first():
     plan, topo = _plan()
     link, devices = _devices(plan)
-    slow = lc.LineState(40e6, 10e6, 0.120, 0.02, 150e3)
+    slow = lc.LineState(40e6, 10e6, 0.120, 0.02, 150e3, 150e3)
     changes = pd.DataFrame([("gp", 5.0, *(getattr(slow, c) for c in lc.LINE_COLUMNS), "slow")], columns=lc.COLUMNS)
     (step,) = linksteps.plan_steps(plan, topo, changes, 30)
     cmds = linksteps.step_cmds(step, link, devices, "nfqueue", 100)
@@ -116,7 +117,7 @@ def test_changes_that_cannot_be_applied_are_refused_naming_the_row():
     bad = lc.failover("gp", FTTC, BACKUP_4G, 10, 20, 5).assign(site=["gp", "elsewhere", "gp"])
     with pytest.raises(EngineError, match=r"link change row 2 \(site 'elsewhere'\): no such site"):
         linksteps.plan_steps(plan, topo, bad, 30)
-    fast = lc.failover("gp", FTTC, lc.LineState(2e9, 1e9, 0.01, 0, 150e3), 10, 20, 5)
+    fast = lc.failover("gp", FTTC, lc.LineState(2e9, 1e9, 0.01, 0, 150e3, 150e3), 10, 20, 5)
     with pytest.raises(EngineError, match="down rate 2000 Mbit/s is above what HTB shapes"):
         linksteps.plan_steps(plan, topo, fast, 30)
     lossy = calibrate.one_site(10e6, 40e6, 0.0, 150e3, name="gp", loss=0.01)  # a delay node, but no shim in it

@@ -33,7 +33,8 @@ HOME = FarEnd(69.4e6, 18.4e6, 0.015)
 
 def _site(name, down_bps, up_bps, rtt_s, loss=0.0, jitter_s=0.0, aggregation="", buffer_bytes=150e3):
     return dict(site=name, site_class="gp", family="gp", access_profile="test", technology="test", medium="copper",
-                distance_m=float("nan"), down_bps=down_bps, up_bps=up_bps, rtt_s=rtt_s, buffer_bytes=buffer_bytes,
+                distance_m=float("nan"), down_bps=down_bps, up_bps=up_bps, rtt_s=rtt_s, buffer_up_bytes=buffer_bytes,
+                buffer_down_bytes=buffer_bytes,
                 loss=loss, jitter_s=jitter_s, aggregation=aggregation)
 
 
@@ -80,7 +81,7 @@ def test_plan_refuses_bad_input():
 
 
 def test_shared_link_is_shaped_only_where_it_can_queue():
-    shared = {"gpon-1": SharedLink("gpon-1", 2.488e9, 30e6, 1e6)}
+    shared = {"gpon-1": SharedLink("gpon-1", 2.488e9, 30e6, 1e6, 1e6)}
     topo = _topology(_site("a", 330e6, 50e6, 0.01, aggregation="gpon-1"),
                      _site("b", 330e6, 50e6, 0.01, aggregation="gpon-1"), shared=shared)
     plan = linkplan.plan(topo, ["a", "b"], "tb00aa", EmuSettings(), "nfqueue")

@@ -136,7 +136,7 @@ def test_a_run_replays_the_outage_at_its_site_only():
 
 
 def test_a_table_shifted_to_a_slice_starts_with_each_line_as_it_is_then():
-    table = lc.failover("a", lc.LineState(10e6, 10e6, 0.0, 0.0, 1e5), lc.LineState(4e6, 1e6, 0.04, 0.0, 1e5),
+    table = lc.failover("a", lc.LineState(10e6, 10e6, 0.0, 0.0, 1e5, 1e5), lc.LineState(4e6, 1e6, 0.04, 0.0, 1e5, 1e5),
                         fault_at_s=100.0, repaired_at_s=400.0, failover_s=60.0)
     sliced = lc.shifted(table, by_s=200.0, window_s=150.0)  # the slice 200-350 s: on the backup all through
     assert list(sliced["at_s"]) == [0.0]

@@ -214,7 +214,8 @@ def test_a_scenario_loads_with_its_units_converted_and_its_targets_merged(tmp_pa
     assert s.targets.transfers["image_urgent"] == 120 and s.targets.link.busy_hour_utilisation == pytest.approx(0.75)
     # The catalogue's unit strings (topologies/access.yaml, sites.yaml), in SI.
     adsl = s.catalogue.profiles["adsl2plus"]
-    assert (adsl.down, adsl.up, adsl.rtt, adsl.buffer) == (16e6, 1e6, pytest.approx(0.045), 150_000)
+    assert (adsl.down, adsl.up, adsl.rtt) == (16e6, 1e6, pytest.approx(0.045))
+    assert (adsl.buffer_up.seconds, adsl.buffer_down.seconds) == (pytest.approx(1.0), pytest.approx(0.1))  # 1s, 100ms
     assert s.catalogue.profiles["fttc_80_20"].rates_at(1200.0)[0] == pytest.approx(24.5e6)  # its 1.2km point
     video = s.catalogue.apps["video"].rate
     assert (video.target, video.minimum, video.packet) == (1.5e6, 350e3, 1200)

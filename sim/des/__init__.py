@@ -110,15 +110,17 @@ def _links(topology: Topology, window: RunWindow) -> tuple[list[Link], dict[str,
     n_bins = bin_count(window.start_s, window.horizon_s, window.bin_s)
     links, site_links, shared = [], {}, {}
     for name, spec in topology.shared.items():
-        pair = tuple(Link(f"{name}/{d}", "", "aggregation", d, rate, spec.buffer_bytes, 0.0, 0.0,
+        pair = tuple(Link(f"{name}/{d}", "", "aggregation", d, rate, buffer_bytes, 0.0, 0.0,
                           window.start_s, window.bin_s, n_bins)
-                     for d, rate in (("up", spec.up_bps), ("down", spec.down_bps)))
+                     for d, rate, buffer_bytes in (("up", spec.up_bps, spec.buffer_up_bytes),
+                                                   ("down", spec.down_bps, spec.buffer_down_bytes)))
         shared[name] = pair
         links.extend(pair)
     for row in topology.sites.itertuples(index=False):
-        up, down = (Link(f"{row.site}/{d}", row.site, "access", d, rate, row.buffer_bytes, row.loss,
+        up, down = (Link(f"{row.site}/{d}", row.site, "access", d, rate, buffer_bytes, row.loss,
                          row.jitter_s, window.start_s, window.bin_s, n_bins, priority=row.qos == "priority")
-                    for d, rate in (("up", row.up_bps), ("down", row.down_bps)))
+                    for d, rate, buffer_bytes in (("up", row.up_bps, row.buffer_up_bytes),
+                                                  ("down", row.down_bps, row.buffer_down_bytes)))
         links.extend((up, down))
         agg = shared.get(row.aggregation)
         site_links[row.site] = ((up, agg[0]) if agg else (up,), (down, agg[1]) if agg else (down,))

@@ -1,6 +1,6 @@
 """Line changes in the simulator: a link-change table (:mod:`sim.linkchanges`) as each access link's line steps.
 
-A site's row from ``at_s`` sets both its access links (up and down) to the row's rate that way, its buffer, loss
+A site's row from ``at_s`` sets both its access links (up and down) to the row's rate and buffer that way, its loss
 and queueing, and its round trip to the row's ``rtt_s``: from then until the site's next row. The simulator takes a
 step as an event of the group the link belongs to (:class:`sim.des.group.Group`): its flows re-share the new
 capacity; after the run, calls' records and the links' series read the steps as step functions
@@ -32,9 +32,9 @@ def schedule(changes: pd.DataFrame, topology: Topology, site_links: dict[str, tu
     for site, rows in ordered.groupby("site", sort=False):
         up, down = site_links[site][0][0], site_links[site][1][0]  # each path's first link is the site's line
         times_s = (start_s + rows["at_s"].to_numpy(dtype=float)).tolist()
-        for link, column in ((up, "up_bps"), (down, "down_bps")):
+        for link, d in ((up, "up"), (down, "down")):
             steps = [Line(float(rate), float(buffer), float(loss), qos == "priority", float(rtt) - rtt_by_site[site])
-                     for rate, buffer, loss, qos, rtt in zip(rows[column], rows["buffer_bytes"], rows["loss"],
+                     for rate, buffer, loss, qos, rtt in zip(rows[f"{d}_bps"], rows[f"buffer_{d}_bytes"], rows["loss"],
                                                              rows["qos"], rows["rtt_s"])]
             link.schedule_lines(times_s, steps)
 

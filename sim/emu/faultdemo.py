@@ -67,8 +67,8 @@ def demo(scenario: Path, line: str, backup: str, call_s: float, failover_s: floa
         spare = dataclasses.replace(spare, qos="priority")
     failover_s = (chosen.failover or 0.0) if failover_s is None else failover_s
     changes = lc.failover("practice", primary, spare, call_s / 3, 2 * call_s / 3, failover_s)
-    topo = calibrate.one_site(primary.up_bps, primary.down_bps, primary.rtt_s, primary.buffer_bytes,
-                              qos=primary.qos, name="practice")
+    topo = calibrate.one_site(primary.up_bps, primary.down_bps, primary.rtt_s, primary.buffer_up_bytes,
+                              buffer_down_bytes=primary.buffer_down_bytes, qos=primary.qos, name="practice")
     video = catalogue.apps["video"].rate
     sessions = calibrate.trace(calibrate.call(0.0, call_s, video.target, video.minimum, video.packet,
                                               site="practice", app="video"))
@@ -90,7 +90,8 @@ def demo(scenario: Path, line: str, backup: str, call_s: float, failover_s: floa
 
 
 def _line(profile) -> lc.LineState:
-    return lc.LineState(profile.down, profile.up, profile.rtt, profile.loss, profile.buffer, profile.qos)
+    buffers_bytes = profile.buffers_bytes(profile.down, profile.up)
+    return lc.LineState(profile.down, profile.up, profile.rtt, profile.loss, *buffers_bytes, profile.qos)
 
 
 if __name__ == "__main__":

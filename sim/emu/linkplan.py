@@ -9,6 +9,7 @@ The emulated network, for each chosen site ``i``::
     home h_i --[home i: delay node e_i]---------------------------------------- core switch c
 
 * An access link is shaped per direction with HTB and a drop-tail ``pfifo`` of ``ceil(buffer_bytes / 1500)``
+  (the direction's own buffer: ``buffer_up_bytes`` or ``buffer_down_bytes``)
   packets: ``up`` (away from the site) where it leaves the delay node (at the site's interface when the link has
   no delay node), ``down`` at the switch's interface. Never on the sending host's own interface where avoidable:
   TCP Small Queues would keep an upload's data in its socket and the line's buffer would never fill. A site whose
@@ -52,11 +53,13 @@ class EmuSettings:
         congestion_control: TCP congestion control set in every host (new namespaces inherit the machine's).
         loss_min_ip_bytes: Random loss drops only IPv4 packets at least this long (bytes).
         max_rate_bps: Highest rate HTB is trusted to shape here (bit/s); faster shaped links are refused.
-        mtu_bytes: IP MTU (bytes); queue lengths are ``ceil(buffer_bytes / mtu_bytes)`` packets.
+        mtu_bytes: IP MTU (bytes); queue lengths are ``ceil(buffer_bytes / mtu_bytes)`` packets, each direction
+            its own buffer.
         shim_budget_pps: Packets per second one shim process forwards without falling behind.
         machine_budget_pps: Packets per second all shims together may carry on a 2-core machine (scaled by
             cores / 2).
-        home_buffer_bytes: Drop-tail buffer of the homes' access links (bytes), unless the topology's home has one.
+        home_buffer_bytes: Drop-tail buffer of the homes' access links each way (bytes), where the topology's home
+            has none of its own (a topology built from a scenario gives its home profile's).
         max_nodes: Most Mininet nodes (hosts, delay nodes, switches) one run may start.
         seed: Seed of the shims' jitter draws.
         shim_realtime_priority: SCHED_FIFO priority of the delay shims (0: normal scheduling).
@@ -267,19 +270,20 @@ def _site_rows(topology, sites: list[str]) -> list[dict]:
 
 
 def _access(p: str, i: int, row: dict, topology, settings: EmuSettings, core: str) -> LinkSpec:
-    q = queue_pkts(row["buffer_bytes"], settings.mtu_bytes)
+    q_up, q_down = (queue_pkts(row[f"buffer_{d}_bytes"], settings.mtu_bytes) for d in ("up", "down"))
     one_way_s, jitter_s, loss, qos = row["rtt_s"] / 2, row["jitter_s"], row["loss"], site_qos(row)
     needs_node = one_way_s + topology.cloud_rtt_s + jitter_s + loss > 0
     return LinkSpec(f"access:{row['site']}", "access", row["site"], f"{p}s{i}", core,
-                    f"{p}d{i}" if needs_node else None, Direction(row["up_bps"], q, one_way_s, jitter_s, loss, qos),
-                    Direction(row["down_bps"], q, one_way_s, jitter_s, loss, qos), topology.cloud_rtt_s / 2)
+                    f"{p}d{i}" if needs_node else None, Direction(row["up_bps"], q_up, one_way_s, jitter_s, loss, qos),
+                    Direction(row["down_bps"], q_down, one_way_s, jitter_s, loss, qos), topology.cloud_rtt_s / 2)
 
 
 def _home(p: str, i: int, site: str, topology, settings: EmuSettings, core: str) -> LinkSpec:
     home = topology.home
-    q = queue_pkts(getattr(home, "buffer_bytes", settings.home_buffer_bytes), settings.mtu_bytes)
+    q_up, q_down = (queue_pkts(settings.home_buffer_bytes if b is None else b, settings.mtu_bytes)
+                    for b in (home.buffer_up_bytes, home.buffer_down_bytes))
     return LinkSpec(f"home:{site}", "home", site, f"{p}h{i}", core, f"{p}e{i}" if home.rtt_s > 0 else None,
-                    Direction(home.up_bps, q, home.rtt_s / 2), Direction(home.down_bps, q, home.rtt_s / 2))
+                    Direction(home.up_bps, q_up, home.rtt_s / 2), Direction(home.down_bps, q_down, home.rtt_s / 2))
 
 
 def _replace_outer(link: LinkSpec, outer: str) -> LinkSpec:
@@ -288,14 +292,15 @@ def _replace_outer(link: LinkSpec, outer: str) -> LinkSpec:
 
 
 def _shared(switch: str, core: str, shared, members: list[dict], settings: EmuSettings) -> LinkSpec:
-    q = queue_pkts(shared.buffer_bytes, settings.mtu_bytes)
-
-    def direction(rate_bps: float, column: str) -> Direction:
+    def direction(rate_bps: float, buffer_bytes: float, column: str) -> Direction:
         # A shared link faster than all its members together can never queue: leave it unshaped (exact).
-        return Direction(rate_bps, q) if rate_bps < sum(m[column] for m in members) else Direction(None, None)
+        if rate_bps >= sum(m[column] for m in members):
+            return Direction(None, None)
+        return Direction(rate_bps, queue_pkts(buffer_bytes, settings.mtu_bytes))
 
     return LinkSpec(f"shared:{shared.name}", "shared", None, switch, core, None,
-                    direction(shared.up_bps, "up_bps"), direction(shared.down_bps, "down_bps"))
+                    direction(shared.up_bps, shared.buffer_up_bytes, "up_bps"),
+                    direction(shared.down_bps, shared.buffer_down_bytes, "down_bps"))
 
 
 def _check(net_plan: NetPlan) -> None:

@@ -69,7 +69,7 @@ class Step:
 def want(link: linkplan.LinkSpec, line: lc.LineState, direction: str, mtu_bytes: int) -> Want:
     """What ``line`` asks of one direction of ``link`` (the core's delay is kept: it is not the access line's)."""
     rate_bps = line.up_bps if direction == "up" else line.down_bps
-    return Want(float(rate_bps), linkplan.queue_pkts(line.buffer_bytes, mtu_bytes),
+    return Want(float(rate_bps), linkplan.queue_pkts(line.buffer_bytes(direction), mtu_bytes),
                 line.rtt_s / 2 + link.extra_delay_s, float(line.loss), line.qos)
 
 
@@ -119,12 +119,12 @@ def plan_steps(net_plan: linkplan.NetPlan, topology, changes: pd.DataFrame, wind
 def _site_steps(link: linkplan.LinkSpec, row: pd.Series, mine: pd.DataFrame,
                 settings: linkplan.EmuSettings) -> list[Step]:
     mtu = settings.mtu_bytes
-    primary = lc.LineState(*(float(row[c]) for c in lc.LINE_COLUMNS[:5]), linkplan.site_qos({"qos": row.get("qos")}))
+    primary = lc.LineState(*(float(row[c]) for c in lc.LINE_COLUMNS[:-1]), linkplan.site_qos({"qos": row.get("qos")}))
     before = {d: want(link, primary, d, mtu) for d in DIRECTIONS}
     shaped, lossy = dict(before), {d: before[d].loss for d in DIRECTIONS}
     out = []
     for r in mine.itertuples(index=False):
-        line = lc.LineState(r.down_bps, r.up_bps, r.rtt_s, r.loss, r.buffer_bytes, r.qos)
+        line = lc.LineState(r.down_bps, r.up_bps, r.rtt_s, r.loss, r.buffer_down_bytes, r.buffer_up_bytes, r.qos)
         after = {d: want(link, line, d, mtu) for d in DIRECTIONS}
         for d in DIRECTIONS:
             if after[d].rate_bps > settings.max_rate_bps:

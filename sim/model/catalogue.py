@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from sim.model.faults import Backup, Faults
 from sim.model.quantities import (
+    Buffer,
     DelayS,
     DistanceM,
     DurationDistribution,
@@ -41,11 +42,40 @@ class DeratingPoint(Frozen):
     up: RateBps | None = None
 
 
-class AccessProfile(Frozen):
-    """One access product: rates per direction, base RTT to the network edge, buffer, loss and jitter.
+def _one_buffer_both_ways(data: object) -> object:
+    """A mapping's old single ``buffer`` key (both directions) as ``buffer_up`` and ``buffer_down``."""
+    if not isinstance(data, dict) or "buffer" not in data:
+        return data
+    if "buffer_up" in data or "buffer_down" in data:
+        raise ValueError("give 'buffer' (both directions) or 'buffer_up' and 'buffer_down', not both")
+    out = {k: v for k, v in data.items() if k != "buffer"}
+    return out | {"buffer_up": data["buffer"], "buffer_down": data["buffer"]}
 
-    ``qos`` is how the line queues: ``fifo`` (default: one drop-tail queue) or ``priority`` (calls' packets,
-    marked DSCP EF, are served before everything else, each class with its own drop-tail queue of ``buffer``).
+
+class Buffered(Frozen):
+    """A link with a drop-tail queue each way: ``buffer_up`` and ``buffer_down``, each a time at the line's rate
+    that way (``"200ms"``) or a size (``"150KB"``); the old ``buffer`` gives both at once."""
+
+    buffer_up: Buffer
+    buffer_down: Buffer
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_buffer(cls, data: object) -> object:
+        return _one_buffer_both_ways(data)
+
+    def buffers_bytes(self, down_bps: float, up_bps: float) -> tuple[float, float]:
+        """(down, up) queue sizes in bytes on a line of these rates (bit/s)."""
+        return self.buffer_down.bytes_at(down_bps), self.buffer_up.bytes_at(up_bps)
+
+
+class AccessProfile(Buffered):
+    """One access product: rates per direction, base RTT to the network edge, buffers, loss and jitter.
+
+    ``buffer_up`` and ``buffer_down`` are the line's drop-tail queues (:class:`Buffered`): a time is at the site's
+    own rate that way (after ``derating``). ``qos`` is how the line queues: ``fifo`` (default: one drop-tail queue)
+    or ``priority`` (calls' packets, marked DSCP EF, are served before everything else, each class with its own
+    drop-tail queue of the direction's buffer).
     ``derating`` (optional, copper) lists rates by line length; a site's ``distance`` interpolates it.
     Where a point has no ``up``, the upstream scales by the same ratio as the downstream (an assumption).
     ``reach`` (optional, copper) is the longest line the product is sold on: the capacity planner offers it to
@@ -58,7 +88,6 @@ class AccessProfile(Frozen):
     down: RateBps
     up: RateBps
     rtt: DelayS
-    buffer: SizeBytes
     loss: Fraction = 0.0
     jitter: DelayS = 0.0
     qos: QueueDiscipline = "fifo"
@@ -83,13 +112,12 @@ class AccessProfile(Frozen):
         return down_bps, float(np.interp(distance_m, distances, ups))
 
 
-class Aggregation(Frozen):
-    """A link shared by several sites, e.g. a GPON tree, with its capacity per direction."""
+class Aggregation(Buffered):
+    """A link shared by several sites, e.g. a GPON tree, with its capacity and buffer per direction."""
 
     label: str
     down: RateBps
     up: RateBps
-    buffer: SizeBytes
     sites_per_link: int = Field(ge=1, le=1024)
 
 

@@ -7,6 +7,7 @@ Bounds keep a typo from turning into a simulation that never ends.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
@@ -195,3 +196,63 @@ class Price(Frozen):
 
     gbp_per_month: float = Field(ge=0.0, le=1e6)
     source: str = Field(min_length=1, description="a docs/sources.md section (e.g. S1) or 'assumption'")
+
+
+MAX_BUFFER_S = 60.0  # a queue longer than a minute at its line's rate is a typo
+
+
+class Buffer(Frozen):
+    """A drop-tail queue's size: a time at the line's rate in its direction (``"200ms"``) or bytes (``"150KB"``).
+
+    A time is how long the full queue takes to drain at the line's rate: ``seconds * rate_bps / 8`` bytes, so one
+    figure suits every tier of a technology. A size in bytes is the same whatever the line's rate.
+    """
+
+    seconds: float | None = None
+    size_bytes: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: object) -> object:
+        return data if isinstance(data, dict) else parse_buffer(data)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Buffer:
+        if (self.seconds is None) == (self.size_bytes is None):
+            raise ValueError("give a time at the line's rate ('200ms') or a size ('150KB')")
+        value, upper = (self.seconds, MAX_BUFFER_S) if self.seconds is not None else (self.size_bytes, MAX_SIZE_BYTES)
+        if not 0 < value <= upper:
+            raise ValueError(f"a buffer must be more than 0 and at most {upper:g} ({value!r} given)")
+        return self
+
+    def bytes_at(self, rate_bps: float) -> float:
+        """The queue in bytes on a line of ``rate_bps`` (bit/s): the time's worth of the rate, or the fixed size."""
+        return self.size_bytes if self.size_bytes is not None else self.seconds * rate_bps / 8
+
+    def __str__(self) -> str:
+        if self.seconds is not None:
+            return f"{self.seconds * 1e3:.4g} ms"
+        return f"{self.size_bytes / 1e3:.4g} kB"
+
+
+def parse_buffer(text: object) -> dict[str, float]:
+    """``"200ms"`` -> ``{"seconds": 0.2}``; ``"150KB"`` -> ``{"size_bytes": 150000.0}``.
+
+    Raises:
+        ValueError: For no unit, a unit neither of time nor of size, or a value of 0 or less.
+    """
+    example = "a time at the line's rate ('200ms') or a size ('150KB')"
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f"{text!r} is not a buffer: give {example}")
+    if not isinstance(text, str) or re.fullmatch(r"\s*[+-]?[\d.]+(?:[eE][+-]?\d+)?\s*", text):
+        raise ValueError(f"{text!r} has no unit: give {example}")
+    for kind, key in (("time", "seconds"), ("size", "size_bytes")):
+        try:
+            value = units.parse(text, kind)
+        except ValueError:
+            continue
+        if value <= 0:
+            raise ValueError(f"{text!r} must be more than 0")
+        return {key: value}
+    raise ValueError(f"{text!r} is not a buffer: give {example} (time units: "
+                     f"{', '.join(units.TIME_UNITS)}; sizes: {', '.join(units.SIZE_UNITS)})")

@@ -160,11 +160,12 @@ def link_utilisation(run: RunData) -> FigureSpec | None:
     fig.update_xaxes(title_text="hour of day")
     fig.update_yaxes(title_text="utilisation (15-minute mean)", tickformat=".0%", rangemode="tozero")
     profiles = run.resolved["catalogue"]["profiles"]
-    buffers = sorted({f"{profiles[p]['buffer'] / 1e3:.4g} kB" for p in picks["access_profile"] if p in profiles})
+    buffers = sorted({f"{p} {_buffer_text(profiles[p]['buffer_up'])} up, {_buffer_text(profiles[p]['buffer_down'])} "
+                      "down" for p in picks["access_profile"] if p in profiles})
     note = (f"One site per access technology: the one with the busiest hour. {limit:.0%}: this run's busy-hour "
             "limit (targets: link.busy_hour_utilisation), after NHS Digital's advice to review sites whose busy "
-            f"hour fills their line (docs/sources.md S11). Access buffers of {', '.join(buffers)} (the profiles' "
-            "own, assumptions).")
+            f"hour fills their line (docs/sources.md S11). Access buffers (a time is at the line's rate that way): "
+            f"{'; '.join(buffers)} (the profiles' own, docs/sources.md S1).")
     return FigureSpec("utilisation", title, fig, table, note)
 
 
@@ -256,3 +257,10 @@ def all_figures(run: RunData) -> list[FigureSpec]:
     figures = [compliance_matrix(run), copper_vs_fibre(run), *stream_quality(run), *completion_cdfs(run),
                link_utilisation(run), fidelity(run)]
     return [f for f in figures if f is not None]
+
+
+def _buffer_text(buffer: dict) -> str:
+    """A resolved buffer (``{"seconds": ...}`` or ``{"size_bytes": ...}``) as the catalogue writes it."""
+    if buffer.get("seconds") is not None:
+        return f"{buffer['seconds'] * 1e3:.4g} ms"
+    return f"{buffer['size_bytes'] / 1e3:.4g} kB"
