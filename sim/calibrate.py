@@ -43,7 +43,8 @@ def one_site(rate_up_bps: float, rate_down_bps: float, rtt_s: float, buffer_byte
     row = {"site": name, "site_class": "calibration", "family": "gp_practice", "access_profile": "calibration",
            "technology": "calibration", "medium": "copper", "distance_m": math.nan, "down_bps": rate_down_bps,
            "up_bps": rate_up_bps, "rtt_s": rtt_s, "buffer_up_bytes": buffer_bytes,
-           "buffer_down_bytes": buffer_bytes if buffer_down_bytes is None else buffer_down_bytes, "loss": loss, "jitter_s": 0.0,
+           "buffer_down_bytes": buffer_bytes if buffer_down_bytes is None else buffer_down_bytes,
+           "loss": loss, "jitter_s": 0.0,
            "aggregation": "", "qos": qos}
     return Topology(pd.DataFrame([row], columns=list(SITE_COLUMNS)), {}, 0.0, NEAR_HOME)
 

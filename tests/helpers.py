@@ -21,7 +21,8 @@ def site(name: str, *, down_bps: float, up_bps: float, rtt_s: float = 0.0, buffe
     return {"site": name, "site_class": "gp_medium", "family": "gp_practice", "access_profile": profile,
             "technology": "Test", "medium": "copper", "distance_m": NAN, "down_bps": down_bps, "up_bps": up_bps,
             "rtt_s": rtt_s, "buffer_up_bytes": buffer_bytes,
-            "buffer_down_bytes": buffer_bytes if buffer_down_bytes is None else buffer_down_bytes, "loss": loss, "jitter_s": jitter_s,
+            "buffer_down_bytes": buffer_bytes if buffer_down_bytes is None else buffer_down_bytes,
+            "loss": loss, "jitter_s": jitter_s,
             "aggregation": aggregation, "qos": qos}
 
 

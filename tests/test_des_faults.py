@@ -18,8 +18,10 @@ from helpers import call, simulate, site, topology, trace, transfer
 from sim import linkchanges as lc
 from sim.des.tcp import GOODPUT_FACTOR
 
-PRIMARY = lc.LineState(down_bps=10e6, up_bps=10e6, rtt_s=0.0, loss=0.0, buffer_down_bytes=150_000.0, buffer_up_bytes=150_000.0)
-BACKUP = lc.LineState(down_bps=4e6, up_bps=1e6, rtt_s=0.042, loss=0.0, buffer_down_bytes=150_000.0, buffer_up_bytes=150_000.0)
+PRIMARY = lc.LineState(down_bps=10e6, up_bps=10e6, rtt_s=0.0, loss=0.0, buffer_down_bytes=150_000.0,
+                       buffer_up_bytes=150_000.0)
+BACKUP = lc.LineState(down_bps=4e6, up_bps=1e6, rtt_s=0.042, loss=0.0, buffer_down_bytes=150_000.0,
+                      buffer_up_bytes=150_000.0)
 
 
 def _topology(rtt_s: float = 0.0):

@@ -59,8 +59,8 @@ def run(tmp_path_factory):
     topo = topology.build(scenario)
     lines = {row.site: lc.line_of(row._asdict()) for row in topo.sites.itertuples(index=False)}
     backup = scenario.catalogue.profiles["backup_4g"]
-    backup = lc.LineState(backup.down, backup.up, backup.rtt, backup.loss, *backup.buffers_bytes(backup.down, backup.up),
-                          backup.qos)
+    buffers_bytes = backup.buffers_bytes(backup.down, backup.up)
+    backup = lc.LineState(backup.down, backup.up, backup.rtt, backup.loss, *buffers_bytes, backup.qos)
     at_s = CALL_START_S - WINDOW_START_S
     changes = pd.concat([
         lc.failover("gp-fttc", lines["gp-fttc"], backup, at_s + FAULT_S, at_s + REPAIR_S, FAILOVER_S),

@@ -5,8 +5,10 @@ import pytest
 
 from sim import linkchanges as lc
 
-FTTC = lc.LineState(down_bps=55e6, up_bps=10e6, rtt_s=0.012, loss=0.0, buffer_down_bytes=150_000, buffer_up_bytes=150_000)
-FOUR_G = lc.LineState(down_bps=29.5e6, up_bps=7.6e6, rtt_s=0.042, loss=0.0, buffer_down_bytes=150_000, buffer_up_bytes=150_000)
+FTTC = lc.LineState(down_bps=55e6, up_bps=10e6, rtt_s=0.012, loss=0.0, buffer_down_bytes=150_000,
+                    buffer_up_bytes=150_000)
+FOUR_G = lc.LineState(down_bps=29.5e6, up_bps=7.6e6, rtt_s=0.042, loss=0.0, buffer_down_bytes=150_000,
+                      buffer_up_bytes=150_000)
 
 
 def test_a_fault_with_a_backup_is_an_outage_then_the_backup_then_the_line():

@@ -53,8 +53,11 @@ def _one_buffer_both_ways(data: object) -> object:
 
 
 class Buffered(Frozen):
-    """A link with a drop-tail queue each way: ``buffer_up`` and ``buffer_down``, each a time at the line's rate
-    that way (``"200ms"``) or a size (``"150KB"``); the old ``buffer`` gives both at once."""
+    """A link with a drop-tail queue each way: ``buffer_up`` and ``buffer_down``.
+
+    Each is a time at the line's rate that way (``"200ms"``) or a size (``"150KB"``); the old ``buffer`` gives both
+    at once.
+    """
 
     buffer_up: Buffer
     buffer_down: Buffer
