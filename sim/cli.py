@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 import sim
@@ -520,12 +520,12 @@ def _catalogue():
 
 
 def _list_profiles() -> None:
-    table = Table("profile", "technology", "medium", "down", "up", "RTT", "buffer down", "buffer up",
-                  title="Access profiles")
+    table = Table(Column("profile", no_wrap=True), "technology", "medium", "down", "up", "RTT", "buffer up",
+                  "buffer down", title="Access profiles (a buffer in time is at the line's rate that way)")
     from sim.units import format_rate
     for name, p in load._validate_catalogue_only(load.DEFAULT_CATALOGUE).catalogue.profiles.items():  # noqa: SLF001
         table.add_row(name, p.technology, p.medium, format_rate(p.down), format_rate(p.up), f"{p.rtt * 1e3:g} ms",
-                      str(p.buffer_down), str(p.buffer_up))
+                      str(p.buffer_up), str(p.buffer_down))
     out.print(table)
 
 

@@ -13,8 +13,8 @@ import pandas as pd
 from sim.model.scenario import Scenario, SiteGroup
 
 SITE_COLUMNS = ("site", "site_class", "family", "access_profile", "technology", "medium", "distance_m",
-                "down_bps", "up_bps", "rtt_s", "buffer_down_bytes", "buffer_up_bytes", "loss", "jitter_s", "aggregation",
-                "qos", "site_id", "region")
+                "down_bps", "up_bps", "rtt_s", "buffer_down_bytes", "buffer_up_bytes", "loss", "jitter_s",
+                "aggregation", "qos", "site_id", "region")
 
 
 @dataclass(frozen=True)

@@ -230,9 +230,10 @@ class Buffer(Frozen):
         return self.size_bytes if self.size_bytes is not None else self.seconds * rate_bps / 8
 
     def __str__(self) -> str:
+        """As a catalogue writes it: ``"250ms"``, ``"1s"``, ``"150kB"``."""
         if self.seconds is not None:
-            return f"{self.seconds * 1e3:.4g} ms"
-        return f"{self.size_bytes / 1e3:.4g} kB"
+            return f"{self.seconds:g}s" if self.seconds >= 1 else f"{self.seconds * 1e3:.4g}ms"
+        return f"{self.size_bytes / 1e3:.4g}kB"
 
 
 def parse_buffer(text: object) -> dict[str, float]:
