@@ -111,8 +111,12 @@ def test_footnotes_come_from_the_runs_own_targets_mix_and_buffers(runs):
     assert "baseline-2019" not in text and "75%" not in text and "100 packets" not in text
     assert "busy-hour utilisation (limit 60%)" in notes["compliance"]
     assert notes["utilisation"].startswith("One site per access technology: the one with the busiest hour. 60%: ")
-    buffers = {p["buffer"] for p in run.resolved["catalogue"]["profiles"].values()}
-    assert buffers == {150_000.0} and "Access buffers of 150 kB" in notes["utilisation"]
+    # The run's own profiles' buffers (topologies/access.yaml): FTTC 80/20 250 ms up, 100 ms down; FTTP 50 ms each way.
+    fttc, fttp = (run.resolved["catalogue"]["profiles"][p] for p in ("fttc_80_20", "fttp_330_50"))
+    assert (fttc["buffer_up"]["seconds"], fttc["buffer_down"]["seconds"]) == (0.25, 0.1)
+    assert (fttp["buffer_up"]["seconds"], fttp["buffer_down"]["seconds"]) == (0.05, 0.05)
+    assert ("Access buffers (a time is at the line's rate that way): fttc_80_20 250 ms up, 100 ms down; fttp_330_50 "
+            "50 ms up, 50 ms down (the profiles' own, docs/sources.md S1).") in notes["utilisation"]
     assert notes["copper-vs-fibre"] == ("Fibre: FTTP; copper: FTTC. The mix of access is scenario smoke-fibre's own: "
                                         "3 sites, 2 on fibre (67%), 1 on copper (33%).")
 
