@@ -11,7 +11,7 @@ from sim import des, targets, topology, workload
 from sim.model.scenario import Scenario, SiteGroup
 
 PLAN_PROFILE = "planning-line"
-GENERIC_BASE = "fttp_330_50"  # the profile whose RTT and buffer the generic planning line takes
+GENERIC_BASE = "fttp_330_50"  # the profile whose RTT and buffers (in time: at the rates tried) the generic line takes
 GENERIC_BPS = 10e9            # the generic line's rate each way until a rate is tried
 SESSIONS_PER_RUN = 12_000     # sites per planning run are chosen to keep each run about this size
 MAX_SITES = 10
@@ -41,13 +41,15 @@ def passing(scenario: Scenario, trace: pd.DataFrame, topo: topology.Topology,
             down_bps: float | None = None, up_bps: float | None = None) -> dict[str, float]:
     """Share of the sites meeting each target (app name -> share) and every target (``EVERY``).
 
-    The sites' access runs at the given rates (bit/s) where given, else at the topology's own.
+    The sites' access runs at the given rates (bit/s) where given, else at the topology's own; its buffers are its
+    profile's at those rates (a buffer given in time holds that many seconds of the rate tried).
     """
     sites = topo.sites.copy()
-    if down_bps is not None:
-        sites["down_bps"] = down_bps
-    if up_bps is not None:
-        sites["up_bps"] = up_bps
+    for direction, rate_bps in (("down", down_bps), ("up", up_bps)):
+        if rate_bps is not None:
+            sites[f"{direction}_bps"] = rate_bps
+            buffers = [getattr(scenario.catalogue.profiles[p], f"buffer_{direction}") for p in sites["access_profile"]]
+            sites[f"buffer_{direction}_bytes"] = [b.bytes_at(rate_bps) for b in buffers]
     topo = topology.Topology(sites, topo.shared, topo.cloud_rtt_s, topo.home)
     window = des.RunWindow(scenario.window.start, scenario.window.end + scenario.drain, scenario.utilisation_bin)
     result = des.run(trace, topo, window)
