@@ -6,7 +6,8 @@
   (20 packets/s of 100 bytes) sees; the probe's loss is a call's loss beside the uploads.
 * **Video beside an upload:** the rate our adaptive video sender (``sim/emu/media.py``; apps.yaml's video: target
   1.5 Mbit/s, minimum 350 kbit/s, 1200-byte packets) keeps beside one Cubic upload on FIFO lines of 1, 2, 10 and
-  50 Mbit/s (buffer 150 kB, the catalogue's assumption; 20 ms RTT), with its loss and one-way delay.
+  50 Mbit/s (buffer 150 kB, the catalogue's single assumption until 2026-12-02; 20 ms RTT), with its loss and
+  one-way delay.
 
 Each case replays a hand-made trace on a one-site network (:func:`sim.calibrate.emulate`), which verifies the link
 and judges its health (CPU, shims, shaper) every interval: every row says whether the run held. ``make bench``
@@ -35,7 +36,7 @@ RTT_S = 0.020                      # assumption: a site-to-cloud path of FTTC's 
 WINDOW_S, SETTLE_S = 30.0, 8.0     # replayed seconds; the first SETTLE_S (slow start, first losses) are not averaged
 PROBE_BPS, PROBE_PAYLOAD_BYTES = 16e3, 100   # 20 packets/s: 2.3% of 1 Mbit/s on the wire
 VIDEO_TARGET_BPS, VIDEO_MIN_BPS, VIDEO_PACKET_BYTES = 1.5e6, 350e3, 1200   # apps.yaml video (S2)
-CATALOGUE_BUFFER_BYTES = 150e3     # access.yaml: every profile's buffer (assumption there)
+CATALOGUE_BUFFER_BYTES = 150e3     # access.yaml: every profile's buffer each way until 2026-12-02 (an assumption)
 
 
 _REASON = capabilities.why_not_here("make bench")

@@ -55,6 +55,7 @@ def load(path: Path | str, overrides: dict[str, str] | None = None, *, trace: Pa
     for first in ("year", "inventory"):  # the year decides the volumes, the inventory the sites, others are set over
         if first in overrides:
             _override(merged, first, overrides.pop(first))
+    _require_year(merged, Path(path))
     _apply_year(merged)
     from_inventory = _expand_inventory(merged, Path(path))
     for key, value in overrides.items():
@@ -219,11 +220,28 @@ def _merge_scenario(scenario_src: Located, catalogue_dir: Path) -> Located:
     return _attach(merged, ("targets",), targets)
 
 
+def _require_year(tree: Located, path: Path) -> None:
+    """A scenario states the year whose published volumes it replays (``year: 2024``).
+
+    Raises:
+        ScenarioError: At the scenario's ``year`` if it is empty, else at the file's first line, naming the years
+            the catalogue publishes.
+    """
+    if tree.data.get("year") is not None:
+        return
+    years = (tree.data.get("catalogue") or {}).get(YEARS)
+    published = ", ".join(str(y) for y in years) if isinstance(years, dict) and years else "none in the catalogue"
+    file, line = tree.where(("year",)) if "year" in tree.data else (str(path), 1)
+    raise ScenarioError(f"a scenario states the year of its volumes: add 'year: <year>' (years with published "
+                        f"volumes: {published})", file=file, line=line, path="year")
+
+
 def _apply_year(tree: Located) -> None:
     """Lay the scenario's year of the catalogue's ``volumes_by_year`` over the site classes and under ``load``.
 
     The year's site-class figures replace the catalogue's; its load knobs are defaults the scenario's own ``load``
-    (and ``--set load.*``) override. No ``year``: the catalogue's own figures and the model's knob defaults.
+    (and ``--set load.*``) override. No ``year`` (only the catalogue's own check, :func:`_validate_catalogue_only`;
+    a scenario must give one, :func:`_require_year`): the catalogue's own figures and the model's knob defaults.
 
     Raises:
         ScenarioError: At the scenario's ``year`` if no volumes are published for it, or at the ``volumes_by_year``

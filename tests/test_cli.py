@@ -116,7 +116,7 @@ def test_validate_reports_each_file(scenarios_dir, topologies_dir, tmp_path):
     good = runner.invoke(app, ["validate", str(scenarios_dir / "icb.yaml"), str(topologies_dir / "access.yaml")])
     assert good.exit_code == 0 and "62 sites" in good.output and "access profiles" in good.output
     bad = tmp_path / "b.yaml"
-    bad.write_text("name: x\nwindow: {start: '08:00', end: '07:00'}\nsites: []\n")
+    bad.write_text("name: x\nwindow: {start: '08:00', end: '07:00'}\nsites: []\nyear: 2019\n")
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2 and f"{bad}:2 window" in result.output
 

@@ -40,7 +40,7 @@ def test_a_bad_qos_is_a_located_error(tmp_path, topologies_dir):
     access.write_text("\n".join(lines) + "\n")
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: s\nwindow: {start: '08:00', end: '09:00'}\ncatalogue: cat\n"
-                        "sites:\n  - {class: gp_medium, count: 1, access: leased_100}\n")
+                        "sites:\n  - {class: gp_medium, count: 1, access: leased_100}\nyear: 2019\n")
     with pytest.raises(ScenarioError) as caught:
         load(scenario)
     message = str(caught.value)

@@ -19,6 +19,7 @@ runner = CliRunner()
 SCENARIO = (
     "name: faults-test\n"
     'window: {start: "08:00", end: "09:00"}\n'
+    "year: 2024\n"
     "sites:\n"
     "  - {class: gp_medium, count: 1, access: adsl2plus}\n"
     "  - {class: gp_small, count: 1, access: fttp_330_50}\n"
@@ -66,7 +67,7 @@ def test_a_catalogue_without_faults_yaml_still_loads_and_refuses_a_study(tmp_pat
     (folder / "faults.yaml").unlink()
     assert load(_write(tmp_path, SCENARIO + f"catalogue: {folder}\n")).catalogue.backups == {}
     message = _error(tmp_path, SCENARIO + f"catalogue: {folder}\navailability: {{backup: none}}\n")
-    assert message == f"{tmp_path / 's.yaml'}:7 availability.backup: unknown backup profile 'none'"
+    assert message == f"{tmp_path / 's.yaml'}:8 availability.backup: unknown backup profile 'none'"
 
 
 def _write(tmp_path, text: str):
@@ -77,7 +78,7 @@ def _write(tmp_path, text: str):
 
 def test_a_backup_that_does_not_exist_names_the_nearest(tmp_path):
     message = _error(tmp_path, SCENARIO + "availability: {years: 10, backup: 4g_ruoter}\n")
-    assert message == f"{tmp_path / 's.yaml'}:6 availability.backup: unknown backup profile '4g_ruoter'; " \
+    assert message == f"{tmp_path / 's.yaml'}:7 availability.backup: unknown backup profile '4g_ruoter'; " \
                       "did you mean '4g_router'?"
 
 
@@ -120,7 +121,7 @@ def test_a_study_of_a_technology_without_faults_is_refused_at_the_site(tmp_path,
     scenario = SCENARIO + "  - {class: gp_large, count: 1, access: efm_20}\n" + f"catalogue: {folder2}\n"
     assert load(_write(tmp_path, scenario)).catalogue.faults.line.keys().isdisjoint({"EFM"})
     message = _error(tmp_path, scenario + "availability: {years: 10}\n")
-    assert message == (f"{tmp_path / 's.yaml'}:6 sites[2].access: profile 'efm_20' is 'EFM', which has no line "
+    assert message == (f"{tmp_path / 's.yaml'}:7 sites[2].access: profile 'efm_20' is 'EFM', which has no line "
                        "faults in the catalogue (faults.yaml: faults.line.EFM)")
 
 

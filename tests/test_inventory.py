@@ -26,8 +26,8 @@ def scenario(tmp_path, rows: str = ROWS, header: str = HEADER, extra: str = "", 
     """A scenario of the inventory ``header`` + ``rows`` (written to ``name``), for the 08:00 quarter hour."""
     (tmp_path / name).write_text(header + rows, encoding="utf-8")
     path = tmp_path / "estate.yaml"
-    path.write_text(f"name: estate\nwindow: {{start: '08:00', end: '08:15'}}\ndrain: 10min\ninventory: {name}\n"
-                    + extra, encoding="utf-8")
+    path.write_text(f"name: estate\nwindow: {{start: '08:00', end: '08:15'}}\ndrain: 10min\nyear: 2019\n"
+                    f"inventory: {name}\n" + extra, encoding="utf-8")
     return path
 
 
@@ -131,7 +131,8 @@ def test_a_run_writes_the_names_as_given_into_its_tables(tmp_path):
 def test_a_scenario_group_takes_a_free_text_name_too(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("name: s\nwindow: {start: '08:00', end: '08:15'}\n"
-                    "sites:\n  - {class: gp_small, count: 1, access: fttp_330_50, name: \"St Mary's Surgery\"}\n")
+                    "sites:\n  - {class: gp_small, count: 1, access: fttp_330_50, name: \"St Mary's Surgery\"}\n"
+                    "year: 2019\n")
     assert topology.site_names(load(path)) == ["St Mary's Surgery"]
     path.write_text(path.read_text().replace("St Mary's Surgery", "St Mary\\u202e"))
     assert "no leading or trailing spaces, control or invisible characters" in error_of(path)
@@ -187,7 +188,7 @@ def test_a_parquet_row_is_named_by_its_number(tmp_path):
 
 def test_a_missing_inventory_is_named_at_the_scenario_key(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text("name: s\nwindow: {start: '08:00', end: '08:15'}\ninventory: nowhere.csv\n")
+    path.write_text("name: s\nwindow: {start: '08:00', end: '08:15'}\ninventory: nowhere.csv\nyear: 2019\n")
     assert error_of(path) == f"{path}:3 inventory: no such file: {tmp_path / 'nowhere.csv'}"
 
 

@@ -29,7 +29,7 @@ def scenario(tmp_path, trace: str | None = HEADER + ONE_EACH, trace_name: str = 
         (tmp_path / trace_name).write_text(trace, encoding="utf-8")
     path = tmp_path / "practice.yaml"
     path.write_text("name: practice\nwindow: {start: '08:00', end: '09:00'}\ndrain: 10min\ninventory: site.csv\n"
-                    + (f"trace: {trace_name}\n" if key else ""), encoding="utf-8")
+                    + (f"trace: {trace_name}\n" if key else "") + "year: 2019\n", encoding="utf-8")
     return path
 
 

@@ -23,6 +23,7 @@ SCENARIO = (
     "name: outages-test\n"
     'window: {start: "10:00", end: "11:00"}\n'
     "drain: 30min\n"
+    "year: 2024\n"
     "sites:\n"
     "  - {class: gp_medium, count: 2, access: fttc_80_20, name: gp}\n"
     "  - {class: gp_small, count: 1, access: fttp_330_50, name: gp-fibre}\n"
@@ -105,7 +106,7 @@ def test_a_bad_outage_is_located(tmp_path, outage, field, says):
         load(path)
     error = caught.value
     assert says in error.message
-    assert (error.file, error.line, error.path) == (str(path), 9, f"outages[1].{field}")
+    assert (error.file, error.line, error.path) == (str(path), 10, f"outages[1].{field}")
 
 
 def test_two_outages_of_one_site_may_not_overlap(tmp_path):
@@ -119,7 +120,7 @@ def test_the_cli_exits_2_on_a_bad_outage_without_a_traceback(tmp_path):
     path = _write(tmp_path, '  - {site: gp, at: "09:00"}\n')
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "results")])
     assert result.exit_code == 2
-    assert "s.yaml:8 outages[0].at: 09:00 is outside" in result.output and "Traceback" not in result.output
+    assert "s.yaml:9 outages[0].at: 09:00 is outside" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "results").exists()
 
 

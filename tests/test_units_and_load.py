@@ -33,7 +33,8 @@ GOOD = (
     "    count: 1\n"                               # 8
     "    access: fttc_80_20\n"                     # 9
     "    distance: 1.2km\n"                        # 10
-)                                                  # anything appended starts on line 11
+    "year: 2019\n"                                 # 11: the volumes of 2019 (topologies/sites.yaml, S14)
+)                                                  # anything appended starts on line 12
 
 
 def edit(old: str, new: str) -> str:
@@ -200,11 +201,12 @@ def test_a_scenario_loads_with_its_units_converted_and_its_targets_merged(tmp_pa
         "  - {class: gp_small, count: 1, access: fttc_80_20, distance: 1.2km, name: gp-x}\n"
         "targets:\n"
         "  streams: {video: {share_at_target: 90%}}\n"
-        "  transfers: {gp2gp: 2min}\n")
+        "  transfers: {gp2gp: 2min}\n"
+        "year: 2024\n")
     s = load(path)
     assert (s.window.start, s.window.end, s.drain, s.utilisation_bin) == (30_600, 66_600, 5_400, 30)
     assert s.load.gp_video_share == pytest.approx(0.025) and s.load.volume_scale == 2.0
-    assert s.load.outpatient_remote_share == 0.25  # a default, not given
+    assert s.load.outpatient_remote_share == 0.25  # 2024's (topologies/sites.yaml volumes_by_year, S14), not given
     assert [(g.site_class, g.count, g.access, g.distance, g.name) for g in s.sites] == [
         ("gp_medium", 2, "adsl2plus", None, None), ("gp_small", 1, "fttc_80_20", pytest.approx(1200), "gp-x")]
     # Overridden targets, and targets.yaml's defaults for the rest (video loss 1%, p95 delay 150ms, urgent 2min).
@@ -230,17 +232,17 @@ LOCATED = {  # id: (file text, expected message after "<file>:")
                           "6 sites[0].acess: unknown key 'acess'; did you mean 'access'? (and 1 more problem)"),
     "misspelt top key": (edit("window:", "windo:"),
                          "2 windo: unknown key 'windo'; did you mean 'window'? (and 1 more problem)"),
-    "capitalised key": (GOOD + "Drain: 1h\n", "11 Drain: unknown key 'Drain'; did you mean 'drain'?"),
+    "capitalised key": (GOOD + "Drain: 1h\n", "12 Drain: unknown key 'Drain'; did you mean 'drain'?"),
     "misspelt load key": (GOOD + "load:\n  gp_video_shares: 5%\n",
-                          "12 load.gp_video_shares: unknown key 'gp_video_shares'; did you mean 'gp_video_share'?"),
+                          "13 load.gp_video_shares: unknown key 'gp_video_shares'; did you mean 'gp_video_share'?"),
     "misspelt target": (GOOD + "targets:\n  streams:\n    video:\n      share_at_targt: 90%\n",
-                        "14 targets.streams.video.share_at_targt: unknown key 'share_at_targt'; "
+                        "15 targets.streams.video.share_at_targt: unknown key 'share_at_targt'; "
                         "did you mean 'share_at_target'?"),
     "target of an unknown app": (GOOD + "targets:\n  transfers:\n    record_veiw: 5s\n",
-                                 "13 targets.transfers.record_veiw: unknown app 'record_veiw'; "
+                                 "14 targets.transfers.record_veiw: unknown app 'record_veiw'; "
                                  "did you mean 'record_view'?"),
     "stream target under transfers": (GOOD + "targets:\n  transfers:\n    telephony: 5s\n",
-                                      "13 targets.transfers.telephony: app 'telephony' is a stream: its target "
+                                      "14 targets.transfers.telephony: app 'telephony' is a stream: its target "
                                       "belongs under streams"),
     "key like no other": (edit("    count: 1\n", "    count: 1\n    zzz: 1\n"),
                           "9 sites[1].zzz: unknown key 'zzz'; allowed keys: access, aggregation, backup, class, "
@@ -263,34 +265,34 @@ LOCATED = {  # id: (file text, expected message after "<file>:")
     "distance without unit": (edit("distance: 1.2km", "distance: 1.2"),
                               "10 sites[1].distance: 1.2 has no unit; a distance needs one (try '1.2km')"),
     "negative distance": (edit("distance: 1.2km", "distance: -1km"), "10 sites[1].distance: '-1km' must be 0 or more"),
-    "negative drain": (GOOD + "drain: -1h\n", "11 drain: '-1h' must be more than 0"),
+    "negative drain": (GOOD + "drain: -1h\n", "12 drain: '-1h' must be more than 0"),
     "drain as a rate": (GOOD + "drain: 20Mbps\n",
-                        f"11 drain: '20Mbps' is a rate, not a time (units: {TIME_UNITS}; try '20ms')"),
-    "infinite drain": (GOOD + "drain: 1e400s\n", "11 drain: '1e400s' is not a finite time (try '20ms')"),
-    "boolean drain": (GOOD + "drain: yes\n", "11 drain: True is not a time (try '20ms')"),
+                        f"12 drain: '20Mbps' is a rate, not a time (units: {TIME_UNITS}; try '20ms')"),
+    "infinite drain": (GOOD + "drain: 1e400s\n", "12 drain: '1e400s' is not a finite time (try '20ms')"),
+    "boolean drain": (GOOD + "drain: yes\n", "12 drain: True is not a time (try '20ms')"),
     "share over 100%": (GOOD + "load:\n  gp_video_share: 150%\n",
-                        "12 load.gp_video_share: '150%' is not a share between 0% and 100%"),
+                        "13 load.gp_video_share: '150%' is not a share between 0% and 100%"),
     "share nan": (GOOD + "load:\n  gp_video_share: .nan\n",
-                  "12 load.gp_video_share: nan is not a finite fraction (try '25%')"),
+                  "13 load.gp_video_share: nan is not a finite fraction (try '25%')"),
     "clock past midnight": (edit('start: "08:00"', 'start: "25:00"'),
                             "2 window.start: '25:00' is not a time of day between '00:00' and '24:00'"),
-    "duplicate key": (GOOD + "name: again\n", "11: key 'name' is given twice"),
+    "duplicate key": (GOOD + "name: again\n", "12: key 'name' is given twice"),
     "duplicate nested key": (edit("    count: 2\n", "    count: 2\n    count: 3\n"),
                              "6 sites[0]: key 'count' is given twice"),
     "python tag": (edit("name: unit-test", "name: !!python/name:os.system unit"),
                    "1 name: tag 'tag:yaml.org,2002:python/name:os.system' is not allowed; write plain values"),
-    "local tag": (GOOD + "seed: !Ref 3\n", "11 seed: tag '!Ref' is not allowed; write plain values"),
+    "local tag": (GOOD + "seed: !Ref 3\n", "12 seed: tag '!Ref' is not allowed; write plain values"),
     "tag on a mapping": (edit("window: {", "window: !!python/object:sim.model.scenario.Window {"),
                          "2 window: tag 'tag:yaml.org,2002:python/object:sim.model.scenario.Window' is not allowed; "
                          "write plain values"),
     "tab": (edit("    count: 2", "\tcount: 2"), "5: not valid YAML: found character '\\t' that cannot start any token"),
-    "colon in a plain value": (GOOD + "description: a: b\n", "11: not valid YAML: mapping values are not allowed here"),
+    "colon in a plain value": (GOOD + "description: a: b\n", "12: not valid YAML: mapping values are not allowed here"),
     "empty": ("", "1: the file is empty"),
     "comments only": ("# nothing yet\n\n", "1: the file is empty"),
     "a list": ("- name: a\n", "1: a scenario is a mapping of keys (name, window, sites, ...)"),
     "nested too deeply": (GOOD + "description: " + "[" * 3000 + "]" * 3000 + "\n",
-                          "11: not valid YAML: nested too deeply"),
-    "catalogue not a path": (GOOD + "catalogue: 3\n", "11 catalogue: catalogue must be a folder path"),
+                          "12: not valid YAML: nested too deeply"),
+    "catalogue not a path": (GOOD + "catalogue: 3\n", "12 catalogue: catalogue must be a folder path"),
 }
 
 
@@ -309,25 +311,25 @@ def test_a_file_that_is_not_utf8_names_the_byte(tmp_path):
 def test_a_tag_never_runs_anything(tmp_path):
     flag = tmp_path / "pwned"
     path, message = error_of(tmp_path, GOOD + f'description: !!python/object/apply:os.system ["touch {flag}"]\n')
-    assert message == (f"{path}:11 description: tag 'tag:yaml.org,2002:python/object/apply:os.system' is not "
+    assert message == (f"{path}:12 description: tag 'tag:yaml.org,2002:python/object/apply:os.system' is not "
                        "allowed; write plain values")
     assert not flag.exists()
 
 
 def test_a_number_too_long_for_python_is_a_located_error(tmp_path):
     path, message = error_of(tmp_path, GOOD + "seed: " + "9" * 5000 + "\n")
-    assert message.startswith(f"{path}:11 seed: cannot read '{'9' * 40}' (")
+    assert message.startswith(f"{path}:12 seed: cannot read '{'9' * 40}' (")
     assert message.endswith("; quote it to make it text")
 
 
 def test_an_impossible_date_is_a_located_error(tmp_path):
     path, message = error_of(tmp_path, GOOD + "description: 2024-13-45\n")  # YAML 1.1 reads it as a date
-    assert message.startswith(f"{path}:11 description: cannot read '2024-13-45' (")
+    assert message.startswith(f"{path}:12 description: cannot read '2024-13-45' (")
 
 
 def test_a_key_with_a_newline_keeps_the_message_on_one_line(tmp_path):
     path, message = error_of(tmp_path, GOOD + '"a\\nb": 1\n')
-    assert message.startswith(f"{path}:11 'a\\nb': unknown key 'a\\nb'; allowed keys: ")
+    assert message.startswith(f"{path}:12 'a\\nb': unknown key 'a\\nb'; allowed keys: ")
     assert "\n" not in message
 
 
@@ -342,9 +344,9 @@ def test_aliases_that_expand_exponentially_are_refused_quickly(tmp_path):
 @pytest.mark.parametrize("folder", ["nowhere", ".", "a\\0b"])
 def test_a_catalogue_folder_without_the_catalogue_is_located_at_the_scenario_line(tmp_path, folder):
     path, message = error_of(tmp_path, GOOD + f'catalogue: "{folder}"\n')
-    assert message.startswith(f"{path}:11 catalogue: no catalogue folder at ")
+    assert message.startswith(f"{path}:12 catalogue: no catalogue folder at ")
     if folder != "a\\0b":
-        assert message == (f"{path}:11 catalogue: no catalogue folder at {(tmp_path / folder).resolve()} "
+        assert message == (f"{path}:12 catalogue: no catalogue folder at {(tmp_path / folder).resolve()} "
                            "(one with access.yaml, sites.yaml and targets.yaml)")
 
 
@@ -371,27 +373,35 @@ def _write(path, text):
     return path
 
 
-# gp_medium (topologies/sites.yaml, apps.yaml): 230 consultations a day, each with one record view and a 2.1%
-# (default) video share; GP2GP off the line (hosted); 380 calls; 33 scans; 0.15 Teams meetings and 0.057 updates per
-# member of its 24 staff; the clinical system and Microsoft 365 as one aggregate stream in each of the 10 hours of
-# the working day: 230 * 1.021 + 380 + 33 + 24 * (0.15 + 0.057) + 2 * 10 = 672.798 sessions a site a day.
-GP_MEDIUM_PER_DAY = 230 * 1.021 + 380 + 33 + 24 * (0.15 + 0.057) + 2 * 10
+# gp_medium in 2019 (topologies/sites.yaml volumes_by_year, apps.yaml): 200 consultations a day, each with one record
+# view and a 0.5% video share; GP2GP off the line (hosted); 380 calls; 33 scans; 0.15 Teams meetings and 0.057 updates
+# per member of its 24 staff; the clinical system and Microsoft 365 as one aggregate stream in each of the 10 hours of
+# the working day: 200 * 1.005 + 380 + 33 + 24 * (0.15 + 0.057) + 2 * 10 = 638.968 sessions a site a day.
+GP_MEDIUM_PER_DAY = 200 * 1.005 + 380 + 33 + 24 * (0.15 + 0.057) + 2 * 10
+
+
+def test_a_scenario_without_a_year_is_refused_at_its_file(tmp_path):
+    path, message = error_of(tmp_path, GOOD.replace("year: 2019\n", ""))
+    assert message == (f"{path}:1 year: a scenario states the year of its volumes: add 'year: <year>' (years with "
+                       "published volumes: 2019, 2024)")
+    path, message = error_of(tmp_path, GOOD.replace("year: 2019\n", "year:\n"))
+    assert message.startswith(f"{path}:11 year: a scenario states the year of its volumes")
 
 
 def test_a_scenario_over_the_session_limit_is_refused(tmp_path):
     text = "name: too-big\nwindow: {start: '08:00', end: '09:00'}\nsites:\n" \
-           "  - {class: gp_medium, count: 100000, access: adsl2plus}\n"
-    path, message = error_of(tmp_path, text)   # 100,000 * 672.798 = 67,279,800 sessions > 20,000,000
-    assert message == (f"{path}:3 sites: this scenario would generate about 67,279,800 sessions, more than the "
+           "  - {class: gp_medium, count: 100000, access: adsl2plus}\nyear: 2019\n"
+    path, message = error_of(tmp_path, text)   # 100,000 * 638.968 = 63,896,800 sessions > 20,000,000
+    assert message == (f"{path}:3 sites: this scenario would generate about 63,896,800 sessions, more than the "
                        "20,000,000 one run can hold; reduce counts, volume_scale or the window")
 
 
 def test_a_scenario_under_the_session_limit_loads(tmp_path):
     path = _write(tmp_path / "big.yaml", "name: big\nwindow: {start: '08:00', end: '09:00'}\nsites:\n"
-                                         "  - {class: gp_medium, count: 29000, access: adsl2plus}\n")
-    scenario = load(path)   # 29,000 * 672.798 = 19,511,142 sessions, under the limit
+                                         "  - {class: gp_medium, count: 29000, access: adsl2plus}\nyear: 2019\n")
+    scenario = load(path)   # 29,000 * 638.968 = 18,530,072 sessions, under the limit
     assert workload.expected_sessions(scenario) == pytest.approx(29_000 * GP_MEDIUM_PER_DAY)
-    assert 29_000 * GP_MEDIUM_PER_DAY == pytest.approx(19_511_142)
+    assert 29_000 * GP_MEDIUM_PER_DAY == pytest.approx(18_530_072)
 
 
 # --- the command line --------------------------------------------------------------------------------------------
@@ -424,14 +434,15 @@ def test_validate_of_a_path_that_cannot_be_read_exits_2(tmp_path):
 def test_validate_prints_a_key_that_looks_like_markup(tmp_path):
     bad = _write(tmp_path / "bad.yaml", GOOD + '"[/x]": 1\n')
     result = runner.invoke(app, ["validate", str(bad)])
-    assert result.exit_code == 2 and f"{bad}:11 [/x]: unknown key '[/x]'" in result.output
+    assert result.exit_code == 2 and f"{bad}:12 [/x]: unknown key '[/x]'" in result.output
 
 
 def test_adsl2plus_takes_a_line_length_and_slows_with_it(tmp_path):
     # topologies/access.yaml: ADSL2+ derating (docs/sources.md S1), 16/1 Mbit/s to 2 km, 8/0.9 at 3 km; between
     # points it interpolates: 2.75 km -> down 13 + (8 - 13) * 0.5 = 10.5 Mbit/s, up 0.95 + (0.9 - 0.95) * 0.5 = 0.925.
     path = _write(tmp_path / "far.yaml", "name: far\nwindow: {start: '08:00', end: '09:00'}\nsites:\n"
-                                         "  - {class: gp_medium, count: 1, access: adsl2plus, distance: 2.75km}\n")
+                                         "  - {class: gp_medium, count: 1, access: adsl2plus, distance: 2.75km}\n"
+                                         "year: 2019\n")
     sites = topology.build(load(path)).sites
     assert (sites.at[0, "down_bps"], sites.at[0, "up_bps"]) == (pytest.approx(10.5e6), pytest.approx(0.925e6))
 

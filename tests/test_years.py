@@ -141,11 +141,12 @@ def test_the_scenarios_own_load_overrides_the_years_defaults(tmp_path):
     assert later.load.outpatient_video_of_remote == pytest.approx(0.025)
 
 
-def test_no_year_keeps_the_site_classes_own_figures(tmp_path):
-    scenario = load(_write(tmp_path, SCENARIO.replace("year: 2019\n", "")))
-    assert scenario.year is None
-    assert scenario.catalogue.site_classes["gp_medium"].consultations.per_day == 230
-    assert scenario.load.gp_video_share == pytest.approx(0.021)
+def test_a_scenario_without_a_year_is_refused_naming_the_published_years(tmp_path):
+    path = _write(tmp_path, SCENARIO.replace("year: 2019\n", ""))
+    assert _error(path) == (f"{path}:1 year: a scenario states the year of its volumes: add 'year: <year>' (years "
+                            "with published volumes: 2019, 2024)")
+    assert _error(path, {"year": "2031"}).startswith("--set year: no volumes for the year 2031")
+    assert load(path, {"year": "2019"}).year == 2019  # --set year gives it
 
 
 # Share of the day's sessions in the 08:00-18:30 window (sites.yaml day profiles): the clinic and telephony
