@@ -300,7 +300,8 @@ def _failover(topo: Topology) -> pd.DataFrame:
     from sim import linkchanges as lc
 
     primary = lc.line_of(topo.sites.iloc[0])
-    backup = lc.LineState(**WEAK_BACKUP, loss=0.0, buffer_bytes=primary.buffer_bytes)
+    backup = lc.LineState(**WEAK_BACKUP, loss=0.0, buffer_down_bytes=primary.buffer_down_bytes,
+                          buffer_up_bytes=primary.buffer_up_bytes)
     return lc.failover(str(topo.sites.at[0, "site"]), primary, backup, FAULT_AT_S, REPAIRED_AT_S, FAILOVER_S)
 
 

@@ -15,8 +15,10 @@ from helpers import call, simulate, site, topology, trace, transfer
 from sim import failover
 from sim import linkchanges as lc
 
-PRIMARY = lc.LineState(down_bps=10e6, up_bps=10e6, rtt_s=0.020, loss=0.0, buffer_bytes=150_000.0)
-BACKUP = lc.LineState(down_bps=1e6, up_bps=1e6, rtt_s=0.060, loss=0.01, buffer_bytes=150_000.0)
+PRIMARY = lc.LineState(down_bps=10e6, up_bps=10e6, rtt_s=0.020, loss=0.0, buffer_down_bytes=150_000.0,
+                       buffer_up_bytes=150_000.0)
+BACKUP = lc.LineState(down_bps=1e6, up_bps=1e6, rtt_s=0.060, loss=0.01, buffer_down_bytes=150_000.0,
+                      buffer_up_bytes=150_000.0)
 
 
 def _run(changes, *sessions, horizon_s=60.0):

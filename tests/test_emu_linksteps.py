@@ -279,7 +279,7 @@ def test_every_change_runs_as_batches_that_stand_for_its_commands_in_order():
     # another tool given after it (here: iptables first, tc after, in both the list and the batches)
     plan, topo = _plan()
     link, devices = _devices(plan)
-    slow = lc.LineState(40e6, 10e6, 0.120, 0.02, 150e3)
+    slow = lc.LineState(40e6, 10e6, 0.120, 0.02, 150e3, 150e3)
     changes = pd.concat([lc.failover("gp", FTTC, BACKUP_4G, 10, 20, 5), pd.DataFrame(
         [("gp", 25.0, *(getattr(slow, c) for c in lc.LINE_COLUMNS), "slow")], columns=lc.COLUMNS)])
     for step in linksteps.plan_steps(plan, topo, changes, 30):

@@ -22,7 +22,7 @@ TEN = 36000.0  # 10:00, s since midnight
 
 
 def test_a_fault_with_a_backup_is_one_spell_from_the_fault_to_the_repair():
-    table = lc.failover("a", lc.LineState(10e6, 10e6, 0.01, 0.0, 1e5), lc.LineState(4e6, 1e6, 0.04, 0.0, 1e5),
+    table = lc.failover("a", lc.LineState(10e6, 10e6, 0.01, 0.0, 1e5, 1e5), lc.LineState(4e6, 1e6, 0.04, 0.0, 1e5, 1e5),
                         fault_at_s=100.0, repaired_at_s=400.0, failover_s=60.0)
     found = spells(table, TEN)
     assert found.to_dict("records") == [{
@@ -32,7 +32,7 @@ def test_a_fault_with_a_backup_is_one_spell_from_the_fault_to_the_repair():
 
 
 def test_a_fault_with_no_backup_and_one_not_repaired():
-    none = lc.failover("b", lc.LineState(10e6, 10e6, 0.01, 0.0, 1e5), None, fault_at_s=0.0,
+    none = lc.failover("b", lc.LineState(10e6, 10e6, 0.01, 0.0, 1e5, 1e5), None, fault_at_s=0.0,
                        repaired_at_s=2100.0, failover_s=90.0)
     open_ended = none.iloc[:1].assign(site="c")  # the fault row alone: down to the end of the run
     found = spells(pd.concat([none, open_ended], ignore_index=True), TEN).set_index("site")
@@ -43,7 +43,7 @@ def test_a_fault_with_no_backup_and_one_not_repaired():
 
 
 def test_a_group_of_failed_sessions_is_put_down_to_a_spell_at_least_half_of_them_met():
-    table = spells(lc.failover("a", lc.LineState(10e6, 10e6, 0.01, 0.0, 1e5), None, fault_at_s=100.0,
+    table = spells(lc.failover("a", lc.LineState(10e6, 10e6, 0.01, 0.0, 1e5, 1e5), None, fault_at_s=100.0,
                                repaired_at_s=400.0, failover_s=0.0), TEN)  # down 36100-36400
     rows = pd.DataFrame({"site": ["a", "a", "a", "a", "b"], "app": ["video", "video", "video", "calls", "video"],
                          "start_s": [36050.0, 36500.0, 36390.0, 36500.0, 36200.0],
