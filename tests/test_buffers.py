@@ -73,6 +73,17 @@ def test_each_direction_of_a_des_link_and_of_the_emulation_plan_gets_its_own_buf
     assert (home.up.queue_pkts, home.down.queue_pkts) == (154, 579)
 
 
+def test_a_shared_link_takes_its_buffers_at_its_own_rates_each_way():
+    # The GPON tree (2.488/1.244 Gbit/s, 5 ms each way): 0.005 x 2.488e9 / 8 = 1,555,000 B down, 777,500 B up.
+    topo = build(load(SMOKE, {"sites.2.aggregation": "gpon"}))
+    (tree,) = topo.shared.values()
+    assert (tree.buffer_down_bytes, tree.buffer_up_bytes) == (pytest.approx(1_555_000), pytest.approx(777_500))
+    _, site_links = des._links(topo, RunWindow(0.0, 3600.0, 60.0))  # noqa: SLF001
+    (_, shared_up), (_, shared_down) = site_links["gp-fttp"]
+    assert (shared_up.kind, shared_up.buffer_bytes, shared_down.buffer_bytes) == \
+        ("aggregation", pytest.approx(777_500), pytest.approx(1_555_000))
+
+
 def test_a_backup_line_carries_its_own_profiles_buffers_at_its_own_rates():
     scenario = load(ROOT / "scenarios" / "fttc-failover.yaml")
     line, _ = linkchanges.backup_line(scenario, "4g_router")
