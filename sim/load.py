@@ -63,6 +63,7 @@ def load(path: Path | str, overrides: dict[str, str] | None = None, *, trace: Pa
     _resolve_file(merged, Path(path), "trace")
     scenario = _validate(Scenario, merged)
     _check_references(scenario, merged, from_inventory)
+    _check_buffers(scenario, merged)
     _check_known_failures(scenario, merged, sites=as_written)
     if scenario.trace is None:
         _check_size(scenario, merged)
@@ -533,6 +534,26 @@ def _check_reach(profile, group, tree: Located, where: tuple) -> None:
         file, line = tree.where(where)
         raise ScenarioError(inventory.beyond_reach(group.access, profile.reach, group.distance), file=file, line=line,
                             path=dotted(where))
+
+
+def _check_buffers(scenario: Scenario, tree: Located) -> None:
+    """Each site group's line drains its buffers within a minute at its own rates (a size in bytes may not).
+
+    Raises:
+        ScenarioError: At the profile's buffer, naming the group, its rate and how long the buffer takes to drain.
+    """
+    from sim.model.quantities import MAX_BUFFER_S
+    for group in scenario.sites:
+        profile = scenario.catalogue.profiles[group.access]
+        down_bps, up_bps = profile.rates_at(group.distance)
+        for direction, rate_bps, size_bytes in zip(("down", "up"), (down_bps, up_bps),
+                                                   profile.buffers_bytes(down_bps, up_bps)):
+            if size_bytes * 8 > MAX_BUFFER_S * rate_bps:
+                where = ("catalogue", "profiles", group.access, f"buffer_{direction}")
+                file, line = tree.where(where)
+                raise ScenarioError(f"{size_bytes * 8 / rate_bps:,.0f} s to drain at the {units.format_rate(rate_bps)} "
+                                    f"of site group {group.name or group.access!r}: a buffer holds at most "
+                                    f"{MAX_BUFFER_S:g} s of its line", file=file, line=line, path=dotted(where))
 
 
 def _check_references(scenario: Scenario, tree: Located, from_inventory: int = 0) -> None:

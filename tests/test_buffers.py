@@ -137,6 +137,15 @@ def test_a_bad_buffer_in_a_catalogue_is_located_at_its_line(tmp_path, topologies
                                         f"catalogue.profiles.adsl_legacy.buffer_up: {message}")
 
 
+def test_a_size_that_takes_over_a_minute_to_drain_at_a_sites_rate_is_refused():
+    # 1 GB on ADSL2+'s 1 Mbit/s uplink: 1e9 x 8 / 1e6 = 8,000 s; 7 MB is 56 s, within the minute.
+    with pytest.raises(ScenarioError) as caught:
+        load(SMOKE, {"catalogue.profiles.adsl2plus.buffer_up": "1GB"})
+    assert str(caught.value) == ("--set catalogue.profiles.adsl2plus.buffer_up: 8,000 s to drain at the 1Mbps of "
+                                 "site group 'gp-adsl': a buffer holds at most 60 s of its line")
+    assert load(SMOKE, {"catalogue.profiles.adsl2plus.buffer_up": "7MB"}).catalogue.profiles["adsl2plus"]
+
+
 def test_buffer_and_buffer_up_together_in_a_profile_are_refused(tmp_path, topologies_dir):
     access = _catalogue_with(tmp_path, topologies_dir, "    buffer_down: ", "    buffer: 150KB")
     with pytest.raises(ScenarioError) as caught:
