@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from sim.des.queueing import VIDEO_CLIMB_STEP_S, VIDEO_INCREASE_PER_S
 from sim.des.tcp import GOODPUT_FACTOR
 
 _TINY = 1e-9
@@ -52,17 +53,52 @@ class Transfer:
         return max(sorted(self.limited_bits), key=self.limited_bits.get)
 
 
+_CLIMB_GROWTH = math.log1p(VIDEO_INCREASE_PER_S)  # the climb's exponential rate (1/s)
+
+
+def climb_step(from_bps: float, to_bps: float, elapsed_s: float) -> tuple[float, float]:
+    """The rate of a climb from ``from_bps`` to ``to_bps`` ``elapsed_s`` into it, and when its step ends.
+
+    The sender's rate grows as ``from_bps * (1 + VIDEO_INCREASE_PER_S) ** t`` until it reaches ``to_bps`` at
+    ``T = ln(to / from) / ln(1.08)`` (about 19 s from 350 kbit/s to 1.5 Mbit/s). The fluid model needs rates that
+    hold between events, so the climb is a staircase of steps ``VIDEO_CLIMB_STEP_S`` long (the last one ending at
+    ``T``), each at the exponential's mean over it: the bits carried to every step's end, and so over the whole
+    climb ``(to - from) / ln(1.08)``, are exactly the exponential's, the rate never falls below the curve's at
+    the step's start nor passes its value at the step's end, and a climb costs ``ceil(T / step)`` events.
+
+    Returns:
+        The step's rate (bit/s; ``to_bps`` once the climb is over) and the elapsed time at which the step ends
+        (s from the climb's start; inf once the climb is over).
+    """
+    if from_bps <= 0 or from_bps >= to_bps:
+        return to_bps, math.inf
+    end_s = math.log(to_bps / from_bps) / _CLIMB_GROWTH
+    if elapsed_s >= end_s - _TINY:
+        return to_bps, math.inf
+    lo_s = math.floor(max(elapsed_s, 0.0) / VIDEO_CLIMB_STEP_S + _TINY) * VIDEO_CLIMB_STEP_S
+    hi_s = min(lo_s + VIDEO_CLIMB_STEP_S, end_s)
+    span_s = hi_s - lo_s
+    mean_bps = from_bps * math.exp(_CLIMB_GROWTH * lo_s) * math.expm1(_CLIMB_GROWTH * span_s) / (_CLIMB_GROWTH * span_s)
+    return mean_bps, hi_s
+
+
 class Media:
     """One direction of a video call: adapts between its minimum and target rate; tracks its rate.
 
     Rate-dependent measures (bits, time at target, below minimum, what limited it) accumulate here when the
     rate or cause changes, with the rate's history (``seg_start_s``, ``seg_rate_bps``); delay, jitter and loss
     come from its path's history after the run (:mod:`sim.des.calls`).
+
+    A call held below what it asks for (``demand_bps``: its target, or less if its far end cannot take it) by a
+    yield to TCP's queue or by its share does not jump back when released: it climbs back at its sender's pace
+    (:func:`climb_step`), from the rate it was held at (``climb_from_bps``; at least its minimum). ``climb_s`` is
+    when the climb began (None while it is still held), ``climb_next_s`` when its next step begins (an event of
+    its group; inf when it is not climbing). A call starts at what it asks for, as the sender does.
     """
 
     __slots__ = ("session", "path", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "end_s", "rate_bps",
                  "limiter", "cause", "yielded", "bits", "at_target_s", "below_min_s", "elapsed_s", "limited_s",
-                 "since_s",
+                 "since_s", "demand_bps", "climb_from_bps", "climb_s", "climb_next_s",
                  "start_s", "seg_start_s", "seg_rate_bps")
 
     def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
@@ -78,6 +114,40 @@ class Media:
         self.since_s = self.start_s = start_s
         self.seg_start_s: list[float] = []
         self.seg_rate_bps: list[float] = []
+        self.demand_bps = min(target_bps, far_cap_bps)
+        self.climb_from_bps: float | None = None
+        self.climb_s: float | None = None
+        self.climb_next_s = math.inf
+
+    def cap_bps(self, now_s: float) -> float:
+        """The most a re-share at ``now_s`` may give it (bit/s): what it asks for, or its climb's step.
+
+        A call still held would begin its climb now, at the first step.
+        """
+        if self.climb_from_bps is None:
+            return self.demand_bps
+        start_s = now_s if self.climb_s is None else self.climb_s
+        return climb_step(self.climb_from_bps, self.demand_bps, now_s - start_s)[0]
+
+    def follow(self, rate_bps: float, now_s: float) -> None:
+        """Update its climb after a re-share at ``now_s`` gave it ``rate_bps`` (from :meth:`cap_bps`'s cap).
+
+        At what it asks for: no climb. At its climb's step: the climb goes on (beginning now if it was held).
+        Below it (a yield, its share, an outage): held, to climb from there (at least its minimum) once released.
+        """
+        demand_bps = self.demand_bps
+        if rate_bps >= demand_bps * (1 - _TINY):
+            self.climb_from_bps = self.climb_s = None
+            self.climb_next_s = math.inf
+            return
+        if self.climb_from_bps is not None:
+            start_s = now_s if self.climb_s is None else self.climb_s
+            step_bps, step_end_s = climb_step(self.climb_from_bps, demand_bps, now_s - start_s)
+            if rate_bps >= step_bps * (1 - _TINY):
+                self.climb_s, self.climb_next_s = start_s, start_s + step_end_s
+                return
+        self.climb_from_bps = max(rate_bps, min(self.min_bps, demand_bps))
+        self.climb_s, self.climb_next_s = None, math.inf
 
     def settle(self, now_s: float) -> None:
         """Accumulate the rate-dependent measures from the last settlement until ``now_s`` at the current rate."""

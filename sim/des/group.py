@@ -14,8 +14,9 @@ Fixed-rate streams are not flows here: they hold a reserved rate on their links,
 the run (:mod:`sim.des.reserved`), which fluid flows see as capacity taken. A step is an event only on a link
 that fluid flows are using; elsewhere a link takes its reserved rate when something next looks at it.
 
-This module is the general path: every arrival, start-up end, completion, call end, line change and reservation
-step an event, and the shares recomputed at each. Events that would change nothing observed are skipped, exactly,
+This module is the general path: every arrival, start-up end, completion, call end, line change, reservation
+step and step of a call climbing back after a yield (:class:`sim.des.flows.Media`) an event, and the shares
+recomputed at each. Events that would change nothing observed are skipped, exactly,
 when the run's ``skip_unobserved`` is on (a parameter of :func:`sim.des.run`, default on): a transfer arriving before
 the next change starts up without an event (start-up takes no share), and one that will be the only transfer on its
 link until it ends is replayed whole. Those shortcuts are :mod:`sim.des.shortcuts`; the property test
@@ -119,6 +120,8 @@ class Group(Shortcuts, SharedLinks):
         for media in self.media:
             if media.end_s < best_s:
                 best_s = media.end_s
+            if media.climb_next_s < best_s:  # a call climbing back after a yield takes its next step
+                best_s = media.climb_next_s
         if self.reserving:  # a reservation step on a link that fluid flows use changes their shares
             for flow in self.transfers:
                 for link in flow.path:
@@ -245,6 +248,9 @@ class Group(Shortcuts, SharedLinks):
                     self.dirty.update(flow.path)
                     flow.settle(now_s)
                     self.ctx.finish_transfer(flow, now_s)
+        for media in self.media:
+            if media.climb_next_s <= limit_s:
+                self.dirty.update(media.path)
         ended = [m for m in self.media if m.end_s <= limit_s] if self.media else None
         if ended:
             self.media = [m for m in self.media if m.end_s > limit_s]

@@ -24,7 +24,7 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
         return
     link.media_steady = False
     n_transfers = len(transfers)
-    rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media)
+    rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media, now_s)
     for k, flow in enumerate(transfers):
         set_transfer(flow, rates[k], link if limited[k] else None, now_s)
     video_floor_bps = 0.0
@@ -33,6 +33,7 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
         yielded = link.video_yields[saturated] and rate_bps < m.target_bps * (1 - 1e-9)
         cause = link if yielded else limiter
         m.limiter = limiter
+        m.follow(rate_bps, now_s)
         if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
             m.settle(now_s)
             m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded
@@ -46,8 +47,11 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
     """:func:`share_link` when the link's calls fit its headroom: True unless they must yield to TCP.
 
     The calls then get what they ask for whatever the transfers do, so the transfers share what they leave, and the
-    calls are touched only when they joined or left since they last got it (``link.media_steady``).
+    calls are touched only when they joined or left since they last got it (``link.media_steady``). Not while a
+    call is held or climbing back (:class:`sim.des.flows.Media`): it gets less than it asks for.
     """
+    if not link.media_steady and any(m.climb_from_bps is not None for m in media):
+        return False
     transfer_caps = [f.cap_bps for f in transfers]
     level = water_level(transfer_caps, link.free_bps - link.media_bps) if transfer_caps else math.inf
     limited = [cap > level for cap in transfer_caps]
@@ -109,7 +113,7 @@ def carry_alone(flow: Transfer, link, now_s: float) -> None:
     link.note(now_s)
 
 
-def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: list,
+def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: list, now_s: float,
            ) -> tuple[list[float], list[bool], int]:
     """Shares on one link (transfers, then media), whether the link limits each, and how transfers saturate it.
 
@@ -117,10 +121,11 @@ def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: l
     reservations max-min fairly among themselves; transfers share max-min fairly what is left. When transfers
     saturate the link and the queue they keep there delays more than video's overuse threshold
     (``link.video_yields``), the media yield to TCP, down to their minimum rates, and transfers take the rest.
-    The saturation is :func:`saturation`'s.
+    The saturation is :func:`saturation`'s. A call climbing back after a yield asks for its climb's step at
+    ``now_s`` (s; :meth:`sim.des.flows.Media.cap_bps`).
     """
     transfer_caps = [f.cap_bps for f in transfers]
-    video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
+    video_caps = [m.cap_bps(now_s) for m in media]
     rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps)
     saturated = saturation(transfers, limited)
     if media and link.video_yields[saturated]:
@@ -166,7 +171,18 @@ def lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
 
     Until ``from_s`` it sends at its current rate; from there at its share beside the link's ``media`` (which
     stay) and what the reserved rate leaves, through each coming step. Reads the link's steps without moving it.
+
+    Inf (not to be replayed) beside media held or climbing back, or beside media with a reservation step to take
+    before the end: their climb would add events of its own (:class:`sim.des.flows.Media`).
     """
+    if media and any(m.climb_from_bps is not None for m in media):
+        return math.inf
+    finish_s = _lone_finish_s(flow, link, from_s, media)
+    return math.inf if media and link.next_step_s < finish_s - _EPS_S else finish_s
+
+
+def _lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
+    """:func:`lone_finish_s` through the link's steps, the media's state as it is."""
     remaining_bits = flow.remaining_bytes * 8 / tcp.GOODPUT_FACTOR
     if flow.since_s < from_s:
         remaining_bits -= flow.rate_bps * (from_s - flow.since_s)
@@ -177,7 +193,7 @@ def lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
     while remaining_bits > 0:
         free_bps = max(0.0, capacity_bps - reserved_bps)
         if media:
-            rate_bps = shares(link, free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media)[0][0]
+            rate_bps = shares(link, free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media, t_s)[0][0]
         else:
             rate_bps = min(flow.cap_bps, free_bps)
         next_s = steps_s[k] if k < len(steps_s) else math.inf
@@ -208,6 +224,7 @@ def set_media(m: Media, rate_bps: float, limiter, cause, saturated: set[int], no
     if not yielded:
         cause = limiter
     m.limiter = limiter
+    m.follow(rate_bps, now_s)
     if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
         m.settle(now_s)
         m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded

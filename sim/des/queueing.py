@@ -19,7 +19,8 @@ Beside TCP that saturates a link, a delay-based sender yields only if the queue 
 threshold (``VIDEO_QUEUE_THRESHOLD_S``): it then backs off to its minimum rate (the queue never drains while TCP
 fills it); below the threshold it sees no overuse and keeps its rate. That is the rate control the emulation's
 calls run (``sim.emu.media.RateController``, the same threshold); real WebRTC adapts its threshold (Carlucci et
-al., MMSys 2016: about 6-600 ms), so the figure is an assumption a sweep can cover.
+al., MMSys 2016: about 6-600 ms), so the figure is an assumption a sweep can cover. Released (the queue gone, or
+more share), it climbs back at ``VIDEO_INCREASE_PER_S`` (:class:`sim.des.flows.Media`), not at once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ from sim.des.tcp import FRAME_BYTES
 MAX_UTILISATION = 0.98  # where the M/D/1 formula is cut off; beyond it the buffer bound applies
 VIDEO_MAX_UTILISATION = 0.9  # assumption: the load at which delay-based video control holds a link
 VIDEO_QUEUE_THRESHOLD_S = 0.025  # assumption (range 0.006-0.6 s): the queueing delay a video sender calls overuse
+# After backing off, a delay-based sender climbs back by 8% a second (multiplicative): GCC's increase factor
+# eta = 1.08 per second (Holmer et al., draft-ietf-rmcat-gcc-02, 2016, section 5.5; libwebrtc's AIMD rate control),
+# the emulated sender's too (sim.emu.media.RateController.INCREASE_PER_S). Its decrease (x 0.85 per overuse report,
+# the same draft's beta) is taken as instant: the simulator drops a yielding call to its minimum at once.
+VIDEO_INCREASE_PER_S = 0.08
+# The climb is replayed as rate steps of this length (a modelling choice, not a figure of the sender: each step
+# carries exactly the bits of the exponential over it; shorter steps follow it more closely at more events).
+VIDEO_CLIMB_STEP_S = 1.0
 # Cubic's mean backlog in a drop-tail buffer of 30 packets or more, as a share of it: 69-87% (mean 81%) measured in
 # the emulation on 10 and 100 Mbit/s lines with 40 and 100 ms buffers under 1, 2 and 4 uploads (docs/fidelity.md,
 # "Measured in the emulation", 2026-12-02, a busy machine); 0.8 is that mean, rounded.
@@ -94,4 +103,4 @@ def link_delay_s(capacity_bps: float, buffer_bytes: float, load_bps: float, satu
 def assumptions() -> dict[str, float]:
     """The model's assumed figures a run's results should carry (meta.json), by name, in SI units."""
     return {"video_max_utilisation": VIDEO_MAX_UTILISATION, "video_queue_threshold_s": VIDEO_QUEUE_THRESHOLD_S,
-            "cubic_occupancy": CUBIC_OCCUPANCY}
+            "video_increase_per_s": VIDEO_INCREASE_PER_S, "cubic_occupancy": CUBIC_OCCUPANCY}

@@ -20,7 +20,7 @@ class SharedLinks:
         transfers, media, links = self._dirty_part()
         flows = transfers + media
         n_transfers = len(transfers)
-        video_caps = [min(m.target_bps, m.far_cap_bps) for m in media]
+        video_caps = [m.cap_bps(now_s) for m in media]  # what each asks for, or its climb's step
         rates, limiter = self._share(transfers, media, video_caps)
         saturated: dict[int, int] = {}  # link id: how transfers saturate it (sim.des.queueing.STANDING or BURSTS)
         for k in range(n_transfers):

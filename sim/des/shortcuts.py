@@ -40,8 +40,11 @@ class Shortcuts:
             self._sync_idle(sessions[i], starts_s[i])
             flow = self._start_transfer(sessions[i], starts_s[i])
             i += 1
-            if flow is None or self.single_link_paths and self._run_alone(
-                    flow, min(starts_s[i] if i < n else math.inf, line_s)):
+            if flow is None:
+                continue
+            if self.single_link_paths and self._run_alone(flow, min(starts_s[i] if i < n else math.inf, line_s)):
+                for media in self.media:  # a call it held back climbs from its end: a change of the group's
+                    change_s = min(change_s, media.climb_next_s)
                 continue
             if flow.active_at_s < change_s:
                 change_s = flow.active_at_s

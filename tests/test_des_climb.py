@@ -1,0 +1,98 @@
+"""A video call climbing back after a yield, at its sender's pace, against the closed-form integral.
+
+The emulated sender (``sim.emu.media.RateController``, as GCC) climbs back by 8% a second once the queue it yielded
+to is gone, so from its minimum 350 kbit/s to its 1.5 Mbit/s target takes T = ln(1.5 / 0.35) / ln(1.08) = 18.9 s
+and carries (1.5e6 - 0.35e6) / ln(1.08) bits. The simulator replays that climb as one-second steps, each at the
+exponential's mean over it, so the bits at every step's end (and over the whole climb) are the closed form's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from helpers import call, simulate, site, topology, trace, transfer
+
+from sim.des.flows import climb_step
+from sim.des.tcp import FRAME_BYTES, GOODPUT_FACTOR
+
+GROWTH = math.log(1.08)  # 8% a second
+TARGET, MINIMUM = 1.5e6, 350e3
+CLIMB_S = math.log(TARGET / MINIMUM) / GROWTH  # 18.91 s
+CLIMB_BITS = (TARGET - MINIMUM) / GROWTH  # the integral of 350e3 x 1.08^t over [0, T]
+
+
+def test_the_steps_carry_the_exponentials_bits_and_stay_between_its_values():
+    elapsed_s, bits = 0.0, 0.0
+    while True:
+        rate_bps, end_s = climb_step(MINIMUM, TARGET, elapsed_s)
+        if end_s == math.inf:
+            break
+        # each step's rate lies between the curve's value at its start and at its end
+        assert MINIMUM * 1.08**elapsed_s < rate_bps < MINIMUM * 1.08**end_s
+        bits += rate_bps * (end_s - elapsed_s)
+        # at every step's end the staircase has carried what the exponential has
+        assert bits == pytest.approx(MINIMUM * (1.08**end_s - 1) / GROWTH, rel=1e-12)
+        elapsed_s = end_s
+    assert elapsed_s == pytest.approx(CLIMB_S, rel=1e-12)
+    assert rate_bps == TARGET
+    assert bits == pytest.approx(CLIMB_BITS, rel=1e-12)
+    assert climb_step(MINIMUM, TARGET, 0.5) == climb_step(MINIMUM, TARGET, 0.0)  # one rate through a step
+    assert climb_step(MINIMUM, MINIMUM, 0.0) == (MINIMUM, math.inf)  # nothing to climb
+
+
+def _line():
+    # a 2 Mbit/s uplink, no round trip but its queue, 150 kB buffer: Cubic's standing queue there (0.8 x 0.6 s) is far
+    # above video's 25 ms threshold, so a call yields to an upload
+    return topology(site("s", down_bps=100e6, up_bps=2e6, buffer_bytes=150_000))
+
+
+def _upload(start_s: float) -> dict:
+    # beside a call held at 350 kbit/s the upload has 1.65 Mbit/s on the wire: this size takes it 10 s
+    return transfer("s", start_s, 1.65e6 * 10 / 8 * GOODPUT_FACTOR, "up")
+
+
+def _md1_s(load_bps: float, capacity_bps: float) -> float:
+    rho, service_s = load_bps / capacity_bps, FRAME_BYTES * 8 / capacity_bps
+    return rho * service_s / (2 * (1 - rho))
+
+
+def _both_ways(sessions: pd.DataFrame) -> pd.DataFrame:
+    """The records with the shortcuts on, checked equal to those without."""
+    fast = simulate(_line(), sessions, horizon_s=120.0, bin_s=10.0, skip_unobserved=True).records
+    plain = simulate(_line(), sessions, horizon_s=120.0, bin_s=10.0, skip_unobserved=False).records
+    pd.testing.assert_frame_equal(fast, plain, rtol=1e-9)
+    return fast.set_index("start_s")
+
+
+def test_a_call_climbs_back_from_its_minimum_after_an_upload():
+    # a call from 0 to 60 s; an upload from 10 s: its start-up is two round trips of the queues the call's 1.5 Mbit/s
+    # makes (M/D/1, both ways; a pipe of under 10 segments: no slow start), then 10 s at 1.65 Mbit/s. The call:
+    # 1.5 Mbit/s until the upload is active, 350 kbit/s for 10 s, the climb (18.9 s, CLIMB_BITS), then 1.5 Mbit/s
+    # to 60 s. The upstream is the call's worse direction.
+    records = _both_ways(trace(call("s", 0.0, 60.0), _upload(10.0)))
+    upload, video = records.loc[10.0], records.loc[0.0]
+    active_s = 10.0 + 2 * (_md1_s(TARGET, 2e6) + _md1_s(TARGET, 100e6))
+    assert upload["end_s"] == pytest.approx(active_s + 10, rel=1e-9)
+    end_s = active_s + 10
+    bits = TARGET * active_s + MINIMUM * 10 + CLIMB_BITS + TARGET * (60 - end_s - CLIMB_S)
+    assert video["mean_rate_bps"] == pytest.approx(bits / 60, rel=1e-9)
+    assert video["size_bytes"] == pytest.approx(bits / 8, rel=1e-9)
+    assert video["share_at_target"] == pytest.approx((active_s + 60 - end_s - CLIMB_S) / 60, rel=1e-9)
+    assert video["share_below_min"] == 0.0
+
+
+def test_a_second_upload_cuts_the_climb_short():
+    # as above, and a second upload at 25 s, active (its own start-up) 10 s before it ends: the climb from the
+    # first upload's end runs k whole steps (the exponential's bits over k s) and part of step k at that step's
+    # rate; the call then yields to its minimum until the second upload ends, and climbs all the way
+    records = _both_ways(trace(call("s", 0.0, 60.0), _upload(10.0), _upload(25.0)))
+    first_end_s, second_end_s = records.loc[10.0, "end_s"], records.loc[25.0, "end_s"]
+    climbed_s = second_end_s - 10 - first_end_s
+    whole = math.floor(climbed_s)
+    assert whole == 4  # the second upload is active 4.98 s into the climb
+    step_bps = MINIMUM * 1.08**whole * (1.08 - 1) / GROWTH  # the exponential's mean over step `whole`
+    bits = (TARGET * (first_end_s - 10) + MINIMUM * 10 + MINIMUM * (1.08**whole - 1) / GROWTH
+            + step_bps * (climbed_s - whole) + MINIMUM * 10 + CLIMB_BITS + TARGET * (60 - second_end_s - CLIMB_S))
+    assert records.loc[0.0, "mean_rate_bps"] == pytest.approx(bits / 60, rel=1e-9)
