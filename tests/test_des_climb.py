@@ -2,8 +2,9 @@
 
 The emulated sender (``sim.emu.media.RateController``, as GCC) climbs back by 8% a second once the queue it yielded
 to is gone, so from its minimum 350 kbit/s to its 1.5 Mbit/s target takes T = ln(1.5 / 0.35) / ln(1.08) = 18.9 s
-and carries (1.5e6 - 0.35e6) / ln(1.08) bits. The simulator replays that climb as one-second steps, each at the
-exponential's mean over it, so the bits at every step's end (and over the whole climb) are the closed form's.
+and carries (1.5e6 - 0.35e6) / ln(1.08) bits. The simulator replays that climb as steps over [0, 1], [1, 3], [3, 7],
+[7, 15] s..., each at the exponential's mean over it, so the bits at every step's end (and over the whole climb)
+are the closed form's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ CLIMB_BITS = (TARGET - MINIMUM) / GROWTH  # the integral of 350e3 x 1.08^t over 
 
 
 def test_the_steps_carry_the_exponentials_bits_and_stay_between_its_values():
-    elapsed_s, bits = 0.0, 0.0
+    elapsed_s, bits, steps = 0.0, 0.0, 0
     while True:
         rate_bps, end_s = climb_step(MINIMUM, TARGET, elapsed_s)
         if end_s == math.inf:
@@ -35,6 +36,8 @@ def test_the_steps_carry_the_exponentials_bits_and_stay_between_its_values():
         # at every step's end the staircase has carried what the exponential has
         assert bits == pytest.approx(MINIMUM * (1.08**end_s - 1) / GROWTH, rel=1e-12)
         elapsed_s = end_s
+        steps += 1
+    assert steps == 5  # ends at 1, 3, 7, 15 and 18.9 s
     assert elapsed_s == pytest.approx(CLIMB_S, rel=1e-12)
     assert rate_bps == TARGET
     assert bits == pytest.approx(CLIMB_BITS, rel=1e-12)
@@ -85,14 +88,13 @@ def test_a_call_climbs_back_from_its_minimum_after_an_upload():
 
 def test_a_second_upload_cuts_the_climb_short():
     # as above, and a second upload at 25 s, active (its own start-up) 10 s before it ends: the climb from the
-    # first upload's end runs k whole steps (the exponential's bits over k s) and part of step k at that step's
-    # rate; the call then yields to its minimum until the second upload ends, and climbs all the way
+    # first upload's end runs its steps to 3 s (the exponential's bits over 3 s) and part of the step from 3 to 7 s
+    # at that step's rate; the call then yields to its minimum until the second upload ends, and climbs all the way
     records = _both_ways(trace(call("s", 0.0, 60.0), _upload(10.0), _upload(25.0)))
     first_end_s, second_end_s = records.loc[10.0, "end_s"], records.loc[25.0, "end_s"]
     climbed_s = second_end_s - 10 - first_end_s
-    whole = math.floor(climbed_s)
-    assert whole == 4  # the second upload is active 4.98 s into the climb
-    step_bps = MINIMUM * 1.08**whole * (1.08 - 1) / GROWTH  # the exponential's mean over step `whole`
-    bits = (TARGET * (first_end_s - 10) + MINIMUM * 10 + MINIMUM * (1.08**whole - 1) / GROWTH
-            + step_bps * (climbed_s - whole) + MINIMUM * 10 + CLIMB_BITS + TARGET * (60 - second_end_s - CLIMB_S))
+    assert 3 < climbed_s < 7  # the second upload is active 4.98 s into the climb
+    step_bps = MINIMUM * (1.08**7 - 1.08**3) / (4 * GROWTH)  # the exponential's mean over [3, 7] s
+    bits = (TARGET * (first_end_s - 10) + MINIMUM * 10 + MINIMUM * (1.08**3 - 1) / GROWTH
+            + step_bps * (climbed_s - 3) + MINIMUM * 10 + CLIMB_BITS + TARGET * (60 - second_end_s - CLIMB_S))
     assert records.loc[0.0, "mean_rate_bps"] == pytest.approx(bits / 60, rel=1e-9)

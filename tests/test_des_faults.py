@@ -96,18 +96,20 @@ def test_a_fixed_rate_call_through_a_failover_before_during_and_after():
 
 def test_an_adaptive_call_drops_to_nothing_then_to_the_backup_headroom():
     # a 1.5 Mbit/s video call (minimum 350 kbit/s) alone on its line: 1.5 Mbit/s for 100 s, 0 for the 60 s outage;
-    # on a 1 Mbit/s backup from 160 s it climbs from its minimum at 8% a second, in one-second steps each at the
-    # exponential's mean, until a step passes 0.9 Mbit/s (90% of the backup, video's headroom): steps 0-11 carry
-    # 350e3 (1.08^12 - 1) / ln 1.08 bits (step 12's mean, 350e3 x 1.08^12 x 0.08 / ln 1.08, passes 0.9 Mbit/s).
-    # It then keeps 0.9 Mbit/s to the repair at 250 s, and climbs from there to 1.5 Mbit/s, reached after
-    # T = ln(1.5 / 0.9) / ln 1.08 = 6.64 s carrying (1.5e6 - 0.9e6) / ln 1.08 bits; 1.5 Mbit/s to the end at 300 s.
+    # on a 1 Mbit/s backup from 160 s it climbs from its minimum at 8% a second, in steps over [0, 1], [1, 3], [3, 7],
+    # [7, 15] s... each at the exponential's mean, until a step passes 0.9 Mbit/s (90% of the backup, video's
+    # headroom): the four steps to 15 s carry 350e3 (1.08^15 - 1) / ln 1.08 bits, the fifth (15 s to the curve's
+    # 1.5 Mbit/s at 18.9 s) passes 0.9 Mbit/s. It then keeps 0.9 Mbit/s to the repair at 250 s, and climbs from there
+    # to 1.5 Mbit/s, reached after T = ln(1.5 / 0.9) / ln 1.08 = 6.64 s carrying (1.5e6 - 0.9e6) / ln 1.08 bits;
+    # 1.5 Mbit/s to the end at 300 s.
     backup = lc.LineState(1e6, 1e6, 0.0, 0.0, 150_000.0, 150_000.0)
     changes = lc.failover("a", PRIMARY, backup, fault_at_s=100.0, repaired_at_s=250.0, failover_s=60.0)
     done = _records(_topology(), trace(call("a", 0.0, 300.0)), changes).records.iloc[0]
     growth = math.log(1.08)
-    assert 350e3 * 1.08**11 * 0.08 / growth < 0.9e6 < 350e3 * 1.08**12 * 0.08 / growth
+    top_s = math.log(1.5 / 0.35) / growth
+    assert 350e3 * (1.08**15 - 1.08**7) / (8 * growth) < 0.9e6 < (1.5e6 - 350e3 * 1.08**15) / ((top_s - 15) * growth)
     climb_s = math.log(1.5 / 0.9) / growth
-    bits = (1.5e6 * 100 + 350e3 * (1.08**12 - 1) / growth + 0.9e6 * 78 + 0.6e6 / growth
+    bits = (1.5e6 * 100 + 350e3 * (1.08**15 - 1) / growth + 0.9e6 * 75 + 0.6e6 / growth
             + 1.5e6 * (50 - climb_s))
     assert done["mean_rate_bps"] == pytest.approx(bits / 300, rel=1e-9)
     assert (done["share_at_target"], done["share_below_min"]) == pytest.approx(((150 - climb_s) / 300, 60 / 300))

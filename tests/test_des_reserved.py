@@ -120,11 +120,12 @@ def test_a_priority_line_serves_calls_ahead_of_an_upload(qos):
         assert video["mean_rate_bps"] == pytest.approx(350e3, rel=1e-9)
         return
     # The video call takes the headroom the phone call leaves (0.9 Mbit/s - 87.2 kbit/s) for 20 s; when the phone
-    # call ends it climbs back at 8% a second: its first one-second step at the exponential's mean over it,
-    # r * 0.08 / ln(1.08); the next step (r * 1.08 * that) passes the 0.9 Mbit/s headroom, which it then keeps.
+    # call ends it climbs back at 8% a second: its first step (one second) at the exponential's mean over it,
+    # r * 0.08 / ln(1.08); the next (1 to 3 s, mean r (1.08^3 - 1.08) / (2 ln 1.08)) passes the 0.9 Mbit/s
+    # headroom, which it then keeps.
     held_bps = 0.9e6 - 87.2e3
     first_step_bps = held_bps * 0.08 / math.log(1.08)
-    assert held_bps * 1.08 * 0.08 / math.log(1.08) > 0.9e6
+    assert held_bps * (1.08**3 - 1.08) / (2 * math.log(1.08)) > 0.9e6
     assert video["mean_rate_bps"] == pytest.approx((20 * held_bps + first_step_bps + 9 * 0.9e6) / 30, rel=1e-9)
     assert phone["loss"] == 0.0 and video["loss"] == 0.0
     assert phone["queue_delay_s"] == pytest.approx(frame_s / 2, rel=1e-9)

@@ -37,8 +37,9 @@ VIDEO_QUEUE_THRESHOLD_S = 0.025  # assumption (range 0.006-0.6 s): the queueing 
 # the emulated sender's too (sim.emu.media.RateController.INCREASE_PER_S). Its decrease (x 0.85 per overuse report,
 # the same draft's beta) is taken as instant: the simulator drops a yielding call to its minimum at once.
 VIDEO_INCREASE_PER_S = 0.08
-# The climb is replayed as rate steps of this length (a modelling choice, not a figure of the sender: each step
-# carries exactly the bits of the exponential over it; shorter steps follow it more closely at more events).
+# The climb is replayed as rate steps, the first this long and each next one twice as long (a modelling choice, not
+# a figure of the sender: each step carries exactly the bits of the exponential over it; shorter steps would follow
+# it more closely at more events: sim.des.flows.climb_step).
 VIDEO_CLIMB_STEP_S = 1.0
 # Cubic's mean backlog in a drop-tail buffer of 30 packets or more, as a share of it: 69-87% (mean 81%) measured in
 # the emulation on 10 and 100 Mbit/s lines with 40 and 100 ms buffers under 1, 2 and 4 uploads (docs/fidelity.md,
