@@ -84,6 +84,7 @@ def test_a_call_climbs_back_from_its_minimum_after_an_upload():
     assert video["size_bytes"] == pytest.approx(bits / 8, rel=1e-9)
     assert video["share_at_target"] == pytest.approx((active_s + 60 - end_s - CLIMB_S) / 60, rel=1e-9)
     assert video["share_below_min"] == 0.0
+    assert video["bottleneck"] == "access_up_tcp_queue"  # held 10 s, then 18.9 s climbing back from that
 
 
 def test_a_second_upload_cuts_the_climb_short():

@@ -97,12 +97,13 @@ class Media:
     yield to TCP's queue or by its share does not jump back when released: it climbs back at its sender's pace
     (:func:`climb_step`), from the rate it was held at (``climb_from_bps``; at least its minimum). ``climb_s`` is
     when the climb began (None while it is still held), ``climb_next_s`` when its next step begins (an event of
-    its group; inf when it is not climbing). A call starts at what it asks for, as the sender does.
+    its group; inf when it is not climbing). A call starts at what it asks for, as the sender does. Time spent
+    climbing back counts against what held it (``held_label``) in what limited it.
     """
 
     __slots__ = ("session", "path", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "end_s", "rate_bps",
                  "limiter", "cause", "yielded", "bits", "at_target_s", "below_min_s", "elapsed_s", "limited_s",
-                 "since_s", "demand_bps", "climb_from_bps", "climb_s", "climb_next_s",
+                 "since_s", "demand_bps", "climb_from_bps", "climb_s", "climb_next_s", "held_label",
                  "start_s", "seg_start_s", "seg_rate_bps")
 
     def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
@@ -122,6 +123,7 @@ class Media:
         self.climb_from_bps: float | None = None
         self.climb_s: float | None = None
         self.climb_next_s = math.inf
+        self.held_label = ""  # what last held it below what it asks for (a bottleneck label)
 
     def cap_bps(self, now_s: float) -> float:
         """The most a re-share at ``now_s`` may give it (bit/s): what it asks for, or its climb's step.
@@ -169,7 +171,12 @@ class Media:
             return
         if rate < self.min_bps * (1 - _TINY):
             self.below_min_s += dt_s
-        label = "home" if self.cause is None else f"{self.cause.label}{YIELDED}" if self.yielded else self.cause.label
+        if self.cause is not None:
+            label = self.held_label = f"{self.cause.label}{YIELDED}" if self.yielded else self.cause.label
+        elif self.climb_s is not None and self.held_label:  # climbing back: still what held it back
+            label = self.held_label
+        else:
+            label = "home"
         self.limited_s[label] = self.limited_s.get(label, 0.0) + dt_s
 
     def rate_summary(self) -> dict[str, float | str]:
