@@ -43,7 +43,7 @@ class Shortcuts:
             if flow is None:
                 continue
             if self.single_link_paths and self._run_alone(flow, min(starts_s[i] if i < n else math.inf, line_s)):
-                for media in self.media:  # a call it held back climbs from its end: a change of the group's
+                for media in self.media:  # a call it held back climbs from its end: each step is a change
                     change_s = min(change_s, media.climb_next_s)
                 continue
             if flow.active_at_s < change_s:
