@@ -75,3 +75,28 @@ def simulate(topo: Topology, sessions: pd.DataFrame, horizon_s: float | None = N
 def log2ceil(x: float) -> int:
     """ceil(log2(x)), for hand-computing slow-start rounds in tests."""
     return math.ceil(math.log2(x))
+
+
+def climb_steps(start_s: float, from_bps: float, to_bps: float) -> list[tuple[float, float]]:
+    """A call's climb back from ``from_bps`` to ``to_bps`` at 8% a second from ``start_s``, as the simulator steps it.
+
+    Steps over [0, 1], [1, 3], [3, 7], [7, 15] s... of the climb, each at the mean of ``from x 1.08^t`` over it, the
+    last ending where the curve reaches ``to_bps``: ``(step start s, rate bit/s)`` pairs, then ``(end s, to_bps)``.
+    """
+    growth = math.log(1.08)
+    end_s = math.log(to_bps / from_bps) / growth
+    steps, lo_s, hi_s = [], 0.0, 1.0
+    while lo_s < end_s:
+        top_s = min(hi_s, end_s)
+        steps.append((start_s + lo_s, from_bps * (1.08**top_s - 1.08**lo_s) / ((top_s - lo_s) * growth)))
+        lo_s, hi_s = hi_s, 2 * hi_s + 1
+    return [*steps, (start_s + end_s, to_bps)]
+
+
+def mean_over(pieces: list[tuple[float, float]], t0_s: float, t1_s: float) -> float:
+    """The mean over [t0_s, t1_s] of a step function given as ``(from s, value)`` pairs in order."""
+    total = 0.0
+    for k, (start_s, value) in enumerate(pieces):
+        end_s = pieces[k + 1][0] if k + 1 < len(pieces) else math.inf
+        total += value * max(0.0, min(end_s, t1_s) - max(start_s, t0_s))
+    return total / (t1_s - t0_s)

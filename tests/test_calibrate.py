@@ -9,6 +9,7 @@ import math
 
 import pandas as pd
 import pytest
+from helpers import climb_steps
 
 from sim import calibrate
 from sim.workload import TRACE_COLUMNS
@@ -77,19 +78,29 @@ def test_metrics_read_video_and_transfers_apart():
 
 
 def test_the_failover_case_is_compared_phase_by_phase():
-    # a 1.5 Mbit/s call on a 10 Mbit/s, 20 ms line; down at 8 s, on a 2 Mbit/s-up, 60 ms backup at 12 s, repaired
-    # at 20 s. In the simulator the call keeps its target on the backup; its one-way delay there is 10 ms + 20 ms
-    # (half the 40 ms longer round trip) + M/D/1 waiting of 1514-byte frames (6.056 ms at 2 Mbit/s) at 75% load:
-    # 0.75 x 6.056 / (2 x 0.25) = 9.084 ms
+    # a 1.5 Mbit/s call (from 2 s) on a 10 Mbit/s, 20 ms line; down at 8 s, on a 2 Mbit/s-up, 60 ms backup at 12 s,
+    # repaired at 20 s. In the simulator the call climbs back from its minimum on the backup at 8% a second, in steps
+    # over [0, 1], [1, 3], [3, 7], [7, 15] s of the climb (12-13, 13-15, 15-19, 19-27 s), each at the exponential's
+    # mean (helpers.climb_steps), and on past the repair. Each phase's whole seconds after its first: backup 13-19
+    # (2 at step 1, 4 at step 2, 1 at step 3), repaired 21-27 (6 at step 3, 1 at step 4). Its one-way delay on the
+    # backup: 10 ms + 20 ms (half the 40 ms longer round trip) + M/D/1 waiting of 1514-byte frames (6.056 ms at
+    # 2 Mbit/s) at its load, weighted by the bits of each second.
     case = calibrate.cases()[-1]
     assert list(case.changes["cause"]) == ["fault", "backup", "repaired"]
     assert list(case.changes["at_s"]) == [8.0, 12.0, 20.0]
     result = calibrate.simulated(case)
     got = calibrate.metrics(result.records, result.links, case, result.calls)
-    assert got["video_rate_bps@before"] == got["video_rate_bps@backup"] == got["video_rate_bps@repaired"] == 1.5e6
-    assert got["video_one_way_delay_s@backup"] == pytest.approx(0.030 + 0.75 * 0.006056 / 0.5, rel=1e-6)
-    rows = calibrate.compare(case, {**got, "video_rate_bps@backup": 0.75e6}, got, held=True)
+    steps = [rate for _, rate in climb_steps(12.0, 350e3, 1.5e6)]
+    backup_s = [steps[1]] * 2 + [steps[2]] * 4 + [steps[3]]
+    assert got["video_rate_bps@before"] == 1.5e6
+    assert got["video_rate_bps@backup"] == pytest.approx(sum(backup_s) / 7, rel=1e-9)
+    assert got["video_rate_bps@repaired"] == pytest.approx((6 * steps[3] + steps[4]) / 7, rel=1e-9)
+    delays_s = [0.030 + (r / 2e6) * 0.006056 / (2 * (1 - r / 2e6)) for r in backup_s]
+    assert got["video_one_way_delay_s@backup"] == pytest.approx(
+        sum(r * d for r, d in zip(backup_s, delays_s)) / sum(backup_s), rel=1e-6)
+    emulated = got["video_rate_bps@backup"] / 2
+    rows = calibrate.compare(case, {**got, "video_rate_bps@backup": emulated}, got, held=True)
     backup = next(r for r in rows if r["metric"] == "video_rate_bps@backup")
     assert backup["error"] == pytest.approx(1.0) and backup["goal"] == 0.10 and not backup["met"]
-    assert "| call through a failover | video_rate_bps@backup | 0.750 Mbit/s | 1.500 Mbit/s | +100% |" in \
-        calibrate.table(rows)
+    assert (f"| call through a failover | video_rate_bps@backup | {emulated / 1e6:.3f} Mbit/s | "
+            f"{got['video_rate_bps@backup'] / 1e6:.3f} Mbit/s | +100% |") in calibrate.table(rows)

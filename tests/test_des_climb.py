@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from helpers import call, simulate, site, topology, trace, transfer
 
-from sim.des.flows import climb_step
+from sim.des.flows import climb_step, depth_after_bps
 from sim.des.tcp import FRAME_BYTES, GOODPUT_FACTOR
 
 GROWTH = math.log(1.08)  # 8% a second
@@ -98,4 +98,21 @@ def test_a_second_upload_cuts_the_climb_short():
     step_bps = MINIMUM * (1.08**7 - 1.08**3) / (4 * GROWTH)  # the exponential's mean over [3, 7] s
     bits = (TARGET * (first_end_s - 10) + MINIMUM * 10 + MINIMUM * (1.08**3 - 1) / GROWTH
             + step_bps * (climbed_s - 3) + MINIMUM * 10 + CLIMB_BITS + TARGET * (60 - second_end_s - CLIMB_S))
+    assert records.loc[0.0, "mean_rate_bps"] == pytest.approx(bits / 60, rel=1e-9)
+
+
+def test_a_short_yield_costs_the_cuts_the_sender_makes_in_it():
+    # the sender cuts to 0.85 x its rate 0.2 s into a queue over its threshold (two reports) and every 0.3 s after:
+    # a 1 s yield from 1.5 Mbit/s costs 1 + floor(0.8 / 0.3) = 3 cuts, so it climbs back from 1.5e6 x 0.85^3
+    assert depth_after_bps(1.5e6, 0.19) == 1.5e6
+    assert depth_after_bps(1.5e6, 0.2) == pytest.approx(1.5e6 * 0.85)
+    assert depth_after_bps(1.5e6, 1.0) == pytest.approx(1.5e6 * 0.85**3)
+    # a 1 s upload beside the call (1.65 Mbit/s on the wire while the call yields to its minimum)
+    upload = transfer("s", 10.0, 1.65e6 * 1 / 8 * GOODPUT_FACTOR, "up")
+    records = _both_ways(trace(call("s", 0.0, 60.0), upload))
+    active_s = 10.0 + 2 * (_md1_s(TARGET, 2e6) + _md1_s(TARGET, 100e6))
+    assert records.loc[10.0, "end_s"] == pytest.approx(active_s + 1, rel=1e-9)
+    depth_bps = TARGET * 0.85**3
+    climb_s = math.log(TARGET / depth_bps) / GROWTH  # 6.3 s
+    bits = TARGET * active_s + MINIMUM * 1 + (TARGET - depth_bps) / GROWTH + TARGET * (60 - active_s - 1 - climb_s)
     assert records.loc[0.0, "mean_rate_bps"] == pytest.approx(bits / 60, rel=1e-9)

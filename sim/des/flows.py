@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from sim.des.queueing import VIDEO_CLIMB_STEP_S, VIDEO_INCREASE_PER_S
+from sim.des.queueing import VIDEO_CLIMB_STEP_S, VIDEO_DECREASE, VIDEO_DETECT_S, VIDEO_HOLD_S, VIDEO_INCREASE_PER_S
 from sim.des.tcp import GOODPUT_FACTOR
 
 _TINY = 1e-9
@@ -86,6 +86,19 @@ def climb_step(from_bps: float, to_bps: float, elapsed_s: float) -> tuple[float,
     return mean_bps, hi_s
 
 
+def depth_after_bps(from_bps: float, yield_s: float) -> float:
+    """The rate a delay-based sender at ``from_bps`` has cut itself to after ``yield_s`` of overuse (bit/s).
+
+    It calls overuse after ``VIDEO_DETECT_S`` (two receiver reports running over the threshold), then cuts to
+    ``VIDEO_DECREASE`` x its rate, and again every ``VIDEO_HOLD_S`` while the overuse lasts (not held at a minimum:
+    the caller floors it).
+    """
+    if yield_s < VIDEO_DETECT_S - _TINY:
+        return from_bps
+    cuts = 1 + math.floor((yield_s - VIDEO_DETECT_S) / VIDEO_HOLD_S + _TINY)
+    return from_bps * VIDEO_DECREASE**cuts
+
+
 class Media:
     """One direction of a video call: adapts between its minimum and target rate; tracks its rate.
 
@@ -93,18 +106,21 @@ class Media:
     rate or cause changes, with the rate's history (``seg_start_s``, ``seg_rate_bps``); delay, jitter and loss
     come from its path's history after the run (:mod:`sim.des.calls`).
 
-    A call held below what it asks for (``demand_bps``: its target, or less if its far end cannot take it) by a
-    yield to TCP's queue or by its share does not jump back when released: it climbs back at its sender's pace
-    (:func:`climb_step`), from the rate it was held at (``climb_from_bps``; at least its minimum). ``climb_s`` is
-    when the climb began (None while it is still held), ``climb_next_s`` when its next step begins (an event of
-    its group; inf when it is not climbing). A call starts at what it asks for, as the sender does. Time spent
-    climbing back counts against what held it (``held_label``) in what limited it.
+    A call held below what it asks for (``demand_bps``: its target, or less if its far end cannot take it) does not
+    jump back when released: it climbs back at its sender's pace (:func:`climb_step`) from ``climb_from_bps``;
+    ``climb_s`` is when the climb began (None while it is still held), ``climb_next_s`` when its next step begins (an
+    event of its group; inf when it is not climbing). Held by its share or an outage, it climbs from the rate it
+    was held at (at least its minimum). Held by a yield to TCP's queue (from ``yield_s``, at ``yield_from_bps``
+    then), it runs at its minimum meanwhile, as before, and climbs from where the sender's cuts would have taken it
+    by the yield's end (:func:`depth_after_bps`): a short burst costs a cut or two, a long upload the minimum. A
+    call starts at what it asks for, as the sender does. Time spent climbing back counts against what held it
+    (``held_label``) in what limited it.
     """
 
     __slots__ = ("session", "path", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "end_s", "rate_bps",
                  "limiter", "cause", "yielded", "bits", "at_target_s", "below_min_s", "elapsed_s", "limited_s",
-                 "since_s", "demand_bps", "climb_from_bps", "climb_s", "climb_next_s", "held_label",
-                 "start_s", "seg_start_s", "seg_rate_bps")
+                 "since_s", "demand_bps", "climb_from_bps", "climb_s", "climb_next_s", "held_label", "yield_s",
+                 "yield_from_bps", "start_s", "seg_start_s", "seg_rate_bps")
 
     def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
                  base_delay_s: float, start_s: float, end_s: float) -> None:
@@ -124,33 +140,63 @@ class Media:
         self.climb_s: float | None = None
         self.climb_next_s = math.inf
         self.held_label = ""  # what last held it below what it asks for (a bottleneck label)
+        self.yield_s: float | None = None
+        self.yield_from_bps = 0.0
+
+    @property
+    def free(self) -> bool:
+        """Whether it is neither held, climbing back nor yielding (it gets what it asks for while it can)."""
+        return self.climb_from_bps is None and self.yield_s is None
+
+    def _origin(self, now_s: float) -> tuple[float | None, float]:
+        """Where a climb stands at ``now_s``: the rate it climbs from (None: no climb) and when it began (s)."""
+        if self.yield_s is not None:  # released now, it climbs from where the sender's cuts took it
+            floor_bps = min(self.min_bps, self.demand_bps)
+            return max(floor_bps, depth_after_bps(self.yield_from_bps, now_s - self.yield_s)), now_s
+        if self.climb_from_bps is None:
+            return None, now_s
+        return self.climb_from_bps, now_s if self.climb_s is None else self.climb_s
+
+    def _sending_bps(self, now_s: float) -> float:
+        """The sender's own rate at ``now_s`` (bit/s): on a climb the exponential's value, not its step's mean."""
+        if self.climb_from_bps is not None and self.climb_s is not None:
+            return min(self.demand_bps, self.climb_from_bps * math.exp(_CLIMB_GROWTH * (now_s - self.climb_s)))
+        return self.rate_bps if self.rate_bps > 0 else self.demand_bps
 
     def cap_bps(self, now_s: float) -> float:
         """The most a re-share at ``now_s`` may give it (bit/s): what it asks for, or its climb's step.
 
-        A call still held would begin its climb now, at the first step.
+        A call still held (or yielding) would begin its climb now, at the first step.
         """
-        if self.climb_from_bps is None:
+        from_bps, start_s = self._origin(now_s)
+        if from_bps is None:
             return self.demand_bps
-        start_s = now_s if self.climb_s is None else self.climb_s
-        return climb_step(self.climb_from_bps, self.demand_bps, now_s - start_s)[0]
+        return climb_step(from_bps, self.demand_bps, now_s - start_s)[0]
 
-    def follow(self, rate_bps: float, now_s: float) -> None:
+    def follow(self, rate_bps: float, now_s: float, yielded: bool = False) -> None:
         """Update its climb after a re-share at ``now_s`` gave it ``rate_bps`` (from :meth:`cap_bps`'s cap).
 
-        At what it asks for: no climb. At its climb's step: the climb goes on (beginning now if it was held).
-        Below it (a yield, its share, an outage): held, to climb from there (at least its minimum) once released.
+        Yielding to TCP's queue (``yielded``): the yield begins, or goes on. Otherwise, at what it asks for: no
+        climb; at its climb's step: the climb goes on (beginning now if it was held or yielding); below it (its
+        share, an outage): held, to climb from there (at least its minimum) once released.
         """
         demand_bps = self.demand_bps
+        if yielded and rate_bps < demand_bps * (1 - _TINY):
+            if self.yield_s is None:
+                self.yield_s, self.yield_from_bps = now_s, self._sending_bps(now_s)
+            self.climb_from_bps = self.climb_s = None
+            self.climb_next_s = math.inf
+            return
+        from_bps, start_s = self._origin(now_s)
+        self.yield_s = None
         if rate_bps >= demand_bps * (1 - _TINY):
             self.climb_from_bps = self.climb_s = None
             self.climb_next_s = math.inf
             return
-        if self.climb_from_bps is not None:
-            start_s = now_s if self.climb_s is None else self.climb_s
-            step_bps, step_end_s = climb_step(self.climb_from_bps, demand_bps, now_s - start_s)
+        if from_bps is not None:
+            step_bps, step_end_s = climb_step(from_bps, demand_bps, now_s - start_s)
             if rate_bps >= step_bps * (1 - _TINY):
-                self.climb_s, self.climb_next_s = start_s, start_s + step_end_s
+                self.climb_from_bps, self.climb_s, self.climb_next_s = from_bps, start_s, start_s + step_end_s
                 return
         self.climb_from_bps = max(rate_bps, min(self.min_bps, demand_bps))
         self.climb_s, self.climb_next_s = None, math.inf

@@ -33,7 +33,7 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
         yielded = link.video_yields[saturated] and rate_bps < m.target_bps * (1 - 1e-9)
         cause = link if yielded else limiter
         m.limiter = limiter
-        m.follow(rate_bps, now_s)
+        m.follow(rate_bps, now_s, yielded)
         if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
             m.settle(now_s)
             m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded
@@ -50,7 +50,7 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
     calls are touched only when they joined or left since they last got it (``link.media_steady``). Not while a
     call is held or climbing back (:class:`sim.des.flows.Media`): it gets less than it asks for.
     """
-    if not link.media_steady and any(m.climb_from_bps is not None for m in media):
+    if not link.media_steady and not all(m.free for m in media):
         return False
     transfer_caps = [f.cap_bps for f in transfers]
     level = water_level(transfer_caps, link.free_bps - link.media_bps) if transfer_caps else math.inf
@@ -175,7 +175,7 @@ def lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
     Inf (not to be replayed) beside media held or climbing back, or beside media with a reservation step to take
     before the end: their climb would add events of its own (:class:`sim.des.flows.Media`).
     """
-    if media and any(m.climb_from_bps is not None for m in media):
+    if media and not all(m.free for m in media):
         return math.inf
     finish_s = _lone_finish_s(flow, link, from_s, media)
     return math.inf if media and link.next_step_s < finish_s - _EPS_S else finish_s
@@ -224,7 +224,7 @@ def set_media(m: Media, rate_bps: float, limiter, cause, saturated: set[int], no
     if not yielded:
         cause = limiter
     m.limiter = limiter
-    m.follow(rate_bps, now_s)
+    m.follow(rate_bps, now_s, yielded)
     if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
         m.settle(now_s)
         m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded

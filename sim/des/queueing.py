@@ -34,9 +34,13 @@ VIDEO_MAX_UTILISATION = 0.9  # assumption: the load at which delay-based video c
 VIDEO_QUEUE_THRESHOLD_S = 0.025  # assumption (range 0.006-0.6 s): the queueing delay a video sender calls overuse
 # After backing off, a delay-based sender climbs back by 8% a second (multiplicative): GCC's increase factor
 # eta = 1.08 per second (Holmer et al., draft-ietf-rmcat-gcc-02, 2016, section 5.5; libwebrtc's AIMD rate control),
-# the emulated sender's too (sim.emu.media.RateController.INCREASE_PER_S). Its decrease (x 0.85 per overuse report,
-# the same draft's beta) is taken as instant: the simulator drops a yielding call to its minimum at once.
+# the emulated sender's too (sim.emu.media.RateController.INCREASE_PER_S).
 VIDEO_INCREASE_PER_S = 0.08
+# Its cuts while the queue stays over the threshold: x 0.85 (the same draft's beta; RateController.DECREASE), the
+# first after two receiver reports 0.1 s apart (RateController.OVERUSE_REPORTS, sim.emu.media.FEEDBACK_INTERVAL_S),
+# then at most every 0.3 s (RateController.HOLD_S): the emulated sender's figures. A yielding call runs at its
+# minimum in the simulator; these say where its climb starts when the yield ends.
+VIDEO_DECREASE, VIDEO_DETECT_S, VIDEO_HOLD_S = 0.85, 0.2, 0.3
 # The climb is replayed as rate steps, the first this long and each next one twice as long (a modelling choice, not
 # a figure of the sender: each step carries exactly the bits of the exponential over it; shorter steps would follow
 # it more closely at more events: sim.des.flows.climb_step).
