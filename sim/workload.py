@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sim.model.catalogue import Catalogue, DayProfile, SiteClass
 from sim.model.scenario import Scenario
@@ -50,23 +51,59 @@ def generate(scenario: Scenario, topology: Topology, seed: int) -> pd.DataFrame:
         parts.extend(_site_sessions(scenario, scenario.catalogue.site_classes[class_name], site, rng))
     if not sum(part["n"] for part in parts):
         return _empty()
-    # One frame from all sites' column arrays: building a frame per site would cost more than drawing the sessions.
-    trace = pd.DataFrame({name: np.concatenate([_column(part, name) for part in parts])
-                          for name in TRACE_COLUMNS if name != "session_id"})
-    order = np.lexsort((np.arange(len(trace)), trace["start_s"].to_numpy()))
-    trace = trace.iloc[order].reset_index(drop=True)
-    trace.insert(0, "session_id", np.arange(len(trace), dtype="int64"))
-    return trace.astype(TRACE_COLUMNS)
+    return _assemble(parts)
 
 
-def _column(part: dict, name: str) -> np.ndarray:
-    """One column of a part as an array of its length: its values, a repeated scalar, or NaN where not set."""
-    value = part.get(name)
-    if isinstance(value, np.ndarray):
-        return value
-    if value is None:  # columns only some activities set (e.g. chunk_bytes, by GP2GP) are NaN elsewhere
-        return np.full(part["n"], np.nan)
-    return np.full(part["n"], value, dtype=object if isinstance(value, str) else float)
+def _assemble(parts: list[dict]) -> pd.DataFrame:
+    """One frame of every part's sessions, sorted by start time (ties: generation order), numbered.
+
+    Each column is built whole from the parts (a scalar repeated, an array copied in); text as codes into its
+    distinct values, sorted as codes and only then made strings: building a frame per site, or text as Python
+    objects, would cost more than drawing the sessions.
+    """
+    counts = np.array([part["n"] for part in parts], dtype=np.int64)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    start_s = _numbers(parts, "start_s", counts, bounds)
+    order = np.lexsort((np.arange(len(start_s)), start_s))
+    columns = {"session_id": np.arange(len(start_s), dtype="int64")}
+    for name, dtype in TRACE_COLUMNS.items():
+        if name == "session_id":
+            continue
+        if dtype == "str":
+            columns[name] = _text(parts, name, counts, bounds, order)
+        else:
+            columns[name] = (start_s if name == "start_s" else _numbers(parts, name, counts, bounds))[order]
+    return pd.DataFrame(columns, copy=False)
+
+
+def _numbers(parts: list[dict], name: str, counts: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """One numeric column of all parts (float): each part's array, its scalar repeated, or NaN where not set."""
+    scalars = [np.nan if value is None or isinstance(value, np.ndarray) else value
+               for value in (part.get(name) for part in parts)]
+    out = np.repeat(np.asarray(scalars, dtype=float), counts)
+    for k, part in enumerate(parts):
+        value = part.get(name)
+        if isinstance(value, np.ndarray):
+            out[bounds[k]:bounds[k + 1]] = value
+    return out
+
+
+def _text(parts: list[dict], name: str, counts: np.ndarray, bounds: np.ndarray, order: np.ndarray) -> pd.Series:
+    """One text column of all parts in ``order`` (pandas strings; missing where a part does not set it)."""
+    values: dict[str, int] = {}
+    codes = np.repeat(np.asarray([-1 if value is None or isinstance(value, np.ndarray)
+                                  else values.setdefault(value, len(values))
+                                  for value in (part.get(name) for part in parts)], dtype=np.int32), counts)
+    for k, part in enumerate(parts):
+        value = part.get(name)
+        if isinstance(value, np.ndarray) and len(value):
+            found, inverse = np.unique(value.astype(str), return_inverse=True)
+            mapped = np.asarray([values.setdefault(v, len(values)) for v in found.tolist()], dtype=np.int32)
+            codes[bounds[k]:bounds[k + 1]] = mapped[inverse]
+    codes = codes[order]
+    indices = pa.array(codes, mask=codes < 0)
+    text = pa.DictionaryArray.from_arrays(indices, pa.array(list(values), pa.large_string()))
+    return pd.Series(pd.array(text.cast(pa.large_string()), dtype="str"), copy=False)
 
 
 def expected_sessions(scenario: Scenario) -> float:
