@@ -48,13 +48,18 @@ class RunData:
         except (OSError, ValueError, KeyError) as exc:
             raise TestbedError(f"{self.folder}: cannot read the link series: {exc}") from None
 
-    def table(self, name: str, columns: list[str]) -> pd.DataFrame:
+    def table(self, name: str, columns: list[str], text_as_categories: bool = False) -> pd.DataFrame:
         """Some columns of one of the folder's other tables (e.g. ``trace``), read from its Parquet file.
+
+        ``text_as_categories``: text columns as pandas categoricals, as stored (millions of rows of a few thousand
+        distinct values: a fraction of the memory and time).
 
         Raises:
             TestbedError: If the table or a column is missing.
         """
         try:
+            if text_as_categories:
+                return pd.read_parquet(self.folder / f"{name}.parquet", columns=columns, read_dictionary=columns)
             return pd.read_parquet(self.folder / f"{name}.parquet", columns=columns)
         except (OSError, ValueError, KeyError) as exc:
             raise TestbedError(f"{self.folder}: cannot read {name}.parquet: {exc}") from None
