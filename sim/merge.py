@@ -17,6 +17,8 @@ returned in memory: :class:`Stored` reads each from the folder when asked.
 
 from __future__ import annotations
 
+import base64
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,20 +61,27 @@ def shards(folder: Path, plan: list[Shard], run_targets: Targets) -> Merged:
                                                                               OUTCOME_COLUMNS),
               "trace": (paths["trace"], workload.TRACE_COLUMNS)}
     readers = {name: [_Rows(path, columns) for path in found] for name, (found, columns) in tables.items()}
-    with _Writers(folder) as out:
-        for first in range(0, max(len(local), 1), BLOCK_ROWS):
+    columns = {"records": rec.RECORD_COLUMNS, "trace": workload.TRACE_COLUMNS, "links": rec.LINK_COLUMNS,
+               "sessions": {**{key: rec.RECORD_COLUMNS[key] for key in targets.SESSION_KEYS}, **OUTCOME_COLUMNS}}
+    with _Writers(folder, columns) as out:
+        if not len(local):  # a run without sessions: its tables are empty, with their columns
+            for name, table in (("records", "records"), ("trace", "trace")):
+                out.write(name, readers[table][0].file.read(columns=readers[table][0].columns))
+            out.write("sessions", pa.table({name: pa.array([], _EMPTY[dtype]) for name, dtype in
+                                            columns["sessions"].items()}))
+        for first in range(0, len(local), BLOCK_ROWS):
             rows = slice(first, first + BLOCK_ROWS)
-            block = {name: _block(readers[name], tables[name][1], shard_of[rows], local[rows], first)
-                     for name in tables}
+            parts = _Parts(shard_of[rows], local[rows])
+            block = {name: parts.take(readers[name], first) for name in tables}
             out.flush()  # the previous block's writes: one block written while the next is read
-            out.write("records", rec.conform(block["records"], rec.RECORD_COLUMNS))
-            out.write("sessions", block["records"][targets.SESSION_KEYS].assign(
-                **{name: block["outcomes"][name] for name in OUTCOME_COLUMNS}))
+            out.write("records", block["records"])
+            out.write("sessions", pa.table({**{key: block["records"].column(key) for key in targets.SESSION_KEYS},
+                                            **{key: block["outcomes"].column(key) for key in OUTCOME_COLUMNS}}))
             out.write("trace", block["trace"])
         for path in paths["links"]:  # one file: its writes one after another
             out.flush()
-            out.write("links", rec.conform(_frame(pq.read_table(path, columns=list(rec.LINK_COLUMNS)),
-                                                  rec.LINK_COLUMNS), rec.LINK_COLUMNS))
+            out.write("links", pq.read_table(path, columns=list(rec.LINK_COLUMNS),
+                                             read_dictionary=_text(rec.LINK_COLUMNS)))
     sites = targets.combine_site_verdicts([pd.read_parquet(s.path(folder, "site_verdicts")) for s in plan])
     return Merged(len(local), sites, targets.class_verdicts(sites, run_targets))
 
@@ -90,15 +99,21 @@ def _order(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     return shard_of, order - starts[shard_of]
 
 
+def _text(columns: dict[str, str]) -> list[str]:
+    return [name for name, dtype in columns.items() if dtype == "str"]
+
+
+_EMPTY = {"str": pa.large_string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+
+
 class _Rows:
     """One shard's table, read a row group at a time (the last one kept: the next block starts in it).
 
-    Text is read as stored (dictionary-encoded): blocks move small codes, decoded once when written.
+    Text is read as stored (dictionary-encoded): blocks move small codes, and are written so.
     """
 
     def __init__(self, path: Path, columns: dict[str, str]) -> None:
-        text = [name for name, dtype in columns.items() if dtype == "str"]
-        self.file, self.columns = pq.ParquetFile(path, read_dictionary=text), list(columns)
+        self.file, self.columns = pq.ParquetFile(path, read_dictionary=_text(columns)), list(columns)
         sizes = [self.file.metadata.row_group(g).num_rows for g in range(self.file.metadata.num_row_groups)]
         self.bounds = np.concatenate([np.zeros(1, np.int64), np.cumsum(sizes, dtype=np.int64)])
         self.kept: dict[int, pa.Table] = {}
@@ -119,48 +134,52 @@ class _Rows:
         return self.kept[g]
 
 
-def _block(readers: list[_Rows], columns: dict[str, str], shard_of: np.ndarray, local: np.ndarray,
-           first: int) -> pd.DataFrame:
-    """Merged rows ``first``.. of one table, from the shards' rows ``local`` of ``shard_of``; sessions renumbered."""
-    if not len(local):  # a run without sessions: its tables are empty, with their columns
-        return _frame(readers[0].file.read(columns=readers[0].columns), columns)
-    by_shard = np.argsort(shard_of, kind="stable")
-    cuts = np.flatnonzero(np.diff(shard_of[by_shard])) + 1
-    pieces = [readers[int(shard_of[part[0]])].take(local[part]) for part in np.split(by_shard, cuts)]
-    back = np.empty_like(by_shard)
-    back[by_shard] = np.arange(len(by_shard))
-    frame = _frame(pa.concat_tables(pieces).unify_dictionaries().take(back), columns)
-    if "session_id" in frame:
-        frame["session_id"] = np.arange(first, first + len(frame), dtype="int64")
-    return frame
+class _Parts:
+    """A block of merged rows, by shard: which rows each shard gives, and where they go in the block."""
 
+    def __init__(self, shard_of: np.ndarray, local: np.ndarray) -> None:
+        by_shard = np.argsort(shard_of, kind="stable")
+        cuts = np.flatnonzero(np.diff(shard_of[by_shard])) + 1
+        self.pieces = [(int(shard_of[part[0]]), local[part]) for part in np.split(by_shard, cuts)]
+        self.back = np.empty_like(by_shard)
+        self.back[by_shard] = np.arange(len(by_shard))
 
-def _frame(table: pa.Table, columns: dict[str, str]) -> pd.DataFrame:
-    """The table as the frame ``pandas.read_parquet`` would give (text as pandas strings, numbers as numpy)."""
-    out = {}
-    for name in columns:
-        column = table.column(name)
-        out[name] = (column.cast(pa.large_string()).to_pandas() if columns[name] == "str"
-                     else column.to_numpy())
-    return pd.DataFrame(out, copy=False)
+    def take(self, readers: list[_Rows], first: int) -> pa.Table:
+        """The block's rows of one table (merged rows ``first``..), from its shards' readers; sessions renumbered."""
+        table = pa.concat_tables([readers[shard].take(rows) for shard, rows in self.pieces])
+        table = table.unify_dictionaries().take(self.back)
+        if "session_id" in table.column_names:
+            at = table.column_names.index("session_id")
+            table = table.set_column(at, "session_id", pa.array(np.arange(first, first + len(table), dtype="int64")))
+        return table
 
 
 class _Writers:
-    """One Parquet writer per table of the folder, each opened with its first block's schema.
+    """One Parquet writer per table of the folder; each file reads back as the frame a single-process run writes.
 
+    A single-process run writes its frames with pandas (text as ``large_string``, pandas' schema metadata). Here
+    the blocks are Arrow tables with text still dictionary-encoded (as read from the shards): each is written with
+    its codes, under the schema pandas gives the table's columns (:func:`_pandas_schema`, recorded in the file as
+    the schema Arrow restores on reading), so reading the file gives that run's types, text as ``large_string``.
     Writes run on two threads (Parquet encodes without Python's lock) while the next block is read; a block's
     writes start only when the previous block's have ended (each file's blocks in order; two blocks held at most).
     """
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.open, self.pending = folder, {}, []
+    def __init__(self, folder: Path, columns: dict[str, dict[str, str]]) -> None:
+        self.folder, self.columns, self.open, self.pending = folder, columns, {}, []
         self.threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merge-writer")
 
-    def write(self, name: str, frame: pd.DataFrame) -> None:
-        """Append ``frame`` to table ``name`` (a key of :data:`sim.results.TABLE_FILES`), on a writer thread."""
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+    def write(self, name: str, table: pa.Table) -> None:
+        """Append ``table`` to table ``name`` (a key of :data:`sim.results.TABLE_FILES`), on a writer thread."""
+        columns = self.columns[name]
+        read_as = _pandas_schema(tuple(columns.items()))
+        fields = [pa.field(n, table.schema.field(n).type if pa.types.is_dictionary(table.schema.field(n).type)
+                           and dtype == "str" else read_as.field(n).type) for n, dtype in columns.items()]
+        metadata = {**read_as.metadata, b"ARROW:schema": base64.b64encode(read_as.serialize().to_pybytes())}
+        table = table.select(list(columns)).cast(pa.schema(fields, metadata=metadata))
         if name not in self.open:
-            self.open[name] = pq.ParquetWriter(self.folder / results.TABLE_FILES[name], table.schema)
+            self.open[name] = pq.ParquetWriter(self.folder / results.TABLE_FILES[name], table.schema,
+                                               use_dictionary=_text(columns))  # numbers: plain (cheaper, smaller)
         self.pending.append(self.threads.submit(self.open[name].write_table, table))
 
     def flush(self) -> None:
@@ -179,3 +198,11 @@ class _Writers:
             self.threads.shutdown(wait=True)
             for writer in self.open.values():
                 writer.close()
+
+
+@functools.cache
+def _pandas_schema(items: tuple[tuple[str, str], ...]) -> pa.Schema:
+    """The Arrow schema (with pandas' metadata) of a frame of these columns (name, dtype) written by pandas."""
+    columns = dict(items)
+    frame = rec.conform(pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in columns.items()}), columns)
+    return pa.Table.from_pandas(frame, preserve_index=False).schema

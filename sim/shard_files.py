@@ -30,7 +30,10 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> dict:
 def to_parquet(frame: pd.DataFrame) -> bytes:
     """``frame`` as the bytes of a Parquet file (what :func:`write_parquet` writes), e.g. to send elsewhere."""
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False, row_group_size=ROW_GROUP_ROWS)
+    text = [name for name, column in frame.items() if not pd.api.types.is_numeric_dtype(column)
+            and not pd.api.types.is_bool_dtype(column)]
+    # Dictionary pages for text only: numbers rarely repeat, and trying them costs time and bytes.
+    frame.to_parquet(buffer, index=False, row_group_size=ROW_GROUP_ROWS, use_dictionary=text)
     return buffer.getvalue()
 
 

@@ -21,6 +21,8 @@ def visible(text: str) -> str:
 
     Newlines and tabs are kept. The one character U+202E becomes the six characters ``\u202e``.
     """
+    if text.isascii() and text.isprintable():  # the common case: nothing hidden (only U+0020-U+007E)
+        return text
     return "".join(_escape(char) for char in text)
 
 

@@ -132,8 +132,10 @@ def site_table(run: RunData) -> tuple[pd.DataFrame, int]:
     verdicts = run.sites
     rank = answers.site_rank(verdicts)
     order = {site: i for i, site in enumerate(rank["site"])}
-    misses = answers.failing_sites(verdicts, lines)
-    words = {site: [_miss_words(r) for r in rows.itertuples(index=False)] for site, rows in misses.groupby("site")}
+    misses = answers.failing_sites(verdicts, lines[[c for c in LINE_FIELDS if c in lines]])  # a lookup per miss
+    words: dict[str, list[str]] = {}
+    for site, text in zip(misses["site"], _miss_words(misses)):
+        words.setdefault(site, []).append(text)
     counts = verdicts.groupby("site", sort=False).agg(targets=("passed", "size"), met=("passed", "sum"),
                                                       worst_share=("share_passing", "min"))
     out = lines.drop_duplicates("site").merge(counts.reset_index(), on="site", how="inner")
@@ -143,10 +145,17 @@ def site_table(run: RunData) -> tuple[pd.DataFrame, int]:
     return out.head(SITE_TABLE_ROWS), len(out)
 
 
-def _miss_words(row) -> str:
-    """A missed target in words: 'video: time below 0.35 Mbit/s 100% (at most 0%): the 1 Mbit/s uplink'."""
-    value = f" {row.measure} {row.measured}" + (f" ({row.against})" if row.against else "") if row.measured else ""
-    return f"{row.target}:{value}" + (f": {row.cause}" if row.cause else "")
+LINE_FIELDS = ["site", "access_profile", "distance_m", "down_bps", "up_bps"]  # what a miss's line words use
+
+
+def _miss_words(misses: pd.DataFrame) -> list[str]:
+    """Each missed target in words: 'video: time below 0.35 Mbit/s 100% (at most 0%): the 1 Mbit/s uplink'."""
+    out = []
+    for target, measure, measured, against, cause in zip(misses["target"], misses["measure"], misses["measured"],
+                                                         misses["against"], misses["cause"]):
+        value = f" {measure} {measured}" + (f" ({against})" if against else "") if measured else ""
+        out.append(f"{target}:{value}" + (f": {cause}" if cause else ""))
+    return out
 
 
 def app_labels(apps: dict[str, dict]) -> dict[str, str]:
