@@ -39,10 +39,9 @@ def _offered(trace: pd.DataFrame) -> tuple[np.ndarray, pd.Categorical, np.ndarra
     Transfers first (in their own direction, in their start hour), then streams downstream, then upstream (each
     stream's hours in order); text columns may be pandas strings or categoricals.
     """
-    traffic = trace["traffic"].to_numpy()
     start_s = trace["start_s"].to_numpy()
-    transfers = np.flatnonzero(traffic == "transfer")
-    streams = np.flatnonzero(traffic == "stream")
+    transfers = np.flatnonzero((trace["traffic"] == "transfer").to_numpy())
+    streams = np.flatnonzero((trace["traffic"] == "stream").to_numpy())
     parts = [(transfers, np.floor(start_s[transfers] / HOUR_S).astype(int),
               trace["size_bytes"].to_numpy()[transfers] * 8.0)]
     rate_bps = trace["target_rate_bps"].to_numpy()[streams]
