@@ -10,8 +10,9 @@ row group per shard and table are ever in memory: the merge's memory does not gr
 Link series need no order (each shard's, in plan order); site verdicts are put in order by
 :func:`sim.targets.combine_site_verdicts`.
 
-Each block is turned into the frame a single-process run has and written as that run's code writes it
-(:func:`sim.records.conform`, pandas' Parquet schema), so the files read back equal. The merged tables are not
+Blocks stay Arrow tables, text as the shards' dictionary codes, and are written under the schema pandas gives a
+single-process run's frames (:class:`_Writers`), so the files read back equal, with the same schema. A block's
+three tables are read on three threads while the previous block is written on two. The merged tables are not
 returned in memory: :class:`Stored` reads each from the folder when asked.
 """
 
@@ -65,25 +66,36 @@ def shards(folder: Path, plan: list[Shard], run_targets: Targets) -> Merged:
                "sessions": {**{key: rec.RECORD_COLUMNS[key] for key in targets.SESSION_KEYS}, **OUTCOME_COLUMNS}}
     with _Writers(folder, columns) as out:
         if not len(local):  # a run without sessions: its tables are empty, with their columns
-            for name, table in (("records", "records"), ("trace", "trace")):
-                out.write(name, readers[table][0].file.read(columns=readers[table][0].columns))
+            for name in ("records", "trace"):
+                out.write(name, readers[name][0].file.read(columns=readers[name][0].columns))
             out.write("sessions", pa.table({name: pa.array([], _EMPTY[dtype]) for name, dtype in
                                             columns["sessions"].items()}))
-        for first in range(0, len(local), BLOCK_ROWS):
-            rows = slice(first, first + BLOCK_ROWS)
-            parts = _Parts(shard_of[rows], local[rows])
-            block = {name: parts.take(readers[name], first) for name in tables}
-            out.flush()  # the previous block's writes: one block written while the next is read
-            out.write("records", block["records"])
-            out.write("sessions", pa.table({**{key: block["records"].column(key) for key in targets.SESSION_KEYS},
-                                            **{key: block["outcomes"].column(key) for key in OUTCOME_COLUMNS}}))
-            out.write("trace", block["trace"])
+        _write_blocks(out, readers, shard_of, local)
         for path in paths["links"]:  # one file: its writes one after another
             out.flush()
             out.write("links", pq.read_table(path, columns=list(rec.LINK_COLUMNS),
                                              read_dictionary=_text(rec.LINK_COLUMNS)))
     sites = targets.combine_site_verdicts([pd.read_parquet(s.path(folder, "site_verdicts")) for s in plan])
     return Merged(len(local), sites, targets.class_verdicts(sites, run_targets))
+
+
+def _write_blocks(out: _Writers, readers: dict[str, list[_Rows]], shard_of: np.ndarray, local: np.ndarray) -> None:
+    """Write the records, session verdicts and trace in merged order, a block of :data:`BLOCK_ROWS` at a time.
+
+    A block's three tables are read side by side (Parquet decoding and Arrow's takes run without Python's lock),
+    while the previous block is written.
+    """
+    names = list(readers)
+    with ThreadPoolExecutor(len(names), thread_name_prefix="merge-reader") as reads:
+        for first in range(0, len(local), BLOCK_ROWS):
+            rows = slice(first, first + BLOCK_ROWS)
+            parts = _Parts(shard_of[rows], local[rows])
+            block = dict(zip(names, reads.map(parts.take, [readers[n] for n in names], [first] * len(names))))
+            out.flush()  # the previous block's writes: one block written while the next is read
+            out.write("records", block["records"])
+            out.write("sessions", pa.table({**{key: block["records"].column(key) for key in targets.SESSION_KEYS},
+                                            **{key: block["outcomes"].column(key) for key in OUTCOME_COLUMNS}}))
+            out.write("trace", block["trace"])
 
 
 def _order(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
