@@ -49,7 +49,9 @@ def measures(failed: pd.DataFrame, criteria: pd.Series, sites: pd.DataFrame, tar
         return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in
                              {"site": "str", "app": "str", **MEASURE_COLUMNS}.items()})
     rows = failed.merge(criteria.rename("main").reset_index(), on=["site", "app"], how="inner")
-    rows = rows[[m in r.split("; ") for r, m in zip(rows["reason"].astype(str), rows["main"])]]
+    pairs = list(zip(rows["reason"].astype(str).tolist(), rows["main"].tolist()))
+    among = {pair: pair[1] in pair[0].split("; ") for pair in set(pairs)}  # a few distinct (reasons, criterion)
+    rows = rows[[among[pair] for pair in pairs]]
     columns = [c for c in MEDIAN_COLUMNS if c in rows]
     grouped = rows.groupby(["site", "app", "main"], sort=False)
     medians = grouped[columns].median().join(grouped.size().rename("sessions")).reset_index()
