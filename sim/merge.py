@@ -4,9 +4,10 @@ A single-process run orders sessions by start time, then site, then generation o
 order. The shards' traces carry each session's site (its row label in the topology), so one stable sort of the
 concatenated traces' keys (start time, site: 16 bytes a session) gives that order; the trace, records and session
 verdicts are then written in it, renumbered, a block of :data:`BLOCK_ROWS` sessions at a time. Each block takes
-its rows from every shard (a shard's sessions are in that order already, so a block reads the next few row
-groups of each shard's files, :data:`sim.shard_files.ROW_GROUP_ROWS` rows each). Only the keys, one block and a
-row group per shard and table are ever in memory: the merge's memory does not grow with the estate's sessions.
+its rows from every shard (a shard's sessions are in that order already, so a block reads the next few record
+batches of each shard's Arrow files, memory-mapped, :data:`sim.shard_files.ROW_GROUP_ROWS` rows each). Only the
+keys, one block and a batch per shard and table are ever in memory: the merge's memory does not grow with the
+estate's sessions.
 Link series need no order (each shard's, in plan order); site verdicts are put in order by
 :func:`sim.targets.combine_site_verdicts`.
 
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from sim import records as rec
@@ -67,7 +69,7 @@ def shards(folder: Path, plan: list[Shard], run_targets: Targets) -> Merged:
     with _Writers(folder, columns) as out:
         if not len(local):  # a run without sessions: its tables are empty, with their columns
             for name in ("records", "trace"):
-                out.write(name, readers[name][0].file.read(columns=readers[name][0].columns))
+                out.write(name, readers[name][0].whole())
             out.write("sessions", pa.table({name: pa.array([], _EMPTY[dtype]) for name, dtype in
                                             columns["sessions"].items()}))
         _write_blocks(out, readers, shard_of, local)
@@ -100,7 +102,7 @@ def _write_blocks(out: _Writers, readers: dict[str, list[_Rows]], shard_of: np.n
 
 def _order(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """For each merged row in order: the shard it comes from and its row there (a stable sort of the keys)."""
-    keys = [pq.read_table(path, columns=["start_s", "site_index"]) for path in paths]
+    keys = [ipc.open_file(pa.memory_map(str(path))).read_all().select(["start_s", "site_index"]) for path in paths]
     counts = np.array([len(k) for k in keys], dtype=np.int64)
     keys = pa.concat_tables(keys)
     order = pc.sort_indices(keys, sort_keys=[("start_s", "ascending"), ("site_index", "ascending")])
@@ -119,16 +121,21 @@ _EMPTY = {"str": pa.large_string(), "int64": pa.int64(), "float64": pa.float64()
 
 
 class _Rows:
-    """One shard's table, read a row group at a time (the last one kept: the next block starts in it).
+    """One shard's table (an Arrow IPC file, memory-mapped), a record batch at a time.
 
-    Text is read as stored (dictionary-encoded): blocks move small codes, and are written so.
+    The last batch read is kept: the next block starts in it. Text is as the shard wrote it (dictionary-encoded):
+    blocks move small codes, and are written so.
     """
 
     def __init__(self, path: Path, columns: dict[str, str]) -> None:
-        self.file, self.columns = pq.ParquetFile(path, read_dictionary=_text(columns)), list(columns)
-        sizes = [self.file.metadata.row_group(g).num_rows for g in range(self.file.metadata.num_row_groups)]
+        self.file, self.columns = ipc.open_file(pa.memory_map(str(path))), list(columns)
+        sizes = [self.file.get_batch(g).num_rows for g in range(self.file.num_record_batches)]
         self.bounds = np.concatenate([np.zeros(1, np.int64), np.cumsum(sizes, dtype=np.int64)])
         self.kept: dict[int, pa.Table] = {}
+
+    def whole(self) -> pa.Table:
+        """Every row of the table."""
+        return self.file.read_all().select(self.columns)
 
     def take(self, rows: np.ndarray) -> pa.Table:
         """The shard's ``rows`` (positions in it, any order; a contiguous run reads least), in that order."""
@@ -142,7 +149,7 @@ class _Rows:
 
     def _group(self, g: int) -> pa.Table:
         if g not in self.kept:
-            self.kept = {g: self.file.read_row_group(g, columns=self.columns)}
+            self.kept = {g: pa.Table.from_batches([self.file.get_batch(g)]).select(self.columns)}
         return self.kept[g]
 
 

@@ -81,9 +81,11 @@ def run_folder(root: Path, scenario: str, engine: str, seed: int, *,
 
 
 # What a run writes, to check the space before it starts. Its tables take about 130 bytes a session (Parquet;
-# measured: full-fibre, 37,485 sessions, 4.7 MB of tables); a sharded run holds its shards' tables and the merged
-# ones at once. The report is about 5 MB (plotly inline) with its figures' CSVs; 8 MB leaves a margin.
+# measured: full-fibre, 37,485 sessions, 4.7 MB of tables); a sharded run holds its shards' files and the merged
+# tables at once, the shards' about 345 bytes a session (uncompressed Arrow files for the merge: measured, england,
+# 5,268,122 sessions, 1.81 GB). The report is about 5 MB (plotly inline) with its figures' CSVs; 8 MB leaves a margin.
 BYTES_PER_SESSION = 130
+SHARD_BYTES_PER_SESSION = 345
 REPORT_BYTES = 8e6
 
 
@@ -95,7 +97,7 @@ def check_space(root: Path, sessions: float, sharded: bool) -> None:
             the run needs: saying how much it has and needs.
     """
     where = next((p for p in (Path(root), *Path(root).absolute().parents) if p.exists()), Path("/"))
-    need_bytes = REPORT_BYTES + sessions * BYTES_PER_SESSION * (2 if sharded else 1)
+    need_bytes = REPORT_BYTES + sessions * (BYTES_PER_SESSION + (SHARD_BYTES_PER_SESSION if sharded else 0))
     free_bytes = shutil.disk_usage(where).free
     if free_bytes < need_bytes:
         raise TestbedError(f"{root}: {free_bytes / 1e6:.1f} MB free, and this run writes about "

@@ -33,8 +33,11 @@ Progress = Callable[[float, float], None]  # progress(done, total): shards, runs
 
 SHARDS_DIR = "shards"
 PLAN_FILE = "shards.json"
-SHARD_LAYOUT = 3  # what a shard writes (2: verdicts too; 3: checksums); a partial folder of another is not resumed
+SHARD_LAYOUT = 4  # what a shard writes (2: verdicts too; 3: checksums; 4: Arrow files); another's is not resumed
 SHARD_TABLES = ("trace", "records", "links", "session_verdicts", "site_verdicts")
+# The tables only the merge reads, a row group at a time: Arrow IPC files (memory-mapped, no decoding). The others
+# are Parquet (the backup day reads the site verdicts; the merge reads the links whole).
+ARROW_TABLES = ("trace", "records", "session_verdicts")
 SESSIONS_PER_SHARD = 60_000  # about 3 s of simulation: small enough to balance, large enough to amortise
 # The longest the Dask tasks may go with none of them finishing before the run gives up on them (s). A shard runs
 # for about 3 s and a planner's or sweep's job for under a minute on a busy 2-core machine (benchmarks/README.md),
@@ -57,7 +60,7 @@ class Shard:
 
     def path(self, folder: Path | str, table: str) -> Path:
         """Where the shard's ``table`` (one of :data:`SHARD_TABLES`) is, in the run's ``folder``."""
-        return Path(folder) / SHARDS_DIR / f"{self.name}.{table}.parquet"
+        return Path(folder) / SHARDS_DIR / f"{self.name}.{table}.{'arrow' if table in ARROW_TABLES else 'parquet'}"
 
     def done_path(self, folder: Path | str) -> Path:
         """Where the shard's record of being done (what it reported, its files' sizes and checksums) is."""
@@ -115,7 +118,7 @@ def run_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: int, w
     records, link series, each record's ``passed`` and ``reason`` (in record order) and its sites' verdicts.
     """
     done, tables = _compute_shard(scenario, topology, shard, seed, window)
-    files = {name: shard_files.write_parquet(frame, shard.path(folder, name)) for name, frame in tables.items()}
+    files = {name: shard_files.write_table(frame, shard.path(folder, name)) for name, frame in tables.items()}
     shard_files.write_json(shard.done_path(folder), {**done.__dict__, "files": files})  # last: the shard is done
     return done
 
@@ -124,7 +127,7 @@ def run_shard_shipped(scenario: Scenario, topology: Topology, shard: Shard, seed
                       folder: str) -> tuple[ShardDone, dict[str, bytes]]:
     """:func:`run_shard` for a worker that cannot see ``folder``: return the tables as Parquet bytes instead."""
     done, tables = _compute_shard(scenario, topology, shard, seed, window)
-    return done, {name: shard_files.to_parquet(frame) for name, frame in tables.items()}
+    return done, {name: shard_files.to_bytes(frame, shard.path(folder, name)) for name, frame in tables.items()}
 
 
 def _keep_shipped(folder: Path, shards: list[Shard]) -> Callable[[tuple], ShardDone]:

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as ipc
 
 CHUNK_BYTES = 1 << 20  # read a file in 1 MiB pieces to hash it
 # Rows per Parquet row group of a shard's tables: the merge reads each shard a row group at a time, in blocks of
@@ -25,6 +27,32 @@ ROW_GROUP_ROWS = 4096
 def write_parquet(frame: pd.DataFrame, path: Path) -> dict:
     """Write ``frame`` to ``path`` durably and atomically; return its ``{"bytes", "sha256"}``."""
     return write_bytes(to_parquet(frame), path)
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> dict:
+    """:func:`write_parquet`, or for a ``.arrow`` path :func:`to_arrow`'s file; return its ``{"bytes", "sha256"}``."""
+    return write_bytes(to_bytes(frame, path), path)
+
+
+def to_bytes(frame: pd.DataFrame, path: Path) -> bytes:
+    """``frame`` as the bytes of the file ``path`` names: Arrow IPC for ``.arrow``, else Parquet."""
+    return to_arrow(frame) if Path(path).suffix == ".arrow" else to_parquet(frame)
+
+
+def to_arrow(frame: pd.DataFrame) -> bytes:
+    """``frame`` as an Arrow IPC file: uncompressed, text as codes, batches of :data:`ROW_GROUP_ROWS` rows.
+
+    Each text column has one dictionary for the whole file. Read by memory map, such a file costs almost nothing to
+    read (Parquet's decoding was most of the merge's reading), at about 2.5 times Parquet's bytes.
+    """
+    table = pa.Table.from_pandas(frame, preserve_index=False).combine_chunks()
+    columns = [column.dictionary_encode() if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+               else column for column in table.columns]
+    table = pa.table(columns, names=table.column_names).replace_schema_metadata(table.schema.metadata)
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=ROW_GROUP_ROWS)
+    return sink.getvalue().to_pybytes()
 
 
 def to_parquet(frame: pd.DataFrame) -> bytes:

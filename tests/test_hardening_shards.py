@@ -63,7 +63,7 @@ def test_resume_reruns_a_shard_whose_file_no_longer_matches_and_gives_the_uninte
         pipeline.run(smoke, out=tmp_path / "run", png=False, workers=0)
     (partial,) = (tmp_path / "run" / "ci-smoke").iterdir()
     spoiled = ran[0]
-    spoil(partial / scale.SHARDS_DIR / f"shard-{spoiled:05d}.records.parquet")
+    spoil(partial / scale.SHARDS_DIR / f"shard-{spoiled:05d}.records.arrow")
 
     resumed_calls = []
     monkeypatch.undo()
