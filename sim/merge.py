@@ -5,7 +5,7 @@ order. The shards' traces carry each session's site (its row label in the topolo
 concatenated traces' keys (start time, site: 16 bytes a session) gives that order; the trace, records and session
 verdicts are then written in it, renumbered, a block of :data:`BLOCK_ROWS` sessions at a time. Each block takes
 its rows from every shard (a shard's sessions are in that order already, so a block reads the next few record
-batches of each shard's Arrow files, memory-mapped, :data:`sim.shard_files.ROW_GROUP_ROWS` rows each). Only the
+batches of each shard's Arrow files (no decoding), :data:`sim.shard_files.ROW_GROUP_ROWS` rows each). Only the
 keys, one block and a batch per shard and table are ever in memory: the merge's memory does not grow with the
 estate's sessions.
 Link series need no order (each shard's, in plan order); site verdicts are put in order by
@@ -121,14 +121,14 @@ _EMPTY = {"str": pa.large_string(), "int64": pa.int64(), "float64": pa.float64()
 
 
 class _Rows:
-    """One shard's table (an Arrow IPC file, memory-mapped), a record batch at a time.
+    """One shard's table (an Arrow IPC file), read a record batch at a time (only that batch in memory).
 
     The last batch read is kept: the next block starts in it. Text is as the shard wrote it (dictionary-encoded):
     blocks move small codes, and are written so.
     """
 
     def __init__(self, path: Path, columns: dict[str, str]) -> None:
-        self.file, self.columns = ipc.open_file(pa.memory_map(str(path))), list(columns)
+        self.file, self.columns = ipc.open_file(pa.OSFile(str(path))), list(columns)
         sizes = [self.file.get_batch(g).num_rows for g in range(self.file.num_record_batches)]
         self.bounds = np.concatenate([np.zeros(1, np.int64), np.cumsum(sizes, dtype=np.int64)])
         self.kept: dict[int, pa.Table] = {}

@@ -35,7 +35,7 @@ SHARDS_DIR = "shards"
 PLAN_FILE = "shards.json"
 SHARD_LAYOUT = 4  # what a shard writes (2: verdicts too; 3: checksums; 4: Arrow files); another's is not resumed
 SHARD_TABLES = ("trace", "records", "links", "session_verdicts", "site_verdicts")
-# The tables only the merge reads, a row group at a time: Arrow IPC files (memory-mapped, no decoding). The others
+# The tables only the merge reads, a row group at a time: Arrow IPC files (read without decoding). The others
 # are Parquet (the backup day reads the site verdicts; the merge reads the links whole).
 ARROW_TABLES = ("trace", "records", "session_verdicts")
 SESSIONS_PER_SHARD = 60_000  # about 3 s of simulation: small enough to balance, large enough to amortise

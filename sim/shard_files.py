@@ -42,7 +42,7 @@ def to_bytes(frame: pd.DataFrame, path: Path) -> bytes:
 def to_arrow(frame: pd.DataFrame) -> bytes:
     """``frame`` as an Arrow IPC file: uncompressed, text as codes, batches of :data:`ROW_GROUP_ROWS` rows.
 
-    Each text column has one dictionary for the whole file. Read by memory map, such a file costs almost nothing to
+    Each text column has one dictionary for the whole file. Read a batch at a time, such a file costs almost nothing to
     read (Parquet's decoding was most of the merge's reading), at about 2.5 times Parquet's bytes.
     """
     table = pa.Table.from_pandas(frame, preserve_index=False).combine_chunks()
