@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 from sim.des import queueing, tcp
+from sim.des.crowd import Crowds
 from sim.des.flows import Media, Transfer
 from sim.des.linkshare import share_elastic_alone, share_link
 from sim.des.shared import SharedLinks
@@ -40,7 +41,7 @@ from sim.topology import FarEnd
 _EPS_S = 1e-9
 
 
-class Group(Shortcuts, SharedLinks):
+class Group(Shortcuts, SharedLinks, Crowds):
     """The links of one group, the sessions that use them, and the flows now active.
 
     Args:
@@ -58,7 +59,8 @@ class Group(Shortcuts, SharedLinks):
         self.reserving = [link for link in links if link.steps_s]  # links that fixed-rate streams use
         self.changing = [link for link in links if link.line_steps_s]  # links whose line changes (a fault)
         self.starting: list[Transfer] = []
-        self.transfers: list[Transfer] = []
+        self.transfers: list[Transfer] = []  # active transfers, but those of crowded links (sim.des.crowd)
+        self.crowds: dict = {}  # a link's crowd, when so many transfers are active on it (one-link paths only)
         self.media: list[Media] = []
         self.calls: dict[int, list[Media]] = {}
         self.now_s = sessions[0]["start_s"] if sessions else 0.0
@@ -76,7 +78,7 @@ class Group(Shortcuts, SharedLinks):
         starts_s = [s["start_s"] for s in sessions]
         is_video = [s["traffic"] == "stream" for s in sessions]
         horizon_s = self.ctx.horizon_s
-        while i < n or self.starting or self.transfers or self.media:
+        while i < n or self.starting or self.transfers or self.media or self.crowds:
             change_s = self._next_change_s()
             if self.skip:
                 i, change_s = self._start_quietly(i, change_s, starts_s, is_video)
@@ -117,6 +119,8 @@ class Group(Shortcuts, SharedLinks):
             finish_s = flow.finish_s()
             if finish_s < best_s:
                 best_s = finish_s
+        if self.crowds:
+            best_s = self._crowds_next_s(best_s)
         for media in self.media:
             if media.end_s < best_s:
                 best_s = media.end_s
@@ -142,8 +146,7 @@ class Group(Shortcuts, SharedLinks):
         self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
         self.dirty.add(link)
         if self.single_link_paths:
-            sharing = sum(1 for f in self.transfers if f.path[0] is link)
-            link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (sharing + 1))
+            link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (self._on_link(link) + 1))
 
     def _reserved_changed(self, link) -> None:
         """A link's reserved rate changed: fluid flows share what is left; its queues change now.
@@ -156,8 +159,7 @@ class Group(Shortcuts, SharedLinks):
         self.dirty.add(link)
         link.carry(link.load_bps, link.saturated)
         if self.single_link_paths:
-            sharing = sum(1 for f in self.transfers if f.path[0] is link)
-            link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (sharing + 1))
+            link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (self._on_link(link) + 1))
 
     def _settle_links(self, now_s: float) -> None:
         for link in self.links:
@@ -235,7 +237,7 @@ class Group(Shortcuts, SharedLinks):
             due = [f for f in self.starting if f.active_at_s <= limit_s]
             if due:
                 self.starting = [f for f in self.starting if f.active_at_s > limit_s]
-                self.transfers.extend(due)
+                self._activate(due)
                 for flow in due:
                     self.dirty.update(flow.path)
         if self.transfers:
@@ -251,6 +253,9 @@ class Group(Shortcuts, SharedLinks):
         for media in self.media:
             if media.climb_next_s <= limit_s:
                 self.dirty.update(media.path)
+        if self.crowds:
+            for flow in self._crowds_done(limit_s, now_s):
+                self.ctx.finish_transfer(flow, now_s)
         ended = [m for m in self.media if m.end_s <= limit_s] if self.media else None
         if ended:
             self.media = [m for m in self.media if m.end_s > limit_s]
@@ -264,6 +269,7 @@ class Group(Shortcuts, SharedLinks):
                 self.ctx.finish_call(session, self.calls.pop(session), now_s, completed=True)
 
     def _stop_all(self, now_s: float) -> None:
+        self._break_up_crowds()
         self._settle_links(now_s)
         for flow in self.transfers + self.media:
             flow.settle(now_s)
@@ -290,8 +296,11 @@ class Group(Shortcuts, SharedLinks):
         its end when nothing else will touch the link before then (:meth:`_replay_lone`).
         """
         link.settle(now_s)
-        transfers = [f for f in self.transfers if f.path[0] is link]
         media = [m for m in self.media if m.path[0] is link]
+        if link in self.crowds:  # many transfers: shared as arrays, the same way
+            self.crowds[link].share(media, now_s)
+            return
+        transfers = [f for f in self.transfers if f.path[0] is link]
         if not media and len(transfers) < 2:
             share_elastic_alone(link, transfers, now_s)
         else:

@@ -27,17 +27,7 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media, now_s)
     for k, flow in enumerate(transfers):
         set_transfer(flow, rates[k], link if limited[k] else None, now_s)
-    video_floor_bps = 0.0
-    for k, m in enumerate(media, start=n_transfers):  # as set_media, with this link the only one
-        rate_bps, limiter = rates[k], link if limited[k] else None
-        yielded = link.video_yields[saturated] and rate_bps < m.target_bps * (1 - 1e-9)
-        cause = link if yielded else limiter
-        m.limiter = limiter
-        m.follow(rate_bps, now_s, yielded)
-        if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
-            m.settle(now_s)
-            m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded
-        video_floor_bps += rate_bps if rate_bps < m.min_bps else m.min_bps
+    video_floor_bps = set_link_media(link, media, rates[n_transfers:], limited[n_transfers:], saturated, now_s)
     link.new_share_bps = (link.free_bps - video_floor_bps) / (n_transfers + 1)
     link.carry(sum(rates), saturated, sum(rates[n_transfers:]))
     link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
@@ -63,6 +53,35 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
         rate_bps = min(cap_bps, level)
         set_transfer(flow, rate_bps, link if is_limited else None, now_s)
         load_bps += rate_bps
+    steady_media(link, media, now_s)
+    link.new_share_bps = (link.free_bps - link.media_floor_bps) / (len(transfers) + 1)
+    link.carry(load_bps, saturated, link.media_bps)
+    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
+    link.note(now_s)
+    return True
+
+
+def set_link_media(link, media: list, rates: list[float], limited: list[bool], saturated: int, now_s: float) -> float:
+    """Give a link's media their shares (as :func:`set_media`, with this link the only one).
+
+    Returns the least the media take (each its rate or its minimum, whichever is lower: bit/s).
+    """
+    video_floor_bps = 0.0
+    for m, rate_bps, is_limited in zip(media, rates, limited):
+        limiter = link if is_limited else None
+        yielded = link.video_yields[saturated] and rate_bps < m.target_bps * (1 - 1e-9)
+        cause = link if yielded else limiter
+        m.limiter = limiter
+        m.follow(rate_bps, now_s, yielded)
+        if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
+            m.settle(now_s)
+            m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded
+        video_floor_bps += rate_bps if rate_bps < m.min_bps else m.min_bps
+    return video_floor_bps
+
+
+def steady_media(link, media: list, now_s: float) -> None:
+    """Give a link's media what they ask for, if they joined or left since they last got it (``link.media_steady``)."""
     if not link.media_steady:
         for m in media:
             rate_bps = min(m.target_bps, m.far_cap_bps)
@@ -71,11 +90,6 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
                 m.settle(now_s)
                 m.rate_bps, m.cause, m.yielded = rate_bps, None, False
         link.media_steady = True
-    link.new_share_bps = (link.free_bps - link.media_floor_bps) / (len(transfers) + 1)
-    link.carry(load_bps, saturated, link.media_bps)
-    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
-    link.note(now_s)
-    return True
 
 
 def share_elastic_alone(link, transfers: list, now_s: float) -> None:
@@ -152,18 +166,21 @@ def saturation(transfers, limited) -> int:
 def fill(transfer_caps: list[float], video_caps: list[float], free_bps: float, headroom_bps: float,
          ) -> tuple[list[float], list[bool]]:
     """:func:`shares` for given caps (bit/s): media over the headroom first, then transfers over the rest."""
-    if not video_caps:
-        media_rates, media_limited, media_bps = [], [], 0.0
-    elif sum(video_caps) <= headroom_bps:  # every call gets what it asks for: the common case
-        media_rates, media_limited, media_bps = video_caps, [False] * len(video_caps), sum(video_caps)
-    else:
-        media_level = water_level(video_caps, headroom_bps)
-        media_rates = [min(cap, media_level) for cap in video_caps]
-        media_limited = [cap > media_level for cap in video_caps]
-        media_bps = sum(media_rates)
+    media_rates, media_limited, media_bps = media_shares(video_caps, headroom_bps)
     level = water_level(transfer_caps, free_bps - media_bps) if transfer_caps else math.inf
     limited = [cap > level for cap in transfer_caps]
     return [min(cap, level) for cap in transfer_caps] + media_rates, limited + media_limited
+
+
+def media_shares(video_caps: list[float], headroom_bps: float) -> tuple[list[float], list[bool], float]:
+    """Media's shares of a link's video headroom (bit/s), whether it limits each, and their total (bit/s)."""
+    if not video_caps:
+        return [], [], 0.0
+    if sum(video_caps) <= headroom_bps:  # every call gets what it asks for: the common case
+        return video_caps, [False] * len(video_caps), sum(video_caps)
+    media_level = water_level(video_caps, headroom_bps)
+    media_rates = [min(cap, media_level) for cap in video_caps]
+    return media_rates, [cap > media_level for cap in video_caps], sum(media_rates)
 
 
 def lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:

@@ -91,7 +91,7 @@ class Shortcuts:
         can change only its media's rates) are replayed first.
         """
         link = flow.path[0]
-        if (any(f.path[0] is link for f in self.transfers)
+        if (link in self.crowds or any(f.path[0] is link for f in self.transfers)
                 or any(f.path[0] is link for f in self.starting if f is not flow)):
             return False
         media = [m for m in self.media if m.path[0] is link]
