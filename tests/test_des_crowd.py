@@ -63,22 +63,25 @@ def test_crowds_change_no_table_to_the_bit(a, b, skip, sessions, link_changes):
     assert crowded.events == plain.events
 
 
-def test_fifty_equal_transfers_on_a_crowded_link_share_it_equally_and_finish_together():
-    # No RTT, no buffer: no start-up, pure processor sharing. 50 transfers of 200 kB (a crowd at the default
-    # threshold of 32) each get C/50 and all end at 50 * 200e3 * 8 / (C * GOODPUT) = 10.46 s on 8 Mbit/s.
+def test_a_hundred_and_twenty_equal_transfers_on_a_crowded_link_share_it_equally_and_finish_together():
+    # No RTT, no buffer: no start-up, pure processor sharing. 120 transfers of 100 kB (a crowd at the default
+    # threshold) each get C/120 and all end at 120 * 100e3 * 8 / (C * GOODPUT) = 12.55 s on 8 Mbit/s.
+    n = 120
+    assert n >= crowd.CROWD_FROM
     topo = topology(site("a", down_bps=8e6, up_bps=8e6, buffer_bytes=0))
-    records = simulate(topo, trace(*(transfer("a", 0.0, 200e3) for _ in range(50)))).records
-    expected_s = 50 * 200e3 * 8 / (8e6 * GOODPUT)
-    assert records["duration_s"].to_numpy() == pytest.approx(np.full(50, expected_s), rel=1e-9)
+    records = simulate(topo, trace(*(transfer("a", 0.0, 100e3) for _ in range(n)))).records
+    expected_s = n * 100e3 * 8 / (8e6 * GOODPUT)
+    assert records["duration_s"].to_numpy() == pytest.approx(np.full(n, expected_s), rel=1e-9)
     assert (records["bottleneck"] == "access_down").all()
 
 
 def test_a_burst_of_unequal_transfers_leaves_in_size_order_at_processor_sharings_times():
-    # 60 transfers arriving together, sizes 10, 20, ..., 600 kB, on 4 Mbit/s with no RTT or buffer. Under processor
-    # sharing the k-th smallest ends when the n - k + 1 still there have each sent its size:
-    # T_k = T_(k-1) + (s_k - s_(k-1)) * (n - k + 1) * 8 / (C * GOODPUT). The link is a crowd from 60 transfers down
-    # to 16 and then objects again (the default thresholds), so both halves are checked.
-    n, capacity_bps = 60, 4e6
+    # 150 transfers arriving together, sizes 10, 20, ..., 1,500 kB, on 4 Mbit/s with no RTT or buffer. Under
+    # processor sharing the k-th smallest ends when the n - k + 1 still there have each sent its size:
+    # T_k = T_(k-1) + (s_k - s_(k-1)) * (n - k + 1) * 8 / (C * GOODPUT). The link is a crowd from 150 transfers down
+    # to the default CROWD_BELOW and then objects again, so both halves are checked.
+    n, capacity_bps = 150, 4e6
+    assert n >= crowd.CROWD_FROM > crowd.CROWD_BELOW > 1
     sizes = [10e3 * (k + 1) for k in range(n)]
     topo = topology(site("a", down_bps=capacity_bps, up_bps=capacity_bps, buffer_bytes=0))
     records = simulate(topo, trace(*(transfer("a", 0.0, size) for size in reversed(sizes)))).records

@@ -24,11 +24,16 @@ import numpy as np
 from sim.des import queueing, tcp
 from sim.des.linkshare import media_shares, set_link_media, steady_media
 
-CROWD_FROM = 32  # a link's transfers become a crowd when this many are active on it (numpy pays from about 20)
-CROWD_BELOW = 16  # and go back to being objects when fewer are (at least 2: a lone transfer has its shortcut)
+# A crowd's event costs about 0.1-0.2 ms of numpy calls whatever its size, transfers held as objects about 2 us each
+# (benchmarks/README.md, 2026-12-02): a link's transfers become a crowd when this many are active on it, and go back
+# to being objects when fewer than CROWD_BELOW are (at least 2: a lone transfer has its own shortcut).
+CROWD_FROM = 96
+CROWD_BELOW = 48
 
 _G = tcp.GOODPUT_FACTOR
 _WINDOW = "window"  # the label of a transfer's own limit (its window), as Transfer.settle has it
+_NUMBERS = ("cap", "rate", "rem", "since", "rtt_net", "link_bits", "win_bits")  # Crowd.numbers' rows
+_FLAGS = ("limited", "long", "has_link", "has_win")  # Crowd.flags' rows
 
 
 def _seq_sum(values: np.ndarray, start: float | None = None) -> float:
@@ -40,8 +45,16 @@ def _seq_sum(values: np.ndarray, start: float | None = None) -> float:
 
 def water_level(caps_bps: np.ndarray, capacity_bps: float) -> float:
     """:func:`sim.des.sharing.water_level`, the same float operations, for an array of caps (bit/s)."""
-    caps = np.sort(caps_bps)
+    return _level_of_sorted(np.sort(caps_bps), capacity_bps)
+
+
+def _level_of_sorted(caps: np.ndarray, capacity_bps: float) -> float:
+    """:func:`water_level` of caps already sorted (bit/s)."""
     n = len(caps)
+    if n == 0:
+        return math.inf
+    if caps[0] * n > capacity_bps:  # the smallest cap does not fit: the level is an equal share (the common case)
+        return capacity_bps / n
     remaining = np.subtract.accumulate(np.concatenate(([capacity_bps], caps)))[:-1]  # before each cap
     fits = caps * (n - np.arange(n)) <= remaining
     if fits.all():
@@ -60,53 +73,68 @@ class Crowd:
 
     def __init__(self, link, flows: list) -> None:
         self.link, self.flows = link, []
-        self.cap = self.rate = self.rem = self.since = self.rtt_net = self.link_bits = self.win_bits = np.empty(0)
-        self.limited = self.long = self.has_link = self.has_win = np.empty(0, dtype=bool)
+        self.numbers = np.empty((len(_NUMBERS), 0))  # a row per name of _NUMBERS, a column per transfer
+        self.flags = np.empty((len(_FLAGS), 0), dtype=bool)  # a row per name of _FLAGS
         self.finish: np.ndarray | None = None  # when each sends its last byte at its rate (s), kept until it changes
+        self.sorted_caps: np.ndarray | None = None  # the caps in increasing order, kept until a transfer comes or goes
         self.add(flows)
 
     def __len__(self) -> int:
         return len(self.flows)
+
+    cap = property(lambda self: self.numbers[0])
+    rate = property(lambda self: self.numbers[1])
+    rem = property(lambda self: self.numbers[2])
+    since = property(lambda self: self.numbers[3])
+    rtt_net = property(lambda self: self.numbers[4])
+    link_bits = property(lambda self: self.numbers[5])
+    win_bits = property(lambda self: self.numbers[6])
+    limited = property(lambda self: self.flags[0])
+    long = property(lambda self: self.flags[1])
+    has_link = property(lambda self: self.flags[2])
+    has_win = property(lambda self: self.flags[3])
 
     def add(self, flows: list) -> None:
         """Take transfers that became active on the link (after those already here)."""
         label = self.link.label
         self.flows.extend(flows)
         bits = [f.limited_bits for f in flows]
-        for name, values, dtype in (
-                ("cap", [f.cap_bps for f in flows], float), ("rate", [f.rate_bps for f in flows], float),
-                ("rem", [f.remaining_bytes for f in flows], float), ("since", [f.since_s for f in flows], float),
-                ("rtt_net", [f.rtt_s - f.queue_delay_s for f in flows], float),
-                ("limited", [f.limiter is not None for f in flows], bool), ("long", [f.long for f in flows], bool),
-                ("link_bits", [b.get(label, 0.0) for b in bits], float), ("has_link", [label in b for b in bits], bool),
-                ("win_bits", [b.get(_WINDOW, 0.0) for b in bits], float), ("has_win", [_WINDOW in b for b in bits],
-                                                                                     bool)):
-            setattr(self, name, np.concatenate((getattr(self, name), np.array(values, dtype=dtype))))
-        self.finish = None
+        numbers = np.array([[f.cap_bps for f in flows], [f.rate_bps for f in flows], [f.remaining_bytes for f in flows],
+                            [f.since_s for f in flows], [f.rtt_s - f.queue_delay_s for f in flows],
+                            [b.get(label, 0.0) for b in bits], [b.get(_WINDOW, 0.0) for b in bits]], dtype=float)
+        flags = np.array([[f.limiter is not None for f in flows], [f.long for f in flows], [label in b for b in bits],
+                          [_WINDOW in b for b in bits]], dtype=bool)
+        self.numbers = np.concatenate((self.numbers, numbers), axis=1)
+        self.flags = np.concatenate((self.flags, flags), axis=1)
+        self.finish = self.sorted_caps = None
 
     def finish_s(self) -> np.ndarray:
         """When each transfer sends its last byte at its current rate (s): :meth:`Transfer.finish_s` for each."""
         if self.finish is None:
-            rem, rate, since = self.rem, self.rate, self.since
-            with np.errstate(divide="ignore", invalid="ignore"):
-                at_rate = since + rem * 8 / (rate * _G)
-            self.finish = np.where(rem <= 0, since, np.where(rate <= 0, math.inf, at_rate))
+            rem, rate, since = self.numbers[2], self.numbers[1], self.numbers[3]
+            sending = rate > 0
+            at_rate = since + rem * 8 / np.where(sending, rate * _G, 1.0)  # the same where it is used
+            self.finish = np.where(rem <= 0, since, np.where(sending, at_rate, math.inf))
         return self.finish
 
     def settle(self, which: np.ndarray, now_s: float) -> None:
-        """:meth:`Transfer.settle` for the transfers at positions ``which``."""
-        since, rate = self.since[which], self.rate[which]
+        """:meth:`Transfer.settle` for the transfers ``which`` (a mask).
+
+        Whole rows at a time: a transfer not settled here has 0 subtracted or added, which leaves it as it was.
+        """
+        numbers, flags = self.numbers, self.flags
+        rate, since = numbers[1], numbers[3]
         dt_s = now_s - since
-        sending = (dt_s > 0) & (rate > 0)
+        sending = which & (dt_s > 0) & (rate > 0)
         if sending.any():
-            at, rate, dt_s = which[sending], rate[sending], dt_s[sending]
-            self.rem[at] -= rate * _G * dt_s / 8
-            bits, by_link = rate * dt_s, self.limited[at]
-            self.link_bits[at[by_link]] += bits[by_link]
-            self.has_link[at[by_link]] = True
-            self.win_bits[at[~by_link]] += bits[~by_link]
-            self.has_win[at[~by_link]] = True
-        self.since[which] = np.maximum(since, now_s)
+            sent = np.where(sending, rate, 0.0)
+            numbers[2] -= sent * _G * dt_s / 8
+            bits, by_link = sent * dt_s, flags[0]
+            numbers[5] += np.where(by_link, bits, 0.0)
+            numbers[6] += np.where(by_link, 0.0, bits)
+            flags[2] |= sending & by_link
+            flags[3] |= sending & ~by_link
+        numbers[3] = np.where(which, np.maximum(since, now_s), since)
         self.finish = None
 
     def take_done(self, limit_s: float, now_s: float) -> list:
@@ -122,17 +150,14 @@ class Crowd:
 
     def _remove(self, leaving: np.ndarray, now_s: float | None) -> list:
         """Remove the transfers ``leaving`` (a mask), settled to ``now_s`` if given, and bring them up to date."""
-        at = np.flatnonzero(leaving)
         if now_s is not None:
-            self.settle(at, now_s)
-        self._write_back(at)
+            self.settle(leaving, now_s)
+        self._write_back(np.flatnonzero(leaving))
         gone = list(itertools.compress(self.flows, leaving.tolist()))
         staying = ~leaving
         self.flows = list(itertools.compress(self.flows, staying.tolist()))
-        for name in ("cap", "rate", "rem", "since", "rtt_net", "limited", "long", "link_bits", "has_link", "win_bits",
-                     "has_win"):
-            setattr(self, name, getattr(self, name)[staying])
-        self.finish = None
+        self.numbers, self.flags = self.numbers[:, staying], self.flags[:, staying]
+        self.finish = self.sorted_caps = None
         return gone
 
     def _write_back(self, at: np.ndarray) -> None:
@@ -174,9 +199,15 @@ class Crowd:
         Returns media's rates and limits, the transfers' level (bit/s), which the link limits, how they saturate it.
         """
         media_rates, media_limited, media_bps = media_shares(video_caps, headroom_bps)
-        level = water_level(self.cap, free_bps - media_bps)
+        level = self._level(free_bps - media_bps)
         limited = self.cap > level
         return media_rates, media_limited, level, limited, self._saturation(limited)
+
+    def _level(self, capacity_bps: float) -> float:
+        """The level max-min filling of the transfers' caps reaches on ``capacity_bps`` (bit/s; inf if all fit)."""
+        if self.sorted_caps is None:
+            self.sorted_caps = np.sort(self.cap)
+        return _level_of_sorted(self.sorted_caps, capacity_bps)
 
     def _saturation(self, limited: np.ndarray) -> int:
         if not limited.any():
@@ -188,7 +219,7 @@ class Crowd:
         link = self.link
         if not link.media_steady and not all(m.free for m in media):  # a call held or climbing back
             return False
-        level = water_level(self.cap, link.free_bps - link.media_bps)
+        level = self._level(link.free_bps - link.media_bps)
         limited = self.cap > level
         saturated = self._saturation(limited)
         if link.video_yields[saturated]:
@@ -204,11 +235,10 @@ class Crowd:
 
     def _set(self, rates: np.ndarray, limited: np.ndarray, now_s: float) -> None:
         """:func:`sim.des.linkshare.set_transfer` for each: settle those whose rate or limit changes, then set."""
-        changing = np.flatnonzero((rates != self.rate) | (limited != self.limited))
-        if len(changing):
+        changing = (rates != self.numbers[1]) | (limited != self.flags[0])
+        if changing.any():
             self.settle(changing, now_s)
-            self.rate[changing] = rates[changing]
-            self.limited[changing] = limited[changing]
+            self.numbers[1], self.flags[0] = rates, limited  # the others' are equal already
 
     def _congestion_loss(self) -> float:
         """:func:`sim.des.linkshare.congestion_loss` for the transfers the link limits."""
