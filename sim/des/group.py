@@ -131,10 +131,21 @@ class Group(Shortcuts, SharedLinks, Crowds):
                 for link in flow.path:
                     if link.next_step_s < best_s:
                         best_s = link.next_step_s
-            for media in self.media:
-                for link in media.path:
-                    if link.next_step_s < best_s:
-                        best_s = min(best_s, link.binding_step_s(best_s))
+            best_s = self._binding_step_s(best_s)
+        return best_s
+
+    def _binding_step_s(self, best_s: float) -> float:
+        """The earlier of ``best_s`` and the first step that can change the rates of media on its link (s).
+
+        Each link is looked at once, however many media use it: a second look, with a bound no later, cannot find a
+        step the first did not (:meth:`sim.des.links.Link.binding_step_s` returns the first binding step).
+        """
+        seen = set()
+        for media in self.media:
+            for link in media.path:
+                if link.next_step_s < best_s and link not in seen:
+                    seen.add(link)
+                    best_s = min(best_s, link.binding_step_s(best_s))
         return best_s
 
     def _line_changed(self, link) -> None:
