@@ -11,7 +11,8 @@ Exact: every per-transfer step is the IEEE operation :class:`sim.des.flows.Trans
 floats do), in the same order: the water level's running remainder and every sum are taken sequentially
 (``np.subtract.accumulate``, ``np.add.accumulate``), as the loop and Python 3.11's ``sum`` of floats do, over the
 transfers in the order the group activated them. ``tests/test_des_crowd.py`` compares whole runs with and without
-crowds for equality.
+crowds for equality. (From Python 3.12 ``sum`` compensates its rounding: there a link's load, summed here left to
+right, may differ from :func:`~sim.des.linkshare.share_link`'s in its last bits.)
 """
 
 from __future__ import annotations
