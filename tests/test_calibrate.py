@@ -79,7 +79,9 @@ def test_metrics_read_video_and_transfers_apart():
 
 def test_the_failover_case_is_compared_phase_by_phase():
     # a 1.5 Mbit/s call (from 2 s) on a 10 Mbit/s, 20 ms line; down at 8 s, on a 2 Mbit/s-up, 60 ms backup at 12 s,
-    # repaired at 20 s. In the simulator the call climbs back from its minimum on the backup at 8% a second, in steps
+    # repaired at 20 s. Through the 4 s outage the sender hears nothing and cuts x 0.85 every 0.5 s: 8 cuts, from
+    # 1.5 Mbit/s to 1.5 x 0.85^8 = 409 kbit/s (above its 350 kbit/s minimum). In the simulator the call climbs back
+    # from there on the backup at 8% a second, in steps
     # over [0, 1], [1, 3], [3, 7], [7, 15] s of the climb (12-13, 13-15, 15-19, 19-27 s), each at the exponential's
     # mean (helpers.climb_steps), and on past the repair. Each phase's whole seconds after its first: backup 13-19
     # (2 at step 1, 4 at step 2, 1 at step 3), repaired 21-27 (6 at step 3, 1 at step 4). Its one-way delay on the
@@ -90,7 +92,7 @@ def test_the_failover_case_is_compared_phase_by_phase():
     assert list(case.changes["at_s"]) == [8.0, 12.0, 20.0]
     result = calibrate.simulated(case)
     got = calibrate.metrics(result.records, result.links, case, result.calls)
-    steps = [rate for _, rate in climb_steps(12.0, 350e3, 1.5e6)]
+    steps = [rate for _, rate in climb_steps(12.0, 1.5e6 * 0.85**8, 1.5e6)]
     backup_s = [steps[1]] * 2 + [steps[2]] * 4 + [steps[3]]
     assert got["video_rate_bps@before"] == 1.5e6
     assert got["video_rate_bps@backup"] == pytest.approx(sum(backup_s) / 7, rel=1e-9)

@@ -116,3 +116,25 @@ def test_a_short_yield_costs_the_cuts_the_sender_makes_in_it():
     climb_s = math.log(TARGET / depth_bps) / GROWTH  # 6.3 s
     bits = TARGET * active_s + MINIMUM * 1 + (TARGET - depth_bps) / GROWTH + TARGET * (60 - active_s - 1 - climb_s)
     assert records.loc[0.0, "mean_rate_bps"] == pytest.approx(bits / 60, rel=1e-9)
+
+
+@pytest.mark.parametrize("outage_s, cuts", [(1.2, 2), (3.0, 6), (60.0, None)])
+def test_after_an_outage_the_call_climbs_from_where_its_silence_cuts_took_it(outage_s, cuts):
+    # a call alone on a 10 Mbit/s line (0-100 s) loses the line at 20 s for outage_s, then has it back (a repair
+    # with no backup). Hearing no report, its sender cuts x 0.85 every 0.5 s of silence: after 1.2 s two cuts
+    # (1.5 x 0.85^2 = 1.084 Mbit/s), after 3 s six (0.566 Mbit/s), after a minute down to its 350 kbit/s minimum.
+    # From the repair it climbs at 8% a second to its target: its bits over the call are the target's for 20 s, none
+    # in the outage, the climb's closed form, then the target to the end.
+    from sim import linkchanges as lc
+
+    line = lc.LineState(10e6, 10e6, 0.0, 0.0, 150e3, 150e3)
+    changes = lc.failover("a", line, None, fault_at_s=20.0, repaired_at_s=20.0 + outage_s, failover_s=outage_s)
+    topo = topology(site("a", down_bps=10e6, up_bps=10e6))
+    done = simulate(topo, trace(call("a", 0.0, 100.0)), 100.0, 10.0, link_changes=changes).records.iloc[0]
+    from_bps = MINIMUM if cuts is None else TARGET * 0.85**cuts
+    climb_s = math.log(TARGET / from_bps) / GROWTH
+    climb_bits = (TARGET - from_bps) / GROWTH
+    back_s = 20.0 + outage_s
+    bits = TARGET * 20.0 + climb_bits + TARGET * (100.0 - back_s - climb_s)
+    assert done["mean_rate_bps"] == pytest.approx(bits / 100.0, rel=1e-9)
+    assert done["share_at_target"] == pytest.approx((100.0 - outage_s - climb_s) / 100.0, rel=1e-9)

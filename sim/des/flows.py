@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import math
 
-from sim.des.queueing import VIDEO_CLIMB_STEP_S, VIDEO_DECREASE, VIDEO_DETECT_S, VIDEO_HOLD_S, VIDEO_INCREASE_PER_S
+from sim.des.queueing import (
+    VIDEO_CLIMB_STEP_S,
+    VIDEO_DECREASE,
+    VIDEO_DETECT_S,
+    VIDEO_HOLD_S,
+    VIDEO_INCREASE_PER_S,
+    VIDEO_SILENCE_S,
+)
 from sim.des.tcp import GOODPUT_FACTOR
 
 _TINY = 1e-9
@@ -99,6 +106,14 @@ def depth_after_bps(from_bps: float, yield_s: float) -> float:
     return from_bps * VIDEO_DECREASE**cuts
 
 
+def silence_after_bps(from_bps: float, silent_s: float) -> float:
+    """The rate a sender at ``from_bps`` has cut itself to after ``silent_s`` without a receiver report (bit/s).
+
+    ``VIDEO_DECREASE`` for every whole ``VIDEO_SILENCE_S`` (not held at a minimum: the caller floors it).
+    """
+    return from_bps * VIDEO_DECREASE ** math.floor(silent_s / VIDEO_SILENCE_S + _TINY)
+
+
 class Media:
     """One direction of a video call: adapts between its minimum and target rate; tracks its rate.
 
@@ -109,18 +124,19 @@ class Media:
     A call held below what it asks for (``demand_bps``: its target, or less if its far end cannot take it) does not
     jump back when released: it climbs back at its sender's pace (:func:`climb_step`) from ``climb_from_bps``;
     ``climb_s`` is when the climb began (None while it is still held), ``climb_next_s`` when its next step begins (an
-    event of its group; inf when it is not climbing). Held by its share or an outage, it climbs from the rate it
-    was held at (at least its minimum). Held by a yield to TCP's queue (from ``yield_s``, at ``yield_from_bps``
-    then), it runs at its minimum meanwhile, as before, and climbs from where the sender's cuts would have taken it
-    by the yield's end (:func:`depth_after_bps`): a short burst costs a cut or two, a long upload the minimum. A
-    call starts at what it asks for, as the sender does. Time spent climbing back counts against what held it
-    (``held_label``) in what limited it.
+    event of its group; inf when it is not climbing). Held by its share, it climbs from the rate it was held at (at
+    least its minimum); through an outage (rate 0, from ``silent_s``, at ``silent_from_bps`` then) from where the
+    sender's cuts for silence would have taken it (:func:`silence_after_bps`). Held by a yield to TCP's queue
+    (from ``yield_s``, at ``yield_from_bps`` then), it runs at its minimum meanwhile, as before, and climbs from
+    where the sender's cuts would have taken it by the yield's end (:func:`depth_after_bps`): a short burst costs a
+    cut or two, a long upload the minimum. A call starts at what it asks for, as the sender does. Time spent
+    climbing back counts against what held it (``held_label``) in what limited it.
     """
 
     __slots__ = ("session", "path", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "end_s", "rate_bps",
                  "limiter", "cause", "yielded", "bits", "at_target_s", "below_min_s", "elapsed_s", "limited_s",
                  "since_s", "demand_bps", "climb_from_bps", "climb_s", "climb_next_s", "held_label", "yield_s",
-                 "yield_from_bps", "start_s", "seg_start_s", "seg_rate_bps")
+                 "yield_from_bps", "silent_s", "silent_from_bps", "start_s", "seg_start_s", "seg_rate_bps")
 
     def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
                  base_delay_s: float, start_s: float, end_s: float) -> None:
@@ -142,14 +158,19 @@ class Media:
         self.held_label = ""  # what last held it below what it asks for (a bottleneck label)
         self.yield_s: float | None = None
         self.yield_from_bps = 0.0
+        self.silent_s: float | None = None
+        self.silent_from_bps = 0.0
 
     @property
     def free(self) -> bool:
-        """Whether it is neither held, climbing back nor yielding (it gets what it asks for while it can)."""
-        return self.climb_from_bps is None and self.yield_s is None
+        """Whether it is neither held, climbing back, yielding nor silenced (it gets what it asks for while it can)."""
+        return self.climb_from_bps is None and self.yield_s is None and self.silent_s is None
 
     def _origin(self, now_s: float) -> tuple[float | None, float]:
         """Where a climb stands at ``now_s``: the rate it climbs from (None: no climb) and when it began (s)."""
+        if self.silent_s is not None:  # back from an outage: from where its cuts for silence took it
+            floor_bps = min(self.min_bps, self.demand_bps)
+            return max(floor_bps, silence_after_bps(self.silent_from_bps, now_s - self.silent_s)), now_s
         if self.yield_s is not None:  # released now, it climbs from where the sender's cuts took it
             floor_bps = min(self.min_bps, self.demand_bps)
             return max(floor_bps, depth_after_bps(self.yield_from_bps, now_s - self.yield_s)), now_s
@@ -187,8 +208,16 @@ class Media:
             self.climb_from_bps = self.climb_s = None
             self.climb_next_s = math.inf
             return
+        if rate_bps <= 0:  # an outage: nothing crosses, no report comes back
+            if self.silent_s is None:
+                from_bps, start_s = self._origin(now_s)
+                sending_bps = self._sending_bps(now_s) if from_bps is None or self.yield_s is None else from_bps
+                self.silent_s, self.silent_from_bps = now_s, sending_bps
+            self.yield_s = self.climb_from_bps = self.climb_s = None
+            self.climb_next_s = math.inf
+            return
         from_bps, start_s = self._origin(now_s)
-        self.yield_s = None
+        self.yield_s = self.silent_s = None
         if rate_bps >= demand_bps * (1 - _TINY):
             self.climb_from_bps = self.climb_s = None
             self.climb_next_s = math.inf

@@ -41,6 +41,10 @@ VIDEO_INCREASE_PER_S = 0.08
 # then at most every 0.3 s (RateController.HOLD_S): the emulated sender's figures. A yielding call runs at its
 # minimum in the simulator; these say where its climb starts when the yield ends.
 VIDEO_DECREASE, VIDEO_DETECT_S, VIDEO_HOLD_S = 0.85, 0.2, 0.3
+# Through an outage the sender hears no receiver report, and cuts x 0.85 for every 0.5 s of silence
+# (RateController.SILENCE_S: the emulated sender's figure; an assumption of its design, GCC leaves it to the
+# implementation): a call climbs back after a short outage from above its minimum, after a long one from it.
+VIDEO_SILENCE_S = 0.5
 # The climb is replayed as rate steps, the first this long and each next one twice as long (a modelling choice, not
 # a figure of the sender: each step carries exactly the bits of the exponential over it; shorter steps would follow
 # it more closely at more events: sim.des.flows.climb_step).
