@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.measures import rate_words
+
 LOW_BPS, HIGH_BPS = 64e3, 10e9
 TOLERANCE = 0.04               # bisection stops when the bracket is narrower than 4%
 VERIFY_FACTORS = (1.1, 1.25, 1.5, 2.0)  # an answer is checked at these multiples of itself (those below HIGH_BPS)
@@ -155,16 +157,7 @@ def need_text(mean_bps: float, low_bps: float, high_bps: float) -> str:
     """
     if not mean_bps < math.inf:
         return "not reachable by capacity"
-    low = f"<{rate_text(LOW_BPS)}" if low_bps < LOW_BPS else rate_text(low_bps)
-    high = f">{rate_text(HIGH_BPS)}" if high_bps > HIGH_BPS else rate_text(high_bps)
-    text = f"{rate_text(mean_bps)} [{low} to {high}]"
+    low = f"<{rate_words(LOW_BPS)}" if low_bps < LOW_BPS else rate_words(low_bps)
+    high = f">{rate_words(HIGH_BPS)}" if high_bps > HIGH_BPS else rate_words(high_bps)
+    text = f"{rate_words(mean_bps)} [{low} to {high}]"
     return text + " (the seeds disagree)" if high_bps > WIDE_RATIO * low_bps else text
-
-
-def rate_text(rate_bps: float) -> str:
-    """A rate in bit/s with three significant figures and its unit (kbit/s, Mbit/s or Gbit/s)."""
-    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
-        if rate_bps >= scale:
-            return f"{rate_bps / scale:.3g} {unit}"
-    return f"{rate_bps:.3g} bit/s"
-

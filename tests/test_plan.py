@@ -242,5 +242,5 @@ def test_a_need_is_shown_within_the_searched_range_and_a_wide_interval_is_flagge
     assert need_text(20.5e6, 15.1e6, 27.8e6) == "20.5 Mbit/s [15.1 Mbit/s to 27.8 Mbit/s]"
     # the log-scale interval of seeds that disagree reaches past what was tried (64 kbit/s to 10 Gbit/s)
     assert need_text(20.5e6, 6.79e3, 6.19e13) == "20.5 Mbit/s [<64 kbit/s to >10 Gbit/s] (the seeds disagree)"
-    assert need_text(900e3, 100e3, 1.2e6) == "900 kbit/s [100 kbit/s to 1.2 Mbit/s] (the seeds disagree)"
+    assert need_text(900e3, 100e3, 1.2e6) == "0.9 Mbit/s [0.1 Mbit/s to 1.2 Mbit/s] (the seeds disagree)"
     assert need_text(float("inf"), float("inf"), float("inf")) == "not reachable by capacity"
