@@ -121,11 +121,8 @@ class Link:
         """
         if self.next_line_s > now_s:
             return False
-        steps_s, k, n = self.line_steps_s, self.line_step, len(self.line_steps_s)
-        while k < n and steps_s[k] <= now_s:
-            k += 1
+        k, self.next_line_s = passed(self.line_steps_s, self.line_step, now_s)
         self.line_step = k
-        self.next_line_s = steps_s[k] if k < n else math.inf
         line = self.line_steps[k - 1]
         if line == self.line_now():
             return False
@@ -191,11 +188,8 @@ class Link:
         """Take the reserved rate in force at ``now_s``; True if it changed (the link must then be re-shared)."""
         if self.next_step_s > now_s:
             return False
-        steps_s, k, n = self.steps_s, self.step, len(self.steps_s)
-        while k < n and steps_s[k] <= now_s:
-            k += 1
+        k, self.next_step_s = passed(self.steps_s, self.step, now_s)
         self.step = k
-        self.next_step_s = steps_s[k] if k < n else math.inf
         reserved_bps = self.steps_bps[k - 1]
         if reserved_bps == self.reserved_bps:
             return False
@@ -272,6 +266,17 @@ class Link:
         for k in range(k0 + 1, k1):
             bits[k] += rate * w
         bits[k1] += rate * (t1_s - (b0 + k1 * w))
+
+
+def passed(steps_s: list[float], k: int, now_s: float) -> tuple[int, float]:
+    """A cursor over step times moved past every step at or before ``now_s`` (s), from index ``k`` on.
+
+    Returns the index of the first step still to come and its time (inf when none is left).
+    """
+    n = len(steps_s)
+    while k < n and steps_s[k] <= now_s:
+        k += 1
+    return k, steps_s[k] if k < n else math.inf
 
 
 def bin_count(start_s: float, end_s: float, bin_s: float) -> int:
