@@ -147,6 +147,9 @@ AppKind = Literal["transfer", "stream", "session", "bulk"]
 TRAFFIC: dict[str, str] = {"transfer": "transfer", "bulk": "transfer", "stream": "stream", "session": "stream"}
 # The workload's generators (sim.workload.GENERATORS implements each; a test pins that the two agree).
 Generator = Literal["consultations", "gp2gp", "imaging", "transfers", "streams"]
+# How a transfer's request travels: on a ``new`` connection (TCP, then TLS 1.3 with the request on its last flight)
+# or on a ``reused`` one, kept alive from the app's earlier requests (RFC 9112 9.3 persistent connections).
+Connection = Literal["new", "reused"]
 
 
 class StreamRate(Frozen):
@@ -178,6 +181,10 @@ class App(Frozen):
     ``far_end`` is where a stream's other end is: a patient's ``home`` line, or a service in the ``cloud``.
     ``media`` (calls only) makes each call get a quality score after the records (:mod:`sim.quality`): speech by
     the E-model, and for ``video`` also G.1070's video quality.
+    ``connection`` (transfers only) is how its requests travel: each on a ``new`` connection (the default), or
+    ``reused``: on a connection kept alive from the app's earlier requests, which a server closes once it has been
+    idle past its keep-alive timeout, so only ``reused_share`` of them (default all) find it open; the rest open a
+    new one. The workload draws each transfer's connection with the run's seed.
     """
 
     kind: AppKind
@@ -192,6 +199,8 @@ class App(Frozen):
     media: Literal["audio", "video"] | None = None
     rate: StreamRate | None = None
     size: SizeDistribution | None = None
+    connection: Connection = "new"
+    reused_share: Fraction | None = None
 
     @model_validator(mode="after")
     def _fits_kind(self) -> App:
@@ -201,12 +210,24 @@ class App(Frozen):
             raise ValueError(f"a {self.kind} app has no 'rate' (it moves a size)")
         if self.media is not None and self.kind != "stream":
             raise ValueError("only calls (kind: stream) have 'media' to score")
+        if self.traffic == "stream" and (self.connection != "new" or self.reused_share is not None):
+            raise ValueError(f"a {self.kind} app has no 'connection' or 'reused_share' (only transfers make "
+                             "requests)")
+        if self.connection == "new" and self.reused_share is not None:
+            raise ValueError("'reused_share' is for 'connection: reused' (a new connection is never reused)")
         return self
 
     @property
     def traffic(self) -> str:
         """``transfer`` or ``stream``: how the engines replay it."""
         return TRAFFIC[self.kind]
+
+    @property
+    def reuse_share(self) -> float:
+        """The share (0..1) of its transfers that find a kept-alive connection: 0 on ``new`` connections."""
+        if self.connection == "new":
+            return 0.0
+        return 1.0 if self.reused_share is None else self.reused_share
 
 
 class Modality(Frozen):
