@@ -1,13 +1,14 @@
 """A measured trace (CSV or Parquet, one row per session) -> the trace the engines replay, each cell checked.
 
 The table holds the trace's columns (:data:`sim.workload.TRACE_COLUMNS`, documented in docs/scenarios.md). Only
-``site``, ``app`` and ``start_s`` are always required; a transfer needs ``direction`` and ``size_bytes``, a
-stream ``duration_s``; every other column may be left out (or a cell left empty) and is then filled from the app
-registry as the generator fills it: ``traffic``, ``urgency`` and a stream's rates, packet size and ``up_share``
-from the app, ``kind`` as the app's name, ``far_end`` as the app's, and a call to a patient's home reaches the
-catalogue's ``home_profile`` line unless ``far_profile`` names another. Sessions are numbered in order of start
-(a ``session_id`` column, as a run's own ``trace.parquet`` has, is checked and renumbered), so a run's trace
-replays as it ran. Errors name the file, row and column.
+``site``, ``app`` and ``start_s`` are always required; a transfer needs ``direction`` and ``size_bytes``, a stream
+``duration_s``; every other column may be left out (or a cell left empty) and is then filled from the app registry as
+the generator fills it: ``traffic``, ``urgency`` and a stream's rates, packet size and ``up_share`` from the app,
+``kind`` as the app's name, ``far_end`` as the app's, and a call to a patient's home reaches the catalogue's
+``home_profile`` line unless ``far_profile`` names another. A transfer's ``connection`` is ``new`` unless the file says
+``reused`` (a request on a kept-alive connection): what was measured, not the app's share. Sessions are numbered in
+order of start (a ``session_id`` column, as a run's own ``trace.parquet`` has, is checked and renumbered), so a run's
+trace replays as it ran. Errors name the file, row and column.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def _check_session_ids(table: Table) -> None:
 
 
 def _fill_texts(table: Table, out: dict, apps: list, stream: np.ndarray) -> None:
-    """``kind``, ``direction``, ``urgency``, ``far_end``: as given, or as the app's."""
+    """``kind``, ``direction``, ``urgency``, ``far_end``: as given, or as the app's; ``connection`` (new by default)."""
     kind = _texts(table, "kind")
     out["kind"] = np.where(kind == "", out["app"], kind)
     direction = _texts(table, "direction")
@@ -198,6 +199,18 @@ def _fill_texts(table: Table, out: dict, apps: list, stream: np.ndarray) -> None
     default = np.where(stream, [a.far_end for a in apps], "cloud")
     out["far_end"] = _allowed(table, "far_end", np.where(far_end == "", default, far_end), stream,
                               {True: ("home", "cloud"), False: ("cloud",)})
+    out["connection"] = _connections(table, stream)
+
+
+def _connections(table: Table, stream: np.ndarray) -> np.ndarray:
+    """A transfer's ``connection``: ``new`` (where empty) or ``reused``; a stream's is empty (it makes no request)."""
+    connection = _texts(table, "connection")
+    given = stream & (connection != "")
+    if given.any():
+        raise table.error("a stream has no connection (only transfers make requests); leave it empty",
+                          int(np.argmax(given)), "connection")
+    return _allowed(table, "connection", np.where(~stream & (connection == ""), "new", connection), stream,
+                    {True: ("",), False: ("new", "reused")})
 
 
 def _allowed(table: Table, column: str, values: np.ndarray, stream: np.ndarray, allowed: dict) -> np.ndarray:

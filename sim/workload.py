@@ -21,7 +21,7 @@ from sim.topology import Topology
 TRACE_COLUMNS = {
     "session_id": "int64", "site": "str", "app": "str", "traffic": "str", "kind": "str", "direction": "str",
     "urgency": "str", "start_s": "float64", "duration_s": "float64", "size_bytes": "float64",
-    "chunk_bytes": "float64", "target_rate_bps": "float64", "min_rate_bps": "float64",
+    "chunk_bytes": "float64", "connection": "str", "target_rate_bps": "float64", "min_rate_bps": "float64",
     "packet_bytes": "float64", "up_share": "float64", "far_end": "str", "far_profile": "str",
     "far_down_bps": "float64", "far_up_bps": "float64", "far_rtt_s": "float64",
 }
@@ -158,7 +158,22 @@ def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) ->
         frame["site"] = site
         if frame.get("far_end") == "home":
             _draw_home_lines(frame, cat, rng)
+    for frame in frames:  # after every other draw: a share of reuse leaves the rest of the site's sessions as they were
+        if frame["traffic"] == "transfer":
+            _draw_connections(frame, cat.apps[frame["app"]].reuse_share, rng)
     return frames
+
+
+def _draw_connections(part: dict, reuse_share: float, rng) -> None:
+    """Give each transfer of a part its connection: ``reused`` with probability ``reuse_share``, else ``new``.
+
+    Nothing is drawn when every transfer of the app is on a new connection, or every one on a reused one.
+    """
+    if reuse_share <= 0.0 or reuse_share >= 1.0:
+        part["connection"] = "reused" if reuse_share >= 1.0 else "new"
+        return
+    reused = rng.random(part["n"]) < reuse_share
+    part["connection"] = np.where(reused, "reused", "new").astype(object)
 
 
 def _draw_home_lines(part: dict, cat: Catalogue, rng) -> None:
@@ -290,7 +305,7 @@ def _streams(app_name: str, app, kind, starts: np.ndarray, durations_s: np.ndarr
             "urgency": app.urgency, "start_s": np.asarray(starts, dtype=float),
             "duration_s": np.asarray(durations_s, dtype=float), "target_rate_bps": rate.target,
             "min_rate_bps": rate.minimum, "packet_bytes": rate.packet, "up_share": rate.up_share,
-            "far_end": app.far_end, "far_profile": ""}
+            "far_end": app.far_end, "far_profile": "", "connection": ""}
 
 
 def _transfers(app: str, kind, direction: str, starts: np.ndarray, sizes: np.ndarray,

@@ -35,11 +35,12 @@ def topology(*sites: dict, cloud_rtt_s: float = 0.0, home: FarEnd | None = None,
 
 def transfer(site_name: str, start_s: float, size_bytes: float, direction: str = "down", *,
              app: str = "record_view", kind: str = "record_fetch", chunk_bytes: float = NAN,
-             urgency: str = "routine") -> dict:
-    """A transfer session row."""
+             urgency: str = "routine", connection: str = "new") -> dict:
+    """A transfer session row: on a ``new`` connection, or a ``reused`` (kept-alive) one."""
     return {"site": site_name, "app": app, "traffic": "transfer", "kind": kind, "direction": direction,
             "urgency": urgency, "start_s": start_s, "duration_s": NAN, "size_bytes": size_bytes,
-            "chunk_bytes": chunk_bytes, "target_rate_bps": NAN, "min_rate_bps": NAN, "packet_bytes": NAN,
+            "chunk_bytes": chunk_bytes, "connection": connection, "target_rate_bps": NAN, "min_rate_bps": NAN,
+            "packet_bytes": NAN,
             "up_share": 1.0, "far_end": "cloud", **_NO_FAR_LINE}
 
 
@@ -53,7 +54,8 @@ def call(site_name: str, start_s: float, duration_s: float, *, target_bps: float
     """
     return {"site": site_name, "app": app, "traffic": "stream", "kind": "gp_video", "direction": "both",
             "urgency": "routine", "start_s": start_s, "duration_s": duration_s, "size_bytes": NAN,
-            "chunk_bytes": NAN, "target_rate_bps": target_bps, "min_rate_bps": min_bps, "packet_bytes": 1200.0,
+            "chunk_bytes": NAN, "connection": "", "target_rate_bps": target_bps, "min_rate_bps": min_bps,
+            "packet_bytes": 1200.0,
             "up_share": up_share, "far_end": far_end, **(far_line or _NO_FAR_LINE)}
 
 
