@@ -156,8 +156,8 @@ def _groups(topology: Topology, trace: pd.DataFrame, as_flows: np.ndarray, site_
 
 # What groups read of each session (with its paths and RTT).
 _SESSION_COLUMNS = ("session_id", "traffic", "up_share", "far_end", "far_down_bps", "far_up_bps", "far_rtt_s",
-                    "direction", "start_s", "duration_s", "size_bytes", "chunk_bytes", "target_rate_bps",
-                    "min_rate_bps")
+                    "direction", "start_s", "duration_s", "size_bytes", "chunk_bytes", "connection",
+                    "target_rate_bps", "min_rate_bps")
 
 
 def _run_with_progress(env: simpy.Environment, window: RunWindow, progress) -> None:

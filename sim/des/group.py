@@ -215,7 +215,8 @@ class Group(Shortcuts, SharedLinks, Crowds):
         size = max(1.0, s["size_bytes"])
         chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1
         expected_bps = min(cap_bps, self._available_bps(path))
-        start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1)
+        start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1,
+                               handshake_rtts=tcp.HANDSHAKE_RTTS_BY_CONNECTION[s["connection"]])
         if start.sent_bytes > 0:  # slow start's rounds take no fluid share, but their bytes cross the links
             wire_bits = start.sent_bytes * 8 / tcp.GOODPUT_FACTOR
             for link in path:

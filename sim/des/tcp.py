@@ -1,7 +1,8 @@
 """TCP start-up and steady-state limits for flow-level transfers.
 
-A transfer first pays its handshakes (``HANDSHAKE_RTTS`` round trips: TCP's, then TLS 1.3's, with the request
-riding on the client's last flight, as the emulation's transfers do), then slow start from an initial window of
+A transfer on a new connection first pays its handshakes (``HANDSHAKE_RTTS`` round trips: TCP's, then TLS 1.3's,
+with the request riding on the client's last flight, as the emulation's transfers do; a kept-alive one none), then
+slow start from an initial window of
 ``INITIAL_WINDOW_SEGMENTS``, doubling each round trip until the window fills the path (rate x RTT); the first
 round's data arrives one round trip after the request. Bytes sent in those rounds are counted; the rest of the
 transfer shares
@@ -19,6 +20,8 @@ FRAME_BYTES = 1514         # the Ethernet frame carrying it: what a shaped link 
 GOODPUT_FACTOR = MSS_BYTES / FRAME_BYTES
 INITIAL_WINDOW_SEGMENTS = 10   # RFC 6928
 HANDSHAKE_RTTS = 2         # TCP SYN/SYN-ACK, then TLS 1.3 (RFC 8446: one round trip), the request on its last flight
+# Round trips of handshakes by the trace's ``connection``: a new one pays TCP's and TLS's; a kept-alive one none.
+HANDSHAKE_RTTS_BY_CONNECTION = {"new": HANDSHAKE_RTTS, "reused": 0}
 MAX_WINDOW_BYTES = 6 * 2**20   # Linux default tcp_rmem maximum (autotuning ceiling)
 
 
@@ -34,20 +37,28 @@ class StartUp(NamedTuple):
     setup_s: float
 
 
-def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int = 0) -> StartUp:
+def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int = 0,
+               handshake_rtts: int = HANDSHAKE_RTTS) -> StartUp:
     """Start-up of a transfer of ``size_bytes`` on a path with ``rate_bps`` available and ``rtt_s``.
+
+    A transfer on a kept-alive connection (``handshake_rtts`` 0) sends its request at once, its first data one round
+    trip later; it still slow-starts from the initial window, as Linux restarts the window of a connection idle for
+    longer than its retransmission timeout (``net.ipv4.tcp_slow_start_after_idle`` = 1, the default; RFC 5681 4.1),
+    which a kept-alive connection between requests is.
 
     Args:
         size_bytes: Payload to deliver (bytes).
         rate_bps: Wire rate the flow can have once its window fills the path (bit/s).
         rtt_s: Round-trip time, queueing included (s).
         extra_rtts: Further request round trips (e.g. one per extra chunk of a chunked transfer).
+        handshake_rtts: Round trips before the request goes: ``HANDSHAKE_RTTS`` on a new connection, 0 on a reused
+            one (:data:`HANDSHAKE_RTTS_BY_CONNECTION`).
 
     Returns:
         The handshake and slow-start time, and the payload sent in it. When ``sent_bytes`` reaches
         ``size_bytes`` the transfer completes at the end of its start-up.
     """
-    setup_s = (HANDSHAKE_RTTS + extra_rtts) * rtt_s
+    setup_s = (handshake_rtts + extra_rtts) * rtt_s
     first_round_bytes = INITIAL_WINDOW_SEGMENTS * MSS_BYTES
     pipe_segments = rate_bps * GOODPUT_FACTOR * rtt_s / (8 * MSS_BYTES)
     rounds_to_fill = max(0, math.ceil(math.log2(pipe_segments / INITIAL_WINDOW_SEGMENTS))) \
