@@ -126,8 +126,8 @@ def _sending(sent: tuple[float, float], received: tuple[float, float]) -> dict:
 def _transfer(row, start_at_s: float, site: Endpoint, server: Endpoint, port: int) -> dict:
     chunk_bytes = int(row.chunk_bytes) if math.isfinite(row.chunk_bytes) and row.chunk_bytes > 0 else 0
     return {"session_id": int(row.session_id), "start_at_s": start_at_s, "direction": row.direction,
-            "size_bytes": max(1, int(round(row.size_bytes))), "chunk_bytes": chunk_bytes, "local_ip": site.ip,
-            "server_ip": server.ip, "server_port": port}
+            "size_bytes": max(1, int(round(row.size_bytes))), "chunk_bytes": chunk_bytes,
+            "connection": row.connection, "local_ip": site.ip, "server_ip": server.ip, "server_port": port}
 
 
 def _check_window(window_start_s: float, window_end_s: float, drain_s: float, congestion_control: str) -> None:
@@ -158,11 +158,12 @@ def _check_trace(trace: pd.DataFrame, endpoints: Endpoints, window_start_s: floa
             raise ValueError(f"video session {int(bad['session_id'].iloc[0])}: {column} {bad[column].iloc[0]} "
                              "must be > 0")
     transfers = trace[trace["traffic"] != "stream"]
-    bad = transfers[~(transfers["size_bytes"] > 0) | ~transfers["direction"].isin(["up", "down"])]
+    bad = transfers[~(transfers["size_bytes"] > 0) | ~transfers["direction"].isin(["up", "down"])
+                    | ~transfers["connection"].isin(["new", "reused"])]
     if len(bad):
         raise ValueError(f"transfer session {int(bad['session_id'].iloc[0])}: size_bytes "
-                         f"{bad['size_bytes'].iloc[0]} must be > 0 and direction {bad['direction'].iloc[0]!r} "
-                         "'up' or 'down'")
+                         f"{bad['size_bytes'].iloc[0]} must be > 0, direction {bad['direction'].iloc[0]!r} "
+                         f"'up' or 'down' and connection {bad['connection'].iloc[0]!r} 'new' or 'reused'")
 
 
 def agent_command(spec_path: Path, out_path: Path) -> list[str]:

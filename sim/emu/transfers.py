@@ -5,6 +5,11 @@ Transfers are TCP with the congestion control set on each socket: connect (one r
 sends a request header and the chunk, and the server answers ``ACK_BYTES`` once all of it arrived; a download sends
 a request header naming the chunk's size and the server sends that many bytes.
 
+A transfer on a ``reused`` connection (the trace's ``connection``) finds it open: the connection and its hello are
+made ``REUSE_LEAD_S`` before the transfer's start, then it sits idle until the start, when the first request goes.
+Idle that long (past its retransmission timeout), Linux restarts its congestion window
+(``net.ipv4.tcp_slow_start_after_idle``), so its data slow-starts as a new connection's does.
+
 Part of the traffic agent (:mod:`sim.emu.agent`): it imports the standard library only.
 """
 
@@ -20,6 +25,7 @@ from sim.emu.clock import sleep_until
 HELLO_BYTES = 512             # the TLS-like round trip: a ClientHello-sized message ...
 HELLO_REPLY_BYTES = 4096      # ... answered by a ServerHello with a certificate chain
 ACK_BYTES = 16                # the server's "all bytes arrived" answer to an upload
+REUSE_LEAD_S = 3.0            # a reused connection is opened this long before its transfer's start (s)
 
 _MAGIC = b"NHS1"
 _HELLO = struct.Struct("!4sQ")                # magic, session id; padded to HELLO_BYTES
@@ -33,21 +39,24 @@ ABORTS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, EOFErro
 async def run_transfer(spec: dict, congestion_control: str, out: dict) -> None:
     """Run one transfer as the client, filling ``out`` as it goes (times s, sizes bytes).
 
+    On a new connection the handshakes come after the start, and count in its duration; a reused connection was
+    opened ``REUSE_LEAD_S`` before (``late_s`` says how late its first request went, if opening it took longer).
+
     Raises:
         OSError: If the connection cannot be made (e.g. the server is not listening).
         ValueError: If the server breaks the protocol.
     """
-    loop = asyncio.get_running_loop()
-    await sleep_until(spec["start_at_s"])
-    out["late_s"] = time.time() - spec["start_at_s"]
+    reused = spec.get("connection", "new") == "reused"
+    await sleep_until(spec["start_at_s"] - (REUSE_LEAD_S if reused else 0.0))
+    if not reused:
+        out["late_s"] = time.time() - spec["start_at_s"]
     size_bytes, chunk_bytes = spec["size_bytes"], spec["chunk_bytes"] or spec["size_bytes"]
     with tcp_socket(congestion_control) as sock:
         sock.bind((spec["local_ip"], 0))
-        await loop.sock_connect(sock, (spec["server_ip"], spec["server_port"]))
-        await loop.sock_sendall(sock, _HELLO.pack(_MAGIC, spec["session_id"]).ljust(HELLO_BYTES, b"\0"))
-        await _recv_exactly(sock, HELLO_REPLY_BYTES)
-        out["rtt_s"] = tcp_info(sock)["rtt_s"]
-        out["congestion_control"] = congestion_control_of(sock)
+        await _open(sock, spec, out)
+        if reused:
+            await sleep_until(spec["start_at_s"])
+            out["late_s"] = time.time() - spec["start_at_s"]
         done_bytes, rounds = 0, 0
         try:
             while done_bytes < size_bytes:
@@ -61,6 +70,16 @@ async def run_transfer(spec: dict, congestion_control: str, out: dict) -> None:
             info = tcp_info(sock)
             out.update(min_rtt_s=info["min_rtt_s"], retransmits=info["retransmits"], rounds=rounds,
                        delivered_bytes=_payload_confirmed(info, spec["direction"], rounds))
+
+
+async def _open(sock: socket.socket, spec: dict, out: dict) -> None:
+    """Connect to the server and make the hello exchange (two round trips); note the connection's RTT (s)."""
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (spec["server_ip"], spec["server_port"]))
+    await loop.sock_sendall(sock, _HELLO.pack(_MAGIC, spec["session_id"]).ljust(HELLO_BYTES, b"\0"))
+    await _recv_exactly(sock, HELLO_REPLY_BYTES)
+    out["rtt_s"] = tcp_info(sock)["rtt_s"]
+    out["congestion_control"] = congestion_control_of(sock)
 
 
 def _payload_confirmed(info: dict, direction: str, rounds: int) -> int:
