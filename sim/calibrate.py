@@ -53,11 +53,14 @@ _NO_FAR_LINE = {"far_profile": "", "far_down_bps": math.nan, "far_up_bps": math.
 
 
 def transfer(start_s: float, size_bytes: float, direction: str = "up", *, site: str = "cal",
-             app: str = "software_update") -> dict:
-    """A TCP transfer session of ``size_bytes`` (bytes) starting at ``start_s`` (s): one trace row."""
+             app: str = "software_update", connection: str = "new") -> dict:
+    """A TCP transfer session of ``size_bytes`` (bytes) starting at ``start_s`` (s): one trace row.
+
+    ``connection`` is ``new`` (TCP and TLS handshakes first) or ``reused`` (a kept-alive connection).
+    """
     return {"site": site, "app": app, "traffic": "transfer", "kind": app, "direction": direction,
             "urgency": "routine", "start_s": start_s, "duration_s": math.nan, "size_bytes": size_bytes,
-            "chunk_bytes": math.nan, "target_rate_bps": math.nan, "min_rate_bps": math.nan,
+            "chunk_bytes": math.nan, "connection": connection, "target_rate_bps": math.nan, "min_rate_bps": math.nan,
             "packet_bytes": math.nan, "up_share": 1.0, "far_end": "cloud", **_NO_FAR_LINE}
 
 
@@ -69,7 +72,7 @@ def call(start_s: float, duration_s: float, target_bps: float, min_bps: float, p
     """
     return {"site": site, "app": app, "traffic": "stream", "kind": app, "direction": "both", "urgency": "routine",
             "start_s": start_s, "duration_s": duration_s, "size_bytes": math.nan, "chunk_bytes": math.nan,
-            "target_rate_bps": target_bps, "min_rate_bps": min_bps, "packet_bytes": packet_bytes,
+            "connection": "", "target_rate_bps": target_bps, "min_rate_bps": min_bps, "packet_bytes": packet_bytes,
             "up_share": 1.0, "far_end": far_end, **_NO_FAR_LINE}
 
 
@@ -266,7 +269,7 @@ def cases(seed: int = 1) -> list[Case]:
     """Build the calibration cases (see docs/fidelity.md); ``seed`` draws the short flows' arrivals.
 
     Bulk, several bulk, short flows at load, a call beside an upload, a call beside short flows, a priority queue,
-    a call through a failover.
+    a call through a failover, the short flows again on kept-alive connections.
     """
     import numpy as np
 
@@ -288,7 +291,13 @@ def cases(seed: int = 1) -> list[Case]:
         Case("call beside an upload, priority queue", one_site(SLOW_UP_BPS, 20e6, LINE_RTT_S, 150e3, qos="priority"),
              trace(transfer(0.0, 1e12, "up"), video_call), calls),
         Case("call through a failover", line, trace(video_call), _PHASED, changes=_failover(line)),
+        Case("short flows on kept-alive connections", line, trace(*_kept_alive(shorts)), transfers, "down"),
     ]
+
+
+def _kept_alive(sessions: list[dict]) -> list[dict]:
+    """The same transfers, each on a reused connection: no handshakes before its request (record views, S16)."""
+    return [row | {"connection": "reused"} for row in sessions]
 
 
 _PHASED = ("video_rate_bps@before", "video_rate_bps@backup", "video_rate_bps@repaired",
