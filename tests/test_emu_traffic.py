@@ -8,9 +8,11 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import call, trace, transfer
@@ -271,3 +273,66 @@ def test_video_adapts_and_transfer_takes_its_serialisation_time_on_a_shaped_path
     unless_starved(watch, upload["duration_s"] < wire_s + 0.3,
                    f"upload took {upload['duration_s']:.3f} s, its wire time {wire_s:.3f} s")
     assert results["server"]["served"][0]["bytes_in"] == TRANSFER_BYTES
+
+
+# --- a delayed path: two namespaces joined by a veth pair, each delaying the TCP it receives 50 ms ------------------
+
+ONE_WAY_S = 0.050             # each way: a 100 ms round trip
+SHORT_BYTES = 50_000          # 3 slow-start rounds from 10 segments (14,480 x 7 = 101,360 >= 50,000)
+
+
+@pytest.fixture
+def delayed_path():
+    """Namespaces ``cnx<pid>a`` (the site) and ``cnx<pid>b`` (the server), each with a delay shim on what it receives.
+
+    The shims hold packets on arrival (INPUT), not on departure: a packet held in its sender's namespace would still
+    count against the sender's socket, whose small-queue limit would then throttle it to a few packets a delay.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates network namespaces, a veth pair and NFQUEUE rules")
+    if shutil.which("ip") is None or shutil.which("iptables") is None:
+        pytest.skip("needs iproute2 and iptables")
+    prefix = f"cnx{os.getpid()}"
+    names, shims = (prefix + "a", prefix + "b"), []
+    try:
+        for ns in names:
+            _run("ip", "netns", "add", ns)
+        _run("ip", "link", "add", names[0] + "0", "netns", names[0], "type", "veth", "peer", "name", names[1] + "0",
+             "netns", names[1])
+        for ns, address in zip(names, ("10.98.0.1/24", "10.98.0.2/24")):
+            _run("ip", "-n", ns, "addr", "add", address, "dev", ns + "0")
+            _run("ip", "-n", ns, "link", "set", ns + "0", "up")
+            _run("ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-i", ns + "0", "-p", "tcp", "-j", "NFQUEUE",
+                 "--queue-num", "1")
+            shims.append(subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "sim.emu.shim", "--name",
+                                           ns, "--queue", f"1:{ONE_WAY_S}:0"],
+                                          cwd=Path(__file__).resolve().parent.parent))
+        time.sleep(0.5)
+        assert all(shim.poll() is None for shim in shims), "a delay shim did not start"
+        yield {"site1": names[0], "server": names[1]}
+    finally:
+        for shim in shims:
+            if shim.poll() is None:
+                shim.kill()
+                shim.wait(timeout=5)
+        for ns in names:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)   # absent if never made
+
+
+def test_a_reused_connection_saves_its_two_handshake_round_trips(tmp_path, delayed_path) -> None:
+    # alternately on a new and a reused connection, 2 s apart (each done in well under 1 s): a new one pays the
+    # connect and the hello (2 round trips) before its request, then 3 rounds; a reused one, idle 3 s since its
+    # hello (past its retransmission timeout: its window restarts at 10 segments), only the 3 rounds
+    sessions = trace(*(transfer("s1", 0.5 + 2.0 * k, SHORT_BYTES, "down", connection=("new", "reused")[k % 2])
+                       for k in range(6)))
+    out, results, watch = replay(tmp_path, sessions, endpoints("10.98.0.1", "10.98.0.1", "10.98.0.2"), 12.5, 1.0,
+                                 namespaces=delayed_path)
+    assert out["completed"].all()
+    assert [t["connection"] for t in results["site1"]["transfers"]] == ["new", "reused"] * 3
+    rtt_s = 2 * ONE_WAY_S
+    new, reused = out["duration_s"].iloc[0::2].to_numpy(), out["duration_s"].iloc[1::2].to_numpy()
+    saved_s = float(np.median(new) - np.median(reused))
+    unless_starved(watch, saved_s == pytest.approx(2 * rtt_s, abs=0.03)
+                   and np.median(reused) == pytest.approx(3 * rtt_s, abs=0.04),
+                   f"new connections {np.round(new, 3).tolist()} s, reused {np.round(reused, 3).tolist()} s: "
+                   f"{saved_s * 1e3:.0f} ms saved, expected {2 * rtt_s * 1e3:.0f} ms")
