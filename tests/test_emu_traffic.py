@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from test_emu_net import unless_starved
 
 from sim.emu.media import MediaReceiver, RateController
 from sim.emu.traffic import RESULT_COLUMNS, Endpoint, Endpoints, agent_command, records, specs
+from sim.emu.transfers import run_transfer, serve_connection, tcp_socket
 from sim.emu.utilisation import CpuWatch
 from sim.records import RECORD_COLUMNS
 
@@ -336,3 +339,41 @@ def test_a_reused_connection_saves_its_two_handshake_round_trips(tmp_path, delay
                    and np.median(reused) == pytest.approx(3 * rtt_s, abs=0.04),
                    f"new connections {np.round(new, 3).tolist()} s, reused {np.round(reused, 3).tolist()} s: "
                    f"{saved_s * 1e3:.0f} ms saved, expected {2 * rtt_s * 1e3:.0f} ms")
+
+
+def test_a_reused_connection_opened_before_the_server_listens_tries_again_until_its_start() -> None:
+    # A reused connection is opened REUSE_LEAD_S (3 s) before its start: here at once, 0.3 s before anything listens;
+    # refused, it tries again and is made before its start, so its request goes on time. A new connection refused
+    # at its start fails at once, as before.
+    port = BASE_PORT + 7
+
+    async def replay_one() -> tuple[dict, float, dict]:
+        loop = asyncio.get_running_loop()
+        spec = {"session_id": 1, "start_at_s": time.time() + 0.8, "direction": "down", "size_bytes": 10_000,
+                "chunk_bytes": 0, "connection": "reused", "local_ip": LOOPBACK, "server_ip": LOOPBACK,
+                "server_port": port}
+        out, served = {}, []
+        client = asyncio.create_task(run_transfer(spec, "cubic", out))
+        await asyncio.sleep(0.3)
+        with tcp_socket("cubic") as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((LOOPBACK, port))
+            listener.listen(4)
+            sock, _ = await loop.sock_accept(listener)
+            accepted_s = time.time()
+            server = asyncio.create_task(serve_connection(sock, served))
+            await asyncio.wait_for(client, 5.0)
+            await asyncio.wait_for(server, 5.0)
+        return out, accepted_s, spec
+
+    watch = CpuWatch()
+    out, accepted_s, spec = asyncio.run(replay_one())
+    assert out["completed"] and out["delivered_bytes"] == 10_000
+    unless_starved(watch, accepted_s < spec["start_at_s"] and out["late_s"] < 0.05,
+                   f"connection made {accepted_s - spec['start_at_s']:+.3f} s from its start, request "
+                   f"{out['late_s']:.3f} s late")
+
+    new = {"session_id": 2, "start_at_s": time.time(), "direction": "down", "size_bytes": 1000, "chunk_bytes": 0,
+           "connection": "new", "local_ip": LOOPBACK, "server_ip": LOOPBACK, "server_port": port}
+    with pytest.raises(ConnectionRefusedError):
+        asyncio.run(run_transfer(new, "cubic", {}))

@@ -26,6 +26,7 @@ HELLO_BYTES = 512             # the TLS-like round trip: a ClientHello-sized mes
 HELLO_REPLY_BYTES = 4096      # ... answered by a ServerHello with a certificate chain
 ACK_BYTES = 16                # the server's "all bytes arrived" answer to an upload
 REUSE_LEAD_S = 3.0            # a reused connection is opened this long before its transfer's start (s)
+RETRY_S = 0.05                # a refused early connection tries again this often (s)
 
 _MAGIC = b"NHS1"
 _HELLO = struct.Struct("!4sQ")                # magic, session id; padded to HELLO_BYTES
@@ -51,9 +52,9 @@ async def run_transfer(spec: dict, congestion_control: str, out: dict) -> None:
     if not reused:
         out["late_s"] = time.time() - spec["start_at_s"]
     size_bytes, chunk_bytes = spec["size_bytes"], spec["chunk_bytes"] or spec["size_bytes"]
-    with tcp_socket(congestion_control) as sock:
-        sock.bind((spec["local_ip"], 0))
-        await _open(sock, spec, out)
+    # opened early, a reused connection may find the server's agent not yet listening: it tries again until its start
+    with await _connect(spec, congestion_control, spec["start_at_s"] if reused else 0.0) as sock:
+        await _hello(sock, spec, out)
         if reused:
             await sleep_until(spec["start_at_s"])
             out["late_s"] = time.time() - spec["start_at_s"]
@@ -72,10 +73,32 @@ async def run_transfer(spec: dict, congestion_control: str, out: dict) -> None:
                        delivered_bytes=_payload_confirmed(info, spec["direction"], rounds))
 
 
-async def _open(sock: socket.socket, spec: dict, out: dict) -> None:
-    """Connect to the server and make the hello exchange (two round trips); note the connection's RTT (s)."""
+async def _connect(spec: dict, congestion_control: str, retry_until_s: float) -> socket.socket:
+    """A socket connected to the server (one round trip); refused, it tries again every ``RETRY_S`` until then (s).
+
+    Raises:
+        OSError: If the connection cannot be made (refused at or after ``retry_until_s``).
+    """
     loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (spec["server_ip"], spec["server_port"]))
+    while True:
+        sock = tcp_socket(congestion_control)
+        try:
+            sock.bind((spec["local_ip"], 0))
+            await loop.sock_connect(sock, (spec["server_ip"], spec["server_port"]))
+            return sock
+        except ConnectionRefusedError:
+            sock.close()
+            if time.time() + RETRY_S > retry_until_s:
+                raise
+        except BaseException:
+            sock.close()
+            raise
+        await asyncio.sleep(RETRY_S)
+
+
+async def _hello(sock: socket.socket, spec: dict, out: dict) -> None:
+    """Make the hello exchange (one round trip, TLS 1.3's); note the connection's RTT (s)."""
+    loop = asyncio.get_running_loop()
     await loop.sock_sendall(sock, _HELLO.pack(_MAGIC, spec["session_id"]).ljust(HELLO_BYTES, b"\0"))
     await _recv_exactly(sock, HELLO_REPLY_BYTES)
     out["rtt_s"] = tcp_info(sock)["rtt_s"]
