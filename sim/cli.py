@@ -32,6 +32,7 @@ import sim
 from sim import answers, availability, checks, gate, load, pipeline, report, results, studies, sweep, text_tables, units
 from sim import text as text_
 from sim.errors import TestbedError, kept_folder
+from sim.load_catalogue import DEFAULT_CATALOGUE
 from sim.progress import Forward, heartbeat
 from sim.text import visible
 from sim.working_time import hours_text, span_text, worst_years_text
@@ -57,7 +58,7 @@ class _Console(Console):
 
 out = _Console()
 err = _Console(stderr=True)
-SCENARIOS_DIR = load.DEFAULT_CATALOGUE.parent / "scenarios"
+SCENARIOS_DIR = DEFAULT_CATALOGUE.parent / "scenarios"
 
 
 @contextmanager
@@ -516,21 +517,21 @@ def _print_fidelity(table) -> None:
 
 def _catalogue():
     return load.load(SCENARIOS_DIR / "ci-smoke.yaml").catalogue if (SCENARIOS_DIR / "ci-smoke.yaml").exists() \
-        else load._validate_catalogue_only(load.DEFAULT_CATALOGUE).catalogue  # noqa: SLF001
+        else load._validate_catalogue_only(DEFAULT_CATALOGUE).catalogue  # noqa: SLF001
 
 
 def _list_profiles() -> None:
     table = Table(Column("profile", no_wrap=True), "technology", "medium", "down", "up", "RTT", "buffer up",
                   "buffer down", title="Access profiles (a buffer in time is at the line's rate that way)")
     from sim.units import format_rate
-    for name, p in load._validate_catalogue_only(load.DEFAULT_CATALOGUE).catalogue.profiles.items():  # noqa: SLF001
+    for name, p in load._validate_catalogue_only(DEFAULT_CATALOGUE).catalogue.profiles.items():  # noqa: SLF001
         table.add_row(name, p.technology, p.medium, format_rate(p.down), format_rate(p.up), f"{p.rtt * 1e3:g} ms",
                       str(p.buffer_up), str(p.buffer_down))
     out.print(table)
 
 
 def _list_apps() -> None:
-    scenario = load._validate_catalogue_only(load.DEFAULT_CATALOGUE)  # noqa: SLF001
+    scenario = load._validate_catalogue_only(DEFAULT_CATALOGUE)  # noqa: SLF001
     from sim.units import format_rate, format_size
     table = Table("app", "kind", "on line", "rate or size", "target", "source", title="Apps (the registry)")
     targets = scenario.targets
@@ -556,7 +557,7 @@ def _list_apps() -> None:
 
 def _list_classes() -> None:
     table = Table("site class", "family", "label", "consultations/day", title="Site classes")
-    for name, c in load._validate_catalogue_only(load.DEFAULT_CATALOGUE).catalogue.site_classes.items():  # noqa: SLF001
+    for name, c in load._validate_catalogue_only(DEFAULT_CATALOGUE).catalogue.site_classes.items():  # noqa: SLF001
         table.add_row(name, c.family, c.label, f"{c.consultations.per_day:g}" if c.consultations else "-")
     out.print(table)
 
