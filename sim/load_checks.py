@@ -34,23 +34,36 @@ def _check_reach(profile, group, tree: Located, where: tuple) -> None:
 
 
 def check_buffers(scenario: Scenario, tree: Located) -> None:
-    """Each site group's line drains its buffers within a minute at its own rates (a size in bytes may not).
+    """Each line drains its buffers within a minute at its own rates (a size in bytes may not).
+
+    The lines: each site group's (at its line length) and each backup's (at its profile's headline rates, as the
+    engines carry a backup line: :func:`sim.linkchanges.backup_line`'s ``rates_at(None)``).
 
     Raises:
-        ScenarioError: At the profile's buffer, naming the group, its rate and how long the buffer takes to drain.
+        ScenarioError: At the profile's buffer, naming the group or backup, its rate and how long the buffer takes to
+            drain.
     """
-    from sim.model.quantities import MAX_BUFFER_S
+    cat = scenario.catalogue
     for group in scenario.sites:
-        profile = scenario.catalogue.profiles[group.access]
-        down_bps, up_bps = profile.rates_at(group.distance)
-        for direction, rate_bps, size_bytes in zip(("down", "up"), (down_bps, up_bps),
-                                                   profile.buffers_bytes(down_bps, up_bps)):
-            if size_bytes * 8 > MAX_BUFFER_S * rate_bps:
-                where = ("catalogue", "profiles", group.access, f"buffer_{direction}")
-                file, line = tree.where(where)
-                raise ScenarioError(f"{size_bytes * 8 / rate_bps:,.0f} s to drain at the {units.format_rate(rate_bps)} "
-                                    f"of site group {group.name or group.access!r}: a buffer holds at most "
-                                    f"{MAX_BUFFER_S:g} s of its line", file=file, line=line, path=dotted(where))
+        _check_drain(tree, group.access, group.distance, f"site group {group.name or group.access!r}", cat)
+    for name, backup in cat.backups.items():
+        if backup.profile is not None:
+            _check_drain(tree, backup.profile, None, f"backup {name!r}", cat)
+
+
+def _check_drain(tree: Located, access: str, distance_m: float | None, who: str, cat) -> None:
+    """The profile ``access`` at ``distance_m`` (m; None: its headline rates) drains each buffer within a minute."""
+    from sim.model.quantities import MAX_BUFFER_S
+    profile = cat.profiles[access]
+    down_bps, up_bps = profile.rates_at(distance_m)
+    for direction, rate_bps, size_bytes in zip(("down", "up"), (down_bps, up_bps),
+                                               profile.buffers_bytes(down_bps, up_bps)):
+        if size_bytes * 8 > MAX_BUFFER_S * rate_bps:
+            where = ("catalogue", "profiles", access, f"buffer_{direction}")
+            file, line = tree.where(where)
+            raise ScenarioError(f"{size_bytes * 8 / rate_bps:,.0f} s to drain at the {units.format_rate(rate_bps)} "
+                                f"of {who}: a buffer holds at most {MAX_BUFFER_S:g} s of its line", file=file,
+                                line=line, path=dotted(where))
 
 
 def check_references(scenario: Scenario, tree: Located, from_inventory: int = 0) -> None:
