@@ -233,7 +233,7 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         judged = None  # the availability verdicts, with --year or when the scenario asks for them
         if year or outcome.scenario.availability is not None:
             judged = study_availability(outcome, outcome.folder, show=output != "json").classes
-            found, judged = gate.judge_availability(found, judged, outcome.scenario.known_failures)
+            found, judged = gate.judge_availability(found, judged, outcome.scenario.known_failures, previous)
             if outcome.folder is not None:  # the tables and the report's figure join the folder
                 report.render(outcome.folder)
         if junit:
@@ -241,11 +241,11 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
         if json_path:
             checks.write_text(json_path, checks.summary_json(found, facts, judged))
         print_answers(outcome, found, scenario, output, all_sites, timings, judged)
-        missed = 0 if judged is None else len(gate.availability_misses(judged))
+        missed = 0 if judged is None else len(found.failing_availability(judged))
         if output != "json":
             out.print(answers.verdict_line(found, previous is not None), highlight=False, markup=False,
                       soft_wrap=True)
-            for line in availability_lines(judged, outcome.scenario.known_failures):
+            for line in availability_lines(judged, outcome.scenario.known_failures, found):
                 out.print(line, highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(0 if found.passed and not missed else 1)
 

@@ -16,14 +16,19 @@ from sim.text import visible
 from sim.working_time import hours_text, span_text, worst_years_text
 
 
-def availability_lines(judged, known: tuple) -> list[str]:
-    """What the availability verdicts do to the check: each miss (or excused miss) in words, or why none is judged."""
+def availability_lines(judged, known: tuple, found: gate.Gate) -> list[str]:
+    """What the availability verdicts do to the check: each miss (or excused miss) in words, or why none is judged.
+
+    Against a baseline (``found``'s), a miss that missed in the baseline too is said so, and does not fail the check.
+    """
     if judged is None:
         asked = [k for k in known if k.availability is not None]
         return [f"{len(asked)} availability known failures not judged: this check sampled no years of line faults "
                 "(add --year, or the scenario's 'availability:' key)"] if asked else []
-    missed = gate.availability_misses(judged)
+    missed = found.failing_availability(judged)
     lines = [f"availability miss: {words}" for words in gate.availability_lines(missed)]
+    as_before = gate.availability_misses(judged).drop(missed.index)
+    lines += [f"availability miss as in the baseline: {words}" for words in gate.availability_lines(as_before)]
     for reason, excused in judged[~judged["passed"] & (judged["known"] != "")].groupby("known", sort=False):
         lines += [f"availability miss excused (known failure: {reason}): {words}"
                   for words in gate.availability_lines(excused)]
