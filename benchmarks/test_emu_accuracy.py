@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.emu import capabilities, probe
+from sim.emu import capabilities, pathprobe
 from sim.emu.linkplan import EmuSettings
 from sim.topology import SITE_COLUMNS, FarEnd, Topology
 
@@ -87,8 +87,8 @@ def _goodput_rows(emu, rates_bps, rtt_s, cc) -> list[dict]:
     for i, rate_bps in enumerate(rates_bps):
         for direction in ("up", "down"):
             result = _iperf(emu, f"r{i}", ["-C", cc] + (["-R"] if direction == "down" else []), 5400 + len(rows))
-            goodput_bps = probe.parse_iperf3(json.dumps(result))
-            expected_bps = rate_bps * probe.GOODPUT_FACTOR
+            goodput_bps = pathprobe.parse_iperf3(json.dumps(result))
+            expected_bps = rate_bps * pathprobe.GOODPUT_FACTOR
             rows.append({"rate_bps": rate_bps, "rtt_s": rtt_s, "direction": direction, "cc": cc,
                          "goodput_bps": goodput_bps, "expected_bps": expected_bps,
                          "error": goodput_bps / expected_bps - 1,
@@ -100,7 +100,7 @@ def test_shaped_goodput(benchmark, request):
     full = _full(request)
     sweeps = [((0.5e6, 1e6, 10e6, 100e6, 330e6, 1000e6) if full else (10e6,), 0.0, "cubic")]
     if full:
-        sweeps.append(((0.5e6, 1e6, 10e6, 100e6, 330e6), 0.020, probe.probe_congestion_control()))
+        sweeps.append(((0.5e6, 1e6, 10e6, 100e6, 330e6), 0.020, pathprobe.probe_congestion_control()))
 
     def measure():
         rows = []

@@ -3,7 +3,8 @@
 A scenario's ``known_failures`` excuse the verdicts they match (reported, with their reason, but not failing the
 check); a site class's miss is excused too when every one of its failing sites is. With a baseline (a previous
 ``check --json``), the check fails only on regressions: a site class or site that passed and now fails (or was not
-there), or a failing site class with a smaller share of sites passing than before.
+there), or a failing site class with a smaller share of sites passing than before; and, where the check judges
+availability, an availability verdict that missed its target and passed before (or was not in the baseline).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sim.targets import Verdicts
 
 CLASS_KEY = ["site_class", "access_profile", "app"]
 SITE_KEY = ["site", "app"]
+AVAILABILITY_KEY = ["site_class", "access_profile", "backup", "app"]  # an availability verdict (sim.availability)
 SHARE_TOLERANCE = 1e-9  # a share "fell" only by more than rounding
 
 
@@ -32,7 +34,7 @@ class Regression:
     target: str
     before: str
     after: str
-    key: tuple = ()  # (site_class, access_profile, app) for a site class; (site, app) for a site
+    key: tuple = ()  # (site_class, access_profile, app) for a site class; (site, app) for a site; AVAILABILITY_KEY
 
     def words(self) -> str:
         """E.g. 'site gp-adsl, video: passed (100% of sessions) -> failed (20% of sessions)'."""
@@ -67,6 +69,17 @@ class Gate:
         rows, names = (self.classes, CLASS_KEY) if level == "site class" else (self.sites, SITE_KEY)
         bad = rows[~rows["passed"] & (rows["known"] == "")]
         return set(map(tuple, bad[names].astype(str).to_numpy().tolist()))
+
+    def failing_availability(self, judged: pd.DataFrame) -> pd.DataFrame:
+        """The availability verdicts (:func:`judge_availability`'s) that fail the check.
+
+        Without a baseline, the misses no known failure excuses; with one, those of them that are regressions.
+        """
+        missed = availability_misses(judged)
+        if self.regressions is None:
+            return missed
+        keys = {r.key for r in self.regressions if r.level == "availability"}
+        return missed[[key in keys for key in _keys(missed, AVAILABILITY_KEY)]]
 
     @property
     def passed(self) -> bool:
@@ -103,14 +116,16 @@ def _matches(known: KnownFailure, row, site_level: bool) -> bool:
                ((known.site_class, row.site_class), (known.access, row.access_profile), (known.target, row.app)))
 
 
-def judge_availability(found: Gate, rows: pd.DataFrame, known: tuple[KnownFailure, ...]
-                       ) -> tuple[Gate, pd.DataFrame]:
+def judge_availability(found: Gate, rows: pd.DataFrame, known: tuple[KnownFailure, ...],
+                       baseline: dict | None = None) -> tuple[Gate, pd.DataFrame]:
     """Mark the availability verdicts (:mod:`sim.availability`'s class table) that known failures excuse.
 
     A failing row is excused (``known``: the reasons) when every measure it misses (``share``: the share usable;
     ``hours``: the hours in the worst years) is named by an entry with ``availability`` matching its class,
     access profile, technology, backup and app (an absent key matches any). The gate returned also lists the
-    availability entries that excused no miss among its unused known failures.
+    availability entries that excused no miss among its unused known failures. Against a ``baseline``
+    (:func:`read_baseline`; ``found`` judged against it too), a miss not excused is a regression when it passed
+    before or was not there (a baseline without availability verdicts: every such miss).
     """
     entries = [(i, k) for i, k in enumerate(known) if k.availability is not None]
     used: set[int] = set()
@@ -124,7 +139,35 @@ def judge_availability(found: Gate, rows: pd.DataFrame, known: tuple[KnownFailur
         reasons.append("; ".join(dict.fromkeys(k.reason for _, k in mine)) if missed and missed <= covered else "")
     judged = rows.assign(known=pd.Series(reasons, index=rows.index, dtype="str"))
     unused = found.unused + [k for i, k in entries if i not in used]
-    return Gate(found.classes, found.sites, found.regressions, unused), judged
+    regressions = found.regressions
+    if baseline is not None:
+        regressions = [*(regressions or []), *_availability_regressions(judged, baseline.get("availability"))]
+    return Gate(found.classes, found.sites, regressions, unused), judged
+
+
+def _availability_regressions(judged: pd.DataFrame, before_rows: dict[tuple, dict] | None) -> list[Regression]:
+    """The availability misses (not excused) that passed in the baseline's rows or are not among them."""
+    found = []
+    missed = availability_misses(judged)
+    for key, row in zip(_keys(missed, AVAILABILITY_KEY), missed.to_dict("records")):
+        before = (before_rows or {}).get(key)
+        if before is None or before["passed"]:
+            found.append(Regression("availability", f"{row['site_class']} on {row['access_profile']}, backup "
+                                    f"{row['backup']}", row["app"], _availability_state(before),
+                                    _availability_state(row), key))
+    return found
+
+
+def _availability_state(row: dict | None) -> str:
+    if row is None:
+        return "absent"
+    return (f"{'passed' if row['passed'] else 'failed'} (usable {float(row['share_usable']):.2%}, worst years "
+            f"{float(row['worst_h']):.2g} h)")
+
+
+def _keys(rows: pd.DataFrame, names: list[str]) -> list[tuple]:
+    """Each row's key: its ``names`` columns as text (as a baseline's JSON keys are read)."""
+    return list(map(tuple, rows[names].astype(str).to_numpy().tolist()))
 
 
 MEASURES = ("share", "hours")  # an availability verdict's measures (sim.availability._judge)
@@ -188,7 +231,7 @@ def _class_reasons(classes: pd.DataFrame, found: list[int], sites: pd.DataFrame,
 
 
 def read_baseline(path: Path | str) -> dict:
-    """A previous run's ``check --json`` summary: its site class (and site) verdicts by key.
+    """A previous run's ``check --json`` summary: its site class (and site, and availability) verdicts by key.
 
     Raises:
         TestbedError: Naming the file (and line) if it cannot be read or is not such a summary.
@@ -206,8 +249,9 @@ def read_baseline(path: Path | str) -> dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("verdicts"), list):
         raise TestbedError(f"--baseline {path}: no 'verdicts' list; give the JSON a previous "
                            "`testbed check --json FILE` wrote")
-    return {"scenario": doc.get("scenario"), "classes": _rows(doc["verdicts"], CLASS_KEY, path, "verdicts"),
-            "sites": _rows(doc["sites"], SITE_KEY, path, "sites") if isinstance(doc.get("sites"), list) else None}
+    listed = {field: _rows(doc[field], key, path, field) if isinstance(doc.get(field), list) else None
+              for field, key in (("sites", SITE_KEY), ("availability", AVAILABILITY_KEY))}
+    return {"scenario": doc.get("scenario"), "classes": _rows(doc["verdicts"], CLASS_KEY, path, "verdicts"), **listed}
 
 
 def _rows(rows: list, key: list[str], path: Path, field: str) -> dict[tuple, dict]:

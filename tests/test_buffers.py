@@ -146,6 +146,28 @@ def test_a_size_that_takes_over_a_minute_to_drain_at_a_sites_rate_is_refused():
     assert load(SMOKE, {"catalogue.profiles.adsl2plus.buffer_up": "7MB"}).catalogue.profiles["adsl2plus"]
 
 
+def test_a_size_that_takes_over_a_minute_to_drain_on_a_backup_line_is_refused():
+    # A backup line runs at its profile's headline rates: 4G's uplink is 7.6 Mbit/s (access.yaml backup_4g).
+    # 1 GB: 1e9 x 8 / 7.6e6 = 1,052.6 s; 40 MB: 40e6 x 8 / 7.6e6 = 42.1 s, within the minute. No site uses the
+    # profile: the catalogue's backups (4g_router first) may be put on any site by a study or the planner.
+    with pytest.raises(ScenarioError) as caught:
+        load(SMOKE, {"catalogue.profiles.backup_4g.buffer_up": "1GB"})
+    assert str(caught.value) == ("--set catalogue.profiles.backup_4g.buffer_up: 1,053 s to drain at the 7.6Mbps of "
+                                 "backup '4g_router': a buffer holds at most 60 s of its line")
+    assert load(SMOKE, {"catalogue.profiles.backup_4g.buffer_up": "40MB"}).catalogue.profiles["backup_4g"]
+
+
+def test_the_cli_refuses_a_backup_buffer_too_long_to_drain_at_its_line_with_exit_2(tmp_path, topologies_dir):
+    access = _catalogue_with(tmp_path, topologies_dir, "    buffer_up: ", "    buffer_up: 1GB", profile="backup_4g")
+    done = subprocess.run([str(Path(sys.executable).parent / "testbed"), "validate", str(_scenario(tmp_path))],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    shown = " ".join((done.stdout + done.stderr).split())  # the terminal may wrap the message
+    assert (f"{access.resolve()}:{_line_of(access, '1GB')} catalogue.profiles.backup_4g.buffer_up: 1,053 s to drain "
+            "at the 7.6Mbps of backup '4g_router'") in shown
+    assert "Traceback" not in done.stderr
+
+
 def test_buffer_and_buffer_up_together_in_a_profile_are_refused(tmp_path, topologies_dir):
     access = _catalogue_with(tmp_path, topologies_dir, "    buffer_down: ", "    buffer: 150KB")
     with pytest.raises(ScenarioError) as caught:
@@ -164,12 +186,13 @@ def test_the_cli_refuses_a_bad_buffer_with_exit_2_and_no_traceback(tmp_path, top
     assert "Traceback" not in done.stderr
 
 
-def _catalogue_with(tmp_path, topologies_dir, first_line_starting: str, replacement: str) -> Path:
-    """A copy of the catalogue with adsl_legacy's first line starting so replaced; returns its access.yaml."""
+def _catalogue_with(tmp_path, topologies_dir, first_line_starting: str, replacement: str,
+                    profile: str = "adsl_legacy") -> Path:
+    """A copy of the catalogue with ``profile``'s first line starting so replaced; returns its access.yaml."""
     shutil.copytree(topologies_dir, tmp_path / "cat")
     access = tmp_path / "cat" / "access.yaml"
     lines = access.read_text().splitlines()
-    start = lines.index("  adsl_legacy:")
+    start = lines.index(f"  {profile}:")
     at = next(i for i in range(start, len(lines)) if lines[i].startswith(first_line_starting))
     lines[at] = replacement
     access.write_text("\n".join(lines) + "\n")

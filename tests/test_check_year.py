@@ -104,3 +104,45 @@ def test_an_availability_known_failure_that_excuses_nothing_is_reported(tmp_path
 def test_a_bad_availability_known_failure_is_refused_at_its_line(tmp_path, entry, said):
     result, text = _check(_write(tmp_path, f"  - {entry}\n"), "--year")
     assert result.exit_code == 2 and said in text, text
+
+
+def test_against_a_baseline_only_a_new_availability_miss_fails_the_check(tmp_path):
+    # The strict target's misses (module docstring) against three baselines: the same misses, a lax target's
+    # passes (99% usable: 27 h of 2,738; at most 24 h in 95% of years, against FTTC's ~1.05 h a year), none judged.
+    strict = _write(tmp_path)
+    lax = tmp_path / "lax.yaml"
+    lax.write_text(strict.read_text().replace("share: 99.99%, hours: 1h", "share: 99%, hours: 24h"))
+    same, passing, without = tmp_path / "same.json", tmp_path / "passing.json", tmp_path / "without.json"
+    assert _check(strict, "--year", "--json", str(same))[0].exit_code == 1
+    assert _check(lax, "--year", "--json", str(passing))[0].exit_code == 0
+    assert _check(strict, "--json", str(without))[0].exit_code == 0  # no years sampled: no availability verdicts
+    misses = json.loads(same.read_text())["availability"]
+    assert misses and not any(row["passed"] for row in misses)
+    assert all(row["passed"] for row in json.loads(passing.read_text())["availability"])
+
+    result, text = _check(strict, "--year", "--baseline", str(same))  # missed before too: not a regression
+    assert result.exit_code == 0, text
+    assert "nothing got worse than the baseline" in text and "the check fails" not in text
+    assert "availability miss as in the baseline: gp_medium on FTTC (fttc_80_20), backup none, " in text
+
+    junit, summary = tmp_path / "c.xml", tmp_path / "c.json"
+    result, text = _check(strict, "--year", "--baseline", str(passing), "--junit", str(junit), "--json", str(summary),
+                          "--format", "text")
+    assert result.exit_code == 1, text
+    doc = json.loads(summary.read_text())
+    found = [r for r in doc["regressions"] if r["level"] == "availability"]
+    assert {(r["name"], r["target"]) for r in found} == {("gp_medium on fttc_80_20, backup none", row["app"])
+                                                         for row in misses}
+    video = next(row for row in misses if row["app"] == "video")
+    assert next(r for r in found if r["target"] == "video")["before"].startswith("passed (usable ")
+    assert next(r for r in found if r["target"] == "video")["after"] == (
+        f"failed (usable {video['share_usable']:.2%}, worst years {video['worst_h']:.2g} h)")
+    assert f"{len(found)} regressions against the baseline" in text and not doc["passed"]
+    assert f"{len(found)} availability verdicts missed their target: the check fails" in text
+    suite = ET.parse(junit).getroot().find("testsuite[@name='yearcheck.gp_medium.availability']")
+    assert (suite.get("failures"), suite.get("skipped")) == (str(len(misses)), "0")
+
+    result, text = _check(strict, "--year", "--baseline", str(without), "--json", str(summary))
+    assert result.exit_code == 1  # a baseline without availability verdicts: every miss is new ("absent" before)
+    found = [r for r in json.loads(summary.read_text())["regressions"] if r["level"] == "availability"]
+    assert len(found) == len(misses) and {r["before"] for r in found} == {"absent"}

@@ -12,7 +12,7 @@ from sim.emu import batch, linkplan, mnnodes
 
 
 def _delay_node_cmds() -> list[list[str]]:
-    """A delay node with 1% loss both ways and a shim queue each way, in build order (as net._configure writes)."""
+    """A delay node with 1% loss both ways and a shim queue each way, in build order (as netbuild.configure writes)."""
     cmds = [["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]]
     cmds += mnnodes.address_cmds(None, None)
     cmds += [["ip", "link", "set", "tb0001d0-eth0", "up"], ["ip", "link", "set", "tb0001d0-eth1", "up"]]

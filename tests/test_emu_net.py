@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.emu import capabilities, health, linkplan, probe, shim
+from sim.emu import capabilities, health, linkplan, pathprobe, probe, shim
 from sim.emu.clean import clean, pid_alive
 from sim.emu.linkplan import EmuSettings
 from sim.emu.utilisation import DELAY_NODE_CMD, CpuWatch
@@ -125,10 +125,10 @@ def test_parsers_on_captured_output():
     assert probe.parse_netem_delay("qdisc noqueue 0: root refcnt 2\n") == 0.0
     ping = ("--- 10.0.0.1 ping statistics ---\n5 packets transmitted, 5 received, 0% packet loss, time 204ms\n"
             "rtt min/avg/max/mdev = 55.201/55.414/55.690/0.180 ms\n")
-    assert probe.parse_ping(ping) == pytest.approx((0.055201, 0.055414, 0.05569, 0.0))
-    assert probe.parse_iperf3(json.dumps({"end": {"sum_received": {"bits_per_second": 1.5e6}}})) == 1.5e6
+    assert pathprobe.parse_ping(ping) == pytest.approx((0.055201, 0.055414, 0.05569, 0.0))
+    assert pathprobe.parse_iperf3(json.dumps({"end": {"sum_received": {"bits_per_second": 1.5e6}}})) == 1.5e6
     with pytest.raises(EngineError, match="unable to connect"):
-        probe.parse_iperf3(json.dumps({"error": "unable to connect to server"}))
+        pathprobe.parse_iperf3(json.dumps({"error": "unable to connect to server"}))
 
 
 def test_shim_parses_kernel_packet_messages():
@@ -234,14 +234,14 @@ def test_ping_rtt_matches_hand_summed_delays(emu):
     ends = emu.endpoints()
     watch = CpuWatch()
     out = _run(emu, ends.sites["adsl"].host, ["ping", "-n", "-q", "-c", "20", "-i", "0.02", ends.server.ip])
-    _, avg_s, _, loss = probe.parse_ping(out)
+    _, avg_s, _, loss = pathprobe.parse_ping(out)
     configured_s = 2 * (0.045 / 2 + CLOUD_RTT_S / 2)  # access and core, both ways
     assert loss == 0
     unless_starved(watch, avg_s == pytest.approx(configured_s, abs=0.002),
                     f"ADSL ping RTT {avg_s * 1e3:.2f} ms, configured {configured_s * 1e3:.2f} ms")
     out = _run(emu, ends.sites["fttp"].host, ["ping", "-n", "-q", "-c", "20", "-i", "0.02", ends.homes["fttp"].ip])
     configured_s = 0.008 + CLOUD_RTT_S + HOME.rtt_s
-    avg_s = probe.parse_ping(out)[1]
+    avg_s = pathprobe.parse_ping(out)[1]
     # This path crosses the home's line's delay shim too (each way), beyond the ADSL-to-server path's: each release
     # may be up to ~1 ms late (EMULATION.md: 0.2-0.3 ms mean idle, 0.5-1.4 ms loaded), so twice the ADSL tolerance.
     unless_starved(watch, avg_s == pytest.approx(configured_s, abs=0.004),
@@ -258,12 +258,12 @@ def _adsl_download_goodput_bps(emu) -> float:
                                                "1", "-C", "cubic", "--json"])
     server.wait(timeout=10)
     emu.state.forget("test iperf3 server")
-    return probe.parse_iperf3(out)
+    return pathprobe.parse_iperf3(out)
 
 
 @needs_emulation
 def test_tcp_goodput_matches_configured_rate(emu):
-    expected_bps = 16e6 * probe.GOODPUT_FACTOR
+    expected_bps = 16e6 * pathprobe.GOODPUT_FACTOR
     watch = CpuWatch()
     goodput_bps = _adsl_download_goodput_bps(emu)
     if goodput_bps != pytest.approx(expected_bps, rel=0.07):
@@ -310,7 +310,7 @@ def test_one_percent_loss_measures_about_one_percent(emu):
                     f"{dropped / candidates:.2%}")
     out = _run(emu, ends.sites["fttp"].host, ["ping", "-n", "-q", "-c", "200", "-i", "0.005", "-s", "1000",
                                                ends.server.ip])
-    assert probe.parse_ping(out)[3] == 0  # the other links are lossless
+    assert pathprobe.parse_ping(out)[3] == 0  # the other links are lossless
 
 
 @needs_emulation
@@ -385,7 +385,7 @@ def test_prefix_in_use_is_refused_and_the_run_survives(emu):
         net.build(TOPO, ["adsl"], emu.prefix).start()
     out = _run(emu, emu.endpoints().sites["adsl"].host, ["ping", "-n", "-q", "-c", "2", "-i", "0.05",
                                                           emu.endpoints().server.ip])
-    assert probe.parse_ping(out)[3] == 0
+    assert pathprobe.parse_ping(out)[3] == 0
 
 
 @needs_emulation

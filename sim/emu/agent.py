@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from sim.emu.call import Call
 from sim.emu.clock import sleep_until, trace_s
-from sim.emu.media import Call
 from sim.emu.transfers import ABORTS, run_transfer, serve_connection, set_tcp_options, tcp_socket
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ An access profile with ``qos: priority`` (``topologies/access.yaml``) is shaped,
     htb 1: (default 1:30)
      └ class 1:1   rate R, ceil R                       the line
         ├ class 1:20 prio 0, rate R - floor, ceil R       EF: packets whose DSCP is 46 (TOS byte 0xb8)
-        │   └ pfifo 20: limit Q                           (calls of every kind mark their sockets, media.py)
+        │   └ pfifo 20: limit Q                           (calls of every kind mark their sockets, call.py)
         └ class 1:30 prio 1, rate floor, ceil R          everything else
             └ pfifo 30: limit Q
 

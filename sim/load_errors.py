@@ -1,0 +1,117 @@
+"""Validate a located tree against the model; turn the first problem into a located error (part of :mod:`sim.load`).
+
+Every message names the file, line and field it comes from, and for a misspelt key the nearest allowed one.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+
+import pydantic
+
+from sim.errors import ScenarioError
+from sim.source import Located, dotted
+from sim.tables import did_you_mean as _did_you_mean
+
+
+def validate(model: type[pydantic.BaseModel], tree: Located):
+    """``tree``'s data as a ``model``.
+
+    Raises:
+        ScenarioError: At the first problem (a misspelt key first), saying how many more there are.
+    """
+    try:
+        return model.model_validate(tree.data)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        errors.sort(key=lambda error: error["type"] != "extra_forbidden")  # a misspelt key: name it first
+        raise _located_error(errors[0], tree, model, len(errors) - 1) from None
+
+
+def _located_error(error: dict, tree: Located, model: type, more: int) -> ScenarioError:
+    loc = _data_loc(error["loc"], tree.data)
+    file, line = tree.where(loc)
+    message = _message(error, loc, model)
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ScenarioError(message, file=file, line=line, path=dotted(loc) or None)
+
+
+def _data_loc(loc: tuple, data: object) -> tuple:
+    """Drop pydantic's union tags from ``loc``, but never a part that is a key in the data (e.g. 'Foo')."""
+    out = []
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        elif _is_union_tag(part):
+            continue
+        else:
+            data = None
+        out.append(part)
+    return tuple(out)
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part)
+
+
+def _message(error: dict, loc: tuple, model: type) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        allowed = fields_at(model, loc[:-1])
+        return f"unknown key {loc[-1]!r}" + _did_you_mean(str(loc[-1]), allowed, "allowed keys")
+    if kind == "missing":
+        return f"missing required key {loc[-1]!r}" if loc else "missing required keys"
+    if kind in ("value_error", "assertion_error"):
+        return msg.split(", ", 1)[1] if ", " in msg else msg
+    return f"{msg} (got {error.get('input')!r})" if not isinstance(error.get("input"), (dict, list)) else msg
+
+
+def fields_at(model: object, loc: tuple) -> list[str]:
+    """Names (aliases where set) of the keys allowed at ``loc`` inside ``model``."""
+    current = model
+    for part in loc:
+        current = _unwrap(current, part)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, pydantic.BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: object, part: object) -> object:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        fields = {f.alias or name: f for name, f in annotation.model_fields.items()}
+        return _plain(fields[part].annotation) if part in fields else None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (list, tuple) and isinstance(part, int):
+        return _plain(args[0])
+    if origin is dict:
+        return _plain(args[1])
+    return None
+
+
+def _plain(annotation: object) -> object:
+    """Strip Optional/Annotated wrappers from a type annotation."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def reference_error(tree: Located, path: tuple, what: str, name: str, choices: list[str]) -> ScenarioError:
+    """The error for a ``name`` at ``path`` that is not one of ``choices``, with the nearest of them."""
+    file, line = tree.where(path)
+    return ScenarioError(f"unknown {what} {name!r}" + _did_you_mean(name, choices, f"known {what}s"),
+                         file=file, line=line, path=dotted(path))
