@@ -12,11 +12,6 @@ from sim.load_catalogue import DEFAULT_CATALOGUE
 SCENARIOS_DIR = DEFAULT_CATALOGUE.parent / "scenarios"
 
 
-def _catalogue():
-    return load.load(SCENARIOS_DIR / "ci-smoke.yaml").catalogue if (SCENARIOS_DIR / "ci-smoke.yaml").exists() \
-        else load._validate_catalogue_only(DEFAULT_CATALOGUE).catalogue  # noqa: SLF001
-
-
 def list_profiles() -> None:
     """The catalogue's access profiles: technology, rates, RTT and buffers."""
     table = Table(Column("profile", no_wrap=True), "technology", "medium", "down", "up", "RTT", "buffer up",
@@ -32,7 +27,8 @@ def list_apps() -> None:
     """The app registry: each app's kind, rate or size, target and source; those that do not cross a line."""
     scenario = load._validate_catalogue_only(DEFAULT_CATALOGUE)  # noqa: SLF001
     from sim.units import format_rate, format_size
-    table = Table("app", "kind", "on line", "rate or size", "target", "source", title="Apps (the registry)")
+    table = Table("app", "kind", "on line", "rate or size", "connection", "target", "source",
+                  title="Apps (the registry)")
     targets = scenario.targets
     for name, a in scenario.catalogue.apps.items():
         if a.rate is not None:
@@ -47,11 +43,21 @@ def list_apps() -> None:
             target = f"within {targets.transfers[name]:g} s"
         else:
             target = "load only"
-        table.add_row(name, a.kind, "yes" if a.on_line else "no", figure, target, a.source)
+        table.add_row(name, a.kind, "yes" if a.on_line else "no", figure, _connection_words(a), target, a.source)
     out.print(table)
     for name, a in scenario.catalogue.apps.items():
         if not a.on_line:
             out.print(f"{name} does not cross a site's line: {a.path}")
+
+
+def _connection_words(app) -> str:
+    """How a transfer app's requests travel: ``new``, or ``reused`` with the share that finds a connection open."""
+    if app.traffic != "transfer":
+        return "-"
+    if app.connection == "reused":
+        share = 1.0 if app.reused_share is None else app.reused_share
+        return f"reused {share:.0%}"
+    return app.connection
 
 
 def list_classes() -> None:

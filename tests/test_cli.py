@@ -127,3 +127,14 @@ def test_list_shows_profiles_classes_and_scenarios():
     for name in ("fttc_80_20", "leased_1000", "gp_medium", "acute_site", "baseline-2019.yaml"):
         assert name in result.output
     assert runner.invoke(app, ["list", "nonsense"]).exit_code == 2
+
+
+def test_list_apps_shows_how_each_transfer_travels():
+    """A transfer app's row names its connection (the catalogue's record views: reused, 80%); a stream's has none."""
+    result = runner.invoke(app, ["list", "apps"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
+            for line in result.output.splitlines() if line.startswith("│")}
+    assert rows["record_view"][3] == "reused 80%"
+    assert rows["image_routine"][3] == "new"
+    assert rows["video"][3] == "-"

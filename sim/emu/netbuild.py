@@ -7,7 +7,6 @@ commands are data (:mod:`sim.emu.linkplan`, :mod:`sim.emu.mnnodes`), run here on
 from __future__ import annotations
 
 import logging
-import shlex
 import subprocess
 import sys
 import time
@@ -197,23 +196,6 @@ def allow_congestion_control(name: str) -> None:
     if name not in allowed:
         log.info("adding %s to net.ipv4.tcp_allowed_congestion_control (was: %s)", name, " ".join(allowed))
         (base / "tcp_allowed_congestion_control").write_text(" ".join(allowed + [name]))
-
-
-def run_script(node, cmds: list[list[str]], path: Path) -> str:
-    """Run ``cmds`` in ``node`` as one shell script; return its output.
-
-    Raises:
-        EngineError: Naming the first command that failed, with its output.
-    """
-    lines = ["#!/bin/sh"]
-    for cmd in cmds:
-        quoted = shlex.join(cmd)
-        lines.append(f"{quoted} || {{ echo {shlex.quote('FAILED: ' + quoted)}; exit 1; }}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out, err, code = node.pexec(["sh", str(path)])
-    if code != 0:
-        raise EngineError(f"configuring {node.name} failed: {(out + err).strip()[-800:]}")
-    return out
 
 
 def run_scripts(scripts: dict[object, list[list[str]]], work_dir: Path, in_flight: int = 16) -> None:
