@@ -19,10 +19,20 @@ YIELDED = "_tcp_queue"  # a bottleneck label's suffix when a call yielded to tra
 
 
 class Transfer:
-    """A TCP transfer: start-up (handshakes, slow start), then a fluid share until its bytes are sent."""
+    """A TCP transfer: start-up (handshakes, slow start), then a fluid share until its bytes are sent.
+
+    Its start-up is followed round by round (:mod:`sim.des.rounds`): ``setup_rounds`` of ``rounds`` round trips are
+    the setup's; ``done_rounds`` of them are done by ``round_end_s`` (s), and every later one lasts ``round_rtt_s``
+    (s); ``fixed_rtt_s`` is its RTT but for its data path's queues (s), ``key`` its data path's state when last
+    planned. Its slow start delivers ``ss_bytes`` (bytes) from ``data_from_s`` (s) until ``active_at_s``.
+    ``setup_loss`` is its data path's loss when it started (0..1), for its tail (:mod:`sim.des.tails`). ``rtt_s``
+    and ``queue_delay_s`` are those found at its start (s), as the records keep them.
+    """
 
     __slots__ = ("session", "path", "size_bytes", "remaining_bytes", "active_at_s", "cap_bps", "rate_bps",
-                 "limiter", "limited_bits", "rtt_s", "queue_delay_s", "since_s", "long")
+                 "limiter", "limited_bits", "rtt_s", "queue_delay_s", "since_s", "long", "fixed_rtt_s",
+                 "round_rtt_s", "setup_rounds", "rounds", "round_end_s", "done_rounds", "ss_bytes", "data_from_s",
+                 "key", "setup_loss")
 
     def __init__(self, session: int, path: tuple, size_bytes: float, remaining_bytes: float,
                  active_at_s: float, cap_bps: float, rtt_s: float, queue_delay_s: float) -> None:
@@ -35,6 +45,9 @@ class Transfer:
         self.limited_bits: dict[str, float] = {}
         self.since_s = active_at_s  # accounting is settled up to here
         self.long = True  # whether it goes through loss cycles, holding a standing queue (set by its group)
+        self.fixed_rtt_s, self.round_rtt_s, self.round_end_s = rtt_s - queue_delay_s, rtt_s, active_at_s
+        self.setup_rounds = self.rounds = self.done_rounds = 0
+        self.ss_bytes, self.data_from_s, self.key, self.setup_loss = 0.0, active_at_s, (), 0.0
 
     def settle(self, now_s: float) -> None:
         """Account for sending at the current rate from the last settlement until ``now_s``."""

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import math
 
-from sim.des import queueing, tcp
+from sim.des import tcp
 from sim.des.crowd import Crowds
 from sim.des.flows import Media, Transfer
 from sim.des.linkshare import share_elastic_alone, share_link
+from sim.des.rounds import Rounds
 from sim.des.shared import SharedLinks
 from sim.des.shortcuts import Shortcuts
 from sim.topology import FarEnd
@@ -41,7 +42,7 @@ from sim.topology import FarEnd
 _EPS_S = 1e-9
 
 
-class Group(Shortcuts, SharedLinks, Crowds):
+class Group(Rounds, Shortcuts, SharedLinks, Crowds):
     """The links of one group, the sessions that use them, and the flows now active.
 
     Args:
@@ -104,6 +105,8 @@ class Group(Shortcuts, SharedLinks, Crowds):
             if self.dirty:
                 self.next_arrival_s = min(starts_s[i] if i < n else math.inf, self._next_line_s())
                 self._reshare(now_s)
+                if self.starting:  # a start-up whose data path changed goes on at the RTT now
+                    self._follow_rounds(now_s)
         self._settle_links(self.now_s)
 
     def _next_line_s(self) -> float:
@@ -202,33 +205,37 @@ class Group(Shortcuts, SharedLinks, Crowds):
         self.dirty.update(s["up"], s["down"])
 
     def _start_transfer(self, s: dict, now_s: float) -> Transfer | None:
-        """Start a transfer's start-up; return it, or None when it completes within its start-up."""
+        """Start a transfer's start-up; return it, or None when it completes within its start-up.
+
+        Its start-up is planned with the round-trip time now and followed round by round (:mod:`sim.des.rounds`);
+        one that ends within it on a path no other transfer uses or starts on (nor a line's change comes first) is
+        finished at once.
+        """
         path, back = (s["up"], s["down"]) if s["direction"] == "up" else (s["down"], s["up"])
-        queue_s, delivered = 0.0, 1.0
+        queue_s, delivered, loss = 0.0, 1.0, 0.0
         for link in path:
             queue_s += link.queue_delay_s
             delivered *= 1.0 - link.loss
+            loss = 1.0 - (1.0 - loss) * (1.0 - link.congestion_loss)
+        back_s = 0.0
         for link in back:
-            queue_s += link.queue_delay_s
-        rtt_s = s["rtt_s"] + path[0].rtt_shift_s + self.ctx.cloud_rtt_s + queue_s  # the site's line as it is now
+            back_s += link.queue_delay_s
+        fixed_rtt_s = s["rtt_s"] + self.ctx.cloud_rtt_s + back_s
+        rtt_s = fixed_rtt_s + path[0].rtt_shift_s + queue_s  # the site's line as it is now
         cap_bps = tcp.window_cap_bps(rtt_s, 1.0 - delivered)
         size = max(1.0, s["size_bytes"])
         chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1
         expected_bps = min(cap_bps, self._available_bps(path))
         start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1,
                                handshake_rtts=tcp.HANDSHAKE_RTTS_BY_CONNECTION[s["connection"]])
-        if start.sent_bytes > 0:  # slow start's rounds take no fluid share, but their bytes cross the links
-            wire_bits = start.sent_bytes * 8 / tcp.GOODPUT_FACTOR
-            for link in path:
-                link.add_bits(now_s + start.setup_s, now_s + start.duration_s, wire_bits)
         flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
-                        cap_bps, rtt_s, queue_s)
-        if flow.remaining_bytes <= 0:  # done within slow start, which takes no fluid share: its end is known
+                        cap_bps, rtt_s, queue_s + back_s)
+        flow.setup_loss = loss
+        self._plan_start(flow, start, fixed_rtt_s, expected_bps, now_s)
+        if flow.remaining_bytes <= 0 and flow.active_at_s < self._next_line_s() and not self._busy(path, flow):
+            # done within its start-up, and nothing can change its rounds before it ends
             self.ctx.finish_transfer(flow, flow.active_at_s)
             return None
-        # long enough to go through loss cycles, holding a standing queue (sim.des.queueing.LONG_FLOW_FILLS)
-        fill_bytes = max(link.buffer_bytes for link in path) + expected_bps * rtt_s / 8
-        flow.long = flow.remaining_bytes > queueing.LONG_FLOW_FILLS * fill_bytes
         self.starting.append(flow)
         return flow
 
@@ -249,6 +256,10 @@ class Group(Shortcuts, SharedLinks, Crowds):
             due = [f for f in self.starting if f.active_at_s <= limit_s]
             if due:
                 self.starting = [f for f in self.starting if f.active_at_s > limit_s]
+                for flow in due:
+                    if flow.remaining_bytes <= 0:  # done within its start-up, which took no share
+                        self.ctx.finish_transfer(flow, flow.active_at_s)
+                due = [f for f in due if f.remaining_bytes > 0]
                 self._activate(due)
                 for flow in due:
                     self.dirty.update(flow.path)

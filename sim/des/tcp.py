@@ -28,13 +28,16 @@ MAX_WINDOW_BYTES = 6 * 2**20   # Linux default tcp_rmem maximum (autotuning ceil
 class StartUp(NamedTuple):
     """What slow start costs a transfer.
 
-    Its duration (s), the payload it delivered (bytes), and the handshakes' part of the duration (s), before any
-    payload moves.
+    Its duration (s), the payload it delivered (bytes), the handshakes' part of the duration (s), before any
+    payload moves, and its round trips: the setup's (handshakes and requests) and all of them (setup and slow
+    start), each ``duration_s / rounds`` long (:mod:`sim.des.rounds` follows them one by one).
     """
 
     duration_s: float
     sent_bytes: float
     setup_s: float
+    setup_rounds: int = 0
+    rounds: int = 0
 
 
 def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int = 0,
@@ -58,7 +61,8 @@ def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int
         The handshake and slow-start time, and the payload sent in it. When ``sent_bytes`` reaches
         ``size_bytes`` the transfer completes at the end of its start-up.
     """
-    setup_s = (handshake_rtts + extra_rtts) * rtt_s
+    setup_rounds = handshake_rtts + extra_rtts
+    setup_s = setup_rounds * rtt_s
     first_round_bytes = INITIAL_WINDOW_SEGMENTS * MSS_BYTES
     pipe_segments = rate_bps * GOODPUT_FACTOR * rtt_s / (8 * MSS_BYTES)
     rounds_to_fill = max(0, math.ceil(math.log2(pipe_segments / INITIAL_WINDOW_SEGMENTS))) \
@@ -66,8 +70,9 @@ def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int
     slow_start_bytes = first_round_bytes * (2**rounds_to_fill - 1)
     if size_bytes <= slow_start_bytes:
         rounds = math.ceil(math.log2(size_bytes / first_round_bytes + 1))
-        return StartUp(setup_s + rounds * rtt_s, size_bytes, setup_s)
-    return StartUp(setup_s + rounds_to_fill * rtt_s, slow_start_bytes, setup_s)
+        return StartUp(setup_s + rounds * rtt_s, size_bytes, setup_s, setup_rounds, setup_rounds + rounds)
+    return StartUp(setup_s + rounds_to_fill * rtt_s, slow_start_bytes, setup_s, setup_rounds,
+                   setup_rounds + rounds_to_fill)
 
 
 def window_cap_bps(rtt_s: float, loss: float) -> float:

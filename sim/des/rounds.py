@@ -1,0 +1,147 @@
+"""A transfer's start-up round by round: each round trip takes the round-trip time of its moment.
+
+A transfer's start-up is its setup round trips (handshakes, requests) then its slow-start rounds
+(:func:`sim.des.tcp.slow_start`). Each round lasts the round-trip time found when it begins: the base RTT, the
+queues of its ACK path as they were when the transfer started, and the queues of its data path now. A round that
+begins while a long transfer holds Cubic's standing queue on the data path pays that queue; one that begins after
+that transfer ended does not.
+
+A fluid model's queues change only at its events, so the start-up is planned whole at its start with the RTT then,
+and planned again from the round in progress whenever an event changes a link of its data path: the link's
+saturation (none, short transfers' bursts, a long transfer's standing queue: the queues that matter, tens to
+hundreds of ms) or its line (a fault, a repair). Rounds already begun keep their RTT; the rest take the new one, and
+slow start's exit (the round whose window fills the path) is found again from the new rate and RTT. Changes of a
+link's M/D/1 queue below saturation (a reservation step, a little more load) do not re-plan a start-up: they move its
+RTT by a few ms. The ACK path's queues are those found at the start for the whole start-up (following them too would
+need the lone-transfer shortcut, :mod:`sim.des.shortcuts`, to hold off while a transfer starting the other way
+crosses its link).
+
+A transfer that ends within its start-up on a data path that no other transfer uses or is starting on is finished at
+once, as planned at its start: nothing but a transfer arriving after it could change its path's saturation before it
+ends (a transfer starting behind it activates later, its own start-up being at least as long). Any other start-up is
+followed until it ends, its end an event of its group.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sim.des import queueing, tcp
+
+_EPS_S = 1e-9
+
+
+def slow_start_rounds(size_bytes: float, rate_bps: float, rtt_s: float) -> int:
+    """Slow-start rounds a transfer of ``size_bytes`` takes on a path of ``rate_bps`` and ``rtt_s`` (no loss).
+
+    As many as it needs to send its bytes from ``tcp.INITIAL_WINDOW_SEGMENTS``, doubling each round, but no more
+    than it takes for the window to fill the path (:func:`sim.des.tcp.slow_start`, the same arithmetic).
+    """
+    first_round_bytes = tcp.INITIAL_WINDOW_SEGMENTS * tcp.MSS_BYTES
+    pipe_segments = rate_bps * tcp.GOODPUT_FACTOR * rtt_s / (8 * tcp.MSS_BYTES)
+    to_fill = max(0, math.ceil(math.log2(pipe_segments / tcp.INITIAL_WINDOW_SEGMENTS))) \
+        if pipe_segments > tcp.INITIAL_WINDOW_SEGMENTS else 0
+    if size_bytes <= first_round_bytes * (2**to_fill - 1):
+        return math.ceil(math.log2(size_bytes / first_round_bytes + 1))
+    return to_fill
+
+
+def sent_in(size_bytes: float, ss_rounds: int) -> float:
+    """Payload (bytes) delivered by ``ss_rounds`` slow-start rounds, at most the transfer's size."""
+    return min(size_bytes, tcp.INITIAL_WINDOW_SEGMENTS * tcp.MSS_BYTES * (2**ss_rounds - 1))
+
+
+def advance(end_s: float, done: int, rtt_s: float, total: int, now_s: float) -> tuple[float, int]:
+    """Move a start-up's cursor to ``now_s``: the end of the round in progress then and the rounds done by it.
+
+    ``end_s`` is the end of the round in progress at the last plan, ``done`` the rounds done by then (that one
+    counted), ``rtt_s`` the length of every round after it, ``total`` the start-up's rounds. A round beginning at
+    ``now_s`` is not yet begun: it is the caller's to re-plan.
+    """
+    if now_s <= end_s + _EPS_S or rtt_s <= 0:
+        return end_s, done
+    begun = min(total - done, math.ceil((now_s - end_s - _EPS_S) / rtt_s))
+    return end_s + begun * rtt_s, done + begun
+
+
+def path_key(path: tuple) -> tuple:
+    """What re-plans a start-up when it changes: whether each data-path link holds a standing queue, and its line."""
+    return tuple((link.saturated == queueing.STANDING, link.capacity_bps, link.rtt_shift_s) for link in path)
+
+
+class Rounds:
+    """A group's transfers starting up (a mixin of :class:`sim.des.group.Group`): planned, then followed."""
+
+    def _plan_start(self, flow, start: tcp.StartUp, fixed_rtt_s: float, expected_bps: float, now_s: float) -> None:
+        """Give a new transfer its start-up, as :func:`sim.des.tcp.slow_start` planned it at ``now_s``.
+
+        ``fixed_rtt_s`` is its RTT but for the data path's queues (s): the site's and the core's, and the ACK
+        path's queues now. Its slow-start bytes are counted on its links over their rounds.
+        """
+        rtt_s = flow.rtt_s
+        flow.fixed_rtt_s, flow.round_rtt_s = fixed_rtt_s, rtt_s
+        flow.setup_rounds, flow.rounds = start.setup_rounds, start.rounds
+        flow.round_end_s, flow.done_rounds = now_s, 0
+        flow.ss_bytes, flow.data_from_s = start.sent_bytes, now_s + start.setup_s
+        flow.key = path_key(flow.path)
+        flow.long = self._is_long(flow, expected_bps, rtt_s)
+        self._count_bits(flow, 1.0)
+
+    def _count_bits(self, flow, sign: float) -> None:
+        """Add (``sign`` 1) or take back (-1) the wire bits of a start-up's slow-start rounds on its links."""
+        if flow.ss_bytes > 0:
+            wire_bits = sign * flow.ss_bytes * 8 / tcp.GOODPUT_FACTOR
+            for link in flow.path:
+                link.add_bits(flow.data_from_s, flow.active_at_s, wire_bits)
+
+    @staticmethod
+    def _is_long(flow, expected_bps: float, rtt_s: float) -> bool:
+        """Whether it is long enough to go through loss cycles, holding a standing queue (``LONG_FLOW_FILLS``)."""
+        fill_bytes = max(link.buffer_bytes for link in flow.path) + expected_bps * rtt_s / 8
+        return flow.remaining_bytes > queueing.LONG_FLOW_FILLS * fill_bytes
+
+    def _busy(self, path: tuple, flow) -> bool:
+        """Whether another transfer is active or starting on a link of ``path`` (so its saturation may change)."""
+        for link in path:
+            if link in self.crowds:
+                return True
+            for other in self.transfers:
+                if link in other.path:
+                    return True
+            for other in self.starting:
+                if other is not flow and link in other.path:
+                    return True
+        return False
+
+    def _follow_rounds(self, now_s: float) -> None:
+        """Re-plan, from the round in progress, every start-up whose data path changed at this event (``now_s``)."""
+        for flow in self.starting:
+            key = path_key(flow.path)
+            if key != flow.key:
+                flow.key = key
+                self._replan(flow, now_s)
+
+    def _replan(self, flow, now_s: float) -> None:
+        """Plan the rest of a start-up at ``now_s`` with the data path's queues, rate and line as they are now."""
+        path = flow.path
+        end_s, done = advance(flow.round_end_s, flow.done_rounds, flow.round_rtt_s, flow.rounds, now_s)
+        queue_s, delivered = 0.0, 1.0
+        for link in path:
+            queue_s += link.queue_delay_s
+            delivered *= 1.0 - link.loss
+        rtt_s = flow.fixed_rtt_s + path[0].rtt_shift_s + queue_s
+        flow.cap_bps = tcp.window_cap_bps(rtt_s, 1.0 - delivered)
+        expected_bps = min(flow.cap_bps, self._available_bps(path))
+        setup = flow.setup_rounds
+        ss_done = max(0, done - setup)
+        ss_rounds = max(ss_done, slow_start_rounds(flow.size_bytes, expected_bps, rtt_s))
+        self._count_bits(flow, -1.0)
+        if done < setup:
+            flow.data_from_s = end_s + (setup - done) * rtt_s
+        flow.round_end_s, flow.done_rounds, flow.round_rtt_s = end_s, done, rtt_s
+        flow.rounds = setup + ss_rounds
+        flow.active_at_s = flow.since_s = end_s + (flow.rounds - done) * rtt_s
+        flow.ss_bytes = sent_in(flow.size_bytes, ss_rounds)
+        flow.remaining_bytes = flow.size_bytes - flow.ss_bytes
+        flow.long = self._is_long(flow, expected_bps, rtt_s)
+        self._count_bits(flow, 1.0)

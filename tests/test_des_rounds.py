@@ -1,0 +1,94 @@
+"""A transfer's start-up round by round: each round takes the round-trip time of its moment (sim.des.rounds).
+
+Worked by hand on one line: 10 Mbit/s down, 20 ms RTT, a 125 kB buffer (82.6 packets of 1514 B, so Cubic's standing
+queue is 0.8 of it: 0.8 x 125,000 x 8 / 10e6 = 80 ms). MSS 1448 B in 1514 B frames (goodput 1448/1514), initial
+window 10 segments (14,480 B), 2 round trips of handshakes before data.
+
+A bulk download of 5 MB alone from 0 s: handshakes at 20 ms (nothing queued yet), its pipe 10e6 x G x 0.02 /
+(8 x 1448) = 16.5 segments, so 1 slow-start round (14,480 B), then the line: it sends its last byte at
+T = 3 x 0.02 + (5e6 - 14,480) x 8 / (10e6 x G) = 4.2302 s, holding the standing queue until then.
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers import simulate, site, topology, trace, transfer
+
+from sim.des import rounds, tcp
+
+G = 1448 / 1514
+RATE_BPS, RTT_S, BUFFER_BYTES = 10e6, 0.020, 125_000
+QUEUE_S = 0.8 * BUFFER_BYTES * 8 / RATE_BPS   # 80 ms: the bulk download's standing queue
+BULK_BYTES = 5e6
+BULK_END_S = 3 * RTT_S + (BULK_BYTES - 14_480) * 8 / (RATE_BPS * G)
+SHORT_BYTES = 100_000
+
+
+def _line():
+    return topology(site("a", down_bps=RATE_BPS, up_bps=RATE_BPS, rtt_s=RTT_S, buffer_bytes=BUFFER_BYTES))
+
+
+def _short_beside_bulk(start_s: float):
+    records = simulate(_line(), trace(transfer("a", 0.0, BULK_BYTES), transfer("a", start_s, SHORT_BYTES))).records
+    bulk, short = records.iloc[0], records.iloc[1]
+    assert bulk["duration_s"] == pytest.approx(BULK_END_S, rel=1e-9)  # the short one took no share before it ended
+    return short
+
+
+def test_a_transfer_wholly_behind_the_standing_queue_pays_it_every_round():
+    # RTT 20 + 80 = 100 ms; its share would be half the line, 5 Mbit/s: pipe 5e6 x G x 0.1 / (8 x 1448) = 41.3
+    # segments, 3 rounds to fill (10, 20, 40 segments: 101,360 B), and 100 kB needs ceil(log2(100,000/14,480 + 1)) = 3.
+    # So 2 + 3 round trips of 100 ms: 0.5 s, all within the bulk download (it starts at 1 s, ends by 1.5 s).
+    short = _short_beside_bulk(1.0)
+    assert short["duration_s"] == pytest.approx(0.5, rel=1e-9)
+    assert short["rtt_s"] == pytest.approx(RTT_S + QUEUE_S, rel=1e-9)
+
+
+def test_rounds_that_straddle_the_end_of_the_standing_queue_take_each_its_own_rtt():
+    # It starts 150 ms before the bulk download ends: its first round trip (100 ms) and its second, begun 50 ms
+    # before the end, pay the queue; every later round begins after it, at 20 ms with the whole line: pipe 16.5
+    # segments, 1 slow-start round (14,480 B), then 85,520 B at 10 Mbit/s alone.
+    # 2 x 0.1 + 0.02 + 85,520 x 8 / (10e6 x G) = 0.2915 s (it would take 0.5 s at the RTT found at its start).
+    short = _short_beside_bulk(BULK_END_S - 0.15)
+    expected_s = 2 * 0.1 + 0.02 + (SHORT_BYTES - 14_480) * 8 / (RATE_BPS * G)
+    assert short["duration_s"] == pytest.approx(expected_s, rel=1e-9)
+    assert short["rtt_s"] == pytest.approx(RTT_S + QUEUE_S, rel=1e-9)  # the record keeps the RTT found at its start
+
+
+def test_a_round_begun_before_the_end_keeps_its_rtt_and_one_begun_after_does_not():
+    # Started 50 ms before the end: its first round (to +100 ms) pays the queue, the second begins 50 ms after the
+    # end: 0.1 + 0.02 (second handshake) + 0.02 (slow start) + 85,520 B alone.
+    short = _short_beside_bulk(BULK_END_S - 0.05)
+    expected_s = 0.1 + 2 * 0.02 + (SHORT_BYTES - 14_480) * 8 / (RATE_BPS * G)
+    assert short["duration_s"] == pytest.approx(expected_s, rel=1e-9)
+
+
+def test_a_transfer_after_the_queue_is_gone_never_pays_it():
+    # Alone after the bulk download: 2 handshakes + 1 slow-start round at 20 ms, then 85,520 B alone.
+    short = _short_beside_bulk(BULK_END_S + 1.0)
+    assert short["duration_s"] == pytest.approx(3 * 0.02 + (SHORT_BYTES - 14_480) * 8 / (RATE_BPS * G), rel=1e-9)
+    assert short["rtt_s"] == pytest.approx(RTT_S, rel=1e-9)
+
+
+def test_the_straddling_transfer_is_the_same_without_the_shortcuts():
+    plain = simulate(_line(), trace(transfer("a", 0.0, BULK_BYTES), transfer("a", BULK_END_S - 0.15, SHORT_BYTES)),
+                     skip_unobserved=False).records
+    assert plain.iloc[1]["duration_s"] == pytest.approx(_short_beside_bulk(BULK_END_S - 0.15)["duration_s"], rel=1e-9)
+
+
+def test_the_cursor_counts_rounds_begun_and_leaves_one_beginning_now_to_the_new_plan():
+    # Rounds of 0.1 s from 1.0 (one done by then): by 1.25 three more have begun (at 1.0, 1.1, 1.2): it ends at 1.3.
+    assert rounds.advance(1.0, 1, 0.1, 9, 1.25) == pytest.approx((1.3, 4))
+    assert rounds.advance(1.0, 1, 0.1, 9, 0.95) == (1.0, 1)          # the round in progress still runs
+    end_s, done = rounds.advance(1.0, 1, 0.1, 9, 1.2)                 # the round beginning at 1.2 is not begun
+    assert (end_s, done) == (pytest.approx(1.2), 3)
+    assert rounds.advance(1.0, 1, 0.1, 3, 5.0) == pytest.approx((1.2, 3))  # never past the start-up's rounds
+
+
+def test_slow_start_rounds_agree_with_the_start_up_model():
+    for size, rate, rtt in ((100e3, 5e6, 0.1), (100e3, 10e6, 0.02), (5e6, 10e6, 0.03), (50e3, 1e9, 0.1)):
+        start = tcp.slow_start(size, rate, rtt)
+        ss = rounds.slow_start_rounds(size, rate, rtt)
+        assert start.rounds == start.setup_rounds + ss == tcp.HANDSHAKE_RTTS + ss
+        assert start.sent_bytes == rounds.sent_in(size, ss)
+        assert start.duration_s == pytest.approx(start.rounds * rtt, rel=1e-12)
