@@ -37,8 +37,9 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow, *, seed: int
         window: Start of the utilisation series, horizon and bin width, all in seconds. A transfer unfinished
             at the horizon is recorded as not completed; a call still running then ends there, and is recorded
             and judged on the part replayed (as the emulation does: its length is the run's, not the network's).
-        seed: Unused: the simulator draws nothing at random (the trace holds every draw), so the same trace gives
-            the same records. Taken for the engines' one contract (:mod:`sim.engines`).
+        seed: Draws, per session, whether a transfer's loss waits for a timer where a queue overflows
+            (:mod:`sim.des.tails`: a hash of seed and session id, so a shard or slice draws as the whole run does;
+            None is 0). Every other draw is in the trace: the same trace and seed give the same records.
         work_dir: Unused: the simulator keeps no evidence files. Taken for the same contract.
         progress: Called now and then with the share of simulated time done (0..1).
         link_changes: Sites' access lines changing through the run (a fault, a backup, a repair): the table of
@@ -56,7 +57,7 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow, *, seed: int
     Raises:
         ValueError: If ``link_changes`` has a row that cannot be (:func:`sim.linkchanges.validate`).
     """
-    del seed, work_dir  # see above: nothing random, nothing kept
+    del work_dir  # see above: nothing kept
     trace = _calls_cut_at(trace, window.horizon_s)
     with _collector_paused():
         links, site_links = _links(topology, window)
@@ -65,7 +66,7 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow, *, seed: int
         fixed = reserved.reservable(trace, topology)
         streams = reserved.Streams(trace, np.flatnonzero(fixed), site_links, topology, window.horizon_s)
         reserved.reserve(streams)
-        ctx = Context(trace, topology, window)
+        ctx = Context(trace, topology, window, seed)
         groups = _groups(topology, trace, ~fixed, site_links, ctx, skip_unobserved)
         env = simpy.Environment(initial_time=min(window.start_s, float(trace["start_s"].min()))
                                 if len(trace) else window.start_s)

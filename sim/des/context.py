@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim.des import calls, reserved
+from sim.des import calls, reserved, tails
 from sim.records import RECORD_COLUMNS, conform
 from sim.topology import Topology
 
@@ -25,9 +25,12 @@ class RunWindow:
 
 
 class Context:
-    """Collects each session's outcome, by its position in the trace, then builds the record table."""
+    """Collects each session's outcome, by its position in the trace, then builds the record table.
 
-    def __init__(self, trace: pd.DataFrame, topology: Topology, window: RunWindow) -> None:
+    ``seed`` draws each transfer's chance of a loss that waits for a timer (:mod:`sim.des.tails`).
+    """
+
+    def __init__(self, trace: pd.DataFrame, topology: Topology, window: RunWindow, seed: int | None = None) -> None:
         self.trace, self.topology = trace, topology
         self.horizon_s = window.horizon_s
         self.cloud_rtt_s = topology.cloud_rtt_s
@@ -35,6 +38,7 @@ class Context:
         ids = trace["session_id"].tolist()
         self.row = dict(zip(ids, range(len(ids))))
         self.start_s = trace["start_s"].tolist()
+        self.tail_u = tails.uniforms(seed, trace["session_id"].to_numpy()).tolist()
         # Python lists while running (cheaper to set one item than numpy arrays), arrays in the record table
         self.columns = {name: [_NAN] * len(ids) for name in _OUTCOME_FLOATS}
         self.completed = [False] * len(ids)
@@ -50,8 +54,19 @@ class Context:
             self.columns[name][row] = value
 
     def finish_transfer(self, flow, now_s: float) -> None:
-        """Record a completed transfer."""
+        """Record a transfer whose last byte is sent at ``now_s`` (s), completed once any timer it waits for fires.
+
+        Its last segments see the congestion loss of its data path now (its links as it ends); a timer that would
+        fire past the horizon leaves it not completed (:mod:`sim.des.tails`).
+        """
         row = self.row[flow.session]
+        tail_loss = tails.path_loss(flow.path)
+        if tail_loss > 0.0 or flow.setup_loss > 0.0:
+            now_s += tails.delay_s(self.tail_u[row], flow.setup_loss, tail_loss, flow.setup_rounds, flow.size_bytes,
+                                   flow.rtt_s, flow.round_rtt_s)
+            if now_s > self.horizon_s:
+                self.abandon_transfer(flow)
+                return
         duration_s = now_s - self.start_s[row]
         columns = self.columns
         self.completed[row] = True

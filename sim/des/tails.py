@@ -1,0 +1,126 @@
+"""Loss that no duplicate ACK repairs: the timeouts that give short transfers their tails.
+
+Where loss-based TCP holds a drop-tail queue full, packets that join it when it overflows are dropped
+(``Link.congestion_loss``: the loss a saturated link's queue implies). Most losses are repaired by fast
+retransmit within about a round trip: the packets sent after a lost one bring duplicate ACKs. A loss with nothing
+sent after it waits for a timer:
+
+* **The transfer's last segments** (``TAIL_SEGMENTS``, fewer than three segments after them to bring three duplicate
+  ACKs): the sender's tail-loss probe fires after ``PTO = 2 SRTT`` (RFC 8985, 7.2; at least ``TLP_MIN_S``, and with
+  ``TCP_RTO_MIN`` more when a single segment is in flight, as Linux's ``tcp_schedule_loss_probe``) and its
+  retransmission repairs the loss; if the probe is lost too, the retransmission timer fires ``RTO`` later.
+* **The setup's flights** (the handshakes' and requests' single packets, a window too small for duplicate ACKs): one
+  crosses the data path each round trip of the setup. A lost SYN or SYN-ACK is sent again after the initial RTO
+  (``INITIAL_RTO_S``, 1 s); a later one after the RTO: ``SRTT + max(4 RTTVAR, TCP_RTO_MIN)`` (RFC 6298, 2.3, with
+  Linux's 200 ms floor on the variance term), ``RTTVAR = SRTT / 2`` (RFC 6298 2.2's first sample).
+
+The setup's packets see the data path's loss when the transfer starts, its last segments the loss when it ends.
+Each transfer draws one uniform number from the run's seed and its session (:func:`uniforms`), and its added delay
+is where that number falls (:func:`delay_s`): the chances are laid end to end (a SYN lost, another setup packet
+lost, the tail lost with its probe, the tail lost), each its own exposure's, so two losses in one transfer (a chance
+of the loss rate squared) are not counted twice. Losses fast retransmit repairs are not modelled (about one round
+trip each; a long flow's are in the Mathis bound of its steady rate).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim.des import tcp
+
+TAIL_SEGMENTS = 3       # RFC 5681's duplicate-ACK threshold: a loss among the last 3 segments brings fewer than 3
+TLP_MIN_S = 0.010       # the probe timeout's floor (s): Linux 3.10-4.x's tcp_schedule_loss_probe (docs/sources.md)
+TCP_RTO_MIN_S = 0.200   # Linux TCP_RTO_MIN: the floor of the RTO's variance term, and a lone segment's probe's extra
+INITIAL_RTO_S = 1.0     # RFC 6298 2.1 and Linux TCP_TIMEOUT_INIT: a lost SYN or SYN-ACK is sent again after 1 s
+RTTVAR_SHARE = 0.5      # RTTVAR / SRTT: RFC 6298 2.2's first measurement (an assumption for a short transfer: 0.1-0.5)
+
+_MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # splitmix64's constants
+
+
+def uniforms(seed: int | None, session_ids: np.ndarray) -> np.ndarray:
+    """One uniform number in [0, 1) per session, from the run's ``seed`` and each session's id alone.
+
+    A hash (splitmix64 of seed and id), not a stream: a session draws the same number whatever else the run holds
+    (a shard of the estate, a slice of a scenario) and in whatever order its group reaches it. ``None`` is seed 0.
+    """
+    with np.errstate(over="ignore"):
+        x = np.asarray(session_ids, dtype=np.int64).astype(np.uint64)
+        x = x + np.uint64((int(seed or 0) * _MIX[0]) % 2**64)
+        x = x * np.uint64(_MIX[0]) + np.uint64(_MIX[1])
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(_MIX[1])
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(_MIX[2])
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def pto_s(srtt_s: float, segments: int) -> float:
+    """The tail-loss probe's timeout (s) for a flight of ``segments`` on a path of smoothed RTT ``srtt_s``."""
+    extra_s = TCP_RTO_MIN_S if segments <= 1 else 0.0
+    return max(2 * srtt_s, TLP_MIN_S) + extra_s
+
+
+def rto_s(srtt_s: float) -> float:
+    """The retransmission timeout (s): ``SRTT + max(4 RTTVAR, TCP_RTO_MIN)``, ``RTTVAR = RTTVAR_SHARE x SRTT``."""
+    return srtt_s + max(4 * RTTVAR_SHARE * srtt_s, TCP_RTO_MIN_S)
+
+
+def segments(size_bytes: float) -> int:
+    """Segments of ``tcp.MSS_BYTES`` a payload of ``size_bytes`` takes (at least one)."""
+    return max(1, math.ceil(size_bytes / tcp.MSS_BYTES))
+
+
+def chances(setup_loss: float, tail_loss: float, setup_rounds: int, n_segments: int, opens: bool = True,
+            ) -> tuple[float, float, float, float]:
+    """The chances (0..1) of each way a transfer waits for a timer, laid end to end.
+
+    A lost SYN or SYN-ACK (``opens``: the transfer opens its connection; its first setup round trip), a lost later
+    setup packet (one each other setup round trip), a lost tail whose probe is lost too, a lost tail the probe
+    repairs. ``setup_loss`` and ``tail_loss`` are the data path's loss (0..1) at the start and at the end.
+    """
+    syn = setup_loss if opens and setup_rounds > 0 else 0.0
+    later = setup_rounds - 1 if opens else setup_rounds
+    setup = 1.0 - (1.0 - setup_loss) ** max(0, later)
+    tail = 1.0 - (1.0 - tail_loss) ** min(TAIL_SEGMENTS, n_segments)
+    return syn, setup, tail * tail_loss, tail * (1.0 - tail_loss)
+
+
+def delays_s(setup_rtt_s: float, tail_rtt_s: float, n_segments: int) -> tuple[float, float, float, float]:
+    """What each way of :func:`chances` adds to the transfer's completion (s), in the same order."""
+    pto = pto_s(tail_rtt_s, min(TAIL_SEGMENTS, n_segments))
+    return INITIAL_RTO_S, rto_s(setup_rtt_s), pto + rto_s(tail_rtt_s), pto
+
+
+def delay_s(u: float, setup_loss: float, tail_loss: float, setup_rounds: int, size_bytes: float,
+            setup_rtt_s: float, tail_rtt_s: float) -> float:
+    """The delay (s) a transfer whose uniform draw is ``u`` waits for timers: 0 unless a timer-repaired loss hits it.
+
+    ``u`` falls in the first of :func:`chances`'s intervals laid end to end from 0 that holds it, and the transfer
+    waits that way's delay (:func:`delays_s`); past them all, for none.
+    """
+    if setup_loss <= 0.0 and tail_loss <= 0.0:
+        return 0.0
+    n = segments(size_bytes)
+    edge = 0.0
+    for chance, wait_s in zip(chances(setup_loss, tail_loss, setup_rounds, n), delays_s(setup_rtt_s, tail_rtt_s, n)):
+        edge += chance
+        if u < edge:
+            return wait_s
+    return 0.0
+
+
+def expected_delay_s(setup_loss: float, tail_loss: float, setup_rounds: int, size_bytes: float,
+                     setup_rtt_s: float, tail_rtt_s: float) -> float:
+    """The mean of :func:`delay_s` over ``u`` (s), while the chances add up to at most 1."""
+    n = segments(size_bytes)
+    return sum(c * d for c, d in zip(chances(setup_loss, tail_loss, setup_rounds, n),
+                                     delays_s(setup_rtt_s, tail_rtt_s, n)))
+
+
+def path_loss(path: tuple) -> float:
+    """The congestion loss (0..1) a packet crossing ``path``'s links now sees."""
+    delivered = 1.0
+    for link in path:
+        delivered *= 1.0 - link.congestion_loss
+    return 1.0 - delivered

@@ -1,0 +1,117 @@
+"""Losses no duplicate ACK repairs, and the timers they wait for (sim.des.tails), against hand arithmetic.
+
+Figures restated: RFC 8985's probe timeout 2 SRTT (at least 10 ms; 200 ms more for a lone segment in flight), RFC
+6298's RTO SRTT + max(4 RTTVAR, 200 ms) with RTTVAR = SRTT / 2, a lost SYN sent again after 1 s; a loss among a
+transfer's last 3 segments waits for the probe. MSS 1448 B in 1514 B frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import site, topology, trace, transfer
+
+from sim import des
+from sim.des import tails
+
+G = 1448 / 1514
+
+
+def test_the_chances_and_the_expected_delay_on_a_made_up_loss_rate():
+    # 1% loss at the start and at the end, 2 setup round trips, 100 kB (70 segments), SRTT 50 ms:
+    # a SYN lost 0.01; the other setup packet 1 - 0.99 = 0.01; the last 3 segments 1 - 0.99^3 = 0.029701, with the
+    # probe lost too 0.029701 x 0.01. Waits: 1 s; RTO 0.05 + max(0.1, 0.2) = 0.25 s; PTO max(0.1, 0.01) = 0.1 s, and
+    # 0.1 + 0.25 = 0.35 s with the probe lost.
+    syn, setup, probe_lost, tail = tails.chances(0.01, 0.01, 2, 70)
+    assert (syn, setup) == (pytest.approx(0.01), pytest.approx(0.01))
+    assert probe_lost == pytest.approx(0.029701 * 0.01) and tail == pytest.approx(0.029701 * 0.99)
+    assert tails.delays_s(0.05, 0.05, 70) == pytest.approx((1.0, 0.25, 0.35, 0.1))
+    expected_s = 0.01 * 1.0 + 0.01 * 0.25 + 0.029701 * 0.01 * 0.35 + 0.029701 * 0.99 * 0.1
+    assert tails.expected_delay_s(0.01, 0.01, 2, 100e3, 0.05, 0.05) == pytest.approx(expected_s, rel=1e-12)
+
+
+def test_the_draws_give_that_mean_and_those_chances():
+    draws = tails.uniforms(7, np.arange(200_000))
+    delays = np.array([tails.delay_s(u, 0.01, 0.01, 2, 100e3, 0.05, 0.05) for u in draws])
+    expected_s = tails.expected_delay_s(0.01, 0.01, 2, 100e3, 0.05, 0.05)  # 0.0155 s (above)
+    sd_s = math.sqrt(0.01 * 1.0 + 0.01 * 0.25**2 + 0.000297 * 0.35**2 + 0.029404 * 0.1**2 - expected_s**2)
+    assert abs(delays.mean() - expected_s) < 4 * sd_s / math.sqrt(len(draws))
+    for wait_s, chance in zip((1.0, 0.25, 0.35, 0.1), (0.01, 0.01, 0.000297, 0.029404)):
+        share = np.isclose(delays, wait_s).mean()
+        assert abs(share - chance) < 4 * math.sqrt(chance / len(draws))
+    assert np.isclose(delays, 0.0).mean() == pytest.approx(1 - 0.049701, abs=0.003)
+
+
+def test_timers_follow_the_rfcs_and_linux_floors():
+    assert tails.pto_s(0.002, 70) == 0.010                 # 2 SRTT under the 10 ms floor
+    assert tails.pto_s(0.1, 70) == pytest.approx(0.2)
+    assert tails.pto_s(0.1, 1) == pytest.approx(0.4)       # a lone segment in flight: 200 ms more
+    assert tails.rto_s(0.02) == pytest.approx(0.22)        # the 200 ms floor of the variance term
+    assert tails.rto_s(0.3) == pytest.approx(0.9)          # 0.3 + 4 x 0.15
+    assert tails.delay_s(0.0, 0.0, 0.0, 2, 1e5, 0.05, 0.05) == 0.0  # no loss, no wait, whatever the draw
+
+
+def test_draws_are_the_seeds_and_each_sessions_alone():
+    ids = np.arange(1000)
+    whole = tails.uniforms(3, ids)
+    assert np.array_equal(whole, tails.uniforms(3, ids))
+    assert np.array_equal(whole[500:], tails.uniforms(3, ids[500:]))      # a shard draws as the whole run does
+    assert not np.array_equal(whole, tails.uniforms(4, ids))
+    assert ((whole >= 0) & (whole < 1)).all() and abs(whole.mean() - 0.5) < 4 * math.sqrt(1 / 12 / 1000)
+    assert np.array_equal(tails.uniforms(None, ids), tails.uniforms(0, ids))
+
+
+# A 1 Mbit/s line, 10 ms RTT, a 15 kB buffer (9.9 packets: Cubic keeps 0.36 + 0.038 x 9.9 = 0.737 of 0.8 of it,
+# 0.8 x 0.737 x 0.12 s = 70.8 ms). A long download holds it; 10 kB fetches (7 segments) come every 2 s: each pays
+# 10 + 70.8 ms a round trip. Their window would fill their path (half the line: 0.5e6 x G x 0.0808 / (8 x 1448) =
+# 3.3 segments) before the initial window's 10, so after the 2 handshakes they share the line at once: 10 kB at
+# 0.5 Mbit/s. At their start they see the loss of the download's sawtooth alone, Mathis inverted at 1 Mbit/s and that
+# RTT, (1.22 x 1448 x 8 / (0.0808 x 1e6 x G))^2 = 3.3%; at their end that of both flows at 0.5 Mbit/s, 4 x 3.3%.
+SLOW_BPS, SLOW_RTT_S, SLOW_BUFFER = 1e6, 0.010, 15_000
+
+
+def _slow_line():
+    return topology(site("a", down_bps=SLOW_BPS, up_bps=SLOW_BPS, rtt_s=SLOW_RTT_S, buffer_bytes=SLOW_BUFFER))
+
+
+def _fetches_beside_a_download(seed: int, n: int = 300):
+    sessions = trace(transfer("a", 0.0, 200e6), *(transfer("a", 5.0 + 2.0 * k, 10e3) for k in range(n)))
+    window = des.RunWindow(0.0, 5.0 + 2.0 * n + 10.0, 60.0)
+    return des.run(sessions, _slow_line(), window, seed=seed).records
+
+
+def test_fetches_behind_an_overflowing_queue_wait_exactly_the_timer_their_draw_gives():
+    packets = SLOW_BUFFER / 1514
+    rtt_s = SLOW_RTT_S + 0.8 * (0.36 + 0.038 * packets) * SLOW_BUFFER * 8 / SLOW_BPS
+    loss = (1.22 * 1448 * 8 / (rtt_s * SLOW_BPS * G)) ** 2
+    assert loss == pytest.approx(0.033, abs=0.001)
+    end_loss = (1.22 * 1448 * 8 / (rtt_s * SLOW_BPS / 2 * G)) ** 2
+    records = _fetches_beside_a_download(seed=11)
+    fetches = records.iloc[1:]
+    plain_s = 2 * rtt_s + 10e3 * 8 / (SLOW_BPS / 2 * G)
+    draws = tails.uniforms(11, fetches["session_id"].to_numpy())
+    expected = [plain_s + tails.delay_s(u, loss, end_loss, 2, 10e3, rtt_s, rtt_s) for u in draws]
+    assert fetches["duration_s"].to_numpy() == pytest.approx(np.array(expected), rel=1e-9)
+    # a SYN 3.3%, the other setup packet 3.3%, the last 3 segments 1 - (1 - 0.132)^3 = 34.6%: about 41% of them
+    waited = (fetches["duration_s"] > plain_s + 1e-9).mean()
+    chance = sum(tails.chances(loss, end_loss, 2, 7))
+    assert chance == pytest.approx(0.033 + 0.033 + 0.346, abs=0.01)
+    assert abs(waited - chance) < 4 * math.sqrt(chance * (1 - chance) / len(fetches))
+
+
+def test_the_same_seed_gives_the_same_tails_and_another_seed_others():
+    first, again, other = (_fetches_beside_a_download(seed, 100) for seed in (5, 5, 6))
+    pd.testing.assert_frame_equal(first, again, check_exact=True)
+    assert not np.array_equal(first["duration_s"].to_numpy(), other["duration_s"].to_numpy())
+
+
+def test_no_tails_on_an_unloaded_link():
+    # 10 kB fetches, one at a time, nothing else: 3 round trips of 20 ms each, whatever the seed.
+    topo = topology(site("a", down_bps=10e6, up_bps=10e6, rtt_s=0.02))
+    sessions = trace(*(transfer("a", 2.0 * k, 10e3) for k in range(200)))
+    for seed in (None, 1, 2):
+        records = des.run(sessions, topo, des.RunWindow(0.0, 1000.0, 60.0), seed=seed).records
+        assert records["duration_s"].to_numpy() == pytest.approx(np.full(200, 0.06), rel=1e-9)
