@@ -19,7 +19,8 @@ def test_cases_are_traces_on_one_link():
     cases = calibrate.cases()
     assert [c.name for c in cases] == ["bulk", "several bulk", "short flows at 60% load", "call beside an upload",
                                        "call beside short flows", "call beside an upload, priority queue",
-                                       "call through a failover", "short flows on kept-alive connections"]
+                                       "call through a failover", "short flows on kept-alive connections",
+                                       "short flows beside a bulk download"]
     for case in cases:
         assert list(case.trace.columns) == list(TRACE_COLUMNS) and len(case.topology.sites) == 1
         assert case.trace["start_s"].between(0, calibrate.CASE_WINDOW_S).all()
@@ -120,3 +121,22 @@ def test_the_failover_case_is_compared_phase_by_phase():
     assert backup["error"] == pytest.approx(1.0) and backup["goal"] == 0.10 and not backup["met"]
     assert (f"| call through a failover | video_rate_bps@backup | {emulated / 1e6:.3f} Mbit/s | "
             f"{got['video_rate_bps@backup'] / 1e6:.3f} Mbit/s | +100% |") in calibrate.table(rows)
+
+
+def test_short_flows_beside_a_bulk_download_are_judged_on_the_short_ones():
+    case = next(c for c in calibrate.cases() if c.name == "short flows beside a bulk download")
+    assert case.apps == ("record_view",) and case.direction == "down"
+    records, links = calibrate.simulate(case)
+    bulk = records[records["app"] == "software_update"].iloc[0]
+    shorts = records[records["app"] == "record_view"]
+    during, after = (shorts["start_s"] < bulk["end_s"]).sum(), (shorts["start_s"] >= bulk["end_s"]).sum()
+    assert during >= 5 and after > during  # some start behind the standing queue, most after it
+    got = calibrate.metrics(records, links, case)
+    # Behind the queue (10 Mbit/s, 20 ms + 0.8 x 100 ms): 2 handshakes and 3 slow-start rounds of 100 ms (101,360 B:
+    # half the line's pipe is 41 segments), then 48,640 B at half the line: 0.5 + 48,640 x 8 / (5e6 x G) = 0.581 s.
+    behind_s = 0.5 + (150e3 - 101_360) * 8 / (5e6 * 1448 / 1514)
+    # After it, alone: 3 round trips of 20 ms (one slow-start round of 14,480 B), then the line: 0.173 s; more when
+    # one finds another sharing the line (and its burst queue, about 30 ms a round trip).
+    alone_s = 0.06 + (150e3 - 14_480) * 8 / (10e6 * 1448 / 1514)
+    assert got["p95_completion_s"] == pytest.approx(behind_s, rel=0.05)   # the bulk download's ~9 s left out
+    assert alone_s * 0.99 < got["median_completion_s"] < alone_s * 2
