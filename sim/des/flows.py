@@ -24,7 +24,8 @@ class Transfer:
     Its start-up is followed round by round (:mod:`sim.des.rounds`): ``setup_rounds`` of ``rounds`` round trips are
     the setup's; ``done_rounds`` of them are done by ``round_end_s`` (s), and every later one lasts ``round_rtt_s``
     (s); ``fixed_rtt_s`` is its RTT but for its data path's queues (s), ``key`` its data path's state when last
-    planned. Its slow start delivers ``ss_bytes`` (bytes) from ``data_from_s`` (s) until ``active_at_s``.
+    planned (set only while it is followed). Its slow start delivers ``ss_bytes`` (bytes) from ``data_from_s`` (s)
+    until ``active_at_s``.
     ``setup_loss`` is its data path's loss when it started (0..1), for its tail (:mod:`sim.des.tails`). ``rtt_s``
     and ``queue_delay_s`` are those found at its start (s), as the records keep them.
     """
@@ -45,9 +46,7 @@ class Transfer:
         self.limited_bits: dict[str, float] = {}
         self.since_s = active_at_s  # accounting is settled up to here
         self.long = True  # whether it goes through loss cycles, holding a standing queue (set by its group)
-        self.fixed_rtt_s, self.round_rtt_s, self.round_end_s = rtt_s - queue_delay_s, rtt_s, active_at_s
-        self.setup_rounds = self.rounds = self.done_rounds = 0
-        self.ss_bytes, self.data_from_s, self.key, self.setup_loss = 0.0, active_at_s, (), 0.0
+        # its start-up's rounds are given by its group (sim.des.rounds.Rounds._plan_start)
 
     def settle(self, now_s: float) -> None:
         """Account for sending at the current rate from the last settlement until ``now_s``."""

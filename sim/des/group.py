@@ -230,13 +230,12 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
                                handshake_rtts=tcp.HANDSHAKE_RTTS_BY_CONNECTION[s["connection"]])
         flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s + back_s)
-        flow.setup_loss = loss
-        self._plan_start(flow, start, fixed_rtt_s, expected_bps, now_s)
+        self._plan_start(flow, start, fixed_rtt_s, loss, now_s)
         if flow.remaining_bytes <= 0 and flow.active_at_s < self._next_line_s() and not self._busy(path, flow):
             # done within its start-up, and nothing can change its rounds before it ends
             self.ctx.finish_transfer(flow, flow.active_at_s)
             return None
-        self.starting.append(flow)
+        self._follow(flow, expected_bps)
         return flow
 
     def _available_bps(self, path: tuple) -> float:

@@ -72,20 +72,24 @@ def path_key(path: tuple) -> tuple:
 class Rounds:
     """A group's transfers starting up (a mixin of :class:`sim.des.group.Group`): planned, then followed."""
 
-    def _plan_start(self, flow, start: tcp.StartUp, fixed_rtt_s: float, expected_bps: float, now_s: float) -> None:
+    def _plan_start(self, flow, start: tcp.StartUp, fixed_rtt_s: float, setup_loss: float, now_s: float) -> None:
         """Give a new transfer its start-up, as :func:`sim.des.tcp.slow_start` planned it at ``now_s``.
 
         ``fixed_rtt_s`` is its RTT but for the data path's queues (s): the site's and the core's, and the ACK
-        path's queues now. Its slow-start bytes are counted on its links over their rounds.
+        path's queues now; ``setup_loss`` its data path's loss now (0..1). Its slow-start bytes are counted on its
+        links over their rounds.
         """
-        rtt_s = flow.rtt_s
-        flow.fixed_rtt_s, flow.round_rtt_s = fixed_rtt_s, rtt_s
+        flow.fixed_rtt_s, flow.round_rtt_s, flow.setup_loss = fixed_rtt_s, flow.rtt_s, setup_loss
         flow.setup_rounds, flow.rounds = start.setup_rounds, start.rounds
         flow.round_end_s, flow.done_rounds = now_s, 0
         flow.ss_bytes, flow.data_from_s = start.sent_bytes, now_s + start.setup_s
-        flow.key = path_key(flow.path)
-        flow.long = self._is_long(flow, expected_bps, rtt_s)
         self._count_bits(flow, 1.0)
+
+    def _follow(self, flow, expected_bps: float) -> None:
+        """Follow a transfer's start-up from now: note its data path's state, and whether it is a long one."""
+        flow.key = path_key(flow.path)
+        flow.long = self._is_long(flow, expected_bps, flow.rtt_s)
+        self.starting.append(flow)
 
     def _count_bits(self, flow, sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) the wire bits of a start-up's slow-start rounds on its links."""

@@ -99,7 +99,7 @@ def delay_s(u: float, setup_loss: float, tail_loss: float, setup_rounds: int, si
     ``u`` falls in the first of :func:`chances`'s intervals laid end to end from 0 that holds it, and the transfer
     waits that way's delay (:func:`delays_s`); past them all, for none.
     """
-    if setup_loss <= 0.0 and tail_loss <= 0.0:
+    if u >= (1 + setup_rounds) * setup_loss + TAIL_SEGMENTS * tail_loss:  # past every chance (each n p at most)
         return 0.0
     n = segments(size_bytes)
     edge = 0.0
@@ -120,6 +120,8 @@ def expected_delay_s(setup_loss: float, tail_loss: float, setup_rounds: int, siz
 
 def path_loss(path: tuple) -> float:
     """The congestion loss (0..1) a packet crossing ``path``'s links now sees."""
+    if len(path) == 1:
+        return path[0].congestion_loss
     delivered = 1.0
     for link in path:
         delivered *= 1.0 - link.congestion_loss
