@@ -55,13 +55,21 @@ def test_timers_follow_the_rfcs_and_linux_floors():
 
 
 def test_draws_are_the_seeds_and_each_sessions_alone():
-    ids = np.arange(1000)
-    whole = tails.uniforms(3, ids)
-    assert np.array_equal(whole, tails.uniforms(3, ids))
-    assert np.array_equal(whole[500:], tails.uniforms(3, ids[500:]))      # a shard draws as the whole run does
-    assert not np.array_equal(whole, tails.uniforms(4, ids))
+    keys = np.arange(1000)
+    whole = tails.uniforms(3, keys)
+    assert np.array_equal(whole, tails.uniforms(3, keys))
+    assert np.array_equal(whole[500:], tails.uniforms(3, keys[500:]))      # a part draws as the whole does
+    assert not np.array_equal(whole, tails.uniforms(4, keys))
     assert ((whole >= 0) & (whole < 1)).all() and abs(whole.mean() - 0.5) < 4 * math.sqrt(1 / 12 / 1000)
-    assert np.array_equal(tails.uniforms(None, ids), tails.uniforms(0, ids))
+    assert np.array_equal(tails.uniforms(None, keys), tails.uniforms(0, keys))
+
+
+def test_a_sessions_key_is_its_site_and_its_rank_there_whatever_else_the_trace_holds():
+    both = tails.session_keys(np.array(["a", "b", "a", "b", "a"]))
+    alone = tails.session_keys(np.array(["b", "b"]))        # a shard of site b: its sessions numbered anew
+    assert np.array_equal(alone, both[[1, 3]])
+    assert len(set(both.tolist())) == 5
+    assert both[2] - both[0] == 1 and both[4] - both[2] == 1  # its rank among its site's sessions, in trace order
 
 
 # A 1 Mbit/s line, 10 ms RTT, a 15 kB buffer (9.9 packets: Cubic keeps 0.36 + 0.038 x 9.9 = 0.737 of 0.8 of it,
@@ -92,7 +100,7 @@ def test_fetches_behind_an_overflowing_queue_wait_exactly_the_timer_their_draw_g
     records = _fetches_beside_a_download(seed=11)
     fetches = records.iloc[1:]
     plain_s = 2 * rtt_s + 10e3 * 8 / (SLOW_BPS / 2 * G)
-    draws = tails.uniforms(11, fetches["session_id"].to_numpy())
+    draws = tails.uniforms(11, tails.session_keys(records["site"].to_numpy()))[1:]
     expected = [plain_s + tails.delay_s(u, loss, end_loss, 2, 10e3, rtt_s, rtt_s) for u in draws]
     assert fetches["duration_s"].to_numpy() == pytest.approx(np.array(expected), rel=1e-9)
     # a SYN 3.3%, the other setup packet 3.3%, the last 3 segments 1 - (1 - 0.132)^3 = 34.6%: about 41% of them

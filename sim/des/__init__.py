@@ -38,8 +38,9 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow, *, seed: int
             at the horizon is recorded as not completed; a call still running then ends there, and is recorded
             and judged on the part replayed (as the emulation does: its length is the run's, not the network's).
         seed: Draws, per session, whether a transfer's loss waits for a timer where a queue overflows
-            (:mod:`sim.des.tails`: a hash of seed and session id, so a shard or slice draws as the whole run does;
-            None is 0). Every other draw is in the trace: the same trace and seed give the same records.
+            (:mod:`sim.des.tails`: a hash of seed, site and the session's rank there, so a shard draws as the
+            whole run does; None is 0). Every other draw is in the trace: the same trace and seed give the same
+            records.
         work_dir: Unused: the simulator keeps no evidence files. Taken for the same contract.
         progress: Called now and then with the share of simulated time done (0..1).
         link_changes: Sites' access lines changing through the run (a fault, a backup, a repair): the table of

@@ -38,7 +38,7 @@ class Context:
         ids = trace["session_id"].tolist()
         self.row = dict(zip(ids, range(len(ids))))
         self.start_s = trace["start_s"].tolist()
-        self.tail_u = tails.uniforms(seed, trace["session_id"].to_numpy()).tolist()
+        self.tail_u = tails.uniforms(seed, tails.session_keys(trace["site"].to_numpy())).tolist()
         # Python lists while running (cheaper to set one item than numpy arrays), arrays in the record table
         self.columns = {name: [_NAN] * len(ids) for name in _OUTCOME_FLOATS}
         self.completed = [False] * len(ids)

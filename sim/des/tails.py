@@ -15,7 +15,7 @@ sent after it waits for a timer:
   Linux's 200 ms floor on the variance term), ``RTTVAR = SRTT / 2`` (RFC 6298 2.2's first sample).
 
 The setup's packets see the data path's loss when the transfer starts, its last segments the loss when it ends.
-Each transfer draws one uniform number from the run's seed and its session (:func:`uniforms`), and its added delay
+Each transfer draws one uniform number from the run's seed and its session's key (:func:`uniforms`), and its added delay
 is where that number falls (:func:`delay_s`): the chances are laid end to end (a SYN lost, another setup packet
 lost, the tail lost with its probe, the tail lost), each its own exposure's, so two losses in one transfer (a chance
 of the loss rate squared) are not counted twice. Losses fast retransmit repairs are not modelled (about one round
@@ -25,8 +25,10 @@ trip each; a long flow's are in the Mathis bound of its steady rate).
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
+import pandas as pd
 
 from sim.des import tcp
 
@@ -39,14 +41,27 @@ RTTVAR_SHARE = 0.5      # RTTVAR / SRTT: RFC 6298 2.2's first measurement (an as
 _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # splitmix64's constants
 
 
-def uniforms(seed: int | None, session_ids: np.ndarray) -> np.ndarray:
-    """One uniform number in [0, 1) per session, from the run's ``seed`` and each session's id alone.
+def session_keys(sites) -> np.ndarray:
+    """A key per session that names it whatever else its trace holds: its site's and its rank among the site's sessions.
 
-    A hash (splitmix64 of seed and id), not a stream: a session draws the same number whatever else the run holds
-    (a shard of the estate, a slice of a scenario) and in whatever order its group reaches it. ``None`` is seed 0.
+    ``sites`` is the trace's site of each session, in trace order. A session keeps its key in a shard of the estate or
+    a slice of a scenario (its site's sessions are drawn alike there, in the same order), where session ids are
+    numbered anew. The site's part is a CRC-32 of its name (stable across processes, unlike ``hash``).
+    """
+    frame = pd.DataFrame({"site": np.asarray(sites, dtype=object)})
+    ranks = frame.groupby("site", sort=False).cumcount().to_numpy(dtype=np.int64)
+    codes = {name: zlib.crc32(str(name).encode()) for name in frame["site"].unique()}
+    return frame["site"].map(codes).to_numpy(dtype=np.int64) * 2**32 + ranks
+
+
+def uniforms(seed: int | None, keys: np.ndarray) -> np.ndarray:
+    """One uniform number in [0, 1) per session, from the run's ``seed`` and each session's key alone.
+
+    A hash (splitmix64 of seed and key, :func:`session_keys`), not a stream: a session draws the same number whatever
+    else the run holds and in whatever order its group reaches it. ``None`` is seed 0.
     """
     with np.errstate(over="ignore"):
-        x = np.asarray(session_ids, dtype=np.int64).astype(np.uint64)
+        x = np.asarray(keys, dtype=np.int64).astype(np.uint64)
         x = x + np.uint64((int(seed or 0) * _MIX[0]) % 2**64)
         x = x * np.uint64(_MIX[0]) + np.uint64(_MIX[1])
         x = (x ^ (x >> np.uint64(30))) * np.uint64(_MIX[1])
