@@ -44,9 +44,10 @@ _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # splitmix6
 def session_keys(sites) -> np.ndarray:
     """A key per session that names it whatever else its trace holds: its site's and its rank among the site's sessions.
 
-    ``sites`` is the trace's site of each session, in trace order. A session keeps its key in a shard of the estate or
-    a slice of a scenario (its site's sessions are drawn alike there, in the same order), where session ids are
-    numbered anew. The site's part is a CRC-32 of its name (stable across processes, unlike ``hash``).
+    ``sites`` is the trace's site of each session, in trace order. A session keeps its key in a shard of the estate
+    (its site's sessions are drawn alike there, in the same order), where session ids are numbered anew; not in a
+    slice of a window, which starts its sites' ranks at the slice's first session. The site's part is a CRC-32 of
+    its name (stable across processes, unlike ``hash``).
     """
     frame = pd.DataFrame({"site": np.asarray(sites, dtype=object)})
     ranks = frame.groupby("site", sort=False).cumcount().to_numpy(dtype=np.int64)
