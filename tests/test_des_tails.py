@@ -31,6 +31,9 @@ def test_the_chances_and_the_expected_delay_on_a_made_up_loss_rate():
     assert tails.delays_s(0.05, 0.05, 70) == pytest.approx((1.0, 0.25, 0.35, 0.1))
     expected_s = 0.01 * 1.0 + 0.01 * 0.25 + 0.029701 * 0.01 * 0.35 + 0.029701 * 0.99 * 0.1
     assert tails.expected_delay_s(0.01, 0.01, 2, 100e3, 0.05, 0.05) == pytest.approx(expected_s, rel=1e-12)
+    # a request on a kept-alive connection opens none: no SYN; a chunk's extra request round trip still exposes one
+    assert tails.chances(0.01, 0.01, 1, 70, opens=False)[:2] == (0.0, pytest.approx(0.01))
+    assert tails.chances(0.01, 0.01, 0, 70, opens=False)[:2] == (0.0, 0.0)
 
 
 def test_the_draws_give_that_mean_and_those_chances():

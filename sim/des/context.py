@@ -63,7 +63,7 @@ class Context:
         tail_loss = tails.path_loss(flow.path)
         if tail_loss > 0.0 or flow.setup_loss > 0.0:  # (the draw is 0 <= u < 1: with no loss it waits for nothing)
             now_s += tails.delay_s(self.tail_u[row], flow.setup_loss, tail_loss, flow.setup_rounds, flow.size_bytes,
-                                   flow.rtt_s, flow.round_rtt_s)
+                                   flow.rtt_s, flow.round_rtt_s, flow.opens)
             if now_s > self.horizon_s:
                 self.abandon_transfer(flow)
                 return

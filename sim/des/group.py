@@ -226,11 +226,12 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
         size = max(1.0, s["size_bytes"])
         chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1
         expected_bps = min(cap_bps, self._available_bps(path))
-        start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1,
-                               handshake_rtts=tcp.HANDSHAKE_RTTS_BY_CONNECTION[s["connection"]])
+        handshakes = tcp.HANDSHAKE_RTTS_BY_CONNECTION[s["connection"]]
+        start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1, handshake_rtts=handshakes)
         flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s + back_s)
         self._plan_start(flow, start, fixed_rtt_s, loss, now_s)
+        flow.opens = handshakes > 0
         if flow.remaining_bytes <= 0 and flow.active_at_s < self._next_line_s() and not self._busy(path, flow):
             # done within its start-up, and nothing can change its rounds before it ends
             self.ctx.finish_transfer(flow, flow.active_at_s)

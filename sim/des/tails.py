@@ -109,17 +109,19 @@ def delays_s(setup_rtt_s: float, tail_rtt_s: float, n_segments: int) -> tuple[fl
 
 
 def delay_s(u: float, setup_loss: float, tail_loss: float, setup_rounds: int, size_bytes: float,
-            setup_rtt_s: float, tail_rtt_s: float) -> float:
+            setup_rtt_s: float, tail_rtt_s: float, opens: bool = True) -> float:
     """The delay (s) a transfer whose uniform draw is ``u`` waits for timers: 0 unless a timer-repaired loss hits it.
 
     ``u`` falls in the first of :func:`chances`'s intervals laid end to end from 0 that holds it, and the transfer
-    waits that way's delay (:func:`delays_s`); past them all, for none.
+    waits that way's delay (:func:`delays_s`); past them all, for none. ``opens``: the transfer opens its connection
+    (its first setup round trip is the SYN's); a request on a kept-alive connection does not.
     """
     if u >= (1 + setup_rounds) * setup_loss + TAIL_SEGMENTS * tail_loss:  # past every chance (each n p at most)
         return 0.0
     n = segments(size_bytes)
     edge = 0.0
-    for chance, wait_s in zip(chances(setup_loss, tail_loss, setup_rounds, n), delays_s(setup_rtt_s, tail_rtt_s, n)):
+    ways = zip(chances(setup_loss, tail_loss, setup_rounds, n, opens), delays_s(setup_rtt_s, tail_rtt_s, n))
+    for chance, wait_s in ways:
         edge += chance
         if u < edge:
             return wait_s
@@ -127,10 +129,10 @@ def delay_s(u: float, setup_loss: float, tail_loss: float, setup_rounds: int, si
 
 
 def expected_delay_s(setup_loss: float, tail_loss: float, setup_rounds: int, size_bytes: float,
-                     setup_rtt_s: float, tail_rtt_s: float) -> float:
+                     setup_rtt_s: float, tail_rtt_s: float, opens: bool = True) -> float:
     """The mean of :func:`delay_s` over ``u`` (s), while the chances add up to at most 1."""
     n = segments(size_bytes)
-    return sum(c * d for c, d in zip(chances(setup_loss, tail_loss, setup_rounds, n),
+    return sum(c * d for c, d in zip(chances(setup_loss, tail_loss, setup_rounds, n, opens),
                                      delays_s(setup_rtt_s, tail_rtt_s, n)))
 
 
