@@ -60,7 +60,8 @@ class Context:
         fire past the horizon leaves it not completed (:mod:`sim.des.tails`).
         """
         row = self.row[flow.session]
-        tail_loss = tails.path_loss(flow.path)
+        path = flow.path
+        tail_loss = path[0].congestion_loss if len(path) == 1 else tails.path_loss(path)
         if tail_loss > 0.0 or flow.setup_loss > 0.0:  # (the draw is 0 <= u < 1: with no loss it waits for nothing)
             now_s += tails.delay_s(self.tail_u[row], flow.setup_loss, tail_loss, flow.setup_rounds, flow.size_bytes,
                                    flow.rtt_s, flow.round_rtt_s, flow.opens)

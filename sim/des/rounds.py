@@ -68,6 +68,9 @@ def advance(end_s: float, done: int, rtt_s: float, total: int, now_s: float) -> 
 
 def path_key(path: tuple) -> tuple:
     """What re-plans a start-up when it changes: whether each data-path link holds a standing queue, and its line."""
+    if len(path) == 1:
+        link = path[0]
+        return link.saturated == queueing.STANDING, link.capacity_bps, link.rtt_shift_s
     return tuple((link.saturated == queueing.STANDING, link.capacity_bps, link.rtt_shift_s) for link in path)
 
 
@@ -85,7 +88,10 @@ class Rounds:
         flow.setup_rounds, flow.rounds = start.setup_rounds, start.rounds
         flow.round_end_s, flow.done_rounds = now_s, 0
         flow.ss_bytes, flow.data_from_s = start.sent_bytes, now_s + start.setup_s
-        self._count_bits(flow, 1.0)
+        if start.sent_bytes > 0:  # (as _count_bits: this is the path every transfer takes)
+            wire_bits = start.sent_bytes * 8 / tcp.GOODPUT_FACTOR
+            for link in flow.path:
+                link.add_bits(flow.data_from_s, flow.active_at_s, wire_bits)
 
     def _follow(self, flow, expected_bps: float) -> None:
         """Follow a transfer's start-up from now: note its data path's state, and whether it is a long one."""
