@@ -14,7 +14,7 @@ import pandas as pd
 
 from sim import des, engines, linkchanges, merge, report, results, scale, spells, targets, topology, workload
 from sim import records as records_mod
-from sim.des import queueing
+from sim.des import queueing, tails
 from sim.errors import CapabilityError
 from sim.load import load
 from sim.model.scenario import Scenario
@@ -339,7 +339,7 @@ def write(outcome: Outcome, folder: Path, scenario_file: Path, *, tables: bool =
     meta = results.meta(scenario=outcome.scenario.name, scenario_file=str(scenario_file), engine=outcome.engine,
                         seed=outcome.seed, sessions=outcome.sessions, events=outcome.tables.events,
                         wall_s=outcome.wall_s, extra={"emulation": outcome.meta, "shards": outcome.shards,
-                                                      "simulator": queueing.assumptions(),
+                                                      "simulator": queueing.assumptions() | tails.assumptions(),
                                                       "resumed": outcome.resumed})
     held = {"trace": outcome.trace, "records": outcome.result.records, "links": outcome.result.links} if tables \
         else {"trace": None, "records": None, "links": None}  # a sharded run's: in the folder, not read here

@@ -65,6 +65,7 @@ def test_report_is_redrawn_from_the_folder_alone(smoke_run, tmp_path):
 def test_the_call_figures_state_the_simulators_assumption_from_the_runs_own_meta(smoke_run, tmp_path):
     meta = json.loads((smoke_run / "meta.json").read_text())
     assert meta["simulator"]["video_max_utilisation"] == 0.9  # sim.des.queueing, as the run used it
+    assert meta["simulator"]["tcp_rto_min_s"] == 0.2  # sim.des.tails: Linux's TCP_RTO_MIN, as the run used it
     copy = tmp_path / smoke_run.name
     shutil.copytree(smoke_run, copy)
     meta["simulator"]["video_max_utilisation"] = 0.8  # a run made with another figure says that figure

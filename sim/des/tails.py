@@ -41,6 +41,12 @@ RTTVAR_SHARE = 0.5      # RTTVAR / SRTT: RFC 6298 2.2's first measurement (an as
 _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # splitmix64's constants
 
 
+def assumptions() -> dict[str, float]:
+    """The loss-recovery timers a run's results carry (meta.json ``simulator``), by name, in s or as a share."""
+    return {"tail_segments": TAIL_SEGMENTS, "tlp_min_s": TLP_MIN_S, "tcp_rto_min_s": TCP_RTO_MIN_S,
+            "initial_rto_s": INITIAL_RTO_S, "rttvar_share": RTTVAR_SHARE}
+
+
 def session_keys(sites) -> np.ndarray:
     """A key per session that names it whatever else its trace holds: its site's and its rank among the site's sessions.
 
