@@ -158,7 +158,9 @@ def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) ->
         frame["site"] = site
         if frame.get("far_end") == "home":
             _draw_home_lines(frame, cat, rng)
-    for frame in frames:  # after every other draw: a share of reuse leaves the rest of the site's sessions as they were
+    # After every other draw: a share of reuse leaves the rest of the site's sessions as they were. (An app whose share
+    # is 0% or 100% draws nothing, so moving one app's share to either end shifts the draws of the apps after it.)
+    for frame in frames:
         if frame["traffic"] == "transfer":
             _draw_connections(frame, cat.apps[frame["app"]].reuse_share, rng)
     return frames

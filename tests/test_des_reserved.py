@@ -145,7 +145,10 @@ def test_short_transfers_saturate_a_line_in_bursts_not_with_a_standing_queue():
     busy_s = 2 * 100e3 * 8 / ((capacity_bps - rate_bps) * GOODPUT)  # both share what the stream leaves
     setup_s = 2 * 2 * _md1_s(rate_bps, capacity_bps)  # 2 handshakes over the stream's queues, each way
     downloads = records.loc[records["app"] == "record_view", "duration_s"].to_numpy()
-    assert downloads == pytest.approx([setup_s + busy_s] * 2, rel=1e-9)
+    # their last bytes arrive together; a record may add a timer's wait for a tail lost in the bursts' overflow
+    # (sim.des.tails, drawn per session: tests/test_des_tails.py), one of 2 SRTT here (59.4 ms at seed 0)
+    assert downloads.min() == pytest.approx(setup_s + busy_s, rel=1e-9)
+    assert (downloads >= (setup_s + busy_s) * (1 - 1e-9)).all() and downloads.max() < setup_s + busy_s + 1.0
     frame_s = FRAME_BITS / capacity_bps
     burst_s = 0.98 * frame_s / (2 * 0.02)
     stream = records.set_index("app").loc["telephony"]

@@ -51,7 +51,8 @@ def test_the_draws_give_that_mean_and_those_chances():
 def test_timers_follow_the_rfcs_and_linux_floors():
     assert tails.pto_s(0.002, 70) == 0.010                 # 2 SRTT under the 10 ms floor
     assert tails.pto_s(0.1, 70) == pytest.approx(0.2)
-    assert tails.pto_s(0.1, 1) == pytest.approx(0.4)       # a lone segment in flight: 200 ms more
+    assert tails.pto_s(0.3, 1) == pytest.approx(0.8)       # a lone segment in flight: 200 ms more, 0.8 s ...
+    assert tails.pto_s(0.1, 1) == pytest.approx(0.3)       # ... but never past the RTO: 0.4 s cut to 0.1 + 0.2
     assert tails.rto_s(0.02) == pytest.approx(0.22)        # the 200 ms floor of the variance term
     assert tails.rto_s(0.3) == pytest.approx(0.9)          # 0.3 + 4 x 0.15
     assert tails.delay_s(0.0, 0.0, 0.0, 2, 1e5, 0.05, 0.05) == 0.0  # no loss, no wait, whatever the draw
@@ -111,6 +112,13 @@ def test_fetches_behind_an_overflowing_queue_wait_exactly_the_timer_their_draw_g
     chance = sum(tails.chances(loss, end_loss, 2, 7))
     assert chance == pytest.approx(0.033 + 0.033 + 0.346, abs=0.01)
     assert abs(waited - chance) < 4 * math.sqrt(chance * (1 - chance) / len(fetches))
+    # by hand: a draw under the SYN's chance waits the initial RTO, 1 s; one in the tail's (the probe repairs it),
+    # past both setup chances and the probe-lost one, waits PTO = 2 x 80.8 ms (7 segments: no lone-segment extra)
+    syn_lost = np.flatnonzero(draws < loss)
+    assert len(syn_lost) and fetches["duration_s"].to_numpy()[syn_lost] == pytest.approx(plain_s + 1.0, rel=1e-9)
+    tail_edge = 2 * loss + (1 - (1 - end_loss) ** 3) * end_loss
+    probed = np.flatnonzero((draws > tail_edge + 1e-6) & (draws < tail_edge + 0.1))
+    assert len(probed) and fetches["duration_s"].to_numpy()[probed] == pytest.approx(plain_s + 2 * rtt_s, rel=1e-9)
 
 
 def test_the_same_seed_gives_the_same_tails_and_another_seed_others():
@@ -126,3 +134,17 @@ def test_no_tails_on_an_unloaded_link():
     for seed in (None, 1, 2):
         records = des.run(sessions, topo, des.RunWindow(0.0, 1000.0, 60.0), seed=seed).records
         assert records["duration_s"].to_numpy() == pytest.approx(np.full(200, 0.06), rel=1e-9)
+
+
+@pytest.mark.parametrize("beside", [False, True])
+@pytest.mark.parametrize("direction", ["down", "up"])
+def test_a_transfer_ending_past_the_horizon_is_not_completed_however_it_ends(beside, direction):
+    # A 10 kB fetch at 99.99 s on a 10 Mbit/s, 20 ms line needs 3 round trips (60 ms): its last byte comes at
+    # 100.05 s, past the 100 s horizon, whether it is finished at its start (an idle line) or followed (a long
+    # download beside it, or the other way).
+    topo = topology(site("a", down_bps=10e6, up_bps=10e6, rtt_s=0.02))
+    others = [transfer("a", 0.0, 200e6)] if beside else []
+    sessions = trace(*others, transfer("a", 99.99, 10e3, direction=direction))
+    records = des.run(sessions, topo, des.RunWindow(0.0, 100.0, 60.0), seed=1).records
+    assert not records["completed"].iloc[-1]
+    assert math.isnan(records["end_s"].iloc[-1])

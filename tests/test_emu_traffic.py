@@ -332,6 +332,8 @@ def test_a_reused_connection_saves_its_two_handshake_round_trips(tmp_path, delay
                                  namespaces=delayed_path)
     assert out["completed"].all()
     assert [t["connection"] for t in results["site1"]["transfers"]] == ["new", "reused"] * 3
+    # a new connection's RTT is measured at its set-up; a reused one's would be its hello's, 3 s old: none is said
+    assert out["rtt_s"].iloc[1::2].isna().all() and (out["rtt_s"].iloc[0::2] > 0.09).all()
     rtt_s = 2 * ONE_WAY_S
     new, reused = out["duration_s"].iloc[0::2].to_numpy(), out["duration_s"].iloc[1::2].to_numpy()
     saved_s = float(np.median(new) - np.median(reused))

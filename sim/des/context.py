@@ -56,18 +56,20 @@ class Context:
     def finish_transfer(self, flow, now_s: float) -> None:
         """Record a transfer whose last byte is sent at ``now_s`` (s), completed once any timer it waits for fires.
 
-        Its last segments see the congestion loss of its data path now (its links as it ends); a timer that would
-        fire past the horizon leaves it not completed (:mod:`sim.des.tails`).
+        Its last segments see the congestion loss of its data path now (its links as it ends), and its timers the
+        round trip now: its fixed part and its data path's queues as they are (:mod:`sim.des.tails`). A transfer
+        whose last byte (or timer) comes past the horizon is not completed, however it got there.
         """
         row = self.row[flow.session]
         path = flow.path
         tail_loss = path[0].congestion_loss if len(path) == 1 else tails.path_loss(path)
         if tail_loss > 0.0 or flow.setup_loss > 0.0:  # (the draw is 0 <= u < 1: with no loss it waits for nothing)
+            tail_rtt_s = flow.fixed_rtt_s + path[0].rtt_shift_s + sum(link.queue_delay_s for link in path)
             now_s += tails.delay_s(self.tail_u[row], flow.setup_loss, tail_loss, flow.setup_rounds, flow.size_bytes,
-                                   flow.rtt_s, flow.round_rtt_s, flow.opens)
-            if now_s > self.horizon_s:
-                self.abandon_transfer(flow)
-                return
+                                   flow.rtt_s, tail_rtt_s, flow.opens)
+        if now_s > self.horizon_s:
+            self.abandon_transfer(flow)
+            return
         duration_s = now_s - self.start_s[row]
         columns = self.columns
         self.completed[row] = True

@@ -20,8 +20,11 @@ crosses its link).
 
 A transfer that ends within its start-up on a data path that no other transfer uses or is starting on is finished at
 once, as planned at its start: only a transfer arriving after it could bring a standing queue before it ends, and
-as a rule such a one becomes active later (its own start-up on the same path is at least as long). Any other
-start-up is followed until it ends, its end an event of its group.
+as a rule such a one becomes active later (its own start-up on the same path is at least as long). A limitation: a
+later transfer on a kept-alive connection skips two round trips of handshakes, so a long one arriving within two
+round trips of an earlier new connection's start could bring its standing queue first; the earlier transfer keeps
+the round trips planned at its start (at most its last rounds, tens of ms). Any other start-up is followed until
+it ends, its end an event of its group.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ writes one result JSON when its work is done, at the spec's stop time, or on SIG
 (sessions still running are reported with ``completed: false``). It and its modules import the standard library
 only, so it starts in a fraction of a second, and it starts no processes.
 
-The sessions are in :mod:`sim.emu.transfers` (TCP transfers, client and server) and :mod:`sim.emu.media` (video
-calls over UDP), on the clocks of :mod:`sim.emu.clock`; this module runs them: the :class:`Agent`, its result and
-``main``.
+The sessions are in :mod:`sim.emu.transfers` (TCP transfers, client and server) and :mod:`sim.emu.call` (video calls
+over UDP; their rate control in :mod:`sim.emu.media`), on the clocks of :mod:`sim.emu.clock`; this module runs them:
+the :class:`Agent`, its result and ``main``.
 """
 
 from __future__ import annotations

@@ -175,9 +175,10 @@ def records(trace: pd.DataFrame, results: dict[str, dict]) -> pd.DataFrame:
     """Combine the agents' results into one row per trace session, in trace order.
 
     Transfers: completion time from the scheduled start to the last byte confirmed at the site (s); ``rtt_s`` the
-    connection's smoothed RTT once set up (TCP_INFO); ``queue_delay_s`` that RTT minus the least RTT any transfer of
-    the site saw. Calls: each measure from the worse direction, as the simulator does (see
-    :class:`sim.emu.media.MediaReceiver`); ``rtt_s`` the sum of the two directions' least one-way delays.
+    connection's smoothed RTT once set up (TCP_INFO; NaN on a reused connection, set up before the start);
+    ``queue_delay_s`` that RTT minus the least RTT any transfer of the site saw. Calls: each measure from the worse
+    direction, as the simulator does (see :class:`sim.emu.media.MediaReceiver`); ``rtt_s`` the sum of the two
+    directions' least one-way delays.
 
     Args:
         trace: The replayed sessions (columns :data:`sim.workload.TRACE_COLUMNS`).

@@ -7,8 +7,11 @@ a request header naming the chunk's size and the server sends that many bytes.
 
 A transfer on a ``reused`` connection (the trace's ``connection``) finds it open: the connection and its hello are
 made ``REUSE_LEAD_S`` before the transfer's start, then it sits idle until the start, when the first request goes.
-Idle that long (past its retransmission timeout), Linux restarts its congestion window
-(``net.ipv4.tcp_slow_start_after_idle``), so its data slow-starts as a new connection's does.
+Idle that long (past its retransmission timeout, about 3 RTT after the hello's samples, wherever the round trip is
+under a second), Linux restarts its congestion window (``net.ipv4.tcp_slow_start_after_idle``); a longer round trip
+would leave the hello's window of 10 segments, the same. Either way its data slow-starts as a new connection's does.
+Its round trip is not measured: the kernel's smoothed RTT would be the hello's, ``REUSE_LEAD_S`` before the start,
+not the path the transfer met (the record's ``rtt_s`` and ``queue_delay_s`` are NaN).
 
 Part of the traffic agent (:mod:`sim.emu.agent`): it imports the standard library only.
 """
@@ -25,8 +28,10 @@ from sim.emu.clock import sleep_until
 HELLO_BYTES = 512             # the TLS-like round trip: a ClientHello-sized message ...
 HELLO_REPLY_BYTES = 4096      # ... answered by a ServerHello with a certificate chain
 ACK_BYTES = 16                # the server's "all bytes arrived" answer to an upload
-REUSE_LEAD_S = 3.0            # a reused connection is opened this long before its transfer's start (s)
-RETRY_S = 0.05                # a refused early connection tries again this often (s)
+# A reused connection is opened this long before its transfer's start (s): a choice of the emulation, not a figure
+# of the apps (any lead past the hello's round trips and its RTO, about 1-3 s here, gives the same transfer).
+REUSE_LEAD_S = 3.0
+RETRY_S = 0.05                # a refused early connection tries again this often (s): the agents start together
 
 _MAGIC = b"NHS1"
 _HELLO = struct.Struct("!4sQ")                # magic, session id; padded to HELLO_BYTES
@@ -56,6 +61,7 @@ async def run_transfer(spec: dict, congestion_control: str, out: dict) -> None:
     with await _connect(spec, congestion_control, spec["start_at_s"] if reused else 0.0) as sock:
         await _hello(sock, spec, out)
         if reused:
+            out["rtt_s"] = None  # the hello's RTT, REUSE_LEAD_S old: not the path at the transfer's start
             await sleep_until(spec["start_at_s"])
             out["late_s"] = time.time() - spec["start_at_s"]
         done_bytes, rounds = 0, 0
