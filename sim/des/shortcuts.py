@@ -61,7 +61,9 @@ class Shortcuts:
         for path in (s["up"], s["down"]):
             for link in path:
                 if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
-                    self._reserved_changed(link)
+                    self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
+                    self.dirty.add(link)  # as Group._reserved_changed, but a new transfer finds all it frees
+                    link.carry(link.load_bps, link.saturated)
                     link.new_share_bps = link.free_bps
 
     def _replay_lone(self, flow: Transfer, link, media: list, now_s: float) -> None:
