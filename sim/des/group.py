@@ -173,12 +173,12 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
         A transfer arriving at this instant, before the link is re-shared, finds the share the change leaves it:
         what the change freed (or took), split as the re-share will split it among the link's transfers and it.
         With no session ``arriving`` before the re-share, nothing reads the queues or that share until the re-share
-        of this event sets both again (every path one link), so they are left to it.
+        of this event sets both again (every path one link), so with the shortcuts on they are left to it.
         """
         freed_bps = link.free_bps - self.capacity[id(link)]
         self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
         self.dirty.add(link)
-        if not arriving and self.single_link_paths:
+        if not arriving and self.single_link_paths and self.skip:
             return
         link.carry(link.load_bps, link.saturated)
         if self.single_link_paths:
