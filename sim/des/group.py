@@ -40,6 +40,7 @@ from sim.des.shortcuts import Shortcuts
 from sim.topology import FarEnd
 
 _EPS_S = 1e-9
+_NONE: list = []  # no media on a link (never changed)
 
 
 class Group(Rounds, Shortcuts, SharedLinks, Crowds):
@@ -341,9 +342,10 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
             self._replay_lone(transfers[0], link, media, now_s)
 
     def _media_on(self, link) -> list:
-        """The media whose path begins with ``link``, in ``media`` order (a new list: the caller's to keep).
+        """The media whose path begins with ``link``, in ``media`` order (to read, not to change).
 
-        Kept per link as ``media`` grows (calls join at its end); rebuilt when it is replaced (calls ended).
+        Kept per link as ``media`` grows (calls join at its end: the list given grows with it); rebuilt when it is
+        replaced (calls ended).
         """
         media, (seen, count) = self.media, self.media_seen
         if seen is not media or count > len(media):
@@ -353,4 +355,4 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
             for m in media[count:]:
                 on_link.setdefault(m.path[0], []).append(m)
             self.media_seen = (media, len(media))
-        return list(self.on_link.get(link, ()))
+        return self.on_link.get(link, _NONE)

@@ -137,7 +137,7 @@ class Shortcuts:
         if not media:
             share_elastic_alone(link, list(transfers), now_s)
         else:
-            share_link(link, list(transfers), list(media), now_s)
+            share_link(link, list(transfers), media, now_s)
 
     def _take_step(self, link, now_s: float) -> None:
         """Take a link's reservation steps due by ``now_s``.
