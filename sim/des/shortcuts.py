@@ -62,7 +62,7 @@ class Shortcuts:
             for link in path:
                 if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
                     self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
-                    self.dirty.add(link)  # as Group._reserved_changed, but a new transfer finds all it frees
+                    self.dirty.add(link)  # as Group._reserved_changed; idle: a new transfer finds all it leaves
                     link.carry(link.load_bps, link.saturated)
                     link.new_share_bps = link.free_bps
 
