@@ -10,6 +10,7 @@ record keeps the worse direction's rate measures and the worse value of each del
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from sim.des.paths import Intervals, PathHistory
 from sim.des.reserved import Streams
@@ -66,10 +67,10 @@ def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str,
         end_s = np.array([h.since_s for h in members])
         over = history.over(start_s, end_s)
         index = np.array(index)
-        queue[index], jitter[index] = over.mean(history.queue_s), over.mean(history.jitter_s)
-        shift[index] = over.mean(history.shift_s)
+        queue[index], jitter[index], shift[index], at_start_loss = _means(
+            over, np.array([history.queue_s, history.jitter_s, history.shift_s, history.loss]))
         p95[index] = over.p95(history.queue_s + history.shift_s)
-        loss[index] = _rate_weighted_loss(members, history, over.mean(history.loss))
+        loss[index] = _rate_weighted_loss(members, history, at_start_loss)
     sessions, columns = [], {name: [] for name in _COLUMNS}
     for k, (session, pair, end_s, completed) in enumerate(finished):
         up, down = (dict(h.rate_summary(), delay=h.base_delay_s + queue[2 * k + j] + shift[2 * k + j],
@@ -125,7 +126,7 @@ def fixed_rate(streams: Streams, histories: Histories) -> dict[str, np.ndarray]:
     n = len(streams.rows)
     end_s = np.minimum(streams.end_s, horizon_s)
     halves = [_FixedHalves(n), _FixedHalves(n)]  # up, down
-    names, site_index = np.unique(np.array(streams.sites, dtype=object), return_inverse=True)
+    site_index, names = pd.factorize(np.array(streams.sites, dtype=object))  # by hashing: sorting text is slow
     order = np.argsort(site_index, kind="stable")
     bounds = np.searchsorted(site_index[order], np.arange(len(names) + 1))
     for k, site in enumerate(names):  # a site's streams share its two paths
@@ -154,21 +155,42 @@ class _FixedHalves:
         over: Intervals = history.over(start_s, end_s)
         span_s = over.span_s
         at_rate = (history.fraction >= 1 - _TINY).astype(float)
-        carried = over.integral(history.fraction)
-        lost = over.integral(history.fraction * history.loss)
+        below = 1.0 - at_rate
+        n_links = len(history.labels)
+        integrals = _integrals(over, np.array([
+            history.fraction, history.fraction * history.loss, below,
+            *(below * (history.limiter == j) for j in range(n_links))]))
+        carried, lost, below_s = integrals[0], integrals[1], integrals[2]  # below_s: exactly 0 when never below
         has_span = span_s > 0
         self.fraction[index] = np.where(has_span, carried / np.where(has_span, span_s, 1.0), 0.0)
-        below_s = over.integral(1.0 - at_rate)  # exactly 0 when never below: ties between directions stay ties
         self.at_target[index] = np.where(has_span, 1.0 - below_s / np.where(has_span, span_s, 1.0), 0.0)
         self.loss[index] = np.where(carried > 0, lost / np.where(carried > 0, carried, 1.0),
                                     np.where(has_span, 0.0, history.loss[over.k0]))
-        self.queue[index] = over.mean(history.queue_s)
-        self.jitter[index] = over.mean(history.jitter_s)
-        self.shift[index] = over.mean(history.shift_s)
+        self.queue[index], self.jitter[index], self.shift[index] = _means(
+            over, np.array([history.queue_s, history.jitter_s, history.shift_s]))
         self.delay_p95[index] = over.p95(history.queue_s + history.shift_s)
-        limiter = over.below_by_link(1.0 - at_rate)
+        below_by_link = integrals[3:]  # as Intervals.below_by_link: the link holding each longest, -1 if none
+        limiter = np.where(below_by_link.max(axis=0) > 0, below_by_link.argmax(axis=0), -1)
         labels = np.array([*history.labels, "none"], dtype=object)
         self.bottleneck[index] = labels[limiter]  # -1: none
+
+
+def _integrals(over: Intervals, values: np.ndarray) -> np.ndarray:
+    """:meth:`Intervals.integral` of each row of ``values`` (step functions x breakpoints) at once.
+
+    The same operations on each row as the method's, so the same numbers to the bit (a cumulative sum along a row
+    adds in the same order as along a vector).
+    """
+    times_s, k0, k1 = over.times_s, over.k0, over.k1
+    cum = np.concatenate([np.zeros((len(values), 1)), np.cumsum(values[:, :-1] * np.diff(times_s), axis=1)], axis=1)
+    return (cum[:, k1] + values[:, k1] * (over.end_s - times_s[k1])) - \
+        (cum[:, k0] + values[:, k0] * (over.start_s - times_s[k0]))
+
+
+def _means(over: Intervals, values: np.ndarray) -> np.ndarray:
+    """:meth:`Intervals.mean` of each row of ``values`` at once (the same numbers: :func:`_integrals`)."""
+    span_s = over.span_s
+    return np.where(span_s > 0, _integrals(over, values) / np.where(span_s > 0, span_s, 1.0), values[:, over.k0])
 
 
 def _combine(streams: Streams, halves: list[_FixedHalves], horizon_s: float) -> dict[str, np.ndarray]:

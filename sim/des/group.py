@@ -40,6 +40,7 @@ from sim.des.shortcuts import Shortcuts
 from sim.topology import FarEnd
 
 _EPS_S = 1e-9
+_NONE: list = []  # no media on a link (never changed)
 
 
 class Group(Rounds, Shortcuts, SharedLinks, Crowds):
@@ -72,6 +73,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
         self.single_link_paths = all(link.kind == "access" for link in links)  # no site shares a link
         self.capacity = {id(link): link.free_bps for link in links}  # what max-min filling shares
         self.capacity.update({-id(link): link.free_headroom_bps for link in links})
+        self.on_link: dict = {}  # each link's media (by first link, in ``media`` order), built from ``media_seen``
+        self.media_seen: tuple = (None, 0)  # the ``media`` list ``on_link`` was built from, and its length then
 
     def process(self, env):
         """The SimPy process: wait for the next change, apply it, re-share."""
@@ -81,7 +84,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
         horizon_s = self.ctx.horizon_s
         while i < n or self.starting or self.transfers or self.media or self.crowds:
             change_s = self._next_change_s()
-            if self.skip:
+            if self.skip and i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S:
                 i, change_s = self._start_quietly(i, change_s, starts_s, is_video)
             next_s = starts_s[i] if i < n and starts_s[i] < change_s else change_s
             if next_s > horizon_s:
@@ -94,9 +97,10 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
             for link in self.changing:
                 if link.next_line_s <= now_s + _EPS_S and link.take_line(now_s + _EPS_S):
                     self._line_changed(link)
+            arriving = i < n and starts_s[i] <= now_s + _EPS_S
             for link in self.reserving:
                 if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
-                    self._reserved_changed(link)
+                    self._reserved_changed(link, arriving)
             while i < n and starts_s[i] <= now_s + _EPS_S:
                 self._arrive(sessions[i], now_s)
                 i += 1
@@ -111,7 +115,9 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
 
     def _next_line_s(self) -> float:
         """When the next line of the group's links changes (s; inf if none will)."""
-        return min((link.next_line_s for link in self.changing), default=math.inf)
+        if not self.changing:
+            return math.inf
+        return min(link.next_line_s for link in self.changing)
 
     def _next_change_s(self) -> float:
         best_s = self._next_line_s()  # a line's change is an event: the state every arrival reads follows it
@@ -162,15 +168,19 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
         if self.single_link_paths:
             link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (self._on_link(link) + 1))
 
-    def _reserved_changed(self, link) -> None:
+    def _reserved_changed(self, link, arriving: bool = True) -> None:
         """A link's reserved rate changed: fluid flows share what is left; its queues change now.
 
         A transfer arriving at this instant, before the link is re-shared, finds the share the change leaves it:
         what the change freed (or took), split as the re-share will split it among the link's transfers and it.
+        With no session ``arriving`` before the re-share, nothing reads the queues or that share until the re-share
+        of this event sets both again (every path one link), so with the shortcuts on they are left to it.
         """
         freed_bps = link.free_bps - self.capacity[id(link)]
         self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
         self.dirty.add(link)
+        if not arriving and self.single_link_paths and self.skip:
+            return
         link.carry(link.load_bps, link.saturated)
         if self.single_link_paths:
             link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (self._on_link(link) + 1))
@@ -319,7 +329,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
         its end when nothing else will touch the link before then (:meth:`_replay_lone`).
         """
         link.settle(now_s)
-        media = [m for m in self.media if m.path[0] is link]
+        media = self._media_on(link)
         if link in self.crowds:  # many transfers: shared as arrays, the same way
             self.crowds[link].share(media, now_s)
             return
@@ -330,3 +340,19 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
             share_link(link, transfers, media, now_s)
         if replay and self.skip and len(transfers) == 1:
             self._replay_lone(transfers[0], link, media, now_s)
+
+    def _media_on(self, link) -> list:
+        """The media whose path begins with ``link``, in ``media`` order (to read, not to change).
+
+        Kept per link as ``media`` grows (calls join at its end: the list given grows with it); rebuilt when it is
+        replaced (calls ended).
+        """
+        media, (seen, count) = self.media, self.media_seen
+        if seen is not media or count > len(media):
+            self.on_link, count = {}, 0
+        if count < len(media):
+            on_link = self.on_link
+            for m in media[count:]:
+                on_link.setdefault(m.path[0], []).append(m)
+            self.media_seen = (media, len(media))
+        return self.on_link.get(link, _NONE)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from sim.des.flows import Transfer
-from sim.des.linkshare import lone_finish_s
+from sim.des.linkshare import lone_finish_s, share_elastic_alone, share_link
 
 _EPS_S = 1e-9
 
@@ -43,8 +43,8 @@ class Shortcuts:
             if flow is None:
                 continue
             if self.single_link_paths and self._run_alone(flow, min(starts_s[i] if i < n else math.inf, line_s)):
-                for media in self.media:  # a call it held back climbs from its end: each step is a change
-                    change_s = min(change_s, media.climb_next_s)
+                for media in self._media_on(flow.path[0]):  # a call it held back climbs from its end: a change
+                    change_s = min(change_s, media.climb_next_s)  # (the replay re-shared its link's calls alone)
                 continue
             if flow.active_at_s < change_s:
                 change_s = flow.active_at_s
@@ -61,7 +61,9 @@ class Shortcuts:
         for path in (s["up"], s["down"]):
             for link in path:
                 if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
-                    self._reserved_changed(link)
+                    self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
+                    self.dirty.add(link)  # as Group._reserved_changed; idle: a new transfer finds all it leaves
+                    link.carry(link.load_bps, link.saturated)
                     link.new_share_bps = link.free_bps
 
     def _replay_lone(self, flow: Transfer, link, media: list, now_s: float) -> None:
@@ -76,7 +78,7 @@ class Shortcuts:
             return
         finish_s = lone_finish_s(flow, link, now_s, media)
         if self._quiet_until(finish_s, media, self.next_arrival_s):
-            self._finish_lone(flow, link, finish_s)
+            self._finish_lone(flow, link, finish_s, media)
 
     def _quiet_until(self, finish_s: float, media: list, next_arrival_s: float) -> bool:
         """Whether a lone transfer ending at ``finish_s`` ends before anything else touches its link."""
@@ -94,7 +96,7 @@ class Shortcuts:
         if (link in self.crowds or any(f.path[0] is link for f in self.transfers)
                 or any(f.path[0] is link for f in self.starting if f is not flow)):
             return False
-        media = [m for m in self.media if m.path[0] is link]
+        media = self._media_on(link)
         start_s = flow.active_at_s
         finish_s = lone_finish_s(flow, link, start_s, media)
         if not self._quiet_until(finish_s, media, next_arrival_s):
@@ -102,28 +104,46 @@ class Shortcuts:
         while link.next_step_s < start_s - _EPS_S:
             step_s = link.next_step_s
             self._take_step(link, step_s)
-            self._reshare_link(link, step_s, replay=False)
+            self._share_lone_link(link, (), media, step_s)
         self.starting.remove(flow)
         self.transfers.append(flow)
         self._take_step(link, start_s)
-        self._reshare_link(link, start_s, replay=False)
-        self._finish_lone(flow, link, finish_s)
+        self._share_lone_link(link, (flow,), media, start_s)
+        self._finish_lone(flow, link, finish_s, media)
         return True
 
-    def _finish_lone(self, flow: Transfer, link, finish_s: float) -> None:
-        """Replay a lone transfer's link through its reservation steps to the transfer's end at ``finish_s``."""
+    def _finish_lone(self, flow: Transfer, link, finish_s: float, media: list) -> None:
+        """Replay a lone transfer's link through its reservation steps to the transfer's end at ``finish_s``.
+
+        ``media``: the link's media, which stay until then.
+        """
         while link.next_step_s < finish_s - _EPS_S:
             step_s = link.next_step_s
             self._take_step(link, step_s)
-            self._reshare_link(link, step_s, replay=False)
+            self._share_lone_link(link, (flow,), media, step_s)
         flow.settle(finish_s)
         self.transfers.remove(flow)
         self.ctx.finish_transfer(flow, finish_s)
         self._take_step(link, finish_s)
-        self._reshare_link(link, finish_s, replay=False)
+        self._share_lone_link(link, (), media, finish_s)
+
+    @staticmethod
+    def _share_lone_link(link, transfers: tuple, media: list, now_s: float) -> None:
+        """:meth:`_reshare_link` without a replay, for a link whose transfers and media are known.
+
+        Its transfers are at most the lone one (so it has no crowd), its media those the caller found on it.
+        """
+        link.settle(now_s)
+        if not media:
+            share_elastic_alone(link, list(transfers), now_s)
+        else:
+            share_link(link, list(transfers), media, now_s)
 
     def _take_step(self, link, now_s: float) -> None:
-        """Take a link's reservation steps due by ``now_s`` (its flows are then re-shared by the caller)."""
+        """Take a link's reservation steps due by ``now_s``.
+
+        Its flows are then re-shared by the caller at once, which sets its load and queues (nothing reads them
+        between).
+        """
         if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
             self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
-            link.carry(link.load_bps, link.saturated)

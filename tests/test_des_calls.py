@@ -1,0 +1,81 @@
+"""Calls' records from their paths' histories: the measures computed as rows of one array are the vectors' to the bit.
+
+:func:`sim.des.calls._integrals` and :func:`sim.des.calls._means` integrate several step functions of a path over
+many intervals at once; :meth:`sim.des.paths.Intervals.integral` and ``mean`` do one at a time. Random links
+(a history of loads, saturation and losses; reservations; calls' intervals, some empty, some past the history) must
+give the same numbers to the bit, and :class:`sim.des.calls._FixedHalves` the measures the one-at-a-time formulas
+give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.des import calls, queueing
+from sim.des.links import Link
+from sim.des.paths import PathHistory
+
+HORIZON_S = 600.0
+times = st.lists(st.floats(0.0, HORIZON_S), min_size=0, max_size=12, unique=True).map(sorted)
+
+
+def _link(name: str, change_s: list[float], steps_s: list[float], data: st.DataObject) -> Link:
+    link = Link(f"{name}/up", name, "access", "up", 1e6, 30_000.0, 0.01, 0.002, 0.0, 60.0, 11)
+    n = len(change_s)
+    loads = data.draw(st.lists(st.sampled_from([0.0, 2e5, 6e5, 1e6]), min_size=n, max_size=n))
+    states = data.draw(st.lists(st.sampled_from([queueing.NOT_SATURATED, queueing.BURSTS, queueing.STANDING]),
+                                min_size=n, max_size=n))
+    losses = data.draw(st.lists(st.sampled_from([0.0, 1e-3, 0.02]), min_size=n, max_size=n))
+    link.history = (list(change_s), loads, states, losses, [0.0] * n)
+    link.reserve(list(steps_s), data.draw(st.lists(st.sampled_from([0.0, 4e5, 1.2e6]), min_size=len(steps_s),
+                                                   max_size=len(steps_s))))
+    return link
+
+
+@settings(max_examples=150, deadline=None)
+@given(change_s=times, steps_s=times, two_links=st.booleans(), data=st.data())
+def test_rows_at_once_are_the_vectors_to_the_bit(change_s, steps_s, two_links, data):
+    path = (_link("a", change_s, steps_s, data),)
+    if two_links:
+        path = (*path, _link("b", data.draw(times), data.draw(times), data))
+    history = PathHistory(path, HORIZON_S)
+    n = data.draw(st.integers(1, 8))
+    start_s = np.array(data.draw(st.lists(st.floats(0.0, HORIZON_S), min_size=n, max_size=n)))
+    end_s = np.minimum(start_s + np.array(data.draw(st.lists(st.sampled_from([0.0, 0.5, 30.0, 400.0]), min_size=n,
+                                                                 max_size=n))), HORIZON_S)
+    over = history.over(start_s, end_s)
+    rows = [history.queue_s, history.jitter_s, history.loss, history.fraction * history.loss]
+    for row, integral, mean in zip(rows, calls._integrals(over, np.array(rows)), calls._means(over, np.array(rows))):
+        assert np.array_equal(integral, over.integral(row))
+        assert np.array_equal(mean, over.mean(row))
+
+    halves = calls._FixedHalves(n)
+    halves.fill(np.arange(n), history, start_s, end_s)
+    at_rate = (history.fraction >= 1 - calls._TINY).astype(float)
+    span_s = end_s - start_s
+    carried = over.integral(history.fraction)
+    assert np.array_equal(halves.fraction, np.where(span_s > 0, carried / np.where(span_s > 0, span_s, 1.0), 0.0))
+    below_s = over.integral(1.0 - at_rate)
+    assert np.array_equal(halves.at_target, np.where(span_s > 0, 1.0 - below_s / np.where(span_s > 0, span_s, 1.0),
+                                                     0.0))
+    lost = over.integral(history.fraction * history.loss)
+    assert np.array_equal(halves.loss, np.where(carried > 0, lost / np.where(carried > 0, carried, 1.0),
+                                                np.where(span_s > 0, 0.0, history.loss[over.k0])))
+    for name, values in (("queue", history.queue_s), ("jitter", history.jitter_s), ("shift", history.shift_s)):
+        assert np.array_equal(getattr(halves, name), over.mean(values))
+    labels = np.array([*history.labels, "none"], dtype=object)
+    assert list(halves.bottleneck) == list(labels[over.below_by_link(1.0 - at_rate)])
+
+
+def test_a_fixed_stream_on_a_line_its_reservations_overfill_half_the_time_carries_three_quarters():
+    """1.2 Mbit/s reserved on a 1 Mbit/s line for 30 of 60 s: 1/1.2 of the rate then, all of it before (hand)."""
+    link = Link("a/up", "a", "access", "up", 1e6, 30_000.0, 0.0, 0.0, 0.0, 60.0, 11)
+    link.reserve([30.0, 60.0], [1.2e6, 0.0])
+    history = PathHistory((link,), HORIZON_S)
+    halves = calls._FixedHalves(1)
+    halves.fill(np.arange(1), history, np.array([0.0]), np.array([60.0]))
+    assert abs(halves.fraction[0] - (30.0 + 30.0 / 1.2) / 60.0) < 1e-12
+    assert halves.at_target[0] == 0.5
+    assert halves.bottleneck[0] == "access_up"
