@@ -66,7 +66,7 @@ class Link:
                  "headroom_bps", "reserved_bps", "steps_s", "steps_bps", "step", "next_step_s", "history",
                  "media_bps", "media_count", "video_yields", "media_floor_bps", "media_steady", "priority",
                  "media_load_bps", "line0", "line_steps_s", "line_steps", "line_step", "next_line_s",
-                 "rtt_shift_s")
+                 "rtt_shift_s", "bind_limit_bps", "bind_next")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -87,6 +87,7 @@ class Link:
         self.reserved_bps = 0.0
         self.steps_s = self.steps_bps = _NO_STEPS
         self.step, self.next_step_s = 0, math.inf
+        self.bind_limit_bps, self.bind_next = math.nan, 0
         self.history: tuple[list, ...] = ([], [], [], [], [])
         self.media_bps, self.media_floor_bps, self.media_count, self.media_steady = 0.0, 0.0, 0, False
 
@@ -142,6 +143,7 @@ class Link:
         """Give the link its reservations: from ``steps_s[k]`` on, fixed-rate streams hold ``steps_bps[k]``."""
         self.steps_s, self.steps_bps = steps_s, steps_bps
         self.step, self.next_step_s = 0, steps_s[0] if steps_s else math.inf
+        self.bind_limit_bps, self.bind_next = math.nan, 0
 
     @property
     def free_bps(self) -> float:
@@ -173,16 +175,23 @@ class Link:
         A step cannot while what they ask for fits in the headroom the reservations leave, before and after it. The
         steps not taken yet are looked through in order (a step that does not bind waits, untaken, for the next
         event: it must not hide a later one that does).
+
+        Whether a step after the next one binds depends only on its rate, the one before it and the limit (the
+        headroom less what the media ask for), so the look resumes where the last one with the same limit stopped
+        (``bind_next``: every step between the next one and it was found not to bind).
         """
         steps_s, steps_bps, k = self.steps_s, self.steps_bps, self.step
-        before_bps = self.reserved_bps
+        n = len(steps_s)
+        if k >= n:
+            return math.inf
         limit_bps = self.headroom_bps - self.media_bps - 1e-6
-        while k < len(steps_s) and steps_s[k] < until_s:
-            if max(before_bps, steps_bps[k]) > limit_bps:
-                return steps_s[k]
-            before_bps = steps_bps[k]
-            k += 1
-        return math.inf
+        if max(self.reserved_bps, steps_bps[k]) > limit_bps:  # the next step, after the reserved rate now
+            return steps_s[k] if steps_s[k] < until_s else math.inf
+        j = self.bind_next if limit_bps == self.bind_limit_bps and self.bind_next > k else k + 1
+        while j < n and steps_s[j] < until_s and max(steps_bps[j - 1], steps_bps[j]) <= limit_bps:
+            j += 1
+        self.bind_limit_bps, self.bind_next = limit_bps, j
+        return steps_s[j] if j < n and steps_s[j] < until_s else math.inf
 
     def sync(self, now_s: float) -> bool:
         """Take the reserved rate in force at ``now_s``; True if it changed (the link must then be re-shared)."""
