@@ -58,6 +58,9 @@ class Link:
             backup, a repair: :mod:`sim.linkchanges`): from ``line_steps_s[k]`` on, it is ``line_steps[k]``, a
             step function known before the run, taken by :meth:`take_line` as its group reaches each step.
         rtt_shift_s: How much longer than the topology's its site's round trip is now (s; 0 but on a changed line).
+        queues_at: The M/D/1 queue (delay, jitter: s) below saturation by total load (bit/s) on the present line,
+            as :meth:`carry` found it: a pure function of the line and the load, so remembered exactly (it grows
+            by at most one entry a call, as the history does, and is emptied when the line changes).
     """
 
     __slots__ = ("name", "site", "kind", "direction", "capacity_bps", "buffer_bytes", "loss", "jitter_s",
@@ -66,7 +69,7 @@ class Link:
                  "headroom_bps", "reserved_bps", "steps_s", "steps_bps", "step", "next_step_s", "history",
                  "media_bps", "media_count", "video_yields", "media_floor_bps", "media_steady", "priority",
                  "media_load_bps", "line0", "line_steps_s", "line_steps", "line_step", "next_line_s",
-                 "rtt_shift_s", "bind_limit_bps", "bind_next")
+                 "rtt_shift_s", "bind_limit_bps", "bind_next", "queues_at")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -96,6 +99,7 @@ class Link:
         capacity_bps, buffer_bytes, priority = line.capacity_bps, line.buffer_bytes, line.priority
         self.capacity_bps, self.buffer_bytes, self.loss, self.priority = capacity_bps, buffer_bytes, line.loss, priority
         self.rtt_shift_s = line.rtt_shift_s
+        self.queues_at: dict[float, tuple[float, float]] = {}  # the line's M/D/1 queues by load (see carry)
         self.headroom_bps = capacity_bps * queueing.VIDEO_MAX_UTILISATION
         if capacity_bps <= 0.0:  # an outage: nothing crosses, nothing queues
             self.tcp_queue = self.burst_queue = self.full_queue = (0.0, 0.0)
@@ -224,9 +228,12 @@ class Link:
                 else self.burst_queue
         elif total_bps <= 0.0 or self.capacity_bps <= 0.0:  # idle, or an outage
             self.queue_delay_s = self.queue_jitter_s = 0.0
-        else:
-            self.queue_delay_s, self.queue_jitter_s = queueing.link_delay_s(self.capacity_bps, self.buffer_bytes,
-                                                                            total_bps, False)
+        else:  # a pure function of the line and the load: remembered per load until the line changes
+            queues = self.queues_at.get(total_bps)
+            if queues is None:
+                queues = self.queues_at[total_bps] = queueing.link_delay_s(self.capacity_bps, self.buffer_bytes,
+                                                                           total_bps, False)
+            self.queue_delay_s, self.queue_jitter_s = queues
 
     def note(self, now_s: float) -> None:
         """Write the fluid state into the history, if it changed."""
