@@ -37,6 +37,8 @@ class Link:
         load_bps, saturated, queue_delay_s, queue_jitter_s, congestion_loss: The current state, set on
             each re-share. ``load_bps`` is the fluid flows' load (transfers and adaptive media); the queues
             also count the reserved rate.
+        free_bps, free_headroom_bps: What the reserved rate leaves of the capacity to fluid flows, and of the
+            video headroom to adaptive video (bit/s).
         reserved_bps: The rate fixed-rate streams hold on the link now (:mod:`sim.des.reserved`): a step
             function known before the run (``steps_s``, ``steps_bps``), followed lazily by :meth:`sync`.
         new_share_bps: The share a new transfer would find here (what video leaves at its minimum, split
@@ -69,7 +71,7 @@ class Link:
                  "headroom_bps", "reserved_bps", "steps_s", "steps_bps", "step", "next_step_s", "history",
                  "media_bps", "media_count", "video_yields", "media_floor_bps", "media_steady", "priority",
                  "media_load_bps", "line0", "line_steps_s", "line_steps", "line_step", "next_line_s",
-                 "rtt_shift_s", "bind_limit_bps", "bind_next", "queues_at")
+                 "rtt_shift_s", "bind_limit_bps", "bind_next", "queues_at", "free_bps", "free_headroom_bps")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -83,11 +85,11 @@ class Link:
         self.bin0_s, self.bin_s = bin0_s, bin_s
         self.since_s = bin0_s  # utilisation is settled up to here
         self.new_share_bps = capacity_bps
+        self.reserved_bps = 0.0
         self.line0 = Line(capacity_bps, buffer_bytes, loss, priority)
         self._set_line(self.line0)
         self.line_steps_s, self.line_steps, self.line_step, self.next_line_s = _NO_STEPS, _NO_STEPS, 0, math.inf
         self.media_load_bps = 0.0
-        self.reserved_bps = 0.0
         self.steps_s = self.steps_bps = _NO_STEPS
         self.step, self.next_step_s = 0, math.inf
         self.bind_limit_bps, self.bind_next = math.nan, 0
@@ -101,6 +103,7 @@ class Link:
         self.rtt_shift_s = line.rtt_shift_s
         self.queues_at: dict[float, tuple[float, float]] = {}  # the line's M/D/1 queues by load (see carry)
         self.headroom_bps = capacity_bps * queueing.VIDEO_MAX_UTILISATION
+        self._set_free()
         if capacity_bps <= 0.0:  # an outage: nothing crosses, nothing queues
             self.tcp_queue = self.burst_queue = self.full_queue = (0.0, 0.0)
             self.video_yields = (False, False, False)
@@ -149,15 +152,13 @@ class Link:
         self.step, self.next_step_s = 0, steps_s[0] if steps_s else math.inf
         self.bind_limit_bps, self.bind_next = math.nan, 0
 
-    @property
-    def free_bps(self) -> float:
-        """Capacity left to fluid flows by the reserved rate (bit/s)."""
-        return max(0.0, self.capacity_bps - self.reserved_bps)
+    def _set_free(self) -> None:
+        """What the reserved rate leaves of the capacity to fluid flows, and of the headroom to video (bit/s).
 
-    @property
-    def free_headroom_bps(self) -> float:
-        """Headroom left to adaptive video by the reserved rate (bit/s)."""
-        return max(0.0, self.headroom_bps - self.reserved_bps)
+        Kept as attributes (``free_bps``, ``free_headroom_bps``), set wherever the line or the reserved rate changes.
+        """
+        self.free_bps = max(0.0, self.capacity_bps - self.reserved_bps)
+        self.free_headroom_bps = max(0.0, self.headroom_bps - self.reserved_bps)
 
     def add_media(self, demand_bps: float, floor_bps: float) -> None:
         """An adaptive media flow asking for ``demand_bps`` and needing at least ``floor_bps`` joins the link."""
@@ -207,6 +208,7 @@ class Link:
         if reserved_bps == self.reserved_bps:
             return False
         self.reserved_bps = reserved_bps
+        self._set_free()
         return True
 
     def carry(self, load_bps: float, saturated: int, media_load_bps: float | None = None) -> None:
