@@ -97,7 +97,7 @@ class Intervals:
         durations_s = np.clip(seg_end_s, start_s[owner], end_s[owner]) - np.clip(times_s[segment], start_s[owner],
                                                                                 end_s[owner])
         value = values[segment]
-        order = np.lexsort((value, owner))
+        order = _by_owner_then_value(values, owner, segment)
         reached_s = np.cumsum(durations_s[order])
         before_s = np.concatenate([[0.0], reached_s])[offsets]  # time counted before each interval's first pair
         goal_s = before_s + 0.95 * (end_s - start_s)
@@ -110,6 +110,17 @@ class Intervals:
         history = self.history
         times = np.array([self.integral(below * (history.limiter == j)) for j in range(len(history.labels))])
         return np.where(times.max(axis=0) > 0, times.argmax(axis=0), -1)
+
+
+def _by_owner_then_value(values: np.ndarray, owner: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """``np.lexsort((values[segment], owner))``, the same order, from one sort of integers.
+
+    Each pair's key is its owner, then the rank of its segment's value among ``values`` (ties ranked by segment, as
+    the pairs of an owner come in segment order): keys are distinct, so the order is lexsort's, ties and all.
+    """
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[np.argsort(values, kind="stable")] = np.arange(len(values))
+    return np.argsort(owner * len(values) + rank[segment], kind="stable")
 
 
 def _link_state(link, horizon_s: float) -> dict[str, np.ndarray]:

@@ -1,0 +1,67 @@
+"""A path's step functions over many intervals (:mod:`sim.des.paths`): percentiles worked out one interval at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.des import queueing
+from sim.des.links import Link
+from sim.des.paths import PathHistory, _by_owner_then_value
+from sim.des.tcp import FRAME_BYTES
+
+
+def _history(loads_bps: list[float], step_s: float = 1.0) -> PathHistory:
+    """A 10 Mbit/s link whose load is ``loads_bps[k]`` from ``k * step_s`` (s) on, as a one-link path."""
+    link = Link("site/up", "site", "access", "up", 10e6, 100_000.0, 0.0, 0.0, 0.0, 60.0, 10)
+    for k, load_bps in enumerate(loads_bps):
+        link.carry(load_bps, queueing.NOT_SATURATED)
+        link.note(k * step_s)
+    return PathHistory((link,), horizon_s=len(loads_bps) * step_s)
+
+
+def _p95_by_hand(times_s: np.ndarray, values: np.ndarray, start_s: float, end_s: float) -> float:
+    """The first value, in increasing order, below which 95% of [start_s, end_s] is spent."""
+    edges_s = np.append(times_s[1:], np.inf)
+    spent = [(value, min(edge_s, end_s) - max(t_s, start_s)) for t_s, edge_s, value in zip(times_s, edges_s, values)
+             if min(edge_s, end_s) > max(t_s, start_s)]
+    total_s = 0.0
+    for value, duration_s in sorted(spent, key=lambda pair: pair[0]):
+        total_s += duration_s
+        if total_s >= 0.95 * (end_s - start_s) - 1e-9:
+            return value
+    raise AssertionError("never reached")
+
+
+def test_the_95th_percentile_of_each_interval_is_the_one_worked_out_alone():
+    rng = np.random.default_rng(7)
+    loads_bps = rng.choice([1e6, 3e6, 5e6, 8e6], size=60)  # repeated loads: ties among the values
+    history = _history(list(loads_bps))
+    start_s = rng.uniform(0.0, 50.0, size=200)
+    end_s = start_s + rng.uniform(0.0, 15.0, size=200)
+    end_s[:5] = start_s[:5]  # empty intervals: the value at their start
+    p95 = history.over(start_s, end_s).p95(history.queue_s)
+    times_s = history.times_s.copy()
+    for k in range(len(start_s)):
+        if end_s[k] > start_s[k]:
+            assert p95[k] == _p95_by_hand(times_s, history.queue_s, start_s[k], end_s[k])
+        else:
+            assert p95[k] == history.queue_s[np.searchsorted(times_s, start_s[k], side="right") - 1]
+
+
+def test_the_pairs_come_in_lexsorts_order_ties_and_missing_values_included():
+    rng = np.random.default_rng(3)
+    values = rng.choice([0.0, -0.0, 0.5, 1.0, np.nan], size=40)
+    k0 = rng.integers(0, 40, size=30)
+    counts = rng.integers(1, 41 - k0)
+    owner = np.repeat(np.arange(30), counts)
+    segment = np.concatenate([np.arange(a, a + c) for a, c in zip(k0, counts)])
+    assert np.array_equal(_by_owner_then_value(values, owner, segment), np.lexsort((values[segment], owner)))
+
+
+@pytest.mark.parametrize("load_bps", [2e6, 9e6])
+def test_a_steady_load_is_its_own_percentile(load_bps):
+    history = _history([load_bps] * 5)
+    p95 = history.over(np.array([0.5, 1.0]), np.array([4.5, 3.0])).p95(history.queue_s)
+    rho, service_s = load_bps / 10e6, FRAME_BYTES * 8 / 10e6
+    assert p95 == pytest.approx([rho * service_s / (2 * (1 - rho))] * 2, rel=1e-12)
