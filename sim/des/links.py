@@ -260,10 +260,11 @@ class Link:
 
     def settle(self, now_s: float) -> None:
         """Add the bits carried at the current load since the last settlement to the utilisation bins."""
-        t0_s, t1_s = self.since_s, now_s
-        self.since_s = max(self.since_s, now_s)
-        if self.load_bps > 0.0 and t1_s > t0_s:
-            self._spread(t0_s, t1_s, self.load_bps)
+        t0_s = self.since_s
+        if now_s > t0_s:
+            self.since_s = now_s
+            if self.load_bps > 0.0:
+                self._spread(t0_s, now_s, self.load_bps)
 
     def add_bits(self, t0_s: float, t1_s: float, bits: float) -> None:
         """Add ``bits`` carried evenly over [t0_s, t1_s] outside the fluid load (a transfer's slow-start rounds)."""
@@ -275,8 +276,11 @@ class Link:
     def _spread(self, t0_s: float, t1_s: float, rate: float) -> None:
         """Add ``rate`` (bit/s) over [t0_s, t1_s] to the utilisation bins (the last bin takes any time beyond)."""
         bits, w, b0 = self.bits, self.bin_s, self.bin0_s
-        k0 = max(0, int((t0_s - b0) // w))
-        k1 = min(int((t1_s - b0) // w), len(bits) - 1)
+        k0, k1 = int((t0_s - b0) // w), int((t1_s - b0) // w)
+        if k0 < 0:
+            k0 = 0
+        if k1 >= len(bits):
+            k1 = len(bits) - 1
         if k0 >= k1:
             bits[k0] += rate * (t1_s - t0_s)
             return

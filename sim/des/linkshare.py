@@ -30,7 +30,7 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     video_floor_bps = set_link_media(link, media, rates[n_transfers:], limited[n_transfers:], saturated, now_s)
     link.new_share_bps = (link.free_bps - video_floor_bps) / (n_transfers + 1)
     link.carry(sum(rates), saturated, sum(rates[n_transfers:]))
-    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
+    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link]) if saturated else 0.0
     link.note(now_s)
 
 def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float) -> bool:
@@ -42,21 +42,22 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
     """
     if not link.media_steady and not all(m.free for m in media):
         return False
-    transfer_caps = [f.cap_bps for f in transfers]
-    level = water_level(transfer_caps, link.free_bps - link.media_bps) if transfer_caps else math.inf
-    limited = [cap > level for cap in transfer_caps]
-    saturated = saturation(transfers, limited)
-    if link.video_yields[saturated]:
-        return False
-    load_bps = link.media_bps
-    for flow, cap_bps, is_limited in zip(transfers, transfer_caps, limited):
-        rate_bps = min(cap_bps, level)
-        set_transfer(flow, rate_bps, link if is_limited else None, now_s)
-        load_bps += rate_bps
+    load_bps, saturated = link.media_bps, queueing.NOT_SATURATED
+    if transfers:
+        transfer_caps = [f.cap_bps for f in transfers]
+        level = water_level(transfer_caps, link.free_bps - link.media_bps)
+        limited = [cap > level for cap in transfer_caps]
+        saturated = saturation(transfers, limited)
+        if link.video_yields[saturated]:
+            return False
+        for flow, cap_bps, is_limited in zip(transfers, transfer_caps, limited):
+            rate_bps = min(cap_bps, level)
+            set_transfer(flow, rate_bps, link if is_limited else None, now_s)
+            load_bps += rate_bps
     steady_media(link, media, now_s)
     link.new_share_bps = (link.free_bps - link.media_floor_bps) / (len(transfers) + 1)
     link.carry(load_bps, saturated, link.media_bps)
-    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
+    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link]) if saturated else 0.0
     link.note(now_s)
     return True
 
