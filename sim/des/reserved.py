@@ -48,10 +48,11 @@ def _far_ends(trace: pd.DataFrame, topology: Topology) -> tuple[np.ndarray, np.n
     A call's own patient line where the trace drew one, else the topology's far end of that name.
     """
     names = trace["far_end"].to_numpy(dtype=object)
-    ends = {name: topology.far_end(name) for name in pd.unique(names)}
-    down = np.array([ends[name].down_bps for name in names], dtype=float)
-    up = np.array([ends[name].up_bps for name in names], dtype=float)
-    rtt = np.array([ends[name].rtt_s for name in names], dtype=float)
+    which, unique = pd.factorize(names, use_na_sentinel=False)  # each row's far end, by its index in unique
+    ends = [topology.far_end(name) for name in unique]
+    down = np.array([end.down_bps for end in ends], dtype=float)[which]
+    up = np.array([end.up_bps for end in ends], dtype=float)[which]
+    rtt = np.array([end.rtt_s for end in ends], dtype=float)[which]
     drawn = (names == "home") & ~np.isnan(trace["far_down_bps"].to_numpy())
     down = np.where(drawn, trace["far_down_bps"].to_numpy(), down)
     up = np.where(drawn, trace["far_up_bps"].to_numpy(), up)
@@ -86,11 +87,14 @@ def reserve(streams: Streams) -> None:
     """Give every link the step function of the rate fixed-rate streams hold on it (:meth:`Link.reserve`)."""
     per_link: dict[int, tuple[object, list, list]] = {}
     names, site_index = np.unique(np.array(streams.sites, dtype=object), return_inverse=True)
-    times_s = np.concatenate([streams.start_s, streams.end_s])
+    # every start, then every end, grouped by site (in the order of names), each site's in that order
+    by_site = np.argsort(np.tile(site_index, 2), kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(2 * np.bincount(site_index, minlength=len(names)))])
+    times_s = np.concatenate([streams.start_s, streams.end_s])[by_site]
     for direction, rate_bps in ((0, streams.rate_bps * streams.up_share), (1, streams.rate_bps)):
-        deltas_bps = np.concatenate([rate_bps, -rate_bps])
+        deltas_bps = np.concatenate([rate_bps, -rate_bps])[by_site]
         for k, site in enumerate(names):
-            mine = np.tile(site_index == k, 2)
+            mine = slice(bounds[k], bounds[k + 1])
             for link in streams.site_links[site][direction]:
                 entry = per_link.setdefault(id(link), (link, [], []))
                 entry[1].append(times_s[mine])
