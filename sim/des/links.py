@@ -60,6 +60,8 @@ class Link:
             backup, a repair: :mod:`sim.linkchanges`): from ``line_steps_s[k]`` on, it is ``line_steps[k]``, a
             step function known before the run, taken by :meth:`take_line` as its group reaches each step.
         rtt_shift_s: How much longer than the topology's its site's round trip is now (s; 0 but on a changed line).
+        bind_limit_bps, bind_next: Where :meth:`binding_step_s` last stopped looking (a step index) and for which
+            limit (bit/s): every step after the next one up to it does not bind under that limit.
         queues_at: The M/D/1 queue (delay, jitter: s) below saturation by total load (bit/s) on the present line,
             as :meth:`carry` found it: a pure function of the line and the load, so remembered exactly (it grows
             by at most one entry a call, as the history does, and is emptied when the line changes).
