@@ -257,3 +257,16 @@ def test_a_free_text_site_name_is_shown_as_text_and_found_by_its_words(browser, 
     finally:
         page.close()
     assert shown == [name] and not ran and errors == []
+
+
+def test_a_png_kaleido_does_not_write_is_an_error_naming_it_not_a_missing_file(tmp_path):
+    """plotly drops kaleido's per-figure failures; the export checks its files (here a folder that does not exist)."""
+    import plotly.graph_objects as go
+
+    from sim.errors import CapabilityError
+    written, lost = tmp_path / "written.png", tmp_path / "no-such-folder" / "lost.png"
+    figure = go.Figure(go.Bar(x=["a"], y=[1]))
+    with pytest.raises(CapabilityError, match=r"lost\.png") as raised:
+        pngs.write([figure, figure], [written, lost])
+    assert "written.png" not in str(raised.value)
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

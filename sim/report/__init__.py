@@ -68,10 +68,10 @@ def _write_figure_files(folder: Path, specs: list, png: bool | None) -> dict[str
         return links
     try:
         pngs.write([s.figure for s in specs], [fig_dir / f"{s.name}.png" for s in specs])
-    except CapabilityError:
+    except CapabilityError as exc:
         if png:
             raise
-        log.warning("PNG figures skipped: no browser for kaleido (install chromium)")
+        log.warning("PNG figures skipped: %s", exc)
         return links
     for spec in specs:
         links[spec.name]["PNG"] = f"{FIGURES_DIR}/{spec.name}.png"
