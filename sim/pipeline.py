@@ -217,7 +217,8 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
             outcome = simulate(scenario, seed, progress, phases)
         with phases("write"):
             write(outcome, folder.partial, Path(path), tables=not sharded)  # a sharded run's are merged there
-            _write_phases(outcome.result, outcome.failover, folder.partial)
+            if outcome.failover is not None:  # asked only then: a sharded run's result is read whole (GBs)
+                _write_phases(outcome.result, outcome.failover, folder.partial)
         with phases("report"):
             report.render(folder.partial, png=png)
     tables = replace(outcome.tables, folder=folder.final) if sharded else outcome.tables  # the tables' final place

@@ -161,6 +161,20 @@ def test_sharded_folder_holds_the_single_process_files(small_shards, icb_morning
         assert (sharded / name).read_bytes() == (one / name).read_bytes(), name
 
 
+def test_sharded_run_writes_its_folder_without_reading_its_session_tables(small_shards, icb_morning, tmp_path,
+                                                                          monkeypatch):
+    # The merged tables are millions of rows for an estate (england's records: 3 GB as frames): writing the rest of
+    # the folder and the report must not read them whole in the main process. Every read of them is counted.
+    reads = []
+    read = pipeline.Stored._read
+    monkeypatch.setattr(pipeline.Stored, "_read", lambda self, name: reads.append(name) or read(self, name))
+    outcome = pipeline.run(icb_morning, out=tmp_path, png=False, workers=0)
+    assert reads == []
+    assert (outcome.folder / "report.html").is_file() and not (outcome.folder / "calls.parquet").exists()
+    assert len(outcome.result.records) == outcome.sessions > 0  # asked for afterwards, it is read then
+    assert reads == ["records", "links"]
+
+
 def test_merge_in_small_blocks_across_row_groups_gives_the_single_process_tables(small_shards, icb_morning,
                                                                                 tmp_path, single, monkeypatch):
     # The merge streams: blocks of 997 sessions, each read from every shard's row groups of 128 rows (a block
