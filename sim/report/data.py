@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from sim import records as rec
 from sim.errors import TestbedError
@@ -59,8 +60,9 @@ class RunData:
         """
         try:
             if text_as_categories:
-                return pd.read_parquet(self.folder / f"{name}.parquet", columns=columns, read_dictionary=columns)
-            return pd.read_parquet(self.folder / f"{name}.parquet", columns=columns)
+                return _released(pd.read_parquet(self.folder / f"{name}.parquet", columns=columns,
+                                                 read_dictionary=columns))
+            return _released(pd.read_parquet(self.folder / f"{name}.parquet", columns=columns))
         except (OSError, ValueError, KeyError) as exc:
             raise TestbedError(f"{self.folder}: cannot read {name}.parquet: {exc}") from None
 
@@ -104,11 +106,22 @@ def read_run(folder: Path | str) -> RunData:
         classes = pd.read_csv(folder / "verdicts.csv", dtype={"reason": str}, keep_default_na=False)
         sites = pd.read_csv(folder / "site_verdicts.csv", dtype={"reason": str, "site": str}, keep_default_na=False,
                             na_values={"share_passing": [""], "measured_value": [""], "target_value": [""]})
-        records = rec.read(folder / "records.parquet", rec.RECORD_COLUMNS, only=RECORD_FIELDS, categories=True)
+        records = _released(rec.read(folder / "records.parquet", rec.RECORD_COLUMNS, only=RECORD_FIELDS,
+                                     categories=True))
         fidelity = pd.read_csv(folder / "fidelity.csv") if (folder / "fidelity.csv").is_file() else None
     except (OSError, ValueError, KeyError) as exc:
         raise TestbedError(f"{folder}: cannot read the results folder: {exc}") from None
     return RunData(folder, meta, resolved, classes, sites, records, fidelity)
+
+
+def _released(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``, once Arrow's memory pool has handed back what reading it left unused.
+
+    Reading millions of rows leaves the pool holding the Parquet pages and Arrow tables it decoded (0.4 GB after
+    an estate's records), which it would keep for its next allocations; the report's next reads are pandas'.
+    """
+    pa.default_memory_pool().release_unused()
+    return frame
 
 
 SITE_TABLE_ROWS = 10_000  # the report's per-site table lists at most this many sites, worst first
