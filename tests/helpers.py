@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+from pathlib import Path
 
 import pandas as pd
 
@@ -102,3 +104,16 @@ def mean_over(pieces: list[tuple[float, float]], t0_s: float, t1_s: float) -> fl
         end_s = pieces[k + 1][0] if k + 1 < len(pieces) else math.inf
         total += value * max(0.0, min(end_s, t1_s) - max(start_s, t0_s))
     return total / (t1_s - t0_s)
+
+
+def catalogue_with(topologies_dir: Path, folder: Path, file_name: str, line_starts: str, new_line: str
+                   ) -> tuple[Path, int]:
+    """A copy of the catalogue in ``folder / "cat"`` whose first line of ``file_name`` starting (stripped) with
+    ``line_starts`` is ``new_line``; the edited file and that line's 0-based index."""
+    shutil.copytree(topologies_dir, folder / "cat")
+    path = folder / "cat" / file_name
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith(line_starts))
+    lines[at] = new_line
+    path.write_text("\n".join(lines) + "\n")
+    return path, at

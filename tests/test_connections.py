@@ -9,11 +9,10 @@ doubling each round trip, the first data one round trip after the request; the r
 from __future__ import annotations
 
 import math
-import shutil
 
 import numpy as np
 import pytest
-from helpers import simulate, site, topology, trace, transfer
+from helpers import catalogue_with, simulate, site, topology, trace, transfer
 from typer.testing import CliRunner
 
 from sim import measured, workload
@@ -84,12 +83,7 @@ def test_an_app_says_how_its_requests_travel():
 
 
 def test_an_unknown_connection_in_the_catalogue_exits_2_at_its_line(tmp_path, topologies_dir):
-    shutil.copytree(topologies_dir, tmp_path / "cat")
-    apps = tmp_path / "cat" / "apps.yaml"
-    lines = apps.read_text().splitlines()
-    at = next(i for i, line in enumerate(lines) if line.strip().startswith("connection: reused"))
-    lines[at] = "    connection: kept"
-    apps.write_text("\n".join(lines) + "\n")
+    apps, at = catalogue_with(topologies_dir, tmp_path, "apps.yaml", "connection: reused", "    connection: kept")
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: t\nwindow: {start: '08:00', end: '09:00'}\nyear: 2019\ncatalogue: cat\n"
                         "sites:\n  - {class: gp_medium, count: 1, access: adsl2plus}\n")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 
 import pandas as pd
 import pytest
+from helpers import catalogue_with
 
 from sim import calibrate, topology
 from sim.emu import capabilities, health, linkplan, qos
@@ -32,12 +32,7 @@ def test_leased_lines_give_calls_priority_and_broadband_does_not(scenarios_dir):
 
 
 def test_a_bad_qos_is_a_located_error(tmp_path, topologies_dir):
-    shutil.copytree(topologies_dir, tmp_path / "cat")
-    access = tmp_path / "cat" / "access.yaml"
-    lines = access.read_text().splitlines()
-    at = next(i for i, line in enumerate(lines) if line.strip().startswith("qos: priority"))
-    lines[at] = "    qos: strict"
-    access.write_text("\n".join(lines) + "\n")
+    access, at = catalogue_with(topologies_dir, tmp_path, "access.yaml", "qos: priority", "    qos: strict")
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: s\nwindow: {start: '08:00', end: '09:00'}\ncatalogue: cat\n"
                         "sites:\n  - {class: gp_medium, count: 1, access: leased_100}\nyear: 2019\n")

@@ -232,20 +232,26 @@ def shaped_path():
     prefix = f"tfx{os.getpid()}"
     names = (prefix + "a", prefix + "b")
     try:
-        for ns in names:
-            _run("ip", "netns", "add", ns)
-        _run("ip", "link", "add", names[0] + "0", "netns", names[0], "type", "veth", "peer", "name", names[1] + "0",
-             "netns", names[1])
-        for ns, address in zip(names, ("10.99.0.1/24", "10.99.0.2/24")):
+        for ns in _veth_pair(names, ("10.99.0.1/24", "10.99.0.2/24")):
             dev = ns + "0"
-            _run("ip", "-n", ns, "addr", "add", address, "dev", dev)
-            _run("ip", "-n", ns, "link", "set", dev, "up")
             _run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate",
                  f"{RATE_BPS:.0f}bit", "burst", str(BURST_BYTES), "limit", str(QUEUE_BYTES))
         yield {"site1": names[0], "home1": names[1], "server": names[1]}
     finally:
         for ns in names:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)   # absent if never made
+
+
+def _veth_pair(names: tuple[str, str], addresses: tuple[str, str]) -> tuple[str, str]:
+    """Make namespaces ``names`` joined by a veth pair (``<name>0`` in each), addressed and up; return the names."""
+    for ns in names:
+        _run("ip", "netns", "add", ns)
+    _run("ip", "link", "add", names[0] + "0", "netns", names[0], "type", "veth", "peer", "name", names[1] + "0",
+         "netns", names[1])
+    for ns, address in zip(names, addresses):
+        _run("ip", "-n", ns, "addr", "add", address, "dev", ns + "0")
+        _run("ip", "-n", ns, "link", "set", ns + "0", "up")
+    return names
 
 
 def _run(*argv: str) -> None:
@@ -298,13 +304,7 @@ def delayed_path():
     prefix = f"cnx{os.getpid()}"
     names, shims = (prefix + "a", prefix + "b"), []
     try:
-        for ns in names:
-            _run("ip", "netns", "add", ns)
-        _run("ip", "link", "add", names[0] + "0", "netns", names[0], "type", "veth", "peer", "name", names[1] + "0",
-             "netns", names[1])
-        for ns, address in zip(names, ("10.98.0.1/24", "10.98.0.2/24")):
-            _run("ip", "-n", ns, "addr", "add", address, "dev", ns + "0")
-            _run("ip", "-n", ns, "link", "set", ns + "0", "up")
+        for ns in _veth_pair(names, ("10.98.0.1/24", "10.98.0.2/24")):
             _run("ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-i", ns + "0", "-p", "tcp", "-j", "NFQUEUE",
                  "--queue-num", "1")
             shims.append(subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "sim.emu.shim", "--name",
