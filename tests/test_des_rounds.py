@@ -88,7 +88,7 @@ def test_the_cursor_counts_rounds_begun_and_leaves_one_beginning_now_to_the_new_
 def test_slow_start_rounds_agree_with_the_start_up_model():
     for size, rate, rtt in ((100e3, 5e6, 0.1), (100e3, 10e6, 0.02), (5e6, 10e6, 0.03), (50e3, 1e9, 0.1)):
         start = tcp.slow_start(size, rate, rtt)
-        ss = rounds.slow_start_rounds(size, rate, rtt)
+        ss = tcp.slow_start_rounds(size, rate, rtt)
         assert start.rounds == start.setup_rounds + ss == tcp.HANDSHAKE_RTTS + ss
-        assert start.sent_bytes == rounds.sent_in(size, ss)
+        assert start.sent_bytes == tcp.sent_in(size, ss)
         assert start.duration_s == pytest.approx(start.rounds * rtt, rel=1e-12)

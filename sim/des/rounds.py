@@ -36,26 +36,6 @@ from sim.des import queueing, tcp
 _EPS_S = 1e-9
 
 
-def slow_start_rounds(size_bytes: float, rate_bps: float, rtt_s: float) -> int:
-    """Slow-start rounds a transfer of ``size_bytes`` takes on a path of ``rate_bps`` and ``rtt_s`` (no loss).
-
-    As many as it needs to send its bytes from ``tcp.INITIAL_WINDOW_SEGMENTS``, doubling each round, but no more
-    than it takes for the window to fill the path (:func:`sim.des.tcp.slow_start`, the same arithmetic).
-    """
-    first_round_bytes = tcp.INITIAL_WINDOW_SEGMENTS * tcp.MSS_BYTES
-    pipe_segments = rate_bps * tcp.GOODPUT_FACTOR * rtt_s / (8 * tcp.MSS_BYTES)
-    to_fill = max(0, math.ceil(math.log2(pipe_segments / tcp.INITIAL_WINDOW_SEGMENTS))) \
-        if pipe_segments > tcp.INITIAL_WINDOW_SEGMENTS else 0
-    if size_bytes <= first_round_bytes * (2**to_fill - 1):
-        return math.ceil(math.log2(size_bytes / first_round_bytes + 1))
-    return to_fill
-
-
-def sent_in(size_bytes: float, ss_rounds: int) -> float:
-    """Payload (bytes) delivered by ``ss_rounds`` slow-start rounds, at most the transfer's size."""
-    return min(size_bytes, tcp.INITIAL_WINDOW_SEGMENTS * tcp.MSS_BYTES * (2**ss_rounds - 1))
-
-
 def advance(end_s: float, done: int, rtt_s: float, total: int, now_s: float) -> tuple[float, int]:
     """Move a start-up's cursor to ``now_s``: the end of the round in progress then and the rounds done by it.
 
@@ -149,14 +129,14 @@ class Rounds:
         expected_bps = min(flow.cap_bps, self._available_bps(path))
         setup = flow.setup_rounds
         ss_done = max(0, done - setup)
-        ss_rounds = max(ss_done, slow_start_rounds(flow.size_bytes, expected_bps, rtt_s))
+        ss_rounds = max(ss_done, tcp.slow_start_rounds(flow.size_bytes, expected_bps, rtt_s))
         self._count_bits(flow, -1.0)
         if done < setup:
             flow.data_from_s = end_s + (setup - done) * rtt_s
         flow.round_end_s, flow.done_rounds, flow.round_rtt_s = end_s, done, rtt_s
         flow.rounds = setup + ss_rounds
         flow.active_at_s = flow.since_s = end_s + (flow.rounds - done) * rtt_s
-        flow.ss_bytes = sent_in(flow.size_bytes, ss_rounds)
+        flow.ss_bytes = tcp.sent_in(flow.size_bytes, ss_rounds)
         flow.remaining_bytes = flow.size_bytes - flow.ss_bytes
         flow.long = self._is_long(flow, expected_bps, rtt_s)
         self._count_bits(flow, 1.0)

@@ -63,16 +63,29 @@ def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int
     """
     setup_rounds = handshake_rtts + extra_rtts
     setup_s = setup_rounds * rtt_s
+    rounds = slow_start_rounds(size_bytes, rate_bps, rtt_s)
+    return StartUp(setup_s + rounds * rtt_s, sent_in(size_bytes, rounds), setup_s, setup_rounds,
+                   setup_rounds + rounds)
+
+
+def slow_start_rounds(size_bytes: float, rate_bps: float, rtt_s: float) -> int:
+    """Slow-start rounds a transfer of ``size_bytes`` takes on a path of ``rate_bps`` and ``rtt_s`` (no loss).
+
+    As many as it needs to send its bytes from ``INITIAL_WINDOW_SEGMENTS``, doubling each round, but no more
+    than it takes for the window to fill the path (what :func:`slow_start` takes).
+    """
     first_round_bytes = INITIAL_WINDOW_SEGMENTS * MSS_BYTES
     pipe_segments = rate_bps * GOODPUT_FACTOR * rtt_s / (8 * MSS_BYTES)
-    rounds_to_fill = max(0, math.ceil(math.log2(pipe_segments / INITIAL_WINDOW_SEGMENTS))) \
+    to_fill = max(0, math.ceil(math.log2(pipe_segments / INITIAL_WINDOW_SEGMENTS))) \
         if pipe_segments > INITIAL_WINDOW_SEGMENTS else 0
-    slow_start_bytes = first_round_bytes * (2**rounds_to_fill - 1)
-    if size_bytes <= slow_start_bytes:
-        rounds = math.ceil(math.log2(size_bytes / first_round_bytes + 1))
-        return StartUp(setup_s + rounds * rtt_s, size_bytes, setup_s, setup_rounds, setup_rounds + rounds)
-    return StartUp(setup_s + rounds_to_fill * rtt_s, slow_start_bytes, setup_s, setup_rounds,
-                   setup_rounds + rounds_to_fill)
+    if size_bytes <= first_round_bytes * (2**to_fill - 1):
+        return math.ceil(math.log2(size_bytes / first_round_bytes + 1))
+    return to_fill
+
+
+def sent_in(size_bytes: float, ss_rounds: int) -> float:
+    """Payload (bytes) delivered by ``ss_rounds`` slow-start rounds, at most the transfer's size."""
+    return min(size_bytes, INITIAL_WINDOW_SEGMENTS * MSS_BYTES * (2**ss_rounds - 1))
 
 
 def window_cap_bps(rtt_s: float, loss: float) -> float:
