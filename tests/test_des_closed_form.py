@@ -158,7 +158,9 @@ def test_tcps_standing_queue_hits_video_sharing_a_copper_uplink_with_an_upload()
     # ADSL-like uplink 1 Mbit/s with a 150 kB drop-tail buffer (99 packets), saturated by a bulk upload: Cubic keeps
     # it 0.8 full, queueing delay = 0.8 * 150,000 * 8 / 1e6 = 0.96 s. Base one-way delay = (site 40 + cloud 10 +
     # home 10) / 2 ms.
-    # The call's delay-based control yields to TCP: it sends at its 350 kbit/s minimum, never its target.
+    # The call's delay-based control yields to TCP: it starts at what the 0.9 Mbit/s headroom gives it, then its
+    # sender cuts x 0.85 0.2 s in and every 0.3 s after: 0.765, 0.650, 0.553, 0.470, 0.399 Mbit/s, then (0.339) its
+    # 350 kbit/s minimum from 1.7 s on; never its target.
     topo = topology(site("a", down_bps=16e6, up_bps=1e6, rtt_s=0.04), cloud_rtt_s=0.01,
                     home=FarEnd(70e6, 18e6, 0.01))
     sessions = trace(transfer("a", 0.0, 200e6, "up", kind="gp2gp"), call("a", 60.0, 600.0))
@@ -167,7 +169,8 @@ def test_tcps_standing_queue_hits_video_sharing_a_copper_uplink_with_an_upload()
     assert video["queue_delay_s"] == pytest.approx(0.96, rel=1e-9)
     assert video["share_at_target"] == 0.0
     assert video["share_below_min"] == 0.0
-    assert video["mean_rate_bps"] == pytest.approx(350e3, rel=1e-9)
+    cuts_bits = 0.2 * 0.9e6 + 0.3 * sum(0.9e6 * 0.85**k for k in range(1, 6))
+    assert video["mean_rate_bps"] == pytest.approx((cuts_bits + 350e3 * (600 - 1.7)) / 600, rel=1e-9)
     assert video["bottleneck"] == "access_up_tcp_queue"  # it yielded to the upload filling the uplink's queue
 
 

@@ -119,6 +119,33 @@ def depth_after_bps(from_bps: float, yield_s: float) -> float:
     return from_bps * VIDEO_DECREASE**cuts
 
 
+def descent_step(from_bps: float, floor_bps: float, yield_s: float) -> tuple[float, float]:
+    """A yielding sender's rate ``yield_s`` into its yield from ``from_bps``, and when that rate ends (bit/s; s).
+
+    The sender sends ``from_bps`` until it calls overuse (``VIDEO_DETECT_S``), then cuts x ``VIDEO_DECREASE`` every
+    ``VIDEO_HOLD_S`` (:func:`depth_after_bps`) until a cut would take it under ``floor_bps``, where it stays. The
+    fluid model follows the cuts as steps, as it follows a climb (:func:`climb_step`): the first cut, then the next
+    two, four, eight... each step at the mean of its cuts' rates, so the bits at every step's end are exactly the
+    sender's, and a whole descent from 1.5 Mbit/s to 350 kbit/s (nine cuts) costs 5 events rather than 10. A yield
+    ending within a step has carried that step's mean; the climb after it starts from the sender's true depth.
+
+    Returns:
+        The step's rate (bit/s; ``floor_bps`` once the cuts reach it) and when the step ends (s from the yield's
+        start; inf at the floor: the call stays there while the yield lasts).
+    """
+    if depth_after_bps(from_bps, yield_s) <= floor_bps * (1 + _TINY):
+        return floor_bps, math.inf
+    if yield_s < VIDEO_DETECT_S - _TINY:
+        return from_bps, VIDEO_DETECT_S
+    cuts = 1 + math.floor((yield_s - VIDEO_DETECT_S) / VIDEO_HOLD_S + _TINY)  # made by now (cut c holds from
+    first = 1 << (cuts.bit_length() - 1)  # VIDEO_DETECT_S + (c - 1) x VIDEO_HOLD_S); this step's cuts: 1, 2-3, 4-7...
+    last = first
+    while last < 2 * first - 1 and from_bps * VIDEO_DECREASE ** (last + 1) > floor_bps * (1 + _TINY):
+        last += 1
+    mean_bps = sum(from_bps * VIDEO_DECREASE**c for c in range(first, last + 1)) / (last - first + 1)
+    return mean_bps, VIDEO_DETECT_S + last * VIDEO_HOLD_S
+
+
 def silence_after_bps(from_bps: float, silent_s: float) -> float:
     """The rate a sender at ``from_bps`` has cut itself to after ``silent_s`` without a receiver report (bit/s).
 
@@ -136,13 +163,13 @@ class Media:
 
     A call held below what it asks for (``demand_bps``: its target, or less if its far end cannot take it) does not
     jump back when released: it climbs back at its sender's pace (:func:`climb_step`) from ``climb_from_bps``;
-    ``climb_s`` is when the climb began (None while it is still held), ``climb_next_s`` when its next step begins (an
-    event of its group; inf when it is not climbing). Held by its share, it climbs from the rate it was held at (at
-    least its minimum); through an outage (rate 0, from ``silent_s``, at ``silent_from_bps`` then) from where the
+    ``climb_s`` is when the climb began (None while it is still held), ``climb_next_s`` when its rate next steps (a
+    climb's step or a yield's cut: an event of its group; inf when it is neither climbing nor cutting).
+    Held by its share, it climbs from the rate it was held at (at least its minimum); through an outage (rate 0, from ``silent_s``, at ``silent_from_bps`` then) from where the
     sender's cuts for silence would have taken it (:func:`silence_after_bps`). Held by a yield to TCP's queue
-    (from ``yield_s``, at ``yield_from_bps`` then), it runs at its minimum meanwhile, as before, and climbs from
-    where the sender's cuts would have taken it by the yield's end (:func:`depth_after_bps`): a short burst costs a
-    cut or two, a long upload the minimum. A call starts at what it asks for, as the sender does. Time spent
+    (from ``yield_s``, at ``yield_from_bps`` then), it follows its sender's cuts down to its minimum
+    (:func:`descent_step`, :meth:`yield_cap_bps`), and climbs from where they took it by the yield's end: a short
+    burst costs a cut or two, a long upload the minimum. A call starts at what it asks for, as the sender does. Time spent
     climbing back counts against what held it (``held_label``) in what limited it.
     """
 
@@ -207,19 +234,31 @@ class Media:
             return self.demand_bps
         return climb_step(from_bps, self.demand_bps, now_s - start_s)[0]
 
+    def yield_cap_bps(self, now_s: float) -> float:
+        """The most it sends at ``now_s`` yielding to TCP's queue (bit/s): its sender's cuts, down to its minimum.
+
+        A yield not yet begun begins now, at the rate it sends (:func:`descent_step`).
+        """
+        floor_bps = min(self.min_bps, self.demand_bps)
+        if self.yield_s is None:
+            return max(floor_bps, self._sending_bps(now_s))
+        return descent_step(self.yield_from_bps, floor_bps, now_s - self.yield_s)[0]
+
     def follow(self, rate_bps: float, now_s: float, yielded: bool = False) -> None:
         """Update its climb after a re-share at ``now_s`` gave it ``rate_bps`` (from :meth:`cap_bps`'s cap).
 
-        Yielding to TCP's queue (``yielded``): the yield begins, or goes on. Otherwise, at what it asks for: no
-        climb; at its climb's step: the climb goes on (beginning now if it was held or yielding); below it (its
-        share, an outage): held, to climb from there (at least its minimum) once released.
+        Its link's queue making it yield to TCP (``yielded``, whatever its rate: before its first cut it still sends
+        what it did): the yield begins, or goes on, its next cut an event. Otherwise, at what it asks for: no climb;
+        at its climb's step: the climb goes on (beginning now if it was held or yielding); below it (its share, an
+        outage): held, to climb from there (at least its minimum) once released.
         """
         demand_bps = self.demand_bps
-        if yielded and rate_bps < demand_bps * (1 - _TINY):
-            if self.yield_s is None:
-                self.yield_s, self.yield_from_bps = now_s, self._sending_bps(now_s)
+        floor_bps = min(self.min_bps, demand_bps)
+        if yielded and (rate_bps < demand_bps * (1 - _TINY) or floor_bps < demand_bps * (1 - _TINY)):
+            if self.yield_s is None:  # the sender cuts from what reaches its receiver: the rate it gets now
+                self.yield_s, self.yield_from_bps = now_s, rate_bps
             self.climb_from_bps = self.climb_s = None
-            self.climb_next_s = math.inf
+            self.climb_next_s = self.yield_s + descent_step(self.yield_from_bps, floor_bps, now_s - self.yield_s)[1]
             return
         if rate_bps <= 0:  # an outage: nothing crosses, no report comes back
             if self.silent_s is None:

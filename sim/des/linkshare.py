@@ -68,12 +68,13 @@ def set_link_media(link, media: list, rates: list[float], limited: list[bool], s
     Returns the least the media take (each its rate or its minimum, whichever is lower: bit/s).
     """
     video_floor_bps = 0.0
+    yielding = link.video_yields[saturated]
     for m, rate_bps, is_limited in zip(media, rates, limited):
         limiter = link if is_limited else None
-        yielded = link.video_yields[saturated] and rate_bps < m.target_bps * (1 - 1e-9)
+        yielded = yielding and rate_bps < m.target_bps * (1 - 1e-9)
         cause = link if yielded else limiter
         m.limiter = limiter
-        m.follow(rate_bps, now_s, yielded)
+        m.follow(rate_bps, now_s, yielding)
         if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
             m.settle(now_s)
             m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded
@@ -135,7 +136,8 @@ def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: l
     Media (delay-based senders that back off only on a queue or heavy loss) share the video headroom left by the
     reservations max-min fairly among themselves; transfers share max-min fairly what is left. When transfers
     saturate the link and the queue they keep there delays more than video's overuse threshold
-    (``link.video_yields``), the media yield to TCP, down to their minimum rates, and transfers take the rest.
+    (``link.video_yields``), the media yield to TCP, following their senders' cuts down to their minimum rates
+    (:meth:`sim.des.flows.Media.yield_cap_bps`), and transfers take the rest.
     The saturation is :func:`saturation`'s. A call climbing back after a yield asks for its climb's step at
     ``now_s`` (s; :meth:`sim.des.flows.Media.cap_bps`).
     """
@@ -144,7 +146,7 @@ def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: l
     rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps)
     saturated = saturation(transfers, limited)
     if media and link.video_yields[saturated]:
-        video_caps = [min(cap, m.min_bps) for cap, m in zip(video_caps, media)]
+        video_caps = [min(cap, m.yield_cap_bps(now_s)) for cap, m in zip(video_caps, media)]
         rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps)
         saturated = saturation(transfers, limited)
     return rates, limited, saturated
@@ -190,8 +192,8 @@ def lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
     Until ``from_s`` it sends at its current rate; from there at its share beside the link's ``media`` (which
     stay) and what the reserved rate leaves, through each coming step. Reads the link's steps without moving it.
 
-    Inf (not to be replayed) beside media held or climbing back, or beside media with a reservation step to take
-    before the end: their climb would add events of its own (:class:`sim.des.flows.Media`).
+    Inf (not to be replayed) beside media held, climbing back or yielding to it, or beside media with a reservation
+    step to take before the end: their climb or cuts would add events of their own (:class:`sim.des.flows.Media`).
     """
     if media and not all(m.free for m in media):
         return math.inf
@@ -211,7 +213,10 @@ def _lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
     while remaining_bits > 0:
         free_bps = max(0.0, capacity_bps - reserved_bps)
         if media:
-            rate_bps = shares(link, free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media, t_s)[0][0]
+            rates, _, saturated = shares(link, free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media, t_s)
+            if link.video_yields[saturated]:  # its calls would follow their senders' cuts: events of their own
+                return math.inf
+            rate_bps = rates[0]
         else:
             rate_bps = min(flow.cap_bps, free_bps)
         next_s = steps_s[k] if k < len(steps_s) else math.inf
@@ -238,11 +243,12 @@ def set_media(m: Media, rate_bps: float, limiter, cause, saturated: set[int], no
     The cause (what the call's quality is blamed on) stays a saturated link it backed off for, while the
     call is below target and that link stays saturated; otherwise it is the flow's limiter.
     """
-    yielded = cause is not None and rate_bps < m.target_bps * (1 - 1e-9) and id(cause) in saturated
+    yielding = cause is not None and id(cause) in saturated
+    yielded = yielding and rate_bps < m.target_bps * (1 - 1e-9)
     if not yielded:
         cause = limiter
     m.limiter = limiter
-    m.follow(rate_bps, now_s, yielded)
+    m.follow(rate_bps, now_s, yielding)
     if rate_bps != m.rate_bps or cause is not m.cause or yielded != m.yielded:
         m.settle(now_s)
         m.rate_bps, m.cause, m.yielded = rate_bps, cause, yielded

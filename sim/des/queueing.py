@@ -38,8 +38,8 @@ VIDEO_QUEUE_THRESHOLD_S = 0.025  # assumption (range 0.006-0.6 s): the queueing 
 VIDEO_INCREASE_PER_S = 0.08
 # Its cuts while the queue stays over the threshold: x 0.85 (the same draft's beta; RateController.DECREASE), the
 # first after two receiver reports 0.1 s apart (RateController.OVERUSE_REPORTS, sim.emu.media.FEEDBACK_INTERVAL_S),
-# then at most every 0.3 s (RateController.HOLD_S): the emulated sender's figures. A yielding call runs at its
-# minimum in the simulator; these say where its climb starts when the yield ends.
+# then at most every 0.3 s (RateController.HOLD_S): the emulated sender's figures. A yielding call follows these
+# cuts down to its minimum (sim.des.flows.descent_step), and climbs back from where they took it when the yield ends.
 VIDEO_DECREASE, VIDEO_DETECT_S, VIDEO_HOLD_S = 0.85, 0.2, 0.3
 # Through an outage the sender hears no receiver report, and cuts x 0.85 for every 0.5 s of silence
 # (RateController.SILENCE_S: the emulated sender's figure; an assumption of its design, GCC leaves it to the
