@@ -414,8 +414,12 @@ def compare(case: Case, emu: dict[str, float], des_: dict[str, float], held: boo
     return rows
 
 
-def run_suite(work_dir: Path, seed: int = 1) -> list[dict]:
-    """Replay every case in both engines; return the comparison rows (needs root for the emulation)."""
+def run_suite(work_dir: Path, seed: int = 1, split: list | None = None) -> list[dict]:
+    """Replay every case in both engines; return the comparison rows (needs root for the emulation).
+
+    ``split``, if given, is extended with the short downloads' completion split (:mod:`sim.calibrate_split`) of
+    each case judged on downloads' completion.
+    """
     rows = []
     for k, case in enumerate(cases(seed)):
         replayed = emulate(case.topology, case.trace, CASE_WINDOW_S, work_dir / f"case{k}", drain_s=CASE_DRAIN_S,
@@ -424,8 +428,22 @@ def run_suite(work_dir: Path, seed: int = 1) -> list[dict]:
         rows += compare(case, metrics(replayed.records, replayed.links, case, replayed.calls),
                         metrics(sim_.records, sim_.links, case, sim_.calls), replayed.held,
                         tuple(replayed.failed_checks))
+        if split is not None and case.direction == "down" and "median_completion_s" in case.metrics:
+            split += _split_rows(case, replayed, sim_.records)
         log.info("calibration case %s: done (links held: %s)", case.name, replayed.held)
     return rows
+
+
+def _split_rows(case: Case, replayed: Replayed, sim_records: pd.DataFrame) -> list[dict]:
+    """Both engines' split of the case's judged downloads' completion (:mod:`sim.calibrate_split`)."""
+    from sim import calibrate_split
+
+    judged = case.trace[(case.trace["traffic"] == "transfer") & (case.trace["direction"] == "down")]
+    if case.apps:
+        judged = judged[judged["app"].isin(case.apps)]
+    sessions = judged["session_id"]
+    return calibrate_split.rows(case.name, calibrate_split.emulated(replayed.results, sessions),
+                                calibrate_split.simulated(sim_records, case.trace, sessions))
 
 
 def _figure(name: str, value: float) -> str:
@@ -454,12 +472,16 @@ def table(rows: list[dict]) -> str:
 BEGIN, END = "<!-- calibrate:begin -->", "<!-- calibrate:end -->"
 
 
-def write_into(doc: Path, rows: list[dict], when: str, machine: str) -> None:
-    """Replace the text between the calibration markers of ``doc`` with the table.
+def write_into(doc: Path, rows: list[dict], when: str, machine: str, split_rows: list[dict] = ()) -> None:
+    """Replace the text between the calibration markers of ``doc`` with the table (and the split's, if given).
 
     The markers are added at the end of ``doc`` if it has none.
     """
-    block = f"{BEGIN}\n\nMeasured {when} on {machine} (`make calibrate`).\n\n{table(rows)}\n\n{END}"
+    from sim import calibrate_split
+
+    split = f"\n\nShort downloads' completion split ({calibrate_split.__name__}):\n\n" \
+            f"{calibrate_split.table(list(split_rows))}" if split_rows else ""
+    block = f"{BEGIN}\n\nMeasured {when} on {machine} (`make calibrate`).\n\n{table(rows)}{split}\n\n{END}"
     text = doc.read_text(encoding="utf-8")
     if BEGIN in text and END in text:
         text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
@@ -480,17 +502,22 @@ def main() -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = Path(__file__).resolve().parent.parent
+    split: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
-        rows = run_suite(Path(tmp))
+        rows = run_suite(Path(tmp), split=split)
     when = time.strftime("%Y-%m-%d %H:%M %Z")
     machine = f"{os.uname().nodename} ({os.cpu_count()} cores, kernel {os.uname().release}, load average " \
               f"{os.getloadavg()[0]:.1f} at the end)"
-    sys.stdout.write(table(rows) + "\n")
-    write_into(root / "docs" / "fidelity.md", rows, when, machine)
+    from sim import calibrate_split
+
+    sys.stdout.write(table(rows) + "\n\n" + calibrate_split.table(split) + "\n")
+    write_into(root / "docs" / "fidelity.md", rows, when, machine, split)
     out = root / "benchmarks" / "results" / "calibration.json"
     out.write_text(json.dumps({"measured_at": when, "machine": machine, "goals": GOALS,
                                "rows": [{k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-                                         for k, v in r.items()} for r in rows]}, indent=1) + "\n")
+                                         for k, v in r.items()} for r in rows],
+                               "split": [{k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                                          for k, v in r.items()} for r in split]}, indent=1) + "\n")
     return 0
 
 

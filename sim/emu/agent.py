@@ -149,7 +149,8 @@ def _transfer_entry(spec: dict, window: dict) -> dict:
     return {"session_id": spec["session_id"], "direction": spec["direction"], "size_bytes": spec["size_bytes"],
             "connection": spec.get("connection", "new"), "completed": False,
             "start_s": trace_s(window, spec["start_at_s"]), "late_s": None,
-            "duration_s": None, "delivered_bytes": 0, "rounds": 0, "rtt_s": None, "min_rtt_s": None,
+            "duration_s": None, "setup_s": None, "first_data_s": None, "delivered_bytes": 0, "rounds": 0,
+            "rtt_s": None, "min_rtt_s": None,
             "retransmits": None, "congestion_control": None, "aborted": None, "error": None}
 
 

@@ -47,6 +47,10 @@ async def run_transfer(spec: dict, congestion_control: str, out: dict) -> None:
 
     On a new connection the handshakes come after the start, and count in its duration; a reused connection was
     opened ``REUSE_LEAD_S`` before (``late_s`` says how late its first request went, if opening it took longer).
+    ``setup_s`` is how long after the start its first request went (connect and hello; about 0 on a reused
+    connection), ``first_data_s`` when the first bytes of a download's answer arrived (s after the start; None for
+    an upload, whose data goes with its request): what splits a completion time into set-up, first round trip and
+    the rest.
 
     Raises:
         OSError: If the connection cannot be made (e.g. the server is not listening).
@@ -64,12 +68,15 @@ async def run_transfer(spec: dict, congestion_control: str, out: dict) -> None:
             out["rtt_s"] = None  # the hello's RTT, REUSE_LEAD_S old: not the path at the transfer's start
             await sleep_until(spec["start_at_s"])
             out["late_s"] = time.time() - spec["start_at_s"]
+        out["setup_s"] = time.time() - spec["start_at_s"]
         done_bytes, rounds = 0, 0
         try:
             while done_bytes < size_bytes:
                 n = min(chunk_bytes, size_bytes - done_bytes)
                 rounds += 1
-                await _exchange(sock, spec["direction"], n)
+                first_at_s = await _exchange(sock, spec["direction"], n)
+                if rounds == 1 and first_at_s is not None:
+                    out["first_data_s"] = first_at_s - spec["start_at_s"]
                 done_bytes += n
             end_s = time.time()
             out.update(completed=True, end_at_s=end_s, duration_s=end_s - spec["start_at_s"])
@@ -122,15 +129,20 @@ def _payload_confirmed(info: dict, direction: str, rounds: int) -> int:
     return max(0, info["bytes_received"] - HELLO_REPLY_BYTES)
 
 
-async def _exchange(sock: socket.socket, direction: str, size_bytes: int) -> None:
-    """One request round: upload ``size_bytes`` and await the ack, or ask for them and receive them."""
+async def _exchange(sock: socket.socket, direction: str, size_bytes: int) -> float | None:
+    """One request round: upload ``size_bytes`` and await the ack, or ask for them and receive them.
+
+    Returns when a download's first bytes arrived (``time.time()``, s; None for an upload).
+    """
     loop = asyncio.get_running_loop()
     await loop.sock_sendall(sock, _REQUEST.pack(_MAGIC, b"U" if direction == "up" else b"D", size_bytes))
     if direction == "up":
         await _send_bytes(sock, size_bytes)
         await _recv_exactly(sock, ACK_BYTES)
-    else:
-        await _recv_exactly(sock, size_bytes)
+        return None
+    first_at: list[float] = []
+    await _recv_exactly(sock, size_bytes, first_at=first_at)
+    return first_at[0]
 
 
 async def serve_connection(sock: socket.socket, served: list) -> None:
@@ -167,7 +179,8 @@ def _check_magic(magic: bytes) -> None:
         raise ValueError(f"transfer protocol: bad magic {magic!r}")
 
 
-async def _recv_exactly(sock: socket.socket, size_bytes: int, keep: bool = False, eof_ok: bool = False) -> bytes:
+async def _recv_exactly(sock: socket.socket, size_bytes: int, keep: bool = False, eof_ok: bool = False,
+                        first_at: list | None = None) -> bytes:
     """Receive exactly ``size_bytes``; return them if ``keep``; return b"" on a clean close first if ``eof_ok``.
 
     Raises:
@@ -179,6 +192,8 @@ async def _recv_exactly(sock: socket.socket, size_bytes: int, keep: bool = False
     while left > 0:
         target = view[kept:kept + left] if keep else view[:min(left, len(buffer))]
         n = await loop.sock_recv_into(sock, target)
+        if first_at is not None and not first_at and n > 0:
+            first_at.append(time.time())  # when the first bytes arrived (s)
         if n == 0:
             if eof_ok and left == size_bytes:
                 return b""
