@@ -91,8 +91,13 @@ def test_a_second_upload_cuts_the_climb_short():
     # as above, and a second upload at 25 s, active (its own start-up) 10 s before it ends: the climb from the
     # first upload's end runs its steps to 3 s (the exponential's bits over 3 s) and part of the step from 3 to 7 s
     # at that step's rate; the call then yields to its minimum until the second upload ends, and climbs all the way
+    # Each upload's last byte leaves 2 round trips and 10 s after its start; its record's end may come a timer's wait
+    # later (a lost tail: sim.des.tails; here the second upload's, after PTO = 2 SRTT, 2 x the 0.48 s standing queue
+    # and the call's M/D/1 queues of about 1 ms), which frees no capacity.
     records = _both_ways(trace(call("s", 0.0, 60.0), _upload(10.0), _upload(25.0)))
-    first_end_s, second_end_s = records.loc[10.0, "end_s"], records.loc[25.0, "end_s"]
+    first_end_s, second_end_s = (start_s + 2 * records.loc[start_s, "rtt_s"] + 10 for start_s in (10.0, 25.0))
+    assert records.loc[10.0, "end_s"] == pytest.approx(first_end_s, rel=1e-9)
+    assert records.loc[25.0, "end_s"] == pytest.approx(second_end_s + 2 * 0.48, abs=0.003)
     climbed_s = second_end_s - 10 - first_end_s
     assert 3 < climbed_s < 7  # the second upload is active 4.98 s into the climb
     step_bps = MINIMUM * (1.08**7 - 1.08**3) / (4 * GROWTH)  # the exponential's mean over [3, 7] s
