@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from sim.des.tcp import FRAME_BYTES
 
-CUBIC_C = 0.4       # Cubic's scaling constant (packets/s^3): RFC 8312 5.1 / RFC 9438 4.2, Linux's default
+CUBIC_C = 0.4       # Cubic's scaling constant (packets/s^3): RFC 8312 5.1 (RFC 9438 keeps it), Linux's default
 CUBIC_BETA = 0.7    # Cubic's multiplicative decrease: the window after a loss (RFC 8312 4.5, Linux's 717/1024)
 RENO_ALPHA = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)  # RFC 8312 4.2: the Reno-friendly increase, packets a round trip
 # The share of each overflow round trip in which a joining packet finds the buffer at its limit: fitted (maximum
-# likelihood on the binomial counts of lost packets) to the measured rows with buffers of 30 packets or more (every
-# profile's buffer in topologies/access.yaml is 70 packets or more): 0.050; all rows, the 4- and 9-packet buffers of
-# 1 Mbit/s lines too, give 0.030, the quiet machine's alone 0.028 (docs/fidelity.md, "Loss where Cubic overflows").
+# likelihood on the binomial counts of lost packets) to the measured rows with buffers of 30 packets or more (the
+# catalogue's buffers hold about 60 packets or more: topologies/access.yaml): 0.050; all rows, the 4- and 9-packet
+# buffers of 1 Mbit/s lines too, give 0.030, the quiet machine's alone 0.028 (docs/fidelity.md, "Loss where Cubic
+# overflows"). An assumption within 0.03-0.05 (a sweep can cover it).
 FULL_SHARE = 0.05
 MAX_LOSS = 0.5      # at most every other packet: beyond the fit's range (18-21% measured at its worst)
 
