@@ -14,7 +14,7 @@ import pandas as pd
 
 from sim import des, engines, linkchanges, merge, report, results, scale, spells, targets, topology, workload
 from sim import records as records_mod
-from sim.des import queueing, tails
+from sim.des import overflow, queueing, tails
 from sim.errors import CapabilityError
 from sim.load import load
 from sim.model.scenario import Scenario
@@ -335,12 +335,17 @@ def _window(scenario: Scenario) -> des.RunWindow:
     return des.RunWindow(scenario.window.start, scenario.window.end + scenario.drain, scenario.utilisation_bin)
 
 
+def _simulator_assumptions() -> dict[str, float]:
+    """The simulator's assumed figures a run's meta.json carries: its queues, loss recovery and overflow loss."""
+    return queueing.assumptions() | tails.assumptions() | overflow.assumptions()
+
+
 def write(outcome: Outcome, folder: Path, scenario_file: Path, *, tables: bool = True) -> None:
     """Write an outcome's files into ``folder`` (``tables=False``: all but its tables, which are there already)."""
     meta = results.meta(scenario=outcome.scenario.name, scenario_file=str(scenario_file), engine=outcome.engine,
                         seed=outcome.seed, sessions=outcome.sessions, events=outcome.tables.events,
                         wall_s=outcome.wall_s, extra={"emulation": outcome.meta, "shards": outcome.shards,
-                                                      "simulator": queueing.assumptions() | tails.assumptions(),
+                                                      "simulator": _simulator_assumptions(),
                                                       "resumed": outcome.resumed})
     held = {"trace": outcome.trace, "records": outcome.result.records, "links": outcome.result.links} if tables \
         else {"trace": None, "records": None, "links": None}  # a sharded run's: in the folder, not read here

@@ -80,8 +80,8 @@ def test_a_sessions_key_is_its_site_and_its_rank_there_whatever_else_the_trace_h
 # 0.8 x 0.737 x 0.12 s = 70.8 ms). A long download holds it; 10 kB fetches (7 segments) come every 2 s: each pays
 # 10 + 70.8 ms a round trip. Their window would fill their path (half the line: 0.5e6 x G x 0.0808 / (8 x 1448) =
 # 3.3 segments) before the initial window's 10, so after the 2 handshakes they share the line at once: 10 kB at
-# 0.5 Mbit/s. At their start they see the loss of the download's sawtooth alone, Mathis inverted at 1 Mbit/s and that
-# RTT, (1.22 x 1448 x 8 / (0.0808 x 1e6 x G))^2 = 3.3%; at their end that of both flows at 0.5 Mbit/s, 4 x 3.3%.
+# 0.5 Mbit/s. At their start they see the loss of the download alone overflowing the buffer, at their end that of
+# both flows at 0.5 Mbit/s (sim.des.overflow; worked out in the test below).
 SLOW_BPS, SLOW_RTT_S, SLOW_BUFFER = 1e6, 0.010, 15_000
 
 
@@ -98,19 +98,23 @@ def _fetches_beside_a_download(seed: int, n: int = 300):
 def test_fetches_behind_an_overflowing_queue_wait_exactly_the_timer_their_draw_gives():
     packets = SLOW_BUFFER / 1514
     rtt_s = SLOW_RTT_S + 0.8 * (0.36 + 0.038 * packets) * SLOW_BUFFER * 8 / SLOW_BPS
-    loss = (1.22 * 1448 * 8 / (rtt_s * SLOW_BPS * G)) ** 2
-    assert loss == pytest.approx(0.033, abs=0.001)
-    end_loss = (1.22 * 1448 * 8 / (rtt_s * SLOW_BPS / 2 * G)) ** 2
+    # The download overflows the buffer (sim.des.overflow): at the brim the round trip is 0.13 s, its window
+    # 1e6 x 0.13 / 12,112 = 10.73 packets, Cubic's K = cbrt(10.73 x 0.75) = 2.004 s, the Reno-friendly cycle
+    # 0.3 x 10.73 / 0.52941 x 80.7 ms = 0.4908 s, the shorter: 0.05 x 0.13 / 0.4908 at a fetch's start; at its end it
+    # shares the line, two flows of 5.37 packets cycling in 0.2454 s: 0.05 x 2 x 0.13 / 0.2454.
+    reno_s = 0.3 * (SLOW_BPS * 0.13 / 12112) / (0.9 / 1.7) * rtt_s
+    loss, end_loss = 0.05 * 0.13 / reno_s, 0.05 * 2 * 0.13 / (reno_s / 2)
+    assert (loss, end_loss) == (pytest.approx(0.01324, abs=1e-5), pytest.approx(0.05297, abs=1e-5))
     records = _fetches_beside_a_download(seed=11)
     fetches = records.iloc[1:]
     plain_s = 2 * rtt_s + 10e3 * 8 / (SLOW_BPS / 2 * G)
     draws = tails.uniforms(11, tails.session_keys(records["site"].to_numpy()))[1:]
     expected = [plain_s + tails.delay_s(u, loss, end_loss, 2, 10e3, rtt_s, rtt_s) for u in draws]
     assert fetches["duration_s"].to_numpy() == pytest.approx(np.array(expected), rel=1e-9)
-    # a SYN 3.3%, the other setup packet 3.3%, the last 3 segments 1 - (1 - 0.132)^3 = 34.6%: about 41% of them
+    # a SYN 1.3%, the other setup packet 1.3%, the last 3 segments 1 - (1 - 0.053)^3 = 15.1%: about 18% of them
     waited = (fetches["duration_s"] > plain_s + 1e-9).mean()
     chance = sum(tails.chances(loss, end_loss, 2, 7))
-    assert chance == pytest.approx(0.033 + 0.033 + 0.346, abs=0.01)
+    assert chance == pytest.approx(0.0132 + 0.0132 + 0.151, abs=0.002)
     assert abs(waited - chance) < 4 * math.sqrt(chance * (1 - chance) / len(fetches))
     # by hand: a draw under the SYN's chance waits the initial RTO, 1 s; one in the tail's (the probe repairs it),
     # past both setup chances and the probe-lost one, waits PTO = 2 x 80.8 ms (7 segments: no lone-segment extra)

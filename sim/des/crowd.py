@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from sim.des import queueing, tcp
+from sim.des import overflow, queueing, tcp
 from sim.des.linkshare import media_shares, set_link_media, steady_media
 
 # A crowd's event costs about 0.1-0.2 ms of numpy calls whatever its size, transfers held as objects about 2 us each
@@ -248,8 +248,10 @@ class Crowd:
             return 0.0
         n = int(limited.sum())
         rate_bps = _seq_sum(self.rate[limited]) / n
-        rtt_s = _seq_sum(self.rtt_net[limited]) / n + link.queue_delay_s
-        return tcp.mathis_loss(rate_bps, rtt_s)
+        rtt_s = _seq_sum(self.rtt_net[limited]) / n
+        if link.saturated == queueing.STANDING:
+            return overflow.loss(n, rate_bps, rtt_s, link.full_queue[0], link.queue_delay_s)
+        return tcp.mathis_loss(rate_bps, rtt_s + link.queue_delay_s)
 
 
 class Crowds:

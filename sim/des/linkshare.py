@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
-from sim.des import queueing, tcp
+from sim.des import overflow, queueing, tcp
 from sim.des.flows import Media, Transfer
 from sim.des.sharing import water_level
 
@@ -106,16 +106,19 @@ def share_elastic_alone(link, transfers: list, now_s: float) -> None:
 
 
 def congestion_loss(link, elastic: list) -> float:
-    """Drop rate at a saturated drop-tail link (0..0.5).
+    """Drop rate at a saturated drop-tail link (0..0.5); none when no flow saturates it.
 
-    What the sawtooth of the TCP flows it limits (``elastic``) implies there (Mathis, inverted); none when no
-    flow saturates it.
+    Where a long transfer holds Cubic's standing queue, the loss a packet joining it sees as the TCP flows it
+    limits (``elastic``) overflow it in turn (:func:`sim.des.overflow.loss`); under short transfers' bursts, what
+    their sawtooth implies (Mathis, inverted).
     """
     if not elastic or not link.saturated:
         return 0.0
     rate_bps = sum(f.rate_bps for f in elastic) / len(elastic)
-    rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic) + link.queue_delay_s
-    return tcp.mathis_loss(rate_bps, rtt_s)
+    rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic)
+    if link.saturated == queueing.STANDING:
+        return overflow.loss(len(elastic), rate_bps, rtt_s, link.full_queue[0], link.queue_delay_s)
+    return tcp.mathis_loss(rate_bps, rtt_s + link.queue_delay_s)
 
 
 def carry_alone(flow: Transfer, link, now_s: float) -> None:
