@@ -38,10 +38,16 @@ def _short_beside_bulk(start_s: float):
 def test_a_transfer_wholly_behind_the_standing_queue_pays_it_every_round():
     # RTT 20 + 80 = 100 ms; its share would be half the line, 5 Mbit/s: pipe 5e6 x G x 0.1 / (8 x 1448) = 41.3
     # segments, 3 rounds to fill (10, 20, 40 segments: 101,360 B), and 100 kB needs ceil(log2(100,000/14,480 + 1)) = 3.
-    # So 2 + 3 round trips of 100 ms: 0.5 s, all within the bulk download (it starts at 1 s, ends by 1.5 s).
-    short = _short_beside_bulk(1.0)
-    assert short["duration_s"] == pytest.approx(0.5, rel=1e-9)
+    # But the standing queue leaves 25 kB of the buffer, 16.5 frames: the second round's 20 segments overflow it, and
+    # fast recovery takes one more round trip; slow start ends there, after 30 segments (43,440 B). So 2 + 2 + 1 round
+    # trips of 100 ms, then 56,560 B at half the line, while the bulk download has the other half (so it ends that
+    # much later: 56,560 B at the whole line).
+    records = simulate(_line(), trace(transfer("a", 0.0, BULK_BYTES), transfer("a", 1.0, SHORT_BYTES))).records
+    bulk, short = records.iloc[0], records.iloc[1]
+    rest_bits = (SHORT_BYTES - 30 * 1448) * 8 / G
+    assert short["duration_s"] == pytest.approx(0.5 + rest_bits / (RATE_BPS / 2), rel=1e-9)
     assert short["rtt_s"] == pytest.approx(RTT_S + QUEUE_S, rel=1e-9)
+    assert bulk["duration_s"] == pytest.approx(BULK_END_S + rest_bits / RATE_BPS, rel=1e-9)
 
 
 def test_rounds_that_straddle_the_end_of_the_standing_queue_take_each_its_own_rtt():
@@ -92,3 +98,25 @@ def test_slow_start_rounds_agree_with_the_start_up_model():
         assert start.rounds == start.setup_rounds + ss == tcp.HANDSHAKE_RTTS + ss
         assert start.sent_bytes == tcp.sent_in(size, ss)
         assert start.duration_s == pytest.approx(start.rounds * rtt, rel=1e-12)
+
+
+def test_a_round_overflowing_the_room_a_standing_queue_leaves_ends_slow_start_there():
+    # The standing queue holds 0.8 of the 125 kB buffer, leaving 25,000 / 1514 = 16.5 frames: slow start's second
+    # round (20 segments) is the first whose burst overflows it. Mid-transfer fast recovery takes one round trip;
+    # in the transfer's last round the lost segments are its tail, which the probe repairs after 2 SRTT.
+    from sim.des import queueing
+
+    assert queueing.room_segments(BUFFER_BYTES, RATE_BPS) == pytest.approx(25_000 / 1514, rel=1e-12)
+    assert tcp.overflow(100_000, 3, 16.5) == (2, tcp.RECOVERY_RTTS)      # 43,440 B sent by then, of 100 kB
+    assert tcp.overflow(30_000, 2, 16.5) == (2, tcp.TAIL_PROBE_RTTS)     # its last round (30 kB within 43,440 B)
+    assert tcp.overflow(100_000, 3, 40.0) == (3, 0)                      # 10, 20, 40 segments all fit
+    assert tcp.overflow(100_000, 3, float("inf")) == (3, 0)
+    assert tcp.overflow(100_000, 3, 16.5, first_round=3) == (3, tcp.TAIL_PROBE_RTTS)  # rounds 1-2 went before
+
+
+def test_a_short_download_whose_last_round_overflows_waits_for_the_probe():
+    # 30 kB behind the bulk download: 2 handshakes and 2 slow-start rounds (14,480 + 28,960 B cover it), the second
+    # overflowing: its tail waits for the probe, 2 round trips. 6 round trips of 100 ms, nothing at a fluid share.
+    records = simulate(_line(), trace(transfer("a", 0.0, BULK_BYTES), transfer("a", 1.0, 30_000))).records
+    assert records.iloc[1]["duration_s"] == pytest.approx(6 * (RTT_S + QUEUE_S), rel=1e-9)
+    assert records.iloc[0]["duration_s"] == pytest.approx(BULK_END_S, rel=1e-9)  # it took no share

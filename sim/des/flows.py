@@ -25,7 +25,8 @@ class Transfer:
     the setup's; ``done_rounds`` of them are done by ``round_end_s`` (s), and every later one lasts ``round_rtt_s``
     (s); ``fixed_rtt_s`` is its RTT but for its data path's queues (s), ``key`` its data path's state when last
     planned (set only while it is followed). Its slow start delivers ``ss_bytes`` (bytes) from ``data_from_s`` (s)
-    until ``active_at_s``.
+    until ``active_at_s``; its last ``recovery_rounds`` round trips repair a round that overflowed a standing queue's
+    room (:func:`sim.des.tcp.overflow`).
     ``setup_loss`` is its data path's loss when it started (0..1), and ``opens`` whether it opens its connection (its
     first setup round trip a SYN's), for its tail (:mod:`sim.des.tails`). ``rtt_s``
     and ``queue_delay_s`` are those found at its start (s), as the records keep them.
@@ -34,7 +35,7 @@ class Transfer:
     __slots__ = ("session", "path", "size_bytes", "remaining_bytes", "active_at_s", "cap_bps", "rate_bps",
                  "limiter", "limited_bits", "rtt_s", "queue_delay_s", "since_s", "long", "fixed_rtt_s",
                  "round_rtt_s", "setup_rounds", "rounds", "round_end_s", "done_rounds", "ss_bytes", "data_from_s",
-                 "key", "setup_loss", "opens")
+                 "key", "setup_loss", "opens", "recovery_rounds")
 
     def __init__(self, session: int, path: tuple, size_bytes: float, remaining_bytes: float,
                  active_at_s: float, cap_bps: float, rtt_s: float, queue_delay_s: float) -> None:

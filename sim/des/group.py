@@ -34,6 +34,7 @@ from sim.des import tcp
 from sim.des.crowd import Crowds
 from sim.des.flows import Media, Transfer
 from sim.des.linkshare import share_elastic_alone, share_link
+from sim.des.queueing import STANDING
 from sim.des.rounds import Rounds
 from sim.des.shared import SharedLinks
 from sim.des.shortcuts import Shortcuts
@@ -217,16 +218,20 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
     def _start_transfer(self, s: dict, now_s: float) -> Transfer | None:
         """Start a transfer's start-up; return it, or None when it completes within its start-up.
 
-        Its start-up is planned with the round-trip time now and followed round by round (:mod:`sim.des.rounds`);
+        Its start-up is planned with the round-trip time now and followed round by round (:mod:`sim.des.rounds`),
+        its slow start ending where a round's burst overflows the room a standing queue on its path leaves
+        (:func:`sim.des.tcp.overflow`);
         one that ends within it on a path no other transfer uses or starts on (nor a line's change comes first) is
         finished at once.
         """
         path, back = (s["up"], s["down"]) if s["direction"] == "up" else (s["down"], s["up"])
-        queue_s, delivered, loss = 0.0, 1.0, 0.0
+        queue_s, delivered, loss, room = 0.0, 1.0, 0.0, math.inf
         for link in path:
             queue_s += link.queue_delay_s
             delivered *= 1.0 - link.loss
             loss = 1.0 - (1.0 - loss) * (1.0 - link.congestion_loss)
+            if link.saturated == STANDING and link.standing_room_segments < room:
+                room = link.standing_room_segments
         back_s = 0.0
         for link in back:
             back_s += link.queue_delay_s
@@ -237,7 +242,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
         chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1
         expected_bps = min(cap_bps, self._available_bps(path))
         handshakes = tcp.HANDSHAKE_RTTS_BY_CONNECTION[s["connection"]]
-        start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1, handshake_rtts=handshakes)
+        start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1, handshake_rtts=handshakes,
+                               room_segments=room)
         flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s + back_s)
         self._plan_start(flow, start, fixed_rtt_s, loss, now_s)

@@ -60,6 +60,8 @@ class Link:
             backup, a repair: :mod:`sim.linkchanges`): from ``line_steps_s[k]`` on, it is ``line_steps[k]``, a
             step function known before the run, taken by :meth:`take_line` as its group reaches each step.
         rtt_shift_s: How much longer than the topology's its site's round trip is now (s; 0 but on a changed line).
+        standing_room_segments: The room a standing queue leaves in its buffer (segments; inf in an outage), which a
+            slow-start round's burst overflows (:func:`sim.des.tcp.overflow`).
         bind_limit_bps, bind_next: Where :meth:`binding_step_s` last stopped looking (a step index) and for which
             limit (bit/s): every step after the next one up to it does not bind under that limit.
         queues_at: The M/D/1 queue (delay, jitter: s) below saturation by total load (bit/s) on the present line,
@@ -73,7 +75,8 @@ class Link:
                  "headroom_bps", "reserved_bps", "steps_s", "steps_bps", "step", "next_step_s", "history",
                  "media_bps", "media_count", "video_yields", "media_floor_bps", "media_steady", "priority",
                  "media_load_bps", "line0", "line_steps_s", "line_steps", "line_step", "next_line_s",
-                 "rtt_shift_s", "bind_limit_bps", "bind_next", "queues_at", "free_bps", "free_headroom_bps")
+                 "rtt_shift_s", "bind_limit_bps", "bind_next", "queues_at", "free_bps", "free_headroom_bps",
+                 "standing_room_segments")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -109,8 +112,10 @@ class Link:
         if capacity_bps <= 0.0:  # an outage: nothing crosses, nothing queues
             self.tcp_queue = self.burst_queue = self.full_queue = (0.0, 0.0)
             self.video_yields = (False, False, False)
+            self.standing_room_segments = math.inf
             return
         self.tcp_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, queueing.STANDING)
+        self.standing_room_segments = queueing.room_segments(buffer_bytes, capacity_bps)
         self.burst_queue = queueing.link_delay_s(capacity_bps, buffer_bytes, capacity_bps, queueing.BURSTS)
         full_s = queueing.full_buffer_delay_s(buffer_bytes, capacity_bps)
         self.full_queue = (full_s, self.tcp_queue[1])  # filled by streams that do not back off

@@ -78,6 +78,11 @@ def tcp_queue_s(buffer_bytes: float, capacity_bps: float) -> float:
     return CUBIC_OCCUPANCY * share * full_buffer_delay_s(buffer_bytes, capacity_bps)
 
 
+def room_segments(buffer_bytes: float, capacity_bps: float) -> float:
+    """The room (segments of ``FRAME_BYTES``) loss-based TCP's standing queue leaves in a drop-tail buffer on average."""
+    return (buffer_bytes - tcp_queue_s(buffer_bytes, capacity_bps) * capacity_bps / 8) / FRAME_BYTES
+
+
 def burst_queue_s(buffer_bytes: float, capacity_bps: float) -> float:
     """Mean queueing delay (s) at a line short transfers keep busy: M/D/1 at the cut-off, within the buffer."""
     return min(md1_wait_s(MAX_UTILISATION, capacity_bps)[0], full_buffer_delay_s(buffer_bytes, capacity_bps))

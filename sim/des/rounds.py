@@ -68,7 +68,7 @@ class Rounds:
         links over their rounds.
         """
         flow.fixed_rtt_s, flow.round_rtt_s, flow.setup_loss = fixed_rtt_s, flow.rtt_s, setup_loss
-        flow.setup_rounds, flow.rounds = start.setup_rounds, start.rounds
+        flow.setup_rounds, flow.rounds, flow.recovery_rounds = start.setup_rounds, start.rounds, start.recovery_rounds
         flow.round_end_s, flow.done_rounds = now_s, 0
         flow.ss_bytes, flow.data_from_s = start.sent_bytes, now_s + start.setup_s
         if start.sent_bytes > 0:  # (as _count_bits: this is the path every transfer takes)
@@ -81,6 +81,20 @@ class Rounds:
         flow.key = path_key(flow.path)
         flow.long = self._is_long(flow, expected_bps, flow.rtt_s)
         self.starting.append(flow)
+
+    @staticmethod
+    def _data_rounds(flow, ss_done: int, expected_bps: float, rtt_s: float, room: float) -> tuple[int, int]:
+        """A re-planned start-up's slow-start rounds and recovery round trips, ``ss_done`` of its rounds past its setup.
+
+        A round that overflowed a standing queue's room once begun has lost its segments: its recovery stays. Else
+        the rounds not begun are planned at the rate and RTT now, and overflow the room the queue leaves now, if any
+        (:func:`sim.des.tcp.overflow`).
+        """
+        planned = flow.rounds - flow.setup_rounds - flow.recovery_rounds
+        if flow.recovery_rounds and ss_done >= planned:
+            return planned, flow.recovery_rounds
+        ss_rounds = max(ss_done, tcp.slow_start_rounds(flow.size_bytes, expected_bps, rtt_s))
+        return tcp.overflow(flow.size_bytes, ss_rounds, room, first_round=ss_done + 1)
 
     def _count_bits(self, flow, sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) the wire bits of a start-up's slow-start rounds on its links."""
@@ -120,21 +134,23 @@ class Rounds:
         """Plan the rest of a start-up at ``now_s`` with the data path's queues, rate and line as they are now."""
         path = flow.path
         end_s, done = advance(flow.round_end_s, flow.done_rounds, flow.round_rtt_s, flow.rounds, now_s)
-        queue_s, delivered = 0.0, 1.0
+        queue_s, delivered, room = 0.0, 1.0, math.inf
         for link in path:
             queue_s += link.queue_delay_s
             delivered *= 1.0 - link.loss
+            if link.saturated == queueing.STANDING and link.standing_room_segments < room:
+                room = link.standing_room_segments
         rtt_s = flow.fixed_rtt_s + path[0].rtt_shift_s + queue_s
         flow.cap_bps = tcp.window_cap_bps(rtt_s, 1.0 - delivered)
         expected_bps = min(flow.cap_bps, self._available_bps(path))
         setup = flow.setup_rounds
         ss_done = max(0, done - setup)
-        ss_rounds = max(ss_done, tcp.slow_start_rounds(flow.size_bytes, expected_bps, rtt_s))
+        ss_rounds, flow.recovery_rounds = self._data_rounds(flow, ss_done, expected_bps, rtt_s, room)
         self._count_bits(flow, -1.0)
         if done < setup:
             flow.data_from_s = end_s + (setup - done) * rtt_s
         flow.round_end_s, flow.done_rounds, flow.round_rtt_s = end_s, done, rtt_s
-        flow.rounds = setup + ss_rounds
+        flow.rounds = setup + ss_rounds + flow.recovery_rounds
         flow.active_at_s = flow.since_s = end_s + (flow.rounds - done) * rtt_s
         flow.ss_bytes = tcp.sent_in(flow.size_bytes, ss_rounds)
         flow.remaining_bytes = flow.size_bytes - flow.ss_bytes

@@ -23,14 +23,21 @@ HANDSHAKE_RTTS = 2         # TCP SYN/SYN-ACK, then TLS 1.3 (RFC 8446: one round 
 # Round trips of handshakes by the trace's ``connection``: a new one pays TCP's and TLS's; a kept-alive one none.
 HANDSHAKE_RTTS_BY_CONNECTION = {"new": HANDSHAKE_RTTS, "reused": 0}
 MAX_WINDOW_BYTES = 6 * 2**20   # Linux default tcp_rmem maximum (autotuning ceiling)
+# What a slow-start round that overflows the room a standing queue leaves costs (round trips): mid-transfer, fast
+# recovery (the packets sent after the dropped ones bring duplicate ACKs: one round trip, RFC 6675); in its last round,
+# the drop-tail queue drops the burst's last segments, the transfer's tail, which nothing follows: the tail-loss probe
+# fires after 2 SRTT (RFC 8985 7.2) and repairs it.
+RECOVERY_RTTS, TAIL_PROBE_RTTS = 1, 2
 
 
 class StartUp(NamedTuple):
     """What slow start costs a transfer.
 
     Its duration (s), the payload it delivered (bytes), the handshakes' part of the duration (s), before any
-    payload moves, and its round trips: the setup's (handshakes and requests) and all of them (setup and slow
-    start), each ``duration_s / rounds`` long (:mod:`sim.des.rounds` follows them one by one).
+    payload moves, and its round trips: the setup's (handshakes and requests), all of them (setup, slow start and
+    any recovery), each ``duration_s / rounds`` long (:mod:`sim.des.rounds` follows them one by one), and the last
+    ``recovery_rounds`` of them repairing a loss where a round overflowed the room a standing queue left
+    (:func:`overflow`).
     """
 
     duration_s: float
@@ -38,10 +45,11 @@ class StartUp(NamedTuple):
     setup_s: float
     setup_rounds: int = 0
     rounds: int = 0
+    recovery_rounds: int = 0
 
 
 def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int = 0,
-               handshake_rtts: int = HANDSHAKE_RTTS) -> StartUp:
+               handshake_rtts: int = HANDSHAKE_RTTS, room_segments: float = math.inf) -> StartUp:
     """Start-up of a transfer of ``size_bytes`` on a path with ``rate_bps`` available and ``rtt_s``.
 
     A transfer on a kept-alive connection (``handshake_rtts`` 0) sends its request at once, its first data one round
@@ -56,6 +64,8 @@ def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int
         extra_rtts: Further request round trips (e.g. one per extra chunk of a chunked transfer).
         handshake_rtts: Round trips before the request goes: ``HANDSHAKE_RTTS`` on a new connection, 0 on a reused
             one (:data:`HANDSHAKE_RTTS_BY_CONNECTION`).
+        room_segments: The room (segments) a standing queue leaves in the data path's buffer (inf: none holds
+            one): a round whose window passes it loses there (:func:`overflow`).
 
     Returns:
         The handshake and slow-start time, and the payload sent in it. When ``sent_bytes`` reaches
@@ -63,9 +73,27 @@ def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int
     """
     setup_rounds = handshake_rtts + extra_rtts
     setup_s = setup_rounds * rtt_s
-    rounds = slow_start_rounds(size_bytes, rate_bps, rtt_s)
-    return StartUp(setup_s + rounds * rtt_s, sent_in(size_bytes, rounds), setup_s, setup_rounds,
-                   setup_rounds + rounds)
+    rounds, recovery = overflow(size_bytes, slow_start_rounds(size_bytes, rate_bps, rtt_s), room_segments)
+    return StartUp(setup_s + (rounds + recovery) * rtt_s, sent_in(size_bytes, rounds), setup_s, setup_rounds,
+                   setup_rounds + rounds + recovery, recovery)
+
+
+def overflow(size_bytes: float, ss_rounds: int, room_segments: float, first_round: int = 1) -> tuple[int, int]:
+    """Slow start's data rounds and recovery round trips when its bursts meet a buffer with ``room_segments`` left.
+
+    Round k sends a window of ``INITIAL_WINDOW_SEGMENTS x 2^(k-1)`` segments at once; behind a standing queue, whose
+    buffer has only ``room_segments`` free, the first round whose window passes that room overflows it and loses its
+    last segments. Slow start ends there (the loss halves the window: the rest goes at the flow's share), after
+    ``RECOVERY_RTTS`` to repair the loss, or ``TAIL_PROBE_RTTS`` when that round is the transfer's last (its tail is
+    lost: nothing after it brings duplicate ACKs). Without such a round: ``(ss_rounds, 0)``. Rounds before
+    ``first_round`` went before the queue stood and are not looked at.
+    """
+    k = max(1, first_round)
+    while k <= ss_rounds and INITIAL_WINDOW_SEGMENTS * 2 ** (k - 1) <= room_segments:
+        k += 1
+    if k > ss_rounds:
+        return ss_rounds, 0
+    return k, TAIL_PROBE_RTTS if sent_in(size_bytes, k) >= size_bytes else RECOVERY_RTTS
 
 
 def slow_start_rounds(size_bytes: float, rate_bps: float, rtt_s: float) -> int:
