@@ -79,7 +79,8 @@ LABELS = {
     "not_recommended": Band(-np.inf, -np.inf, "not recommended", "unusable"),
 }
 SCORE_COLUMNS = ("audio_mos", "video_mos", "mos")
-_INPUTS = ("traffic", "app", "kind", "one_way_delay_s", "jitter_s", "loss", "mean_rate_bps")
+# The record columns score reads.
+INPUTS = ("traffic", "app", "kind", "one_way_delay_s", "jitter_s", "loss", "mean_rate_bps")
 
 
 def mouth_to_ear_delay_s(delay_s, jitter_s) -> np.ndarray:
@@ -169,9 +170,9 @@ def score(records: pd.DataFrame, video_apps: set[str]) -> pd.DataFrame:
         ValueError: If a column is missing, a value out of range, or a video app's row an aggregate stream (its
             rate is its users' sum, so there is no per-call bitrate to score).
     """
-    missing = [name for name in _INPUTS if name not in records.columns]
+    missing = [name for name in INPUTS if name not in records.columns]
     if missing:
-        raise ValueError(f"records: missing column(s) {missing} (needs {list(_INPUTS)})")
+        raise ValueError(f"records: missing column(s) {missing} (needs {list(INPUTS)})")
     stream = (records["traffic"] == "stream").to_numpy()
     video = stream & records["app"].isin(sorted(video_apps)).to_numpy()
     _refuse_aggregate_video(records, video)

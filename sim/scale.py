@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sim import des, linkchanges, shard_files, spells, targets, workload
@@ -151,7 +152,7 @@ def _compute_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: i
     started = time.perf_counter()
     part = sub_topology(topology, shard)
     trace = workload.generate(scenario, part, seed)
-    trace["site_index"] = trace["site"].map(dict(zip(part.sites["site"], part.sites.index))).astype("int64")
+    trace["site_index"] = site_index(trace["site"], part.sites)
     changes = linkchanges.from_scenario(scenario, part) if scenario.outages else None
     result = des.run(trace.drop(columns="site_index"), part, window, seed=seed, link_changes=changes)
     sessions = targets.session_verdicts(result.records, scenario.targets, scenario.catalogue.media())
@@ -161,6 +162,18 @@ def _compute_shard(scenario: Scenario, topology: Topology, shard: Shard, seed: i
     tables = {"trace": trace, "records": result.records, "links": result.links,
               "session_verdicts": sessions[list(targets.OUTCOME_COLUMNS)], "site_verdicts": sites}
     return ShardDone(shard.index, len(trace), result.events, time.perf_counter() - started), tables
+
+
+def site_index(site: pd.Series, sites: pd.DataFrame) -> np.ndarray:
+    """Each session's site's row label in the topology's site table ``sites`` (int64), from its ``site`` name.
+
+    Raises:
+        ValueError: If a site is not in ``sites``.
+    """
+    positions = pd.Index(sites["site"]).get_indexer(site)  # a hash look-up per session, no Python per row
+    if (positions < 0).any():
+        raise ValueError(f"site {site[positions < 0].iloc[0]!r} of the trace is not in the shard's sites")
+    return sites.index.to_numpy(dtype="int64")[positions]
 
 
 def finished(folder: Path, shard: Shard) -> ShardDone | None:

@@ -129,16 +129,24 @@ def session_verdicts(records: pd.DataFrame, targets: Targets, media: dict[str, s
     mask = np.zeros(len(records), dtype=np.int64)
     for bit, failed in enumerate(criteria.values()):
         mask |= failed.astype(np.int64) << bit
-    text = {m: "; ".join(n for bit, n in enumerate(names) if m >> bit & 1) for m in np.unique(mask).tolist()}
-    out = records[SESSION_KEYS].copy()
+    masks, which = np.unique(mask, return_inverse=True)  # a few distinct sets of failed criteria: each joined once
+    text = np.asarray(["; ".join(n for bit, n in enumerate(names) if m >> bit & 1) for m in masks.tolist()],
+                      dtype=object)
+    out = records[SESSION_KEYS]  # copy on write: no copy of these columns is made
     out["passed"] = mask == 0
-    reasons = pd.Series(mask, index=records.index).map(text)
     judged = records["app"].isin(judged_apps(targets)).to_numpy()
-    out["reason"] = reasons.where(judged, NOT_JUDGED).astype("str")
+    out["reason"] = _text(np.where(judged, text[which.reshape(-1)], NOT_JUDGED), records.index)
     out["mos"] = mos
     verdict = {name: band.verdict for name, band in quality.LABELS.items()}
-    out["quality"] = pd.Series(quality.band(mos), index=records.index).map(verdict).fillna("").astype("str")
+    bands, which = np.unique(quality.band(mos), return_inverse=True)
+    words = np.asarray([verdict.get(name, "") for name in bands.tolist()], dtype=object)
+    out["quality"] = _text(words[which.reshape(-1)], records.index)
     return out
+
+
+def _text(values: np.ndarray, index: pd.Index) -> pd.Series:
+    """A text column (pandas strings) of ``values`` (Python strings), on ``index``."""
+    return pd.Series(values, index=index, dtype="str")
 
 
 _RATE_CRITERIA = ("bitrate below target", "bitrate below minimum", "call quality MOS")
@@ -166,7 +174,7 @@ def call_quality(records: pd.DataFrame, media: dict[str, str]) -> np.ndarray:
     scored = records["app"].isin(list(media)).to_numpy() & (records["traffic"] == "stream").to_numpy()
     if scored.any():
         video = {app for app, kind in media.items() if kind == "video"}
-        calls = records[scored]
+        calls = records.loc[scored, [*quality.INPUTS, "min_rate_bps", "target_rate_bps"]]  # only what it reads
         # A fixed-rate codec (minimum = target) that got less than its rate lost the rest: count it as loss.
         fixed = (calls["min_rate_bps"] >= calls["target_rate_bps"]).to_numpy()
         shortfall = np.clip(1.0 - calls["mean_rate_bps"].to_numpy() / calls["target_rate_bps"].to_numpy(), 0.0, 1.0)
@@ -179,24 +187,29 @@ def _stream_failures(records: pd.DataFrame, targets: Targets, mos: np.ndarray) -
     """Failed criteria of stream sessions, each app against its own targets (same wording: one criterion)."""
     out: dict[str, np.ndarray] = {}
     app = records["app"].to_numpy()
+    value = {name: records[name].to_numpy() for name in ("completed", "share_at_target", "share_below_min",
+                                                          "one_way_delay_p95_s", "jitter_s", "loss")}
+    if "bottleneck" in records:  # which end limits a rate: the same for every app, so found once
+        home = (records["bottleneck"] == "home").to_numpy()
+        tcp_queue = records["bottleneck"].str.endswith("_tcp_queue").to_numpy(dtype=bool)
     for name, t in targets.streams.items():
         mine = app == name
         if not mine.any():
             continue
         checks = {
-            "call not completed": ~records["completed"].to_numpy(),
-            "bitrate below target": records["share_at_target"].to_numpy() < t.share_at_target,
-            "bitrate below minimum": records["share_below_min"].to_numpy() > t.share_below_minimum,
-            f"one-way delay p95 > {t.delay_p95 * 1e3:g} ms": records["one_way_delay_p95_s"].to_numpy() > t.delay_p95,
-            f"jitter > {t.jitter * 1e3:g} ms": records["jitter_s"].to_numpy() > t.jitter,
-            f"loss > {t.loss:.2%}": records["loss"].to_numpy() > t.loss,
+            "call not completed": ~value["completed"],
+            "bitrate below target": value["share_at_target"] < t.share_at_target,
+            "bitrate below minimum": value["share_below_min"] > t.share_below_minimum,
+            f"one-way delay p95 > {t.delay_p95 * 1e3:g} ms": value["one_way_delay_p95_s"] > t.delay_p95,
+            f"jitter > {t.jitter * 1e3:g} ms": value["jitter_s"] > t.jitter,
+            f"loss > {t.loss:.2%}": value["loss"] > t.loss,
         }
         if t.mos is not None:
             checks[f"call quality MOS < {t.mos:g}"] = mos < t.mos  # NaN (no media) never fails it
         if "bottleneck" in records:  # which end: a rate the patient's line could not carry
             short = checks["bitrate below target"] | checks["bitrate below minimum"]
-            checks[PATIENT_END] = short & (records["bottleneck"] == "home").to_numpy()
-            checks[TCP_QUEUE] = short & records["bottleneck"].str.endswith("_tcp_queue").to_numpy(dtype=bool)
+            checks[PATIENT_END] = short & home
+            checks[TCP_QUEUE] = short & tcp_queue
         for criterion, failed in checks.items():
             out[criterion] = out.get(criterion, np.zeros(len(records), dtype=bool)) | (mine & failed)
     return out
@@ -213,8 +226,9 @@ def _transfer_failures(records: pd.DataFrame, targets: Targets) -> dict[str, np.
 
 def transfer_limits_s(records: pd.DataFrame, targets: Targets) -> pd.Series:
     """Completion-time limit (s) of each transfer session of a judged app (NaN for streams and load only)."""
-    limits = records["app"].map(targets.transfers) if len(records) else pd.Series([], dtype=float)
-    return pd.Series(limits.to_numpy(dtype=float), index=records.index)
+    which, apps = pd.factorize(records["app"])  # a few apps: each looked up once
+    limit_s = np.asarray([targets.transfers.get(app, np.nan) for app in apps.tolist()] + [np.nan], dtype=float)
+    return pd.Series(limit_s[which], index=records.index)  # code -1 (no app) takes the NaN at the end
 
 
 def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets,

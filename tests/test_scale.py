@@ -201,3 +201,17 @@ def test_densest_shards_start_first(scenarios_dir):
     started = scale.densest_first(scenario, topo, shards)
     assert sorted(s.index for s in started) == [s.index for s in shards]
     assert [density[s.index] for s in started] == sorted(density.values(), reverse=True)
+
+
+def test_site_index_gives_each_session_its_sites_row_label():
+    # A shard's sites keep the whole topology's row labels (here 7, 8, 9): each session gets its site's label.
+    sites = pd.DataFrame({"site": ["gp-b", "gp-a", "acute-1"]}, index=[7, 8, 9])
+    sessions = pd.Series(["acute-1", "gp-a", "gp-a", "gp-b"], dtype="str")
+    assert scale.site_index(sessions, sites).tolist() == [9, 8, 8, 7]
+    assert scale.site_index(sessions, sites).dtype == "int64"
+
+
+def test_site_index_refuses_a_site_not_in_the_shard():
+    sites = pd.DataFrame({"site": ["gp-a"]}, index=[3])
+    with pytest.raises(ValueError, match="'gp-z'"):
+        scale.site_index(pd.Series(["gp-a", "gp-z"], dtype="str"), sites)
