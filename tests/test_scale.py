@@ -215,3 +215,12 @@ def test_site_index_refuses_a_site_not_in_the_shard():
     sites = pd.DataFrame({"site": ["gp-a"]}, index=[3])
     with pytest.raises(ValueError, match="'gp-z'"):
         scale.site_index(pd.Series(["gp-a", "gp-z"], dtype="str"), sites)
+
+
+def test_local_workers_keep_glibcs_own_malloc_thresholds():
+    # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers unless told not to; the embedded cluster's are told not to
+    # (sim.cluster.WORKER_ENVIRON), while their other settings (one thread per maths library) stay Dask's.
+    import os
+    with scale.cluster(workers=1) as client:
+        seen = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+    assert list(seen.values()) == [(None, "1")]
