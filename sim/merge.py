@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import mmap
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -98,6 +98,8 @@ def _write_blocks(out: _Writers, readers: dict[str, list[_Rows]], shard_of: np.n
             out.write("sessions", pa.table({**{key: block["records"].column(key) for key in targets.SESSION_KEYS},
                                             **{key: block["outcomes"].column(key) for key in OUTCOME_COLUMNS}}))
             out.write("trace", block["trace"])
+            for reader in (reader for found in readers.values() for reader in found):
+                reader.release()  # the block's rows are copied out: what the shards' files lent is handed back
 
 
 def _order(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -105,12 +107,29 @@ def _order(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     keys = [ipc.open_file(pa.memory_map(str(path))).read_all().select(["start_s", "site_index"]) for path in paths]
     counts = np.array([len(k) for k in keys], dtype=np.int64)
     keys = pa.concat_tables(keys)
-    order = pc.sort_indices(keys, sort_keys=[("start_s", "ascending"), ("site_index", "ascending")])
-    order = order.to_numpy().astype(np.int64)  # stable; Arrow gives uint64
+    order = sort_keys(keys.column("start_s").to_numpy(), keys.column("site_index").to_numpy())
     del keys
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     shard_of = np.repeat(np.arange(len(paths), dtype=np.int32), counts)[order]
     return shard_of, order - starts[shard_of]
+
+
+def sort_keys(start_s: np.ndarray, site_index: np.ndarray) -> np.ndarray:
+    """The stable sort (positions, int64) of rows by start time (s), then site: as ``np.lexsort`` of both gives.
+
+    The shards' rows come as runs already sorted by start time, which a stable sort of the times alone merges
+    fast; only the rows that share a start time with another (sessions started on the hour, of many sites) are
+    then put in site order among themselves.
+    """
+    order = np.argsort(start_s, kind="stable")
+    times = start_s[order]
+    tied = np.zeros(len(times), dtype=bool)
+    tied[1:] = times[1:] == times[:-1]
+    tied[:-1] |= tied[1:]
+    rows = np.flatnonzero(tied)  # runs of equal times, each contiguous and in stable order
+    if len(rows):
+        order[rows] = order[rows][np.lexsort((site_index[order[rows]], times[rows]))]
+    return order
 
 
 def _text(columns: dict[str, str]) -> list[str]:
@@ -123,12 +142,16 @@ _EMPTY = {"str": pa.large_string(), "int64": pa.int64(), "float64": pa.float64()
 class _Rows:
     """One shard's table (an Arrow IPC file), read a record batch at a time (only that batch in memory).
 
-    The last batch read is kept: the next block starts in it. Text is as the shard wrote it (dictionary-encoded):
-    blocks move small codes, and are written so.
+    The file is memory-mapped: a batch is read where it lies, without a copy or a system call per column. The last
+    batch read is kept: the next block starts in it. Text is as the shard wrote it (dictionary-encoded): blocks
+    move small codes, and are written so. :meth:`release` hands the pages read so far back (the kernel keeps them
+    cached, and a later read maps them again), so what the merge holds stays about one block.
     """
 
     def __init__(self, path: Path, columns: dict[str, str]) -> None:
-        self.file, self.columns = ipc.open_file(pa.OSFile(str(path))), list(columns)
+        with open(path, "rb") as handle:
+            self.mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self.file, self.columns = ipc.open_file(pa.BufferReader(pa.py_buffer(self.mapped))), list(columns)
         sizes = [self.file.get_batch(g).num_rows for g in range(self.file.num_record_batches)]
         self.bounds = np.concatenate([np.zeros(1, np.int64), np.cumsum(sizes, dtype=np.int64)])
         self.kept: dict[int, pa.Table] = {}
@@ -146,6 +169,10 @@ class _Rows:
         if rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):  # a run in order: no copy
             return groups.slice(offset, len(rows))
         return groups.take(rows - self.bounds[first])
+
+    def release(self) -> None:
+        """Unmap the pages of the file read so far (it is unchanged: a later read maps them again from the cache)."""
+        self.mapped.madvise(mmap.MADV_DONTNEED)
 
     def _group(self, g: int) -> pa.Table:
         if g not in self.kept:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -224,3 +225,12 @@ def test_local_workers_keep_glibcs_own_malloc_thresholds():
     with scale.cluster(workers=1) as client:
         seen = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
     assert list(seen.values()) == [(None, "1")]
+
+
+def test_merge_order_is_a_stable_sort_by_start_then_site():
+    # Two shards' rows (each in start order), with ties at 3600 s across sites and within one site: worked by hand,
+    # the order is start time, then site, then the rows' own order.
+    from sim import merge
+    start_s = np.array([10.0, 3600.0, 3600.0, 5.0, 3600.0, 3600.0, 20.0])
+    site_index = np.array([4, 4, 2, 7, 7, 1, 9])
+    assert merge.sort_keys(start_s, site_index).tolist() == [3, 0, 6, 5, 2, 1, 4]
