@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -48,3 +49,18 @@ def test_a_run_whose_load_goes_one_way_only_draws_it(tmp_path):
     page = (folder / "report.html").read_text()
     # 2 MB in the 08:00 hour: 16e6 bits / 3600 s = 4.44 kbit/s, all of it the record view
     assert "Busy-hour downstream load: GP practice, medium" in page and "offers 0.00444 Mbit/s per site" in page
+
+
+def test_sums_per_combination_of_codes_as_a_grouping_by_them_gives():
+    # Rows (class, direction, hour, app) -> bits; by hand: (0,1,8,2): 1+2 = 3, (1,0,9,0): 4, (0,1,8,0): 8+16 = 24.
+    from sim.report.load import _sums
+    codes = (np.array([0, 1, 0, 0, 0], dtype=np.int8), np.array([1, 0, 1, 1, 1], dtype=np.int8),
+             np.array([8, 9, 8, 8, 8]), np.array([2, 0, 0, 2, 0], dtype=np.int8))
+    bits = np.array([1.0, 4.0, 8.0, 2.0, 16.0])
+    out = _sums(codes, bits, ["site_class", "direction", "hour", "app"])
+    assert out.to_dict("list") == {"site_class": [0, 0, 1], "direction": [1, 1, 0], "hour": [8, 8, 9],
+                                   "app": [0, 2, 0], "bits": [24.0, 3.0, 4.0]}
+    assert out["hour"].dtype == np.int64 and out["app"].dtype == np.int8
+    by_columns = pd.DataFrame({"site_class": codes[0], "direction": codes[1], "hour": codes[2], "app": codes[3],
+                               "bits": bits}).groupby(["site_class", "direction", "hour", "app"])["bits"].sum()
+    pd.testing.assert_frame_equal(out, by_columns.reset_index())

@@ -84,10 +84,9 @@ def busy_hour_load(run: RunData) -> pd.DataFrame:
     sites = pd.Categorical(trace["site"])
     classes = pd.Categorical(site_class.reindex(sites.categories.astype(str)).to_numpy())
     apps = pd.Categorical(trace["app"])
-    keys = pd.DataFrame({"site_class": classes.codes[sites.codes[rows]], "direction": direction.codes, "hour": hour,
-                         "app": apps.codes[rows], "bits": bits})
-    keys = keys[keys["site_class"] >= 0]  # a site the verdicts do not know (none in a run's own folder)
-    per_hour = keys.groupby(["site_class", "direction", "hour", "app"])["bits"].sum().reset_index()
+    codes = (classes.codes[sites.codes[rows]], direction.codes, hour, apps.codes[rows])
+    known = codes[0] >= 0  # a site the verdicts do not know (none in a run's own folder)
+    per_hour = _sums(tuple(code[known] for code in codes), bits[known], ["site_class", "direction", "hour", "app"])
     for name, values in (("site_class", classes), ("direction", direction), ("app", apps)):
         per_hour[name] = np.asarray(values.categories.astype(str), dtype=object)[per_hour[name].to_numpy()]
     per_hour = per_hour.sort_values(["site_class", "direction", "hour", "app"]).reset_index(drop=True)
@@ -98,6 +97,22 @@ def busy_hour_load(run: RunData) -> pd.DataFrame:
     out = per_hour.merge(busiest[["site_class", "direction", "hour"]], on=["site_class", "direction", "hour"])
     out["rate_bps"] = out["bits"] / HOUR_S / out["site_class"].map(counts).to_numpy()
     return out[["site_class", "direction", "hour", "app", "rate_bps"]]
+
+
+def _sums(codes: tuple[np.ndarray, ...], values: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Sums of ``values`` per distinct combination of ``codes`` (non-negative integers), sorted by the codes.
+
+    As a pandas grouping by the code columns gives (the same groups, each summed in row order the same way), but
+    grouped by one integer key made of them, which costs a fraction of grouping millions of rows by four columns.
+
+    Returns:
+        Columns ``names`` (the codes) and ``bits`` (the sums).
+    """
+    shape = tuple(int(code.max()) + 1 if len(code) else 1 for code in codes)
+    sums = pd.Series(values).groupby(np.ravel_multi_index(codes, shape)).sum()
+    columns = np.unravel_index(sums.index.to_numpy(), shape)
+    return pd.DataFrame({**{name: column.astype(code.dtype) for name, column, code in zip(names, columns, codes)},
+                         "bits": sums.to_numpy()})
 
 
 def load_figure(run: RunData) -> FigureSpec | None:
