@@ -233,7 +233,10 @@ def transfer_limits_s(records: pd.DataFrame, targets: Targets) -> pd.Series:
 
 def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
                        records: pd.DataFrame | None, faults: pd.DataFrame | None = None) -> pd.DataFrame:
-    sessions = sessions[sessions["app"].isin(judged_apps(targets)) & ~patient_end_only(sessions)]
+    counted = sessions["app"].isin(judged_apps(targets)) & ~patient_end_only(sessions)
+    # Only the verdict's own columns are filtered: the records give the rest of a failed session's (joined below).
+    sessions = sessions.loc[counted, ["site", "app", "passed", "reason", "mos", "quality"] if records is not None
+                            else sessions.columns]
     if sessions.empty:
         return _empty_sites()
     grouped = sessions.groupby(["site", "app"], sort=True)
