@@ -152,3 +152,20 @@ def test_the_site_table_escapes_free_text_names():
     assert "St Mary&#x27;s &lt;b&gt;Surgery&lt;/b&gt; \\u202e" in html and "<b>" not in html
     assert "video: &lt;i&gt;x&lt;/i&gt;" in html and "GP &amp; small" in html
     assert "It lists the 1 worst of 3 sites; site_verdicts.csv has every one." in html
+
+
+def test_quality_table_counts_bands_and_quantiles_per_class_by_hand():
+    # Three scored calls of one class and technology (MOS 4.4 good, 3.8 degraded, 2.0 unusable) and one unscored
+    # session: 3 calls, a third in each band; median 3.8; p25 of (2.0, 3.8, 4.4) by linear interpolation = 2.9.
+    from sim.report.callquality import quality_table
+
+    class Run:
+        def table(self, name, columns, text_as_categories=False):
+            return pd.DataFrame({"app": ["video"] * 4, "site_class": ["gp_small"] * 4, "technology": ["FTTC"] * 4,
+                                 "mos": [4.4, 3.8, 2.0, float("nan")],
+                                 "quality": ["good", "degraded but usable", "unusable", ""]}).astype(
+                {"app": "category", "site_class": "category", "technology": "category", "quality": "category"})
+
+    row = quality_table(Run()).iloc[0]
+    assert row["calls"] == 3 and row["median_mos"] == pytest.approx(3.8) and row["p25_mos"] == pytest.approx(2.9)
+    assert [row[band] for band in ("good", "degraded but usable", "unusable")] == pytest.approx([1 / 3] * 3)
