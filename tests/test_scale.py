@@ -160,6 +160,12 @@ def test_sharded_folder_holds_the_single_process_files(small_shards, icb_morning
                                   pd.read_parquet(one / "links.parquet").sort_values(key).reset_index(drop=True))
     for name in ("verdicts.csv", "site_verdicts.csv", "verdicts.json", "sites.csv"):
         assert (sharded / name).read_bytes() == (one / name).read_bytes(), name
+    # Row groups give the bounds of every column of the links (read by site), of the numbers only elsewhere.
+    for name, bounded in (("records.parquet", {"session_id", "start_s"}), ("links.parquet", {"site", "bin_start_s"})):
+        group = pq.ParquetFile(sharded / name).metadata.row_group(0)
+        stats = {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(group.num_columns)}
+        assert all(stats[column] for column in bounded), name
+        assert stats["site"] == (name == "links.parquet"), name
 
 
 def test_sharded_run_writes_its_folder_without_reading_its_session_tables(small_shards, icb_morning, tmp_path,
