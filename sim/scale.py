@@ -130,7 +130,7 @@ def run_shard_shipped(scenario: Scenario, topology: Topology, shard: Shard, seed
                       folder: str) -> tuple[ShardDone, dict[str, bytes]]:
     """:func:`run_shard` for a worker that cannot see ``folder``: return the tables as Parquet bytes instead."""
     done, tables = _compute_shard(scenario, topology, shard, seed, window)
-    return done, {name: shard_files.to_bytes(frame, shard.path(folder, name)) for name, frame in tables.items()}
+    return done, {name: bytes(shard_files.to_bytes(frame, shard.path(folder, name))) for name, frame in tables.items()}
 
 
 def _keep_shipped(folder: Path, shards: list[Shard]) -> Callable[[tuple], ShardDone]:
