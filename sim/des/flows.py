@@ -166,12 +166,13 @@ class Media:
     jump back when released: it climbs back at its sender's pace (:func:`climb_step`) from ``climb_from_bps``;
     ``climb_s`` is when the climb began (None while it is still held), ``climb_next_s`` when its rate next steps (a
     climb's step or a yield's cut: an event of its group; inf when it is neither climbing nor cutting).
-    Held by its share, it climbs from the rate it was held at (at least its minimum); through an outage (rate 0, from ``silent_s``, at ``silent_from_bps`` then) from where the
-    sender's cuts for silence would have taken it (:func:`silence_after_bps`). Held by a yield to TCP's queue
-    (from ``yield_s``, at ``yield_from_bps`` then), it follows its sender's cuts down to its minimum
-    (:func:`descent_step`, :meth:`yield_cap_bps`), and climbs from where they took it by the yield's end: a short
-    burst costs a cut or two, a long upload the minimum. A call starts at what it asks for, as the sender does. Time spent
-    climbing back counts against what held it (``held_label``) in what limited it.
+    Held by its share, it climbs from the rate it was held at (at least its minimum); through an outage (rate 0, from
+    ``silent_s``, at ``silent_from_bps`` then) from where the sender's cuts for silence would have taken it
+    (:func:`silence_after_bps`). Held by a yield to TCP's queue (from ``yield_s``, at ``yield_from_bps`` then), it
+    follows its sender's cuts down to its minimum (:func:`descent_step`, :meth:`yield_cap_bps`), and climbs from
+    where they took it by the yield's end: a short burst costs a cut or two, a long upload the minimum. A call starts
+    at what it asks for, as the sender does. Time spent climbing back counts against what held it (``held_label``) in
+    what limited it.
     """
 
     __slots__ = ("session", "path", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "end_s", "rate_bps",

@@ -79,7 +79,7 @@ def tcp_queue_s(buffer_bytes: float, capacity_bps: float) -> float:
 
 
 def room_segments(buffer_bytes: float, capacity_bps: float) -> float:
-    """The room (segments of ``FRAME_BYTES``) loss-based TCP's standing queue leaves in a drop-tail buffer on average."""
+    """The room (segments of ``FRAME_BYTES``) loss-based TCP's standing queue leaves in a drop-tail buffer (mean)."""
     return (buffer_bytes - tcp_queue_s(buffer_bytes, capacity_bps) * capacity_bps / 8) / FRAME_BYTES
 
 
