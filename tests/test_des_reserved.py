@@ -111,8 +111,9 @@ def test_a_priority_line_serves_calls_ahead_of_an_upload(qos):
     # (87.2 kbit/s each way) from 10 s to 40 s and a video call (1.5 Mbit/s target, 350 kbit/s minimum, to a fast
     # home) from 20 s to 50 s. FIFO: the calls wait behind Cubic's standing queue and lose what TCP's sawtooth drops;
     # the video call yields, its sender's cuts taking it to its minimum. Priority (non-preemptive; calls paced, so
-    # not queueing behind each other): a call waits for the rest of the frame in service, rho * s / 2 with rho = 1 (the upload keeps the line
-    # busy) and s = 12.112 ms; nothing is dropped; video sees no queue of TCP's, so it keeps what the headroom gives.
+    # not queueing behind each other): a call waits for the rest of the frame in service, rho * s / 2 with rho = 1
+    # (the upload keeps the line busy) and s = 12.112 ms; nothing is dropped; video sees no queue of TCP's, so it
+    # keeps what the headroom gives.
     topo = topology(site("s", down_bps=100e6, up_bps=1e6, buffer_bytes=150_000, qos=qos), home=FarEnd(1e9, 1e9, 0.0))
     sessions = trace(transfer("s", 0.0, 20e6, "up"), _stream(10.0, 30.0, 87.2e3),
                      call("s", 20.0, 30.0, target_bps=1.5e6, min_bps=350e3))
