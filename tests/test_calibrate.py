@@ -132,10 +132,11 @@ def test_short_flows_beside_a_bulk_download_are_judged_on_the_short_ones():
     during, after = (shorts["start_s"] < bulk["end_s"]).sum(), (shorts["start_s"] >= bulk["end_s"]).sum()
     assert during >= 5 and after > during  # some start behind the standing queue, most after it
     got = calibrate.metrics(records, links, case)
-    # Behind the queue (10 Mbit/s, 20 ms + 0.8 x 100 ms): 2 handshakes and 2 slow-start rounds of 100 ms (the second's
-    # 20 segments overflow the 16.5 frames the standing queue leaves of the 125 kB buffer: 43,440 B sent), one round
-    # trip of recovery, then 106,560 B at half the line: 0.5 + 106,560 x 8 / (5e6 x G) = 0.678 s.
-    behind_s = 0.5 + (150e3 - 30 * 1448) * 8 / (5e6 * 1448 / 1514)
+    # Behind the queue (10 Mbit/s, 20 ms + 0.8 x 100 ms): 2 handshakes and 3 slow-start rounds of 100 ms (101,360 B:
+    # half the line's pipe is 41 segments; the third round adds 20 segments to the queue, past the 16.5 frames the
+    # standing queue leaves of the 125 kB buffer), one round trip of recovery, then 48,640 B at half the line:
+    # 0.6 + 48,640 x 8 / (5e6 x G) = 0.681 s.
+    behind_s = 0.6 + (150e3 - 70 * 1448) * 8 / (5e6 * 1448 / 1514)
     # After it, alone: 3 round trips of 20 ms (one slow-start round of 14,480 B), then the line: 0.173 s; more when
     # one finds another sharing the line (and its burst queue, about 30 ms a round trip).
     alone_s = 0.06 + (150e3 - 14_480) * 8 / (10e6 * 1448 / 1514)

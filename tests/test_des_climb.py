@@ -212,3 +212,37 @@ def test_after_an_outage_the_call_climbs_from_where_its_silence_cuts_took_it(out
     bits = TARGET * 20.0 + climb_bits + TARGET * (100.0 - back_s - climb_s)
     assert done["mean_rate_bps"] == pytest.approx(bits / 100.0, rel=1e-9)
     assert done["share_at_target"] == pytest.approx((100.0 - outage_s - climb_s) / 100.0, rel=1e-9)
+
+
+def test_a_reshare_within_a_cut_step_leaves_the_calls_rate():
+    # A call on a 10 Mbit/s uplink (150 kB buffer: Cubic's standing queue 96 ms, over video's 25 ms threshold) yields
+    # from when an upload that outlasts it is active; its cuts fit the 9 Mbit/s headroom whatever the transfers do,
+    # so a second, 300 kB upload arriving within a cut's step (a re-share there) changes none of its bits.
+    topo = topology(site("a", down_bps=10e6, up_bps=10e6, rtt_s=0.02, buffer_bytes=150_000), cloud_rtt_s=0.0)
+    sessions = [call("a", 0.0, 30.0), transfer("a", 1.0, 1e12, "up")]
+    alone = simulate(topo, trace(*sessions)).records.iloc[0]
+    beside = simulate(topo, trace(*sessions, transfer("a", 1.9, 300e3, "up"))).records.iloc[0]
+    assert alone["app"] == "video" and alone["bottleneck"] == "access_up_tcp_queue"
+    assert beside["size_bytes"] == pytest.approx(alone["size_bytes"], rel=1e-12)
+
+
+def test_a_yield_right_after_an_outage_cuts_from_where_the_call_got_back_to():
+    # Silent from 1 s (its line down), the sender has cut once by 1.6 s (x 0.85 for each 0.5 s without a report):
+    # back then, its climb's first step is 1.275e6 x 0.08 / ln 1.08 = 1.325 Mbit/s. A standing queue makes it yield
+    # at once: its cuts start from that rate, and the outage's clock stops. Released at 3.0 s (1.4 s of overuse: 1 +
+    # floor(1.2 / 0.3) = 5 cuts), it climbs from 1.325e6 x 0.85^5 = 588 kbit/s, not from the outage's depth.
+    from sim.des.flows import Media
+
+    m = Media(0, (), 1e9, TARGET, MINIMUM, 0.0, 0.0, 100.0)
+    m.follow(TARGET, 0.0)
+    m.rate_bps = TARGET
+    m.follow(0.0, 1.0)
+    m.rate_bps = 0.0
+    back_bps = 1.275e6 * 0.08 / GROWTH
+    assert m.cap_bps(1.6) == pytest.approx(back_bps, rel=1e-12)
+    rate_bps = m.yield_cap_bps(1.6, m.cap_bps(1.6))
+    assert rate_bps == pytest.approx(back_bps, rel=1e-12)
+    m.follow(rate_bps, 1.6, True)
+    m.rate_bps = rate_bps
+    assert m.silent_s is None and m.yield_s == 1.6
+    assert m._origin(3.0)[0] == pytest.approx(back_bps * 0.85**5, rel=1e-12)

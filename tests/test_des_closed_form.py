@@ -81,13 +81,13 @@ def test_a_flow_joining_a_saturated_link_pays_the_full_buffer_in_every_round_tri
     # Flow 1 saturates an 8 Mbit/s link whose 150 kB buffer (0.15 s) then holds Cubic's 0.8: 0.12 s. Flow 2
     # arrives at t=1 with RTT 0 + 0.12 s: it spends 2 handshake RTTs (0.24 s) and slow-start rounds before joining
     # the share. At C/2 its window must reach 4e6 * GOODPUT * 0.12 / (8 * 1448) = 39.6 segments: 2 doublings
-    # from 10, 0.24 s and 30 segments (43,440 B) more. But the standing queue leaves 30 kB of the buffer free, 19.8
-    # frames of 1514 B: the second round's burst of 20 overflows it and loses its last segment, repaired by fast
-    # recovery in one more round trip (0.12 s). So it joins at t = 1 + 0.6 = 1.6 s with 956,560 B left.
+    # from 10, 0.24 s and 30 segments (43,440 B) more. Neither round overflows the 30 kB (19.8 frames) the standing
+    # queue leaves: the first adds its 10 segments to the queue, the second 10 more than it drains (20 sent, two
+    # for each ACK of the first). So it joins at t = 1 + 0.48 = 1.48 s with 956,560 B left.
     topo = topology(site("a", down_bps=8e6, up_bps=8e6))
     records = simulate(topo, trace(transfer("a", 0.0, 4e6), transfer("a", 1.0, 1e6))).records
     r = 8e6 * GOODPUT / 8
-    t2_end = 1.6 + (1e6 - 30 * 1448) / (r / 2)
+    t2_end = 1.48 + (1e6 - 30 * 1448) / (r / 2)
     assert records["rtt_s"].iloc[1] == pytest.approx(0.12, rel=1e-9)
     assert records["end_s"].iloc[1] == pytest.approx(t2_end, rel=1e-9)
 

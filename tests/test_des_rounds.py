@@ -38,16 +38,12 @@ def _short_beside_bulk(start_s: float):
 def test_a_transfer_wholly_behind_the_standing_queue_pays_it_every_round():
     # RTT 20 + 80 = 100 ms; its share would be half the line, 5 Mbit/s: pipe 5e6 x G x 0.1 / (8 x 1448) = 41.3
     # segments, 3 rounds to fill (10, 20, 40 segments: 101,360 B), and 100 kB needs ceil(log2(100,000/14,480 + 1)) = 3.
-    # But the standing queue leaves 25 kB of the buffer, 16.5 frames: the second round's 20 segments overflow it, and
-    # fast recovery takes one more round trip; slow start ends there, after 30 segments (43,440 B). So 2 + 2 + 1 round
-    # trips of 100 ms, then 56,560 B at half the line, while the bulk download has the other half (so it ends that
-    # much later: 56,560 B at the whole line).
-    records = simulate(_line(), trace(transfer("a", 0.0, BULK_BYTES), transfer("a", 1.0, SHORT_BYTES))).records
-    bulk, short = records.iloc[0], records.iloc[1]
-    rest_bits = (SHORT_BYTES - 30 * 1448) * 8 / G
-    assert short["duration_s"] == pytest.approx(0.5 + rest_bits / (RATE_BPS / 2), rel=1e-9)
+    # The standing queue leaves 25 kB of the buffer, 16.5 frames: the third round adds 40 - 20 = 20 segments to the
+    # queue and overflows it, losing its last segments, the transfer's tail: the probe repairs it after 2 SRTT. So
+    # 2 + 3 + 2 round trips of 100 ms: 0.7 s, all within the bulk download (it starts at 1 s, ends by 1.7 s).
+    short = _short_beside_bulk(1.0)
+    assert short["duration_s"] == pytest.approx(0.7, rel=1e-9)
     assert short["rtt_s"] == pytest.approx(RTT_S + QUEUE_S, rel=1e-9)
-    assert bulk["duration_s"] == pytest.approx(BULK_END_S + rest_bits / RATE_BPS, rel=1e-9)
 
 
 def test_rounds_that_straddle_the_end_of_the_standing_queue_take_each_its_own_rtt():
@@ -101,22 +97,31 @@ def test_slow_start_rounds_agree_with_the_start_up_model():
 
 
 def test_a_round_overflowing_the_room_a_standing_queue_leaves_ends_slow_start_there():
-    # The standing queue holds 0.8 of the 125 kB buffer, leaving 25,000 / 1514 = 16.5 frames: slow start's second
-    # round (20 segments) is the first whose burst overflows it. Mid-transfer fast recovery takes one round trip;
-    # in the transfer's last round the lost segments are its tail, which the probe repairs after 2 SRTT.
+    # The standing queue holds 0.8 of the 125 kB buffer, leaving 25,000 / 1514 = 16.5 frames. Slow start's first
+    # round arrives at once (10 segments); each later one adds what it sends beyond the round before (two segments
+    # for each ACK, which come as the queue drains): 10, 20 and 40 segments add 10, 10 and 20, so the third round is
+    # the first to overflow. Mid-transfer fast recovery takes one round trip; in the transfer's last round the lost
+    # segments are its tail, which the probe repairs after 2 SRTT.
     from sim.des import queueing
 
     assert queueing.room_segments(BUFFER_BYTES, RATE_BPS) == pytest.approx(25_000 / 1514, rel=1e-12)
-    assert tcp.overflow(100_000, 3, 16.5) == (2, tcp.RECOVERY_RTTS)      # 43,440 B sent by then, of 100 kB
-    assert tcp.overflow(30_000, 2, 16.5) == (2, tcp.TAIL_PROBE_RTTS)     # its last round (30 kB within 43,440 B)
-    assert tcp.overflow(100_000, 3, 40.0) == (3, 0)                      # 10, 20, 40 segments all fit
+    assert [tcp.round_segments(100_000, k) for k in (1, 2, 3)] == [10, 20, 40]   # 70 segments: 100 kB / 1448 B
+    assert tcp.overflow(100_000, 3, 16.5) == (3, tcp.TAIL_PROBE_RTTS)    # 100 kB ends in the third round
+    assert tcp.overflow(150_000, 3, 16.5) == (3, tcp.RECOVERY_RTTS)      # 101,360 B sent by then, of 150 kB
+    assert tcp.overflow(30_000, 2, 16.5) == (2, 0)                       # 10, then 11 segments: it adds 1
+    assert tcp.overflow(14_000, 1, 4.0) == (1, tcp.TAIL_PROBE_RTTS)      # 10 segments at once into room for 4
+    assert tcp.overflow(1_000, 1, 4.0) == (1, 0)                         # one segment
+    assert tcp.overflow(100_000, 3, 40.0) == (3, 0)
     assert tcp.overflow(100_000, 3, float("inf")) == (3, 0)
-    assert tcp.overflow(100_000, 3, 16.5, first_round=3) == (3, tcp.TAIL_PROBE_RTTS)  # rounds 1-2 went before
+    assert tcp.overflow(150_000, 3, 16.5, first_round=3) == (3, tcp.RECOVERY_RTTS)  # rounds 1-2 went before
 
 
-def test_a_short_download_whose_last_round_overflows_waits_for_the_probe():
-    # 30 kB behind the bulk download: 2 handshakes and 2 slow-start rounds (14,480 + 28,960 B cover it), the second
-    # overflowing: its tail waits for the probe, 2 round trips. 6 round trips of 100 ms, nothing at a fluid share.
-    records = simulate(_line(), trace(transfer("a", 0.0, BULK_BYTES), transfer("a", 1.0, 30_000))).records
-    assert records.iloc[1]["duration_s"] == pytest.approx(6 * (RTT_S + QUEUE_S), rel=1e-9)
-    assert records.iloc[0]["duration_s"] == pytest.approx(BULK_END_S, rel=1e-9)  # it took no share
+def test_a_download_whose_slow_start_overflows_mid_transfer_recovers_then_shares():
+    # 150 kB behind the bulk download: 2 handshakes, 3 slow-start rounds (101,360 B), the third overflowing, one
+    # round trip of recovery, then 48,640 B at half the line while the bulk download has the other half (so it ends
+    # that much later: 48,640 B at the whole line).
+    records = simulate(_line(), trace(transfer("a", 0.0, BULK_BYTES), transfer("a", 1.0, 150_000))).records
+    rest_bits = (150_000 - 70 * 1448) * 8 / G
+    assert records.iloc[1]["duration_s"] == pytest.approx(6 * (RTT_S + QUEUE_S) + rest_bits / (RATE_BPS / 2),
+                                                          rel=1e-9)
+    assert records.iloc[0]["duration_s"] == pytest.approx(BULK_END_S + rest_bits / RATE_BPS, rel=1e-9)

@@ -183,7 +183,7 @@ class Crowd:
         video_caps = [m.cap_bps(now_s) for m in media]  # what each asks for, or its climb's step
         media_rates, media_limited, level, limited, saturated = self._fill(video_caps, free_bps, headroom_bps)
         if media and link.video_yields[saturated]:  # as linkshare.shares: calls yield to TCP's queue
-            video_caps = [min(cap, m.yield_cap_bps(now_s)) for cap, m in zip(video_caps, media)]
+            video_caps = [m.yield_cap_bps(now_s, cap) for cap, m in zip(video_caps, media)]
             media_rates, media_limited, level, limited, saturated = self._fill(video_caps, free_bps, headroom_bps)
         rates = np.minimum(self.cap, level)
         self._set(rates, limited, now_s)

@@ -127,8 +127,9 @@ def descent_step(from_bps: float, floor_bps: float, yield_s: float) -> tuple[flo
     ``VIDEO_HOLD_S`` (:func:`depth_after_bps`) until a cut would take it under ``floor_bps``, where it stays. The
     fluid model follows the cuts as steps, as it follows a climb (:func:`climb_step`): the first cut, then the next
     two, four, eight... each step at the mean of its cuts' rates, so the bits at every step's end are exactly the
-    sender's, and a whole descent from 1.5 Mbit/s to 350 kbit/s (nine cuts) costs 5 events rather than 10. A yield
-    ending within a step has carried that step's mean; the climb after it starts from the sender's true depth.
+    sender's, and a whole descent from 1.5 Mbit/s to 350 kbit/s (eight cuts, then the minimum) costs 5 events
+    rather than 9. A yield ending within a step has carried that step's mean; the climb after it starts from the
+    sender's true depth. A re-share within a step leaves the step's rate as it is (:meth:`Media.yield_cap_bps`).
 
     Returns:
         The step's rate (bit/s; ``floor_bps`` once the cuts reach it) and when the step ends (s from the yield's
@@ -236,14 +237,16 @@ class Media:
             return self.demand_bps
         return climb_step(from_bps, self.demand_bps, now_s - start_s)[0]
 
-    def yield_cap_bps(self, now_s: float) -> float:
+    def yield_cap_bps(self, now_s: float, cap_bps: float) -> float:
         """The most it sends at ``now_s`` yielding to TCP's queue (bit/s): its sender's cuts, down to its minimum.
 
-        A yield not yet begun begins now, at the rate it sends (:func:`descent_step`).
+        A yield under way: its cut's step (:func:`descent_step`), whatever else a re-share finds. A yield not yet
+        begun begins now at what it sends, at most ``cap_bps`` (:meth:`cap_bps`'s: what it asks for, or its climb's
+        step).
         """
         floor_bps = min(self.min_bps, self.demand_bps)
         if self.yield_s is None:
-            return max(floor_bps, self._sending_bps(now_s))
+            return min(cap_bps, max(floor_bps, self._sending_bps(now_s)))
         return descent_step(self.yield_from_bps, floor_bps, now_s - self.yield_s)[0]
 
     def follow(self, rate_bps: float, now_s: float, yielded: bool = False) -> None:
@@ -259,7 +262,7 @@ class Media:
         if yielded and (rate_bps < demand_bps * (1 - _TINY) or floor_bps < demand_bps * (1 - _TINY)):
             if self.yield_s is None:  # the sender cuts from what reaches its receiver: the rate it gets now
                 self.yield_s, self.yield_from_bps = now_s, rate_bps
-            self.climb_from_bps = self.climb_s = None
+            self.climb_from_bps = self.climb_s = self.silent_s = None  # (after an outage, from where it got back to)
             self.climb_next_s = self.yield_s + descent_step(self.yield_from_bps, floor_bps, now_s - self.yield_s)[1]
             return
         if rate_bps <= 0:  # an outage: nothing crosses, no report comes back

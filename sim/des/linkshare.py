@@ -149,7 +149,7 @@ def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: l
     rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps)
     saturated = saturation(transfers, limited)
     if media and link.video_yields[saturated]:
-        video_caps = [min(cap, m.yield_cap_bps(now_s)) for cap, m in zip(video_caps, media)]
+        video_caps = [m.yield_cap_bps(now_s, cap) for cap, m in zip(video_caps, media)]
         rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps)
         saturated = saturation(transfers, limited)
     return rates, limited, saturated

@@ -53,8 +53,9 @@ def path_key(path: tuple) -> tuple:
     """What re-plans a start-up when it changes: whether each data-path link holds a standing queue, and its line."""
     if len(path) == 1:
         link = path[0]
-        return link.saturated == queueing.STANDING, link.capacity_bps, link.rtt_shift_s
-    return tuple((link.saturated == queueing.STANDING, link.capacity_bps, link.rtt_shift_s) for link in path)
+        return link.saturated == queueing.STANDING, link.capacity_bps, link.rtt_shift_s, link.buffer_bytes
+    return tuple((link.saturated == queueing.STANDING, link.capacity_bps, link.rtt_shift_s, link.buffer_bytes)
+                 for link in path)
 
 
 class Rounds:

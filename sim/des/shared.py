@@ -32,7 +32,7 @@ class SharedLinks:
                       if any(id(link) in yielding for link in flows[k].path)]
         if backed_off:  # video's delay-based control yields to TCP filling the buffer: its cuts, to its minimum
             for k in backed_off:
-                video_caps[k - n_transfers] = min(video_caps[k - n_transfers], flows[k].yield_cap_bps(now_s))
+                video_caps[k - n_transfers] = flows[k].yield_cap_bps(now_s, video_caps[k - n_transfers])
             rates, limiter = self._share(transfers, media, video_caps)
         by_id = self.by_id
         for k in range(n_transfers):

@@ -81,19 +81,27 @@ def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int
 def overflow(size_bytes: float, ss_rounds: int, room_segments: float, first_round: int = 1) -> tuple[int, int]:
     """Slow start's data rounds and recovery round trips when its bursts meet a buffer with ``room_segments`` left.
 
-    Round k sends a window of ``INITIAL_WINDOW_SEGMENTS x 2^(k-1)`` segments at once; behind a standing queue, whose
-    buffer has only ``room_segments`` free, the first round whose window passes that room overflows it and loses its
-    last segments. Slow start ends there (the loss halves the window: the rest goes at the flow's share), after
-    ``RECOVERY_RTTS`` to repair the loss, or ``TAIL_PROBE_RTTS`` when that round is the transfer's last (its tail is
-    lost: nothing after it brings duplicate ACKs). Without such a round: ``(ss_rounds, 0)``. Rounds before
-    ``first_round`` went before the queue stood and are not looked at.
+    Behind a standing queue, whose buffer has only ``room_segments`` free, a slow-start round overflows it when what
+    it adds to the queue passes that room, and loses its last segments. The first round's segments (the initial
+    window, or the whole transfer if smaller) arrive at once; each later round's are sent two for each ACK of the
+    round before, which arrive at the rate the queue drains them, so it adds what it sends beyond the round before
+    (:func:`round_segments`). Slow start ends at the first round that overflows (the loss halves the window: the
+    rest goes at the flow's share), after ``RECOVERY_RTTS`` to repair the loss, or ``TAIL_PROBE_RTTS`` when that round
+    is the transfer's last (its tail is lost: nothing after it brings duplicate ACKs). Without such a round:
+    ``(ss_rounds, 0)``. Rounds before ``first_round`` went before the queue stood and are not looked at.
     """
     k = max(1, first_round)
-    while k <= ss_rounds and INITIAL_WINDOW_SEGMENTS * 2 ** (k - 1) <= room_segments:
+    while k <= ss_rounds:
+        added = round_segments(size_bytes, k) - (round_segments(size_bytes, k - 1) if k > 1 else 0)
+        if added > room_segments:
+            return k, TAIL_PROBE_RTTS if sent_in(size_bytes, k) >= size_bytes else RECOVERY_RTTS
         k += 1
-    if k > ss_rounds:
-        return ss_rounds, 0
-    return k, TAIL_PROBE_RTTS if sent_in(size_bytes, k) >= size_bytes else RECOVERY_RTTS
+    return ss_rounds, 0
+
+
+def round_segments(size_bytes: float, k: int) -> int:
+    """Segments slow start's round ``k`` (from 1) sends of a transfer of ``size_bytes``: its window or what is left."""
+    return math.ceil(sent_in(size_bytes, k) / MSS_BYTES) - math.ceil(sent_in(size_bytes, k - 1) / MSS_BYTES)
 
 
 def slow_start_rounds(size_bytes: float, rate_bps: float, rtt_s: float) -> int:
