@@ -57,6 +57,8 @@ def _connection_words(app) -> str:
     if app.connection == "reused":
         share = 1.0 if app.reused_share is None else app.reused_share
         return f"reused {share:.0%}"
+    if app.connection == "multiplexed":
+        return f"multiplexed (idle: reused {app.reuse_share:.0%})"
     return app.connection
 
 

@@ -5,6 +5,8 @@ Every message names the file, line and field it comes from, and for a misspelt k
 
 from __future__ import annotations
 
+import difflib
+import re
 import types
 import typing
 
@@ -67,6 +69,10 @@ def _message(error: dict, loc: tuple, model: type) -> str:
         return f"missing required key {loc[-1]!r}" if loc else "missing required keys"
     if kind in ("value_error", "assertion_error"):
         return msg.split(", ", 1)[1] if ", " in msg else msg
+    if kind == "literal_error" and isinstance(error.get("input"), str):  # a misspelt choice: name the nearest
+        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        near = difflib.get_close_matches(error["input"], choices, n=1, cutoff=0.5)
+        return f"{msg} (got {error['input']!r})" + (f"; did you mean {near[0]!r}?" if near else "")
     return f"{msg} (got {error.get('input')!r})" if not isinstance(error.get("input"), (dict, list)) else msg
 
 

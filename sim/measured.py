@@ -203,14 +203,18 @@ def _fill_texts(table: Table, out: dict, apps: list, stream: np.ndarray) -> None
 
 
 def _connections(table: Table, stream: np.ndarray) -> np.ndarray:
-    """A transfer's ``connection``: ``new`` (where empty) or ``reused``; a stream's is empty (it makes no request)."""
+    """A transfer's ``connection`` (``new`` where empty); a stream's is empty (it makes no request).
+
+    A transfer's is ``new``, ``reused``, or a multiplexed app's ``multiplexed-new`` or ``multiplexed-reused`` (as new or
+    reused when it finds its connection idle).
+    """
     connection = _texts(table, "connection")
     given = stream & (connection != "")
     if given.any():
         raise table.error("a stream has no connection (only transfers make requests); leave it empty",
                           int(np.argmax(given)), "connection")
     return _allowed(table, "connection", np.where(~stream & (connection == ""), "new", connection), stream,
-                    {True: ("",), False: ("new", "reused")})
+                    {True: ("",), False: ("new", "reused", "multiplexed-new", "multiplexed-reused")})
 
 
 def _allowed(table: Table, column: str, values: np.ndarray, stream: np.ndarray, allowed: dict) -> np.ndarray:

@@ -162,20 +162,22 @@ def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) ->
     # is 0% or 100% draws nothing, so moving one app's share to either end shifts the draws of the apps after it.)
     for frame in frames:
         if frame["traffic"] == "transfer":
-            _draw_connections(frame, cat.apps[frame["app"]].reuse_share, rng)
+            app = cat.apps[frame["app"]]
+            _draw_connections(frame, app.reuse_share, rng, "multiplexed-" if app.multiplexed else "")
     return frames
 
 
-def _draw_connections(part: dict, reuse_share: float, rng) -> None:
+def _draw_connections(part: dict, reuse_share: float, rng, prefix: str = "") -> None:
     """Give each transfer of a part its connection: ``reused`` with probability ``reuse_share``, else ``new``.
 
-    Nothing is drawn when every transfer of the app is on a new connection, or every one on a reused one.
+    Nothing is drawn when every transfer of the app is on a new connection, or every one on a reused one. A
+    multiplexed app's (``prefix`` ``multiplexed-``) say what a transfer does when it finds the connection idle.
     """
     if reuse_share <= 0.0 or reuse_share >= 1.0:
-        part["connection"] = "reused" if reuse_share >= 1.0 else "new"
+        part["connection"] = prefix + ("reused" if reuse_share >= 1.0 else "new")
         return
     reused = rng.random(part["n"]) < reuse_share
-    part["connection"] = np.where(reused, "reused", "new").astype(object)
+    part["connection"] = np.where(reused, prefix + "reused", prefix + "new").astype(object)
 
 
 def _draw_home_lines(part: dict, cat: Catalogue, rng) -> None:

@@ -72,7 +72,7 @@ def test_an_app_says_how_its_requests_travel():
     assert App.model_validate(_app()).reuse_share == 0.0
     assert App.model_validate(_app(connection="reused")).reuse_share == 1.0
     assert App.model_validate(_app(connection="reused", reused_share="80%")).reuse_share == pytest.approx(0.8)
-    for fields, message in ((dict(connection="kept"), "'new' or 'reused'"),
+    for fields, message in ((dict(connection="kept"), "'new', 'reused' or 'multiplexed'"),
                             (dict(reused_share="50%"), "'reused_share' is for 'connection: reused'"),
                             (dict(connection="reused", reused_share="120%"), "between 0% and 100%")):
         with pytest.raises(ValueError, match=message):

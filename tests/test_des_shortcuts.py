@@ -25,8 +25,10 @@ sites = st.builds(lambda name, down, up, rtt_s, buffer_bytes, qos: site(name, do
                   st.sampled_from(["a", "b"]), st.sampled_from(RATES_BPS), st.sampled_from(RATES_BPS),
                   st.sampled_from([0.0, 0.01, 0.05]), st.sampled_from([0.0, 30_000.0, 150_000.0]),
                   st.sampled_from(["fifo", "priority"]))
+# Each on a new or kept-alive connection, or as a stream of its site's multiplexed connection (sim.des.connections).
 transfers = st.builds(transfer, st.sampled_from(["a", "b"]), st.floats(0.0, 120.0),
-                      st.sampled_from([2e3, 40e3, 1e6, 20e6]), st.sampled_from(["up", "down"]))
+                      st.sampled_from([2e3, 40e3, 1e6, 20e6]), st.sampled_from(["up", "down"]),
+                      connection=st.sampled_from(["new", "reused", "multiplexed-new", "multiplexed-reused"]))
 calls = st.builds(call, st.sampled_from(["a", "b"]), st.floats(0.0, 120.0), st.floats(1.0, 90.0))
 
 

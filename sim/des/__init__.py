@@ -157,7 +157,7 @@ def _groups(topology: Topology, trace: pd.DataFrame, as_flows: np.ndarray, site_
 
 
 # What groups read of each session (with its paths and RTT).
-_SESSION_COLUMNS = ("session_id", "traffic", "up_share", "far_end", "far_down_bps", "far_up_bps", "far_rtt_s",
+_SESSION_COLUMNS = ("session_id", "app", "traffic", "up_share", "far_end", "far_down_bps", "far_up_bps", "far_rtt_s",
                     "direction", "start_s", "duration_s", "size_bytes", "chunk_bytes", "connection",
                     "target_rate_bps", "min_rate_bps")
 

@@ -60,6 +60,8 @@ class Context:
         round trip now: its fixed part and its data path's queues as they are (:mod:`sim.des.tails`). A transfer
         whose last byte (or timer) comes past the horizon is not completed, however it got there.
         """
+        if flow.conn is not None:
+            flow.conn.leave(flow, now_s)
         row = self.row[flow.session]
         path = flow.path
         tail_loss = tails.path_loss(path)

@@ -277,7 +277,9 @@ class Crowds:
             else:
                 self.transfers.append(flow)
         for link in {f.path[0] for f in due}:
-            if link not in crowds and self._on_link(link) >= CROWD_FROM:
+            if link in crowds and link.streams:  # a multiplexed connection's streams are shared as objects
+                self.transfers.extend(crowds.pop(link).take_all())
+            elif link not in crowds and not link.streams and self._on_link(link) >= CROWD_FROM:
                 crowds[link] = Crowd(link, [f for f in self.transfers if f.path[0] is link])
                 self.transfers = [f for f in self.transfers if f.path[0] is not link]
 

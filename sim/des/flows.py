@@ -28,14 +28,16 @@ class Transfer:
     until ``active_at_s``; its last ``recovery_rounds`` round trips repair a round that overflowed a standing queue's
     room (:func:`sim.des.tcp.overflow`).
     ``setup_loss`` is its data path's loss when it started (0..1), and ``opens`` whether it opens its connection (its
-    first setup round trip a SYN's), for its tail (:mod:`sim.des.tails`). ``rtt_s``
+    first setup round trip a SYN's), for its tail (:mod:`sim.des.tails`). A stream of a multiplexed connection
+    (``conn``, :mod:`sim.des.connections`) has ``weight`` 1/k and cap C/k while k streams share it, and ``joined``
+    when it found the connection open. ``rtt_s``
     and ``queue_delay_s`` are those found at its start (s), as the records keep them.
     """
 
     __slots__ = ("session", "path", "size_bytes", "remaining_bytes", "active_at_s", "cap_bps", "rate_bps",
                  "limiter", "limited_bits", "rtt_s", "queue_delay_s", "since_s", "long", "fixed_rtt_s",
                  "round_rtt_s", "setup_rounds", "rounds", "round_end_s", "done_rounds", "ss_bytes", "data_from_s",
-                 "key", "setup_loss", "opens", "recovery_rounds")
+                 "key", "setup_loss", "opens", "recovery_rounds", "conn", "weight", "joined")
 
     def __init__(self, session: int, path: tuple, size_bytes: float, remaining_bytes: float,
                  active_at_s: float, cap_bps: float, rtt_s: float, queue_delay_s: float) -> None:
@@ -48,6 +50,9 @@ class Transfer:
         self.limited_bits: dict[str, float] = {}
         self.since_s = active_at_s  # accounting is settled up to here
         self.long = True  # whether it goes through loss cycles, holding a standing queue (set by its group)
+        self.conn = None  # its multiplexed connection (sim.des.connections), if it is a stream of one
+        self.weight = 1.0  # its weight in the water-filling: 1/k as one of k active streams of a connection
+        self.joined = False  # whether it joined an open connection (no handshake, no slow start)
         # its start-up's rounds are given by its group (sim.des.rounds.Rounds._plan_start)
 
     def settle(self, now_s: float) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 from sim.des import tcp
+from sim.des.connections import MULTIPLEXED, Connections, joined_start
 from sim.des.crowd import Crowds
 from sim.des.flows import Media, Transfer
 from sim.des.linkshare import share_elastic_alone, share_link
@@ -44,7 +45,7 @@ _EPS_S = 1e-9
 _NONE: list = []  # no media on a link (never changed)
 
 
-class Group(Rounds, Shortcuts, SharedLinks, Crowds):
+class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
     """The links of one group, the sessions that use them, and the flows now active.
 
     Args:
@@ -64,6 +65,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
         self.starting: list[Transfer] = []
         self.transfers: list[Transfer] = []  # active transfers, but those of crowded links (sim.des.crowd)
         self.crowds: dict = {}  # a link's crowd, when so many transfers are active on it (one-link paths only)
+        self.connections: dict = {}  # multiplexed connections by app and data path (sim.des.connections)
         self.media: list[Media] = []
         self.calls: dict[int, list[Media]] = {}
         self.now_s = sessions[0]["start_s"] if sessions else 0.0
@@ -242,12 +244,20 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
         chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1
         expected_bps = min(cap_bps, self._available_bps(path))
         handshakes = tcp.HANDSHAKE_RTTS_BY_CONNECTION[s["connection"]]
-        start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1, handshake_rtts=handshakes,
-                               room_segments=room)
+        conn = self._connection(s, path) if s["connection"] in MULTIPLEXED else None
+        joins = conn is not None and conn.is_open(now_s)
+        if joins:  # a stream on its open connection: its request, then it shares the open window
+            start, handshakes = joined_start(conn, rtt_s, chunks - 1, now_s), 0
+        else:
+            start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1, handshake_rtts=handshakes,
+                                   room_segments=room)
         flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s + back_s)
         self._plan_start(flow, start, fixed_rtt_s, loss, now_s)
         flow.opens = handshakes > 0
+        if conn is not None:
+            flow.joined = joins
+            conn.join(flow)
         if flow.remaining_bytes <= 0 and flow.active_at_s < self._next_line_s() and not self._busy(path, flow):
             # done within its start-up, and nothing can change its rounds before it ends
             self.ctx.finish_transfer(flow, flow.active_at_s)
@@ -276,6 +286,9 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds):
                     if flow.remaining_bytes <= 0:  # done within its start-up, which took no share
                         self.ctx.finish_transfer(flow, flow.active_at_s)
                 due = [f for f in due if f.remaining_bytes > 0]
+                for flow in due:
+                    if flow.conn is not None:
+                        flow.conn.activate(flow)
                 self._activate(due)
                 for flow in due:
                     self.dirty.update(flow.path)

@@ -76,7 +76,7 @@ class Link:
                  "media_bps", "media_count", "video_yields", "media_floor_bps", "media_steady", "priority",
                  "media_load_bps", "line0", "line_steps_s", "line_steps", "line_step", "next_line_s",
                  "rtt_shift_s", "bind_limit_bps", "bind_next", "queues_at", "free_bps", "free_headroom_bps",
-                 "standing_room_segments")
+                 "standing_room_segments", "streams", "weighted")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
@@ -100,6 +100,7 @@ class Link:
         self.bind_limit_bps, self.bind_next = math.nan, 0
         self.history: tuple[list, ...] = ([], [], [], [], [])
         self.media_bps, self.media_floor_bps, self.media_count, self.media_steady = 0.0, 0.0, 0, False
+        self.streams = self.weighted = 0  # active streams of multiplexed connections; those sharing with others
 
     def _set_line(self, line: Line) -> None:
         """Take ``line``'s capacity, buffer, loss, queueing and round trip, and the queues they imply."""

@@ -38,9 +38,10 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
 
     The calls then get what they ask for whatever the transfers do, so the transfers share what they leave, and the
     calls are touched only when they joined or left since they last got it (``link.media_steady``). Not while a
-    call is held or climbing back (:class:`sim.des.flows.Media`): it gets less than it asks for.
+    call is held or climbing back (:class:`sim.des.flows.Media`): it gets less than it asks for, nor while streams of
+    a multiplexed connection share its window (``link.weighted``: :func:`fill` weighs them).
     """
-    if not link.media_steady and not all(m.free for m in media):
+    if link.weighted or (not link.media_steady and not all(m.free for m in media)):
         return False
     load_bps, saturated = link.media_bps, queueing.NOT_SATURATED
     if transfers:
@@ -146,11 +147,12 @@ def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: l
     """
     transfer_caps = [f.cap_bps for f in transfers]
     video_caps = [m.cap_bps(now_s) for m in media]
-    rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps)
+    weights = [f.weight for f in transfers] if link.weighted else None  # streams of a multiplexed connection
+    rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps, weights)
     saturated = saturation(transfers, limited)
     if media and link.video_yields[saturated]:
         video_caps = [m.yield_cap_bps(now_s, cap) for cap, m in zip(video_caps, media)]
-        rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps)
+        rates, limited = fill(transfer_caps, video_caps, free_bps, headroom_bps, weights)
         saturated = saturation(transfers, limited)
     return rates, limited, saturated
 
@@ -170,10 +172,18 @@ def saturation(transfers, limited) -> int:
 
 
 def fill(transfer_caps: list[float], video_caps: list[float], free_bps: float, headroom_bps: float,
-         ) -> tuple[list[float], list[bool]]:
-    """:func:`shares` for given caps (bit/s): media over the headroom first, then transfers over the rest."""
+         weights: list[float] | None = None) -> tuple[list[float], list[bool]]:
+    """:func:`shares` for given caps (bit/s): media over the headroom first, then transfers over the rest.
+
+    ``weights``: the transfers' weights (None: all 1), 1/k for each of k streams of a multiplexed connection
+    (:func:`sim.des.sharing.weighted_level`).
+    """
     media_rates, media_limited, media_bps = media_shares(video_caps, headroom_bps)
-    level = water_level(transfer_caps, free_bps - media_bps) if transfer_caps else math.inf
+    level = water_level(transfer_caps, free_bps - media_bps, weights) if transfer_caps else math.inf
+    if weights is not None:
+        levels = [level * w for w in weights]
+        limited = [cap > lv for cap, lv in zip(transfer_caps, levels)]
+        return [min(cap, lv) for cap, lv in zip(transfer_caps, levels)] + media_rates, limited + media_limited
     limited = [cap > level for cap in transfer_caps]
     return [min(cap, level) for cap in transfer_caps] + media_rates, limited + media_limited
 

@@ -91,6 +91,8 @@ class Rounds:
         the rounds not begun are planned at the rate and RTT now, and overflow the room the queue leaves now, if any
         (:func:`sim.des.tcp.overflow`).
         """
+        if flow.joined:  # a stream that joined an open connection does not slow-start (sim.des.connections)
+            return 0, 0
         planned = flow.rounds - flow.setup_rounds - flow.recovery_rounds
         if flow.recovery_rounds and ss_done >= planned:
             return planned, flow.recovery_rounds

@@ -74,7 +74,9 @@ class SharedLinks:
         else:
             media_rates, media_limiter, capacity = [], [], self.capacity
         keys = [tuple(id(link) for link in f.path) for f in transfers]
-        rates, limiter = max_min([f.cap_bps for f in transfers], keys, capacity) if transfers else ([], [])
+        weights = [f.weight for f in transfers]  # 1/k for each of k streams of a multiplexed connection
+        weights = weights if any(w != 1.0 for w in weights) else None
+        rates, limiter = max_min([f.cap_bps for f in transfers], keys, capacity, weights) if transfers else ([], [])
         return rates + media_rates, limiter + [abs(k) if k != NO_LINK else k for k in media_limiter]
 
     def _update_links(self, links: list, flows: list, saturated: dict[int, int], now_s: float) -> None:

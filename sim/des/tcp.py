@@ -21,7 +21,9 @@ GOODPUT_FACTOR = MSS_BYTES / FRAME_BYTES
 INITIAL_WINDOW_SEGMENTS = 10   # RFC 6928
 HANDSHAKE_RTTS = 2         # TCP SYN/SYN-ACK, then TLS 1.3 (RFC 8446: one round trip), the request on its last flight
 # Round trips of handshakes by the trace's ``connection``: a new one pays TCP's and TLS's; a kept-alive one none.
-HANDSHAKE_RTTS_BY_CONNECTION = {"new": HANDSHAKE_RTTS, "reused": 0}
+# A multiplexed app's stream on an idle connection is as ``new`` or ``reused`` (sim.des.connections).
+HANDSHAKE_RTTS_BY_CONNECTION = {"new": HANDSHAKE_RTTS, "reused": 0, "multiplexed-new": HANDSHAKE_RTTS,
+                                "multiplexed-reused": 0}
 MAX_WINDOW_BYTES = 6 * 2**20   # Linux default tcp_rmem maximum (autotuning ceiling)
 # What a slow-start round that overflows the room a standing queue leaves costs (round trips): mid-transfer, fast
 # recovery (the packets sent after the dropped ones bring duplicate ACKs: one round trip, RFC 6675); in its last round,

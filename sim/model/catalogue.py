@@ -148,8 +148,9 @@ TRAFFIC: dict[str, str] = {"transfer": "transfer", "bulk": "transfer", "stream":
 # The workload's generators (sim.workload.GENERATORS implements each; a test pins that the two agree).
 Generator = Literal["consultations", "gp2gp", "imaging", "transfers", "streams"]
 # How a transfer's request travels: on a ``new`` connection (TCP, then TLS 1.3 with the request on its last flight)
-# or on a ``reused`` one, kept alive from the app's earlier requests (RFC 9112 9.3 persistent connections).
-Connection = Literal["new", "reused"]
+# or on a ``reused`` one, kept alive from the app's earlier requests (RFC 9112 9.3 persistent connections), or
+# ``multiplexed``: concurrent requests as streams of one kept-alive connection (RFC 9113, HTTP/2).
+Connection = Literal["new", "reused", "multiplexed"]
 
 
 class StreamRate(Frozen):
@@ -184,7 +185,9 @@ class App(Frozen):
     ``connection`` (transfers only) is how its requests travel: each on a ``new`` connection (the default), or
     ``reused``: on a connection kept alive from the app's earlier requests, which a server closes once it has been
     idle past its keep-alive timeout, so only ``reused_share`` of them (default all) find it open; the rest open a
-    new one. The workload draws each transfer's connection with the run's seed.
+    new one; or ``multiplexed``: concurrent requests of the app at a site, one way, are streams of one connection
+    (HTTP/2), sharing its window; one that finds the connection idle is as ``reused`` (``reused_share`` of them) or
+    ``new``. The workload draws each transfer's connection with the run's seed.
     """
 
     kind: AppKind
@@ -228,6 +231,11 @@ class App(Frozen):
         if self.connection == "new":
             return 0.0
         return 1.0 if self.reused_share is None else self.reused_share
+
+    @property
+    def multiplexed(self) -> bool:
+        """Whether its concurrent requests at a site are streams of one connection (HTTP/2)."""
+        return self.connection == "multiplexed"
 
 
 class Modality(Frozen):
