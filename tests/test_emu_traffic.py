@@ -352,6 +352,48 @@ def test_a_reused_connection_saves_its_two_handshake_round_trips(tmp_path, delay
                    f"the request: expected {2 * rtt_s:.3f} (new) or 0 (reused), then {rtt_s:.3f}")
 
 
+def test_multiplexed_streams_share_one_connection_over_loopback(tmp_path: Path) -> None:
+    # downloads and uploads of one app, each way on its own connection; chunked streams ask once per chunk; every byte
+    # is counted per stream by the client and per connection by the server
+    sessions = trace(transfer("s1", 0.2, 3_000_000, "down", connection="multiplexed-new"),
+                     transfer("s1", 0.2, 2_000_000, "up", connection="multiplexed-new"),
+                     transfer("s1", 0.21, 500_000, "up", connection="multiplexed-new"),
+                     transfer("s1", 0.25, 1_000_000, "down", connection="multiplexed-new"),
+                     transfer("s1", 0.3, 2_000_000, "down", connection="multiplexed-reused", chunk_bytes=500_000),
+                     transfer("s1", 3.0, 100_000, "down", connection="multiplexed-reused"))
+    out, results, _ = replay(tmp_path, sessions, endpoints(LOOPBACK, LOOPBACK, LOOPBACK), 4.0, 1.0)
+    assert out["completed"].all()
+    delivered = {t["session_id"]: (t["delivered_bytes"], t["rounds"]) for t in results["site1"]["transfers"]}
+    assert delivered == {0: (3_000_000, 1), 1: (2_000_000, 1), 2: (500_000, 1), 3: (1_000_000, 1),
+                         4: (2_000_000, 4), 5: (100_000, 1)}
+    served = results["server"]["served"]
+    assert sum(s["bytes_out"] for s in served) == 6_100_000 and sum(s["bytes_in"] for s in served) == 2_500_000
+    assert all(s["congestion_control"] == "cubic" and not s["aborted"] for s in served)
+    assert len(served) < len(sessions) + 1  # the reused streams rode on connections already open
+
+
+def test_a_stream_joining_an_open_connection_pays_one_round_trip(tmp_path, delayed_path) -> None:
+    # a 3 MB stream opens its connection at 0.5 s (2 round trips) and slow-starts (8 rounds: 10 x (2^8 - 1) >= 2,072
+    # segments) until about 1.5 s; a 50 kB stream of the same app at 1.3 s joins it: its request at once, then its 35
+    # segments and as many of the other's, in turn, in a window of about 320 segments: under 2 round trips (a plain
+    # transfer on a kept-alive connection would slow-start: 3). At 4 s the connection is idle: a 50 kB stream drawn
+    # new opens one (2 round trips) and slow-starts (3 rounds): 5 round trips, as a plain new transfer.
+    sessions = trace(transfer("s1", 0.5, 3_000_000, "down", connection="multiplexed-new"),
+                     transfer("s1", 1.3, SHORT_BYTES, "down", connection="multiplexed-new"),
+                     transfer("s1", 4.0, SHORT_BYTES, "down", connection="multiplexed-new"))
+    out, results, watch = replay(tmp_path, sessions, endpoints("10.98.0.1", "10.98.0.1", "10.98.0.2"), 6.0, 1.0,
+                                 namespaces=delayed_path)
+    assert out["completed"].all()
+    served = sorted((s["session_id"], s["bytes_out"]) for s in results["server"]["served"])
+    assert served == [(0, 3_000_000 + SHORT_BYTES), (2, SHORT_BYTES)]  # the joiner rode on the first connection
+    assert np.isnan(out["rtt_s"].iloc[1]) and out["rtt_s"].iloc[2] > 0.09  # a joiner's RTT is not its own set-up's
+    rtt_s = 2 * ONE_WAY_S
+    joined_s, opened_s = float(out["duration_s"].iloc[1]), float(out["duration_s"].iloc[2])
+    unless_starved(watch, rtt_s - 0.01 < joined_s < 2 * rtt_s and opened_s == pytest.approx(5 * rtt_s, abs=0.04),
+                   f"joined {joined_s:.3f} s (expected 1-2 round trips of {rtt_s:.3f}), opened anew {opened_s:.3f} s "
+                   f"(expected {5 * rtt_s:.3f})")
+
+
 def test_a_reused_connection_opened_before_the_server_listens_tries_again_until_its_start() -> None:
     # A reused connection is opened REUSE_LEAD_S (3 s) before its start: here at once, 0.3 s before anything listens;
     # refused, it tries again and is made before its start, so its request goes on time. A new connection refused

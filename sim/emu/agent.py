@@ -28,6 +28,7 @@ from pathlib import Path
 
 from sim.emu.call import Call
 from sim.emu.clock import sleep_until, trace_s
+from sim.emu.multiplex import MULTIPLEXED, SERVE, MuxConnection
 from sim.emu.transfers import ABORTS, run_transfer, serve_connection, set_tcp_options, tcp_socket
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Agent:
         self.transfers = [_transfer_entry(t, self.window) for t in spec["transfers"]]
         self.calls = [Call(c) for c in spec["calls"]]
         self.served: list[dict] = []
+        self.muxes: dict[tuple, MuxConnection] = {}  # the host's multiplexed connections by app and direction
         self.reason = "not started"
         self.ready_at_s: float | None = None
         self.stopped_at_s: float | None = None
@@ -66,7 +68,7 @@ class Agent:
             if self.ready_at_s > self.spec["epoch_s"]:
                 log.warning("ready %.3f s after the epoch: sessions due before then start late", self.ready_at_s
                             - self.spec["epoch_s"])
-            work = [asyncio.create_task(self._guard(run_transfer(t, self.spec["congestion_control"], entry), entry))
+            work = [asyncio.create_task(self._guard(self._transfer(t, entry), entry))
                     for t, entry in zip(self.spec["transfers"], self.transfers)]
             work += [asyncio.create_task(self._guard(call.run(), {"session_id": call.session})) for call in self.calls]
             tasks += work
@@ -79,6 +81,18 @@ class Agent:
                 await asyncio.wait(tasks, timeout=STOP_GRACE_S)
             for call in self.calls:
                 call.close(loop)
+            for mux in self.muxes.values():
+                mux.close()
+
+    def _transfer(self, spec: dict, entry: dict):
+        """A transfer's coroutine: on its own connection, or as a stream of its app's multiplexed one."""
+        congestion_control = self.spec["congestion_control"]
+        if spec.get("connection") not in MULTIPLEXED:
+            return run_transfer(spec, congestion_control, entry)
+        key = (spec["app"], spec["direction"])
+        if key not in self.muxes:
+            self.muxes[key] = MuxConnection(congestion_control, spec["direction"])
+        return self.muxes[key].stream(spec, entry)
 
     def _signalled(self, stop: asyncio.Event, signum: int) -> None:
         self.reason = f"signal {signal.Signals(signum).name}"
@@ -124,7 +138,8 @@ class Agent:
             while True:
                 sock, _ = await loop.sock_accept(listener)
                 set_tcp_options(sock, self.spec["congestion_control"])
-                task = asyncio.create_task(self._guard(serve_connection(sock, self.served), {"session_id": "server"}))
+                task = asyncio.create_task(self._guard(serve_connection(sock, self.served, SERVE),
+                                                       {"session_id": "server"}))
                 connections.add(task)
                 task.add_done_callback(connections.discard)
         finally:

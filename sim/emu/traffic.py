@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim.emu.agent import FORMAT_VERSION
+from sim.emu.multiplex import MULTIPLEXED
 from sim.errors import EngineError
 from sim.workload import TRACE_COLUMNS
 
@@ -30,6 +31,7 @@ RESULT_COLUMNS = {
 }
 UNKNOWN_BOTTLENECK = "unknown"   # agents see their sessions, not the links: the caller may attribute it
 _NAN = float("nan")
+CONNECTIONS = ("new", "reused", *MULTIPLEXED)  # a transfer's connection in the trace
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ def _transfer(row, start_at_s: float, site: Endpoint, server: Endpoint, port: in
     chunk_bytes = int(row.chunk_bytes) if math.isfinite(row.chunk_bytes) and row.chunk_bytes > 0 else 0
     return {"session_id": int(row.session_id), "start_at_s": start_at_s, "direction": row.direction,
             "size_bytes": max(1, int(round(row.size_bytes))), "chunk_bytes": chunk_bytes,
-            "connection": row.connection, "local_ip": site.ip, "server_ip": server.ip, "server_port": port}
+            "connection": row.connection, "app": row.app, "local_ip": site.ip, "server_ip": server.ip,
+            "server_port": port}
 
 
 def _check_window(window_start_s: float, window_end_s: float, drain_s: float, congestion_control: str) -> None:
@@ -159,11 +162,11 @@ def _check_trace(trace: pd.DataFrame, endpoints: Endpoints, window_start_s: floa
                              "must be > 0")
     transfers = trace[trace["traffic"] != "stream"]
     bad = transfers[~(transfers["size_bytes"] > 0) | ~transfers["direction"].isin(["up", "down"])
-                    | ~transfers["connection"].isin(["new", "reused"])]
+                    | ~transfers["connection"].isin(CONNECTIONS)]
     if len(bad):
         raise ValueError(f"transfer session {int(bad['session_id'].iloc[0])}: size_bytes "
                          f"{bad['size_bytes'].iloc[0]} must be > 0, direction {bad['direction'].iloc[0]!r} "
-                         f"'up' or 'down' and connection {bad['connection'].iloc[0]!r} 'new' or 'reused'")
+                         f"'up' or 'down' and connection {bad['connection'].iloc[0]!r} one of {', '.join(CONNECTIONS)}")
 
 
 def agent_command(spec_path: Path, out_path: Path) -> list[str]:

@@ -145,8 +145,11 @@ async def _exchange(sock: socket.socket, direction: str, size_bytes: int) -> flo
     return first_at[0]
 
 
-async def serve_connection(sock: socket.socket, served: list) -> None:
+async def serve_connection(sock: socket.socket, served: list, others: dict | None = None) -> None:
     """Serve one client connection: the hello exchange, then its requests until it closes.
+
+    ``others``: what serves a connection whose hello has another magic (e.g. a multiplexed connection's,
+    :data:`sim.emu.multiplex.SERVE`), called with the socket and the served entry after the hello.
 
     Raises:
         ValueError: If the client breaks the protocol.
@@ -158,6 +161,9 @@ async def serve_connection(sock: socket.socket, served: list) -> None:
     with sock:
         try:
             magic, entry["session_id"] = _HELLO.unpack_from(await _recv_exactly(sock, HELLO_BYTES, keep=True))
+            if others and magic in others:
+                await others[magic](sock, entry)
+                return
             _check_magic(magic)
             await loop.sock_sendall(sock, _ZEROS[:HELLO_REPLY_BYTES])
             while header := await _recv_exactly(sock, _REQUEST.size, keep=True, eof_ok=True):
