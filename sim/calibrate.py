@@ -56,7 +56,8 @@ def transfer(start_s: float, size_bytes: float, direction: str = "up", *, site: 
              app: str = "software_update", connection: str = "new") -> dict:
     """A TCP transfer session of ``size_bytes`` (bytes) starting at ``start_s`` (s): one trace row.
 
-    ``connection`` is ``new`` (TCP and TLS handshakes first) or ``reused`` (a kept-alive connection).
+    ``connection`` is ``new`` (TCP and TLS handshakes first), ``reused`` (a kept-alive connection), or a multiplexed
+    app's ``multiplexed-new`` or ``multiplexed-reused`` (:mod:`sim.des.connections`).
     """
     return {"site": site, "app": app, "traffic": "transfer", "kind": app, "direction": direction,
             "urgency": "routine", "start_s": start_s, "duration_s": math.nan, "size_bytes": size_bytes,
@@ -276,7 +277,8 @@ def cases(seed: int = 1) -> list[Case]:
     """Build the calibration cases (see docs/fidelity.md); ``seed`` draws the short flows' arrivals.
 
     Bulk, several bulk, short flows at load, a call beside an upload, a call beside short flows, a priority queue,
-    a call through a failover, the short flows again on kept-alive connections, short flows beside a bulk download.
+    a call through a failover, the short flows again on kept-alive connections, short flows beside a bulk download,
+    the short flows again as streams of one multiplexed connection.
     """
     import numpy as np
 
@@ -300,12 +302,22 @@ def cases(seed: int = 1) -> list[Case]:
         Case("call through a failover", line, trace(video_call), _PHASED, changes=_failover(line)),
         Case("short flows on kept-alive connections", line, trace(*_kept_alive(shorts)), transfers, "down"),
         _short_beside_bulk(seed),
+        Case("short flows on one multiplexed connection", line, trace(*_multiplexed(shorts)), transfers, "down"),
     ]
 
 
 def _kept_alive(sessions: list[dict]) -> list[dict]:
     """The same transfers, each on a reused connection: no handshakes before its request (record views, S16)."""
     return [row | {"connection": "reused"} for row in sessions]
+
+
+def _multiplexed(sessions: list[dict]) -> list[dict]:
+    """The same transfers as streams of one multiplexed connection (HTTP/2, S16).
+
+    One arriving while another is under way joins it (one request round trip, no slow start); one finding it idle
+    opens it anew.
+    """
+    return [row | {"connection": "multiplexed-new"} for row in sessions]
 
 
 def _short_beside_bulk(seed: int) -> Case:

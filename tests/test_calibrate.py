@@ -14,13 +14,16 @@ from helpers import climb_steps
 from sim import calibrate
 from sim.workload import TRACE_COLUMNS
 
+GOODPUT = 1448 / 1514
+
 
 def test_cases_are_traces_on_one_link():
     cases = calibrate.cases()
     assert [c.name for c in cases] == ["bulk", "several bulk", "short flows at 60% load", "call beside an upload",
                                        "call beside short flows", "call beside an upload, priority queue",
                                        "call through a failover", "short flows on kept-alive connections",
-                                       "short flows beside a bulk download"]
+                                       "short flows beside a bulk download",
+                                       "short flows on one multiplexed connection"]
     for case in cases:
         assert list(case.trace.columns) == list(TRACE_COLUMNS) and len(case.topology.sites) == 1
         assert case.trace["start_s"].between(0, calibrate.CASE_WINDOW_S).all()
@@ -42,6 +45,22 @@ def test_the_simulator_side_of_short_flows_on_kept_alive_connections():
     assert got_new["median_completion_s"] - got_kept["median_completion_s"] >= 2 * calibrate.LINE_RTT_S
     assert got_kept["p95_completion_s"] < got_new["p95_completion_s"]
     assert got_kept["link_utilisation"] == pytest.approx(got_new["link_utilisation"], rel=1e-9)
+
+
+def test_the_simulator_side_of_short_flows_on_one_multiplexed_connection():
+    # The same flows as streams of one connection. A flow alone on the line takes 3 round trips (2 of handshakes, 1 of
+    # slow start: 14,480 B, the window then fills the 25 kB path) and the rest at the whole line, whether plain or
+    # opening the idle connection; at 60% load many find another under way and join it (1 round trip, then a share),
+    # so the times differ. The same bytes cross the line.
+    new, multiplexed = calibrate.cases()[2], calibrate.cases()[9]
+    assert set(multiplexed.trace["connection"]) == {"multiplexed-new"}
+    assert multiplexed.trace.drop(columns="connection").equals(new.trace.drop(columns="connection"))
+    alone_s = 3 * calibrate.LINE_RTT_S + (calibrate.SHORT_BYTES - 14_480) * 8 / (calibrate.LINE_BPS * GOODPUT)
+    (plain, plain_links), (mux, mux_links) = calibrate.simulate(new), calibrate.simulate(multiplexed)
+    assert plain["duration_s"].min() == pytest.approx(alone_s) == mux["duration_s"].min()
+    assert (plain["duration_s"] != mux["duration_s"]).sum() >= 20
+    got_new, got_mux = calibrate.metrics(plain, plain_links, new), calibrate.metrics(mux, mux_links, multiplexed)
+    assert got_mux["link_utilisation"] == pytest.approx(got_new["link_utilisation"], rel=1e-6)
 
 
 def test_the_simulator_side_of_a_lone_bulk_upload():
