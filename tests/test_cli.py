@@ -130,11 +130,11 @@ def test_list_shows_profiles_classes_and_scenarios():
 
 
 def test_list_apps_shows_how_each_transfer_travels():
-    """A transfer app's connection words (the catalogue's record views: reused, 80%); a stream's none."""
+    """A transfer app's connection words (the catalogue's record views: multiplexed); a stream's none."""
     from sim import cli_lists, load
     from sim.load_catalogue import DEFAULT_CATALOGUE
     apps = load._validate_catalogue_only(DEFAULT_CATALOGUE).catalogue.apps  # noqa: SLF001
-    assert cli_lists._connection_words(apps["record_view"]) == "reused 80%"  # noqa: SLF001
+    assert cli_lists._connection_words(apps["record_view"]) == "multiplexed (idle: reused 80%)"  # noqa: SLF001
     assert cli_lists._connection_words(apps["image_routine"]) == "new"  # noqa: SLF001
     assert cli_lists._connection_words(apps["video"]) == "-"  # noqa: SLF001
     result = runner.invoke(app, ["list", "apps"])

@@ -83,7 +83,7 @@ def test_an_app_says_how_its_requests_travel():
 
 
 def test_an_unknown_connection_in_the_catalogue_exits_2_at_its_line(tmp_path, topologies_dir):
-    apps, at = catalogue_with(topologies_dir, tmp_path, "apps.yaml", "connection: reused", "    connection: kept")
+    apps, at = catalogue_with(topologies_dir, tmp_path, "apps.yaml", "connection: multiplexed", "    connection: kept")
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: t\nwindow: {start: '08:00', end: '09:00'}\nyear: 2019\ncatalogue: cat\n"
                         "sites:\n  - {class: gp_medium, count: 1, access: adsl2plus}\n")
@@ -93,8 +93,8 @@ def test_an_unknown_connection_in_the_catalogue_exits_2_at_its_line(tmp_path, to
 
 
 def test_the_shipped_catalogue_keeps_record_views_alive(scenarios_dir):
-    apps = load(scenarios_dir / "ci-smoke.yaml").catalogue.apps
-    assert apps["record_view"].connection == "reused" and apps["record_view"].reuse_share == pytest.approx(0.8)
+    apps = load(scenarios_dir / "ci-smoke.yaml").catalogue.apps  # and multiplexed (tests/test_multiplexing.py)
+    assert apps["record_view"].connection == "multiplexed" and apps["record_view"].reuse_share == pytest.approx(0.8)
     assert {name for name, a in apps.items() if a.traffic == "transfer" and a.reuse_share > 0} == {"record_view"}
 
 
@@ -110,10 +110,10 @@ def test_the_trace_draws_each_record_views_connection_from_the_seed(scenarios_di
     trace_ = _trace(scenarios_dir, 5)
     assert "connection" in trace_.columns and list(trace_.columns) == list(workload.TRACE_COLUMNS)
     views = trace_[trace_["app"] == "record_view"]
-    n, reused = len(views), int((views["connection"] == "reused").sum())
+    n, reused = len(views), int((views["connection"] == "multiplexed-reused").sum())
     # binomial(n, 0.8): within 4 standard deviations of 0.8 n
     assert n > 1000 and abs(reused - 0.8 * n) <= 4 * math.sqrt(n * 0.8 * 0.2)
-    assert set(views["connection"]) == {"new", "reused"}
+    assert set(views["connection"]) == {"multiplexed-new", "multiplexed-reused"}
     others = trace_[(trace_["traffic"] == "transfer") & (trace_["app"] != "record_view")]
     assert set(others["connection"]) == {"new"} and set(trace_.loc[trace_["traffic"] == "stream", "connection"]) \
         == {""}
@@ -128,7 +128,7 @@ def test_drawing_connections_leaves_every_other_draw_as_it_was(scenarios_dir):
     share_80, share_100 = _trace(scenarios_dir, 5), _trace(scenarios_dir, 5, "100%")
     rest = [c for c in workload.TRACE_COLUMNS if c != "connection"]
     assert share_80[rest].equals(share_100[rest])
-    assert set(share_100.loc[share_100["app"] == "record_view", "connection"]) == {"reused"}
+    assert set(share_100.loc[share_100["app"] == "record_view", "connection"]) == {"multiplexed-reused"}
 
 
 def _measured_scenario(scenarios_dir, tmp_path, rows: str):

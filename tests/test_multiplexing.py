@@ -122,7 +122,8 @@ def test_des_streams_behind_a_shared_link_take_one_flows_share_there():
 # --- the catalogue --------------------------------------------------------------------------------------------------
 
 def test_a_misspelt_connection_exits_2_at_its_line_naming_the_nearest(tmp_path, topologies_dir):
-    apps, at = catalogue_with(topologies_dir, tmp_path, "apps.yaml", "connection: reused", "    connection: multiplex")
+    apps, at = catalogue_with(topologies_dir, tmp_path, "apps.yaml", "connection: multiplexed",
+                              "    connection: multiplex")
     scenario = tmp_path / "s.yaml"
     scenario.write_text("name: t\nwindow: {start: '08:00', end: '09:00'}\nyear: 2019\ncatalogue: cat\n"
                         "sites:\n  - {class: gp_medium, count: 1, access: adsl2plus}\n")
