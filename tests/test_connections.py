@@ -142,12 +142,14 @@ def test_a_measured_trace_may_say_a_transfers_connection_and_defaults_to_new(sce
     site_name = topo_mod.site_names(load(scenarios_dir / "ci-smoke.yaml"))[0]
     scenario, _ = _measured_scenario(scenarios_dir, tmp_path, f"{site_name},record_view,08:10:00,down,5e5,,reused\n"
                                                               f"{site_name},record_view,08:11:00,down,5e5,,\n"
-                                                              f"{site_name},telephony,08:12:00,,,60,\n")
-    assert measured.read(scenario, "measured.csv")["connection"].tolist() == ["reused", "new", ""]
+                                                              f"{site_name},telephony,08:12:00,,,60,\n"
+                                                              f"{site_name},record_view,08:13:00,down,5e5,,"
+                                                              "multiplexed-new\n")
+    assert measured.read(scenario, "measured.csv")["connection"].tolist() == ["reused", "new", "", "multiplexed-new"]
 
 
 @pytest.mark.parametrize(("cell", "app_", "message"), [
-    ("kept", "record_view", "'kept' for a transfer: one of new, reused"),
+    ("kept", "record_view", "'kept' for a transfer: one of new, reused, multiplexed-new, multiplexed-reused"),
     ("reused", "telephony", "a stream has no connection"),
 ])
 def test_a_measured_trace_with_a_wrong_connection_is_located(scenarios_dir, tmp_path, cell, app_, message):
