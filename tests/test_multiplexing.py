@@ -142,3 +142,25 @@ def test_a_multiplexed_apps_transfers_say_so_in_the_trace():
     workload._draw_connections(part, multiplexed.reuse_share, np.random.default_rng(1), "multiplexed-")
     assert set(part["connection"]) == {"multiplexed-new", "multiplexed-reused"}
     assert np.mean(part["connection"] == "multiplexed-reused") == pytest.approx(0.8, abs=0.03)  # 3.4 sd of 2,000 draws
+
+
+def test_a_connections_streams_are_one_tcp_flow_in_the_congestion_loss():
+    # two streams at 5 Mbit/s each on a saturated 10 Mbit/s line are one TCP flow at 10: under short flows' bursts,
+    # Mathis inverted for 10 Mbit/s and the RTT (20 ms + the 50 ms queue), as for one plain flow at 10, not for two
+    # flows at 5 (four times the loss); under a standing queue, the overflow loss of one flow, not of two
+    from types import SimpleNamespace
+
+    from sim.des import queueing, tcp
+    from sim.des.connections import Connection
+    from sim.des.linkshare import congestion_loss
+
+    conn = Connection()
+    streams = [SimpleNamespace(conn=conn, rate_bps=5e6, rtt_s=0.07, queue_delay_s=0.05) for _ in range(2)]
+    plain = [SimpleNamespace(conn=None, rate_bps=10e6, rtt_s=0.07, queue_delay_s=0.05)]
+    two_plain = [SimpleNamespace(conn=None, rate_bps=5e6, rtt_s=0.07, queue_delay_s=0.05) for _ in range(2)]
+    bursts = SimpleNamespace(saturated=queueing.BURSTS, streams=2, queue_delay_s=0.05, full_queue=(0.12, 0.0))
+    assert congestion_loss(bursts, streams) == congestion_loss(bursts, plain) == tcp.mathis_loss(10e6, 0.07)
+    assert congestion_loss(bursts, two_plain) == pytest.approx(4 * tcp.mathis_loss(10e6, 0.07))
+    standing = SimpleNamespace(saturated=queueing.STANDING, streams=2, queue_delay_s=0.05, full_queue=(0.12, 0.0))
+    assert congestion_loss(standing, streams) == congestion_loss(standing, plain)
+    assert congestion_loss(standing, streams) != congestion_loss(standing, two_plain)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from typing import NamedTuple
 
 from sim.des import overflow, queueing, tcp
 from sim.des.flows import Media, Transfer
@@ -111,15 +112,41 @@ def congestion_loss(link, elastic: list) -> float:
 
     Where a long transfer holds Cubic's standing queue, the loss a packet joining it sees as the TCP flows it
     limits (``elastic``) overflow it in turn (:func:`sim.des.overflow.loss`); under short transfers' bursts, what
-    their sawtooth implies (Mathis, inverted).
+    their sawtooth implies (Mathis, inverted). The streams of a multiplexed connection are one TCP flow there
+    (their rates summed).
     """
     if not elastic or not link.saturated:
         return 0.0
+    if link.streams:
+        elastic = connection_flows(elastic)
     rate_bps = sum(f.rate_bps for f in elastic) / len(elastic)
     rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic)
     if link.saturated == queueing.STANDING:
         return overflow.loss(len(elastic), rate_bps, rtt_s, link.full_queue[0], link.queue_delay_s)
     return tcp.mathis_loss(rate_bps, rtt_s + link.queue_delay_s)
+
+
+class _Flow(NamedTuple):
+    """A TCP flow as :func:`congestion_loss` reads it: its rate (bit/s), RTT and the queueing in it (s)."""
+
+    rate_bps: float
+    rtt_s: float
+    queue_delay_s: float
+
+
+def connection_flows(elastic: list) -> list:
+    """The TCP flows among transfers: each plain one, and each multiplexed connection once, its rates summed."""
+    flows, by_conn = [], {}
+    for f in elastic:
+        if f.conn is None:
+            flows.append(f)
+        elif id(f.conn) in by_conn:
+            k = by_conn[id(f.conn)]
+            flows[k] = flows[k]._replace(rate_bps=flows[k].rate_bps + f.rate_bps)
+        else:
+            by_conn[id(f.conn)] = len(flows)
+            flows.append(_Flow(f.rate_bps, f.rtt_s, f.queue_delay_s))
+    return flows
 
 
 def carry_alone(flow: Transfer, link, now_s: float) -> None:
