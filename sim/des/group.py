@@ -23,7 +23,8 @@ link until it ends is replayed whole. Those shortcuts are :mod:`sim.des.shortcut
 (``tests/test_des_shortcuts.py``) runs both ways and compares the tables.
 
 Links are shared in closed form when every path is one link (:mod:`sim.des.linkshare`), by progressive filling when
-paths cross a shared link (:mod:`sim.des.shared`).
+paths cross a shared link (:mod:`sim.des.shared`). The streams of a multiplexed app's connection (HTTP/2) share one
+flow's share there, by weights (:mod:`sim.des.connections`).
 """
 
 from __future__ import annotations
