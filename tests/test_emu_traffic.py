@@ -370,6 +370,9 @@ def test_multiplexed_streams_share_one_connection_over_loopback(tmp_path: Path) 
     assert sum(s["bytes_out"] for s in served) == 6_100_000 and sum(s["bytes_in"] for s in served) == 2_500_000
     assert all(s["congestion_control"] == "cubic" and not s["aborted"] for s in served)
     assert len(served) < len(sessions) + 1  # the reused streams rode on connections already open
+    timing = {t["session_id"]: (t["setup_s"], t["first_data_s"]) for t in results["site1"]["transfers"]}
+    assert all(setup_s is not None and setup_s >= 0 for setup_s, _ in timing.values())
+    assert all((first_s is None) == (session in (1, 2)) for session, (_, first_s) in timing.items())  # uploads: none
 
 
 def test_a_stream_joining_an_open_connection_pays_one_round_trip(tmp_path, delayed_path) -> None:

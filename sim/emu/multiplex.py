@@ -99,13 +99,17 @@ class MuxConnection:
         self.sender: Sender | None = None
         self.tasks: list[asyncio.Task] = []
         self.live: set[int] = set()  # streams started and not done
-        self.waiting: dict[int, list] = {}  # stream -> [frames' bytes still to come (1: an answer), done, its bytes]
+        # stream -> [frames' bytes still to come (1: an answer), done, its bytes, when its first frame came (s)]
+        self.waiting: dict[int, list] = {}
         self.received: dict[int, int] = {}  # stream -> its payload bytes confirmed
         self.lock = asyncio.Lock()
         self.rtt_s: float | None = None
 
     async def stream(self, spec: dict, out: dict) -> None:
         """Run one stream (a transfer of the trace), filling ``out`` as :func:`sim.emu.transfers.run_transfer` does.
+
+        ``setup_s``: how long after its start its request went (the connection opened, or its opening waited for);
+        ``first_data_s``: when a download's first frame arrived (s after the start; None for an upload).
 
         Raises:
             OSError: If a connection cannot be made.
@@ -131,13 +135,16 @@ class MuxConnection:
                 out["rtt_s"] = self.rtt_s
             self.live.add(stream)
         out["congestion_control"] = congestion_control_of(self.sock)
+        out["setup_s"] = time.time() - start_s
         size_bytes, chunk_bytes = spec["size_bytes"], spec["chunk_bytes"] or spec["size_bytes"]
         done_bytes, rounds = 0, 0
         try:
             while done_bytes < size_bytes:
                 n = min(chunk_bytes, size_bytes - done_bytes)
                 rounds += 1
-                await self._exchange(stream, n)
+                first_at_s = await self._exchange(stream, n)
+                if rounds == 1 and first_at_s is not None:
+                    out["first_data_s"] = first_at_s - start_s
                 done_bytes += n
             end_s = time.time()
             out.update(completed=True, end_at_s=end_s, duration_s=end_s - start_s)
@@ -148,15 +155,20 @@ class MuxConnection:
                 out.update(min_rtt_s=info["min_rtt_s"], retransmits=info["retransmits"])
             out.update(rounds=rounds, delivered_bytes=self.received.pop(stream, 0))
 
-    async def _exchange(self, stream: int, size_bytes: int) -> None:
-        """One request of a stream: ask for ``size_bytes`` and receive them, or send them and await the answer."""
+    async def _exchange(self, stream: int, size_bytes: int) -> float | None:
+        """One request of a stream: ask for ``size_bytes`` and receive them, or send them and await the answer.
+
+        Returns when a download's first frame arrived (``time.time()``, s; None for an upload).
+        """
         done = asyncio.get_running_loop().create_future()
-        self.waiting[stream] = [size_bytes if self.direction == "down" else 1, done, size_bytes]
+        waiting = [size_bytes if self.direction == "down" else 1, done, size_bytes, None]
+        self.waiting[stream] = waiting
         if self.direction == "down":
             self.sender.put_control(_FRAME.pack(_MUX_MAGIC, b"D", stream, size_bytes))
         else:
             self.sender.put_data(stream, size_bytes)
         await done
+        return waiting[3] if self.direction == "down" else None
 
     async def _open(self, spec: dict, retry_until_s: float) -> None:
         """Connect, make the hello exchange (2 round trips), and start the connection's reader and writer."""
@@ -184,7 +196,7 @@ class MuxConnection:
                     raise ValueError(f"multiplexed protocol: unexpected frame {kind!r} from the server")
                 self._arrived(stream, n)
         except Exception as exc:  # noqa: BLE001 -- each stream waiting on it fails with it (its own task reports it)
-            for _, done, _ in self.waiting.values():
+            for _, done, *_ in self.waiting.values():
                 if not done.done():
                     done.set_exception(exc)
             self.waiting.clear()
@@ -192,6 +204,8 @@ class MuxConnection:
     def _arrived(self, stream: int, n: int) -> None:
         """Count ``n`` bytes (or an answer, 1) of a stream's request; the request is done when none are left."""
         waiting = self.waiting[stream]
+        if waiting[3] is None:
+            waiting[3] = time.time()
         waiting[0] -= n
         if waiting[0] > 0:
             return
