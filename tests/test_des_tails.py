@@ -152,3 +152,11 @@ def test_a_transfer_ending_past_the_horizon_is_not_completed_however_it_ends(bes
     records = des.run(sessions, topo, des.RunWindow(0.0, 100.0, 60.0), seed=1).records
     assert not records["completed"].iloc[-1]
     assert math.isnan(records["end_s"].iloc[-1])
+
+
+def test_a_sessions_rank_counts_its_sites_earlier_sessions_in_trace_order():
+    sites = ["b", "a", "b", "b", "a", "c"]
+    keys = tails.session_keys(np.array(sites, dtype=object))
+    firsts = {site: keys[sites.index(site)] for site in set(sites)}  # each site's first session has rank 0
+    assert [int(key - firsts[site]) for key, site in zip(keys, sites)] == [0, 0, 1, 2, 1, 0]
+    assert np.array_equal(tails.session_keys(pd.Series(sites, dtype="str")), keys)  # a Series keys alike

@@ -38,11 +38,11 @@ class Context:
         ids = trace["session_id"].tolist()
         self.row = dict(zip(ids, range(len(ids))))
         self.start_s = trace["start_s"].tolist()
-        self.tail_u = tails.uniforms(seed, tails.session_keys(trace["site"].to_numpy())).tolist()
-        # Python lists while running (cheaper to set one item than numpy arrays), arrays in the record table
-        self.columns = {name: [_NAN] * len(ids) for name in _OUTCOME_FLOATS}
-        self.completed = [False] * len(ids)
-        self.bottleneck = ["none"] * len(ids)
+        self.tail_u = tails.uniforms(seed, tails.session_keys(trace["site"])).tolist()
+        # arrays, set an item at a time while running and a column at a time after (the calls)
+        self.columns = {name: np.full(len(ids), _NAN) for name in _OUTCOME_FLOATS}
+        self.completed = np.zeros(len(ids), dtype=bool)
+        self.bottleneck = np.full(len(ids), "none", dtype=object)
         self.finished_calls: list[tuple] = []  # calls replayed as flows, recorded after the run
         self.histories = calls.Histories(self.horizon_s)  # their paths' histories, built after the run
 
@@ -94,17 +94,15 @@ class Context:
         """Record every call: those replayed as flows and the fixed-rate ``streams``, from their paths' histories."""
         histories = self.histories
         sessions, columns = calls.adaptive(self.finished_calls, histories)
-        self._put_columns([self.row[session] for session in sessions], columns)
+        self._put_columns(np.array([self.row[session] for session in sessions], dtype=np.intp), columns)
         if len(streams.rows):
-            outcome = calls.fixed_rate(streams, histories)
-            self._put_columns(streams.rows.tolist(), {name: values.tolist() for name, values in outcome.items()})
+            self._put_columns(streams.rows, calls.fixed_rate(streams, histories))
 
-    def _put_columns(self, rows: list[int], columns: dict[str, list]) -> None:
+    def _put_columns(self, rows: np.ndarray, columns: dict[str, list | np.ndarray]) -> None:
         for name, values in columns.items():
             target = self.completed if name == "completed" else self.bottleneck if name == "bottleneck" \
                 else self.columns[name]
-            for row, value in zip(rows, values):
-                target[row] = value
+            target[rows] = values
 
     def records(self) -> pd.DataFrame:
         """The record table, one row per session of the trace, in trace order."""
@@ -117,12 +115,12 @@ class Context:
         where = pd.Index(sites["site"]).get_indexer(trace["site"])
         for column in ("site_class", "family", "access_profile", "technology", "medium"):
             out[column] = sites[column].array.take(where)
-        columns = {name: np.array(values, dtype="float64") for name, values in self.columns.items()}
+        columns = self.columns
         out.update(columns)
         is_video = (trace["traffic"] == "stream").to_numpy()
         out["size_bytes"] = np.where(is_video, columns["size_bytes"], trace["size_bytes"].to_numpy())
         out["duration_s"] = np.where(is_video, trace["duration_s"].to_numpy(), columns["duration_s"])
-        out["completed"] = np.array(self.completed, dtype=bool)
+        out["completed"] = self.completed
         out["bottleneck"] = pd.array(self.bottleneck, dtype="str")
         return conform(pd.DataFrame(out), RECORD_COLUMNS)
 

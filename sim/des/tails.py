@@ -50,18 +50,26 @@ def assumptions() -> dict[str, float]:
 def session_keys(sites) -> np.ndarray:
     """A key per session that names it whatever else its trace holds: its site's and its rank among the site's sessions.
 
-    ``sites`` is the trace's site of each session, in trace order. A session keeps its key in a shard of the estate
-    (its site's sessions are drawn alike there, in the same order), where session ids are numbered anew; not in a
-    slice of a window, which starts its sites' ranks at the slice's first session. The site's part is a 64-bit
-    BLAKE2b digest of its name (stable across processes, unlike ``hash``; two of 10,000 sites share one with a
-    chance of about 3e-12), to which the rank is added (unsigned, modulo 2^64).
+    ``sites`` is the trace's site of each session, in trace order (an array or a Series). A session keeps its key in
+    a shard of the estate (its site's sessions are drawn alike there, in the same order), where session ids are
+    numbered anew; not in a slice of a window, which starts its sites' ranks at the slice's first session. The site's
+    part is a 64-bit BLAKE2b digest of its name (stable across processes, unlike ``hash``; two of 10,000 sites share
+    one with a chance of about 3e-12), to which the rank is added (unsigned, modulo 2^64).
     """
-    frame = pd.DataFrame({"site": np.asarray(sites, dtype=object)})
-    ranks = frame.groupby("site", sort=False).cumcount().to_numpy(dtype=np.uint64)
-    codes = {name: int.from_bytes(hashlib.blake2b(str(name).encode(), digest_size=8).digest(), "little")
-             for name in frame["site"].unique()}
+    codes, names = pd.factorize(sites)  # by hashing (sorting text is slow); names in order of first appearance
+    digests = np.array([int.from_bytes(hashlib.blake2b(str(name).encode(), digest_size=8).digest(), "little")
+                        for name in names], dtype=np.uint64)
     with np.errstate(over="ignore"):
-        return frame["site"].map(codes).to_numpy(dtype=np.uint64) + ranks
+        return digests[codes] + _ranks(codes)
+
+
+def _ranks(codes: np.ndarray) -> np.ndarray:
+    """Each item's rank (0, 1, ...) among the items of its code, in order (unsigned 64-bit)."""
+    order = np.argsort(codes, kind="stable")
+    firsts = np.concatenate([[0], np.cumsum(np.bincount(codes))[:-1]])  # where each code's run starts in ``order``
+    ranks = np.empty(len(codes), dtype=np.uint64)
+    ranks[order] = np.arange(len(codes), dtype=np.uint64) - firsts[codes[order]].astype(np.uint64)
+    return ranks
 
 
 def uniforms(seed: int | None, keys: np.ndarray) -> np.ndarray:
