@@ -10,7 +10,6 @@ record keeps the worse direction's rate measures and the worse value of each del
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from sim.des.paths import Intervals, PathHistory
 from sim.des.reserved import Streams
@@ -126,11 +125,7 @@ def fixed_rate(streams: Streams, histories: Histories) -> dict[str, np.ndarray]:
     n = len(streams.rows)
     end_s = np.minimum(streams.end_s, horizon_s)
     halves = [_FixedHalves(n), _FixedHalves(n)]  # up, down
-    site_index, names = pd.factorize(np.array(streams.sites, dtype=object))  # by hashing: sorting text is slow
-    order = np.argsort(site_index, kind="stable")
-    bounds = np.searchsorted(site_index[order], np.arange(len(names) + 1))
-    for k, site in enumerate(names):  # a site's streams share its two paths
-        index = order[bounds[k]:bounds[k + 1]]
+    for site, index in streams.by_site():  # a site's streams share its two paths
         for direction in (0, 1):
             path = streams.site_links[site][direction]
             halves[direction].fill(index, histories.of(path), streams.start_s[index], end_s[index])

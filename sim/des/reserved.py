@@ -47,13 +47,13 @@ def _far_ends(trace: pd.DataFrame, topology: Topology) -> tuple[np.ndarray, np.n
 
     A call's own patient line where the trace drew one, else the topology's far end of that name.
     """
-    names = trace["far_end"].to_numpy(dtype=object)
-    which, unique = pd.factorize(names, use_na_sentinel=False)  # each row's far end, by its index in unique
+    which, unique = pd.factorize(trace["far_end"], use_na_sentinel=False)  # each row's far end: its index in unique
     ends = [topology.far_end(name) for name in unique]
     down = np.array([end.down_bps for end in ends], dtype=float)[which]
     up = np.array([end.up_bps for end in ends], dtype=float)[which]
     rtt = np.array([end.rtt_s for end in ends], dtype=float)[which]
-    drawn = (names == "home") & ~np.isnan(trace["far_down_bps"].to_numpy())
+    is_home = np.array([name == "home" for name in unique], dtype=bool)[which]
+    drawn = is_home & ~np.isnan(trace["far_down_bps"].to_numpy())
     down = np.where(drawn, trace["far_down_bps"].to_numpy(), down)
     up = np.where(drawn, trace["far_up_bps"].to_numpy(), up)
     rtt = np.where(drawn, trace["far_rtt_s"].to_numpy(), rtt)
@@ -61,11 +61,14 @@ def _far_ends(trace: pd.DataFrame, topology: Topology) -> tuple[np.ndarray, np.n
 
 
 class Streams:
-    """The fixed-rate streams of a run, as arrays: one row per stream, and one per (stream, direction)."""
+    """The fixed-rate streams of a run, as arrays: one row per stream.
+
+    Each stream's site is ``site_names[site_index]`` (the names sorted), whose up and down paths are ``site_links``'s.
+    """
 
     def __init__(self, trace: pd.DataFrame, rows: np.ndarray, site_links: dict, topology: Topology,
                  horizon_s: float) -> None:
-        part = trace.iloc[rows]
+        part = trace[list(_STREAM_COLUMNS)].iloc[rows]
         start_s = part["start_s"].to_numpy()
         started = start_s <= horizon_s  # a stream starting after the horizon never starts
         self.rows, part, start_s = rows[started], part[started], start_s[started]
@@ -73,20 +76,30 @@ class Streams:
         self.end_s = start_s + part["duration_s"].to_numpy()
         self.rate_bps = part["target_rate_bps"].to_numpy()
         self.up_share = part["up_share"].to_numpy()
+        self.site_index, names = pd.factorize(part["site"], sort=True)  # by hashing, then the few names sorted
+        self.site_names = list(names)
         rtt_by_site = dict(zip(topology.sites["site"], topology.sites["rtt_s"]))
-        sites = part["site"].tolist()
         _, _, far_rtt_s = _far_ends(part, topology)
-        site_rtt_s = np.array([rtt_by_site[site] for site in sites], dtype=float)
+        site_rtt_s = np.array([rtt_by_site[site] for site in self.site_names], dtype=float)[self.site_index]
         self.base_delay_s = (site_rtt_s + topology.cloud_rtt_s + far_rtt_s) / 2
-        self.paths = [(site_links[site][0], site_links[site][1]) for site in sites]  # (up path, down path)
-        self.sites = sites
         self.site_links = site_links
+
+    def by_site(self) -> list[tuple[str, np.ndarray]]:
+        """Each site's name and its streams (positions, in order), sites in the order of ``site_names``."""
+        order = np.argsort(self.site_index, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(self.site_index, minlength=len(self.site_names)))])
+        return [(site, order[bounds[k]:bounds[k + 1]]) for k, site in enumerate(self.site_names)]
+
+
+# What a stream's record and reservations read of the trace
+_STREAM_COLUMNS = ("start_s", "duration_s", "target_rate_bps", "up_share", "site", "far_end", "far_down_bps",
+                   "far_up_bps", "far_rtt_s")
 
 
 def reserve(streams: Streams) -> None:
     """Give every link the step function of the rate fixed-rate streams hold on it (:meth:`Link.reserve`)."""
     per_link: dict[int, tuple[object, list, list]] = {}
-    names, site_index = np.unique(np.array(streams.sites, dtype=object), return_inverse=True)
+    names, site_index = streams.site_names, streams.site_index
     # every start, then every end, grouped by site (in the order of names), each site's in that order
     by_site = np.argsort(np.tile(site_index, 2), kind="stable")
     bounds = np.concatenate([[0], np.cumsum(2 * np.bincount(site_index, minlength=len(names)))])
