@@ -7,7 +7,7 @@ import pytest
 
 from sim.des import queueing
 from sim.des.links import Link
-from sim.des.paths import PathHistory, _by_owner_then_value
+from sim.des.paths import PathHistory, value_ranks
 from sim.des.tcp import FRAME_BYTES
 
 
@@ -56,7 +56,22 @@ def test_the_pairs_come_in_lexsorts_order_ties_and_missing_values_included():
     counts = rng.integers(1, 41 - k0)
     owner = np.repeat(np.arange(30), counts)
     segment = np.concatenate([np.arange(a, a + c) for a, c in zip(k0, counts)])
-    assert np.array_equal(_by_owner_then_value(values, owner, segment), np.lexsort((values[segment], owner)))
+    keys = owner * len(values) + value_ranks(values)[segment]
+    assert len(set(keys.tolist())) == len(keys)  # distinct: any sort gives the one order
+    assert np.array_equal(np.argsort(keys, kind="stable"), np.lexsort((values[segment], owner)))
+
+
+def test_ranks_go_by_value_then_position():
+    assert value_ranks(np.array([0.3, 0.1, 0.3, 0.2, 0.1])).tolist() == [3, 0, 4, 2, 1]
+
+
+def test_a_paths_delay_is_its_queue_and_shift_and_its_percentile_is_the_same_with_its_ranks_given():
+    rng = np.random.default_rng(5)
+    history = _history(list(rng.choice([1e6, 3e6, 5e6, 8e6], size=30)))
+    assert np.array_equal(history.delay_s(), history.queue_s + history.shift_s)
+    start_s = rng.uniform(0.0, 25.0, size=50)
+    over = history.over(start_s, start_s + rng.uniform(0.0, 8.0, size=50))
+    assert np.array_equal(over.p95(history.delay_s(), history.delay_rank()), over.p95(history.delay_s()))
 
 
 @pytest.mark.parametrize("load_bps", [2e6, 9e6])

@@ -68,7 +68,7 @@ def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str,
         index = np.array(index)
         queue[index], jitter[index], shift[index], at_start_loss = _means(
             over, np.array([history.queue_s, history.jitter_s, history.shift_s, history.loss]))
-        p95[index] = over.p95(history.queue_s + history.shift_s)
+        p95[index] = over.p95(history.delay_s(), history.delay_rank())
         loss[index] = _rate_weighted_loss(members, history, at_start_loss)
     sessions, columns = [], {name: [] for name in _COLUMNS}
     for k, (session, pair, end_s, completed) in enumerate(finished):
@@ -152,19 +152,19 @@ class _FixedHalves:
         at_rate = (history.fraction >= 1 - _TINY).astype(float)
         below = 1.0 - at_rate
         n_links = len(history.labels)
-        integrals = _integrals(over, np.array([
-            history.fraction, history.fraction * history.loss, below,
-            *(below * (history.limiter == j) for j in range(n_links))]))
-        carried, lost, below_s = integrals[0], integrals[1], integrals[2]  # below_s: exactly 0 when never below
+        values = np.array([history.queue_s, history.jitter_s, history.shift_s, history.fraction,
+                           history.fraction * history.loss, below, *(below * (history.limiter == j)
+                                                                     for j in range(n_links))])
+        integrals = _integrals(over, values)  # one cumulative sum for every measure (each row's as alone)
+        carried, lost, below_s = integrals[3], integrals[4], integrals[5]  # below_s: exactly 0 when never below
         has_span = span_s > 0
         self.fraction[index] = np.where(has_span, carried / np.where(has_span, span_s, 1.0), 0.0)
         self.at_target[index] = np.where(has_span, 1.0 - below_s / np.where(has_span, span_s, 1.0), 0.0)
         self.loss[index] = np.where(carried > 0, lost / np.where(carried > 0, carried, 1.0),
                                     np.where(has_span, 0.0, history.loss[over.k0]))
-        self.queue[index], self.jitter[index], self.shift[index] = _means(
-            over, np.array([history.queue_s, history.jitter_s, history.shift_s]))
-        self.delay_p95[index] = over.p95(history.queue_s + history.shift_s)
-        below_by_link = integrals[3:]  # as Intervals.below_by_link: the link holding each longest, -1 if none
+        self.queue[index], self.jitter[index], self.shift[index] = _means(over, values[:3], integrals[:3])
+        self.delay_p95[index] = over.p95(history.delay_s(), history.delay_rank())
+        below_by_link = integrals[6:]  # as Intervals.below_by_link: the link holding each longest, -1 if none
         limiter = np.where(below_by_link.max(axis=0) > 0, below_by_link.argmax(axis=0), -1)
         labels = np.array([*history.labels, "none"], dtype=object)
         self.bottleneck[index] = labels[limiter]  # -1: none
@@ -182,10 +182,15 @@ def _integrals(over: Intervals, values: np.ndarray) -> np.ndarray:
         (cum[:, k0] + values[:, k0] * (over.start_s - times_s[k0]))
 
 
-def _means(over: Intervals, values: np.ndarray) -> np.ndarray:
-    """:meth:`Intervals.mean` of each row of ``values`` at once (the same numbers: :func:`_integrals`)."""
+def _means(over: Intervals, values: np.ndarray, integrals: np.ndarray | None = None) -> np.ndarray:
+    """:meth:`Intervals.mean` of each row of ``values`` at once (the same numbers: :func:`_integrals`).
+
+    ``integrals``: the rows' :func:`_integrals` where already computed.
+    """
     span_s = over.span_s
-    return np.where(span_s > 0, _integrals(over, values) / np.where(span_s > 0, span_s, 1.0), values[:, over.k0])
+    if integrals is None:
+        integrals = _integrals(over, values)
+    return np.where(span_s > 0, integrals / np.where(span_s > 0, span_s, 1.0), values[:, over.k0])
 
 
 def _combine(streams: Streams, halves: list[_FixedHalves], horizon_s: float) -> dict[str, np.ndarray]:

@@ -44,6 +44,19 @@ class PathHistory:
         self.fraction = fractions.min(axis=0)
         self.limiter = fractions.argmin(axis=0)
         self.labels = [link.label for link in path]
+        self._delay_s = self._delay_rank = None
+
+    def delay_s(self) -> np.ndarray:
+        """Its one-way delay beyond its streams' base (s): queueing delay plus ``shift_s``, from each breakpoint on."""
+        if self._delay_s is None:
+            self._delay_s = self.queue_s + self.shift_s
+        return self._delay_s
+
+    def delay_rank(self) -> np.ndarray:
+        """Each breakpoint's rank by :meth:`delay_s` (ties by breakpoint), for :meth:`Intervals.p95`."""
+        if self._delay_rank is None:
+            self._delay_rank = value_ranks(self.delay_s())
+        return self._delay_rank
 
     def over(self, start_s: np.ndarray, end_s: np.ndarray) -> Intervals:
         """The intervals [start_s, end_s] (s) on this path, for integrals and percentiles over each."""
@@ -82,28 +95,30 @@ class Intervals:
         span_s = self.span_s
         return np.where(span_s > 0, self.integral(values) / np.where(span_s > 0, span_s, 1.0), values[self.k0])
 
-    def p95(self, values: np.ndarray) -> np.ndarray:
+    def p95(self, values: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray:
         """Time-weighted 95th percentile over each interval (the value at its start for an empty one).
 
         Every (interval, segment) pair is laid out flat, sorted by interval then value; the percentile is the
-        first value whose cumulative time reaches 95% of its interval's.
+        first value whose cumulative time reaches 95% of its interval's. ``rank``: :func:`value_ranks` of
+        ``values``, where already known.
         """
         times_s, start_s, end_s, k0, k1 = self.times_s, self.start_s, self.end_s, self.k0, self.k1
         counts = k1 - k0 + 1
-        owner = np.repeat(np.arange(len(k0)), counts)
         offsets = np.cumsum(counts) - counts
-        segment = k0[owner] + (np.arange(counts.sum()) - offsets[owner])
+        segment = np.arange(counts.sum()) - np.repeat(offsets - k0, counts)  # each pair's segment
+        lo_s, hi_s = np.repeat(start_s, counts), np.repeat(end_s, counts)  # each pair's interval
         seg_end_s = np.append(times_s[1:], np.inf)[segment]
-        durations_s = np.clip(seg_end_s, start_s[owner], end_s[owner]) - np.clip(times_s[segment], start_s[owner],
-                                                                                end_s[owner])
-        value = values[segment]
-        order = _by_owner_then_value(values, owner, segment)
+        durations_s = np.clip(seg_end_s, lo_s, hi_s) - np.clip(times_s[segment], lo_s, hi_s)
+        if rank is None:
+            rank = value_ranks(values)
+        keys = np.repeat(np.arange(len(k0), dtype=np.int64) * len(values), counts) + rank[segment]
+        order = np.argsort(keys, kind="stable")  # by owner, then value (ties by segment): keys are distinct
         reached_s = np.cumsum(durations_s[order])
         before_s = np.concatenate([[0.0], reached_s])[offsets]  # time counted before each interval's first pair
         goal_s = before_s + 0.95 * (end_s - start_s)
         first = np.searchsorted(reached_s, goal_s - 1e-12 * np.maximum(1.0, goal_s), side="left")
         pick = np.minimum(np.maximum(first, offsets), offsets + counts - 1)
-        return np.where(end_s > start_s, value[order][pick], values[k0])
+        return np.where(end_s > start_s, values[segment[order[pick]]], values[k0])
 
     def below_by_link(self, below: np.ndarray) -> np.ndarray:
         """Which link of the path (index) held each interval below its rate longest, or -1 if none did."""
@@ -112,15 +127,15 @@ class Intervals:
         return np.where(times.max(axis=0) > 0, times.argmax(axis=0), -1)
 
 
-def _by_owner_then_value(values: np.ndarray, owner: np.ndarray, segment: np.ndarray) -> np.ndarray:
-    """``np.lexsort((values[segment], owner))``, the same order, from one sort of integers.
+def value_ranks(values: np.ndarray) -> np.ndarray:
+    """Each item's rank (0, 1, ...) by value, ties by position.
 
-    Each pair's key is its owner, then the rank of its segment's value among ``values`` (ties ranked by segment, as
-    the pairs of an owner come in segment order): keys are distinct, so the order is lexsort's, ties and all.
+    :meth:`Intervals.p95` keys each (interval, segment) pair by its interval, then the rank of its segment's value:
+    keys are distinct, so one sort of integers gives ``np.lexsort((values[segment], owner))``'s order, ties and all.
     """
     rank = np.empty(len(values), dtype=np.int64)
     rank[np.argsort(values, kind="stable")] = np.arange(len(values))
-    return np.argsort(owner * len(values) + rank[segment], kind="stable")
+    return rank
 
 
 def _link_state(link, horizon_s: float) -> dict[str, np.ndarray]:
