@@ -23,13 +23,14 @@ class Histories:
     def __init__(self, horizon_s: float) -> None:
         self.horizon_s = horizon_s
         self._by_path: dict[tuple, PathHistory] = {}
+        self._link_states: dict[int, dict] = {}  # each link's state, by id, for the paths that share it
 
     def of(self, path: tuple) -> PathHistory:
         """The history of ``path`` (a tuple of links)."""
         key = tuple(map(id, path))
         history = self._by_path.get(key)
         if history is None:
-            history = self._by_path[key] = PathHistory(path, self.horizon_s)
+            history = self._by_path[key] = PathHistory(path, self.horizon_s, self._link_states)
         return history
 
 

@@ -27,10 +27,18 @@ class PathHistory:
     than its streams' base delay its one-way delay is (``shift_s``: a changed line's longer round trip, halved).
     """
 
-    def __init__(self, path: tuple, horizon_s: float) -> None:
-        states = [_link_state(link, horizon_s) for link in path]
-        times_s = np.unique(np.concatenate([s["times_s"] for s in states]))
-        at = [np.searchsorted(s["times_s"], times_s, side="right") - 1 for s in states]
+    def __init__(self, path: tuple, horizon_s: float, link_states: dict | None = None) -> None:
+        """``link_states``: each link's state by ``id``, kept across the paths that share a link (a GPON tree's)."""
+        link_states = {} if link_states is None else link_states
+        for link in path:
+            if id(link) not in link_states:
+                link_states[id(link)] = _link_state(link, horizon_s)
+        states = [link_states[id(link)] for link in path]
+        if len(states) == 1:  # a link's own breakpoints (sorted and distinct)
+            times_s, at = states[0]["times_s"], [slice(None)]
+        else:
+            times_s = np.unique(np.concatenate([s["times_s"] for s in states]))
+            at = [np.searchsorted(s["times_s"], times_s, side="right") - 1 for s in states]
         self.times_s = times_s
         self.queue_s = sum(s["queue_s"][k] for s, k in zip(states, at))
         extra_jitter_s2 = sum(link.jitter_s**2 for link in path)  # the access lines' own jitter
