@@ -1,0 +1,24 @@
+"""What the simulator hands its groups of each session (:mod:`sim.des`): a dict each, text as the trace has it."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from sim import des
+
+
+def test_a_sessions_dict_names_each_column_and_then_its_paths_and_rtt():
+    columns = [[k * 10 + j for j in range(2)] for k in range(len(des._SESSION_COLUMNS) + 3)]
+    names = [*des._SESSION_COLUMNS, "up", "down", "rtt_s"]
+    assert des._sessions(columns) == [dict(zip(names, row)) for row in zip(*columns)]
+    assert des._sessions(columns)[1]["session_id"] == 1 and des._sessions(columns)[1]["rtt_s"] == 171
+
+
+def test_text_comes_out_as_the_trace_holds_it_missing_values_included():
+    text = pd.Series(["cloud", None, "home", "cloud"], dtype="str")
+    values = des._as_list(text)
+    assert values[::2] == ["cloud", "home"] and values[3] == "cloud" and math.isnan(values[1])
+    numbers = des._as_list(pd.Series([1.5, float("nan")]))
+    assert numbers[0] == 1.5 and math.isnan(numbers[1])
