@@ -79,3 +79,33 @@ def test_a_fixed_stream_on_a_line_its_reservations_overfill_half_the_time_carrie
     assert abs(halves.fraction[0] - (30.0 + 30.0 / 1.2) / 60.0) < 1e-12
     assert halves.at_target[0] == 0.5
     assert halves.bottleneck[0] == "access_up"
+
+
+def test_a_calls_record_keeps_its_worse_direction_and_the_greater_delay():
+    # Call 0: up at target half the time, down 80% -> up is worse. Call 1: both always at target, below the minimum
+    # never -> a tie, up. Call 2: both at target 60%, down below the minimum longer (30% to 10%) -> down.
+    def summary(at_target, below_min, size_bytes, rate_bps, bottleneck):
+        return {"at_target": at_target, "below_min": below_min, "bytes": size_bytes, "rate": rate_bps,
+                "bottleneck": bottleneck}
+
+    summaries = [summary(0.5, 0.2, 100.0, 800.0, "up link"), summary(0.8, 0.0, 300.0, 900.0, "down link"),
+                 summary(1.0, 0.0, 400.0, 1000.0, "none"), summary(1.0, 0.0, 500.0, 1000.0, "down link"),
+                 summary(0.6, 0.1, 600.0, 700.0, "up link"), summary(0.6, 0.3, 700.0, 600.0, "down link")]
+    finished = [(10, (), 50.0, True), (11, (), 60.0, False), (12, (), 70.0, True)]
+    queue = np.array([0.01, 0.02, 0.03, 0.03, 0.05, 0.0])
+    shift = np.array([0.0, 0.0, 0.1, 0.1, 0.0, 0.0])
+    base = np.array([0.02, 0.02, 0.03, 0.03, 0.04, 0.04])
+    delays = {"delay": base + queue + shift, "delay_p95": base + 2 * queue, "jitter": queue / 10,
+              "loss": np.array([0.0, 0.01, 0.02, 0.0, 0.0, 0.0]), "queue": queue}
+    record = calls._worse_of_two(finished, summaries, delays, base, shift)
+    assert record["bottleneck"].tolist() == ["up link", "none", "down link"]
+    assert record["share_at_target"].tolist() == [0.5, 1.0, 0.6]
+    assert record["share_below_min"].tolist() == [0.2, 0.0, 0.3]
+    assert record["size_bytes"].tolist() == [100.0, 400.0, 700.0]
+    assert record["mean_rate_bps"].tolist() == [800.0, 1000.0, 600.0]
+    assert record["queue_delay_s"].tolist() == [0.02, 0.03, 0.05]
+    assert record["loss"].tolist() == [0.01, 0.02, 0.0]
+    assert np.isnan(record["end_s"][1]) and record["end_s"][[0, 2]].tolist() == [50.0, 70.0]
+    assert record["completed"].tolist() == [True, False, True]
+    assert record["rtt_s"].tolist() == [2 * 0.02, 2 * (0.03 + 0.1), 2 * 0.04]
+    assert record["one_way_delay_s"].tolist() == [0.02 + 0.02, 0.03 + 0.03 + 0.1, 0.04 + 0.05]

@@ -46,7 +46,7 @@ def _by_path(paths: list[tuple]) -> dict[tuple, tuple[tuple, list[int]]]:
     return groups
 
 
-def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str, list]]:
+def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str, np.ndarray]]:
     """Records of the calls replayed as flows.
 
     Args:
@@ -71,28 +71,43 @@ def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str,
             over, np.array([history.queue_s, history.jitter_s, history.shift_s, history.loss]))
         p95[index] = over.p95(history.delay_s(), history.delay_rank())
         loss[index] = _rate_weighted_loss(members, history, at_start_loss)
-    sessions, columns = [], {name: [] for name in _COLUMNS}
-    for k, (session, pair, end_s, completed) in enumerate(finished):
-        up, down = (dict(h.rate_summary(), delay=h.base_delay_s + queue[2 * k + j] + shift[2 * k + j],
-                         delay_p95=h.base_delay_s + p95[2 * k + j], jitter=jitter[2 * k + j],
-                         loss=loss[2 * k + j], queue=queue[2 * k + j]) for j, h in enumerate(pair))
-        worse = up if (up["at_target"], -up["below_min"]) <= (down["at_target"], -down["below_min"]) else down
-        sessions.append(session)
-        for name, value in (("completed", completed), ("bottleneck", worse["bottleneck"]),
-                            ("end_s", end_s if completed else np.nan), ("size_bytes", worse["bytes"]),
-                            ("mean_rate_bps", min(up["rate"], down["rate"])), ("share_at_target", worse["at_target"]),
-                            ("share_below_min", worse["below_min"]),
-                            ("one_way_delay_s", max(up["delay"], down["delay"])),
-                            ("one_way_delay_p95_s", max(up["delay_p95"], down["delay_p95"])),
-                            ("jitter_s", max(up["jitter"], down["jitter"])), ("loss", max(up["loss"], down["loss"])),
-                            ("queue_delay_s", max(up["queue"], down["queue"])),
-                            ("rtt_s", 2 * (pair[0].base_delay_s + shift[2 * k]))):
-            columns[name].append(value)
-    return sessions, columns
+    base_s = np.array([h.base_delay_s for h in halves])
+    delays = {"delay": base_s + queue + shift, "delay_p95": base_s + p95, "jitter": jitter, "loss": loss,
+              "queue": queue}
+    sessions = [session for session, _, _, _ in finished]
+    return sessions, _worse_of_two(finished, [h.rate_summary() for h in halves], delays, base_s, shift)
 
 
-_COLUMNS = ("completed", "bottleneck", "end_s", "size_bytes", "mean_rate_bps", "share_at_target", "share_below_min",
-            "one_way_delay_s", "one_way_delay_p95_s", "jitter_s", "loss", "queue_delay_s", "rtt_s")
+def _worse_of_two(finished: list, summaries: list[dict], delays: dict[str, np.ndarray], base_s: np.ndarray,
+                  shift_s: np.ndarray) -> dict[str, np.ndarray]:
+    """Each call's record columns from its two directions (up, down: alternate items of every array).
+
+    The worse direction (the lesser share at target, then the greater share below the minimum; up on a tie) gives
+    the rate measures; each delay measure is the greater of the two (``max(up, down)``'s: up unless down is greater),
+    the mean rate the lesser.
+    """
+    at_target, below_min, size_bytes, rate_bps = (np.array([s[name] for s in summaries], dtype=float)
+                                                  for name in ("at_target", "below_min", "bytes", "rate"))
+    bottleneck = np.array([s["bottleneck"] for s in summaries], dtype=object)
+    up, down = slice(0, None, 2), slice(1, None, 2)
+    up_worse = (at_target[up] < at_target[down]) | (
+        (at_target[up] == at_target[down]) & (-below_min[up] <= -below_min[down]))
+
+    def worse(values: np.ndarray) -> np.ndarray:
+        return np.where(up_worse, values[up], values[down])
+
+    def greater(values: np.ndarray) -> np.ndarray:
+        return np.where(values[down] > values[up], values[down], values[up])
+
+    completed = np.array([completed for _, _, _, completed in finished], dtype=bool)
+    end_s = np.array([end_s for _, _, end_s, _ in finished], dtype=float)
+    return {"completed": completed, "bottleneck": worse(bottleneck), "end_s": np.where(completed, end_s, np.nan),
+            "size_bytes": worse(size_bytes),
+            "mean_rate_bps": np.where(rate_bps[down] < rate_bps[up], rate_bps[down], rate_bps[up]),
+            "share_at_target": worse(at_target), "share_below_min": worse(below_min),
+            "one_way_delay_s": greater(delays["delay"]), "one_way_delay_p95_s": greater(delays["delay_p95"]),
+            "jitter_s": greater(delays["jitter"]), "loss": greater(delays["loss"]),
+            "queue_delay_s": greater(delays["queue"]), "rtt_s": 2 * (base_s[up] + shift_s[up])}
 
 
 def _rate_weighted_loss(members: list, history: PathHistory, loss_at_start: np.ndarray) -> np.ndarray:
