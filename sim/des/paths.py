@@ -114,9 +114,7 @@ class Intervals:
         counts = k1 - k0 + 1
         offsets = np.cumsum(counts) - counts
         segment = np.arange(counts.sum()) - np.repeat(offsets - k0, counts)  # each pair's segment
-        lo_s, hi_s = np.repeat(start_s, counts), np.repeat(end_s, counts)  # each pair's interval
-        seg_end_s = np.append(times_s[1:], np.inf)[segment]
-        durations_s = np.clip(seg_end_s, lo_s, hi_s) - np.clip(times_s[segment], lo_s, hi_s)
+        durations_s = _overlaps_s(times_s, start_s, end_s, k0, k1, segment, offsets)
         if rank is None:
             rank = value_ranks(values)
         keys = np.repeat(np.arange(len(k0), dtype=np.int64) * len(values), counts) + rank[segment]
@@ -133,6 +131,20 @@ class Intervals:
         history = self.history
         times = np.array([self.integral(below * (history.limiter == j)) for j in range(len(history.labels))])
         return np.where(times.max(axis=0) > 0, times.argmax(axis=0), -1)
+
+
+def _overlaps_s(times_s: np.ndarray, start_s: np.ndarray, end_s: np.ndarray, k0: np.ndarray, k1: np.ndarray,
+                segment: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How long (s) each (interval, segment) pair overlaps: its segment's clipped to its interval.
+
+    A segment inside its interval (neither its first nor its last) overlaps it whole: its length, the same
+    subtraction as the clipped one. Only each interval's first and last pairs are clipped.
+    """
+    seg_end_s = np.append(times_s[1:], np.inf)
+    durations_s = np.append(np.diff(times_s), np.inf)[segment]
+    for at, k in ((offsets, k0), (offsets + (k1 - k0), k1)):  # first pairs, then last pairs (one pair: both)
+        durations_s[at] = np.clip(seg_end_s[k], start_s, end_s) - np.clip(times_s[k], start_s, end_s)
+    return durations_s
 
 
 def value_ranks(values: np.ndarray) -> np.ndarray:
