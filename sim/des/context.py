@@ -112,7 +112,8 @@ class Context:
                        "target_rate_bps", "min_rate_bps"):
             out[column] = trace[column].array  # text stays in its Arrow-backed array
         sites = self.topology.sites
-        where = pd.Index(sites["site"]).get_indexer(trace["site"])
+        codes, names = pd.factorize(trace["site"])  # each session's site: by hashing, then the few names looked up
+        where = pd.Index(sites["site"]).get_indexer(names)[codes]
         for column in ("site_class", "family", "access_profile", "technology", "medium"):
             out[column] = sites[column].array.take(where)
         columns = self.columns
@@ -121,7 +122,8 @@ class Context:
         out["size_bytes"] = np.where(is_video, columns["size_bytes"], trace["size_bytes"].to_numpy())
         out["duration_s"] = np.where(is_video, trace["duration_s"].to_numpy(), columns["duration_s"])
         out["completed"] = self.completed
-        out["bottleneck"] = pd.array(self.bottleneck, dtype="str")
+        codes, names = pd.factorize(self.bottleneck)  # a few distinct texts
+        out["bottleneck"] = pd.array(names, dtype="str").take(codes)
         return conform(pd.DataFrame(out), RECORD_COLUMNS)
 
 
