@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.des.paths import Intervals, PathHistory
+from sim.des.paths import Intervals, PathHistory, add_states
 from sim.des.reserved import Streams
 
 _TINY = 1e-9
@@ -24,6 +24,10 @@ class Histories:
         self.horizon_s = horizon_s
         self._by_path: dict[tuple, PathHistory] = {}
         self._link_states: dict[int, dict] = {}  # each link's state, by id, for the paths that share it
+
+    def prepare(self, paths) -> None:
+        """Build the states of every link of ``paths`` at once (:func:`sim.des.linkstates.states`)."""
+        add_states(self._link_states, (link for path in paths for link in path), self.horizon_s)
 
     def of(self, path: tuple) -> PathHistory:
         """The history of ``path`` (a tuple of links)."""

@@ -93,6 +93,8 @@ class Context:
     def finish_streams(self, streams: reserved.Streams) -> None:
         """Record every call: those replayed as flows and the fixed-rate ``streams``, from their paths' histories."""
         histories = self.histories
+        site_paths = (streams.site_links[site][direction] for site in streams.site_names for direction in (0, 1))
+        histories.prepare([*(half.path for _, pair, _, _ in self.finished_calls for half in pair), *site_paths])
         sessions, columns = calls.adaptive(self.finished_calls, histories)
         self._put_columns(np.array([self.row[session] for session in sessions], dtype=np.intp), columns)
         if len(streams.rows):

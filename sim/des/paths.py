@@ -9,14 +9,9 @@ at once (:class:`PathHistory`). No event is needed for a change that alters only
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from sim.des import lines, queueing
-from sim.des.tcp import FRAME_BYTES
-
-_TINY = 1e-9
+from sim.des import linkstates
 
 
 class PathHistory:
@@ -30,9 +25,7 @@ class PathHistory:
     def __init__(self, path: tuple, horizon_s: float, link_states: dict | None = None) -> None:
         """``link_states``: each link's state by ``id``, kept across the paths that share a link (a GPON tree's)."""
         link_states = {} if link_states is None else link_states
-        for link in path:
-            if id(link) not in link_states:
-                link_states[id(link)] = _link_state(link, horizon_s)
+        add_states(link_states, path, horizon_s)
         states = [link_states[id(link)] for link in path]
         if len(states) == 1:  # a link's own breakpoints (sorted and distinct)
             times_s, at = states[0]["times_s"], [slice(None)]
@@ -158,88 +151,7 @@ def value_ranks(values: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _link_state(link, horizon_s: float) -> dict[str, np.ndarray]:
-    """One link's state from its history of fluid load, its reservations and its line, at the union of their changes.
-
-    Besides queue, jitter, loss and fraction: ``shift_s``, how much longer than the topology's the one-way delay
-    across it is (half the change of its site's round trip; 0 but on a changed line).
-    """
-    # each series starts from the idle state, at minus infinity
-    hist_s, loads_bps, saturated, losses, media_bps = (np.array([start, *v], dtype=float) for start, v in
-                                                       zip((-math.inf, 0.0, 0.0, 0.0, 0.0), link.history))
-    steps_s = np.array([-math.inf, *link.steps_s], dtype=float)
-    steps_bps = np.array([0.0, *link.steps_bps], dtype=float)
-    times_s = np.unique(np.concatenate([hist_s, steps_s, link.line_steps_s]))
-    times_s = times_s[times_s <= horizon_s]
-    h = np.searchsorted(hist_s, times_s, side="right") - 1
-    r = np.searchsorted(steps_s, times_s, side="right") - 1
-    load_bps, state, congestion, reserved_bps = loads_bps[h], saturated[h], losses[h], steps_bps[r]
-    if not link.line_steps_s:
-        return {"times_s": times_s, **_line_state(link.line0, load_bps, state, congestion, reserved_bps)}
-    which = lines.over(link, times_s)
-    out = {name: np.zeros(len(times_s)) for name in ("queue_s", "jitter_s", "loss", "fraction", "shift_s")}
-    for k, line in enumerate(link.lines()):
-        part = which == k
-        if part.any():
-            for name, values in _line_state(line, load_bps[part], state[part], congestion[part],
-                                            reserved_bps[part]).items():
-                out[name][part] = values
-    return {"times_s": times_s, **out}
-
-
-def _line_state(line, load_bps: np.ndarray, state: np.ndarray, congestion: np.ndarray, reserved_bps: np.ndarray,
-                ) -> dict[str, np.ndarray]:
-    """Queue and jitter (s), loss (0..1), fraction carried and delay shift (s) on a link while it is ``line``.
-
-    In an outage (capacity 0) nothing crosses: a fixed-rate stream gets no part of its rate, and nothing queues.
-    """
-    capacity_bps = line.capacity_bps
-    shift_s = np.full(len(load_bps), line.rtt_shift_s / 2)
-    if capacity_bps <= 0.0:
-        none = np.zeros(len(load_bps))
-        return {"queue_s": none, "jitter_s": none, "loss": np.full(len(load_bps), line.loss),
-                "fraction": np.where(reserved_bps > 0, 0.0, 1.0), "shift_s": shift_s}
-    is_saturated = state > 0
-    over = reserved_bps > capacity_bps  # the reservations alone exceed the link: it is full
-    queue_s, jitter_s = _queues(capacity_bps, line.buffer_bytes, load_bps + reserved_bps, state, over)
-    if line.priority:  # calls wait only behind calls and the frame in service; their queue never overflows
-        queue_s = np.where(over, queue_s, _priority_queue_s(capacity_bps, load_bps + reserved_bps, is_saturated))
-        congestion = np.zeros_like(congestion)
-    loss = 1.0 - (1.0 - line.loss) * (1.0 - congestion)
-    fraction = np.where(over, capacity_bps / np.maximum(reserved_bps, _TINY), 1.0)
-    return {"queue_s": queue_s, "jitter_s": jitter_s, "loss": loss, "fraction": fraction, "shift_s": shift_s}
-
-
-def _priority_queue_s(capacity_bps: float, load_bps: np.ndarray, saturated: np.ndarray) -> np.ndarray:
-    """Mean wait (s) of calls served first, without pre-emption: the rest of the frame in service, ``rho * s / 2``.
-
-    For frames of time s, with rho the whole link's utilisation (1 when TCP saturates it). Calls' packets are paced,
-    so they hardly queue behind each other: the emulation measured 0.4 ms of queue for a 1.5 Mbit/s call on a
-    2 Mbit/s priority line beside an upload, where M/D/1 with non-preemptive priority (Cobham) gives 12 ms
-    (docs/fidelity.md, "call beside an upload, priority queue").
-    """
-    frame_s = FRAME_BYTES * 8 / capacity_bps
-    rho = np.where(saturated, 1.0, np.minimum(load_bps / capacity_bps, 1.0))
-    return rho * frame_s / 2
-
-
-def _queues(capacity_bps: float, buffer_bytes: float, load_bps: np.ndarray, saturated: np.ndarray,
-            over: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`sim.des.queueing.link_delay_s` for arrays of loads (bit/s): queueing delay and jitter (s).
-
-    ``saturated`` by TCP (``queueing.STANDING``: a long transfer's standing queue; ``BURSTS``: short transfers'),
-    or ``over``: fixed-rate streams beyond the line (a full buffer).
-    """
-    full_s = queueing.full_buffer_delay_s(buffer_bytes, capacity_bps)
-    tcp_s = queueing.tcp_queue_s(buffer_bytes, capacity_bps)
-    burst_s = queueing.burst_queue_s(buffer_bytes, capacity_bps)
-    frame_s = FRAME_BYTES * 8 / capacity_bps
-    utilisation = np.minimum(load_bps / capacity_bps, 1.0)
-    rho = np.clip(utilisation, 0.0, queueing.MAX_UTILISATION)
-    md1_s = rho * frame_s / (2 * (1 - rho))
-    busy = load_bps > 0
-    queue_s = np.where(over, full_s, np.where(saturated == queueing.STANDING, tcp_s, np.where(
-        saturated == queueing.BURSTS, burst_s, np.where(busy, np.minimum(md1_s, full_s), 0.0))))
-    full = (saturated > 0) | over
-    jitter_s = np.where(full, min(full_s, frame_s), np.where(busy, np.minimum(full_s, utilisation * frame_s), 0.0))
-    return queue_s, jitter_s
+def add_states(link_states: dict, links, horizon_s: float) -> None:
+    """Put the state of each of ``links`` not yet in ``link_states`` (by ``id``) there, all at once."""
+    missing = list({id(link): link for link in links if id(link) not in link_states}.values())
+    link_states.update(zip(map(id, missing), linkstates.states(missing, horizon_s)))
