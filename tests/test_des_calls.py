@@ -52,7 +52,7 @@ def test_rows_at_once_are_the_vectors_to_the_bit(change_s, steps_s, two_links, d
         assert np.array_equal(mean, over.mean(row))
 
     halves = calls._FixedHalves(n)
-    halves.fill(np.arange(n), history, start_s, end_s)
+    halves.fill([(np.arange(n), history)], start_s, end_s)
     at_rate = (history.fraction >= 1 - calls._TINY).astype(float)
     span_s = end_s - start_s
     carried = over.integral(history.fraction)
@@ -69,13 +69,33 @@ def test_rows_at_once_are_the_vectors_to_the_bit(change_s, steps_s, two_links, d
     assert list(halves.bottleneck) == list(labels[over.below_by_link(1.0 - at_rate)])
 
 
+@settings(max_examples=100, deadline=None)
+@given(change_s=times, steps_s=times, data=st.data())
+def test_paths_filled_together_are_each_filled_alone_to_the_bit(change_s, steps_s, data):
+    # a one-link path and a two-link one (a shared link behind an access line), their streams interleaved
+    histories = [PathHistory((_link("a", change_s, steps_s, data),), HORIZON_S),
+                 PathHistory((_link("b", data.draw(times), data.draw(times), data),
+                              _link("c", data.draw(times), data.draw(times), data)), HORIZON_S)]
+    n = data.draw(st.integers(2, 10))
+    start_s = np.array(data.draw(st.lists(st.floats(0.0, HORIZON_S), min_size=n, max_size=n)))
+    end_s = np.minimum(start_s + np.array(data.draw(st.lists(st.sampled_from([0.0, 0.5, 30.0, 400.0]), min_size=n,
+                                                                 max_size=n))), HORIZON_S)
+    batches = [(np.arange(0, n, 2), histories[0]), (np.arange(1, n, 2), histories[1])]
+    together, alone = calls._FixedHalves(n), calls._FixedHalves(n)
+    together.fill(batches, start_s, end_s)
+    for batch in batches:
+        alone.fill([batch], start_s, end_s)
+    for name in (*calls._FixedHalves.NAMES, "bottleneck"):
+        assert np.array_equal(getattr(together, name), getattr(alone, name)), name
+
+
 def test_a_fixed_stream_on_a_line_its_reservations_overfill_half_the_time_carries_three_quarters():
     """1.2 Mbit/s reserved on a 1 Mbit/s line for 30 of 60 s: 1/1.2 of the rate then, all of it before (hand)."""
     link = Link("a/up", "a", "access", "up", 1e6, 30_000.0, 0.0, 0.0, 0.0, 60.0, 11)
     link.reserve([30.0, 60.0], [1.2e6, 0.0])
     history = PathHistory((link,), HORIZON_S)
     halves = calls._FixedHalves(1)
-    halves.fill(np.arange(1), history, np.array([0.0]), np.array([60.0]))
+    halves.fill([(np.arange(1), history)], np.array([0.0]), np.array([60.0]))
     assert abs(halves.fraction[0] - (30.0 + 30.0 / 1.2) / 60.0) < 1e-12
     assert halves.at_target[0] == 0.5
     assert halves.bottleneck[0] == "access_up"

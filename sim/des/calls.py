@@ -145,10 +145,10 @@ def fixed_rate(streams: Streams, histories: Histories) -> dict[str, np.ndarray]:
     n = len(streams.rows)
     end_s = np.minimum(streams.end_s, horizon_s)
     halves = [_FixedHalves(n), _FixedHalves(n)]  # up, down
-    for site, index in streams.by_site():  # a site's streams share its two paths
-        for direction in (0, 1):
-            path = streams.site_links[site][direction]
-            halves[direction].fill(index, histories.of(path), streams.start_s[index], end_s[index])
+    by_site = streams.by_site()  # a site's streams share its two paths
+    for direction in (0, 1):
+        halves[direction].fill([(index, histories.of(streams.site_links[site][direction])) for site, index in by_site],
+                               streams.start_s, end_s)
     return _combine(streams, halves, horizon_s)
 
 
@@ -165,29 +165,69 @@ class _FixedHalves:
             setattr(self, name, np.zeros(n))
         self.bottleneck = np.full(n, "none", dtype=object)
 
-    def fill(self, index: np.ndarray, history: PathHistory, start_s: np.ndarray, end_s: np.ndarray) -> None:
-        """Compute the measures of the streams ``index`` on the path ``history`` over [start_s, end_s]."""
-        over: Intervals = history.over(start_s, end_s)
-        span_s = over.span_s
-        at_rate = (history.fraction >= 1 - _TINY).astype(float)
-        below = 1.0 - at_rate
-        n_links = len(history.labels)
-        values = np.array([history.queue_s, history.jitter_s, history.shift_s, history.fraction,
-                           history.fraction * history.loss, below, *(below * (history.limiter == j)
-                                                                     for j in range(n_links))])
-        integrals = _integrals(over, values)  # one cumulative sum for every measure (each row's as alone)
+    def fill(self, batches: list[tuple[np.ndarray, PathHistory]], start_s: np.ndarray, end_s: np.ndarray) -> None:
+        """Compute the measures of the streams of each batch ``(index, history)``, every batch's at once.
+
+        A batch's streams are those at ``index`` (positions in ``start_s`` and ``end_s``, s), on the path ``history``.
+        """
+        overs = [history.over(start_s[index], end_s[index]) for index, history in batches]
+        for (index, history), over in zip(batches, overs):
+            self.delay_p95[index] = over.p95(history.delay_s(), history.delay_rank())
+        paths = _Stacked(batches, overs)
+        index = paths.index
+        span_s = end_s[index] - start_s[index]
+        integrals = paths.integrals(start_s[index], end_s[index])
         carried, lost, below_s = integrals[3], integrals[4], integrals[5]  # below_s: exactly 0 when never below
         has_span = span_s > 0
         self.fraction[index] = np.where(has_span, carried / np.where(has_span, span_s, 1.0), 0.0)
         self.at_target[index] = np.where(has_span, 1.0 - below_s / np.where(has_span, span_s, 1.0), 0.0)
         self.loss[index] = np.where(carried > 0, lost / np.where(carried > 0, carried, 1.0),
-                                    np.where(has_span, 0.0, history.loss[over.k0]))
-        self.queue[index], self.jitter[index], self.shift[index] = _means(over, values[:3], integrals[:3])
-        self.delay_p95[index] = over.p95(history.delay_s(), history.delay_rank())
+                                    np.where(has_span, 0.0, paths.loss[paths.k0]))
+        self.queue[index], self.jitter[index], self.shift[index] = np.where(
+            span_s > 0, integrals[:3] / np.where(span_s > 0, span_s, 1.0), paths.values[:3, paths.k0])  # _means
         below_by_link = integrals[6:]  # as Intervals.below_by_link: the link holding each longest, -1 if none
-        limiter = np.where(below_by_link.max(axis=0) > 0, below_by_link.argmax(axis=0), -1)
-        labels = np.array([*history.labels, "none"], dtype=object)
-        self.bottleneck[index] = labels[limiter]  # -1: none
+        limiter = np.where(below_by_link.max(axis=0) > 0, below_by_link.argmax(axis=0), paths.n_links)
+        self.bottleneck[index] = paths.labels[paths.first_label + limiter]  # n_links: none
+
+
+class _Stacked:
+    """The step functions a fixed-rate direction integrates, of many paths laid end to end, with their intervals.
+
+    Rows of ``values``: queueing delay, jitter and shift (s), fraction carried, fraction x loss, time below rate, then
+    below rate while each link (by position, up to the longest path's) limits it. Each path's cumulative sums start
+    at its own first breakpoint, as :func:`_integrals` for that path alone gives them, so the numbers are the same.
+    """
+
+    def __init__(self, batches: list[tuple[np.ndarray, PathHistory]], overs: list[Intervals]) -> None:
+        histories = [history for _, history in batches]
+        n_links = max(len(history.labels) for history in histories)
+        self.times_s = np.concatenate([over.times_s for over in overs])
+        fraction, loss, limiter = (np.concatenate([getattr(h, name) for h in histories])
+                                   for name in ("fraction", "loss", "limiter"))
+        below = 1.0 - (fraction >= 1 - _TINY).astype(float)
+        self.values = np.array([*(np.concatenate([getattr(h, name) for h in histories])
+                                  for name in ("queue_s", "jitter_s", "shift_s")),
+                                fraction, fraction * loss, below, *(below * (limiter == j) for j in range(n_links))])
+        self.loss = loss
+        bounds = np.cumsum([0] + [len(over.times_s) for over in overs])
+        self.cum = np.zeros_like(self.values)
+        for a, b in zip(bounds[:-1], bounds[1:]):  # each path's from its first breakpoint
+            self.cum[:, a + 1:b] = np.cumsum(self.values[:, a:b - 1] * np.diff(self.times_s[a:b]), axis=1)
+        counts = [len(index) for index, _ in batches]
+        self.index = np.concatenate([index for index, _ in batches])
+        self.k0 = np.concatenate([a + over.k0 for a, over in zip(bounds, overs)])
+        self.k1 = np.concatenate([a + over.k1 for a, over in zip(bounds, overs)])
+        path_labels = [[*history.labels, "none"] for history in histories]
+        self.labels = np.array([label for labels in path_labels for label in labels], dtype=object)
+        firsts = np.cumsum([0] + [len(labels) for labels in path_labels])[:-1]
+        self.first_label = np.repeat(firsts, counts)
+        self.n_links = np.repeat([len(history.labels) for history in histories], counts)
+
+    def integrals(self, start_s: np.ndarray, end_s: np.ndarray) -> np.ndarray:
+        """Each row's integral over each interval [start_s, end_s] (s), as :func:`_integrals`."""
+        times_s, values, cum, k0, k1 = self.times_s, self.values, self.cum, self.k0, self.k1
+        return (cum[:, k1] + values[:, k1] * (end_s - times_s[k1])) - \
+            (cum[:, k0] + values[:, k0] * (start_s - times_s[k0]))
 
 
 def _integrals(over: Intervals, values: np.ndarray) -> np.ndarray:
