@@ -44,11 +44,14 @@ def _link(data: st.DataObject, priority: bool) -> Link:
 @given(data=st.data(), n_links=st.integers(1, 4), priority=st.booleans())
 def test_every_links_state_at_once_is_its_state_alone_to_the_bit(data, n_links, priority):
     links = [_link(data, priority) for _ in range(n_links)]
-    for link, state in zip(links, linkstates.states(links, HORIZON_S)):
+    kept = {id(link): (np.array(link.steps_s, dtype=float), np.array(link.steps_bps, dtype=float)) for link in links}
+    for link, state, given_steps in zip(links, linkstates.states(links, HORIZON_S),
+                                        linkstates.states(links, HORIZON_S, kept)):
         reference = _reference_state(link, HORIZON_S)
-        assert set(state) == set(reference)
+        assert set(state) == set(reference) == set(given_steps)
         for name, values in reference.items():
             assert np.array_equal(state[name], values), name
+            assert np.array_equal(given_steps[name], values), name
 
 
 def test_no_links_no_states():

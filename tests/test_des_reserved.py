@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from helpers import call, simulate, site, topology, trace, transfer
 
+from sim.des import reserved
+from sim.des.links import Link
 from sim.topology import FarEnd
 
 GOODPUT = 1448 / 1514
@@ -163,3 +165,13 @@ def test_short_transfers_saturate_a_line_in_bursts_not_with_a_standing_queue():
     stream = records.set_index("app").loc["telephony"]
     expected_s = (busy_s * burst_s + (20 - busy_s) * _md1_s(rate_bps, capacity_bps)) / 20
     assert stream["queue_delay_s"] == pytest.approx(expected_s, rel=1e-9)
+
+
+def test_a_links_carried_bits_are_the_same_from_its_kept_steps():
+    # 400 kbit/s reserved from 5 s to 25 s on a 1 Mbit/s line, bins of 10 s from 0: 2, 4 and 2 Mbit.
+    link = Link("s/up", "s", "access", "up", 1e6, 30_000.0, 0.0, 0.0, 0.0, 10.0, 3)
+    steps = reserved._steps(np.array([5.0, 25.0]), np.array([4e5, -4e5]))
+    link.reserve(steps[0].tolist(), steps[1].tolist())
+    from_lists = reserved.carried_bits(link, 0.0, 30.0, 3, 10.0)
+    assert from_lists.tolist() == [2e6, 4e6, 2e6]
+    assert np.array_equal(reserved.carried_bits(link, 0.0, 30.0, 3, 10.0, steps), from_lists)

@@ -65,7 +65,7 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow, *, seed: int
             lines.schedule(link_changes, topology, site_links, window.start_s, window.horizon_s)
         fixed = reserved.reservable(trace, topology)
         streams = reserved.Streams(trace, np.flatnonzero(fixed), site_links, topology, window.horizon_s)
-        reserved.reserve(streams)
+        reservations = reserved.reserve(streams)
         ctx = Context(trace, topology, window, seed)
         groups = _groups(topology, trace, ~fixed, site_links, ctx, skip_unobserved)
         env = simpy.Environment(initial_time=min(window.start_s, float(trace["start_s"].min()))
@@ -73,11 +73,12 @@ def run(trace: pd.DataFrame, topology: Topology, window: RunWindow, *, seed: int
         for group in groups:
             env.process(group.process(env))
         _run_with_progress(env, window, progress)
-        ctx.finish_streams(streams)
+        ctx.finish_streams(streams, reservations)
         series = None
         if link_changes is not None and len(link_changes):
             series = callseries.frame(ctx.finished_calls, ctx.histories, set(link_changes["site"]))
-        return Result(ctx.records(), _link_frame(links, window), sum(g.events for g in groups), series)
+        return Result(ctx.records(), _link_frame(links, window, reservations), sum(g.events for g in groups),
+                      series)
 
 
 def _calls_cut_at(trace: pd.DataFrame, horizon_s: float) -> pd.DataFrame:
@@ -199,15 +200,16 @@ def _run_with_progress(env: simpy.Environment, window: RunWindow, progress) -> N
     progress(1.0)
 
 
-def _link_frame(links: list[Link], window: RunWindow) -> pd.DataFrame:
-    """The utilisation series of every link, one row per link and bin."""
+def _link_frame(links: list[Link], window: RunWindow, reservations: dict | None = None) -> pd.DataFrame:
+    """The utilisation series of every link, one row per link and bin (``reservations``: :func:`reserved.reserve`'s)."""
     n_bins = len(links[0].bits) if links else 0
     capacity = np.repeat(np.array([link.line0.capacity_bps for link in links])[:, None], n_bins, axis=1)
     bits = np.array([link.bits for link in links]).reshape(len(links), n_bins)
     bin_starts_s = window.start_s + window.bin_s * np.arange(n_bins)
     for k, link in enumerate(links):
         if link.steps_s:
-            bits[k] += reserved.carried_bits(link, window.start_s, window.horizon_s, n_bins, window.bin_s)
+            bits[k] += reserved.carried_bits(link, window.start_s, window.horizon_s, n_bins, window.bin_s,
+                                             (reservations or {}).get(id(link)))
         if link.line_steps_s:
             capacity[k] = lines.mean_capacity_bps(link, bin_starts_s, window.bin_s)
     offered_bits = capacity * window.bin_s

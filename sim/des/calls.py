@@ -25,9 +25,9 @@ class Histories:
         self._by_path: dict[tuple, PathHistory] = {}
         self._link_states: dict[int, dict] = {}  # each link's state, by id, for the paths that share it
 
-    def prepare(self, paths) -> None:
+    def prepare(self, paths, reservations: dict | None = None) -> None:
         """Build the states of every link of ``paths`` at once (:func:`sim.des.linkstates.states`)."""
-        add_states(self._link_states, (link for path in paths for link in path), self.horizon_s)
+        add_states(self._link_states, (link for path in paths for link in path), self.horizon_s, reservations)
 
     def of(self, path: tuple) -> PathHistory:
         """The history of ``path`` (a tuple of links)."""

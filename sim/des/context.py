@@ -90,11 +90,15 @@ class Context:
         """Keep a call replayed as flows (its two directions, settled to ``now_s``) for :meth:`finish_streams`."""
         self.finished_calls.append((session, tuple(halves), now_s, completed))
 
-    def finish_streams(self, streams: reserved.Streams) -> None:
-        """Record every call: those replayed as flows and the fixed-rate ``streams``, from their paths' histories."""
+    def finish_streams(self, streams: reserved.Streams, reservations: dict | None = None) -> None:
+        """Record every call: those replayed as flows and the fixed-rate ``streams``, from their paths' histories.
+
+        ``reservations``: the links' reservations as arrays (:func:`reserved.reserve`'s), where kept.
+        """
         histories = self.histories
         site_paths = (streams.site_links[site][direction] for site in streams.site_names for direction in (0, 1))
-        histories.prepare([*(half.path for _, pair, _, _ in self.finished_calls for half in pair), *site_paths])
+        histories.prepare([*(half.path for _, pair, _, _ in self.finished_calls for half in pair), *site_paths],
+                          reservations)
         sessions, columns = calls.adaptive(self.finished_calls, histories)
         self._put_columns(np.array([self.row[session] for session in sessions], dtype=np.intp), columns)
         if len(streams.rows):

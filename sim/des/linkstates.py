@@ -20,17 +20,19 @@ _TINY = 1e-9
 STATE_NAMES = ("queue_s", "jitter_s", "loss", "fraction", "shift_s")
 
 
-def states(links: list, horizon_s: float) -> list[dict[str, np.ndarray]]:
+def states(links: list, horizon_s: float, reservations: dict | None = None) -> list[dict[str, np.ndarray]]:
     """Each link's state at the union of its changes up to ``horizon_s`` (s): a dict per link, in order.
 
     ``times_s``: its breakpoints (the first minus infinity, the idle state); from each on, ``queue_s`` and
     ``jitter_s`` (s), ``loss`` (0..1), ``fraction`` (0..1) and ``shift_s``, how much longer than the topology's the
     one-way delay across it is (s: half the change of its site's round trip; 0 but on a changed line). The arrays of
-    a link are views of arrays shared by all.
+    a link are views of arrays shared by all. ``reservations``: links' reservations as arrays, by ``id``
+    (:func:`sim.des.reserved.reserve`), where kept; else they are read from the link.
     """
     if not links:
         return []
-    parts = [_breakpoints(link, horizon_s) for link in links]
+    reservations = reservations or {}
+    parts = [_breakpoints(link, horizon_s, reservations.get(id(link))) for link in links]
     table = [line for link in links for line in link.lines()]  # every line of every link, each link's in order
     first_line = np.cumsum([0] + [len(link.lines()) for link in links])[:-1]
     load_bps, saturated, congestion, reserved_bps = (np.concatenate([part[k] for part in parts]) for k in range(1, 5))
@@ -41,7 +43,8 @@ def states(links: list, horizon_s: float) -> list[dict[str, np.ndarray]]:
             for part, a, b in zip(parts, bounds[:-1], bounds[1:])]
 
 
-def _breakpoints(link, horizon_s: float) -> tuple[np.ndarray, ...]:
+def _breakpoints(link, horizon_s: float, steps: tuple[np.ndarray, np.ndarray] | None = None,
+                 ) -> tuple[np.ndarray, ...]:
     """A link's breakpoints (s) up to ``horizon_s``, and the state of its history, reservations and line at each.
 
     In order: the breakpoints, load (bit/s), saturation, congestion loss, reserved rate (bit/s) and which of its
@@ -50,8 +53,9 @@ def _breakpoints(link, horizon_s: float) -> tuple[np.ndarray, ...]:
     # each series starts from the idle state, at minus infinity
     hist_s, loads_bps, saturated, losses = (np.array([start, *v], dtype=float) for start, v in
                                             zip((-math.inf, 0.0, 0.0, 0.0), link.history[:4]))
-    steps_s = np.array([-math.inf, *link.steps_s], dtype=float)
-    steps_bps = np.array([0.0, *link.steps_bps], dtype=float)
+    if steps is None:
+        steps = (np.array(link.steps_s, dtype=float), np.array(link.steps_bps, dtype=float))
+    steps_s, steps_bps = np.concatenate([[-math.inf], steps[0]]), np.concatenate([[0.0], steps[1]])
     times_s = np.unique(np.concatenate([hist_s, steps_s, link.line_steps_s]))
     times_s = times_s[times_s <= horizon_s]
     h = np.searchsorted(hist_s, times_s, side="right") - 1

@@ -151,7 +151,10 @@ def value_ranks(values: np.ndarray) -> np.ndarray:
     return rank
 
 
-def add_states(link_states: dict, links, horizon_s: float) -> None:
-    """Put the state of each of ``links`` not yet in ``link_states`` (by ``id``) there, all at once."""
+def add_states(link_states: dict, links, horizon_s: float, reservations: dict | None = None) -> None:
+    """Put the state of each of ``links`` not yet in ``link_states`` (by ``id``) there, all at once.
+
+    ``reservations``: the links' reservations as arrays, by ``id`` (:func:`sim.des.reserved.reserve`), where kept.
+    """
     missing = list({id(link): link for link in links if id(link) not in link_states}.values())
-    link_states.update(zip(map(id, missing), linkstates.states(missing, horizon_s)))
+    link_states.update(zip(map(id, missing), linkstates.states(missing, horizon_s, reservations)))

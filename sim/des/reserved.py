@@ -96,8 +96,14 @@ _STREAM_COLUMNS = ("start_s", "duration_s", "target_rate_bps", "up_share", "site
                    "far_up_bps", "far_rtt_s")
 
 
-def reserve(streams: Streams) -> None:
-    """Give every link the step function of the rate fixed-rate streams hold on it (:meth:`Link.reserve`)."""
+def reserve(streams: Streams) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Give every link the step function of the rate fixed-rate streams hold on it (:meth:`Link.reserve`).
+
+    Returns:
+        Each reserved link's steps as arrays, by ``id``: the times (s) and the rates from each on (bit/s), as the
+        link has them in lists (for the histories and utilisation after the run).
+    """
+    steps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     per_link: dict[int, tuple[object, list, list]] = {}
     names, site_index = streams.site_names, streams.site_index
     # every start, then every end, grouped by site (in the order of names), each site's in that order
@@ -115,6 +121,8 @@ def reserve(streams: Streams) -> None:
     for link, times, deltas in per_link.values():
         steps_s, steps_bps = _steps(np.concatenate(times), np.concatenate(deltas))
         link.reserve(steps_s.tolist(), steps_bps.tolist())
+        steps[id(link)] = (steps_s, steps_bps)
+    return steps
 
 
 def _steps(times_s: np.ndarray, deltas_bps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,14 +135,17 @@ def _steps(times_s: np.ndarray, deltas_bps: np.ndarray) -> tuple[np.ndarray, np.
     return times_s[changed], level[changed]
 
 
-def carried_bits(link, start_s: float, horizon_s: float, n_bins: int, bin_s: float) -> np.ndarray:
+def carried_bits(link, start_s: float, horizon_s: float, n_bins: int, bin_s: float,
+                 steps: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Bits the reservations carried on a link in each utilisation bin (at most its capacity at any time).
 
     Bins as :meth:`sim.des.links.Link.settle` fills them: the first also takes anything before the window. On a
-    changed line, at most its capacity at each moment (none in an outage).
+    changed line, at most its capacity at each moment (none in an outage). ``steps``: the link's reservations as
+    arrays (:func:`reserve`), where kept.
     """
-    times_s = np.array(link.steps_s, dtype=float)
-    carried_bps = np.minimum(np.array(link.steps_bps, dtype=float), link.line0.capacity_bps)
+    times_s, steps_bps = steps if steps is not None else (np.array(link.steps_s, dtype=float),
+                                                           np.array(link.steps_bps, dtype=float))
+    carried_bps = np.minimum(steps_bps, link.line0.capacity_bps)
     if link.line_steps_s:
         times_s, carried_bps = _carried_on_lines(link, times_s)
     edges_s = np.minimum(start_s + bin_s * np.arange(1, n_bins), horizon_s)
