@@ -13,7 +13,8 @@ def test_a_sessions_dict_names_each_column_and_then_its_paths_and_rtt():
     columns = [[k * 10 + j for j in range(2)] for k in range(len(des._SESSION_COLUMNS) + 3)]
     names = [*des._SESSION_COLUMNS, "up", "down", "rtt_s"]
     assert des._sessions(columns) == [dict(zip(names, row)) for row in zip(*columns)]
-    assert des._sessions(columns)[1]["session_id"] == 1 and des._sessions(columns)[1]["rtt_s"] == 171
+    last = 10 * (len(des._SESSION_COLUMNS) + 2) + 1  # the second session's RTT: the last column's second value
+    assert des._sessions(columns)[1]["session_id"] == 1 and des._sessions(columns)[1]["rtt_s"] == last
 
 
 def test_text_comes_out_as_the_trace_holds_it_missing_values_included():
