@@ -5,7 +5,8 @@ says which. Emulated, each transfer reports its own times (:func:`sim.emu.transf
 (connect and hello; about 0 on a reused connection) and ``first_data_s`` (its first answer bytes), both from its
 start. Simulated, the records keep the round-trip time a transfer found at its start (``rtt_s``), not each round's
 (:mod:`sim.des.rounds`), so the split is a proxy: its handshakes at that RTT (``HANDSHAKE_RTTS_BY_CONNECTION``),
-then one RTT to its first data, then the rest of its completion.
+then one RTT to its first data, then the rest of its completion. A stream of a multiplexed connection may have
+joined it open (no handshakes, no slow start), which the records do not say: its set-up and rest are left out.
 """
 
 from __future__ import annotations
@@ -41,11 +42,17 @@ def simulated(records: pd.DataFrame, trace: pd.DataFrame, sessions: pd.Series) -
     connection = done["session_id"].map(trace.set_index("session_id")["connection"])
     rtt_s = done["rtt_s"].to_numpy(dtype=float)
     setup = connection.map(HANDSHAKE_RTTS_BY_CONNECTION).to_numpy(dtype=float) * rtt_s
+    setup[connection.str.startswith("multiplexed").to_numpy(dtype=bool)] = np.nan  # joined open, or not: unknown
     return _medians(setup, rtt_s, done["duration_s"].to_numpy(dtype=float) - setup - rtt_s)
 
 
 def _medians(setup_s: np.ndarray, first_s: np.ndarray, rest_s: np.ndarray) -> dict[str, float]:
-    return {name: float(np.median(values)) for name, values in zip(PARTS, (setup_s, first_s, rest_s))}
+    """Each part's median over the transfers that have it (s; NaN when none has)."""
+    out = {}
+    for name, values in zip(PARTS, (setup_s, first_s, rest_s)):
+        known = values[~np.isnan(values)]
+        out[name] = float(np.median(known)) if len(known) else math.nan
+    return out
 
 
 def rows(case_name: str, emu: dict[str, float], des_: dict[str, float]) -> list[dict]:

@@ -185,6 +185,10 @@ def test_the_split_of_short_downloads_reads_each_engines_own_times():
                             "rtt_s": [0.020, 0.030, 0.025], "duration_s": [0.180, 0.250, 0.100]})
     des_ = calibrate_split.simulated(records, trace, pd.Series([1, 2, 3]))
     assert des_ == pytest.approx({"setup_s": 0.040, "first_data_s": 0.025, "rest_s": 0.120})
+    # a stream of a multiplexed connection may have joined it open: its set-up and rest are not known
+    multiplexed = trace.assign(connection=["multiplexed-new", "new", "multiplexed-reused"])
+    assert calibrate_split.simulated(records, multiplexed, pd.Series([1, 2, 3])) == pytest.approx(
+        {"setup_s": 0.060, "first_data_s": 0.025, "rest_s": 0.160})
     text = calibrate_split.table(calibrate_split.rows("short", emu, des_))
     assert "| short | setup_s | 40.0 ms | 40.0 ms | +0.0 ms |" in text
     assert "| short | rest_s | 139.0 ms | 120.0 ms | -19.0 ms |" in text
