@@ -48,15 +48,7 @@ def max_min(caps_bps: list[float], paths: list[tuple[int, ...]], capacity_bps: d
             rates[f] += step
         for link, fl in users.items():
             remaining[link] -= step * len(fl)
-        frozen = {f for f in active if caps_bps[f] - rates[f] <= _EPS * max(1.0, caps_bps[f], rates[f])
-                  and caps_bps[f] < math.inf}
-        for link, fl in users.items():
-            if fl and remaining[link] <= _EPS * max(1.0, capacity_bps[link]):
-                for f in fl - frozen:
-                    limiter[f] = link
-                frozen |= fl
-        if not frozen:  # cannot happen with finite step; guards against an endless loop
-            raise RuntimeError("max-min sharing made no progress")
+        frozen = _frozen(active, caps_bps, rates, users, remaining, capacity_bps, limiter)
         active -= frozen
         for link in list(users):
             users[link] -= frozen
@@ -85,15 +77,7 @@ def _weighted_max_min(caps_bps: list[float], paths: list[tuple[int, ...]], capac
             rates[f] += step * weights[f]
         for link, fl in users.items():
             remaining[link] -= step * math.fsum(weights[f] for f in fl)
-        frozen = {f for f in active if caps_bps[f] - rates[f] <= _EPS * max(1.0, caps_bps[f], rates[f])
-                  and caps_bps[f] < math.inf}
-        for link, fl in users.items():
-            if fl and remaining[link] <= _EPS * max(1.0, capacity_bps[link]):
-                for f in fl - frozen:
-                    limiter[f] = link
-                frozen |= fl
-        if not frozen:
-            raise RuntimeError("max-min sharing made no progress")
+        frozen = _frozen(active, caps_bps, rates, users, remaining, capacity_bps, limiter)
         active -= frozen
         users = {link: fl - frozen for link, fl in users.items() if fl - frozen}
     return rates, limiter
@@ -163,3 +147,22 @@ def share_one_link(capacity_bps: float, headroom_bps: float, caps_bps: list[floa
     elastic_level = water_level([c for c, v in zip(caps_bps, is_video) if not v], capacity_bps - video_bps)
     levels = [headroom_level if v else elastic_level for v in is_video]
     return [min(c, lv) for c, lv in zip(caps_bps, levels)], [c > lv for c, lv in zip(caps_bps, levels)]
+
+
+def _frozen(active: set[int], caps_bps: list[float], rates: list[float], users: dict[int, set[int]],
+            remaining: dict[int, float], capacity_bps: dict[int, float], limiter: list[int]) -> set[int]:
+    """The flows a filling step stops: those at their cap, and those on a link it filled (their ``limiter`` set).
+
+    Raises:
+        RuntimeError: If it stops none (cannot happen with a finite step; guards against an endless loop).
+    """
+    frozen = {f for f in active if caps_bps[f] - rates[f] <= _EPS * max(1.0, caps_bps[f], rates[f])
+              and caps_bps[f] < math.inf}
+    for link, fl in users.items():
+        if fl and remaining[link] <= _EPS * max(1.0, capacity_bps[link]):
+            for f in fl - frozen:
+                limiter[f] = link
+            frozen |= fl
+    if not frozen:
+        raise RuntimeError("max-min sharing made no progress")
+    return frozen
