@@ -36,8 +36,7 @@ from sim.des.connections import MULTIPLEXED, Connections, joined_start
 from sim.des.crowd import Crowds
 from sim.des.flows import Media, Transfer
 from sim.des.linkshare import share_elastic_alone, share_link
-from sim.des.queueing import STANDING
-from sim.des.rounds import Rounds
+from sim.des.rounds import Rounds, standing_room
 from sim.des.shared import SharedLinks
 from sim.des.shortcuts import Shortcuts
 from sim.topology import FarEnd
@@ -228,13 +227,11 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         finished at once.
         """
         path, back = (s["up"], s["down"]) if s["direction"] == "up" else (s["down"], s["up"])
-        queue_s, delivered, loss, room = 0.0, 1.0, 0.0, math.inf
+        queue_s, delivered, loss = 0.0, 1.0, 0.0
         for link in path:
             queue_s += link.queue_delay_s
             delivered *= 1.0 - link.loss
             loss = 1.0 - (1.0 - loss) * (1.0 - link.congestion_loss)
-            if link.saturated == STANDING and link.standing_room_segments < room:
-                room = link.standing_room_segments
         back_s = 0.0
         for link in back:
             back_s += link.queue_delay_s
@@ -251,7 +248,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
             start, handshakes = joined_start(conn, rtt_s, chunks - 1, now_s), 0
         else:
             start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1, handshake_rtts=handshakes,
-                                   room_segments=room)
+                                   room_segments=standing_room(path))
         flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s + back_s)
         self._plan_start(flow, start, fixed_rtt_s, loss, now_s)

@@ -58,6 +58,15 @@ def path_key(path: tuple) -> tuple:
                  for link in path)
 
 
+def standing_room(path: tuple) -> float:
+    """The least room a standing queue leaves on ``path``'s links (segments; inf where none holds one)."""
+    room = math.inf
+    for link in path:
+        if link.saturated == queueing.STANDING and link.standing_room_segments < room:
+            room = link.standing_room_segments
+    return room
+
+
 class Rounds:
     """A group's transfers starting up (a mixin of :class:`sim.des.group.Group`): planned, then followed."""
 
@@ -137,18 +146,16 @@ class Rounds:
         """Plan the rest of a start-up at ``now_s`` with the data path's queues, rate and line as they are now."""
         path = flow.path
         end_s, done = advance(flow.round_end_s, flow.done_rounds, flow.round_rtt_s, flow.rounds, now_s)
-        queue_s, delivered, room = 0.0, 1.0, math.inf
+        queue_s, delivered = 0.0, 1.0
         for link in path:
             queue_s += link.queue_delay_s
             delivered *= 1.0 - link.loss
-            if link.saturated == queueing.STANDING and link.standing_room_segments < room:
-                room = link.standing_room_segments
         rtt_s = flow.fixed_rtt_s + path[0].rtt_shift_s + queue_s
         flow.cap_bps = tcp.window_cap_bps(rtt_s, 1.0 - delivered)
         expected_bps = min(flow.cap_bps, self._available_bps(path))
         setup = flow.setup_rounds
         ss_done = max(0, done - setup)
-        ss_rounds, flow.recovery_rounds = self._data_rounds(flow, ss_done, expected_bps, rtt_s, room)
+        ss_rounds, flow.recovery_rounds = self._data_rounds(flow, ss_done, expected_bps, rtt_s, standing_room(path))
         self._count_bits(flow, -1.0)
         if done < setup:
             flow.data_from_s = end_s + (setup - done) * rtt_s
