@@ -378,9 +378,11 @@ def test_multiplexed_streams_share_one_connection_over_loopback(tmp_path: Path) 
 def test_a_stream_joining_an_open_connection_pays_one_round_trip(tmp_path, delayed_path) -> None:
     # a 3 MB stream opens its connection at 0.5 s (2 round trips) and slow-starts (8 rounds: 10 x (2^8 - 1) >= 2,072
     # segments) until about 1.5 s; a 50 kB stream of the same app at 1.3 s joins it: its request at once, then its 35
-    # segments and as many of the other's, in turn, in a window of about 320 segments: 1-2 round trips (0.12-0.22 s
-    # measured: its frames also wait behind what the other stream has in flight through the shim), under the 3 a plain
-    # transfer on a kept-alive connection takes (its slow start). At 4 s the connection is idle: a 50 kB stream drawn
+    # segments and as many of the other's, in turn, in a window of about 320 segments: 1-2 round trips, and more when
+    # its frames wait behind what the other stream has in flight through the shim (0.12-0.31 s measured on quiet
+    # machines), so time tells it from a slow start only loosely; that it rode the open connection is the server's
+    # count, and its time stays under the 5 round trips of a connection opened anew. At 4 s the connection is idle: a
+    # 50 kB stream drawn
     # new opens one (2 round trips) and slow-starts (3 rounds): 5 round trips, as a plain new transfer.
     sessions = trace(transfer("s1", 0.5, 3_000_000, "down", connection="multiplexed-new"),
                      transfer("s1", 1.3, SHORT_BYTES, "down", connection="multiplexed-new"),
@@ -393,9 +395,9 @@ def test_a_stream_joining_an_open_connection_pays_one_round_trip(tmp_path, delay
     assert np.isnan(out["rtt_s"].iloc[1]) and out["rtt_s"].iloc[2] > 0.09  # a joiner's RTT is not its own set-up's
     rtt_s = 2 * ONE_WAY_S
     joined_s, opened_s = float(out["duration_s"].iloc[1]), float(out["duration_s"].iloc[2])
-    unless_starved(watch, rtt_s - 0.01 < joined_s < 2.5 * rtt_s and opened_s == pytest.approx(5 * rtt_s, abs=0.04),
-                   f"joined {joined_s:.3f} s (expected 1-2.5 round trips of {rtt_s:.3f}: a kept-alive transfer's 3 "
-                   f"would mean it slow-started), opened anew {opened_s:.3f} s "
+    unless_starved(watch, rtt_s - 0.01 < joined_s < 4 * rtt_s and opened_s == pytest.approx(5 * rtt_s, abs=0.04),
+                   f"joined {joined_s:.3f} s (expected 1-4 round trips of {rtt_s:.3f}: no handshakes), opened anew "
+                   f"{opened_s:.3f} s "
                    f"(expected {5 * rtt_s:.3f})")
 
 
