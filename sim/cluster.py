@@ -191,27 +191,16 @@ def _worker_count(workers: int | None) -> int:
     return workers
 
 
-# Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's adaptive mmap threshold:
-# every array over 128 KiB is then mapped and unmapped afresh, its pages faulted in each time (a shard's arrays are
-# mostly larger). Unset (None), glibc's own adaptive thresholds apply: measured on england's shards 10, 50 and 60 in
-# one process, 3.2 times fewer page faults and 0.1 s less system CPU a shard (benchmarks/README.md).
-WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-
-
 @contextmanager
 def _local_client(workers: int) -> Iterator[object]:
     """A client of a new LocalCluster of ``workers`` processes, closed with it."""
-    import dask
     from dask.distributed import Client, LocalCluster
-    # the workers' environment holds for the cluster's whole life: a nanny may spawn (or respawn) its worker after
-    # the cluster object is made
-    with dask.config.set(WORKER_ENVIRON):
-        try:
-            # Dask's HTTP server always starts; on a free local port, two runs never compete for its default 8787.
-            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                 dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
-        except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
-            raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "
-                               "fewer --workers, or --workers 0") from None
-        with local, Client(local) as client:
-            yield client
+    try:
+        # Dask's HTTP server always starts; on a free local port, two runs never compete for its default 8787.
+        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                             dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+    except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
+        raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "
+                           "fewer --workers, or --workers 0") from None
+    with local, Client(local) as client:
+        yield client

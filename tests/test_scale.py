@@ -224,15 +224,6 @@ def test_site_index_refuses_a_site_not_in_the_shard():
         scale.site_index(pd.Series(["gp-a", "gp-z"], dtype="str"), sites)
 
 
-def test_local_workers_keep_glibcs_own_malloc_thresholds():
-    # Dask sets MALLOC_TRIM_THRESHOLD_ in its workers unless told not to; the embedded cluster's are told not to
-    # (sim.cluster.WORKER_ENVIRON), while their other settings (one thread per maths library) stay Dask's.
-    import os
-    with scale.cluster(workers=1) as client:
-        seen = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
-    assert list(seen.values()) == [(None, "1")]
-
-
 def test_merge_order_is_a_stable_sort_by_start_then_site():
     # Two shards' rows (each in start order), with ties at 3600 s across sites and within one site: worked by hand,
     # the order is start time, then site, then the rows' own order.
