@@ -116,6 +116,27 @@ def test_a_round_overflowing_the_room_a_standing_queue_leaves_ends_slow_start_th
     assert tcp.overflow(150_000, 3, 16.5, first_round=3) == (3, tcp.RECOVERY_RTTS)  # rounds 1-2 went before
 
 
+def _overflow_round_by_round(size_bytes, ss_rounds, room_segments, first_round=1):
+    """Slow start's overflow as its definition reads: each round's segments from the bytes sent by its end."""
+    def segments(k):  # segments sent by the end of round k
+        return -(-min(size_bytes, tcp.INITIAL_WINDOW_SEGMENTS * tcp.MSS_BYTES * (2**k - 1)) // tcp.MSS_BYTES)
+    for k in range(max(1, first_round), ss_rounds + 1):
+        added = (segments(k) - segments(k - 1)) - ((segments(k - 1) - segments(k - 2)) if k > 1 else 0)
+        if added > room_segments:
+            return k, tcp.TAIL_PROBE_RTTS if segments(k) * tcp.MSS_BYTES >= size_bytes else tcp.RECOVERY_RTTS
+    return ss_rounds, 0
+
+
+@pytest.mark.parametrize("room_segments", [-1.0, 0.0, 3.5, 4.0, 5.0, 16.5, 40.0, 80.0, 1e4])
+def test_overflow_in_integers_is_the_round_by_round_definition(room_segments):
+    sizes = [1, 1447, 1448, 1449, 14_480, 14_481, 43_440, 100_000, 150_000, 1_000_000, 4.6e6, 123_456.7]
+    for size in sizes:
+        for ss_rounds in range(0, 12):
+            for first in range(0, ss_rounds + 2):
+                assert tcp.overflow(size, ss_rounds, room_segments, first) == \
+                    _overflow_round_by_round(size, ss_rounds, room_segments, first), (size, ss_rounds, first)
+
+
 def test_a_download_whose_slow_start_overflows_mid_transfer_recovers_then_shares():
     # 150 kB behind the bulk download: 2 handshakes, 3 slow-start rounds (101,360 B), the third overflowing, one
     # round trip of recovery, then 48,640 B at half the line while the bulk download has the other half (so it ends

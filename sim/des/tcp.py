@@ -92,11 +92,18 @@ def overflow(size_bytes: float, ss_rounds: int, room_segments: float, first_roun
     is the transfer's last (its tail is lost: nothing after it brings duplicate ACKs). Without such a round:
     ``(ss_rounds, 0)``. Rounds before ``first_round`` went before the queue stood and are not looked at.
     """
+    if room_segments == math.inf:  # no standing queue: nothing to overflow (most transfers)
+        return ss_rounds, 0
+    total = math.ceil(size_bytes / MSS_BYTES)  # segments of the transfer; round k ends at min(total, W (2^k - 1))
     k = max(1, first_round)
+    before = min(total, INITIAL_WINDOW_SEGMENTS * (2 ** (k - 1) - 1))  # segments sent before round k
+    previous = before - min(total, INITIAL_WINDOW_SEGMENTS * (2 ** (k - 2) - 1)) if k > 1 else 0
     while k <= ss_rounds:
-        added = round_segments(size_bytes, k) - (round_segments(size_bytes, k - 1) if k > 1 else 0)
-        if added > room_segments:
+        sent = min(total, INITIAL_WINDOW_SEGMENTS * (2**k - 1))
+        segments = sent - before  # round_segments(size_bytes, k), in integers
+        if segments - previous > room_segments:
             return k, TAIL_PROBE_RTTS if sent_in(size_bytes, k) >= size_bytes else RECOVERY_RTTS
+        before, previous = sent, segments
         k += 1
     return ss_rounds, 0
 
