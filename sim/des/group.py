@@ -78,6 +78,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         self.capacity.update({-id(link): link.free_headroom_bps for link in links})
         self.on_link: dict = {}  # each link's media (by first link, in ``media`` order), built from ``media_seen``
         self.media_seen: tuple = (None, 0)  # the ``media`` list ``on_link`` was built from, and its length then
+        self.demand_on: dict = {}  # what each link's media (``on_link``) ask for, summed in their order (bit/s)
 
     def process(self, env):
         """The SimPy process: wait for the next change, apply it, re-share."""
@@ -362,14 +363,16 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         """The media whose path begins with ``link``, in ``media`` order (to read, not to change).
 
         Kept per link as ``media`` grows (calls join at its end: the list given grows with it); rebuilt when it is
-        replaced (calls ended).
+        replaced (calls ended). ``demand_on`` follows it: the sum of what each asks for, added in the list's order.
         """
         media, (seen, count) = self.media, self.media_seen
         if seen is not media or count > len(media):
-            self.on_link, count = {}, 0
+            self.on_link, self.demand_on, count = {}, {}, 0
         if count < len(media):
-            on_link = self.on_link
+            on_link, demand_on = self.on_link, self.demand_on
             for m in media[count:]:
-                on_link.setdefault(m.path[0], []).append(m)
+                first = m.path[0]
+                on_link.setdefault(first, []).append(m)
+                demand_on[first] = demand_on.get(first, 0) + m.demand_bps  # as sum() over the list, in its order
             self.media_seen = (media, len(media))
         return self.on_link.get(link, _NONE)

@@ -226,23 +226,30 @@ def media_shares(video_caps: list[float], headroom_bps: float) -> tuple[list[flo
     return media_rates, [cap > media_level for cap in video_caps], sum(media_rates)
 
 
-def lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
+def lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: float | None = None) -> float:
     """When a transfer alone among transfers on its link from ``from_s`` sends its last byte (s).
 
     Until ``from_s`` it sends at its current rate; from there at its share beside the link's ``media`` (which
     stay) and what the reserved rate leaves, through each coming step. Reads the link's steps without moving it.
+    ``demand_bps``: what the media ask for, summed in their order (``sum``'s value; None: summed here).
 
     Inf (not to be replayed) beside media held, climbing back or yielding to it, or beside media with a reservation
     step to take before the end: their climb or cuts would add events of their own (:class:`sim.des.flows.Media`).
+    Media given what they ask for since they last joined or left (``link.media_steady``) are none of these.
     """
-    if media and not all(m.free for m in media):
+    if media and not link.media_steady and not all(m.free for m in media):
         return math.inf
-    finish_s = _lone_finish_s(flow, link, from_s, media)
+    finish_s = _lone_finish_s(flow, link, from_s, media, demand_bps)
     return math.inf if media and link.next_step_s < finish_s - _EPS_S else finish_s
 
 
-def _lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
-    """:func:`lone_finish_s` through the link's steps, the media's state as it is."""
+def _lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: float | None = None) -> float:
+    """:func:`lone_finish_s` through the link's steps, the media's state as it is (every one of them free).
+
+    Free media ask for their demand whenever they are re-shared, so while the headroom the reservations leave holds
+    all of them they take that sum (``demand_bps``), and the transfer's share is what is left up to its cap: the
+    value :func:`shares` finds, without looking at each call again at every step.
+    """
     remaining_bits = flow.remaining_bytes * 8 / tcp.GOODPUT_FACTOR
     if flow.since_s < from_s:
         remaining_bits -= flow.rate_bps * (from_s - flow.since_s)
@@ -253,10 +260,12 @@ def _lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
     while remaining_bits > 0:
         free_bps = max(0.0, capacity_bps - reserved_bps)
         if media:
-            rates, _, saturated = shares(link, free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media, t_s)
-            if link.video_yields[saturated]:  # its calls would follow their senders' cuts: events of their own
-                return math.inf
-            rate_bps = rates[0]
+            rate_bps = _beside_free_calls_bps(flow, link, free_bps, headroom_bps - reserved_bps, demand_bps)
+            if rate_bps is None:
+                rates, _, saturated = shares(link, free_bps, max(0.0, headroom_bps - reserved_bps), [flow], media, t_s)
+                if link.video_yields[saturated]:  # its calls would follow their senders' cuts: events of their own
+                    return math.inf
+                rate_bps = rates[0]
         else:
             rate_bps = min(flow.cap_bps, free_bps)
         next_s = steps_s[k] if k < len(steps_s) else math.inf
@@ -268,6 +277,26 @@ def _lone_finish_s(flow: Transfer, link, from_s: float, media: list) -> float:
         t_s, reserved_bps = next_s, steps_bps[k]
         k += 1
     return t_s
+
+
+def _beside_free_calls_bps(flow: Transfer, link, free_bps: float, headroom_bps: float, demand_bps: float | None,
+                           ) -> float | None:
+    """:func:`shares`'s rate for a lone transfer beside free calls asking for ``demand_bps`` in all, if it is quick.
+
+    None (:func:`shares` must tell) unless the calls fit the ``headroom_bps`` left, the transfer leaves them be (its
+    saturation makes no call yield) and the link has no weighted streams. Then every call takes what it asks for
+    (:func:`media_shares`) and the transfer its cap or all that is left (:func:`water_level` of one cap), as
+    :func:`fill` finds them.
+    """
+    if demand_bps is None or link.weighted or demand_bps > max(0.0, headroom_bps):
+        return None
+    left_bps = free_bps - demand_bps
+    cap_bps = flow.cap_bps
+    if cap_bps <= left_bps:
+        return None if link.video_yields[queueing.NOT_SATURATED] else cap_bps
+    if link.video_yields[queueing.STANDING if flow.long else queueing.BURSTS]:
+        return None
+    return left_bps
 
 
 def set_transfer(flow: Transfer, rate_bps: float, limiter, now_s: float) -> None:

@@ -43,8 +43,9 @@ class Shortcuts:
             if flow is None:
                 continue
             if self.single_link_paths and self._run_alone(flow, min(starts_s[i] if i < n else math.inf, line_s)):
-                for media in self._media_on(flow.path[0]):  # a call it held back climbs from its end: a change
-                    change_s = min(change_s, media.climb_next_s)  # (the replay re-shared its link's calls alone)
+                if not flow.path[0].media_steady:  # (steady calls are free: none climbs)
+                    for media in self._media_on(flow.path[0]):  # a call it held back climbs from its end: a change
+                        change_s = min(change_s, media.climb_next_s)  # (the replay re-shared its link's calls alone)
                 continue
             if flow.active_at_s < change_s:
                 change_s = flow.active_at_s
@@ -76,7 +77,7 @@ class Shortcuts:
         """
         if any(f.path[0] is link for f in self.starting):
             return
-        finish_s = lone_finish_s(flow, link, now_s, media)
+        finish_s = lone_finish_s(flow, link, now_s, media, self.demand_on.get(link))
         if self._quiet_until(finish_s, media, self.next_arrival_s):
             self._finish_lone(flow, link, finish_s, media)
 
@@ -98,7 +99,7 @@ class Shortcuts:
             return False
         media = self._media_on(link)
         start_s = flow.active_at_s
-        finish_s = lone_finish_s(flow, link, start_s, media)
+        finish_s = lone_finish_s(flow, link, start_s, media, self.demand_on.get(link))
         if not self._quiet_until(finish_s, media, next_arrival_s):
             return False
         while link.next_step_s < start_s - _EPS_S:
