@@ -39,10 +39,11 @@ class Context:
         self.row = dict(zip(ids, range(len(ids))))
         self.start_s = trace["start_s"].tolist()
         self.tail_u = tails.uniforms(seed, tails.session_keys(trace["site"])).tolist()
-        # arrays, set an item at a time while running and a column at a time after (the calls)
-        self.columns = {name: np.full(len(ids), _NAN) for name in _OUTCOME_FLOATS}
-        self.completed = np.zeros(len(ids), dtype=bool)
-        self.bottleneck = np.full(len(ids), "none", dtype=object)
+        # lists, set an item at a time while running (quicker than an array's items), then arrays
+        # (:meth:`_as_arrays`), set a column at a time after (the calls)
+        self.columns: dict = {name: [_NAN] * len(ids) for name in _OUTCOME_FLOATS}
+        self.completed: list | np.ndarray = [False] * len(ids)
+        self.bottleneck: list | np.ndarray = ["none"] * len(ids)
         self.finished_calls: list[tuple] = []  # calls replayed as flows, recorded after the run
         self.histories = calls.Histories(self.horizon_s)  # their paths' histories, built after the run
 
@@ -64,7 +65,7 @@ class Context:
             flow.conn.leave(flow, now_s)
         row = self.row[flow.session]
         path = flow.path
-        tail_loss = tails.path_loss(path)
+        tail_loss = path[0].congestion_loss if len(path) == 1 else tails.path_loss(path)
         if tail_loss > 0.0 or flow.setup_loss > 0.0:  # (the draw is 0 <= u < 1: with no loss it waits for nothing)
             tail_rtt_s = flow.fixed_rtt_s + path[0].rtt_shift_s + sum(link.queue_delay_s for link in path)
             now_s += tails.delay_s(self.tail_u[row], flow.setup_loss, tail_loss, flow.setup_rounds, flow.size_bytes,
@@ -95,6 +96,7 @@ class Context:
 
         ``reservations``: the links' reservations as arrays (:func:`reserved.reserve`'s), where kept.
         """
+        self._as_arrays()
         histories = self.histories
         site_paths = (streams.site_links[site][direction] for site in streams.site_names for direction in (0, 1))
         histories.prepare([*(half.path for _, pair, _, _ in self.finished_calls for half in pair), *site_paths],
@@ -104,6 +106,13 @@ class Context:
         if len(streams.rows):
             self._put_columns(streams.rows, calls.fixed_rate(streams, histories))
 
+    def _as_arrays(self) -> None:
+        """Make the outcome columns arrays (from the lists the run fills), once."""
+        if isinstance(self.completed, list):
+            self.columns = {name: np.array(values, dtype=float) for name, values in self.columns.items()}
+            self.completed = np.array(self.completed, dtype=bool)
+            self.bottleneck = np.array(self.bottleneck, dtype=object)
+
     def _put_columns(self, rows: np.ndarray, columns: dict[str, list | np.ndarray]) -> None:
         for name, values in columns.items():
             target = self.completed if name == "completed" else self.bottleneck if name == "bottleneck" \
@@ -112,6 +121,7 @@ class Context:
 
     def records(self) -> pd.DataFrame:
         """The record table, one row per session of the trace, in trace order."""
+        self._as_arrays()
         trace, n = self.trace, len(self.trace)
         out = {"engine": pd.array([ENGINE], dtype="str").take(np.zeros(n, dtype=np.intp))}
         for column in ("session_id", "site", "app", "traffic", "kind", "direction", "urgency", "far_profile", "start_s",

@@ -76,6 +76,8 @@ class Transfer:
         """What limited this transfer most, by bits sent under each limit."""
         if not self.limited_bits:
             return "start-up"
+        if len(self.limited_bits) == 1:  # (most often: one limit throughout)
+            return next(iter(self.limited_bits))
         return max(sorted(self.limited_bits), key=self.limited_bits.get)
 
 
@@ -237,6 +239,8 @@ class Media:
 
         A call still held (or yielding) would begin its climb now, at the first step.
         """
+        if self.climb_from_bps is None and self.yield_s is None and self.silent_s is None:  # free (the common case)
+            return self.demand_bps
         from_bps, start_s = self._origin(now_s)
         if from_bps is None:
             return self.demand_bps

@@ -366,6 +366,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         replaced (calls ended). ``demand_on`` follows it: the sum of what each asks for, added in the list's order.
         """
         media, (seen, count) = self.media, self.media_seen
+        if seen is media and count == len(media):  # (most often: no call joined or left since)
+            return self.on_link.get(link, _NONE)
         if seen is not media or count > len(media):
             self.on_link, self.demand_on, count = {}, {}, 0
         if count < len(media):

@@ -45,7 +45,19 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
     if link.weighted or (not link.media_steady and not all(m.free for m in media)):
         return False
     load_bps, saturated = link.media_bps, queueing.NOT_SATURATED
-    if transfers:
+    if len(transfers) == 1:  # (the common case: water_level of one cap, the transfer's cap or all that is left)
+        flow = transfers[0]
+        left_bps = link.free_bps - load_bps
+        if flow.cap_bps <= left_bps:
+            set_transfer(flow, flow.cap_bps, None, now_s)
+            load_bps += flow.cap_bps
+        else:
+            saturated = queueing.STANDING if flow.long else queueing.BURSTS
+            if link.video_yields[saturated]:
+                return False
+            set_transfer(flow, left_bps, link, now_s)
+            load_bps += left_bps
+    elif transfers:
         transfer_caps = [f.cap_bps for f in transfers]
         level = water_level(transfer_caps, link.free_bps - link.media_bps)
         limited = [cap > level for cap in transfer_caps]
@@ -88,7 +100,7 @@ def steady_media(link, media: list, now_s: float) -> None:
     """Give a link's media what they ask for, if they joined or left since they last got it (``link.media_steady``)."""
     if not link.media_steady:
         for m in media:
-            rate_bps = min(m.target_bps, m.far_cap_bps)
+            rate_bps = m.demand_bps  # min(target_bps, far_cap_bps)
             m.limiter = None
             if rate_bps != m.rate_bps or m.cause is not None:
                 m.settle(now_s)
