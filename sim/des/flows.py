@@ -186,7 +186,8 @@ class Media:
     __slots__ = ("session", "path", "far_cap_bps", "target_bps", "min_bps", "base_delay_s", "end_s", "rate_bps",
                  "limiter", "cause", "yielded", "bits", "at_target_s", "below_min_s", "elapsed_s", "limited_s",
                  "since_s", "demand_bps", "climb_from_bps", "climb_s", "climb_next_s", "held_label", "yield_s",
-                 "yield_from_bps", "silent_s", "silent_from_bps", "start_s", "seg_start_s", "seg_rate_bps")
+                 "yield_from_bps", "silent_s", "silent_from_bps", "start_s", "seg_start_s", "seg_rate_bps",
+                 "climb_memo")
 
     def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
                  base_delay_s: float, start_s: float, end_s: float) -> None:
@@ -210,6 +211,7 @@ class Media:
         self.yield_from_bps = 0.0
         self.silent_s: float | None = None
         self.silent_from_bps = 0.0
+        self.climb_memo: tuple | None = None  # the last climb step worked out: (from_bps, elapsed_s, step)
 
     @property
     def free(self) -> bool:
@@ -244,7 +246,19 @@ class Media:
         from_bps, start_s = self._origin(now_s)
         if from_bps is None:
             return self.demand_bps
-        return climb_step(from_bps, self.demand_bps, now_s - start_s)[0]
+        return self._climb(from_bps, now_s - start_s)[0]
+
+    def _climb(self, from_bps: float, elapsed_s: float) -> tuple[float, float]:
+        """:func:`climb_step` from ``from_bps`` to what it asks for, ``elapsed_s`` in; remembered for the next ask.
+
+        A re-share asks twice at the same moment (for its cap, then to follow the rate it got).
+        """
+        memo = self.climb_memo
+        if memo is not None and memo[0] == from_bps and memo[1] == elapsed_s:
+            return memo[2]
+        step = climb_step(from_bps, self.demand_bps, elapsed_s)
+        self.climb_memo = (from_bps, elapsed_s, step)
+        return step
 
     def yield_cap_bps(self, now_s: float, cap_bps: float) -> float:
         """The most it sends at ``now_s`` yielding to TCP's queue (bit/s): its sender's cuts, down to its minimum.
@@ -267,6 +281,10 @@ class Media:
         outage): held, to climb from there (at least its minimum) once released.
         """
         demand_bps = self.demand_bps
+        if not yielded and rate_bps > 0 and rate_bps >= demand_bps * (1 - _TINY) and self.climb_from_bps is None \
+                and self.yield_s is None and self.silent_s is None:  # free, and at what it asks for: it stays so
+            self.climb_s, self.climb_next_s = None, math.inf
+            return
         floor_bps = min(self.min_bps, demand_bps)
         if yielded and (rate_bps < demand_bps * (1 - _TINY) or floor_bps < demand_bps * (1 - _TINY)):
             if self.yield_s is None:  # the sender cuts from what reaches its receiver: the rate it gets now
@@ -289,7 +307,7 @@ class Media:
             self.climb_next_s = math.inf
             return
         if from_bps is not None:
-            step_bps, step_end_s = climb_step(from_bps, demand_bps, now_s - start_s)
+            step_bps, step_end_s = self._climb(from_bps, now_s - start_s)
             if rate_bps >= step_bps * (1 - _TINY):
                 self.climb_from_bps, self.climb_s, self.climb_next_s = from_bps, start_s, start_s + step_end_s
                 return
