@@ -218,7 +218,7 @@ class Crowd:
     def _share_beside_steady_calls(self, media: list, now_s: float) -> bool:
         """``linkshare._share_beside_steady_calls`` for the crowd: True unless the calls must yield to TCP."""
         link = self.link
-        if not link.media_steady and not all(m.free for m in media):  # a call held or climbing back
+        if not link.media_steady and link.media_held and not all(m.free for m in media):  # a call held or climbing back
             return False
         level = self._level(link.free_bps - link.media_bps)
         limited = self.cap > level

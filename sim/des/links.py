@@ -47,6 +47,8 @@ class Link:
         media_bps, media_floor_bps, media_count: What the adaptive media on it ask for (bit/s), the least
             they take (their demand or minimum, whichever is lower: bit/s), and how many there are.
         media_steady: Whether its media have what they ask for since they last joined or left.
+        media_held: Whether a re-share may have left one of its media held, climbing back, yielding or silenced
+            (not :attr:`sim.des.flows.Media.free`); False only when none is (set by :mod:`sim.des.linkshare`).
         video_yields: By saturation state (none, short transfers' bursts, a long transfer's standing queue),
             whether video backs off to its minimum: the queue then delays more than video's overuse threshold
             (:mod:`sim.des.queueing`).
@@ -73,7 +75,8 @@ class Link:
                  "load_bps", "saturated", "queue_delay_s", "queue_jitter_s", "congestion_loss", "bits",
                  "bin0_s", "bin_s", "since_s", "full_queue", "tcp_queue", "burst_queue", "new_share_bps",
                  "headroom_bps", "reserved_bps", "steps_s", "steps_bps", "step", "next_step_s", "history",
-                 "media_bps", "media_count", "video_yields", "media_floor_bps", "media_steady", "priority",
+                 "media_bps", "media_count", "video_yields", "media_floor_bps", "media_steady", "media_held",
+                 "priority",
                  "media_load_bps", "line0", "line_steps_s", "line_steps", "line_step", "next_line_s",
                  "rtt_shift_s", "bind_limit_bps", "bind_next", "queues_at", "free_bps", "free_headroom_bps",
                  "standing_room_segments", "streams", "weighted")
@@ -100,6 +103,7 @@ class Link:
         self.bind_limit_bps, self.bind_next = math.nan, 0
         self.history: tuple[list, ...] = ([], [], [], [], [])
         self.media_bps, self.media_floor_bps, self.media_count, self.media_steady = 0.0, 0.0, 0, False
+        self.media_held = False  # (a call joins free)
         self.streams = self.weighted = 0  # active streams of multiplexed connections; those sharing with others
 
     def _set_line(self, line: Line) -> None:

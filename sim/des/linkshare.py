@@ -42,7 +42,7 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
     call is held or climbing back (:class:`sim.des.flows.Media`): it gets less than it asks for, nor while streams of
     a multiplexed connection share its window (``link.weighted``: :func:`fill` weighs them).
     """
-    if link.weighted or (not link.media_steady and not all(m.free for m in media)):
+    if link.weighted or (not link.media_steady and link.media_held and not all(m.free for m in media)):
         return False
     load_bps, saturated = link.media_bps, queueing.NOT_SATURATED
     if len(transfers) == 1:  # (the common case: water_level of one cap, the transfer's cap or all that is left)
@@ -81,6 +81,7 @@ def set_link_media(link, media: list, rates: list[float], limited: list[bool], s
 
     Returns the least the media take (each its rate or its minimum, whichever is lower: bit/s).
     """
+    link.media_held = True  # (following its share, a call may be held)
     video_floor_bps = 0.0
     yielding = link.video_yields[saturated]
     for m, rate_bps, is_limited in zip(media, rates, limited):
@@ -105,7 +106,7 @@ def steady_media(link, media: list, now_s: float) -> None:
             if rate_bps != m.rate_bps or m.cause is not None:
                 m.settle(now_s)
                 m.rate_bps, m.cause, m.yielded = rate_bps, None, False
-        link.media_steady = True
+        link.media_steady, link.media_held = True, False
 
 
 def share_elastic_alone(link, transfers: list, now_s: float) -> None:
@@ -247,9 +248,10 @@ def lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: 
 
     Inf (not to be replayed) beside media held, climbing back or yielding to it, or beside media with a reservation
     step to take before the end: their climb or cuts would add events of their own (:class:`sim.des.flows.Media`).
-    Media given what they ask for since they last joined or left (``link.media_steady``) are none of these.
+    Media given what they ask for since they last joined or left (``link.media_steady``), or on a link whose last
+    re-share left none held (``link.media_held``), are none of these.
     """
-    if media and not link.media_steady and not all(m.free for m in media):
+    if media and not link.media_steady and link.media_held and not all(m.free for m in media):
         return math.inf
     finish_s = _lone_finish_s(flow, link, from_s, media, demand_bps)
     return math.inf if media and link.next_step_s < finish_s - _EPS_S else finish_s

@@ -43,7 +43,7 @@ class Shortcuts:
             if flow is None:
                 continue
             if self.single_link_paths and self._run_alone(flow, min(starts_s[i] if i < n else math.inf, line_s)):
-                if not flow.path[0].media_steady:  # (steady calls are free: none climbs)
+                if flow.path[0].media_held:  # (free calls do not climb)
                     for media in self._media_on(flow.path[0]):  # a call it held back climbs from its end: a change
                         change_s = min(change_s, media.climb_next_s)  # (the replay re-shared its link's calls alone)
                 continue
@@ -78,14 +78,17 @@ class Shortcuts:
         if any(f.path[0] is link for f in self.starting):
             return
         finish_s = lone_finish_s(flow, link, now_s, media, self.demand_on.get(link))
-        if self._quiet_until(finish_s, media, self.next_arrival_s):
+        if self._quiet_until(finish_s, link, self.next_arrival_s):
             self._finish_lone(flow, link, finish_s, media)
 
-    def _quiet_until(self, finish_s: float, media: list, next_arrival_s: float) -> bool:
-        """Whether a lone transfer ending at ``finish_s`` ends before anything else touches its link."""
+    def _quiet_until(self, finish_s: float, link, next_arrival_s: float) -> bool:
+        """Whether a lone transfer ending at ``finish_s`` ends before anything else touches its link.
+
+        Its media (``_media_on(link)``, just asked for) must all end after it: the earliest of them does.
+        """
         if not (finish_s + _EPS_S < next_arrival_s and finish_s <= self.ctx.horizon_s):
             return False
-        return all(m.end_s > finish_s + _EPS_S for m in media)
+        return self.end_on.get(link, math.inf) > finish_s + _EPS_S
 
     def _run_alone(self, flow: Transfer, next_arrival_s: float) -> bool:
         """Replay a just-started transfer whole, if it will be alone among transfers on its link; True if it did.
@@ -100,7 +103,7 @@ class Shortcuts:
         media = self._media_on(link)
         start_s = flow.active_at_s
         finish_s = lone_finish_s(flow, link, start_s, media, self.demand_on.get(link))
-        if not self._quiet_until(finish_s, media, next_arrival_s):
+        if not self._quiet_until(finish_s, link, next_arrival_s):
             return False
         while link.next_step_s < start_s - _EPS_S:
             step_s = link.next_step_s
