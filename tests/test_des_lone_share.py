@@ -17,7 +17,7 @@ from sim.des import queueing
 from sim.des.flows import Media, Transfer, climb_step
 from sim.des.group import Group
 from sim.des.links import Link
-from sim.des.linkshare import lone_finish_s, set_link_media, shares, steady_media
+from sim.des.linkshare import lone_finish_s, set_link_media, share_link, shares, steady_media
 from sim.des.tcp import GOODPUT_FACTOR
 
 LINE_BPS = 10e6
@@ -107,3 +107,15 @@ def test_a_climbing_calls_cap_follows_the_climb_at_each_moment_asked():
     for now_s in (10.5, 10.5, 12.0, 10.5, 30.0):  # asked twice at a moment, then at others (no stale answer)
         assert media.cap_bps(now_s) == climb_step(0.35e6, 1.5e6, now_s - 10.0)[0]
     assert media.cap_bps(30.0) == 1.5e6  # the climb (18.9 s) is over
+
+
+def test_calls_alone_past_the_headroom_share_it_and_leave_a_new_transfer_the_rest_above_their_minimums():
+    # two calls asking 5 Mbit/s of a 10 Mbit/s line's 9 Mbit/s headroom: 4.5 each, held there (to climb later); a
+    # transfer arriving would find the line less what the calls must keep (their 0.35 Mbit/s minimums): 9.3 Mbit/s
+    link = _link()
+    media = [_call(link, 5e6), _call(link, 5e6, session=2)]
+    share_link(link, [], media, 1.0)
+    assert [m.rate_bps for m in media] == [4.5e6, 4.5e6] and not any(m.free for m in media)
+    assert link.load_bps == link.media_load_bps == 9e6 and link.saturated == queueing.NOT_SATURATED
+    assert link.new_share_bps == pytest.approx(9.3e6, rel=1e-12) and link.congestion_loss == 0.0
+    assert link.history[0][-1] == 1.0 and link.history[1][-1] == 9e6

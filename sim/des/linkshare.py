@@ -24,6 +24,9 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     if media and link.media_bps <= link.free_headroom_bps and _share_beside_steady_calls(link, transfers, media, now_s):
         return
     link.media_steady = False
+    if not transfers:
+        _share_among_calls(link, media, now_s)
+        return
     n_transfers = len(transfers)
     rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media, now_s)
     for k, flow in enumerate(transfers):
@@ -33,6 +36,19 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     link.carry(sum(rates), saturated, sum(rates[n_transfers:]))
     link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link]) if saturated else 0.0
     link.note(now_s)
+
+def _share_among_calls(link, media: list, now_s: float) -> None:
+    """:func:`share_link` for a link with calls and no transfer: the calls share its headroom, saturating nothing.
+
+    (Calls on a line they ask more of than its headroom, between transfers: most re-shares of a slow upstream.)
+    """
+    rates, limited, _ = media_shares([m.cap_bps(now_s) for m in media], link.free_headroom_bps)
+    link.new_share_bps = link.free_bps - set_link_media(link, media, rates, limited, queueing.NOT_SATURATED, now_s)
+    load_bps = sum(rates)  # (as share_link's)
+    link.carry(load_bps, queueing.NOT_SATURATED, load_bps)
+    link.congestion_loss = 0.0
+    link.note(now_s)
+
 
 def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float) -> bool:
     """:func:`share_link` when the link's calls fit its headroom: True unless they must yield to TCP.
