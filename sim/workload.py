@@ -57,52 +57,75 @@ def generate(scenario: Scenario, topology: Topology, seed: int) -> pd.DataFrame:
 def _assemble(parts: list[dict]) -> pd.DataFrame:
     """One frame of every part's sessions, sorted by start time (ties: generation order), numbered.
 
-    Each column is built whole from the parts (a scalar repeated, an array copied in); text as codes into its
-    distinct values, sorted as codes and only then made strings: building a frame per site, or text as Python
-    objects, would cost more than drawing the sessions.
+    The parts are read once, into one list per column (:func:`_columns`); each column is then built whole (a
+    scalar repeated, the parts' arrays put in together); text as codes into its distinct values, sorted as codes
+    and only then made strings: building a frame per site, or text as Python objects, would cost more than
+    drawing the sessions.
     """
-    counts = np.array([part["n"] for part in parts], dtype=np.int64)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    start_s = _numbers(parts, "start_s", counts, bounds)
+    counts = np.fromiter((part["n"] for part in parts), dtype=np.int64, count=len(parts))
+    scalars, arrays = _columns(parts)
+    start_s = _numbers(scalars["start_s"], arrays["start_s"], counts)
     order = np.lexsort((np.arange(len(start_s)), start_s))
     columns = {"session_id": np.arange(len(start_s), dtype="int64")}
     for name, dtype in TRACE_COLUMNS.items():
         if name == "session_id":
             continue
         if dtype == "str":
-            columns[name] = _text(parts, name, counts, bounds, order)
+            columns[name] = _text(scalars[name], arrays[name], counts, order)
         else:
-            columns[name] = (start_s if name == "start_s" else _numbers(parts, name, counts, bounds))[order]
+            columns[name] = (start_s if name == "start_s" else _numbers(scalars[name], arrays[name], counts))[order]
     return pd.DataFrame(columns, copy=False)
 
 
-def _numbers(parts: list[dict], name: str, counts: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """One numeric column of all parts (float): each part's array, its scalar repeated, or NaN where not set."""
-    scalars = [np.nan if value is None or isinstance(value, np.ndarray) else value
-               for value in (part.get(name) for part in parts)]
-    out = np.repeat(np.asarray(scalars, dtype=float), counts)
+def _columns(parts: list[dict]) -> tuple[dict[str, list], dict[str, list[tuple[int, np.ndarray]]]]:
+    """The parts by column: each part's scalar (None where it sets an array or nothing), and its arrays by part.
+
+    Raises:
+        KeyError: If a part sets a column the trace does not have.
+    """
+    names = [*TRACE_COLUMNS, "n"]  # ``n``: the part's size, not a column
+    scalars = {name: [None] * len(parts) for name in names}
+    arrays: dict[str, list[tuple[int, np.ndarray]]] = {name: [] for name in names}
     for k, part in enumerate(parts):
-        value = part.get(name)
-        if isinstance(value, np.ndarray):
-            out[bounds[k]:bounds[k + 1]] = value
+        for name, value in part.items():
+            if type(value) is np.ndarray:
+                arrays[name].append((k, value))
+            else:
+                scalars[name][k] = value
+    return scalars, arrays
+
+
+def _numbers(scalars: list, arrays: list[tuple[int, np.ndarray]], counts: np.ndarray) -> np.ndarray:
+    """One numeric column of all parts (float): each part's scalar repeated, its array, or NaN where not set."""
+    out = np.repeat(np.asarray(scalars, dtype=float), counts)  # None -> NaN
+    if arrays:
+        out[_rows_of(arrays, counts)] = np.concatenate([value for _, value in arrays])
     return out
 
 
-def _text(parts: list[dict], name: str, counts: np.ndarray, bounds: np.ndarray, order: np.ndarray) -> pd.Series:
-    """One text column of all parts in ``order`` (pandas strings; missing where a part does not set it)."""
-    values: dict[str, int] = {}
-    codes = np.repeat(np.asarray([-1 if value is None or isinstance(value, np.ndarray)
-                                  else values.setdefault(value, len(values))
-                                  for value in (part.get(name) for part in parts)], dtype=np.int32), counts)
-    for k, part in enumerate(parts):
-        value = part.get(name)
-        if isinstance(value, np.ndarray) and len(value):
-            found, inverse = np.unique(value.astype(str), return_inverse=True)
-            mapped = np.asarray([values.setdefault(v, len(values)) for v in found.tolist()], dtype=np.int32)
-            codes[bounds[k]:bounds[k + 1]] = mapped[inverse]
+def _rows_of(arrays: list[tuple[int, np.ndarray]], counts: np.ndarray) -> np.ndarray:
+    """The rows (of all parts, in part order) that the parts given by their arrays hold (a mask)."""
+    given = np.zeros(len(counts), dtype=bool)
+    given[[k for k, _ in arrays]] = True
+    return np.repeat(given, counts)
+
+
+def _text(scalars: list, arrays: list[tuple[int, np.ndarray]], counts: np.ndarray, order: np.ndarray) -> pd.Series:
+    """One text column of all parts in ``order`` (pandas strings; missing where a part does not set it).
+
+    The parts' scalars and their arrays' values (text) are each coded once, all parts together.
+    """
+    codes, values = pd.factorize(np.asarray(scalars, dtype=object))  # None -> code -1
+    codes = np.repeat(codes.astype(np.int32), counts)
+    values = values.tolist()
+    arrays = [(k, value) for k, value in arrays if len(value)]
+    if arrays:
+        inverse, found = pd.factorize(np.concatenate([value for _, value in arrays]).astype(object))
+        codes[_rows_of(arrays, counts)] = inverse.astype(np.int32) + len(values)
+        values += found.tolist()
     codes = codes[order]
     indices = pa.array(codes, mask=codes < 0)
-    text = pa.DictionaryArray.from_arrays(indices, pa.array(list(values), pa.large_string()))
+    text = pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.large_string()))
     return pd.Series(pd.array(text.cast(pa.large_string()), dtype="str"), copy=False)
 
 
@@ -136,15 +159,46 @@ def _active_hours(profile: DayProfile) -> int:
 
 def arrivals(per_day: float, profile: DayProfile, start_s: float, end_s: float,
              rng: np.random.Generator) -> np.ndarray:
-    """Poisson arrival times (s since midnight) within [start_s, end_s), ``per_day`` spread by ``profile``."""
-    times = []
-    for hour, share in sorted(profile.hours.items()):
-        lo, hi = max(hour * 3600.0, start_s), min((hour + 1) * 3600.0, end_s)
-        if hi <= lo or share <= 0:
-            continue
-        n = rng.poisson(per_day * share * (hi - lo) / 3600.0)
-        times.append(rng.uniform(lo, hi, n))
-    return np.sort(np.concatenate(times)) if times else np.empty(0)
+    """Poisson arrival times (s since midnight) within [start_s, end_s), ``per_day`` spread by ``profile``.
+
+    Hour by hour: a Poisson count, then that many uniform times within the hour (``rng.random`` scaled as
+    ``rng.uniform`` scales it: ``lo + (hi - lo) * u``, the same draws and the same times, scaled all at once).
+    """
+    windows, lows_s, widths_s = _hour_windows(profile, start_s, end_s)
+    if not windows:
+        return np.empty(0)
+    counts, draws = [], []
+    for _lo_s, width_s, share in windows:
+        n = rng.poisson(per_day * share * width_s / 3600.0)
+        draws.append(rng.random(n))
+        counts.append(n)
+    return np.sort(np.repeat(lows_s, counts) + np.repeat(widths_s, counts) * np.concatenate(draws))
+
+
+_WINDOWS: dict[tuple, tuple] = {}  # (id(profile), start_s, end_s) -> (profile, its windows, starts (s), widths (s))
+_MEMO_ENTRIES = 1024  # assumption: far more than a scenario's profiles x windows; past it the memo starts afresh
+
+
+def _hour_windows(profile: DayProfile, start_s: float, end_s: float) -> tuple[tuple, np.ndarray, np.ndarray]:
+    """The hours of ``profile`` with sessions within [start_s, end_s), in order, and their starts and widths (s).
+
+    Returns ``(windows, starts_s, widths_s)``: ``windows`` as ``(start (s), width (s), share)`` tuples, the other two
+    as arrays. Found once per profile and window (a site's generators ask for them thousands of times in an estate).
+    """
+    key = (id(profile), start_s, end_s)
+    found = _WINDOWS.get(key)
+    if found is None or found[0] is not profile:  # an id reused by another profile: found afresh
+        windows = []
+        for hour, share in sorted(profile.hours.items()):
+            lo_s, hi_s = max(hour * 3600.0, start_s), min((hour + 1) * 3600.0, end_s)
+            if hi_s > lo_s and share > 0:
+                windows.append((lo_s, hi_s - lo_s, share))
+        if len(_WINDOWS) >= _MEMO_ENTRIES:
+            _WINDOWS.clear()
+        found = (profile, tuple(windows), np.array([w[0] for w in windows], dtype=float),
+                 np.array([w[1] for w in windows], dtype=float))
+        _WINDOWS[key] = found
+    return found[1:]
 
 
 def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) -> list[dict]:
@@ -293,11 +347,9 @@ def _activities(cat: Catalogue, site_class: SiteClass, generator: str, scale: fl
 
 def _aggregate(name: str, app, users: float, profile: DayProfile, span) -> dict:
     """One stream per hour of the profile with any share (within the window) carrying ``users`` at once."""
-    hours = sorted(hour for hour, share in profile.hours.items() if share > 0)
-    starts = np.array([max(hour * 3600.0, span[0]) for hour in hours])
-    ends = np.array([min((hour + 1) * 3600.0, span[1]) for hour in hours])
-    inside = (ends > starts) & (users > 0)
-    part = _streams(name, app, "aggregate", starts[inside], (ends - starts)[inside])
+    _, starts_s, durations_s = _hour_windows(profile, *span)
+    hours = slice(None) if users > 0 else slice(0)  # no users: no streams
+    part = _streams(name, app, "aggregate", starts_s[hours].copy(), durations_s[hours].copy())
     part["target_rate_bps"] = app.rate.target * users
     part["min_rate_bps"] = app.rate.minimum * users
     return part
