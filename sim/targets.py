@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sim import quality
 from sim.measures import (  # noqa: F401 - busy_hour_utilisation: part of this module's interface
     MEASURE_COLUMNS,
+    MEDIAN_COLUMNS,
     PATIENT_END,
     TCP_QUEUE,
     against_words,
@@ -135,18 +137,22 @@ def session_verdicts(records: pd.DataFrame, targets: Targets, media: dict[str, s
     out = records[SESSION_KEYS]  # copy on write: no copy of these columns is made
     out["passed"] = mask == 0
     judged = records["app"].isin(judged_apps(targets)).to_numpy()
-    out["reason"] = _text(np.where(judged, text[which.reshape(-1)], NOT_JUDGED), records.index)
+    out["reason"] = _coded(np.where(judged, which.reshape(-1), len(text)), [*text.tolist(), NOT_JUDGED],
+                           records.index)
     out["mos"] = mos
     verdict = {name: band.verdict for name, band in quality.LABELS.items()}
-    bands, which = np.unique(quality.band(mos), return_inverse=True)
-    words = np.asarray([verdict.get(name, "") for name in bands.tolist()], dtype=object)
-    out["quality"] = _text(words[which.reshape(-1)], records.index)
+    bands, names = quality.band(mos), [*quality.LABELS, ""]
+    which = np.full(len(bands), len(names), dtype=np.int32)
+    for code, name in enumerate(names):  # a few bands: a comparison each, not a sort of every call's band
+        which[bands == name] = code
+    out["quality"] = _coded(which, [verdict.get(name, "") for name in names] + [""], records.index)
     return out
 
 
-def _text(values: np.ndarray, index: pd.Index) -> pd.Series:
-    """A text column (pandas strings) of ``values`` (Python strings), on ``index``."""
-    return pd.Series(values, index=index, dtype="str")
+def _coded(codes: np.ndarray, words: list[str], index: pd.Index) -> pd.Series:
+    """A text column (pandas strings) of ``words[codes]``, on ``index``: made from the codes, no string per row."""
+    text = pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), pa.array(words, pa.large_string()))
+    return pd.Series(pd.array(text.cast(pa.large_string()), dtype="str"), index=index, copy=False)
 
 
 _RATE_CRITERIA = ("bitrate below target", "bitrate below minimum", "call quality MOS")
@@ -249,12 +255,17 @@ def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Tar
     out = out.merge(main, on=["site", "app"], how="left")
     out["main"] = out["main"].where(~out["passed"], "").fillna("").astype("str")
     if records is not None:
-        failed = failed.join(records.drop(columns=[c for c in failed.columns if c in records]))
+        failed = failed.join(records[[c for c in MEASURED if c in records and c not in failed]])
     found = measures(failed, out[out["main"] != ""].set_index(["site", "app"])["main"], sites, targets, faults) \
         if records is not None else None
     out = out.merge(found, on=["site", "app"], how="left") if found is not None else out.assign(criterion=out["main"])
     out["reason"] = out["detail"].fillna(out["main"]) if "detail" in out else out["main"]
     return _with_site_columns(out, sites)
+
+
+# What :func:`sim.measures.measures` reads of a failed session's record (its medians, the engines' bottleneck label,
+# its times for the faults it met): only these are joined to the failed sessions.
+MEASURED = [*MEDIAN_COLUMNS, "bottleneck", "start_s", "end_s"]
 
 
 def _link_verdicts(links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,
@@ -338,12 +349,16 @@ def _main_reasons(failed: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 
 def _with_site_columns(frame: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
-    columns = ["site"] + CLASS_KEYS
-    merged = frame.merge(sites[columns], on="site", how="left")
+    merged = frame.merge(sites[["site"] + CLASS_KEYS], on="site", how="left")
     for name, dtype in MEASURE_COLUMNS.items():
         empty = 0 if dtype == "int64" else np.nan if dtype == "float64" else ""
         merged[name] = merged[name].fillna(empty) if name in merged else empty
-    return merged[list(SITE_VERDICT_COLUMNS)].astype(SITE_VERDICT_COLUMNS)
+    merged = merged[list(SITE_VERDICT_COLUMNS)]
+    cast = {name: dtype for name, dtype in _SITE_VERDICT_DTYPES.items() if merged[name].dtype != dtype}
+    return merged.astype(cast) if cast else merged  # only the columns not yet of their type
+
+
+_SITE_VERDICT_DTYPES = {name: pd.api.types.pandas_dtype(dtype) for name, dtype in SITE_VERDICT_COLUMNS.items()}
 
 
 def _empty_sites() -> pd.DataFrame:
