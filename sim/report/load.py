@@ -45,9 +45,9 @@ def _offered(trace: pd.DataFrame) -> tuple[np.ndarray, pd.Categorical, np.ndarra
     parts = [(transfers, np.floor(start_s[transfers] / HOUR_S).astype(int),
               trace["size_bytes"].to_numpy()[transfers] * 8.0)]
     rate_bps = trace["target_rate_bps"].to_numpy()[streams]
-    for share in (np.ones(len(streams)), trace["up_share"].to_numpy()[streams]):
-        parts.append(_stream_hours(streams, start_s[streams], trace["duration_s"].to_numpy()[streams],
-                                   rate_bps * share))
+    each, hour, overlap_s = _stream_hours(start_s[streams], trace["duration_s"].to_numpy()[streams])
+    for share in (np.ones(len(streams)), trace["up_share"].to_numpy()[streams]):  # the same hours each way
+        parts.append((streams[each], hour, (rate_bps * share)[each] * overlap_s))
     given = pd.Categorical(trace["direction"]).take(transfers) if len(transfers) else pd.Categorical([])
     names = [*given.categories.astype(str), *(d for d in ("down", "up") if d not in set(given.categories))]
     codes = np.concatenate([given.codes, np.full(len(parts[1][0]), names.index("down"), dtype=given.codes.dtype),
@@ -57,16 +57,15 @@ def _offered(trace: pd.DataFrame) -> tuple[np.ndarray, pd.Categorical, np.ndarra
     return rows, direction, hour, bits
 
 
-def _stream_hours(rows: np.ndarray, start_s: np.ndarray, duration_s: np.ndarray,
-                  rate_bps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Streams' bits in each hour they overlap (their rate times the overlap): (row, hour, bits) per stream-hour."""
+def _stream_hours(start_s: np.ndarray, duration_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each hour each stream overlaps, per stream-hour: (the stream's position, the hour, the overlap (s, >= 0))."""
     end_s = start_s + duration_s
     first = np.floor(start_s / HOUR_S).astype(int)
     count = np.floor(np.maximum(end_s - 1e-9, start_s) / HOUR_S).astype(int) - first + 1
-    each = np.repeat(np.arange(len(rows)), count)
+    each = np.repeat(np.arange(len(start_s)), count)
     hour = first[each] + (np.arange(len(each)) - np.repeat(np.cumsum(count) - count, count))
     overlap_s = np.minimum(end_s[each], (hour + 1) * HOUR_S) - np.maximum(start_s[each], hour * HOUR_S)
-    return rows[each], hour, rate_bps[each] * np.maximum(overlap_s, 0.0)
+    return each, hour, np.maximum(overlap_s, 0.0)
 
 
 def busy_hour_load(run: RunData) -> pd.DataFrame:

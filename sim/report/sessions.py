@@ -82,7 +82,8 @@ def stream_quality(run: RunData) -> list[FigureSpec]:
 
 
 def _stream_quality(run: RunData, app: str, bar: float) -> FigureSpec | None:
-    calls = run.records[run.records["app"] == app]
+    records = run.records[["technology", "duration_s", "share_at_target", "share_below_min"]]  # only these copied
+    calls = records[(run.records["app"] == app).to_numpy()]
     if calls.empty:
         return None
     weights = calls["duration_s"]
