@@ -245,8 +245,7 @@ def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Tar
                             else sessions.columns]
     if sessions.empty:
         return _empty_sites()
-    grouped = sessions.groupby(["site", "app"], sort=True)
-    out = grouped.agg(sessions=("passed", "size"), sessions_passing=("passed", "sum")).reset_index()
+    out = _counts(sessions)
     out["share_passing"] = out["sessions_passing"] / out["sessions"]
     out["passed"] = out["share_passing"] >= targets.passing.sessions
     out["value"] = out["share_passing"]
@@ -261,6 +260,25 @@ def _site_app_verdicts(sessions: pd.DataFrame, sites: pd.DataFrame, targets: Tar
     out = out.merge(found, on=["site", "app"], how="left") if found is not None else out.assign(criterion=out["main"])
     out["reason"] = out["detail"].fillna(out["main"]) if "detail" in out else out["main"]
     return _with_site_columns(out, sites)
+
+
+def _counts(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Sessions and passing sessions per (site, app), sorted by both: a grouping by both with ``size`` and ``sum``.
+
+    Counted by one integer key (each name's code among its sorted distinct values), a fraction of grouping by
+    two text columns. Rows without a site or app are not counted, as a grouping leaves them out.
+    """
+    site_codes, site_names = pd.factorize(sessions["site"], sort=True)
+    app_codes, app_names = pd.factorize(sessions["app"], sort=True)
+    named = (site_codes >= 0) & (app_codes >= 0)
+    key = site_codes[named].astype(np.int64) * len(app_names) + app_codes[named]
+    size = len(site_names) * len(app_names)
+    counts = np.bincount(key, minlength=size)
+    passing = np.bincount(key[sessions["passed"].to_numpy(dtype=bool)[named]], minlength=size)
+    present = np.flatnonzero(counts)
+    return pd.DataFrame({"site": site_names[present // len(app_names)], "app": app_names[present % len(app_names)],
+                         "sessions": counts[present].astype(np.int64),
+                         "sessions_passing": passing[present].astype(np.int64)})
 
 
 # What :func:`sim.measures.measures` reads of a failed session's record (its medians, the engines' bottleneck label,
