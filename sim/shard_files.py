@@ -47,7 +47,9 @@ def to_arrow(frame: pd.DataFrame) -> pa.Buffer:
     twice: once only to count its bytes, then into a buffer of that size (a growing buffer was copied over and over,
     and then copied out: 40% of a shard's writing).
     """
-    table = pa.Table.from_pandas(frame, preserve_index=False).combine_chunks()
+    # One thread: a shard's columns are converted without a copy, and pyarrow would start a pool of threads per
+    # table for them (as many as the machine's cores, beside the cluster's workers on them).
+    table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1).combine_chunks()
     columns = [column.dictionary_encode() if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
                else column for column in table.columns]
     table = pa.table(columns, names=table.column_names).replace_schema_metadata(table.schema.metadata)
