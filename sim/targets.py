@@ -164,14 +164,14 @@ def patient_end_only(sessions: pd.DataFrame) -> pd.Series:
     A site is judged on what its own line does: such calls keep their failed verdict, naming the patient's end,
     but no site (nor class) verdict counts them.
     """
-    reasons = sessions["reason"].astype(str)
-    out = reasons.str.contains(PATIENT_END, regex=False)  # vectorised; the few named are then read one by one
+    codes, reasons = pd.factorize(sessions["reason"])  # a few distinct reasons: each read once
 
-    def only_rate(reason: str) -> bool:
-        return all(part == PATIENT_END or part.startswith(_RATE_CRITERIA) for part in reason.split("; "))
+    def only_rate(reason: object) -> bool:
+        return isinstance(reason, str) and PATIENT_END in reason and all(
+            part == PATIENT_END or part.startswith(_RATE_CRITERIA) for part in reason.split("; "))
 
-    out[out] = reasons[out].map(only_rate).astype(bool)
-    return out
+    only = np.asarray([only_rate(reason) for reason in reasons.tolist()] + [False], dtype=bool)  # -1: no reason
+    return pd.Series(only[codes], index=sessions.index, name=sessions["reason"].name)
 
 
 def call_quality(records: pd.DataFrame, media: dict[str, str]) -> np.ndarray:
@@ -372,8 +372,10 @@ def _with_site_columns(frame: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame
         empty = 0 if dtype == "int64" else np.nan if dtype == "float64" else ""
         merged[name] = merged[name].fillna(empty) if name in merged else empty
     merged = merged[list(SITE_VERDICT_COLUMNS)]
-    cast = {name: dtype for name, dtype in _SITE_VERDICT_DTYPES.items() if merged[name].dtype != dtype}
-    return merged.astype(cast) if cast else merged  # only the columns not yet of their type
+    for name, dtype in _SITE_VERDICT_DTYPES.items():
+        if merged[name].dtype != dtype:  # only the columns not yet of their type are cast
+            merged[name] = merged[name].astype(dtype)
+    return merged
 
 
 _SITE_VERDICT_DTYPES = {name: pd.api.types.pandas_dtype(dtype) for name, dtype in SITE_VERDICT_COLUMNS.items()}
