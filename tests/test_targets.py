@@ -173,3 +173,17 @@ def test_a_site_is_not_failed_by_its_patients_lines(scenario_targets):
     video = verdicts.sites[verdicts.sites["app"] == "video"].iloc[0]
     assert (video["sessions"], video["sessions_passing"], video["passed"]) == (1, 1, True)
     assert targets.patient_end_only(verdicts.sessions).tolist() == [False, True]
+
+
+def test_sessions_and_passing_sessions_are_counted_per_site_and_app_in_name_order():
+    # By hand: site b has 2 video (1 passing) and 1 gp2gp (passing); site a 1 video (failing); a row with no site is
+    # not counted (as a grouping leaves it out). Rows sorted by site, then app.
+    sessions = pd.DataFrame({"site": pd.array(["b", "a", "b", "b", None], dtype="str"),
+                             "app": pd.array(["video", "video", "gp2gp", "video", "video"], dtype="str"),
+                             "passed": [True, False, True, False, True]})
+    counts = targets._counts(sessions)
+    assert counts["site"].tolist() == ["a", "b", "b"] and counts["app"].tolist() == ["video", "gp2gp", "video"]
+    assert counts["sessions"].tolist() == [1, 1, 2] and counts["sessions_passing"].tolist() == [0, 1, 1]
+    grouped = sessions.groupby(["site", "app"], sort=True).agg(sessions=("passed", "size"),
+                                                                sessions_passing=("passed", "sum")).reset_index()
+    pd.testing.assert_frame_equal(counts, grouped, check_exact=True)

@@ -166,3 +166,41 @@ def test_a_sites_sessions_are_the_same_whichever_sites_are_generated_with_it(sce
     mine = whole[whole["site"].isin(some.sites["site"])].drop(columns="session_id").reset_index(drop=True)
     assert len(alone) > 100 and len(some.sites) >= 2
     pd.testing.assert_frame_equal(alone, mine, check_exact=True)
+
+
+def _hour_by_hour(per_day, profile, start_s, end_s, rng):
+    """The arrivals as drawn before their windows were kept: a Poisson count, then rng.uniform, hour by hour."""
+    times = []
+    for hour, share in sorted(profile.hours.items()):
+        lo, hi = max(hour * 3600.0, start_s), min((hour + 1) * 3600.0, end_s)
+        if hi > lo and share > 0:
+            times.append(rng.uniform(lo, hi, rng.poisson(per_day * share * (hi - lo) / 3600.0)))
+    return np.sort(np.concatenate(times)) if times else np.empty(0)
+
+
+@pytest.mark.parametrize("start_s, end_s", [(0.0, 86400.0), (8 * 3600 + 900.5, 17 * 3600 + 1234.25), (9e4, 9.1e4)])
+def test_arrivals_are_the_hour_by_hour_uniform_draws_to_the_bit(start_s, end_s):
+    # Same seed, same trace: the times scaled all at once equal rng.uniform's, and the generator ends where it did.
+    profile = DayProfile.model_validate({"07:00": "0%", "08:00": "30%", "09:00": "50%", "12:00": "20%"})
+    for seed in range(20):
+        mine, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+        for per_day in (3.0, 40.0, 900.0):
+            assert np.array_equal(workload.arrivals(per_day, profile, start_s, end_s, mine),
+                                  _hour_by_hour(per_day, profile, start_s, end_s, theirs))
+        assert mine.random() == theirs.random()
+
+
+def test_parts_assemble_in_start_order_with_their_scalars_arrays_and_gaps():
+    # Part a: two sessions, kinds drawn (an array), started at 5 s and 1 s; part b: one session at 3 s, its kind
+    # a scalar; neither sets connection (missing text) nor size (NaN). Worked by hand: rows a@1, b@3, a@5.
+    parts = [{"n": 2, "app": "a", "kind": np.array(["x", "y"], dtype=object), "start_s": np.array([5.0, 1.0]),
+              "duration_s": 2.0},
+             {"n": 1, "app": "b", "kind": "z", "start_s": np.array([3.0]), "duration_s": np.array([7.0])},
+             {"n": 0, "app": "c", "kind": np.array([], dtype=object), "start_s": np.array([])}]
+    frame = workload._assemble(parts)
+    assert frame["session_id"].tolist() == [0, 1, 2]
+    assert frame["start_s"].tolist() == [1.0, 3.0, 5.0]
+    assert frame["app"].tolist() == ["a", "b", "a"] and frame["kind"].tolist() == ["y", "z", "x"]
+    assert frame["duration_s"].tolist() == [2.0, 7.0, 2.0]
+    assert frame["connection"].isna().all() and frame["size_bytes"].isna().all()
+    assert str(frame["kind"].dtype) == "str"
