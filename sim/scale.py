@@ -170,9 +170,12 @@ def site_index(site: pd.Series, sites: pd.DataFrame) -> np.ndarray:
     Raises:
         ValueError: If a site is not in ``sites``.
     """
-    positions = pd.Index(sites["site"]).get_indexer(site)  # a hash look-up per session, no Python per row
-    if (positions < 0).any():
-        raise ValueError(f"site {site[positions < 0].iloc[0]!r} of the trace is not in the shard's sites")
+    codes, names = pd.factorize(site)  # a hash per session; then a look-up per distinct site, no Python per row
+    found = pd.Index(sites["site"]).get_indexer(names)
+    positions = found[codes] if len(codes) else np.empty(0, dtype=np.intp)
+    if (codes < 0).any() or (positions < 0).any():
+        missing = site[codes < 0].iloc[0] if (codes < 0).any() else site[positions < 0].iloc[0]
+        raise ValueError(f"site {missing!r} of the trace is not in the shard's sites")
     return sites.index.to_numpy(dtype="int64")[positions]
 
 
