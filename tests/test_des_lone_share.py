@@ -10,6 +10,7 @@ Whole runs with and without the shortcuts are compared in ``test_des_shortcuts.p
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -99,6 +100,25 @@ def test_a_group_keeps_each_links_calls_demand_sum_and_earliest_end_as_they_join
     assert group.demand_on[down] == sum([0.3e6, 2.9e6]) and group.end_on[down] == 20.0
     assert group.end_on[up] == 30.0 and down not in group._media_on(up)
 
+
+
+def test_the_kept_demand_is_sums_value_and_the_shortcut_the_general_share_to_the_bit_with_ragged_demands():
+    # Demands that do not add exactly in binary (a third of a target, random): the kept sum must be sum()'s value
+    # over the link's calls as they stand (from Python 3.12 sum() compensates rounding, so a running total would
+    # differ from it in the last bit), and the transfer's finish the same with it as with each call asked.
+    rng = random.Random(3)
+    link = _link(capacity_bps=100e6)
+    group = Group([link], [], ctx=None)
+    flow = _transfer(link, 60e6, remaining_bytes=2.5e6)
+    for k in range(12):
+        group.media.append(_call(link, rng.uniform(0.1e6, 2e6) / 3, end_s=200.0 - k, session=k + 1))
+        media = group._media_on(link)
+        assert group.demand_on[link] == sum(m.demand_bps for m in media)
+        assert lone_finish_s(flow, link, 0.0, media, group.demand_on[link]) == lone_finish_s(flow, link, 0.0, media)
+    group.media = group.media[::2]  # calls ended: the list replaced, the sums made again
+    media = group._media_on(link)
+    assert group.demand_on[link] == sum(m.demand_bps for m in media)
+    assert lone_finish_s(flow, link, 0.0, media, group.demand_on[link]) == lone_finish_s(flow, link, 0.0, media)
 
 def test_a_climbing_calls_cap_follows_the_climb_at_each_moment_asked():
     link = _link()

@@ -78,7 +78,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         self.capacity.update({-id(link): link.free_headroom_bps for link in links})
         self.on_link: dict = {}  # each link's media (by first link, in ``media`` order), built from ``media_seen``
         self.media_seen: tuple = (None, 0)  # the ``media`` list ``on_link`` was built from, and its length then
-        self.demand_on: dict = {}  # what each link's media (``on_link``) ask for, summed in their order (bit/s)
+        self.demand_on: dict = {}  # sum() of what each link's media (``on_link``) ask for (bit/s)
         self.end_on: dict = {}  # when each link's first media to end ends (s; -inf if one's end is not a number)
 
     def process(self, env):
@@ -364,7 +364,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         """The media whose path begins with ``link``, in ``media`` order (to read, not to change).
 
         Kept per link as ``media`` grows (calls join at its end: the list given grows with it); rebuilt when it is
-        replaced (calls ended). ``demand_on`` follows it: the sum of what each asks for, added in the list's order;
+        replaced (calls ended). ``demand_on`` follows it: ``sum()`` of what each asks for, over the list;
         and ``end_on``: the earliest end among them.
         """
         media, (seen, count) = self.media, self.media_seen
@@ -374,12 +374,15 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
             self.on_link, self.demand_on, self.end_on, count = {}, {}, {}, 0
         if count < len(media):
             on_link, demand_on, end_on = self.on_link, self.demand_on, self.end_on
+            touched = set()
             for m in media[count:]:
                 first = m.path[0]
                 on_link.setdefault(first, []).append(m)
-                demand_on[first] = demand_on.get(first, 0) + m.demand_bps  # as sum() over the list, in its order
+                touched.add(first)
                 end_s = m.end_s if m.end_s == m.end_s else -math.inf
                 if end_s < end_on.get(first, math.inf):
                     end_on[first] = end_s
+            for first in touched:  # sum() itself, not a running total: from Python 3.12 sum() compensates rounding
+                demand_on[first] = sum(m.demand_bps for m in on_link[first])
             self.media_seen = (media, len(media))
         return self.on_link.get(link, _NONE)

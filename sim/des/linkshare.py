@@ -37,6 +37,7 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link]) if saturated else 0.0
     link.note(now_s)
 
+
 def _share_among_calls(link, media: list, now_s: float) -> None:
     """:func:`share_link` for a link with calls and no transfer: the calls share its headroom, saturating nothing.
 
@@ -260,7 +261,7 @@ def lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: 
 
     Until ``from_s`` it sends at its current rate; from there at its share beside the link's ``media`` (which
     stay) and what the reserved rate leaves, through each coming step. Reads the link's steps without moving it.
-    ``demand_bps``: what the media ask for, summed in their order (``sum``'s value; None: summed here).
+    ``demand_bps``: ``sum()`` of what the media ask for, as kept per link (None: summed here).
 
     Inf (not to be replayed) beside media held, climbing back or yielding to it, or beside media with a reservation
     step to take before the end: their climb or cuts would add events of their own (:class:`sim.des.flows.Media`).
