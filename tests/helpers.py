@@ -117,3 +117,13 @@ def catalogue_with(topologies_dir: Path, folder: Path, file_name: str, line_star
     lines[at] = new_line
     path.write_text("\n".join(lines) + "\n")
     return path, at
+
+
+# How an emulation run that refused its results for the machine's sake says so (sim.emu.health.cause): the machine
+# was starved of CPU, or stalled (a probe that outranks every task woke late). Any other refusal is a link's.
+MACHINE_CAUSES = ("Likely cause: CPU starvation", "Likely cause: the machine stalled")
+
+
+def refused_for_the_machine(why: str) -> bool:
+    """Whether a run's refusal (its message, or meta.json's health ``why``) blames the machine, not a link."""
+    return any(cause in why for cause in MACHINE_CAUSES)

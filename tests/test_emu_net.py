@@ -8,6 +8,7 @@ with the reason, where the machine cannot emulate (not root, Mininet or a kernel
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -126,6 +127,10 @@ def test_parsers_on_captured_output():
     ping = ("--- 10.0.0.1 ping statistics ---\n5 packets transmitted, 5 received, 0% packet loss, time 204ms\n"
             "rtt min/avg/max/mdev = 55.201/55.414/55.690/0.180 ms\n")
     assert pathprobe.parse_ping(ping) == pytest.approx((0.055201, 0.055414, 0.05569, 0.0))
+    lost = ("--- 10.0.0.1 ping statistics ---\n5 packets transmitted, 0 received, 100% packet loss, time 204ms\n")
+    assert all(math.isnan(v) for v in pathprobe.parse_ping(lost)[:3]) and pathprobe.parse_ping(lost)[3] == 1.0
+    with pytest.raises(EngineError, match="no summary"):
+        pathprobe.parse_ping("ping: connect: Network is unreachable\n")
     assert pathprobe.parse_iperf3(json.dumps({"end": {"sum_received": {"bits_per_second": 1.5e6}}})) == 1.5e6
     with pytest.raises(EngineError, match="unable to connect"):
         pathprobe.parse_iperf3(json.dumps({"error": "unable to connect to server"}))
@@ -357,7 +362,10 @@ def test_health_watch_reads_a_saturated_downlink_and_its_shim_during_traffic(emu
     # the download's frames pass the shim after the shaper: at least 5 s x 16 Mbit/s / 1514-byte frames = 6,605
     assert int(shim_rows[("access:adsl", "down")]["detail"].split()[0]) >= 6605
     assert all(r["measured"] == 0 for r in rows if r["check"] == "undecided_drops_pkts")
-    assert {r["check"] for r in rows if r["link"] == "host"} == {"cpu_starved", "run_cpu_wait_share"}
+    assert {r["check"] for r in rows if r["link"] == "host"} == {"cpu_starved", "run_cpu_wait_share", "machine_stall_s"}
+    (stalled,) = [r for r in rows if r["check"] == "machine_stall_s"]  # a probe on each CPU, read at both snapshots
+    assert stalled["ok"] and stalled["measured"] in (0.0, *health.LATENESS_EDGES_S)
+    assert stalled["detail"].count("CPU ") == len(os.sched_getaffinity(0))
 
 
 @needs_emulation

@@ -76,32 +76,46 @@ def _skip_if_refused_for_cpu(output: str) -> None:
         pytest.skip("machine too busy: " + said[said.find("error:"):][:1200])
 
 
-NOT_HELD = "emulated links did not hold during the replay"  # how a run refused by its own health checks says so
+STALLED = "Likely cause: the machine stalled"  # how a run refused for a stalled machine's sake says so (its probes)
 
 
-def _run_both(path, out) -> object:
-    """Run ``--engine both``; once more if the emulation refused its results because its links did not hold.
+def _refused_for_the_machine(result, out) -> str:
+    """The run's own reasons when it refused sites for the machine's sake (starved of CPU, or stalled), else "".
 
-    A delay shim's momentary lateness across every link at once (1-2% of releases over 5 ms, in one interval, with
-    CPU to spare) was seen on this VM about one run in five; the run measures it and refuses, as it should. A second
-    refusal skips the test, quoting the run's own reasons: a machine that cannot hold the links says so.
+    A run refuses all its sites (exit 2, the reasons in its output) or some (exit 0, the reasons in meta.json).
     """
-    result = runner.invoke(app, ["run", str(path), "--engine", "both", "--out", str(out), "--no-png"])
-    if result.exit_code == 2 and NOT_HELD in result.output and STARVED not in result.output:
+    if result.exit_code == 2:
+        return result.output if STARVED in result.output or STALLED in result.output else ""
+    metas = list(out.glob("*/*/meta.json")) if result.exit_code == 0 else []
+    checked = json.loads(metas[0].read_text())["emulation"]["health"] if len(metas) == 1 else {}
+    why = checked.get("why", "")
+    return why if checked.get("refused_sites") and (STARVED in why or STALLED in why) else ""
+
+
+def _run_both(path, out, marker: str, links_before: set[str]) -> object:
+    """Run ``--engine both``; once more if the run refused sites for the machine's sake; skip if it did again.
+
+    The run measures the machine itself (sim.emu.health): its cores and CPU pressure, and a probe per CPU that
+    outranks every task. On this VM the hypervisor takes a CPU for 5-50 ms now and then (docs/emulation.md); a shim
+    late by that much in a busy interval fails its check, and the run refuses the site, naming the stall. A refused
+    link on a machine that neither starved nor stalled fails the test; so does anything left behind.
+    """
+    why = ""
+    for _ in range(2):
+        shutil.rmtree(out, ignore_errors=True)
         result = runner.invoke(app, ["run", str(path), "--engine", "both", "--out", str(out), "--no-png"])
-    return result
+        assert _ours_left(marker, links_before) == []
+        why = _refused_for_the_machine(result, out)
+        if not why:
+            return result
+    said = " ".join(why.split())
+    pytest.skip("the machine did not hold the links, twice: " + said[max(said.find("error:"), 0):][:1200])
 
 
 def test_both_engines_replay_one_slice_and_agree_within_tolerance(tmp_path):
     links_before = _tb_links()
     path = _scenario(tmp_path)
-    result = _run_both(path, tmp_path / "out")
-    if result.exit_code == 2:
-        assert _ours_left(str(tmp_path), links_before) == []
-        _skip_if_refused_for_cpu(result.output)
-        if NOT_HELD in result.output:
-            said = " ".join(result.output.split())
-            pytest.skip("links did not hold twice on this machine: " + said[said.find("error:"):][:1200])
+    result = _run_both(path, tmp_path / "out", str(tmp_path), links_before)
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "out" / "emu-smoke").iterdir()
     assert folder.name.endswith("-both-s1")
@@ -116,7 +130,8 @@ def test_both_engines_replay_one_slice_and_agree_within_tolerance(tmp_path):
     checked = meta["emulation"]["health"]  # the links were checked during the replay, every interval
     assert checked["failed"] == 0 and checked["refused_sites"] == [] and checked["intervals"] == 6  # 65 s / 10 s
     assert {(r["link"], r["check"]) for r in checked["rows"]} >= {
-        ("host", "cpu_starved"), *((f"access:{s}", "shim_late_share") for s in ("gp-adsl", "gp-fttc", "gp-fttp")),
+        ("host", "cpu_starved"), ("host", "machine_stall_s"),
+        *((f"access:{s}", "shim_late_share") for s in ("gp-adsl", "gp-fttc", "gp-fttp")),
         *((f"access:{s}", "undecided_drops_pkts") for s in ("gp-adsl", "gp-fttc", "gp-fttp"))}
     table = pd.read_csv(folder / "fidelity.csv")
     median = table[table["metric"] == "median_completion_s"]

@@ -7,6 +7,7 @@ import os
 import pandas as pd
 import pytest
 from conftest import ROOT
+from helpers import refused_for_the_machine
 from typer.testing import CliRunner
 
 from sim import pipeline, topology, workload
@@ -170,8 +171,11 @@ def test_a_measured_trace_of_one_practice_replays_in_the_emulation(tmp_path):
     path = scenario(tmp_path, HEADER + rows)
     path.write_text(path.read_text() + "emulation: {sites: [\"St Mary's Surgery\"], start: '08:05', duration: 15s, "
                     "drain: 10s}\n")
-    result = runner.invoke(app, ["run", str(path), "--engine", "emu", "--out", str(tmp_path / "out"), "--no-png"])
-    if result.exit_code == 2 and ("CPU starvation" in result.output or "did not hold" in result.output):
+    for _ in range(2):  # once more if the run refused its results for the machine's sake; skipped if it did again
+        result = runner.invoke(app, ["run", str(path), "--engine", "emu", "--out", str(tmp_path / "out"), "--no-png"])
+        if not (result.exit_code == 2 and refused_for_the_machine(result.output)):
+            break
+    else:
         pytest.skip("the emulation refused its own results on this machine: " + " ".join(result.output.split())[:600])
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "out" / "practice").iterdir()

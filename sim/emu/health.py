@@ -8,7 +8,9 @@ While the agents replay the trace, :class:`sim.emu.utilisation.Sampler` reads, p
 * each shaped interface's HTB counters (``tc -s qdisc``: bytes sent, backlog), every ``SHAPER_SAMPLE_S``;
 * each lossy direction's iptables counters: packets that reached the ``statistic`` rule and packets it dropped;
 * the machine's CPU: ``/proc/stat`` (busy, steal), ``/proc/pressure/cpu``, ``/proc/loadavg``, and the run-queue
-  wait of the run's own processes (``/proc/<pid>/task/*/schedstat``).
+  wait of the run's own processes (``/proc/<pid>/task/*/schedstat``);
+* each stall probe's wake-up lateness histogram (:mod:`sim.emu.stall`: one per CPU, outranking every task), which
+  tells a CPU taken from the whole machine (a hypervisor's stall) from one taken by other work.
 
 This module turns those readings into one row per link direction, interval and check (:func:`judge`), each with
 what was measured, the limit (:class:`Thresholds`) and ``ok``; and into the message of a refusal, naming links,
@@ -27,6 +29,9 @@ from sim.errors import EngineError
 # Kept here and in sim.emu.shim (which imports nothing of the testbed); a test pins that they agree.
 LATENESS_EDGES_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.010, 0.020, 0.050, 0.100, 0.200, 0.500, 1.0)
 HOST = "host"  # the ``link`` of the checks that concern the whole machine (CPU)
+# Checks a machine that stalls fails: a shim that could not release in time, a queue or socket that overflowed while
+# its reader had no CPU. A failed shaper, loss or link-change check is never the machine's.
+MACHINE_CHECKS = frozenset({"shim_late_share", "undecided_drops_pkts", "receive_buffer_drops_pkts"})
 SERVER = "server"  # the ``link`` of the checks of the server host, which every site's traffic reaches
 
 
@@ -402,6 +407,33 @@ def judge_cpu(interval: Interval, before: CpuReading, after: CpuReading, th: Thr
                 f"waited {fig['wait_s']:.2f} s, ran {fig['run_s']:.2f} s")]
 
 
+def stall_s(before: list[int], after: list[int], edges_s: tuple[float, ...] = LATENESS_EDGES_S) -> float:
+    """Lower edge (s) of the latest bucket with a wake-up between two cumulative histograms: "late by at least".
+
+    0 when every wake-up came within the first edge (or there were none).
+    """
+    delta = [b - a for a, b in zip(before, after)]
+    latest = max((k for k, count in enumerate(delta) if count > 0), default=0)
+    return edges_s[latest - 1] if latest > 0 else 0.0
+
+
+def judge_stall(interval: Interval, before: dict[int, list[int]], after: dict[int, list[int]],
+                th: Thresholds) -> dict | None:
+    """How late the stall probes (one per CPU) woke in the interval: reported against ``th.late_s``, never judged.
+
+    A probe outranks every task on its CPU, so a wake-up ``late_s`` or more late means that CPU was taken from the
+    whole machine for that long: :func:`cause` names it when the interval's failures are all the machine's.
+    None without probe readings.
+    """
+    cpus = sorted(before.keys() & after.keys())
+    if not cpus:
+        return None
+    late = {cpu: stall_s(before[cpu], after[cpu]) for cpu in cpus}
+    words = ", ".join(f"CPU {cpu} {late[cpu] * 1e3:g}" for cpu in cpus)
+    return row(interval, HOST, "-", "machine_stall_s", max(late.values()), th.late_s, True,
+               f"a probe outranking every task woke late by at least (ms): {words}")
+
+
 # ---- the verdict ------------------------------------------------------------------------------------------------
 
 def failures(rows: list[dict]) -> list[dict]:
@@ -452,12 +484,33 @@ def refusal(rows: list[dict], clock=None) -> str:
 
 
 def cause(rows: list[dict], intervals: set[int]) -> str:
-    """The likely cause of failures in ``intervals``: CPU starvation (with its figures) or a link fault."""
+    """The likely cause of failures in ``intervals``: CPU starvation, a stalled machine, or a link fault.
+
+    CPU starvation is named with its figures; a stalled machine with the stall probes' (only when every failure is
+    one a stall makes, :data:`MACHINE_CHECKS`, in an interval a probe woke ``late_s`` or more late).
+    """
     hungry = starved_intervals(rows) & intervals
     if hungry:
         cpu = [r for r in rows if r["interval"] in hungry and r["check"] == "cpu_starved"]
         return (f"CPU starvation: the machine was short of CPU in {len(hungry)} of {len(intervals)} failed "
                 f"interval(s) ({cpu[0]['detail']}); other work on this machine took the cores the emulated hosts "
                 "and links need: run the emulation on a quieter machine or with fewer sites")
+    stall = _stall_explains(rows, intervals)
+    if stall:
+        return (f"the machine stalled: in each failed interval a probe that outranks every task woke late by at least "
+                f"the limit ({stall['detail']}; limit {stall['limit'] * 1e3:g} ms), so a CPU was taken from the whole "
+                "machine (a virtual machine's hypervisor does this: docs/emulation.md), not from the links or the "
+                "shims by other work; every failure was a late release or a queue that overflowed meanwhile: run "
+                "again, or on a machine with dedicated CPUs")
     return ("not CPU (the machine had CPU to spare); a link, a delay shim or the kernel's queue did not hold: see "
             "the health table in meta.json")
+
+
+def _stall_explains(rows: list[dict], intervals: set[int]) -> dict | None:
+    """The longest stall row, when every failure in ``intervals`` is the machine's and each interval stalled."""
+    failed = [r for r in failures(rows) if r["interval"] in intervals]
+    stalls = {r["interval"]: r for r in rows if r["check"] == "machine_stall_s"
+              and r["measured"] is not None and r["measured"] >= r["limit"]}
+    if failed and all(r["check"] in MACHINE_CHECKS and r["interval"] in stalls for r in failed):
+        return max((stalls[k] for k in intervals), key=lambda r: r["measured"])
+    return None

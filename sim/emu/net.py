@@ -129,6 +129,7 @@ class EmuNet:
         self.state: RunState | None = None
         self.nodes: dict[str, object] = {}
         self.shims: dict[str, subprocess.Popen] = {}
+        self.stall_probes: dict[int, subprocess.Popen] = {}  # CPU -> its stall probe (sim.emu.stall)
         self._old_handlers: dict[int, object] = {}
         self._devices: dict[str, dict[str, tuple[str, str]]] = {}
         self.results_folder: Path | None = None  # an unfinished results folder, recorded before anything is built
@@ -158,6 +159,7 @@ class EmuNet:
             self._devices = netbuild.create(self)
             netbuild.configure(self)
             netbuild.start_delays(self)
+            netbuild.start_stall_probes(self)
         except BaseException:
             self.stop()
             raise
@@ -177,6 +179,7 @@ class EmuNet:
             self.mn = None
             self.nodes.clear()
             self.shims.clear()
+            self.stall_probes.clear()
             kill_pids([p for p in shells if pid_alive(p)], grace_s=1.0)
             if self.state is not None:
                 self.state.release()
@@ -221,6 +224,10 @@ class EmuNet:
     def shim_state_path(self, delay_node: str) -> Path:
         """The state file the shim of ``delay_node`` keeps (JSON; see :mod:`sim.emu.shim`)."""
         return self.state.work_dir / f"{delay_node}.shim.json"
+
+    def stall_state_path(self, cpu: int) -> Path:
+        """The state file the stall probe of CPU ``cpu`` keeps (JSON; see :mod:`sim.emu.stall`)."""
+        return self.state.work_dir / f"{self.prefix}.stall{cpu}.json"
 
     # ---- signals -----------------------------------------------------------------------------------------------
 

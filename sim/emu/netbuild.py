@@ -1,12 +1,14 @@
-"""Build an emulated network's nodes and links, configure them and start its delay shims (part of :mod:`sim.emu.net`).
+"""Build an emulated network's nodes and links, configure them, start its shims and probes (of :mod:`sim.emu.net`).
 
-:meth:`sim.emu.net.EmuNet.start` calls :func:`create`, :func:`configure` and :func:`start_delays` in that order; the
-commands are data (:mod:`sim.emu.linkplan`, :mod:`sim.emu.mnnodes`), run here one script per node, side by side.
+:meth:`sim.emu.net.EmuNet.start` calls :func:`create`, :func:`configure`, :func:`start_delays` and
+:func:`start_stall_probes` in that order; the commands are data (:mod:`sim.emu.linkplan`, :mod:`sim.emu.mnnodes`),
+run here one script per node, side by side.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SHIM_PATH = Path(__file__).with_name("shim.py")
+STALL_PATH = Path(__file__).with_name("stall.py")
 
 
 SHIM_READY_S = 10.0
@@ -152,15 +155,39 @@ def start_delays(emu: EmuNet) -> None:
     for i, link in enumerate(emu.plan.links):
         if link.delay_node and (link.total_delay_s("up") or link.total_delay_s("down") or link.up.jitter_s):
             _start_shim(emu, link, emu.plan.settings.seed * 1000 + i)
+    _wait_until_up({f"delay shim of {name}": (proc, emu.shim_state_path(name)) for name, proc in emu.shims.items()})
+
+
+def start_stall_probes(emu: EmuNet) -> None:
+    """Start a stall probe (:mod:`sim.emu.stall`) on each CPU the run may use, one priority above the shims.
+
+    They run in the server's namespace, so the run's end (and :func:`sim.emu.clean.clean`) ends them with it.
+
+    Raises:
+        EngineError: A probe exited (with its stderr) or did not start within :data:`SHIM_READY_S` s.
+    """
+    server = emu.nodes[emu.plan.node("server").name]
+    priority = str(emu.plan.settings.shim_realtime_priority + 1)
+    for cpu in sorted(os.sched_getaffinity(0)):
+        argv = [sys.executable, "-I", "-S", str(STALL_PATH), "--cpu", str(cpu), "--realtime", priority,
+                "--state", str(emu.stall_state_path(cpu))]
+        proc = server.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        emu.stall_probes[cpu] = proc
+        emu.state.record(f"stall probe {cpu}", proc.pid)
+    _wait_until_up({f"stall probe of CPU {cpu}": (proc, emu.stall_state_path(cpu))
+                    for cpu, proc in emu.stall_probes.items()})
+
+
+def _wait_until_up(started: dict[str, tuple[subprocess.Popen, Path]]) -> None:
+    """Wait until each process (by label) has written its state file; fail at once if one exits."""
     deadline = time.monotonic() + SHIM_READY_S
-    for name, proc in emu.shims.items():
-        state_file = emu.state.work_dir / f"{name}.shim.json"
+    for label, (proc, state_file) in started.items():
         while not state_file.exists():
             if proc.poll() is not None:
-                raise EngineError(f"delay shim of {name} exited ({proc.returncode}): "
+                raise EngineError(f"{label} exited ({proc.returncode}): "
                                   f"{proc.stderr.read().decode(errors='replace').strip()}")
             if time.monotonic() > deadline:
-                raise EngineError(f"delay shim of {name} did not start within {SHIM_READY_S:.0f} s")
+                raise EngineError(f"{label} did not start within {SHIM_READY_S:.0f} s")
             time.sleep(0.02)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import subprocess
 import time
@@ -25,13 +26,15 @@ IPERF_PORT = 5301
 
 
 def parse_ping(text: str) -> tuple[float, float, float, float]:
-    """From ``ping`` output: (min, avg, max RTT in s, loss fraction).
+    """From ``ping`` output: (min, avg, max RTT in s, loss fraction); the RTTs are NaN when no reply came.
 
     Raises:
         EngineError: No summary in the output.
     """
     rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/", text)
     loss = re.search(r"([\d.]+)% packet loss", text)
+    if loss and not rtt and float(loss.group(1)) == 100:  # every ping lost: ping prints no RTT line
+        return math.nan, math.nan, math.nan, 1.0
     if not rtt or not loss:
         raise EngineError(f"ping gave no summary: {text.strip()[-300:]}")
     return (float(rtt.group(1)) / 1e3, float(rtt.group(2)) / 1e3, float(rtt.group(3)) / 1e3,
@@ -107,12 +110,12 @@ def _judge_ping(emu, site: str, src: str, dst: str, proc: subprocess.Popen, tol:
     expected_s = path_delay_s(emu, src, dst, site) + path_delay_s(emu, dst, src, site)
     slack_s = tol.rtt_abs_s + tol.rtt_rel * expected_s + _path_jitter_s(emu, site, src, dst)
     ok = abs(avg_s - expected_s) <= slack_s and loss < 1
-    report.add(f"{src}->{dst}:{site}", "ping rtt_s", expected_s, avg_s, ok)
+    report.add(f"{src}->{dst}:{site}", "ping rtt_s", expected_s, None if loss == 1 else avg_s, ok)  # (JSON)
     if not ok and last:
-        raise EngineError(f"path {src} -> {dst} of site {site}: ping RTT {avg_s * 1e3:.2f} ms (loss "
-                          f"{loss:.0%}), configured {expected_s * 1e3:.2f} ms (+-{slack_s * 1e3:.1f} ms) in "
-                          f"{1 + RATE_RETRIES} attempts: the delay of link access:{site}, home:{site} or the core "
-                          "is not as configured")
+        measured = "no reply" if loss == 1 else f"ping RTT {avg_s * 1e3:.2f} ms (loss {loss:.0%})"
+        raise EngineError(f"path {src} -> {dst} of site {site}: {measured}, configured {expected_s * 1e3:.2f} ms "
+                          f"(+-{slack_s * 1e3:.1f} ms) in {1 + RATE_RETRIES} attempts: the delay of link "
+                          f"access:{site}, home:{site} or the core is not as configured")
     return ok
 
 

@@ -187,7 +187,10 @@ class Watch:
             nodes[node] = {"nfq": health.parse_nfqueue(nfq_text), "ipt": health.parse_iptables_counters(ipt_text),
                            "shim": _shim_counts(self.emu.shim_state_path(node))}
         udp = {node: health.parse_udp_snmp(self.emu.node(node).cmd("cat /proc/net/snmp")) for node, _ in self.hosts}
-        self.snapshots.append({"t_s": now_s, "nodes": nodes, "udp": udp, "cpu": cpu_reading(self.pids)})
+        stall = {cpu: counts for cpu in self.emu.stall_probes
+                 for counts in [_histogram(self.emu.stall_state_path(cpu))] if counts is not None}
+        self.snapshots.append({"t_s": now_s, "nodes": nodes, "udp": udp, "cpu": cpu_reading(self.pids),
+                               "stall": stall})
 
     def judge(self, window_start_s: float, bin_s: float, th: health.Thresholds) -> list[dict]:
         """The health table: one row per link direction, interval and check (see :mod:`sim.emu.health`)."""
@@ -195,6 +198,7 @@ class Watch:
         for k, (a, b) in enumerate(zip(self.snapshots, self.snapshots[1:])):
             interval = health.Interval(k, window_start_s + k * bin_s, b["t_s"] - a["t_s"])
             rows += health.judge_cpu(interval, a["cpu"], b["cpu"], th)
+            rows.append(health.judge_stall(interval, a["stall"], b["stall"], th))
             rows += [health.judge_receive_drops(interval, label, a["udp"][node], b["udp"][node], th)
                      for node, label in self.hosts]
             for link, direction, node, port, queue, loss, shimmed in self.delayed:
@@ -222,13 +226,23 @@ class Watch:
 
 def _shim_counts(path: Path) -> dict[int, list[int]]:
     """Queue number -> cumulative lateness histogram, from a shim's state file ({} if it has none yet)."""
+    state = _state(path)
+    return {q["num"]: q["lateness_counts"] for q in state["queues"]} if state else {}
+
+
+def _histogram(path: Path) -> list[int] | None:
+    """The cumulative lateness histogram in a stall probe's state file (None if it has none yet)."""
+    state = _state(path)
+    return state["lateness_counts"] if state else None
+
+
+def _state(path: Path) -> dict | None:
+    """A shim's or probe's state file (None if unreadable, or if its histogram's edges are not ours)."""
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
-    if tuple(state.get("lateness_edges_s", ())) != health.LATENESS_EDGES_S:
-        return {}
-    return {q["num"]: q["lateness_counts"] for q in state["queues"]}
+        return None
+    return state if tuple(state.get("lateness_edges_s", ())) == health.LATENESS_EDGES_S else None
 
 
 def cpu_reading(pids: list[int]) -> health.CpuReading:
