@@ -66,7 +66,9 @@ class Context:
         row = self.row[flow.session]
         path = flow.path
         tail_loss = path[0].congestion_loss if len(path) == 1 else tails.path_loss(path)
-        if tail_loss > 0.0 or flow.setup_loss > 0.0:  # (the draw is 0 <= u < 1: with no loss it waits for nothing)
+        # (the draw is 0 <= u < 1: with no loss, or past every chance, it waits for nothing)
+        if (tail_loss > 0.0 or flow.setup_loss > 0.0) and tails.may_wait(self.tail_u[row], flow.setup_loss, tail_loss,
+                                                                          flow.setup_rounds):
             tail_rtt_s = flow.fixed_rtt_s + path[0].rtt_shift_s + sum(link.queue_delay_s for link in path)
             now_s += tails.delay_s(self.tail_u[row], flow.setup_loss, tail_loss, flow.setup_rounds, flow.size_bytes,
                                    flow.rtt_s, tail_rtt_s, flow.opens)

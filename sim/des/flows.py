@@ -62,7 +62,8 @@ class Transfer:
             self.remaining_bytes -= self.rate_bps * GOODPUT_FACTOR * dt_s / 8
             label = self.limiter.label if self.limiter is not None else "window"
             self.limited_bits[label] = self.limited_bits.get(label, 0.0) + self.rate_bps * dt_s
-        self.since_s = max(self.since_s, now_s)
+        if now_s > self.since_s:  # (max(since_s, now_s))
+            self.since_s = now_s
 
     def finish_s(self) -> float:
         """When the last byte is sent at the current rate (s)."""

@@ -169,8 +169,9 @@ class Link:
 
         Kept as attributes (``free_bps``, ``free_headroom_bps``), set wherever the line or the reserved rate changes.
         """
-        self.free_bps = max(0.0, self.capacity_bps - self.reserved_bps)
-        self.free_headroom_bps = max(0.0, self.headroom_bps - self.reserved_bps)
+        free_bps, free_headroom_bps = self.capacity_bps - self.reserved_bps, self.headroom_bps - self.reserved_bps
+        self.free_bps = free_bps if free_bps > 0.0 else 0.0  # (max(0.0, ...), as often as a reservation steps)
+        self.free_headroom_bps = free_headroom_bps if free_headroom_bps > 0.0 else 0.0
 
     def add_media(self, demand_bps: float, floor_bps: float) -> None:
         """An adaptive media flow asking for ``demand_bps`` and needing at least ``floor_bps`` joins the link."""

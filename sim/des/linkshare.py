@@ -128,13 +128,11 @@ def steady_media(link, media: list, now_s: float) -> None:
 
 def share_elastic_alone(link, transfers: list, now_s: float) -> None:
     """:func:`share_link` for a link with at most one transfer and no media (the common case)."""
-    link.new_share_bps = link.free_bps / (len(transfers) + 1)
     if transfers:
+        link.new_share_bps = link.free_bps / 2
         carry_alone(transfers[0], link, now_s)
-        return
-    link.carry(0.0, False, 0.0)
-    link.congestion_loss = 0.0
-    link.note(now_s)
+    else:
+        idle_link(link, now_s)
 
 
 def congestion_loss(link, elastic: list) -> float:
@@ -149,8 +147,12 @@ def congestion_loss(link, elastic: list) -> float:
         return 0.0
     if link.streams:
         elastic = connection_flows(elastic)
-    rate_bps = sum(f.rate_bps for f in elastic) / len(elastic)
-    rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic)
+    if len(elastic) == 1:  # (most often: the mean of one, as sum() and the division below give it)
+        flow = elastic[0]
+        rate_bps, rtt_s = flow.rate_bps, flow.rtt_s - flow.queue_delay_s
+    else:
+        rate_bps = sum(f.rate_bps for f in elastic) / len(elastic)
+        rtt_s = sum(f.rtt_s - f.queue_delay_s for f in elastic) / len(elastic)
     if link.saturated == queueing.STANDING:
         return overflow.loss(len(elastic), rate_bps, rtt_s, link.full_queue[0], link.queue_delay_s)
     return tcp.mathis_loss(rate_bps, rtt_s + link.queue_delay_s)
@@ -182,11 +184,22 @@ def connection_flows(elastic: list) -> list:
 def carry_alone(flow: Transfer, link, now_s: float) -> None:
     """Give a transfer alone on its link its share from ``now_s``, and the link its load and queues."""
     free_bps = link.free_bps
-    limited = flow.cap_bps > free_bps
-    rate_bps = free_bps if limited else flow.cap_bps
-    set_transfer(flow, rate_bps, link if limited else None, now_s)
-    link.carry(rate_bps, saturation((flow,), (limited,)), 0.0)
-    link.congestion_loss = congestion_loss(link, [flow])
+    if flow.cap_bps > free_bps:  # the link limits it: it saturates the link (saturation() of one transfer)
+        set_transfer(flow, free_bps, link, now_s)
+        link.carry(free_bps, queueing.STANDING if flow.long else queueing.BURSTS, 0.0)
+        link.congestion_loss = congestion_loss(link, [flow])
+    else:
+        set_transfer(flow, flow.cap_bps, None, now_s)
+        link.carry(flow.cap_bps, queueing.NOT_SATURATED, 0.0)
+        link.congestion_loss = 0.0  # (congestion_loss() of an unsaturated link)
+    link.note(now_s)
+
+
+def idle_link(link, now_s: float) -> None:
+    """:func:`share_link` for a link with no transfer and no media: it carries nothing from ``now_s``."""
+    link.new_share_bps = link.free_bps / 1
+    link.carry(0.0, False, 0.0)
+    link.congestion_loss = 0.0
     link.note(now_s)
 
 

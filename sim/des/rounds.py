@@ -118,7 +118,9 @@ class Rounds:
     @staticmethod
     def _is_long(flow, expected_bps: float, rtt_s: float) -> bool:
         """Whether it is long enough to go through loss cycles, holding a standing queue (``LONG_FLOW_FILLS``)."""
-        fill_bytes = max(link.buffer_bytes for link in flow.path) + expected_bps * rtt_s / 8
+        path = flow.path
+        buffer_bytes = path[0].buffer_bytes if len(path) == 1 else max(link.buffer_bytes for link in path)
+        fill_bytes = buffer_bytes + expected_bps * rtt_s / 8
         return flow.remaining_bytes > queueing.LONG_FLOW_FILLS * fill_bytes
 
     def _busy(self, path: tuple, flow) -> bool:

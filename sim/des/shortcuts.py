@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from sim.des.flows import Transfer
-from sim.des.linkshare import lone_finish_s, share_elastic_alone, share_link
+from sim.des.linkshare import carry_alone, idle_link, lone_finish_s, share_link
 
 _EPS_S = 1e-9
 
@@ -97,8 +97,7 @@ class Shortcuts:
         can change only its media's rates) are replayed first.
         """
         link = flow.path[0]
-        if (link in self.crowds or any(f.path[0] is link for f in self.transfers)
-                or any(f.path[0] is link for f in self.starting if f is not flow)):
+        if link in self.crowds or self._other_on(link, flow):
             return False
         media = self._media_on(link)
         start_s = flow.active_at_s
@@ -109,24 +108,39 @@ class Shortcuts:
             step_s = link.next_step_s
             self._take_step(link, step_s)
             self._share_lone_link(link, (), media, step_s)
-        self.starting.remove(flow)
-        self.transfers.append(flow)
+        starting = self.starting  # (the flow was the last to start: it is last there)
+        if starting[-1] is flow:
+            starting.pop()
+        else:
+            starting.remove(flow)
         self._take_step(link, start_s)
         self._share_lone_link(link, (flow,), media, start_s)
-        self._finish_lone(flow, link, finish_s, media)
+        self._finish_lone(flow, link, finish_s, media, listed=False)
         return True
 
-    def _finish_lone(self, flow: Transfer, link, finish_s: float, media: list) -> None:
+    def _other_on(self, link, flow: Transfer) -> bool:
+        """Whether a transfer other than ``flow`` is active or starting on ``link`` (paths of one link)."""
+        for f in self.transfers:
+            if f.path[0] is link:
+                return True
+        for f in self.starting:
+            if f.path[0] is link and f is not flow:
+                return True
+        return False
+
+    def _finish_lone(self, flow: Transfer, link, finish_s: float, media: list, listed: bool = True) -> None:
         """Replay a lone transfer's link through its reservation steps to the transfer's end at ``finish_s``.
 
-        ``media``: the link's media, which stay until then.
+        ``media``: the link's media, which stay until then. ``listed``: whether the transfer is among the group's
+        active ones (one replayed from the end of its start-up never joined them: nothing reads them meanwhile).
         """
         while link.next_step_s < finish_s - _EPS_S:
             step_s = link.next_step_s
             self._take_step(link, step_s)
             self._share_lone_link(link, (flow,), media, step_s)
         flow.settle(finish_s)
-        self.transfers.remove(flow)
+        if listed:
+            self.transfers.remove(flow)
         self.ctx.finish_transfer(flow, finish_s)
         self._take_step(link, finish_s)
         self._share_lone_link(link, (), media, finish_s)
@@ -138,10 +152,13 @@ class Shortcuts:
         Its transfers are at most the lone one (so it has no crowd), its media those the caller found on it.
         """
         link.settle(now_s)
-        if not media:
-            share_elastic_alone(link, list(transfers), now_s)
-        else:
+        if media:
             share_link(link, list(transfers), media, now_s)
+        elif transfers:  # (share_elastic_alone's two cases)
+            link.new_share_bps = link.free_bps / 2
+            carry_alone(transfers[0], link, now_s)
+        else:
+            idle_link(link, now_s)
 
     def _take_step(self, link, now_s: float) -> None:
         """Take a link's reservation steps due by ``now_s``.

@@ -137,7 +137,7 @@ def delay_s(u: float, setup_loss: float, tail_loss: float, setup_rounds: int, si
     waits that way's delay (:func:`delays_s`); past them all, for none. ``opens``: the transfer opens its connection
     (its first setup round trip is the SYN's); a request on a kept-alive connection does not.
     """
-    if u >= (1 + setup_rounds) * setup_loss + TAIL_SEGMENTS * tail_loss:  # past every chance (each n p at most)
+    if not may_wait(u, setup_loss, tail_loss, setup_rounds):
         return 0.0
     n = segments(size_bytes)
     edge = 0.0
@@ -147,6 +147,15 @@ def delay_s(u: float, setup_loss: float, tail_loss: float, setup_rounds: int, si
         if u < edge:
             return wait_s
     return 0.0
+
+
+def may_wait(u: float, setup_loss: float, tail_loss: float, setup_rounds: int) -> bool:
+    """Whether a draw ``u`` can fall within :func:`chances`'s intervals: False where :func:`delay_s` is 0 at once.
+
+    Each chance is at most ``n p`` of its ``n`` packets' loss ``p``, so ``u`` past their sum waits for nothing (the
+    caller need not work out the round trips :func:`delay_s` takes).
+    """
+    return u < (1 + setup_rounds) * setup_loss + TAIL_SEGMENTS * tail_loss
 
 
 def expected_delay_s(setup_loss: float, tail_loss: float, setup_rounds: int, size_bytes: float,
