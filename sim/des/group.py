@@ -249,8 +249,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         if joins:  # a stream on its open connection: its request, then it shares the open window
             start, handshakes = joined_start(conn, rtt_s, chunks - 1, now_s), 0
         else:
-            start = tcp.slow_start(size, expected_bps, rtt_s, extra_rtts=chunks - 1, handshake_rtts=handshakes,
-                                   room_segments=standing_room(path))
+            start = tcp.slow_start(size, expected_bps, rtt_s, chunks - 1, handshakes, standing_room(path))
         flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s + back_s)
         self._plan_start(flow, start, fixed_rtt_s, loss, now_s)
@@ -258,7 +257,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         if conn is not None:
             flow.joined = joins
             conn.join(flow)
-        if flow.remaining_bytes <= 0 and flow.active_at_s < self._next_line_s() and not self._busy(path, flow):
+        if flow.remaining_bytes <= 0 and (not self.changing or flow.active_at_s < self._next_line_s()) \
+                and not self._busy(path, flow):
             # done within its start-up, and nothing can change its rounds before it ends
             self.ctx.finish_transfer(flow, flow.active_at_s)
             return None

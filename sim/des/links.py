@@ -215,8 +215,11 @@ class Link:
         """Take the reserved rate in force at ``now_s``; True if it changed (the link must then be re-shared)."""
         if self.next_step_s > now_s:
             return False
-        k, self.next_step_s = passed(self.steps_s, self.step, now_s)
-        self.step = k
+        steps_s, k = self.steps_s, self.step  # (passed(), written out: a link's every step comes here)
+        n = len(steps_s)
+        while k < n and steps_s[k] <= now_s:
+            k += 1
+        self.step, self.next_step_s = k, steps_s[k] if k < n else math.inf
         reserved_bps = self.steps_bps[k - 1]
         if reserved_bps == self.reserved_bps:
             return False

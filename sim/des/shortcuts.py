@@ -36,8 +36,10 @@ class Shortcuts:
         """
         sessions, n, horizon_s = self.sessions, len(starts_s), self.ctx.horizon_s
         line_s = self._next_line_s()  # no shortcut replays a transfer past a line's change
+        reserving = bool(self.reserving)
         while i < n and not is_video[i] and starts_s[i] < change_s - _EPS_S and starts_s[i] <= horizon_s:
-            self._sync_idle(sessions[i], starts_s[i])
+            if reserving:
+                self._sync_idle(sessions[i], starts_s[i])
             flow = self._start_transfer(sessions[i], starts_s[i])
             i += 1
             if flow is None:
@@ -113,7 +115,8 @@ class Shortcuts:
             starting.pop()
         else:
             starting.remove(flow)
-        self._take_step(link, start_s)
+        if link.next_step_s <= start_s + _EPS_S:
+            self._take_step(link, start_s)
         self._share_lone_link(link, (flow,), media, start_s)
         self._finish_lone(flow, link, finish_s, media, listed=False)
         return True
@@ -142,7 +145,8 @@ class Shortcuts:
         if listed:
             self.transfers.remove(flow)
         self.ctx.finish_transfer(flow, finish_s)
-        self._take_step(link, finish_s)
+        if link.next_step_s <= finish_s + _EPS_S:
+            self._take_step(link, finish_s)
         self._share_lone_link(link, (), media, finish_s)
 
     @staticmethod

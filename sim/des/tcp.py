@@ -30,6 +30,7 @@ MAX_WINDOW_BYTES = 6 * 2**20   # Linux default tcp_rmem maximum (autotuning ceil
 # the drop-tail queue drops the burst's last segments, the transfer's tail, which nothing follows: the tail-loss probe
 # fires after 2 SRTT (RFC 8985 7.2) and repairs it.
 RECOVERY_RTTS, TAIL_PROBE_RTTS = 1, 2
+_new_tuple = tuple.__new__  # a StartUp from its fields in order, without NamedTuple's keyword handling
 
 
 class StartUp(NamedTuple):
@@ -75,9 +76,13 @@ def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int
     """
     setup_rounds = handshake_rtts + extra_rtts
     setup_s = setup_rounds * rtt_s
-    rounds, recovery = overflow(size_bytes, slow_start_rounds(size_bytes, rate_bps, rtt_s), room_segments)
-    return StartUp(setup_s + (rounds + recovery) * rtt_s, sent_in(size_bytes, rounds), setup_s, setup_rounds,
-                   setup_rounds + rounds + recovery, recovery)
+    rounds = slow_start_rounds(size_bytes, rate_bps, rtt_s)
+    recovery = 0
+    if room_segments != math.inf:  # (overflow() finds nothing to overflow without a standing queue: most transfers)
+        rounds, recovery = overflow(size_bytes, rounds, room_segments)
+    sent_bytes = INITIAL_WINDOW_SEGMENTS * MSS_BYTES * (2**rounds - 1)  # (sent_in)
+    return _new_tuple(StartUp, (setup_s + (rounds + recovery) * rtt_s, sent_bytes if sent_bytes < size_bytes
+                                else size_bytes, setup_s, setup_rounds, setup_rounds + rounds + recovery, recovery))
 
 
 def overflow(size_bytes: float, ss_rounds: int, room_segments: float, first_round: int = 1) -> tuple[int, int]:
