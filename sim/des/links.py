@@ -30,6 +30,7 @@ class Link:
 
     Attributes:
         name: e.g. ``gp-adsl/up``.
+        label: The bottleneck label records use: ``access_up``, ``aggregation_down``, ...
         site: The site whose access link it is (``""`` for a shared link).
         kind: ``access`` or ``aggregation``.
         direction: ``up`` (away from the site) or ``down``.
@@ -79,12 +80,13 @@ class Link:
                  "priority",
                  "media_load_bps", "line0", "line_steps_s", "line_steps", "line_step", "next_line_s",
                  "rtt_shift_s", "bind_limit_bps", "bind_next", "queues_at", "free_bps", "free_headroom_bps",
-                 "standing_room_segments", "streams", "weighted")
+                 "standing_room_segments", "streams", "weighted", "label")
 
     def __init__(self, name: str, site: str, kind: str, direction: str, capacity_bps: float,
                  buffer_bytes: float, loss: float, jitter_s: float, bin0_s: float, bin_s: float,
                  n_bins: int, priority: bool = False) -> None:
         self.name, self.site, self.kind, self.direction = name, site, kind, direction
+        self.label = f"{kind}_{direction}"  # (made once: a flow's settlement reads it each time)
         self.jitter_s = jitter_s
         self.load_bps = 0.0
         self.saturated = queueing.NOT_SATURATED
@@ -268,11 +270,6 @@ class Link:
         saturated.append(self.saturated)
         losses.append(self.congestion_loss)
         media.append(self.media_load_bps)
-
-    @property
-    def label(self) -> str:
-        """The bottleneck label records use: ``access_up``, ``aggregation_down``, ..."""
-        return f"{self.kind}_{self.direction}"
 
     def settle(self, now_s: float) -> None:
         """Add the bits carried at the current load since the last settlement to the utilisation bins."""
