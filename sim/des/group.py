@@ -78,7 +78,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         self.capacity.update({-id(link): link.free_headroom_bps for link in links})
         self.on_link: dict = {}  # each link's media (by first link, in ``media`` order), built from ``media_seen``
         self.media_seen: tuple = (None, 0)  # the ``media`` list ``on_link`` was built from, and its length then
-        self.demand_on: dict = {}  # sum() of what each link's media (``on_link``) ask for (bit/s)
+        self.demand_on: dict = {}  # sum() of what each link's media (``on_link``) ask for (bit/s), once asked for
         self.end_on: dict = {}  # when each link's first media to end ends (s; -inf if one's end is not a number)
 
     def process(self, env):
@@ -364,8 +364,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         """The media whose path begins with ``link``, in ``media`` order (to read, not to change).
 
         Kept per link as ``media`` grows (calls join at its end: the list given grows with it); rebuilt when it is
-        replaced (calls ended). ``demand_on`` follows it: ``sum()`` of what each asks for, over the list;
-        and ``end_on``: the earliest end among them.
+        replaced (calls ended). ``end_on`` follows it: the earliest end among them; and ``demand_on`` forgets the
+        link's summed demand (:meth:`_demand_bps`) when its media change.
         """
         media, (seen, count) = self.media, self.media_seen
         if seen is media and count == len(media):  # (most often: no call joined or left since)
@@ -374,15 +374,26 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
             self.on_link, self.demand_on, self.end_on, count = {}, {}, {}, 0
         if count < len(media):
             on_link, demand_on, end_on = self.on_link, self.demand_on, self.end_on
-            touched = set()
             for m in media[count:]:
                 first = m.path[0]
                 on_link.setdefault(first, []).append(m)
-                touched.add(first)
+                demand_on.pop(first, None)
                 end_s = m.end_s if m.end_s == m.end_s else -math.inf
                 if end_s < end_on.get(first, math.inf):
                     end_on[first] = end_s
-            for first in touched:  # sum() itself, not a running total: from Python 3.12 sum() compensates rounding
-                demand_on[first] = sum(m.demand_bps for m in on_link[first])
             self.media_seen = (media, len(media))
         return self.on_link.get(link, _NONE)
+
+    def _demand_bps(self, link) -> float | None:
+        """``sum()`` of what the media whose path begins with ``link`` ask for (bit/s; None without media).
+
+        Summed when first asked for after they changed, then kept (``demand_on``) until they change again: ``sum()``
+        itself, not a running total (from Python 3.12 ``sum()`` compensates rounding). Reads :meth:`_media_on`.
+        """
+        media = self._media_on(link)  # (brings ``demand_on`` up to date with the calls)
+        if not media:
+            return None
+        demand_bps = self.demand_on.get(link)
+        if demand_bps is None:
+            demand_bps = self.demand_on[link] = sum(m.demand_bps for m in media)
+        return demand_bps
