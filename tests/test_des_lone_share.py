@@ -91,13 +91,14 @@ def test_a_group_keeps_each_links_calls_demand_sum_and_earliest_end_as_they_join
     group = Group([up, down], [], ctx=None)
     group.media = [_call(down, 1.1e6, end_s=50.0), _call(up, 0.7e6, end_s=30.0), _call(down, 0.3e6, end_s=40.0)]
     assert group._media_on(down) == [group.media[0], group.media[2]]
-    assert group._demand_bps(down) == sum([1.1e6, 0.3e6]) and group.end_on[down] == 40.0
+    assert group._demand_bps(down, group._media_on(down)) == sum([1.1e6, 0.3e6]) and group.end_on[down] == 40.0
     group.media.append(_call(down, 2.9e6, end_s=20.0))  # a call joins: the list grows
     assert group._media_on(down)[-1] is group.media[-1]
-    assert group._demand_bps(down) == sum([1.1e6, 0.3e6, 2.9e6]) and group.end_on[down] == 20.0
+    assert group._demand_bps(down, group._media_on(down)) == sum([1.1e6, 0.3e6, 2.9e6])
+    assert group.end_on[down] == 20.0
     group.media = group.media[1:]  # a call ended: the list is replaced, and the sums are made again
     assert group._media_on(down) == group.media[1:]
-    assert group._demand_bps(down) == sum([0.3e6, 2.9e6]) and group.end_on[down] == 20.0
+    assert group._demand_bps(down, group._media_on(down)) == sum([0.3e6, 2.9e6]) and group.end_on[down] == 20.0
     assert group.end_on[up] == 30.0 and down not in group._media_on(up)
 
 
@@ -113,12 +114,14 @@ def test_the_kept_demand_is_sums_value_and_the_shortcut_the_general_share_to_the
     for k in range(12):
         group.media.append(_call(link, rng.uniform(0.1e6, 2e6) / 3, end_s=200.0 - k, session=k + 1))
         media = group._media_on(link)
-        assert group._demand_bps(link) == sum(m.demand_bps for m in media)
-        assert lone_finish_s(flow, link, 0.0, media, group._demand_bps(link)) == lone_finish_s(flow, link, 0.0, media)
+        assert group._demand_bps(link, media) == sum(m.demand_bps for m in media)
+        demand_bps = group._demand_bps(link, media)
+        assert lone_finish_s(flow, link, 0.0, media, demand_bps) == lone_finish_s(flow, link, 0.0, media)
     group.media = group.media[::2]  # calls ended: the list replaced, the sums made again
     media = group._media_on(link)
-    assert group._demand_bps(link) == sum(m.demand_bps for m in media)
-    assert lone_finish_s(flow, link, 0.0, media, group._demand_bps(link)) == lone_finish_s(flow, link, 0.0, media)
+    assert group._demand_bps(link, media) == sum(m.demand_bps for m in media)
+    demand_bps = group._demand_bps(link, media)
+    assert lone_finish_s(flow, link, 0.0, media, demand_bps) == lone_finish_s(flow, link, 0.0, media)
 
 def test_a_climbing_calls_cap_follows_the_climb_at_each_moment_asked():
     link = _link()

@@ -384,13 +384,13 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
             self.media_seen = (media, len(media))
         return self.on_link.get(link, _NONE)
 
-    def _demand_bps(self, link) -> float | None:
+    def _demand_bps(self, link, media: list) -> float | None:
         """``sum()`` of what the media whose path begins with ``link`` ask for (bit/s; None without media).
 
-        Summed when first asked for after they changed, then kept (``demand_on``) until they change again: ``sum()``
-        itself, not a running total (from Python 3.12 ``sum()`` compensates rounding). Reads :meth:`_media_on`.
+        ``media``: :meth:`_media_on` of the link, just asked for (which brought ``demand_on`` up to date with the
+        calls). Summed when first asked for after they changed, then kept (``demand_on``) until they change again:
+        ``sum()`` itself, not a running total (from Python 3.12 ``sum()`` compensates rounding).
         """
-        media = self._media_on(link)  # (brings ``demand_on`` up to date with the calls)
         if not media:
             return None
         demand_bps = self.demand_on.get(link)

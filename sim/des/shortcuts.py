@@ -79,7 +79,7 @@ class Shortcuts:
         """
         if any(f.path[0] is link for f in self.starting):
             return
-        finish_s = lone_finish_s(flow, link, now_s, media, self._demand_bps(link))
+        finish_s = lone_finish_s(flow, link, now_s, media, self._demand_bps(link, media))
         if self._quiet_until(finish_s, link, self.next_arrival_s):
             self._finish_lone(flow, link, finish_s, media)
 
@@ -103,7 +103,7 @@ class Shortcuts:
             return False
         media = self._media_on(link)
         start_s = flow.active_at_s
-        finish_s = lone_finish_s(flow, link, start_s, media, self._demand_bps(link))
+        finish_s = lone_finish_s(flow, link, start_s, media, self._demand_bps(link, media))
         if not self._quiet_until(finish_s, link, next_arrival_s):
             return False
         while link.next_step_s < start_s - _EPS_S:
