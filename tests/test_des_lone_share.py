@@ -103,6 +103,30 @@ def test_a_group_keeps_each_links_calls_demand_sum_and_earliest_end_as_they_join
 
 
 
+def test_calls_ending_leave_each_links_calls_ends_and_demand_as_a_rebuild_from_the_calls_left_gives_them():
+    rng = random.Random(5)
+    links = [_link(), _link()]
+    group = Group(links, [], ctx=None)
+    group.media = [_call(rng.choice(links), rng.uniform(0.2e6, 2e6) / 3, end_s=float(rng.randint(10, 60)),
+                         session=k) for k in range(20)]
+    group.media[3].end_s = math.nan  # an end that is not a number counts as the earliest (-inf)
+    for link in links:
+        group._media_on(link)
+    for limit_s in (15.0, 30.0, 45.0, 60.0):  # as Group._finish_due: the list replaced, less the calls ended
+        ended = [m for m in group.media if m.end_s <= limit_s]
+        before, group.media = group.media, [m for m in group.media if not m.end_s <= limit_s]
+        group._media_left(before, ended)
+        fresh = Group(links, [], ctx=None)
+        fresh.media = group.media
+        for link in links:
+            kept, built = group._media_on(link), fresh._media_on(link)
+            assert kept == built and (link in group.on_link) == (link in fresh.on_link)
+            assert group.end_on.get(link, math.inf) == fresh.end_on.get(link, math.inf)
+            assert group._demand_bps(link, kept) == fresh._demand_bps(link, built)
+    nan_call = [m for m in group.media if m.session == 3]  # never ends: the only one left
+    assert group.media == nan_call and group.end_on == {nan_call[0].path[0]: -math.inf}
+
+
 def test_the_kept_demand_is_sums_value_and_the_shortcut_the_general_share_to_the_bit_with_ragged_demands():
     # Demands that do not add exactly in binary (a third of a target, random): the kept sum must be sum()'s value
     # over the link's calls as they stand (from Python 3.12 sum() compensates rounding, so a running total would

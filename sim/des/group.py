@@ -310,7 +310,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
                 self.ctx.finish_transfer(flow, now_s)
         ended = [m for m in self.media if m.end_s <= limit_s] if self.media else None
         if ended:
-            self.media = [m for m in self.media if m.end_s > limit_s]
+            before, self.media = self.media, [m for m in self.media if m.end_s > limit_s]
+            self._media_left(before, ended)
             for media in ended:
                 self.dirty.update(media.path)
                 media.settle(now_s)
@@ -383,6 +384,32 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
                     end_on[first] = end_s
             self.media_seen = (media, len(media))
         return self.on_link.get(link, _NONE)
+
+    def _media_left(self, before: list, ended: list) -> None:
+        """Keep ``on_link`` for ``media`` now that the calls ``ended`` left it (``before``: the list as it was).
+
+        Each link's list loses those calls in place (the rest keep their order, as a rebuild from the new list would
+        give them), its earliest end is found again among the rest and its summed demand forgotten. Only where
+        ``on_link`` was built from the whole of ``before``; else :meth:`_media_on` rebuilds it.
+        """
+        seen, count = self.media_seen
+        if seen is not before or count != len(before):
+            return
+        on_link, end_on = self.on_link, self.end_on
+        for m in ended:
+            first = m.path[0]
+            on = on_link[first]
+            on.remove(m)
+            self.demand_on.pop(first, None)
+            end_on.pop(first, None)
+            if not on:
+                del on_link[first]
+                continue
+            for other in on:  # (as _media_on finds it)
+                end_s = other.end_s if other.end_s == other.end_s else -math.inf
+                if end_s < end_on.get(first, math.inf):
+                    end_on[first] = end_s
+        self.media_seen = (self.media, len(self.media))
 
     def _demand_bps(self, link, media: list) -> float | None:
         """``sum()`` of what the media whose path begins with ``link`` ask for (bit/s; None without media).
