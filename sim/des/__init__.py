@@ -19,6 +19,7 @@ from sim.des import callseries, lines, reserved
 from sim.des.context import ENGINE, Context, RunWindow
 from sim.des.group import Group
 from sim.des.links import Link, bin_count
+from sim.des.session import TRACE_FIELDS, Session
 from sim.engines import Result
 from sim.topology import Topology
 
@@ -149,31 +150,23 @@ def _groups(topology: Topology, trace: pd.DataFrame, as_flows: np.ndarray, site_
     groups = []
     for sites in members.values():
         sessions = (by_site[sites[0]] if in_order and len(sites) == 1 else
-                    sorted((s for site in sites for s in by_site[site]), key=lambda s: (s["start_s"], s["session_id"])))
+                    sorted((s for site in sites for s in by_site[site]), key=lambda s: (s.start_s, s.session_id)))
         links = list(dict.fromkeys(link for site in sites for path in site_links[site] for link in path))
         groups.append(Group(links, sessions, ctx, skip_unobserved))
     return groups
 
 
 # What groups read of each session (with its paths and RTT), in the order of _sessions's columns.
-_SESSION_COLUMNS = ("session_id", "app", "traffic", "up_share", "far_end", "far_down_bps", "far_up_bps", "far_rtt_s",
-                    "direction", "start_s", "duration_s", "size_bytes", "chunk_bytes", "connection",
-                    "target_rate_bps", "min_rate_bps")
+_SESSION_COLUMNS = TRACE_FIELDS
 
 
-def _sessions(columns: list[list]) -> list[dict]:
-    """A dict per session from the columns of _SESSION_COLUMNS, then its up and down paths and its RTT (s).
+def _sessions(columns: list[list]) -> list[Session]:
+    """A :class:`Session` per session from the columns of _SESSION_COLUMNS, then its up and down paths and RTT (s).
 
-    Written out (one dict display a session) as it builds faster than ``dict(zip(names, row))``.
+    Each made from its row's values at once (``tuple.__new__``: NamedTuple's own constructor takes them one by one).
     """
-    return [{"session_id": session_id, "app": app, "traffic": traffic, "up_share": up_share, "far_end": far_end,
-             "far_down_bps": far_down_bps, "far_up_bps": far_up_bps, "far_rtt_s": far_rtt_s, "direction": direction,
-             "start_s": start_s, "duration_s": duration_s, "size_bytes": size_bytes, "chunk_bytes": chunk_bytes,
-             "connection": connection, "target_rate_bps": target_rate_bps, "min_rate_bps": min_rate_bps,
-             "up": up, "down": down, "rtt_s": rtt_s}
-            for (session_id, app, traffic, up_share, far_end, far_down_bps, far_up_bps, far_rtt_s, direction, start_s,
-                 duration_s, size_bytes, chunk_bytes, connection, target_rate_bps, min_rate_bps, up, down, rtt_s)
-            in zip(*columns)]
+    new = tuple.__new__
+    return [new(Session, row) for row in zip(*columns)]
 
 
 def _as_list(column: pd.Series) -> list:

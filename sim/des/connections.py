@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 from sim.des import tcp
+from sim.des.session import Session
 
 # The trace's connection of a multiplexed app's transfer, by what it does on an idle connection.
 MULTIPLEXED = {"multiplexed-new": "new", "multiplexed-reused": "reused"}
@@ -100,9 +101,9 @@ class Connections:
 
     connections: dict
 
-    def _connection(self, s: dict, path: tuple) -> Connection:
+    def _connection(self, s: Session, path: tuple) -> Connection:
         """The connection of session ``s``'s app on ``path`` (made when first asked for)."""
-        key = (s["app"], path)
+        key = (s.app, path)
         conn = self.connections.get(key)
         if conn is None:
             conn = self.connections[key] = Connection()

@@ -37,6 +37,7 @@ from sim.des.crowd import Crowds
 from sim.des.flows import Media, Transfer
 from sim.des.linkshare import share_elastic_alone, share_link
 from sim.des.rounds import Rounds, standing_room
+from sim.des.session import Session
 from sim.des.shared import SharedLinks
 from sim.des.shortcuts import Shortcuts
 from sim.topology import FarEnd
@@ -50,8 +51,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
 
     Args:
         links: The group's links.
-        sessions: Session rows (dicts from the trace, with ``up``/``down`` paths of :class:`Link`,
-            ``rtt_s`` of the site and ``far`` end rates) sorted by start time.
+        sessions: Its sessions (:class:`sim.des.session.Session`: trace rows with their ``up``/``down`` paths of
+            :class:`Link` and ``rtt_s`` of the site) sorted by start time.
         ctx: Shared run context (horizon, far end, outputs).
         skip_unobserved: Take the exact shortcuts of :mod:`sim.des.shortcuts` (off only to test that they are
             exact).
@@ -68,7 +69,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         self.connections: dict = {}  # multiplexed connections by app and data path (sim.des.connections)
         self.media: list[Media] = []
         self.calls: dict[int, list[Media]] = {}
-        self.now_s = sessions[0]["start_s"] if sessions else 0.0
+        self.now_s = sessions[0].start_s if sessions else 0.0
         self.events = 0
         self.dirty: set = set()  # links whose fluid flows changed, so their shares must be recomputed
         self.next_arrival_s = math.inf  # start of the next session not yet arrived (s), set before each re-share
@@ -84,8 +85,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
     def process(self, env):
         """The SimPy process: wait for the next change, apply it, re-share."""
         sessions, n, i = self.sessions, len(self.sessions), 0
-        starts_s = [s["start_s"] for s in sessions]
-        is_video = [s["traffic"] == "stream" for s in sessions]
+        starts_s = [s.start_s for s in sessions]
+        is_video = [s.traffic == "stream" for s in sessions]
         horizon_s = self.ctx.horizon_s
         while i < n or self.starting or self.transfers or self.media or self.crowds:
             change_s = self._next_change_s()
@@ -194,32 +195,32 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         for link in self.links:
             link.settle(now_s)
 
-    def _arrive(self, session: dict, now_s: float) -> None:
-        if session["traffic"] == "stream":
+    def _arrive(self, session: Session, now_s: float) -> None:
+        if session.traffic == "stream":
             self._start_call(session, now_s)
         else:
             self._start_transfer(session, now_s)
 
-    def _start_call(self, s: dict, now_s: float) -> None:
-        far = self.ctx.topology.far_end(s["far_end"])
-        if s["far_end"] == "home" and s["far_down_bps"] == s["far_down_bps"]:  # the call's own line, when drawn
-            far = FarEnd(s["far_down_bps"], s["far_up_bps"], s["far_rtt_s"])
-        base_s = (s["rtt_s"] + self.ctx.cloud_rtt_s + far.rtt_s) / 2
-        end_s = now_s + s["duration_s"]
+    def _start_call(self, s: Session, now_s: float) -> None:
+        far = self.ctx.topology.far_end(s.far_end)
+        if s.far_end == "home" and s.far_down_bps == s.far_down_bps:  # the call's own line, when drawn
+            far = FarEnd(s.far_down_bps, s.far_up_bps, s.far_rtt_s)
+        base_s = (s.rtt_s + self.ctx.cloud_rtt_s + far.rtt_s) / 2
+        end_s = now_s + s.duration_s
         halves = []
-        up_share = s["up_share"]  # the site's upstream runs at this share of the stream's rates
-        for path, far_cap_bps, scale in ((s["up"], far.down_bps, up_share), (s["down"], far.up_bps, 1.0)):
-            media = Media(s["session_id"], path, far_cap_bps, s["target_rate_bps"] * scale,
-                          s["min_rate_bps"] * scale, base_s, now_s, end_s)
+        up_share = s.up_share  # the site's upstream runs at this share of the stream's rates
+        for path, far_cap_bps, scale in ((s.up, far.down_bps, up_share), (s.down, far.up_bps, 1.0)):
+            media = Media(s.session_id, path, far_cap_bps, s.target_rate_bps * scale,
+                          s.min_rate_bps * scale, base_s, now_s, end_s)
             demand_bps = min(media.target_bps, far_cap_bps)
             for link in path:
                 link.add_media(demand_bps, min(demand_bps, media.min_bps))
             halves.append(media)
         self.media.extend(halves)
-        self.calls[s["session_id"]] = halves
-        self.dirty.update(s["up"], s["down"])
+        self.calls[s.session_id] = halves
+        self.dirty.update(s.up, s.down)
 
-    def _start_transfer(self, s: dict, now_s: float) -> Transfer | None:
+    def _start_transfer(self, s: Session, now_s: float) -> Transfer | None:
         """Start a transfer's start-up; return it, or None when it completes within its start-up.
 
         Its start-up is planned with the round-trip time now and followed round by round (:mod:`sim.des.rounds`),
@@ -228,7 +229,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         one that ends within it on a path no other transfer uses or starts on (nor a line's change comes first) is
         finished at once.
         """
-        path, back = (s["up"], s["down"]) if s["direction"] == "up" else (s["down"], s["up"])
+        path, back = (s.up, s.down) if s.direction == "up" else (s.down, s.up)
         queue_s, delivered, loss = 0.0, 1.0, 0.0
         for link in path:
             queue_s += link.queue_delay_s
@@ -237,20 +238,20 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         back_s = 0.0
         for link in back:
             back_s += link.queue_delay_s
-        fixed_rtt_s = s["rtt_s"] + self.ctx.cloud_rtt_s + back_s
+        fixed_rtt_s = s.rtt_s + self.ctx.cloud_rtt_s + back_s
         rtt_s = fixed_rtt_s + path[0].rtt_shift_s + queue_s  # the site's line as it is now
         cap_bps = tcp.window_cap_bps(rtt_s, 1.0 - delivered)
-        size = max(1.0, s["size_bytes"])
-        chunks = math.ceil(size / s["chunk_bytes"]) if s["chunk_bytes"] > 0 else 1
+        size = max(1.0, s.size_bytes)
+        chunks = math.ceil(size / s.chunk_bytes) if s.chunk_bytes > 0 else 1
         expected_bps = min(cap_bps, self._available_bps(path))
-        handshakes = tcp.HANDSHAKE_RTTS_BY_CONNECTION[s["connection"]]
-        conn = self._connection(s, path) if s["connection"] in MULTIPLEXED else None
+        handshakes = tcp.HANDSHAKE_RTTS_BY_CONNECTION[s.connection]
+        conn = self._connection(s, path) if s.connection in MULTIPLEXED else None
         joins = conn is not None and conn.is_open(now_s)
         if joins:  # a stream on its open connection: its request, then it shares the open window
             start, handshakes = joined_start(conn, rtt_s, chunks - 1, now_s), 0
         else:
             start = tcp.slow_start(size, expected_bps, rtt_s, chunks - 1, handshakes, standing_room(path))
-        flow = Transfer(s["session_id"], path, size, size - start.sent_bytes, now_s + start.duration_s,
+        flow = Transfer(s.session_id, path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s + back_s)
         self._plan_start(flow, start, fixed_rtt_s, loss, now_s)
         flow.opens = handshakes > 0

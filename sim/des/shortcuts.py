@@ -18,6 +18,7 @@ import math
 
 from sim.des.flows import Transfer
 from sim.des.linkshare import carry_alone, idle_link, lone_finish_s, share_link
+from sim.des.session import Session
 
 _EPS_S = 1e-9
 
@@ -53,7 +54,7 @@ class Shortcuts:
                 change_s = flow.active_at_s
         return i, change_s
 
-    def _sync_idle(self, s: dict, now_s: float) -> None:
+    def _sync_idle(self, s: Session, now_s: float) -> None:
         """Bring a session's links to their reserved rate at ``now_s``, before it reads them without an event.
 
         Any link a fluid flow uses has its next step among the group's changes, so only idle links move here:
@@ -61,7 +62,7 @@ class Shortcuts:
         """
         if not self.reserving:
             return
-        for path in (s["up"], s["down"]):
+        for path in (s.up, s.down):
             for link in path:
                 if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
                     self.capacity[id(link)], self.capacity[-id(link)] = link.free_bps, link.free_headroom_bps
