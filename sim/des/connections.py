@@ -67,7 +67,8 @@ class Connection:
     def leave(self, flow, end_s: float) -> None:
         """A stream sent its last byte at ``end_s`` (s): it no longer counts."""
         self.live -= 1
-        self.busy_until_s = max(self.busy_until_s, end_s)
+        if end_s > self.busy_until_s:  # (max())
+            self.busy_until_s = end_s
         if flow in self.streams:
             self._reweigh([f for f in self.streams if f is not flow])
 

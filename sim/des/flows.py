@@ -286,13 +286,16 @@ class Media:
                 and self.yield_s is None and self.silent_s is None:  # free, and at what it asks for: it stays so
             self.climb_s, self.climb_next_s = None, math.inf
             return
-        floor_bps = min(self.min_bps, demand_bps)
-        if yielded and (rate_bps < demand_bps * (1 - _TINY) or floor_bps < demand_bps * (1 - _TINY)):
-            if self.yield_s is None:  # the sender cuts from what reaches its receiver: the rate it gets now
-                self.yield_s, self.yield_from_bps = now_s, rate_bps
-            self.climb_from_bps = self.climb_s = self.silent_s = None  # (after an outage, from where it got back to)
-            self.climb_next_s = self.yield_s + descent_step(self.yield_from_bps, floor_bps, now_s - self.yield_s)[1]
-            return
+        if yielded:
+            floor_bps = min(self.min_bps, demand_bps)
+            if rate_bps < demand_bps * (1 - _TINY) or floor_bps < demand_bps * (1 - _TINY):
+                if self.yield_s is None:  # the sender cuts from what reaches its receiver: the rate it gets now
+                    self.yield_s, self.yield_from_bps = now_s, rate_bps
+                # (after an outage, from where it got back to)
+                self.climb_from_bps = self.climb_s = self.silent_s = None
+                self.climb_next_s = self.yield_s + descent_step(self.yield_from_bps, floor_bps,
+                                                                now_s - self.yield_s)[1]
+                return
         if rate_bps <= 0:  # an outage: nothing crosses, no report comes back
             if self.silent_s is None:
                 from_bps, start_s = self._origin(now_s)

@@ -97,7 +97,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
                 yield env.timeout(max(0.0, horizon_s - env.now))
                 self._stop_all(horizon_s)
                 return
-            yield env.timeout(max(0.0, next_s - env.now))
+            wait_s = next_s - env.now
+            yield env.timeout(wait_s if wait_s > 0.0 else 0.0)  # (max(0.0, wait_s))
             now_s = self.now_s = env.now
             self.events += 1
             for link in self.changing:
@@ -241,7 +242,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         fixed_rtt_s = s.rtt_s + self.ctx.cloud_rtt_s + back_s
         rtt_s = fixed_rtt_s + path[0].rtt_shift_s + queue_s  # the site's line as it is now
         cap_bps = tcp.window_cap_bps(rtt_s, 1.0 - delivered)
-        size = max(1.0, s.size_bytes)
+        size = s.size_bytes if s.size_bytes > 1.0 else 1.0  # (max(1.0, ...))
         chunks = math.ceil(size / s.chunk_bytes) if s.chunk_bytes > 0 else 1
         expected_bps = min(cap_bps, self._available_bps(path))
         handshakes = tcp.HANDSHAKE_RTTS_BY_CONNECTION[s.connection]
@@ -269,7 +270,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
     def _available_bps(self, path: tuple) -> float:
         """Estimate of the rate a new transfer will find: a fair share of what video leaves."""
         if self.single_link_paths:  # kept up to date by each re-share of the link
-            return max(path[0].new_share_bps, 1.0)
+            share_bps = path[0].new_share_bps
+            return 1.0 if 1.0 > share_bps else share_bps  # (max(share_bps, 1.0))
         best = math.inf
         for link in path:
             video_bps = sum(min(m.rate_bps, m.min_bps) for m in self.media if link in m.path)

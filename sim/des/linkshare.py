@@ -300,9 +300,11 @@ def _lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps:
     steps_s, steps_bps, capacity_bps, headroom_bps = link.steps_s, link.steps_bps, link.capacity_bps, link.headroom_bps
     k = bisect_right(steps_s, from_s + _EPS_S)
     reserved_bps = steps_bps[k - 1] if k else 0.0
-    t_s = from_s
-    while remaining_bits > 0:
-        free_bps = max(0.0, capacity_bps - reserved_bps)
+    t_s, cap_bps, n_steps = from_s, flow.cap_bps, len(steps_s)
+    while remaining_bits > 0:  # (max() and min() written out: at every step of every lone transfer)
+        free_bps = capacity_bps - reserved_bps
+        if not free_bps > 0.0:  # max(0.0, ...)
+            free_bps = 0.0
         if media:
             rate_bps = _beside_free_calls_bps(flow, link, free_bps, headroom_bps - reserved_bps, demand_bps)
             if rate_bps is None:
@@ -311,8 +313,8 @@ def _lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps:
                     return math.inf
                 rate_bps = rates[0]
         else:
-            rate_bps = min(flow.cap_bps, free_bps)
-        next_s = steps_s[k] if k < len(steps_s) else math.inf
+            rate_bps = free_bps if free_bps < cap_bps else cap_bps  # min(cap_bps, free_bps)
+        next_s = steps_s[k] if k < n_steps else math.inf
         if rate_bps > 0 and t_s + remaining_bits / rate_bps <= next_s:
             return t_s + remaining_bits / rate_bps
         if next_s == math.inf:
