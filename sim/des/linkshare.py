@@ -255,17 +255,18 @@ def fill(transfer_caps: list[float], video_caps: list[float], free_bps: float, h
         limited = [cap > lv for cap, lv in zip(transfer_caps, levels)]
         return [min(cap, lv) for cap, lv in zip(transfer_caps, levels)] + media_rates, limited + media_limited
     limited = [cap > level for cap in transfer_caps]
-    return [min(cap, level) for cap in transfer_caps] + media_rates, limited + media_limited
+    return [level if level < cap else cap for cap in transfer_caps] + media_rates, limited + media_limited
 
 
 def media_shares(video_caps: list[float], headroom_bps: float) -> tuple[list[float], list[bool], float]:
     """Media's shares of a link's video headroom (bit/s), whether it limits each, and their total (bit/s)."""
     if not video_caps:
         return [], [], 0.0
-    if sum(video_caps) <= headroom_bps:  # every call gets what it asks for: the common case
-        return video_caps, [False] * len(video_caps), sum(video_caps)
+    demand_bps = sum(video_caps)
+    if demand_bps <= headroom_bps:  # every call gets what it asks for: the common case
+        return video_caps, [False] * len(video_caps), demand_bps
     media_level = water_level(video_caps, headroom_bps)
-    media_rates = [min(cap, media_level) for cap in video_caps]
+    media_rates = [media_level if media_level < cap else cap for cap in video_caps]  # (min(cap, media_level))
     return media_rates, [cap > media_level for cap in video_caps], sum(media_rates)
 
 
