@@ -270,12 +270,15 @@ def media_shares(video_caps: list[float], headroom_bps: float) -> tuple[list[flo
     return media_rates, [cap > media_level for cap in video_caps], sum(media_rates)
 
 
-def lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: float | None = None) -> float:
+def lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: float | None = None,
+                  until_s: float = math.inf) -> float:
     """When a transfer alone among transfers on its link from ``from_s`` sends its last byte (s).
 
     Until ``from_s`` it sends at its current rate; from there at its share beside the link's ``media`` (which
     stay) and what the reserved rate leaves, through each coming step. Reads the link's steps without moving it.
-    ``demand_bps``: ``sum()`` of what the media ask for, as kept per link (None: summed here).
+    ``demand_bps``: ``sum()`` of what the media ask for, as kept per link (None: summed here). ``until_s``: the
+    steps are followed no further than the first at or after it; a transfer still sending there ends later, and is
+    inf (its caller replays it only if it ends before then: on a slow line's many steps, most do not).
 
     Inf (not to be replayed) beside media held, climbing back or yielding to it, or beside media with a reservation
     step to take before the end: their climb or cuts would add events of their own (:class:`sim.des.flows.Media`).
@@ -284,11 +287,12 @@ def lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: 
     """
     if media and not link.media_steady and link.media_held and not all(m.free for m in media):
         return math.inf
-    finish_s = _lone_finish_s(flow, link, from_s, media, demand_bps)
+    finish_s = _lone_finish_s(flow, link, from_s, media, demand_bps, until_s)
     return math.inf if media and link.next_step_s < finish_s - _EPS_S else finish_s
 
 
-def _lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: float | None = None) -> float:
+def _lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: float | None = None,
+                   until_s: float = math.inf) -> float:
     """:func:`lone_finish_s` through the link's steps, the media's state as it is (every one of them free).
 
     Free media ask for their demand whenever they are re-shared, so while the headroom the reservations leave holds
@@ -318,7 +322,7 @@ def _lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps:
         next_s = steps_s[k] if k < n_steps else math.inf
         if rate_bps > 0 and t_s + remaining_bits / rate_bps <= next_s:
             return t_s + remaining_bits / rate_bps
-        if next_s == math.inf:
+        if next_s >= until_s:  # still sending at or after until_s (with none given: no step left)
             return math.inf
         remaining_bits -= rate_bps * (next_s - t_s)
         t_s, reserved_bps = next_s, steps_bps[k]

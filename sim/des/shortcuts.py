@@ -80,9 +80,17 @@ class Shortcuts:
         """
         if any(f.path[0] is link for f in self.starting):
             return
-        finish_s = lone_finish_s(flow, link, now_s, media, self._demand_bps(link, media))
+        finish_s = lone_finish_s(flow, link, now_s, media, self._demand_bps(link, media),
+                                 self._quiet_bound_s(link, self.next_arrival_s))
         if self._quiet_until(finish_s, link, self.next_arrival_s):
             self._finish_lone(flow, link, finish_s, media)
+
+    def _quiet_bound_s(self, link, next_arrival_s: float) -> float:
+        """A time (s) after which no lone transfer on ``link`` can end and pass :meth:`_quiet_until`.
+
+        The next arrival, the horizon or its media's first end (its media just asked for), whichever comes first.
+        """
+        return min(next_arrival_s, self.ctx.horizon_s, self.end_on.get(link, math.inf))
 
     def _quiet_until(self, finish_s: float, link, next_arrival_s: float) -> bool:
         """Whether a lone transfer ending at ``finish_s`` ends before anything else touches its link.
@@ -104,7 +112,8 @@ class Shortcuts:
             return False
         media = self._media_on(link)
         start_s = flow.active_at_s
-        finish_s = lone_finish_s(flow, link, start_s, media, self._demand_bps(link, media))
+        finish_s = lone_finish_s(flow, link, start_s, media, self._demand_bps(link, media),
+                                 self._quiet_bound_s(link, next_arrival_s))
         if not self._quiet_until(finish_s, link, next_arrival_s):
             return False
         while link.next_step_s < start_s - _EPS_S:
