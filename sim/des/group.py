@@ -296,11 +296,9 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
                 for flow in due:
                     self.dirty.update(flow.path)
         if self.transfers:
-            done, going = [], []
-            for flow in self.transfers:
-                (done if flow.finish_s() <= limit_s else going).append(flow)
-            if done:
-                self.transfers = going
+            done = [f for f in self.transfers if f.finish_s() <= limit_s]
+            if done:  # (seldom: most events of a busy line are steps; the rest then kept as they are)
+                self.transfers = [f for f in self.transfers if not f.finish_s() <= limit_s]
                 for flow in done:
                     self.dirty.update(flow.path)
                     flow.settle(now_s)
