@@ -131,10 +131,15 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         for flow in self.starting:
             if flow.active_at_s < best_s:
                 best_s = flow.active_at_s
-        for flow in self.transfers:
+        reserving = bool(self.reserving)  # a reservation step on a link that fluid flows use changes their shares
+        for flow in self.transfers:  # (one pass: the least of them all, in whatever order, is the same)
             finish_s = flow.finish_s()
             if finish_s < best_s:
                 best_s = finish_s
+            if reserving:
+                for link in flow.path:
+                    if link.next_step_s < best_s:
+                        best_s = link.next_step_s
         if self.crowds:
             best_s = self._crowds_next_s(best_s)
         for media in self.media:
@@ -142,11 +147,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
                 best_s = media.end_s
             if media.climb_next_s < best_s:  # a call climbing back after a yield takes its next step
                 best_s = media.climb_next_s
-        if self.reserving:  # a reservation step on a link that fluid flows use changes their shares
-            for flow in self.transfers:
-                for link in flow.path:
-                    if link.next_step_s < best_s:
-                        best_s = link.next_step_s
+        if reserving:
             best_s = self._binding_step_s(best_s)
         return best_s
 
