@@ -58,10 +58,9 @@ class Shortcuts:
         """Bring a session's links to their reserved rate at ``now_s``, before it reads them without an event.
 
         Any link a fluid flow uses has its next step among the group's changes, so only idle links move here:
-        their queues and the share a new transfer finds follow the reserved rate alone.
+        their queues and the share a new transfer finds follow the reserved rate alone. (Asked only of a group with
+        reservations.)
         """
-        if not self.reserving:
-            return
         for path in (s.up, s.down):
             for link in path:
                 if link.next_step_s <= now_s + _EPS_S and link.sync(now_s + _EPS_S):
