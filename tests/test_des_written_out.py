@@ -15,7 +15,7 @@ import random
 import pytest
 
 from sim.des import queueing, tails, tcp
-from sim.des.flows import Transfer
+from sim.des.flows import Transfer, earliest_finish_s, ended_transfers
 from sim.des.links import Link, passed
 from sim.des.linkshare import carry_alone, congestion_loss, idle_link, lone_finish_s, saturation
 
@@ -111,3 +111,28 @@ def test_a_lone_transfers_end_looked_for_until_a_time_is_its_end_or_inf_when_it_
         whole_s = lone_finish_s(flow, link, from_s, [])
         bounded_s = lone_finish_s(flow, link, from_s, [], None, until_s)
         assert bounded_s == whole_s or (bounded_s == math.inf and whole_s > until_s)
+
+
+def _transfers(rng: random.Random, n: int) -> list[Transfer]:
+    """Transfers in every state finish_s tells apart: done, stalled, sending; NaN-free, ties included."""
+    flows = []
+    for _ in range(n):
+        flow = Transfer(0, (), 1e6, 1e6, 0.0, 1e7, 0.02, 0.0)
+        flow.remaining_bytes = rng.choice([0.0, -1.0, rng.uniform(1, 1e6), 1448.0])
+        flow.rate_bps = rng.choice([0.0, -0.0, rng.uniform(1e3, 1e8), 1e6])
+        flow.since_s = rng.choice([0.0, 1.0, rng.uniform(0, 100)])
+        flows.append(flow)
+    return flows
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_transfers_first_end_and_those_ended_are_finish_s_written_out(seed):
+    rng = random.Random(seed)
+    for _ in range(2000):
+        flows = _transfers(rng, rng.randint(0, 40))
+        best_s = rng.choice([math.inf, rng.uniform(0, 200)])
+        expected_s = min([best_s, *(f.finish_s() for f in flows)])
+        got_s = earliest_finish_s(flows, best_s)
+        assert got_s == expected_s and type(got_s) is type(expected_s)
+        limit_s = rng.choice([math.inf, 1.0, rng.uniform(0, 200)])
+        assert ended_transfers(flows, limit_s) == [f for f in flows if f.finish_s() <= limit_s]

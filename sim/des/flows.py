@@ -82,6 +82,44 @@ class Transfer:
         return max(sorted(self.limited_bits), key=self.limited_bits.get)
 
 
+def earliest_finish_s(transfers: list, best_s: float) -> float:
+    """The earlier of ``best_s`` and the first end among ``transfers`` at their current rates (s).
+
+    :meth:`Transfer.finish_s` written out (the same operations): a busy line's group asks it of every transfer at
+    every event. One that sends nothing never ends (inf): it cannot be earlier.
+    """
+    for flow in transfers:
+        remaining_bytes = flow.remaining_bytes
+        if remaining_bytes <= 0:
+            end_s = flow.since_s
+        else:
+            rate_bps = flow.rate_bps
+            if rate_bps <= 0:
+                continue
+            end_s = flow.since_s + remaining_bytes * 8 / (rate_bps * GOODPUT_FACTOR)
+        if end_s < best_s:
+            best_s = end_s
+    return best_s
+
+
+def ended_transfers(transfers: list, limit_s: float) -> list:
+    """The transfers among ``transfers`` whose :meth:`Transfer.finish_s` is at most ``limit_s`` (s), in order.
+
+    :meth:`Transfer.finish_s` written out (the same operations), as in :func:`earliest_finish_s`.
+    """
+    done = []
+    for flow in transfers:
+        remaining_bytes = flow.remaining_bytes
+        if remaining_bytes <= 0:
+            end_s = flow.since_s
+        else:
+            rate_bps = flow.rate_bps
+            end_s = flow.since_s + remaining_bytes * 8 / (rate_bps * GOODPUT_FACTOR) if rate_bps > 0 else math.inf
+        if end_s <= limit_s:
+            done.append(flow)
+    return done
+
+
 _CLIMB_GROWTH = math.log1p(VIDEO_INCREASE_PER_S)  # the climb's exponential rate (1/s)
 
 

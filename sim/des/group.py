@@ -34,7 +34,7 @@ import math
 from sim.des import tcp
 from sim.des.connections import MULTIPLEXED, Connections, joined_start
 from sim.des.crowd import Crowds
-from sim.des.flows import Media, Transfer
+from sim.des.flows import Media, Transfer, earliest_finish_s, ended_transfers
 from sim.des.linkshare import share_elastic_alone, share_link
 from sim.des.rounds import Rounds, standing_room
 from sim.des.session import Session
@@ -132,11 +132,9 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
             if flow.active_at_s < best_s:
                 best_s = flow.active_at_s
         reserving = bool(self.reserving)  # a reservation step on a link that fluid flows use changes their shares
-        for flow in self.transfers:  # (one pass: the least of them all, in whatever order, is the same)
-            finish_s = flow.finish_s()
-            if finish_s < best_s:
-                best_s = finish_s
-            if reserving:
+        best_s = earliest_finish_s(self.transfers, best_s)  # (the least of them all, in whatever order, is the same)
+        if reserving:
+            for flow in self.transfers:
                 for link in flow.path:
                     if link.next_step_s < best_s:
                         best_s = link.next_step_s
@@ -297,7 +295,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
                 for flow in due:
                     self.dirty.update(flow.path)
         if self.transfers:
-            done = [f for f in self.transfers if f.finish_s() <= limit_s]
+            done = ended_transfers(self.transfers, limit_s)
             if done:  # (seldom: most events of a busy line are steps; the rest then kept as they are)
                 self.transfers = [f for f in self.transfers if not f.finish_s() <= limit_s]
                 for flow in done:
