@@ -14,10 +14,10 @@ import random
 
 import pytest
 
-from sim.des import queueing, tails, tcp
-from sim.des.flows import Transfer, earliest_finish_s, ended_transfers
+from sim.des import linkshare, queueing, tails, tcp
+from sim.des.flows import Media, Transfer, earliest_finish_s, ended_transfers
 from sim.des.links import Link, passed
-from sim.des.linkshare import carry_alone, congestion_loss, idle_link, lone_finish_s, saturation
+from sim.des.linkshare import carry_alone, congestion_loss, idle_link, lone_finish_s, saturation, share_link
 
 
 def _link(capacity_bps: float = 10e6, buffer_bytes: float = 60_000.0) -> Link:
@@ -136,3 +136,45 @@ def test_transfers_first_end_and_those_ended_are_finish_s_written_out(seed):
         assert got_s == expected_s and type(got_s) is type(expected_s)
         limit_s = rng.choice([math.inf, 1.0, rng.uniform(0, 200)])
         assert ended_transfers(flows, limit_s) == [f for f in flows if f.finish_s() <= limit_s]
+
+
+def _busy_line(rng: random.Random) -> tuple[Link, list[Transfer], list[Media]]:
+    """A line with 2-40 transfers (some already sending) and 0-3 calls, its capacity tight or ample, with a queue."""
+    link = _link(rng.choice([2e6, 10e6, 50e6]), rng.choice([30_000.0, 150_000.0]))
+    media = []
+    for k in range(rng.randint(0, 3)):
+        media.append(Media(k, (link,), 50e6, rng.choice([0.5e6, 1.5e6, 5e6]), 0.35e6, 0.01, 0.0, 100.0))
+        link.add_media(media[-1].demand_bps, min(media[-1].demand_bps, media[-1].min_bps))
+    transfers = []
+    for _ in range(rng.randint(2, 40)):
+        flow = Transfer(7, (link,), 1e6, rng.uniform(1, 1e6), 0.0, rng.choice([1e5, 1e6, rng.uniform(1e4, 6e7)]),
+                        rng.uniform(0.01, 0.3), rng.choice([0.0, 0.005]))
+        flow.long = rng.random() < 0.3
+        flow.rate_bps = rng.choice([0.0, flow.cap_bps])
+        transfers.append(flow)
+    return link, transfers, media
+
+
+def _state(link: Link, transfers: list[Transfer], media: list[Media]) -> tuple:
+    return (link.load_bps, link.saturated, link.new_share_bps, link.congestion_loss, link.media_held,
+            link.queue_delay_s, [(f.rate_bps, f.limiter is link, f.remaining_bytes, f.since_s, f.limited_bits)
+                                 for f in transfers],
+            [(m.rate_bps, m.cause is link, m.yielded, m.limiter is link) for m in media])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_busy_lines_share_written_out_is_the_general_shares_to_the_bit(seed, monkeypatch):
+    rng = random.Random(seed)
+    for _ in range(300):
+        state = rng.getstate()
+        link, transfers, media = _busy_line(rng)
+        share_link(link, transfers, media, 1.0)
+        written_out = _state(link, transfers, media)
+        rng.setstate(state)
+        with monkeypatch.context() as patch:
+            patch.setattr(linkshare, "_share_unweighted", lambda *args: False)
+            link, transfers, media = _busy_line(rng)
+            share_link(link, transfers, media, 1.0)
+        general = _state(link, transfers, media)
+        assert repr(written_out) == repr(general)
+        assert [type(v) for v in written_out[:4]] == [type(v) for v in general[:4]]

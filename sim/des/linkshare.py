@@ -27,6 +27,8 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     if not transfers:
         _share_among_calls(link, media, now_s)
         return
+    if not link.weighted and _share_unweighted(link, transfers, media, now_s):
+        return
     n_transfers = len(transfers)
     rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media, now_s)
     # (set_transfer written out: every transfer of a busy line passes here at every event)
@@ -40,6 +42,42 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     link.carry(sum(rates), saturated, sum(rates[n_transfers:]))
     link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link]) if saturated else 0.0
     link.note(now_s)
+
+
+def _share_unweighted(link, transfers: list, media: list, now_s: float) -> bool:
+    """:func:`share_link` with no weighted stream, written out: True unless the calls yield to TCP (nothing done then).
+
+    :func:`shares` (by :func:`fill` and :func:`saturation`), the transfers' shares and the link's load in one pass
+    over the transfers, without the lists of rates and limits: the same values and float operations in the same
+    order (the load summed from 0 as ``sum()`` does, transfers then calls). A busy line's every event passes here.
+    """
+    transfer_caps = [f.cap_bps for f in transfers]
+    media_rates, media_limited, media_bps = media_shares([m.cap_bps(now_s) for m in media], link.free_headroom_bps)
+    level = water_level(transfer_caps, link.free_bps - media_bps)
+    saturated = queueing.NOT_SATURATED  # (saturation())
+    for flow, cap_bps in zip(transfers, transfer_caps):
+        if cap_bps > level:
+            if flow.long:
+                saturated = queueing.STANDING
+                break
+            saturated = queueing.BURSTS
+    if media and link.video_yields[saturated]:
+        return False
+    load_bps = 0  # (sum(rates): from int 0, as sum() starts)
+    for flow, cap_bps in zip(transfers, transfer_caps):
+        rate_bps, limiter = (level, link) if level < cap_bps else (cap_bps, None)  # (min(cap, level); cap > level)
+        if rate_bps != flow.rate_bps or limiter is not flow.limiter:
+            flow.settle(now_s)
+            flow.rate_bps, flow.limiter = rate_bps, limiter
+        load_bps += rate_bps
+    video_floor_bps = set_link_media(link, media, media_rates, media_limited, saturated, now_s)
+    link.new_share_bps = (link.free_bps - video_floor_bps) / (len(transfers) + 1)
+    for rate_bps in media_rates:
+        load_bps += rate_bps
+    link.carry(load_bps, saturated, sum(media_rates))
+    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link]) if saturated else 0.0
+    link.note(now_s)
+    return True
 
 
 def _share_among_calls(link, media: list, now_s: float) -> None:
