@@ -63,9 +63,15 @@ def _share_unweighted(link, transfers: list, media: list, now_s: float) -> bool:
             saturated = queueing.BURSTS
     if media and link.video_yields[saturated]:
         return False
-    load_bps = 0  # (sum(rates): from int 0, as sum() starts)
+    load_bps = limited_bps = limited_rtt_s = n_limited = 0  # (sum()s: from int 0, as sum() starts)
     for flow, cap_bps in zip(transfers, transfer_caps):
-        rate_bps, limiter = (level, link) if level < cap_bps else (cap_bps, None)  # (min(cap, level); cap > level)
+        if level < cap_bps:  # (min(cap, level); cap > level)
+            rate_bps, limiter = level, link
+            limited_bps += level  # (congestion_loss()'s sums over the transfers the link limits)
+            limited_rtt_s += flow.rtt_s - flow.queue_delay_s
+            n_limited, last_limited = n_limited + 1, flow
+        else:
+            rate_bps, limiter = cap_bps, None
         if rate_bps != flow.rate_bps or limiter is not flow.limiter:
             flow.settle(now_s)
             flow.rate_bps, flow.limiter = rate_bps, limiter
@@ -75,7 +81,14 @@ def _share_unweighted(link, transfers: list, media: list, now_s: float) -> bool:
     for rate_bps in media_rates:
         load_bps += rate_bps
     link.carry(load_bps, saturated, sum(media_rates))
-    link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link]) if saturated else 0.0
+    if not saturated:
+        link.congestion_loss = 0.0
+    elif link.streams:  # (a connection's streams are one TCP flow)
+        link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
+    elif n_limited == 1:  # (the one's own rate and RTT, as congestion_loss() takes them)
+        link.congestion_loss = _loss(link, 1, level, last_limited.rtt_s - last_limited.queue_delay_s)
+    else:
+        link.congestion_loss = _loss(link, n_limited, limited_bps / n_limited, limited_rtt_s / n_limited)
     link.note(now_s)
     return True
 
@@ -195,8 +208,16 @@ def congestion_loss(link, elastic: list) -> float:
     else:  # (sums of lists: the same additions in the same order, quicker than of generators)
         rate_bps = sum([f.rate_bps for f in elastic]) / len(elastic)
         rtt_s = sum([f.rtt_s - f.queue_delay_s for f in elastic]) / len(elastic)
+    return _loss(link, len(elastic), rate_bps, rtt_s)
+
+
+def _loss(link, n_flows: int, rate_bps: float, rtt_s: float) -> float:
+    """The drop rate at a link ``n_flows`` TCP flows saturate (0..0.5), as :func:`congestion_loss` gives it.
+
+    ``rate_bps``: their mean rate (bit/s); ``rtt_s``: their mean RTT but for the link's queue (s).
+    """
     if link.saturated == queueing.STANDING:
-        return overflow.loss(len(elastic), rate_bps, rtt_s, link.full_queue[0], link.queue_delay_s)
+        return overflow.loss(n_flows, rate_bps, rtt_s, link.full_queue[0], link.queue_delay_s)
     return tcp.mathis_loss(rate_bps, rtt_s + link.queue_delay_s)
 
 
