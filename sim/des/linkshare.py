@@ -27,8 +27,14 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     if not transfers:
         _share_among_calls(link, media, now_s)
         return
-    if not link.weighted and _share_unweighted(link, transfers, media, now_s):
-        return
+    if link.weighted:
+        share_generally(link, transfers, media, now_s)
+    else:
+        _share_unweighted(link, transfers, media, now_s)
+
+
+def share_generally(link, transfers: list, media: list, now_s: float) -> None:
+    """:func:`share_link` of transfers (and calls) by :func:`shares`: weighted streams' way, and the plain one."""
     n_transfers = len(transfers)
     rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media, now_s)
     # (set_transfer written out: every transfer of a busy line passes here at every event)
@@ -44,25 +50,24 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
     link.note(now_s)
 
 
-def _share_unweighted(link, transfers: list, media: list, now_s: float) -> bool:
-    """:func:`share_link` with no weighted stream, written out: True unless the calls yield to TCP (nothing done then).
+def _share_unweighted(link, transfers: list, media: list, now_s: float) -> None:
+    """:func:`share_generally` with no weighted stream, written out.
 
-    :func:`shares` (by :func:`fill` and :func:`saturation`), the transfers' shares and the link's load in one pass
-    over the transfers, without the lists of rates and limits: the same values and float operations in the same
-    order (the load summed from 0 as ``sum()`` does, transfers then calls). A busy line's every event passes here.
+    :func:`shares` (by :func:`fill` and :func:`saturation`), the transfers' shares, the link's load and its
+    congestion loss's sums in one pass over the transfers, without the lists of rates and limits: the same values
+    and float operations in the same order (sums from int 0, as ``sum()`` takes them; the load over the transfers,
+    then the calls). A busy line's every event passes here.
     """
     transfer_caps = [f.cap_bps for f in transfers]
-    media_rates, media_limited, media_bps = media_shares([m.cap_bps(now_s) for m in media], link.free_headroom_bps)
+    video_caps = [m.cap_bps(now_s) for m in media]
+    media_rates, media_limited, media_bps = media_shares(video_caps, link.free_headroom_bps)
     level = water_level(transfer_caps, link.free_bps - media_bps)
-    saturated = queueing.NOT_SATURATED  # (saturation())
-    for flow, cap_bps in zip(transfers, transfer_caps):
-        if cap_bps > level:
-            if flow.long:
-                saturated = queueing.STANDING
-                break
-            saturated = queueing.BURSTS
-    if media and link.video_yields[saturated]:
-        return False
+    saturated = _saturation_at(transfers, transfer_caps, level)
+    if media and link.video_yields[saturated]:  # the calls yield to TCP (as shares())
+        video_caps = [m.yield_cap_bps(now_s, cap) for cap, m in zip(video_caps, media)]
+        media_rates, media_limited, media_bps = media_shares(video_caps, link.free_headroom_bps)
+        level = water_level(transfer_caps, link.free_bps - media_bps)
+        saturated = _saturation_at(transfers, transfer_caps, level)
     load_bps = limited_bps = limited_rtt_s = n_limited = 0  # (sum()s: from int 0, as sum() starts)
     for flow, cap_bps in zip(transfers, transfer_caps):
         if level < cap_bps:  # (min(cap, level); cap > level)
@@ -90,7 +95,17 @@ def _share_unweighted(link, transfers: list, media: list, now_s: float) -> bool:
     else:
         link.congestion_loss = _loss(link, n_limited, limited_bps / n_limited, limited_rtt_s / n_limited)
     link.note(now_s)
-    return True
+
+
+def _saturation_at(transfers: list, caps_bps: list[float], level_bps: float) -> int:
+    """:func:`saturation` of transfers of caps ``caps_bps`` at the water level ``level_bps`` (bit/s)."""
+    state = queueing.NOT_SATURATED
+    for flow, cap_bps in zip(transfers, caps_bps):
+        if cap_bps > level_bps:
+            if flow.long:
+                return queueing.STANDING
+            state = queueing.BURSTS
+    return state
 
 
 def _share_among_calls(link, media: list, now_s: float) -> None:
