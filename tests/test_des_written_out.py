@@ -174,15 +174,16 @@ def _state(link: Link, transfers: list[Transfer], media: list[Media]) -> tuple:
 def test_a_busy_lines_share_written_out_is_the_general_shares_to_the_bit(seed):
     rng = random.Random(seed)
     for _ in range(300):
+        times_s = (1.0, rng.uniform(1.0, 3.0), rng.uniform(3.0, 40.0))  # calls yield, cut, climb back between
         state = rng.getstate()
-        link, transfers, media = _busy_line(rng)
-        link.media_steady = False
-        _share_unweighted(link, transfers, media, 1.0)
-        written_out = _state(link, transfers, media)
-        rng.setstate(state)
-        link, transfers, media = _busy_line(rng)
-        link.media_steady = False  # (as share_link sets it before sharing the general way)
-        share_generally(link, transfers, media, 1.0)
-        general = _state(link, transfers, media)
+        outcomes = []
+        for share in (_share_unweighted, share_generally):
+            rng.setstate(state)  # the same line for both
+            link, transfers, media = _busy_line(rng)
+            for now_s in times_s:
+                link.media_steady = False  # (as share_link sets it before either)
+                share(link, transfers, media, now_s)
+                outcomes.append(_state(link, transfers, media))
+        written_out, general = outcomes[:3], outcomes[3:]
         assert repr(written_out) == repr(general)
-        assert [type(v) for v in written_out[:4]] == [type(v) for v in general[:4]]
+        assert [type(v) for o in written_out for v in o[:4]] == [type(v) for o in general for v in o[:4]]
