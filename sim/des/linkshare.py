@@ -54,9 +54,9 @@ def _share_unweighted(link, transfers: list, media: list, now_s: float) -> None:
     """:func:`share_generally` with no weighted stream, written out.
 
     :func:`shares` (by :func:`fill` and :func:`saturation`), the transfers' shares, the link's load and its
-    congestion loss's sums in one pass over the transfers, without the lists of rates and limits: the same values
-    and float operations in the same order (sums from int 0, as ``sum()`` takes them; the load over the transfers,
-    then the calls). A busy line's every event passes here.
+    congestion loss's terms in one pass over the transfers, without the lists of limits: the same values summed by
+    ``sum()`` in the same order (the load over the transfers, then the calls; ``sum()`` itself, not a running total:
+    from Python 3.12 it compensates rounding). A busy line's every event passes here.
     """
     transfer_caps = [f.cap_bps for f in transfers]
     video_caps = [m.cap_bps(now_s) for m in media]
@@ -68,32 +68,30 @@ def _share_unweighted(link, transfers: list, media: list, now_s: float) -> None:
         media_rates, media_limited, media_bps = media_shares(video_caps, link.free_headroom_bps)
         level = water_level(transfer_caps, link.free_bps - media_bps)
         saturated = _saturation_at(transfers, transfer_caps, level)
-    load_bps = limited_bps = limited_rtt_s = n_limited = 0  # (sum()s: from int 0, as sum() starts)
+    rates, limited_rtts_s = [], []  # (congestion_loss()'s RTTs: of the transfers the link limits, in order)
     for flow, cap_bps in zip(transfers, transfer_caps):
         if level < cap_bps:  # (min(cap, level); cap > level)
             rate_bps, limiter = level, link
-            limited_bps += level  # (congestion_loss()'s sums over the transfers the link limits)
-            limited_rtt_s += flow.rtt_s - flow.queue_delay_s
-            n_limited, last_limited = n_limited + 1, flow
+            limited_rtts_s.append(flow.rtt_s - flow.queue_delay_s)
         else:
             rate_bps, limiter = cap_bps, None
         if rate_bps != flow.rate_bps or limiter is not flow.limiter:
             flow.settle(now_s)
             flow.rate_bps, flow.limiter = rate_bps, limiter
-        load_bps += rate_bps
+        rates.append(rate_bps)
     video_floor_bps = set_link_media(link, media, media_rates, media_limited, saturated, now_s)
     link.new_share_bps = (link.free_bps - video_floor_bps) / (len(transfers) + 1)
-    for rate_bps in media_rates:
-        load_bps += rate_bps
-    link.carry(load_bps, saturated, sum(media_rates))
+    link.carry(sum(rates + media_rates) if media_rates else sum(rates), saturated, sum(media_rates))
+    n_limited = len(limited_rtts_s)
     if not saturated:
         link.congestion_loss = 0.0
     elif link.streams:  # (a connection's streams are one TCP flow)
         link.congestion_loss = congestion_loss(link, [f for f in transfers if f.limiter is link])
     elif n_limited == 1:  # (the one's own rate and RTT, as congestion_loss() takes them)
-        link.congestion_loss = _loss(link, 1, level, last_limited.rtt_s - last_limited.queue_delay_s)
-    else:
-        link.congestion_loss = _loss(link, n_limited, limited_bps / n_limited, limited_rtt_s / n_limited)
+        link.congestion_loss = _loss(link, 1, level, limited_rtts_s[0])
+    else:  # (each rate the level: their sum() as congestion_loss() takes it)
+        link.congestion_loss = _loss(link, n_limited, sum([level] * n_limited) / n_limited,
+                                     sum(limited_rtts_s) / n_limited)
     link.note(now_s)
 
 
