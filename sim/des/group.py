@@ -297,7 +297,8 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         if self.transfers:
             done = ended_transfers(self.transfers, limit_s)
             if done:  # (seldom: most events of a busy line are steps; the rest then kept as they are)
-                self.transfers = [f for f in self.transfers if not f.finish_s() <= limit_s]
+                ended_ids = {id(f) for f in done}
+                self.transfers = [f for f in self.transfers if id(f) not in ended_ids]
                 for flow in done:
                     self.dirty.update(flow.path)
                     flow.settle(now_s)

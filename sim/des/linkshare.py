@@ -194,7 +194,7 @@ def steady_media(link, media: list, now_s: float) -> None:
         link.media_steady, link.media_held = True, False
 
 
-def share_elastic_alone(link, transfers: list, now_s: float) -> None:
+def share_elastic_alone(link, transfers: list | tuple, now_s: float) -> None:
     """:func:`share_link` for a link with at most one transfer and no media (the common case)."""
     if transfers:
         link.new_share_bps = link.free_bps / 2
@@ -273,7 +273,7 @@ def carry_alone(flow: Transfer, link, now_s: float) -> None:
 
 def idle_link(link, now_s: float) -> None:
     """:func:`share_link` for a link with no transfer and no media: it carries nothing from ``now_s``."""
-    link.new_share_bps = link.free_bps / 1
+    link.new_share_bps = link.free_bps  # (a new transfer would be alone)
     link.carry(0.0, False, 0.0)
     link.congestion_loss = 0.0
     link.note(now_s)

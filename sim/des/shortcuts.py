@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from sim.des.flows import Transfer
-from sim.des.linkshare import carry_alone, idle_link, lone_finish_s, share_link
+from sim.des.linkshare import lone_finish_s, share_elastic_alone, share_link
 from sim.des.session import Session
 
 _EPS_S = 1e-9
@@ -167,11 +167,8 @@ class Shortcuts:
         link.settle(now_s)
         if media:
             share_link(link, list(transfers), media, now_s)
-        elif transfers:  # (share_elastic_alone's two cases)
-            link.new_share_bps = link.free_bps / 2
-            carry_alone(transfers[0], link, now_s)
         else:
-            idle_link(link, now_s)
+            share_elastic_alone(link, transfers, now_s)
 
     def _take_step(self, link, now_s: float) -> None:
         """Take a link's reservation steps due by ``now_s``.
