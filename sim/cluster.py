@@ -197,10 +197,34 @@ def _local_client(workers: int) -> Iterator[object]:
     from dask.distributed import Client, LocalCluster
     try:
         # Dask's HTTP server always starts; on a free local port, two runs never compete for its default 8787.
+        # Its own log stays quiet (its errors at shutdown are about tasks the run no longer wants): what goes wrong
+        # in a task reaches the run as that task's exception (``map_ordered``), and a dead worker as KilledWorker.
         local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+                             dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
     except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
         raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "
                            "fewer --workers, or --workers 0") from None
     with local, Client(local) as client:
+        client.register_plugin(_ignore_interrupts(), name="testbed-ignore-interrupts")
         yield client
+
+
+def _ignore_interrupts():
+    """A Dask worker plugin (:class:`IgnoreInterrupts`), its class made when a cluster starts (Dask imported)."""
+    from distributed import WorkerPlugin
+
+    class IgnoreInterrupts(WorkerPlugin):
+        """A Dask worker plugin: the embedded cluster's worker processes ignore SIGINT.
+
+        A Ctrl-C reaches the terminal's whole process group: the command's process stops the run and closes the
+        cluster, so its workers must not take the signal too (each would die printing a KeyboardInterrupt traceback).
+        Set on every worker as it starts (a restarted one too); one still starting up when the Ctrl-C comes (the first
+        second or two of a run) can still print its traceback.
+        """
+
+        def setup(self, worker) -> None:
+            """Ignore SIGINT in this worker's process (its event loop runs in the process's main thread)."""
+            import signal
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreInterrupts()
