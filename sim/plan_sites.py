@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sim import scale
 from sim.model.catalogue import AccessProfile
 from sim.model.scenario import Scenario
-from sim.plan_runs import EVERY, check_product
+from sim.plan_runs import EVERY, Judged, check_product
 
 LINK = "link"  # the verdict on busy-hour utilisation of the access links (sim.targets)
 
@@ -35,7 +35,9 @@ class ProductCheck:
     """A product run for real on a line: the share of sites meeting every target per seed, and each target's.
 
     ``distance_m`` is the line length it ran at (None: headline rates). ``app_shares`` holds, per target (app
-    name, or ``link`` for busy-hour utilisation), the share of sites meeting it in the worst seed.
+    name, or ``link`` for busy-hour utilisation), the share of sites meeting it in the worst seed; ``causes``, per
+    target some site missed, the cause the site verdicts gave in that target's worst seed
+    (:func:`sim.plan_runs.cause_of`). ``sites`` is how many sites each run had.
     """
 
     site_class: str
@@ -44,6 +46,8 @@ class ProductCheck:
     shares: tuple[float, ...]
     app_shares: tuple[tuple[str, float], ...]
     passed: bool
+    causes: tuple[tuple[str, str], ...] = ()
+    sites: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,11 +134,16 @@ def walk(scenario: Scenario, lines: dict[Line, tuple[float, float]], seeds: dict
                 _settle(steps[line], s, checks[key(line, s)])
 
 
-def _check(key: tuple, per_seed: list[dict[str, float]], target_share: float) -> ProductCheck:
-    shares = tuple(float(r[EVERY]) for r in per_seed)
-    apps = sorted({a for r in per_seed for a in r if a != EVERY})
-    app_shares = tuple((a, min(float(r.get(a, 1.0)) for r in per_seed)) for a in apps)
-    return ProductCheck(*key, shares, app_shares, min(shares) >= target_share)
+def _check(key: tuple, per_seed: list[Judged], target_share: float) -> ProductCheck:
+    shares = tuple(float(r.shares[EVERY]) for r in per_seed)
+    apps = sorted({a for r in per_seed for a in r.shares if a != EVERY})
+    app_shares = tuple((a, min(float(r.shares.get(a, 1.0)) for r in per_seed)) for a in apps)
+    causes = []
+    for app in sorted({a for r in per_seed for a in r.causes}):
+        worst = min((r for r in per_seed if app in r.causes), key=lambda r: r.shares.get(app, 1.0))
+        causes.append((app, worst.causes[app]))
+    return ProductCheck(*key, shares, app_shares, min(shares) >= target_share, tuple(causes),
+                        max((r.sites for r in per_seed), default=0))
 
 
 def _settle(steps: list[Step], step: Step, check: ProductCheck) -> None:
