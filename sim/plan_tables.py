@@ -22,7 +22,8 @@ from sim.plan_sites import LINK, Line, Step, best_missed, chosen, length_text
 
 
 def _mbps(rate_bps: float) -> str:
-    return f"{rate_bps / 1e6:.3g}"
+    """Mbit/s to 3 significant figures, whole from 1,000 (never '1e+03')."""
+    return f"{rate_bps / 1e6:.3g}" if rate_bps < 1e9 else f"{rate_bps / 1e6:.0f}"
 
 
 def rates_text(rates_bps: tuple[float, float]) -> str:
@@ -69,7 +70,9 @@ def explain(scenario: Scenario, line: Line, step: Step, down: Need, up: Need, ta
     missed = sorted([(s, a) for a, s in check.app_shares if s < target_share]) or [(min(check.shares), "")]
     what = ", ".join(f"{_target_label(scenario, a) if a else 'every target'} met at {_sites_text(s, check.sites)}"
                      for s, a in missed[:2]) + (f" (and {len(missed) - 2} more targets)" if len(missed) > 2 else "")
-    text = f"{where}: {what} in the worst seed (bar {target_share:.0%})"
+    seeds = down.seeds if len(down.seeds) == len(check.shares) else ()
+    worst_seed = f"seed {seeds[check.shares.index(min(check.shares))]}; " if seeds else ""
+    text = f"{where}: {what} in the worst seed ({worst_seed}bar {target_share:.0%})"
     causes = dict(check.causes)
     worst = missed[0][1]
     if worst in causes:
@@ -122,17 +125,17 @@ def generic_profile(scenario: Scenario) -> AccessProfile:
 def differences(product: AccessProfile, generic: AccessProfile, directions: tuple[str, ...]) -> list[tuple[str, str]]:
     """What differs between a product and the generic line, besides rates: (the product's, the generic line's).
 
-    Buffers in the given directions, queueing, and a shorter round trip (a longer one only makes it harder).
+    Buffers in the given directions, queueing, and a shorter round trip (a longer one cannot be what helped).
     """
     out = []
     for d in directions:
         mine, theirs = getattr(product, f"buffer_{d}"), getattr(generic, f"buffer_{d}")
         if mine != theirs:
-            out.append((f"its {buffer_words(mine)} {d}stream buffer", f"{buffer_words(theirs)} {d}stream buffer"))
+            out.append((f"{buffer_words(mine)} {d}stream buffer", f"{buffer_words(theirs)} {d}stream buffer"))
     if product.qos != generic.qos:
         out.append((_queueing(product), _queueing(generic)))
     if product.rtt < generic.rtt:
-        out.append((f"its {value_words(product.rtt, TIME)} round trip", f"{value_words(generic.rtt, TIME)} round trip"))
+        out.append((f"{value_words(product.rtt, TIME)} round trip", f"{value_words(generic.rtt, TIME)} round trip"))
     return out
 
 
@@ -159,7 +162,7 @@ def enough_text(scenario: Scenario, where: str, step: Step, below: str, down: Ne
     if not found:
         return (f"{need}, but {met} with the generic line's round trip, buffers and queueing: only its rates "
                 "differ (the search held the other direction at 10 Gbit/s)")
-    return f"{need} ({_and([g for _, g in found])}), but with {_and([m for m, _ in found])}, {met}"
+    return f"{need} ({', '.join(g for _, g in found)}), but with its {_and([m for m, _ in found])}, {met}"
 
 
 def _short_of(rates_bps: tuple[float, float], floor_bps: tuple[float, float]) -> str:
