@@ -4,7 +4,8 @@ A *line* is a site class at a line length (``None``: not stated, so products run
 per-class answer is the line of each class with no length). Along the catalogue's ladder, cheapest first, a
 product is *offered* on a line unless the line is longer than the product's ``reach``; it gives the rates of the
 catalogue's derating table at that length (:meth:`AccessProfile.rates_at`, as the topology derives a site's
-line); it is *run* unless those rates are below the lower ends of the class's need intervals; and it is
+line); it is *run* unless a rate is below the least any seed needed on the generic line (less the search's
+tolerance: :attr:`sim.plan.Need.floor_bps`); and it is
 *enough* when the share of the sites meeting every target reaches the bar in every seed. Products without a
 derating table run at their headline rates, so their runs are shared by every line of the class.
 """
@@ -54,7 +55,7 @@ class ProductCheck:
 class Step:
     """One product of the ladder considered for a line: what it gives there and what became of it.
 
-    ``outcome`` is ``not sold`` (beyond its reach), ``too slow`` (below the need's interval), ``missed``
+    ``outcome`` is ``not sold`` (beyond its reach), ``too slow`` (below the least any seed needed), ``missed``
     (run, short of the bar) or ``enough``; ``check`` is its run, if it ran.
     """
 
@@ -79,7 +80,7 @@ def run_distance(profile: AccessProfile, distance_m: float | None) -> float | No
 def first_steps(scenario: Scenario, line: Line, floor_bps: tuple[float, float]) -> list[Step]:
     """The ladder for a line, cheapest first: products not sold there, too slow for the need, or to run.
 
-    ``floor_bps`` is (down, up): the lower ends of the class's need intervals.
+    ``floor_bps`` is (down, up): the least any seed of the class needed, less the search's tolerance.
     """
     steps = []
     for name in scenario.catalogue.ladder:

@@ -1,7 +1,9 @@
 """A plan's tables: per class (``plan.csv``), per site (``plan_sites.csv``), every product run (``products.csv``).
 
-Each answer comes with its reason in words, from the figures the plan found ("FTTC 40/10 at 1.8 km gives
-18/4.5 Mbit/s: video met at 60% of sites (bar 95%); the uplink is below the class's need of 5.2 Mbit/s").
+Each answer comes with its reason in words, from the figures its rule used and the causes the runs' site verdicts
+gave ("FTTC 40/10 at 1.8 km gives 18/4.5 Mbit/s: video met at 60% of sites (6 of 10) in the worst seed (seed 2,
+bar 95%): bitrate below target, limited by the 4.5 Mbit/s uplink, and its uplink is below the class's need of
+5.2 Mbit/s on the generic line").
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def explain(scenario: Scenario, line: Line, step: Step, down: Need, up: Need, ta
     what = ", ".join(f"{_target_label(scenario, a) if a else 'every target'} met at {_sites_text(s, check.sites)}"
                      for s, a in missed[:2]) + (f" (and {len(missed) - 2} more targets)" if len(missed) > 2 else "")
     seeds = down.seeds if len(down.seeds) == len(check.shares) else ()
-    worst_seed = f"seed {seeds[check.shares.index(min(check.shares))]}; " if seeds else ""
+    worst_seed = f"seed {seeds[check.shares.index(min(check.shares))]}, " if seeds else ""
     text = f"{where}: {what} in the worst seed ({worst_seed}bar {target_share:.0%})"
     causes = dict(check.causes)
     worst = missed[0][1]

@@ -90,14 +90,14 @@ def test_a_product_short_of_the_bar_names_the_target_the_seed_and_the_recorded_c
              (("video", QUEUE_1G),))
     assert explain(scenario, s, down, up) == (
         "FTTP 1000/220 gives 1000/220 Mbit/s: video consultations met at 90% of sites (9 of 10) in the worst seed "
-        "(seed 2; bar 95%): bitrate below target, limited by transfers filling the queue of the 1 Gbit/s downlink "
+        "(seed 2, bar 95%): bitrate below target, limited by transfers filling the queue of the 1 Gbit/s downlink "
         "(its 50 ms downstream buffer, one queue for calls and transfers)")
     # Below the class's need too: the comparison follows the cause, with the figure it compares with.
     s = step(scenario, "fttp_80_20", "missed", (0.6, 0.9, 1.0), (("video", 0.6),),
              (("video", "bitrate below target, limited by the 80 Mbit/s downlink"),))
     assert explain(scenario, s, down, up) == (
         "FTTP 80/20 gives 80/20 Mbit/s: video consultations met at 60% of sites (6 of 10) in the worst seed "
-        "(seed 1; bar 95%): bitrate below target, limited by the 80 Mbit/s downlink, and its downlink is below the "
+        "(seed 1, bar 95%): bitrate below target, limited by the 80 Mbit/s downlink, and its downlink is below the "
         "class's need of 200 Mbit/s on the generic line")
 
 
