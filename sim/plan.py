@@ -22,7 +22,16 @@ import pandas as pd
 from sim import plan_sites, scale, topology, workload
 from sim.errors import TestbedError
 from sim.model.scenario import Scenario
-from sim.plan_runs import EVERY, GENERIC_BASE, PLAN_PROFILE, passing, planning_scenario, share_passing  # noqa: F401
+from sim.plan_runs import (  # noqa: F401
+    EVERY,
+    GENERIC_BASE,
+    PLAN_PROFILE,
+    Judged,
+    judge,
+    passing,
+    planning_scenario,
+    share_passing,
+)
 from sim.plan_search import HIGH_BPS, LOW_BPS, T_975, TOLERANCE, Found, interval, search  # noqa: F401
 from sim.plan_sites import Line, ProductCheck, Step
 from sim.progress import Forward
@@ -51,6 +60,9 @@ class Need:
     seeds: tuple[int, ...] = ()
     inversions: tuple[tuple[int, float, float, float, float], ...] = ()
     missed_at_high: tuple[tuple[int, str, float], ...] = ()  # (seed, target, share of sites) short at HIGH_BPS
+    # Per seed, at the highest capacity its search tried below its answer: (seed, capacity_bps, target, share of
+    # sites meeting it, the cause the site verdicts gave), for each target some site missed there.
+    short: tuple[tuple[int, float, str, float, str], ...] = ()
 
     @property
     def reachable(self) -> bool:
@@ -114,17 +126,18 @@ def bisect(scenario: Scenario, site_class: str, seed: int, direction: str, targe
     topo = topology.build(plan_scenario)
     trace = workload.generate(plan_scenario, topo, seed)
 
-    at_high: dict[str, float] = {}
+    judged: dict[float, Judged] = {}
 
     def share(capacity_bps: float) -> float:
         rates = {"down_bps": capacity_bps} if direction == "down" else {"up_bps": capacity_bps}
-        shares = passing(plan_scenario, trace, topo, **rates)
-        if capacity_bps >= HIGH_BPS:
-            at_high.update(shares)
-        return shares[EVERY]
+        judged[capacity_bps] = judge(plan_scenario, trace, topo, **rates)
+        return judged[capacity_bps].shares[EVERY]
 
     found = search(share, target_share)
-    return dataclasses.replace(found, at_high=tuple((k, v) for k, v in at_high.items() if k != EVERY))
+    at_high = judged[HIGH_BPS].shares
+    below = judged.get(found.failing_below) if found.failing_below is not None else None
+    short = tuple((app, below.shares.get(app, 1.0), cause) for app, cause in below.causes.items()) if below else ()
+    return dataclasses.replace(found, at_high=tuple((k, v) for k, v in at_high.items() if k != EVERY), short=short)
 
 
 def summarise(site_class: str, direction: str, thresholds: list[float], seeds: tuple[int, ...] = (),
@@ -220,7 +233,9 @@ def _need(site_class: str, direction: str, seeds: list[int], found: dict) -> Nee
     need = summarise(site_class, direction, [r.threshold_bps for r in results], tuple(seeds), inversions)
     missed = tuple((s, app, share) for s, r in zip(seeds, results) if not math.isfinite(r.threshold_bps)
                    for app, share in r.at_high if share < 1.0)
-    return dataclasses.replace(need, missed_at_high=missed)
+    short = tuple((s, r.failing_below, app, share, cause) for s, r in zip(seeds, results) if r.failing_below
+                  for app, share, cause in r.short)
+    return dataclasses.replace(need, missed_at_high=missed, short=short)
 
 
 def _lines(scenario: Scenario, classes: list[str]) -> list[Line]:

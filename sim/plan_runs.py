@@ -5,6 +5,8 @@ Every run of the planner (a capacity tried on the generic line, a product at a l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from sim import des, targets, topology, workload
@@ -37,9 +39,23 @@ def planning_scenario(scenario: Scenario, site_class: str, access: str = PLAN_PR
     return scenario.model_copy(update={"sites": (group,), "catalogue": catalogue})
 
 
-def passing(scenario: Scenario, trace: pd.DataFrame, topo: topology.Topology,
-            down_bps: float | None = None, up_bps: float | None = None) -> dict[str, float]:
-    """Share of the sites meeting each target (app name -> share) and every target (``EVERY``).
+@dataclass(frozen=True)
+class Judged:
+    """A planning run's verdicts: the share of its sites meeting each target and every target, and why some did not.
+
+    ``shares`` maps each target (app name, ``link`` for busy-hour utilisation) and ``EVERY`` to the share of the
+    sites meeting it. ``causes`` maps each target some site missed to the cause the site verdicts give for it (see
+    :func:`cause_of`). ``sites`` is how many sites ran.
+    """
+
+    shares: dict[str, float]
+    causes: dict[str, str]
+    sites: int
+
+
+def judge(scenario: Scenario, trace: pd.DataFrame, topo: topology.Topology,
+          down_bps: float | None = None, up_bps: float | None = None) -> Judged:
+    """The sites' verdicts when their access runs at the given rates (bit/s): shares passing and causes of misses.
 
     The sites' access runs at the given rates (bit/s) where given, else at the topology's own; its buffers are its
     profile's at those rates (a buffer given in time holds that many seconds of the rate tried).
@@ -60,7 +76,32 @@ def passing(scenario: Scenario, trace: pd.DataFrame, topo: topology.Topology,
     shares = {app: float(part.groupby("site")["passed"].all().reindex(names, fill_value=True).mean())
               for app, part in rows.groupby("app", sort=True)}
     every = rows.groupby("site")["passed"].all().reindex(names, fill_value=True)
-    return {EVERY: float(every.mean()), **shares}
+    return Judged({EVERY: float(every.mean()), **shares}, cause_of(rows), len(names))
+
+
+def cause_of(site_rows: pd.DataFrame) -> dict[str, str]:
+    """Per target missed at some site: the failed criterion and the engines' cause most of its failing sites share.
+
+    ``site_rows`` are site verdicts (:func:`sim.targets.site_verdicts`: ``app``, ``passed``, ``criterion``,
+    ``cause``); the words are theirs, e.g. "bitrate below target, limited by transfers filling the queue of the
+    1 Gbit/s downlink" (ties: alphabetical). A row without a cause gives its criterion alone.
+    """
+    failed = site_rows[~site_rows["passed"]]
+    out = {}
+    for app, rows in failed.groupby("app", sort=True):
+        criterion = rows["criterion"].fillna("").astype(str) if "criterion" in rows else rows["reason"].astype(str)
+        cause = rows["cause"].fillna("").astype(str) if "cause" in rows else pd.Series("", index=rows.index)
+        counts = pd.DataFrame({"criterion": criterion, "cause": cause}).value_counts().rename("n").reset_index()
+        top = counts.sort_values(["n", "criterion", "cause"], ascending=[False, True, True], kind="stable").iloc[0]
+        words = top["criterion"] or "missed"
+        out[str(app)] = f"{words}, limited by {top['cause']}" if top["cause"] else words
+    return out
+
+
+def passing(scenario: Scenario, trace: pd.DataFrame, topo: topology.Topology,
+            down_bps: float | None = None, up_bps: float | None = None) -> dict[str, float]:
+    """Share of the sites meeting each target (app name -> share) and every target (``EVERY``) (see :func:`judge`)."""
+    return judge(scenario, trace, topo, down_bps, up_bps).shares
 
 
 def share_passing(scenario: Scenario, trace: pd.DataFrame, topo: topology.Topology,
@@ -70,11 +111,11 @@ def share_passing(scenario: Scenario, trace: pd.DataFrame, topo: topology.Topolo
 
 
 def check_product(scenario: Scenario, site_class: str, product: str, distance_m: float | None,
-                  seed: int) -> dict[str, float]:
+                  seed: int) -> Judged:
     """A product run for real for a class's sites at a line length (m; None: headline rates), for one seed.
 
-    Returns the share of the sites meeting each target and every target (see :func:`passing`).
+    Returns the share of the sites meeting each target and every target, and the causes of misses (:func:`judge`).
     """
     plan_scenario = planning_scenario(scenario, site_class, access=product, distance_m=distance_m)
     topo = topology.build(plan_scenario)
-    return passing(plan_scenario, workload.generate(plan_scenario, topo, seed), topo)
+    return judge(plan_scenario, workload.generate(plan_scenario, topo, seed), topo)

@@ -30,13 +30,24 @@ class Found:
     ``points`` are (capacity_bps, share) in the order tried. ``inversions`` are (passing_bps, passing_share,
     failing_bps, failing_share): a capacity meeting the bar below one that does not, the evidence that the
     response is not monotone (the nearest passing point below each failing one). ``at_high`` is left for the
-    caller: what it knows of each target at ``HIGH_BPS`` (name, share of sites meeting it).
+    caller: what it knows of each target at ``HIGH_BPS`` (name, share of sites meeting it); so is ``short``: at
+    :attr:`failing_below`, each target some site missed (name, share of sites meeting it, cause in words).
     """
 
     threshold_bps: float
     points: tuple[tuple[float, float], ...]
     inversions: tuple[tuple[float, float, float, float], ...]
     at_high: tuple[tuple[str, float], ...] = ()
+    short: tuple[tuple[str, float, str], ...] = ()
+
+    @property
+    def failing_below(self) -> float | None:
+        """The highest capacity tried below the answer that fell short of the bar (None: none did, or no answer)."""
+        if not math.isfinite(self.threshold_bps):
+            return None
+        passing = {c for c, _ in self.points if c >= self.threshold_bps}
+        below = [c for c, _ in self.points if c < self.threshold_bps and c not in passing]
+        return max(below, default=None)
 
     @property
     def monotone(self) -> bool:

@@ -4,7 +4,8 @@ A *line* is a site class at a line length (``None``: not stated, so products run
 per-class answer is the line of each class with no length). Along the catalogue's ladder, cheapest first, a
 product is *offered* on a line unless the line is longer than the product's ``reach``; it gives the rates of the
 catalogue's derating table at that length (:meth:`AccessProfile.rates_at`, as the topology derives a site's
-line); it is *run* unless those rates are below the lower ends of the class's need intervals; and it is
+line); it is *run* unless a rate is below the least any seed needed on the generic line (less the search's
+tolerance: :attr:`sim.plan.Need.floor_bps`); and it is
 *enough* when the share of the sites meeting every target reaches the bar in every seed. Products without a
 derating table run at their headline rates, so their runs are shared by every line of the class.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from sim import scale
 from sim.model.catalogue import AccessProfile
 from sim.model.scenario import Scenario
-from sim.plan_runs import EVERY, check_product
+from sim.plan_runs import EVERY, Judged, check_product
 
 LINK = "link"  # the verdict on busy-hour utilisation of the access links (sim.targets)
 
@@ -35,7 +36,9 @@ class ProductCheck:
     """A product run for real on a line: the share of sites meeting every target per seed, and each target's.
 
     ``distance_m`` is the line length it ran at (None: headline rates). ``app_shares`` holds, per target (app
-    name, or ``link`` for busy-hour utilisation), the share of sites meeting it in the worst seed.
+    name, or ``link`` for busy-hour utilisation), the share of sites meeting it in the worst seed; ``causes``, per
+    target some site missed, the cause the site verdicts gave in that target's worst seed
+    (:func:`sim.plan_runs.cause_of`). ``sites`` is how many sites each run had.
     """
 
     site_class: str
@@ -44,13 +47,15 @@ class ProductCheck:
     shares: tuple[float, ...]
     app_shares: tuple[tuple[str, float], ...]
     passed: bool
+    causes: tuple[tuple[str, str], ...] = ()
+    sites: int = 0
 
 
 @dataclass(frozen=True)
 class Step:
     """One product of the ladder considered for a line: what it gives there and what became of it.
 
-    ``outcome`` is ``not sold`` (beyond its reach), ``too slow`` (below the need's interval), ``missed``
+    ``outcome`` is ``not sold`` (beyond its reach), ``too slow`` (below the least any seed needed), ``missed``
     (run, short of the bar) or ``enough``; ``check`` is its run, if it ran.
     """
 
@@ -75,7 +80,7 @@ def run_distance(profile: AccessProfile, distance_m: float | None) -> float | No
 def first_steps(scenario: Scenario, line: Line, floor_bps: tuple[float, float]) -> list[Step]:
     """The ladder for a line, cheapest first: products not sold there, too slow for the need, or to run.
 
-    ``floor_bps`` is (down, up): the lower ends of the class's need intervals.
+    ``floor_bps`` is (down, up): the least any seed of the class needed, less the search's tolerance.
     """
     steps = []
     for name in scenario.catalogue.ladder:
@@ -130,11 +135,16 @@ def walk(scenario: Scenario, lines: dict[Line, tuple[float, float]], seeds: dict
                 _settle(steps[line], s, checks[key(line, s)])
 
 
-def _check(key: tuple, per_seed: list[dict[str, float]], target_share: float) -> ProductCheck:
-    shares = tuple(float(r[EVERY]) for r in per_seed)
-    apps = sorted({a for r in per_seed for a in r if a != EVERY})
-    app_shares = tuple((a, min(float(r.get(a, 1.0)) for r in per_seed)) for a in apps)
-    return ProductCheck(*key, shares, app_shares, min(shares) >= target_share)
+def _check(key: tuple, per_seed: list[Judged], target_share: float) -> ProductCheck:
+    shares = tuple(float(r.shares[EVERY]) for r in per_seed)
+    apps = sorted({a for r in per_seed for a in r.shares if a != EVERY})
+    app_shares = tuple((a, min(float(r.shares.get(a, 1.0)) for r in per_seed)) for a in apps)
+    causes = []
+    for app in sorted({a for r in per_seed for a in r.causes}):
+        worst = min((r for r in per_seed if app in r.causes), key=lambda r: r.shares.get(app, 1.0))
+        causes.append((app, worst.causes[app]))
+    return ProductCheck(*key, shares, app_shares, min(shares) >= target_share, tuple(causes),
+                        max((r.sites for r in per_seed), default=0))
 
 
 def _settle(steps: list[Step], step: Step, check: ProductCheck) -> None:

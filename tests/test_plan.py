@@ -139,6 +139,13 @@ def test_cheapest_product_is_the_first_on_the_ladder_that_passed_every_seed(smok
     skipped = ladder[:ladder.index(tried[0].product)]
     assert all(profiles[p].down < min(down.per_seed_bps) / 1.04 or profiles[p].up < min(up.per_seed_bps) / 1.04
                for p in skipped)
+    # Each target a product missed carries the cause its site verdicts gave, and its reason quotes it.
+    for check in tried[:-1]:
+        causes = dict(check.causes)
+        assert check.sites > 0 and all(app in causes for app, share in check.app_shares if share < 1.0)
+        step = next(s for s in found.lines[plan_sites.Line("gp_medium", None)] if s.product == check.product)
+        worst = min((share, app) for app, share in check.app_shares)[1]
+        assert causes[worst] in plan_tables.explain(scenario, plan_sites.Line("gp_medium", None), step, down, up, 0.95)
 
 
 def test_each_site_gets_a_product_sold_at_its_own_line_length(smoke_plan):
