@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from sim import answers, availability, checks, gate, load, pipeline, report, results, studies, sweep, units
-from sim.cli_exits import exits, out, progress_bar, say, shown
+from sim.cli_exits import exits, out, progress_bar, say, say_more_problems, shown
 from sim.cli_lists import list_apps, list_classes, list_profiles, list_scenarios
 from sim.cli_show import availability_lines, print_answers, print_fidelity, print_plan, run_facts, study_availability
 from sim.errors import TestbedError
@@ -276,7 +276,7 @@ def clean(prefix: str = typer.Argument(None, help="One run's prefix (tbXXXX); de
 
 @app.command()
 def validate(files: list[Path] = typer.Argument(..., help="Scenario or catalogue files.")) -> None:
-    """Check scenario or catalogue files and report the first problem in each."""
+    """Check scenario or catalogue files and report the problems in each, one located line each."""
     failed = False
     with exits():
         for file in files:
@@ -285,6 +285,7 @@ def validate(files: list[Path] = typer.Argument(..., help="Scenario or catalogue
                           soft_wrap=True)
             except TestbedError as exc:
                 say(f"[red]error:[/red] {shown(str(exc))}")
+                say_more_problems(exc)
                 failed = True
     if failed:
         raise typer.Exit(2)
