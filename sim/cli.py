@@ -11,6 +11,7 @@ tables the commands print) and :mod:`sim.cli_lists` (``testbed list``).
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -217,6 +218,9 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
     """
     with exits(lambda kept: _resume_command(scenario, kept, seed, None, None)):
         _require_format(output)
+        for path, option in ((junit, "--junit"), (json_path, "--json")):  # refused before anything is run
+            if path:
+                _require_file_path(path, option)
         previous = gate.read_baseline(baseline) if baseline else None
         if year:  # refused before anything is run or written
             availability.require(load.load(scenario, trace=trace))
@@ -324,6 +328,17 @@ FORMATS = ("text", "markdown", "json")
 def _require_format(output: str | None) -> None:
     if output is not None and output not in FORMATS:
         raise TestbedError(f"unknown --format {output!r}; choose text, markdown or json")
+
+
+def _require_file_path(path: Path, option: str) -> None:
+    """Refuse, before the run, a report file that could not be written: a folder, under a file, or read-only."""
+    if path.is_dir():
+        raise TestbedError(f"{option} {path}: Is a directory; that is a folder: give a file name")
+    existing = next(parent for parent in (*path.parents, Path(".")) if parent.exists() or parent.is_symlink())
+    if not existing.is_dir():
+        raise TestbedError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TestbedError(f"{option} {path}: cannot be written here (no permission); choose a path you can write to")
 
 
 def main() -> None:

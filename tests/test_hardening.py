@@ -504,6 +504,24 @@ def test_a_report_file_that_names_a_folder_exits_2_naming_it_and_leaves_no_tempo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.xml"]
 
 
+@pytest.mark.parametrize("option", ["--junit", "--json"])
+def test_a_report_file_under_a_file_is_refused_before_the_run_naming_its_option(tmp_path, scenarios_dir, monkeypatch,
+                                                                                option):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    target = blocker / "sub" / "x.xml"
+
+    def not_run(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr("sim.pipeline.simulate", not_run)
+    result = invoke("check", scenarios_dir / "ci-smoke.yaml", option, target)
+    assert_clean_exit(result, 2)
+    assert " ".join(result.output.split()) == (f"error: {option} {target}: {blocker} is a file, not a folder; "
+                                               "choose another path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def _die(code: int) -> None:
     os._exit(code)  # the worker process ends under its task, as the kernel's OOM killer would end it
 
