@@ -20,7 +20,7 @@ from pathlib import Path
 import typer
 
 from sim import answers, availability, checks, gate, load, pipeline, report, results, studies, sweep, units
-from sim.cli_exits import exits, out, progress_bar, say, say_more_problems, shown
+from sim.cli_exits import err, exits, out, progress_bar, say, say_more_problems, shown
 from sim.cli_lists import list_apps, list_classes, list_profiles, list_scenarios
 from sim.cli_show import availability_lines, print_answers, print_fidelity, print_plan, run_facts, study_availability
 from sim.errors import TestbedError
@@ -342,7 +342,13 @@ def _require_file_path(path: Path, option: str) -> None:
 
 
 def main() -> None:
-    """Entry point for ``python -m sim``."""
+    """Entry point for ``python -m sim`` and ``testbed``.
+
+    A usage error (a mistyped option, a value out of range) is Typer's Rich box on a terminal, and Click's plain
+    lines when stderr is not one (a CI log), as the tables are plain text there.
+    """
+    if not err.is_terminal:
+        app.rich_markup_mode = None
     app(prog_name="testbed")
 
 
