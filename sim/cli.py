@@ -11,6 +11,7 @@ tables the commands print) and :mod:`sim.cli_lists` (``testbed list``).
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from pathlib import Path
 import typer
 
 from sim import answers, availability, checks, gate, load, pipeline, report, results, studies, sweep, units
-from sim.cli_exits import exits, out, progress_bar, say, shown
+from sim.cli_exits import err, exits, out, progress_bar, say, say_more_problems, shown
 from sim.cli_lists import list_apps, list_classes, list_profiles, list_scenarios
 from sim.cli_show import availability_lines, print_answers, print_fidelity, print_plan, run_facts, study_availability
 from sim.errors import TestbedError
@@ -217,6 +218,9 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
     """
     with exits(lambda kept: _resume_command(scenario, kept, seed, None, None)):
         _require_format(output)
+        for path, option in ((junit, "--junit"), (json_path, "--json")):  # refused before anything is run
+            if path:
+                _require_file_path(path, option)
         previous = gate.read_baseline(baseline) if baseline else None
         if year:  # refused before anything is run or written
             availability.require(load.load(scenario, trace=trace))
@@ -276,7 +280,7 @@ def clean(prefix: str = typer.Argument(None, help="One run's prefix (tbXXXX); de
 
 @app.command()
 def validate(files: list[Path] = typer.Argument(..., help="Scenario or catalogue files.")) -> None:
-    """Check scenario or catalogue files and report the first problem in each."""
+    """Check scenario or catalogue files and report the problems in each, one located line each."""
     failed = False
     with exits():
         for file in files:
@@ -285,6 +289,7 @@ def validate(files: list[Path] = typer.Argument(..., help="Scenario or catalogue
                           soft_wrap=True)
             except TestbedError as exc:
                 say(f"[red]error:[/red] {shown(str(exc))}")
+                say_more_problems(exc)
                 failed = True
     if failed:
         raise typer.Exit(2)
@@ -325,8 +330,25 @@ def _require_format(output: str | None) -> None:
         raise TestbedError(f"unknown --format {output!r}; choose text, markdown or json")
 
 
+def _require_file_path(path: Path, option: str) -> None:
+    """Refuse, before the run, a report file that could not be written: a folder, under a file, or read-only."""
+    if path.is_dir():
+        raise TestbedError(f"{option} {path}: Is a directory; that is a folder: give a file name")
+    existing = next(parent for parent in (*path.parents, Path(".")) if parent.exists() or parent.is_symlink())
+    if not existing.is_dir():
+        raise TestbedError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TestbedError(f"{option} {path}: cannot be written here (no permission); choose a path you can write to")
+
+
 def main() -> None:
-    """Entry point for ``python -m sim``."""
+    """Entry point for ``python -m sim`` and ``testbed``.
+
+    A usage error (a mistyped option, a value out of range) is Typer's Rich box on a terminal, and Click's plain
+    lines when stderr is not one (a CI log), as the tables are plain text there.
+    """
+    if not err.is_terminal:
+        app.rich_markup_mode = None
     app(prog_name="testbed")
 
 

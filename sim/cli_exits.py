@@ -75,6 +75,7 @@ def exits(resume_hint: Callable[[Path], str] | None = None, resuming: bool = Fal
         raise typer.Exit(130) from None
     except TestbedError as exc:
         say(f"[red]error:[/red] {shown(str(exc))}{_kept_note(exc, error_hint)}")
+        say_more_problems(exc)
         raise typer.Exit(2) from None
     except OSError as exc:
         if exc.errno not in ENVIRONMENT_ERRNOS:
@@ -109,6 +110,13 @@ def _on_sigterm(handler):
 def say(markup: str) -> None:
     """Print Rich ``markup`` on stderr (a message, an error), wrapped by the terminal, never cut."""
     err.print(markup, highlight=False, markup=True, soft_wrap=True)
+
+
+def say_more_problems(exc: BaseException) -> None:
+    """The other problems a scenario's check found besides ``exc`` (its first), one located line each."""
+    from sim.load_errors import more_problems
+    for problem in more_problems(exc):
+        say(f"[red]error:[/red] {shown(str(problem))}")
 
 
 def shown(text: str) -> str:

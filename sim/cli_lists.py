@@ -1,34 +1,34 @@
 """``testbed list``: the access profiles, the app registry, site classes and shipped scenarios (part of :mod:`sim.cli`).
+
+Each table goes out as the other commands' do (:func:`sim.cli_show.show_table`): Rich on a terminal (full width, cells
+folded, never cut), plain text elsewhere (a pipe, a log), never cut.
 """
 
 from __future__ import annotations
 
-from rich.table import Column, Table
-
 from sim import load
-from sim.cli_exits import out
+from sim.cli_show import show_table
 from sim.load_catalogue import DEFAULT_CATALOGUE
+from sim.text_tables import Table
 
 SCENARIOS_DIR = DEFAULT_CATALOGUE.parent / "scenarios"
 
 
 def list_profiles() -> None:
     """The catalogue's access profiles: technology, rates, RTT and buffers."""
-    table = Table(Column("profile", no_wrap=True), "technology", "medium", "down", "up", "RTT", "buffer up",
-                  "buffer down", title="Access profiles (a buffer in time is at the line's rate that way)")
     from sim.units import format_rate
-    for name, p in load._validate_catalogue_only(DEFAULT_CATALOGUE).catalogue.profiles.items():  # noqa: SLF001
-        table.add_row(name, p.technology, p.medium, format_rate(p.down), format_rate(p.up), f"{p.rtt * 1e3:g} ms",
-                      str(p.buffer_up), str(p.buffer_down))
-    out.print(table)
+    profiles = load._validate_catalogue_only(DEFAULT_CATALOGUE).catalogue.profiles  # noqa: SLF001
+    rows = [[name, p.technology, p.medium, format_rate(p.down), format_rate(p.up), f"{p.rtt * 1e3:g} ms",
+             str(p.buffer_up), str(p.buffer_down)] for name, p in profiles.items()]
+    show_table(Table("Access profiles (a buffer in time is at the line's rate that way)",
+                     ["profile", "technology", "medium", "down", "up", "RTT", "buffer up", "buffer down"], rows), None)
 
 
 def list_apps() -> None:
     """The app registry: each app's kind, rate or size, target and source; those that do not cross a line."""
     scenario = load._validate_catalogue_only(DEFAULT_CATALOGUE)  # noqa: SLF001
     from sim.units import format_rate, format_size
-    table = Table("app", "kind", "on line", "rate or size", "connection", "target", "source",
-                  title="Apps (the registry)")
+    rows = []
     targets = scenario.targets
     for name, a in scenario.catalogue.apps.items():
         if a.rate is not None:
@@ -43,11 +43,11 @@ def list_apps() -> None:
             target = f"within {targets.transfers[name]:g} s"
         else:
             target = "load only"
-        table.add_row(name, a.kind, "yes" if a.on_line else "no", figure, _connection_words(a), target, a.source)
-    out.print(table)
-    for name, a in scenario.catalogue.apps.items():
-        if not a.on_line:
-            out.print(f"{name} does not cross a site's line: {a.path}")
+        rows.append([name, a.kind, "yes" if a.on_line else "no", figure, _connection_words(a), target, a.source])
+    notes = [f"{name} does not cross a site's line: {a.path}"
+             for name, a in scenario.catalogue.apps.items() if not a.on_line]
+    show_table(Table("Apps (the registry)", ["app", "kind", "on line", "rate or size", "connection", "target",
+                                             "source"], rows, notes), None)
 
 
 def _connection_words(app) -> str:
@@ -64,17 +64,17 @@ def _connection_words(app) -> str:
 
 def list_classes() -> None:
     """The catalogue's site classes and their consultations a day."""
-    table = Table("site class", "family", "label", "consultations/day", title="Site classes")
-    for name, c in load._validate_catalogue_only(DEFAULT_CATALOGUE).catalogue.site_classes.items():  # noqa: SLF001
-        table.add_row(name, c.family, c.label, f"{c.consultations.per_day:g}" if c.consultations else "-")
-    out.print(table)
+    classes = load._validate_catalogue_only(DEFAULT_CATALOGUE).catalogue.site_classes  # noqa: SLF001
+    rows = [[name, c.family, c.label, f"{c.consultations.per_day:g}" if c.consultations else "-"]
+            for name, c in classes.items()]
+    show_table(Table("Site classes", ["site class", "family", "label", "consultations/day"], rows), None)
 
 
 def list_scenarios() -> None:
     """The shipped scenarios (``scenarios/``): their sites and descriptions."""
-    table = Table("scenario file", "sites", "description", title="Shipped scenarios")
+    rows = []
     for path in sorted(SCENARIOS_DIR.glob("*.yaml")):
         scenario = load.load(path)
-        table.add_row(str(path.relative_to(SCENARIOS_DIR.parent)), str(sum(g.count for g in scenario.sites)),
-                      scenario.description)
-    out.print(table)
+        rows.append([str(path.relative_to(SCENARIOS_DIR.parent)), str(sum(g.count for g in scenario.sites)),
+                     scenario.description])
+    show_table(Table("Shipped scenarios", ["scenario file", "sites", "description"], rows), None)

@@ -187,8 +187,11 @@ def print_answers(outcome: pipeline.Outcome, found: gate.Gate, scenario: Path, o
 def show_table(table: text_tables.Table, output: str | None) -> None:
     """A table as ``output`` asks; by default Rich on a terminal (full width, cells folded, never cut), else text."""
     if output == "markdown" or (output is None and not out.is_terminal) or output == "text":
-        out.file.write((text_tables.markdown(table) if output == "markdown" else text_tables.text(table)) + "\n")
-        out.file.flush()
+        try:
+            out.file.write((text_tables.markdown(table) if output == "markdown" else text_tables.text(table)) + "\n")
+            out.file.flush()
+        except BrokenPipeError:  # the reader has gone (``testbed list | head``): the rest goes nowhere, as Rich's
+            out.on_broken_pipe()
         return
     grid = Table(title=visible(table.title))
     for column in table.columns:

@@ -113,7 +113,8 @@ def _text(table: Table, i: int, row: dict, column: str) -> str:
     if not isinstance(value, str):
         value = str(value)
     if text.visible(value) != value:
-        raise table.error(f"{text.visible(value)!r} holds a control or invisible character", i, column)
+        # repr writes each hidden character as one escape (\u202e); repr of text.visible's would double its backslash
+        raise table.error(f"{value!r} holds a control or invisible character", i, column)
     if len(value) > MAX_TEXT[column]:
         raise table.error(f"{value[:20]!r}... is {len(value)} characters; at most {MAX_TEXT[column]}", i, column)
     return value

@@ -1,4 +1,4 @@
-"""Validate a located tree against the model; turn the first problem into a located error (part of :mod:`sim.load`).
+"""Validate a located tree against the model; turn its problems into located errors (part of :mod:`sim.load`).
 
 Every message names the file, line and field it comes from, and for a misspelt key the nearest allowed one.
 """
@@ -16,28 +16,61 @@ from sim.errors import ScenarioError
 from sim.source import Located, dotted
 from sim.tables import did_you_mean as _did_you_mean
 
+MORE_SHOWN = 20  # at most this many other problems are listed after the first
+
 
 def validate(model: type[pydantic.BaseModel], tree: Located):
     """``tree``'s data as a ``model``.
 
     Raises:
-        ScenarioError: At the first problem (a misspelt key first), saying how many more there are.
+        ScenarioError: At the first problem (a misspelt key first), saying how many more there are; the others,
+            each located, are its ``more_problems`` (:func:`more_problems`). A knock-on of another problem is not
+            one: a list too short because its bad item was dropped, the key a misspelt key stands for missing, a
+            union's other branches failing at the same place.
     """
     try:
         return model.model_validate(tree.data)
     except pydantic.ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        errors.sort(key=lambda error: error["type"] != "extra_forbidden")  # a misspelt key: name it first
-        raise _located_error(errors[0], tree, model, len(errors) - 1) from None
+        problems = _problems(exc.errors(include_url=False), tree.data, model)
+        first, *rest = [_located_error(error, loc, tree, model) for error, loc in problems]
+        if rest:
+            first = ScenarioError(first.message + f" (and {len(rest)} more problem{'s' if len(rest) > 1 else ''})",
+                                  file=first.file, line=first.line, path=first.path)
+        first.more_problems = rest[:MORE_SHOWN]  # type: ignore[attr-defined]
+        raise first from None
 
 
-def _located_error(error: dict, tree: Located, model: type, more: int) -> ScenarioError:
-    loc = _data_loc(error["loc"], tree.data)
+def more_problems(exc: BaseException) -> list[ScenarioError]:
+    """The other problems :func:`validate` found besides ``exc`` (at most :data:`MORE_SHOWN`), each located."""
+    return list(getattr(exc, "more_problems", ()))
+
+
+def _problems(errors: list[dict], data: object, model: type) -> list[tuple[dict, tuple]]:
+    """Pydantic's errors, each with its place in the data, a misspelt key first, without the knock-ons."""
+    located = sorted(((error, _data_loc(error["loc"], data)) for error in errors),
+                     key=lambda pair: pair[0]["type"] != "extra_forbidden")
+    places = [loc for _, loc in located]
+    misspelt = {(loc[:-1], _nearest(str(loc[-1]), fields_at(model, loc[:-1])))
+                for error, loc in located if error["type"] == "extra_forbidden" and loc}
+    out, seen = [], set()
+    for error, loc in located:
+        inner = any(len(other) > len(loc) and other[:len(loc)] == loc for other in places)
+        stands_in = error["type"] == "missing" and loc and (loc[:-1], loc[-1]) in misspelt
+        if loc in seen or inner or stands_in:
+            continue
+        seen.add(loc)
+        out.append((error, loc))
+    return out or located[:1]
+
+
+def _nearest(word: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def _located_error(error: dict, loc: tuple, tree: Located, model: type) -> ScenarioError:
     file, line = tree.where(loc)
-    message = _message(error, loc, model)
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ScenarioError(message, file=file, line=line, path=dotted(loc) or None)
+    return ScenarioError(_message(error, loc, model), file=file, line=line, path=dotted(loc) or None)
 
 
 def _data_loc(loc: tuple, data: object) -> tuple:

@@ -125,8 +125,8 @@ def _matching(table: Table, column: str, expected: np.ndarray) -> np.ndarray:
     return expected
 
 
-def _numbers(table: Table, column: str) -> np.ndarray:
-    """A column of numbers (NaN where empty or absent).
+def _numbers(table: Table, column: str, skip: np.ndarray | None = None) -> np.ndarray:
+    """A column of numbers (NaN where empty or absent, or where ``skip`` is true: cells read otherwise).
 
     Raises:
         ScenarioError: At the first cell that is not a finite number.
@@ -137,6 +137,8 @@ def _numbers(table: Table, column: str) -> np.ndarray:
     if values.dtype == bool:
         raise table.error(f"{values.iloc[0]!r} is not a number", 0, column)
     blank = _texts(table, column) == ""
+    if skip is not None:
+        blank = blank | skip
     numbers = pd.to_numeric(values.where(~blank), errors="coerce").to_numpy(dtype=float)
     bad = ~blank & ~np.isfinite(numbers)
     if bad.any():
@@ -151,17 +153,15 @@ def _unit_hint(column: str) -> str:
 
 
 def _start_s(table: Table, scenario: Scenario) -> np.ndarray:
-    """Start times: seconds since midnight, or clock times (``08:15:30``), inside the scenario's window."""
+    """Start times, each cell seconds since midnight or a clock time (``08:15:30.5``), inside the scenario's window."""
     texts = _texts(table, "start_s")
     clock = np.array([":" in t for t in texts], dtype=bool)
-    starts = np.full(len(texts), np.nan)
+    starts = _numbers(table, "start_s", skip=clock).copy()
     for i in np.flatnonzero(clock):
         try:
-            starts[i] = units.parse_clock(texts[i])
+            starts[i] = _clock(texts[i])
         except ValueError as exc:
             raise table.error(str(exc), int(i), "start_s") from None
-    if (~clock).any():
-        starts[~clock] = _numbers(table, "start_s")[~clock]
     window = scenario.window
     bad = ~((starts >= window.start) & (starts < window.end))
     if bad.any():
@@ -171,6 +171,19 @@ def _start_s(table: Table, scenario: Scenario) -> np.ndarray:
                           f"{texts[i]!r} ({units.format_clock(starts[i], True) if np.isfinite(starts[i]) else '?'}) "
                           f"is outside the scenario's window ({span}); widen the window or cut the trace", i, "start_s")
     return starts
+
+
+def _clock(text: str) -> float:
+    """A time of day ``08:15`` or ``08:15:30``, the seconds optionally with a fraction (``08:15:30.5``)."""
+    whole, dot, fraction = text.partition(".")
+    if not dot:
+        return units.parse_clock(text)
+    if whole.count(":") == 2 and fraction.isascii() and fraction.isdigit():
+        try:
+            return units.parse_clock(whole) + float(f"0.{fraction}")
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(repr(whole), repr(text), 1)) from None
+    raise ValueError(f"{text!r} is not a time of day (try '08:30', '08:30:15' or '08:30:15.5')")
 
 
 def _check_session_ids(table: Table) -> None:

@@ -138,4 +138,22 @@ def test_list_apps_shows_how_each_transfer_travels():
     assert cli_lists._connection_words(apps["image_routine"]) == "new"  # noqa: SLF001
     assert cli_lists._connection_words(apps["video"]) == "-"  # noqa: SLF001
     result = runner.invoke(app, ["list", "apps"])
-    assert result.exit_code == 0 and "Apps (the registry)" in result.output  # (its cells wrap at the console's width)
+    assert result.exit_code == 0 and "Apps (the registry)" in result.output
+
+
+def test_list_off_a_terminal_is_plain_text_never_cut():
+    """As run and check: not on a terminal (a pipe, a log), a table is plain text, each row on a line, whole."""
+    apps = runner.invoke(app, ["list", "apps"])
+    assert apps.exit_code == 0 and "…" not in apps.output and "┃" not in apps.output
+    lines = [" ".join(line.split()) for line in apps.output.splitlines()]
+    assert "app kind on line rate or size connection target source" in lines
+    assert ("record_view transfer yes median 500KB multiplexed (idle: reused 80%) within 5 s S4 (records)"
+            in lines)
+    assert any(line.startswith("teams_meeting stream yes") for line in lines)
+    assert any(line.startswith("clinical_system session yes") for line in lines)
+    assert any(line.startswith("gp2gp does not cross a site's line: between") for line in lines)
+    profiles = runner.invoke(app, ["list", "profiles"])
+    assert profiles.exit_code == 0 and "…" not in profiles.output
+    lines = [" ".join(line.split()) for line in profiles.output.splitlines()]
+    assert "fttp_330_50 FTTP fibre 330Mbps 50Mbps 11 ms 50ms 50ms" in lines
+    assert "gfast_330_50 G.fast copper 330Mbps 50Mbps 15 ms 250ms 100ms" in lines

@@ -504,6 +504,41 @@ def test_a_report_file_that_names_a_folder_exits_2_naming_it_and_leaves_no_tempo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.xml"]
 
 
+@pytest.mark.parametrize("option", ["--junit", "--json"])
+def test_a_report_file_under_a_file_is_refused_before_the_run_naming_its_option(tmp_path, scenarios_dir, monkeypatch,
+                                                                                option):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    target = blocker / "sub" / "x.xml"
+
+    def not_run(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr("sim.pipeline.simulate", not_run)
+    result = invoke("check", scenarios_dir / "ci-smoke.yaml", option, target)
+    assert_clean_exit(result, 2)
+    assert " ".join(result.output.split()) == (f"error: {option} {target}: {blocker} is a file, not a folder; "
+                                               "choose another path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["check", SMOKE, "--sed", "1"], "Error: No such option: --sed (Possible options: --seed)"),
+    (["run", SMOKE, "--seed", "-1"], "Error: Invalid value for '--seed': Input should be greater than or equal to 0"),
+])
+def test_a_usage_error_off_a_terminal_is_plain_text(tmp_path, argv, error):
+    # stderr a pipe (a CI log): Click's own lines, not Typer's Rich box; exit 2 and nothing written.
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "GITHUB_ACTIONS",
+                                                              "PY_COLORS", "TTY_INTERACTIVE")}
+    done = subprocess.run([_python(), "-c", "from sim.entry import main; main()", *argv], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert "Traceback" not in done.stderr and "╭" not in done.stderr and "│" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == error
+    assert done.stderr.splitlines()[1] == f"Try 'testbed {argv[0]} --help' for help."
+    assert list(tmp_path.iterdir()) == []
+
+
 def _die(code: int) -> None:
     os._exit(code)  # the worker process ends under its task, as the kernel's OOM killer would end it
 

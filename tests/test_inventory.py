@@ -128,6 +128,14 @@ def test_a_run_writes_the_names_as_given_into_its_tables(tmp_path):
     assert sites.set_index("site").loc["Brontë House", "site_id"] == "ZZ0003"
 
 
+def test_a_hidden_character_in_a_name_is_shown_as_one_escape(tmp_path):
+    path = scenario(tmp_path, ROWS.replace("St Mary's Surgery", "St Mary\u202es Surgery"))
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "\u202e" not in result.output
+    assert result.output.splitlines() == [f"error: {tmp_path / 'sites.csv'}:2 name: 'St Mary\\u202es Surgery' holds a "
+                                          "control or invisible character"]
+
+
 def test_a_scenario_group_takes_a_free_text_name_too(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("name: s\nwindow: {start: '08:00', end: '08:15'}\n"

@@ -93,6 +93,29 @@ def test_the_trace_option_replays_a_file_given_on_the_command_line(tmp_path, mon
     assert load(path, trace="measured.csv").trace == str(tmp_path / "measured.csv")
 
 
+def _docs_example() -> str:
+    """The measured-traffic CSV of docs/scenarios.md, verbatim."""
+    docs = (ROOT / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    return docs.split("## Measured traffic", 1)[1].split("```csv\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_example_replays_each_start_as_a_clock_time_or_seconds(tmp_path, monkeypatch):
+    path = scenario(tmp_path, key=False)
+    (tmp_path / "measured.csv").write_text(_docs_example(), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", str(path), "--trace", "measured.csv", "--out", "results", "--no-png"])
+    assert result.exit_code == 0, result.output
+    trace = load(path, trace="measured.csv")
+    starts = workload.generate(trace, topology.build(trace), 0)["start_s"].tolist()
+    assert starts == [8 * 3600 + 10 * 60 + 2, 8 * 3600 + 12 * 60, 30915.5]
+
+
+def test_a_clock_time_may_have_a_fraction_of_a_second(tmp_path):
+    loaded = load(scenario(tmp_path, HEADER + "St Mary's Surgery,record_view,08:35:15.5,down,1000,\n"
+                           "St Mary's Surgery,record_view,30000,down,1000,\n"))
+    assert workload.generate(loaded, topology.build(loaded), 0)["start_s"].tolist() == [30000.0, 30915.5]
+
+
 # The header is line 1, so the first session is line 2.
 BAD = {
     "unknown site": ("St Marys Surgery,record_view,08:10,down,1000,\n",
@@ -111,6 +134,14 @@ BAD = {
                           "2 start_s: '07:59' (07:59:00) is outside the scenario's window (08:00-09:00); widen "
                           "the window or cut the trace"),
     "not a time": ("St Mary's Surgery,record_view,8h10,down,1000,\n", "2 start_s: '8h10' is not a number of seconds"),
+    "not seconds among clock times": (ONE_EACH + "St Mary's Surgery,record_view,8h10,down,1000,\n",
+                                      "4 start_s: '8h10' is not a number of seconds"),
+    "a bad clock time among seconds": ("St Mary's Surgery,record_view,29000,down,1000,\n"
+                                       "St Mary's Surgery,record_view,08:61:00.5,down,1000,\n",
+                                       "3 start_s: '08:61:00.5' is not a time of day between '00:00' and '24:00'"),
+    "a fraction without seconds": ("St Mary's Surgery,record_view,08:10.5,down,1000,\n",
+                                   "2 start_s: '08:10.5' is not a time of day (try '08:30', '08:30:15' or "
+                                   "'08:30:15.5')"),
 }
 
 

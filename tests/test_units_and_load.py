@@ -229,9 +229,9 @@ def test_a_scenario_loads_with_its_units_converted_and_its_targets_merged(tmp_pa
 
 LOCATED = {  # id: (file text, expected message after "<file>:")
     "misspelt site key": (edit("    access: adsl2plus", "    acess: adsl2plus"),
-                          "6 sites[0].acess: unknown key 'acess'; did you mean 'access'? (and 1 more problem)"),
+                          "6 sites[0].acess: unknown key 'acess'; did you mean 'access'?"),
     "misspelt top key": (edit("window:", "windo:"),
-                         "2 windo: unknown key 'windo'; did you mean 'window'? (and 1 more problem)"),
+                         "2 windo: unknown key 'windo'; did you mean 'window'?"),
     "capitalised key": (GOOD + "Drain: 1h\n", "12 Drain: unknown key 'Drain'; did you mean 'drain'?"),
     "misspelt load key": (GOOD + "load:\n  gp_video_shares: 5%\n",
                           "13 load.gp_video_shares: unknown key 'gp_video_shares'; did you mean 'gp_video_share'?"),
@@ -412,7 +412,26 @@ def test_validate_exits_2_with_one_located_line_and_no_traceback(tmp_path):
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert result.output.strip().splitlines() == [
-        f"error: {bad}:2 windo: unknown key 'windo'; did you mean 'window'? (and 1 more problem)"]
+        f"error: {bad}:2 windo: unknown key 'windo'; did you mean 'window'?"]  # not 'window' missing too
+
+
+def test_validate_lists_every_problem_located_and_counts_no_knock_on(tmp_path):
+    # A bad count drops its group, so 'sites' is also too short: that is no second problem. Three real ones are
+    # each named at their line, the first saying how many follow; run and check list them the same way.
+    one = _write(tmp_path / "one.yaml", edit("count: 2", "count: -1"))
+    result = runner.invoke(app, ["validate", str(one)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [f"error: {one}:5 sites[0].count: -1 is not between 1 and 100000"]
+    three = _write(tmp_path / "three.yaml", edit("count: 2", "count: -1").replace("distance: 1.2km", "distance: -1km")
+                   + "load:\n  gp_video_share: -5%\n")
+    for command in (["validate"], ["check"], ["run", "--out", str(tmp_path / "out")]):
+        result = runner.invoke(app, [command[0], str(three), *command[1:]])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert result.output.strip().splitlines() == [
+            f"error: {three}:13 load.gp_video_share: '-5%' is not a share between 0% and 100% (and 2 more problems)",
+            f"error: {three}:5 sites[0].count: -1 is not between 1 and 100000",
+            f"error: {three}:10 sites[1].distance: '-1km' must be 0 or more"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_validate_reports_a_good_file_and_a_bad_one_and_exits_2(tmp_path):
