@@ -153,6 +153,16 @@ def test_control_and_bidi_characters_in_a_path_are_shown_escaped(tmp_path):
     assert "a\\x1b[2Jb\\u202ec.yaml" in result.output
 
 
+def test_a_site_name_with_a_bidi_override_is_refused_showing_it_escaped_once(tmp_path, scenarios_dir):
+    path = scenario_copy(tmp_path, scenarios_dir)
+    yaml_text = path.read_text().replace("name: gp-adsl}", 'name: "a\\u202eb"}', 1)
+    path.write_text(yaml_text)
+    result = invoke("validate", path)
+    assert_clean_exit(result, 2)
+    assert "\u202e" not in result.output  # (the character itself)
+    assert "'a\\u202eb': no leading or trailing spaces" in result.output  # one backslash, as the README shows it
+
+
 def test_visible_escapes_hidden_characters_and_keeps_text():
     assert text.visible("ok: é, 東京, tab\tnew\nline") == "ok: é, 東京, tab\tnew\nline"
     assert text.visible("a\u202eb\u2066c\u200bd\x00e\x7ff\x9bg") == "a\\u202eb\\u2066c\\u200bd\\x00e\\x7ff\\x9bg"

@@ -80,7 +80,7 @@ class SiteGroup(Frozen):
     @classmethod
     def _shown_as_given(cls, value: str | None) -> str | None:
         if value is not None and (value != value.strip() or text.visible(value) != value):
-            raise ValueError(f"{text.visible(value)!r}: no leading or trailing spaces, control or invisible "
+            raise ValueError(f"{value!r}: no leading or trailing spaces, control or invisible "
                              "characters")
         return value
 
