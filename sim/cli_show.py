@@ -57,6 +57,9 @@ def print_plan(folder: Path) -> None:
     notes = [f"{row.site_class}: the share passing is not monotone in capacity ({row.not_monotone}); the need is the "
              "least capacity from which every capacity tried passed"
              for row in summary.itertuples(index=False) if isinstance(row.not_monotone, str) and row.not_monotone]
+    notes += [f"{row.site_class}: one seed needed far more than the rest: {row.seed_spread}"
+              for row in summary.itertuples(index=False)
+              if isinstance(getattr(row, "seed_spread", None), str) and row.seed_spread]
     show_table(text_tables.Table("Least capacity per site class (mean [95% CI]) and the cheapest product that is "
                                  "enough", ["site class", "seeds", "down", "up", "cheapest product", "GBP/month"],
                                  rows, notes), None)

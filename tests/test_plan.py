@@ -199,7 +199,7 @@ def test_a_target_capacity_cannot_meet_is_reported_with_the_best_found(scenarios
     assert site["why_not"] == "" and plan_tables.product_table(found).empty
 
 
-def test_plan_command_writes_a_finished_folder_and_names_the_product(scenarios_dir, tmp_path):
+def test_plan_command_writes_a_finished_folder_and_names_the_product(scenarios_dir, tmp_path, capsys):
     result = runner.invoke(app, ["plan", str(scenarios_dir / "ci-smoke.yaml"), "--seeds", "2", "--workers", "0",
                                  "--out", str(tmp_path), "--no-png"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
@@ -220,6 +220,14 @@ def test_plan_command_writes_a_finished_folder_and_names_the_product(scenarios_d
     assert "planning ci-smoke.yaml: 100%" in result.output
     html = (folder / "plan.html").read_text()
     assert "bar: 95% of sites" in html and "gp_medium" in html and "Per site, at its own line length" in html
+    # A seed that needed far more than the rest (plan.csv's seed_spread) is a note after the table, as printed.
+    summary["seed_spread"] = summary["seed_spread"].astype(object)
+    summary.loc[0, "seed_spread"] = "down, seed 2 needed 480 Mbit/s, 4.36 times the next highest"
+    summary.to_csv(folder / "plan.csv", index=False)
+    from sim import cli_show
+    cli_show.print_plan(folder)
+    assert ("gp_medium: one seed needed far more than the rest: down, seed 2 needed 480 Mbit/s, 4.36 times the "
+            "next highest") in " ".join(capsys.readouterr().out.split())
     # A plan's folder is not taken for a run's.
     from sim import results
     with pytest.raises(TestbedError, match="no finished run"):
