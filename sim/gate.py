@@ -18,6 +18,7 @@ import pandas as pd
 from sim.errors import TestbedError
 from sim.model.scenario import KnownFailure
 from sim.targets import Verdicts
+from sim.units import significant
 
 CLASS_KEY = ["site_class", "access_profile", "app"]
 SITE_KEY = ["site", "app"]
@@ -162,7 +163,7 @@ def _availability_state(row: dict | None) -> str:
     if row is None:
         return "absent"
     return (f"{'passed' if row['passed'] else 'failed'} (usable {float(row['share_usable']):.2%}, worst years "
-            f"{float(row['worst_h']):.2g} h)")
+            f"{significant(float(row['worst_h']), 2)} h)")
 
 
 def _keys(rows: pd.DataFrame, names: list[str]) -> list[tuple]:
@@ -203,9 +204,10 @@ def availability_words(row, apps: str | None = None) -> str:
     ``apps`` names the apps in place of the row's own (several apps with the same figures).
     """
     return (f"{row.site_class} on {row.technology} ({row.access_profile}), backup {row.backup}, "
-            f"{apps or row.app}: {row.without_h:.2g} working hours a year without it (95% interval "
-            f"{row.without_low_h:.2g}-{row.without_high_h:.2g}); target: usable {row.target_share:.2%} of working "
-            f"hours, at most {row.target_hours:g} h in {row.target_years:.0%} of years: {row.reason}")
+            f"{apps or row.app}: {significant(row.without_h, 2)} working hours a year without it (95% interval "
+            f"{significant(row.without_low_h, 2)}-{significant(row.without_high_h, 2)}); "
+            f"target: usable {row.target_share:.2%} of working hours, at most {row.target_hours:g} h in "
+            f"{row.target_years:.0%} of years: {row.reason}")
 
 
 def availability_lines(rows: pd.DataFrame) -> list[str]:

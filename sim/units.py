@@ -107,6 +107,22 @@ def format_clock(seconds: float, with_seconds: bool = False) -> str:
     return f"{text}:{int(seconds % 60):02d}" if with_seconds else text
 
 
+def significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant figures for a reader, never in exponent form.
+
+    1530 -> '1,530' (whole from ``10 ** digits``, where ``g`` would write '1.53e+03'), 6.853 -> '6.85',
+    0.0123 -> '0.0123', 0.0000123 -> '0.0000123'; NaN and infinities as Python writes them.
+    """
+    if value != value or abs(value) == float("inf"):
+        return str(value)
+    if abs(value) >= 10 ** digits - 0.5:
+        return f"{value:,.0f}"
+    text = f"{value:.{digits}g}"
+    if "e" in text:  # below 1e-4: as many decimals as the significant figures need
+        text = f"{value:.{digits - 1 - math.floor(math.log10(abs(value)))}f}"
+    return text
+
+
 def format_rate(rate_bps: float) -> str:
     """Format a rate in bit/s the way scenario files write it, e.g. ``1.5Mbps``."""
     for unit, scale in (("Gbps", 1e9), ("Mbps", 1e6), ("kbps", 1e3)):

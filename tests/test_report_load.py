@@ -49,6 +49,13 @@ def test_a_run_whose_load_goes_one_way_only_draws_it(tmp_path):
     page = (folder / "report.html").read_text()
     # 2 MB in the 08:00 hour: 16e6 bits / 3600 s = 4.44 kbit/s, all of it the record view
     assert "Busy-hour downstream load: GP practice, medium" in page and "offers 0.00444 Mbit/s per site" in page
+    assert "per site, most of it" in page and "(100%)" in page
+
+
+def test_the_largest_app_is_most_of_the_load_only_above_half():
+    from sim.report.load import top_words
+    assert top_words(1.0) == top_words(0.51) == "most"
+    assert top_words(0.5) == top_words(0.4) == "the largest part"
 
 
 def test_sums_per_combination_of_codes_as_a_grouping_by_them_gives():

@@ -67,6 +67,24 @@ def test_a_starved_call_is_measured_by_its_time_below_the_minimum(scenario_targe
     assert "mean " in row["reason"] and "against at most 0.0%" in row["reason"]
 
 
+def test_a_delay_miss_names_the_queueing_at_its_95th_percentile_and_its_mean(scenario_targets):
+    # Three failed calls: delay p95 216, 300 and 200 ms on a 40 ms round trip, so 196, 280 and 180 ms above the
+    # path's one-way 20 ms (median 196 ms); their mean queueing 19, 30 and 10 ms (median 19 ms).
+    from sim.measures import measures
+    failed = pd.DataFrame({"site": "a", "app": "telephony", "reason": "one-way delay p95 > 150 ms",
+                           "one_way_delay_p95_s": [0.216, 0.300, 0.200], "rtt_s": 0.04,
+                           "queue_delay_s": [0.019, 0.030, 0.010], "bottleneck": "access_up"})
+    criteria = pd.Series(["one-way delay p95 > 150 ms"], index=pd.MultiIndex.from_tuples([("a", "telephony")],
+                                                                                          names=["site", "app"]))
+    sites = pd.DataFrame({"site": ["a"], "up_bps": [1e6], "down_bps": [16e6], "rtt_s": [0.04]})
+    row = measures(failed, criteria, sites, scenario_targets).iloc[0]
+    assert row["measured_value"] == pytest.approx(0.216) and row["target_value"] == pytest.approx(0.150)
+    assert row["cause"] == "the 1 Mbit/s uplink, 196 ms queueing at the 95th percentile (19 ms on average)"
+    # Without a round trip in the records (the emulation's calls), the mean alone
+    row = measures(failed.drop(columns="rtt_s"), criteria, sites, scenario_targets).iloc[0]
+    assert row["cause"] == "the 1 Mbit/s uplink, 19 ms queueing"
+
+
 def test_the_busy_hour_verdict_names_its_line(scenario_targets):
     # A 2 Mbit/s download pulled for the whole hour fills the 2 Mbit/s downlink: utilisation near 1 > 75%.
     topo = topology(site("a", down_bps=2e6, up_bps=1e6))
@@ -103,6 +121,15 @@ def test_values_are_written_with_their_units():
     assert rate_words(850e3) == "0.85 Mbit/s" and rate_words(80e3) == "80 kbit/s" and rate_words(1e9) == "1 Gbit/s"
     assert value_words(0.21, "s") == "210 ms" and value_words(48.0, "s") == "48 s"
     assert value_words(0.031, "share") == "3.1%" and value_words(float("nan"), "s") == "n/a"
+    # never in exponent form: 1,530 s (not 1.53e+03 s), 1,000 Mbit/s (999.6 to 3 figures)
+    assert value_words(1530.4, "s") == "1,530 s" and rate_words(999.6e6) == "1,000 Mbit/s"
+
+
+def test_significant_figures_are_written_without_an_exponent():
+    from sim.units import significant
+    assert [significant(v) for v in (6.853, 0.0123, 1.23e-05, 999.4, 999.6, -2500.4)] == \
+        ["6.85", "0.0123", "0.0000123", "999", "1,000", "-2,500"]
+    assert significant(99.6, 2) == "100" and significant(0.71, 2) == "0.71" and significant(float("nan")) == "nan"
 
 
 def test_tables_as_text_are_aligned_and_never_cut_and_as_markdown_escaped():

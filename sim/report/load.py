@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from sim.errors import TestbedError
 from sim.report.data import RunData
 from sim.report.figures import FigureSpec, _layout, esc
+from sim.units import significant
 
 TRACE_FIELDS = ["site", "app", "traffic", "direction", "start_s", "duration_s", "size_bytes", "target_rate_bps",
                 "up_share"]
@@ -143,9 +144,12 @@ def load_figure(run: RunData) -> FigureSpec | None:
             shown.add(name)
     direction = "up" if (table["direction"] == "up").any() else "down"  # a short slice may carry one way only
     load = table[table["direction"] == direction].groupby("site_class")["rate_bps"].sum()
-    top_class, top_app = load.idxmax(), _largest_app(table, load.idxmax(), direction)
+    top_class = load.idxmax()
+    top_app, top_bps = _largest_app(table, top_class, direction)
+    share = top_bps / load.max() if load.max() > 0 else float("nan")
     title = (f"Busy-hour {'upstream' if direction == 'up' else 'downstream'} load: {run.class_label(top_class)} "
-             f"offers {load.max() / 1e6:.3g} Mbit/s per site, most of it {run.app_names.get(top_app, top_app)}")
+             f"offers {significant(load.max() / 1e6)} Mbit/s per site, {top_words(share)} of it "
+             f"{run.app_names.get(top_app, top_app)} ({share:.0%})")
     legend_rows = -(-len(shown) // 3)  # three or more app labels a row under the plot
     _layout(fig, title, height=180 + 48 * len(classes) + 22 * legend_rows)
     fig.update_layout(barmode="stack", margin={"b": 80 + 22 * legend_rows},
@@ -166,9 +170,16 @@ def load_figure(run: RunData) -> FigureSpec | None:
 def _class_label(run: RunData, site_class: str, totals: pd.Series) -> str:
     """The class's label with its busy-hour load per site, each way (Mbit/s)."""
     up, down = (totals.get((site_class, d), 0.0) / 1e6 for d in ("up", "down"))
-    return f"{run.class_label(site_class)}: {up:.3g} up / {down:.3g} down Mbit/s"
+    return f"{run.class_label(site_class)}: {significant(up)} up / {significant(down)} down Mbit/s"
 
 
-def _largest_app(table: pd.DataFrame, site_class: str, direction: str) -> str:
+def top_words(share: float) -> str:
+    """How the largest app's share (0..1) of a load is named: 'most' only when it is more than half."""
+    return "most" if share > 0.5 else "the largest part"
+
+
+def _largest_app(table: pd.DataFrame, site_class: str, direction: str) -> tuple[str, float]:
+    """The app offering most of a class's busy-hour load one way, and its load (bit/s per site)."""
     part = table[(table["site_class"] == site_class) & (table["direction"] == direction)]
-    return str(part.sort_values("rate_bps").iloc[-1]["app"])
+    top = part.sort_values("rate_bps").iloc[-1]
+    return str(top["app"]), float(top["rate_bps"])

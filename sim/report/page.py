@@ -8,6 +8,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from sim.report.figures import FigureSpec, esc
+from sim.units import significant
 
 CSS = """
 body { font-family: Arial, Helvetica, sans-serif; color: #1a1a1a; margin: 0 auto; max-width: 1120px; padding: 1.5rem;
@@ -109,7 +110,7 @@ def _site_row(row, labels: dict[str, str]) -> str:
     worst = row.worst_share
     cells = [(row.site, None), (labels.get(row.site_class, row.site_class), None), (row.access_profile, None),
              (f"{length_km:.3g}" if length_km == length_km else "", length_km),
-             (f"{row.down_bps / 1e6:.3g}", row.down_bps / 1e6), (f"{row.up_bps / 1e6:.3g}", row.up_bps / 1e6),
+             (significant(row.down_bps / 1e6), row.down_bps / 1e6), (significant(row.up_bps / 1e6), row.up_bps / 1e6),
              (f"{row.met} of {row.targets}", row.met - row.targets)]
     html = "".join(f"<td{_data_value(value)}>{esc(text)}</td>" for text, value in cells)
     html += f'<td class="miss">{misses}</td>'

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 
 from sim.report.data import RunData, technology_rank
 from sim.report.figures import FAIL, PASS, FigureSpec, _layout, esc, target_line, technology_colour
+from sim.units import significant
 
 
 def completion_cdfs(run: RunData) -> list[FigureSpec]:
@@ -62,11 +63,12 @@ def _size_note(run: RunData, app: str) -> str:
     size = spec.get("size") or {}
     if spec.get("generator") == "imaging":
         mods = run.resolved["catalogue"]["modalities"]
-        parts = [f"{name} {(m['size'].get('median') or m['size'].get('value') or m['size'].get('mean')) / 1e6:.3g} MB"
-                 for name, m in mods.items()]
+        centres = {name: m["size"].get("median") or m["size"].get("value") or m["size"].get("mean")
+                   for name, m in mods.items()}
+        parts = [f"{name} {significant(centre / 1e6)} MB" for name, centre in centres.items()]
         return "Study sizes (median): " + ", ".join(parts) + f". Sources: {spec.get('source', '')}."
     centre = size.get("median") or size.get("value") or size.get("mean")
-    sized = f"Median size {centre / 1e6:.3g} MB. " if centre else ""
+    sized = f"Median size {significant(centre / 1e6)} MB. " if centre else ""
     return f"{sized}Sources: docs/sources.md {spec.get('source', '')}."
 
 
@@ -135,4 +137,4 @@ def _stream_title(label: str, worst: pd.Series, rate: dict) -> str:
 
 
 def _rate(rate_bps: float) -> str:
-    return f"{rate_bps / 1e6:.3g} Mbit/s" if rate_bps >= 1e6 else f"{rate_bps / 1e3:.3g} kbit/s"
+    return f"{significant(rate_bps / 1e6)} Mbit/s" if rate_bps >= 1e6 else f"{significant(rate_bps / 1e3)} kbit/s"

@@ -20,6 +20,7 @@ from sim.report.data import app_labels
 from sim.report.figures import FAIL, PASS, SERIES, FigureSpec, _layout, esc, target_line
 from sim.report.page import esc as html_esc
 from sim.report.page import page
+from sim.units import significant
 
 PLAN_FILE, SWEEP_FILE = "plan.html", "sweep.html"
 
@@ -39,7 +40,7 @@ def _meta(folder: Path) -> dict:
 
 
 def _mbps(value_bps: float) -> str:
-    return "—" if not np.isfinite(value_bps) else f"{value_bps / 1e6:.3g} Mbit/s"
+    return "—" if not np.isfinite(value_bps) else f"{significant(value_bps / 1e6)} Mbit/s"
 
 
 # ---- capacity plan -----------------------------------------------------------------------------------------
