@@ -30,10 +30,13 @@ def list_apps() -> None:
     from sim.units import format_rate, format_size
     rows = []
     targets = scenario.targets
+    aggregated = {name for c in scenario.catalogue.site_classes.values() for name, activity in c.activities.items()
+                  if activity.aggregate}  # one stream of a site's users at once: the app's rates are per user
     for name, a in scenario.catalogue.apps.items():
         if a.rate is not None:
             figure = f"{format_rate(a.rate.target)}" + (f" (min {format_rate(a.rate.minimum)})"
                                                         if a.rate.minimum < a.rate.target else "")
+            figure += " per user" if name in aggregated else ""
         else:
             centre = a.size.median or a.size.value or a.size.mean if a.size else None
             figure = f"median {format_size(centre)}" if centre else f"by {a.generator}"

@@ -57,7 +57,10 @@ def measures(failed: pd.DataFrame, criteria: pd.Series, sites: pd.DataFrame, tar
         rows = rows.assign(queue_p95_s=(rows["one_way_delay_p95_s"] - rows["rtt_s"] / 2).clip(lower=0.0))
     columns = [c for c in MEDIAN_COLUMNS if c in rows]
     grouped = rows.groupby(["site", "app", "main"], sort=False)
-    medians = grouped[columns].median().join(grouped.size().rename("sessions")).reset_index()
+    medians = grouped[columns].median().join(grouped.size().rename("sessions"))
+    if "kind" in rows:  # a stream of all the site's users at once (its rates the users' total)
+        medians = medians.join((grouped["kind"].first() == "aggregate").rename("aggregate"))
+    medians = medians.reset_index()
     labels = _most_frequent(rows) if "bottleneck" in rows else {}
     met = fault_causes(rows, faults, ["site", "app", "main"])
     by_site = {row["site"]: row for row in sites.to_dict("records")}
@@ -92,6 +95,8 @@ def measure(medians: dict, criterion: str, app: str, targets: Targets, site: dic
     if kind == "slower" and cause.startswith("the ") and not fault:
         cause = _shared(cause, _get(medians, "mean_rate_bps"), site)
     name = _measure_name(kind, _get(medians, "target_rate_bps" if kind == "rate" else "min_rate_bps"))
+    if kind in ("rate", "minimum") and medians.get("aggregate"):
+        name += " (all its users)"
     mean = f"; mean {rate_words(_get(medians, 'mean_rate_bps'))}" if kind in ("rate", "minimum") else ""
     detail = describe(app, kind, name, value, target, unit, count, cause, mean)
     return {"criterion": criterion, "measure": name, "measured_value": value, "target_value": target,

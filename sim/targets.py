@@ -283,7 +283,7 @@ def _counts(sessions: pd.DataFrame) -> pd.DataFrame:
 
 # What :func:`sim.measures.measures` reads of a failed session's record (its medians, the engines' bottleneck label,
 # its times for the faults it met): only these are joined to the failed sessions.
-MEASURED = [*MEDIAN_COLUMNS, "bottleneck", "start_s", "end_s"]
+MEASURED = [*MEDIAN_COLUMNS, "bottleneck", "start_s", "end_s", "kind"]
 
 
 def _link_verdicts(links: pd.DataFrame, sites: pd.DataFrame, targets: Targets,

@@ -150,7 +150,8 @@ def test_list_off_a_terminal_is_plain_text_never_cut():
     assert ("record_view transfer yes median 500KB multiplexed (idle: reused 80%) within 5 s S4 (records)"
             in lines)
     assert any(line.startswith("teams_meeting stream yes") for line in lines)
-    assert any(line.startswith("clinical_system session yes") for line in lines)
+    # an app a site carries as one stream of all its users (sites.yaml: aggregate) has its rates per user
+    assert any(line.startswith("clinical_system session yes 25kbps per user -") for line in lines)
     assert any(line.startswith("gp2gp does not cross a site's line: between") for line in lines)
     profiles = runner.invoke(app, ["list", "profiles"])
     assert profiles.exit_code == 0 and "…" not in profiles.output

@@ -85,6 +85,20 @@ def test_a_delay_miss_names_the_queueing_at_its_95th_percentile_and_its_mean(sce
     assert row["cause"] == "the 1 Mbit/s uplink, 19 ms queueing"
 
 
+def test_a_stream_of_all_a_sites_users_is_measured_against_their_total(scenario_targets):
+    # The clinical system's stream carries a site's 19.2 users at 25 kbit/s each: its minimum is their 480 kbit/s.
+    from sim.measures import measures
+    failed = pd.DataFrame({"site": "a", "app": "clinical_system", "reason": "bitrate below minimum",
+                           "share_below_min": [0.2, 0.3, 0.25], "min_rate_bps": 480e3, "kind": "aggregate"})
+    criteria = pd.Series(["bitrate below minimum"], index=pd.MultiIndex.from_tuples([("a", "clinical_system")],
+                                                                                     names=["site", "app"]))
+    sites = pd.DataFrame({"site": ["a"], "up_bps": [1e6], "down_bps": [16e6], "rtt_s": [0.04]})
+    row = measures(failed, criteria, sites, scenario_targets).iloc[0]
+    assert row["measure"] == "time below 0.48 Mbit/s (all its users)" and row["measured_value"] == pytest.approx(0.25)
+    row = measures(failed.assign(kind="clinical_system"), criteria, sites, scenario_targets).iloc[0]
+    assert row["measure"] == "time below 0.48 Mbit/s"  # one user's stream
+
+
 def test_the_busy_hour_verdict_names_its_line(scenario_targets):
     # A 2 Mbit/s download pulled for the whole hour fills the 2 Mbit/s downlink: utilisation near 1 > 75%.
     topo = topology(site("a", down_bps=2e6, up_bps=1e6))

@@ -86,6 +86,11 @@ class RunData:
         """Each app's label, in registry order, and the access links' ("link") last."""
         return app_labels(self.apps)
 
+    def aggregated(self, app: str) -> bool:
+        """Whether some site class carries ``app`` as one stream of all its users at once (its rates per user)."""
+        classes = self.resolved["catalogue"]["site_classes"].values()
+        return any((c.get("activities") or {}).get(app, {}).get("aggregate") for c in classes)
+
     def class_label(self, site_class: str) -> str:
         """The catalogue's label of a site class (its name if it has none)."""
         return self.resolved["catalogue"]["site_classes"].get(site_class, {}).get("label", site_class)

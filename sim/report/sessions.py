@@ -112,7 +112,9 @@ def _stream_quality(run: RunData, app: str, bar: float) -> FigureSpec | None:
     fig.update_xaxes(title_text="share of call time (duration-weighted over calls)", tickformat=".0%", range=[0, 1])
     aim = (f"Target: at least {bar:.0%} of call time at the recommended rate. " if bar > 0 else
            "The targets ask no share of call time at the recommended rate for this app. ")
-    note = (aim + f"Recommended {_rate(rate['target'])}, minimum {_rate(rate['minimum'])} towards the site "
+    per_user = (" per active user (a site's stream carries all its users at once, so its verdicts quote the "
+                "site's total)" if run.aggregated(app) else "")
+    note = (aim + f"Recommended {_rate(rate['target'])}, minimum {_rate(rate['minimum'])}{per_user} towards the site "
             f"(its upstream at {rate.get('up_share', 1.0):.0%} of these); sources: docs/sources.md "
             f"{run.apps[app]['source']}. Worse direction of each call." + _simulator_note(run))
     return FigureSpec(f"quality-{app}", title, fig, table, note)
