@@ -232,6 +232,10 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
                 with phases("load"):
                     loaded = load.load(scenario, trace=trace)
                 outcome = pipeline.simulate(loaded, seed, progress, phases)
+        if previous is not None and previous["scenario"] != outcome.scenario.name:
+            err.print(f"warning: --baseline {shown(str(baseline))} is of scenario {shown(str(previous['scenario']))}, "
+                      f"this run of {shown(outcome.scenario.name)}: what it did not hold counts as new",
+                      highlight=False, soft_wrap=True)
         found = gate.judge(outcome.verdicts, outcome.scenario.known_failures, previous)
         facts = run_facts(outcome, scenario)
         judged = None  # the availability verdicts, with --year or when the scenario asks for them

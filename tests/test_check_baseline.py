@@ -98,6 +98,17 @@ def test_baseline_fails_only_on_what_got_worse_and_names_it(tmp_path, smoke):
     assert len(list(root.iter("skipped"))) == 12  # the ADSL2+ practice's six misses, as a class and as a site
 
 
+def test_a_baseline_of_another_scenario_is_warned_of(tmp_path, smoke):
+    before = tmp_path / "before.json"
+    assert runner.invoke(app, ["check", str(_write(tmp_path, smoke)), "--json", str(before)]).exit_code == 0
+    other = smoke.replace("name: ci-smoke", "name: my-area")
+    result = runner.invoke(app, ["check", str(_write(tmp_path, other)), "--baseline", str(before)])
+    said = " ".join(result.output.split())
+    assert "warning: --baseline" in said and "is of scenario ci-smoke, this run of my-area" in said
+    same = runner.invoke(app, ["check", str(_write(tmp_path, smoke)), "--baseline", str(before)])
+    assert same.exit_code == 0 and "warning" not in same.output
+
+
 def test_a_bad_baseline_is_named_with_exit_2(tmp_path, smoke):
     scenario = _write(tmp_path, smoke)
     broken = tmp_path / "broken.json"
