@@ -88,7 +88,7 @@ class RunData:
 
     def aggregated(self, app: str) -> bool:
         """Whether some site class carries ``app`` as one stream of all its users at once (its rates per user)."""
-        classes = self.resolved["catalogue"]["site_classes"].values()
+        classes = self.resolved["catalogue"].get("site_classes", {}).values()
         return any((c.get("activities") or {}).get(app, {}).get("aggregate") for c in classes)
 
     def class_label(self, site_class: str) -> str:
