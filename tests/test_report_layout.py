@@ -49,6 +49,11 @@ def test_the_headline_counts_improved_worse_and_unchanged():
     assert comparison.counts(table) == {"improved": 1, "worse": 2, "unchanged": 2, "one run only": 1}
     assert comparison.headline(a, b, table) == ("A before → B after: of 6 site-class targets, 1 improved, 2 worse, "
                                                 "2 unchanged, 1 in one run only")
+    # Two runs of one scenario are told apart by seed and folder
+    same_a, same_b = _run_data("r/one", pd.DataFrame(), {}), _run_data("r/two", pd.DataFrame(), {})
+    same_a.meta["scenario"] = same_b.meta["scenario"] = "ci-smoke"
+    assert comparison.run_names(same_a, same_b) == ("ci-smoke (seed 1, one)", "ci-smoke (seed 1, two)")
+    assert comparison.run_names(a, b) == ("before", "after")
 
 
 def _expected_changes(a: Path, b: Path) -> pd.Series:

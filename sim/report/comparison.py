@@ -47,13 +47,21 @@ def counts(table: pd.DataFrame) -> dict[str, int]:
             "unchanged": int((change.abs() <= MOVED).sum()), "one run only": int(change.isna().sum())}
 
 
+def run_names(a: RunData, b: RunData) -> tuple[str, str]:
+    """How A and B are named: by scenario; two runs of one scenario also by seed and folder."""
+    if a.name != b.name:
+        return a.name, b.name
+    return tuple(f"{run.name} (seed {run.meta.get('seed')}, {run.folder.name})" for run in (a, b))
+
+
 def headline(a: RunData, b: RunData, table: pd.DataFrame) -> str:
     """A then B, and the count of targets improved, worse and unchanged, e.g. 'A → B: 2 of 16 improved, ...'."""
     n = counts(table)
     parts = [f"{n['improved']} improved", f"{n['worse']} worse", f"{n['unchanged']} unchanged"]
     if n["one run only"]:
         parts.append(f"{n['one run only']} in one run only")
-    return f"A {a.name} → B {b.name}: of {len(table)} site-class targets, " + ", ".join(parts)
+    name_a, name_b = run_names(a, b)
+    return f"A {name_a} → B {name_b}: of {len(table)} site-class targets, " + ", ".join(parts)
 
 
 def figure(a: RunData, b: RunData, table: pd.DataFrame) -> FigureSpec:
@@ -93,8 +101,9 @@ def _dumbbells(fig: go.Figure, a: RunData, b: RunData, rows: pd.DataFrame, where
     for x0, x1, y in zip(rows["share_a"], rows["share_b"], labels):
         fig.add_trace(go.Scatter(x=[x0, x1], y=[y, y], mode="lines", line={"color": "#999"}, showlegend=False,
                                  hoverinfo="skip"), *where)
-    for column, name, colour, symbol in (("share_a", f"A: {a.name}", FAIL, "circle"),
-                                         ("share_b", f"B: {b.name}", PASS, "diamond")):
+    name_a, name_b = run_names(a, b)
+    for column, name, colour, symbol in (("share_a", f"A: {name_a}", FAIL, "circle"),
+                                         ("share_b", f"B: {name_b}", PASS, "diamond")):
         fig.add_trace(go.Scatter(x=rows[column], y=labels, mode="markers", name=esc(name), showlegend=legend,
                                  marker={"color": colour, "size": 11, "symbol": symbol}), *where)
     fig.add_vline(x=a.site_bar, line={"dash": "dash", "color": "black", "width": 2}, opacity=1, row=where[0],
@@ -105,8 +114,9 @@ def sentences(a: RunData, b: RunData, table: pd.DataFrame) -> list[str]:
     """What changes, one line per site class and app whose share moved, largest change first."""
     moved = table[table["change"].abs() > 0.005].sort_values("change", ascending=False)
     names = {**b.app_names, **a.app_names}
-    return [f"{row.label}, {names.get(row.app, row.app)}: {row.share_a:.0%} of sites meet the target in {a.name}, "
-            f"{row.share_b:.0%} in {b.name} ({row.change * 100:+.0f} points)." for row in moved.itertuples()]
+    name_a, name_b = run_names(a, b)
+    return [f"{row.label}, {names.get(row.app, row.app)}: {row.share_a:.0%} of sites meet the target in {name_a}, "
+            f"{row.share_b:.0%} in {name_b} ({row.change * 100:+.0f} points)." for row in moved.itertuples()]
 
 
 def render(a: RunData, b: RunData, out: Path, *, png: bool | None = None) -> Path:
