@@ -20,6 +20,7 @@ MEASURE_COLUMNS = {"criterion": "str", "measure": "str", "measured_value": "floa
                    "value_unit": "str", "failing_sessions": "int64", "cause": "str", "detail": "str"}
 RATE, TIME, SHARE, MOS, COUNT = "bit/s", "s", "share", "MOS", "sessions"
 PATIENT_END = "the patient's line limits it"  # sim.targets' criteria that name a cause of a rate shortfall
+PATH_BOUND = 0.1  # a delay p95 whose queueing is under this share of it is the path's own delay, not a queue's
 TCP_QUEUE = "it yields to transfers filling the line's queue"
 
 
@@ -89,8 +90,12 @@ def measure(medians: dict, criterion: str, app: str, targets: Targets, site: dic
     value, target = (float(count), 0.0) if column is None else (_get(medians, column), _target(kind, app, targets))
     rtt_s = _get(medians, "rtt_s")
     cause = fault or cause_words(label, site, rtt_s if rtt_s == rtt_s else float(site["rtt_s"]))
-    if kind in ("delay", "jitter") and "queue_delay_s" in medians:
-        queue = _queueing_words(kind, _get(medians, "queue_delay_s"), _get(medians, "queue_p95_s"))
+    queue_p95_s = _get(medians, "queue_p95_s")
+    if kind == "delay" and not fault and queue_p95_s == queue_p95_s and queue_p95_s < PATH_BOUND * value:
+        cause = (f"the path's own {value_words(rtt_s / 2, TIME)} one-way delay, with {value_words(queue_p95_s, TIME)} "
+                 "queueing at the 95th percentile")  # no rate fixes it
+    elif kind in ("delay", "jitter") and "queue_delay_s" in medians:
+        queue = _queueing_words(kind, _get(medians, "queue_delay_s"), queue_p95_s)
         cause = f"{cause}, {queue}" if cause else queue
     if kind == "slower" and cause.startswith("the ") and not fault:
         cause = _shared(cause, _get(medians, "mean_rate_bps"), site)

@@ -59,7 +59,8 @@ class Need:
     ci_high_bps: float
     seeds: tuple[int, ...] = ()
     inversions: tuple[tuple[int, float, float, float, float], ...] = ()
-    missed_at_high: tuple[tuple[int, str, float], ...] = ()  # (seed, target, share of sites) short at HIGH_BPS
+    # (seed, target, share of sites meeting it, the cause the site verdicts gave) for targets short at HIGH_BPS
+    missed_at_high: tuple[tuple[int, str, float, str], ...] = ()
     # Per seed, at the highest capacity its search tried below its answer: (seed, capacity_bps, target, share of
     # sites meeting it, the cause the site verdicts gave), for each target some site missed there.
     short: tuple[tuple[int, float, str, float, str], ...] = ()
@@ -134,10 +135,11 @@ def bisect(scenario: Scenario, site_class: str, seed: int, direction: str, targe
         return judged[capacity_bps].shares[EVERY]
 
     found = search(share, target_share)
-    at_high = judged[HIGH_BPS].shares
+    high = judged[HIGH_BPS]
     below = judged.get(found.failing_below) if found.failing_below is not None else None
     short = tuple((app, below.shares.get(app, 1.0), cause) for app, cause in below.causes.items()) if below else ()
-    return dataclasses.replace(found, at_high=tuple((k, v) for k, v in at_high.items() if k != EVERY), short=short)
+    at_high = tuple((k, v, high.causes.get(k, "")) for k, v in high.shares.items() if k != EVERY)
+    return dataclasses.replace(found, at_high=at_high, short=short)
 
 
 def summarise(site_class: str, direction: str, thresholds: list[float], seeds: tuple[int, ...] = (),
@@ -231,8 +233,8 @@ def _need(site_class: str, direction: str, seeds: list[int], found: dict) -> Nee
     results = [found[(site_class, direction, s)] for s in seeds]
     inversions = tuple((s, *inv) for s, r in zip(seeds, results) for inv in r.inversions)
     need = summarise(site_class, direction, [r.threshold_bps for r in results], tuple(seeds), inversions)
-    missed = tuple((s, app, share) for s, r in zip(seeds, results) if not math.isfinite(r.threshold_bps)
-                   for app, share in r.at_high if share < 1.0)
+    missed = tuple((s, app, share, cause) for s, r in zip(seeds, results) if not math.isfinite(r.threshold_bps)
+                   for app, share, cause in r.at_high if share < 1.0)
     short = tuple((s, r.failing_below, app, share, cause) for s, r in zip(seeds, results) if r.failing_below
                   for app, share, cause in r.short)
     return dataclasses.replace(need, missed_at_high=missed, short=short)

@@ -30,14 +30,15 @@ class Found:
     ``points`` are (capacity_bps, share) in the order tried. ``inversions`` are (passing_bps, passing_share,
     failing_bps, failing_share): a capacity meeting the bar below one that does not, the evidence that the
     response is not monotone (the nearest passing point below each failing one). ``at_high`` is left for the
-    caller: what it knows of each target at ``HIGH_BPS`` (name, share of sites meeting it); so is ``short``: at
+    caller: what it knows of each target at ``HIGH_BPS`` (name, share of sites meeting it, cause in words of a
+    miss, '' for none); so is ``short``: at
     :attr:`failing_below`, each target some site missed (name, share of sites meeting it, cause in words).
     """
 
     threshold_bps: float
     points: tuple[tuple[float, float], ...]
     inversions: tuple[tuple[float, float, float, float], ...]
-    at_high: tuple[tuple[str, float], ...] = ()
+    at_high: tuple[tuple[str, float, str], ...] = ()
     short: tuple[tuple[str, float, str], ...] = ()
 
     @property

@@ -218,13 +218,14 @@ def answer(scenario: Scenario, result: Plan, line: Line) -> dict:
 
 
 def unreachable_text(scenario: Scenario, down: Need, up: Need) -> str:
-    """Why capacity alone cannot meet the bar: the targets still missed at 10 Gbit/s, by seed."""
-    worst: dict[tuple[int, str], float] = {}
-    for seed, app, share in down.missed_at_high + up.missed_at_high:
-        worst[(seed, app)] = min(share, worst.get((seed, app), 1.0))
-    missed = sorted(worst.items(), key=lambda item: item[1])
+    """Why capacity alone cannot meet the bar: the targets still missed at 10 Gbit/s, by seed, and their causes."""
+    worst: dict[tuple[int, str], tuple[float, str]] = {}
+    for seed, app, share, cause in down.missed_at_high + up.missed_at_high:
+        if share < worst.get((seed, app), (1.0, ""))[0]:
+            worst[(seed, app)] = (share, cause)
+    missed = sorted(worst.items(), key=lambda item: item[1][0])
     what = ", ".join(f"{_target_label(scenario, app)} met at {share:.0%} of sites in seed {seed}"
-                     for (seed, app), share in missed[:2])
+                     + (f" ({cause})" if cause else "") for (seed, app), (share, cause) in missed[:2])
     return ("capacity alone cannot meet the bar: at 10 Gbit/s each way " + (what or "some target is still missed")
             + " (see the session verdicts of a run for which sessions)")
 

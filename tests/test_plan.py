@@ -192,7 +192,8 @@ def test_a_target_capacity_cannot_meet_is_reported_with_the_best_found(scenarios
     assert math.isinf(row["down_need_bps"])
     # It names the target no capacity fixes: the video calls' delay (every site has calls in the busy hour).
     assert row["reason"].startswith("capacity alone cannot meet the bar: at 10 Gbit/s each way video consultations "
-                                    "met at 0% of sites in seed 1")
+                                    "met at 0% of sites in seed 1 (one-way delay p95 > 1 ms, limited by the path's own")
+    assert "one-way delay, with 0 ms queueing at the 95th percentile)" in row["reason"]
     # Per site too (gp-fttc states 0.6 km): no product, the reason says why, and no product was run.
     site = plan_tables.site_table(found, scenario).set_index("site").loc["gp-fttc"]
     assert site["product"] == "" and site["reason"].startswith("capacity alone cannot meet the bar")

@@ -80,6 +80,10 @@ def test_a_delay_miss_names_the_queueing_at_its_95th_percentile_and_its_mean(sce
     row = measures(failed, criteria, sites, scenario_targets).iloc[0]
     assert row["measured_value"] == pytest.approx(0.216) and row["target_value"] == pytest.approx(0.150)
     assert row["cause"] == "the 1 Mbit/s uplink, 196 ms queueing at the 95th percentile (19 ms on average)"
+    # Queueing under a tenth of the p95 (here 2 ms of 30 ms on a 56 ms round trip): the path's own delay is the cause
+    path_bound = failed.assign(one_way_delay_p95_s=0.030, rtt_s=0.056)
+    row = measures(path_bound, criteria, sites, scenario_targets).iloc[0]
+    assert row["cause"] == "the path's own 28 ms one-way delay, with 2 ms queueing at the 95th percentile"
     # Without a round trip in the records (the emulation's calls), the mean alone
     row = measures(failed.drop(columns="rtt_s"), criteria, sites, scenario_targets).iloc[0]
     assert row["cause"] == "the 1 Mbit/s uplink, 19 ms queueing"
