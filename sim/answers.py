@@ -106,7 +106,7 @@ def class_table(verdicts: Verdicts, scenario: str) -> Table:
         reasons = "; ".join(f"{r.app}: {r.reason}" for r in failed)
         rows.append([keys[1], keys[2], f"{len(group) - len(failed)} of {len(group)}", misses, reasons])
     return Table(f"{scenario}: targets met per site class and access (app names: testbed list apps)",
-                        ["site class", "access", "meets", "misses (share of sites passing)",
+                        ["site class", "access", "targets met", "misses (share of sites passing)",
                          "main reason for each miss"], rows)
 
 
