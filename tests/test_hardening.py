@@ -604,3 +604,33 @@ def test_an_interrupt_while_the_command_loads_exits_130_without_a_traceback(tmp_
     assert process.returncode == 130 and "Traceback" not in stderr, (process.returncode, stderr)
     assert "interrupted while starting; nothing was written" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_to_the_whole_process_group_mid_plan_ends_it_without_worker_tracebacks(tmp_path, scenarios_dir):
+    # A terminal's Ctrl-C reaches every process of the foreground group: the command and its Dask workers. Once the
+    # workers are up (the plan's first progress line), SIGINT to the whole group must end the plan as an interrupt
+    # (130, one line), with no traceback from any worker, nothing kept, and no process of the group left.
+    process = subprocess.Popen([_python(), "-c", "from sim.entry import main; main()", "plan",
+                                str(scenarios_dir / "ci-smoke.yaml"), "--seeds", "2", "--workers", "2", "--out",
+                                str(tmp_path / "out"), "--no-png"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=tmp_path, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    group = process.pid  # (a session of its own: its group is the command's pid)
+    try:
+        first = process.stderr.readline()  # "planning ci-smoke.yaml: 0% (0 of 8), ...": the workers are up
+        assert first.startswith("planning ci-smoke.yaml:"), first
+        os.killpg(group, signal.SIGINT)
+        _, rest = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, (process.returncode, rest)
+    assert "Traceback" not in rest and "interrupted; nothing was kept" in rest, rest
+    assert not (tmp_path / "out" / "ci-smoke").exists() or list((tmp_path / "out" / "ci-smoke").iterdir()) == []
+    for _ in range(300):  # the workers end with the cluster: within a bounded wait (30 s)
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a process of the plan's group is still running after it exited")

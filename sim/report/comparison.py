@@ -48,7 +48,11 @@ def counts(table: pd.DataFrame) -> dict[str, int]:
 
 
 def run_names(a: RunData, b: RunData) -> tuple[str, str]:
-    """How A and B are named: by scenario; two runs of one scenario also by seed and folder."""
+    """How the sentences name A and B: by scenario; two runs of one scenario also by seed and folder.
+
+    (The figure's title and legend keep the scenario's name, short enough for the plot: its note says which run
+    is A and which B.)
+    """
     if a.name != b.name:
         return a.name, b.name
     return tuple(f"{run.name} (seed {run.meta.get('seed')}, {run.folder.name})" for run in (a, b))
@@ -60,8 +64,7 @@ def headline(a: RunData, b: RunData, table: pd.DataFrame) -> str:
     parts = [f"{n['improved']} improved", f"{n['worse']} worse", f"{n['unchanged']} unchanged"]
     if n["one run only"]:
         parts.append(f"{n['one run only']} in one run only")
-    name_a, name_b = run_names(a, b)
-    return f"A {name_a} → B {name_b}: of {len(table)} site-class targets, " + ", ".join(parts)
+    return f"A {a.name} → B {b.name}: of {len(table)} site-class targets, " + ", ".join(parts)
 
 
 def figure(a: RunData, b: RunData, table: pd.DataFrame) -> FigureSpec:
@@ -101,9 +104,8 @@ def _dumbbells(fig: go.Figure, a: RunData, b: RunData, rows: pd.DataFrame, where
     for x0, x1, y in zip(rows["share_a"], rows["share_b"], labels):
         fig.add_trace(go.Scatter(x=[x0, x1], y=[y, y], mode="lines", line={"color": "#999"}, showlegend=False,
                                  hoverinfo="skip"), *where)
-    name_a, name_b = run_names(a, b)
-    for column, name, colour, symbol in (("share_a", f"A: {name_a}", FAIL, "circle"),
-                                         ("share_b", f"B: {name_b}", PASS, "diamond")):
+    for column, name, colour, symbol in (("share_a", f"A: {a.name}", FAIL, "circle"),
+                                         ("share_b", f"B: {b.name}", PASS, "diamond")):
         fig.add_trace(go.Scatter(x=rows[column], y=labels, mode="markers", name=esc(name), showlegend=legend,
                                  marker={"color": colour, "size": 11, "symbol": symbol}), *where)
     fig.add_vline(x=a.site_bar, line={"dash": "dash", "color": "black", "width": 2}, opacity=1, row=where[0],
