@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -617,6 +618,8 @@ def test_a_ctrl_c_to_the_whole_process_group_mid_plan_ends_it_without_worker_tra
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     group = process.pid  # (a session of its own: its group is the command's pid)
     try:
+        ready, _, _ = select.select([process.stderr], [], [], 120)  # (a bounded wait for the first line)
+        assert ready, "no progress line within 120 s"
         first = process.stderr.readline()  # "planning ci-smoke.yaml: 0% (0 of 8), ...": the workers are up
         assert first.startswith("planning ci-smoke.yaml:"), first
         os.killpg(group, signal.SIGINT)
