@@ -270,3 +270,25 @@ def test_a_png_kaleido_does_not_write_is_an_error_naming_it_not_a_missing_file(t
         pngs.write([figure, figure], [written, lost])
     assert "written.png" not in str(raised.value)
     assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_plan_page_renders_offline_with_no_overlapping_or_cut_labels(browser, tmp_path):
+    # ci-smoke's plan (one class, two seeds): its page's figures (need per class, each class's curves) drawn in a
+    # real browser, offline, with data, and no text of a plot over another or past its edge.
+    from sim import studies
+    _, folder = studies.plan(SCENARIOS / "ci-smoke.yaml", seeds=2, out=tmp_path / "results", workers=0, png=False)
+    plots = overlaps(browser, folder / "plan.html")
+    assert len(plots) >= 2  # (their titles are the page's headings, not the plots')
+    for plot in plots:
+        assert plot["roles"].get("tick") and plot["hits"] == [], plot
+
+
+def test_the_sweep_page_renders_offline_with_no_overlapping_or_cut_labels(browser, tmp_path):
+    # ci-smoke swept over two access profiles: its page's figures drawn offline, with no text over another or cut.
+    from sim import studies
+    _, folder = studies.sweep(SCENARIOS / "ci-smoke.yaml", {"access": ["adsl2plus", "fttp_330_50"]},
+                              out=tmp_path / "results", workers=0, png=False)
+    plots = overlaps(browser, folder / "sweep.html")
+    assert plots
+    for plot in plots:
+        assert plot["roles"].get("tick") and plot["hits"] == [], plot
