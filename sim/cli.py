@@ -349,11 +349,16 @@ def main() -> None:
     """Entry point for ``python -m sim`` and ``testbed``.
 
     A usage error (a mistyped option, a value out of range) is Typer's Rich box on a terminal, and Click's plain
-    lines when stderr is not one (a CI log), as the tables are plain text there.
+    lines when stderr is not one (a CI log), as the tables are plain text there; so is ``--help``, at
+    :data:`PLAIN_HELP_COLUMNS` (Click's 80 cut each command's summary short).
     """
     if not err.is_terminal:
         app.rich_markup_mode = None
+        app.info.context_settings = {"terminal_width": PLAIN_HELP_COLUMNS, "max_content_width": PLAIN_HELP_COLUMNS}
     app(prog_name="testbed")
+
+
+PLAIN_HELP_COLUMNS = 130  # plain-text help this wide shows each command summary whole (the longest: 110 characters)
 
 
 if __name__ == "__main__":

@@ -550,6 +550,18 @@ def test_a_usage_error_off_a_terminal_is_plain_text(tmp_path, argv, error):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_help_off_a_terminal_shows_each_commands_summary_whole(tmp_path):
+    # Click's plain help at its default 80 columns cut each summary short ("and print the..."): a CI log's reader
+    # needs them whole. The doctor's summary (109 characters) ends "exit 0 if it can, else 2."
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "GITHUB_ACTIONS",
+                                                              "PY_COLORS", "TTY_INTERACTIVE", "COLUMNS")}
+    done = subprocess.run([_python(), "-c", "from sim.entry import main; main()", "--help"], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 0 and "╭" not in done.stdout, done.stdout
+    commands = done.stdout.split("Commands:", 1)[1]
+    assert "..." not in commands and "exit 0 if it can, else 2." in commands, commands
+
+
 def _die(code: int) -> None:
     os._exit(code)  # the worker process ends under its task, as the kernel's OOM killer would end it
 
