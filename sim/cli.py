@@ -142,6 +142,9 @@ def compare(run_a: Path = typer.Argument(..., help="Run folder (or a scenario's 
         a, b = results.latest(run_a), results.latest(run_b)
         target = out_dir or Path("results") / "compare" / f"{a.parent.name}-vs-{b.parent.name}"
         path = report.compare(a, b, target, png=png)
+        from sim.report.comparison import CHANGES_FILE
+        for line in (path.parent / CHANGES_FILE).read_text(encoding="utf-8").splitlines():
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
         out.print(f"comparison: {path}", highlight=False, soft_wrap=True)
 
 

@@ -111,6 +111,11 @@ def test_compare_reports_what_changes(tmp_path):
     # One of three medium practices fails video on ADSL2+ in ci-smoke; none on full fibre: 33% -> 100%.
     assert "GP practice, medium (about 10,000 patients), video consultations: 67% of sites meet the target in " \
            "ci-smoke, 100% in smoke-fibre (+33 points)." in text
+    # The command prints the same headline and sentences (changes.txt), then the page's path
+    said = " ".join(result.output.split())
+    assert "A ci-smoke → B smoke-fibre: of " in said and "67% of sites meet the target in ci-smoke, 100% in " \
+        "smoke-fibre (+33 points)." in said and said.endswith(f"comparison: {tmp_path / 'cmp' / 'compare.html'}")
+    assert (tmp_path / "cmp" / "changes.txt").read_text().splitlines()[0].startswith("A ci-smoke → B smoke-fibre")
     table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     row = table[(table["app"] == "video")].iloc[0]
     assert row["share_a"] == pytest.approx(2 / 3) and row["share_b"] == pytest.approx(1.0)

@@ -20,6 +20,7 @@ from sim.report.page import esc as html_esc
 from sim.report.page import page
 
 COMPARE_FILE = "compare.html"
+CHANGES_FILE = "changes.txt"  # the page's headline and its sentences, as text (the command prints them)
 COLUMNS = 4  # apps side by side; more go on further rows
 MOVED = 0.005  # a change of less than half a percentage point is "unchanged" (shares are shown to 1%)
 
@@ -139,6 +140,8 @@ def render(a: RunData, b: RunData, out: Path, *, png: bool | None = None) -> Pat
     if faults:
         intro += ("<h2>Availability through line faults</h2><ul>"
                   + "".join(f'<li class="availability">{html_esc(s)}</li>' for s in faults) + "</ul>")
+    (out / CHANGES_FILE).write_text("\n".join([headline(a, b, table) + ".", *lines, *faults]) + "\n",
+                                    encoding="utf-8")
     path = out / COMPARE_FILE
     path.write_text(page(f"A {a.name} vs B {b.name}", intro, [spec], {spec.name: files}), encoding="utf-8")
     return path
