@@ -23,16 +23,19 @@ def validate(model: type[pydantic.BaseModel], tree: Located):
     """``tree``'s data as a ``model``.
 
     Raises:
-        ScenarioError: At the first problem (a misspelt key first), saying how many more there are; the others,
-            each located, are its ``more_problems`` (:func:`more_problems`). A knock-on of another problem is not
-            one: a list too short because its bad item was dropped, the key a misspelt key stands for missing, a
-            union's other branches failing at the same place.
+        ScenarioError: At the first problem (a misspelt key first, then by line), saying how many more there are;
+            the others, each located and in line order, are its ``more_problems`` (:func:`more_problems`). A
+            knock-on of another problem is not one: a list too short because its bad item was dropped, the key a
+            misspelt key stands for missing, a union's other branches failing at the same place.
     """
     try:
         return model.model_validate(tree.data)
     except pydantic.ValidationError as exc:
         problems = _problems(exc.errors(include_url=False), tree.data, model)
-        first, *rest = [_located_error(error, loc, tree, model) for error, loc in problems]
+        found = [(error["type"] != "extra_forbidden", _located_error(error, loc, tree, model))
+                 for error, loc in problems]
+        found.sort(key=lambda item: (item[0], item[1].line or 0))  # a misspelt key first, then in the file's order
+        first, *rest = [located for _, located in found]
         if rest:
             first = ScenarioError(first.message + f" (and {len(rest)} more problem{'s' if len(rest) > 1 else ''})",
                                   file=first.file, line=first.line, path=first.path)

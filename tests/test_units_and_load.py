@@ -427,10 +427,10 @@ def test_validate_lists_every_problem_located_and_counts_no_knock_on(tmp_path):
     for command in (["validate"], ["check"], ["run", "--out", str(tmp_path / "out")]):
         result = runner.invoke(app, [command[0], str(three), *command[1:]])
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-        assert result.output.strip().splitlines() == [
-            f"error: {three}:13 load.gp_video_share: '-5%' is not a share between 0% and 100% (and 2 more problems)",
-            f"error: {three}:5 sites[0].count: -1 is not between 1 and 100000",
-            f"error: {three}:10 sites[1].distance: '-1km' must be 0 or more"]
+        assert result.output.strip().splitlines() == [  # in the file's order
+            f"error: {three}:5 sites[0].count: -1 is not between 1 and 100000 (and 2 more problems)",
+            f"error: {three}:10 sites[1].distance: '-1km' must be 0 or more",
+            f"error: {three}:13 load.gp_video_share: '-5%' is not a share between 0% and 100%"]
     assert not (tmp_path / "out").exists()
 
 
