@@ -158,14 +158,6 @@ def may_wait(u: float, setup_loss: float, tail_loss: float, setup_rounds: int) -
     return u < (1 + setup_rounds) * setup_loss + TAIL_SEGMENTS * tail_loss
 
 
-def expected_delay_s(setup_loss: float, tail_loss: float, setup_rounds: int, size_bytes: float,
-                     setup_rtt_s: float, tail_rtt_s: float, opens: bool = True) -> float:
-    """The mean of :func:`delay_s` over ``u`` (s), while the chances add up to at most 1."""
-    n = segments(size_bytes)
-    return sum(c * d for c, d in zip(chances(setup_loss, tail_loss, setup_rounds, n, opens),
-                                     delays_s(setup_rtt_s, tail_rtt_s, n)))
-
-
 def path_loss(path: tuple) -> float:
     """The congestion loss (0..1) a packet crossing ``path``'s links now sees."""
     if len(path) == 1:
