@@ -20,7 +20,9 @@ MEASURE_COLUMNS = {"criterion": "str", "measure": "str", "measured_value": "floa
                    "value_unit": "str", "failing_sessions": "int64", "cause": "str", "detail": "str"}
 RATE, TIME, SHARE, MOS, COUNT = "bit/s", "s", "share", "MOS", "sessions"
 PATIENT_END = "the patient's line limits it"  # sim.targets' criteria that name a cause of a rate shortfall
-PATH_BOUND = 0.1  # a delay p95 whose queueing is under this share of it is the path's own delay, not a queue's
+# A delay p95 whose queueing is under this share of it is blamed on the path's own delay, not a queue: a choice of
+# wording (an assumption, range 0.05-0.2; not a figure of the network, and no verdict depends on it).
+PATH_BOUND = 0.1
 TCP_QUEUE = "it yields to transfers filling the line's queue"
 
 
