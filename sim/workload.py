@@ -212,8 +212,8 @@ def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) ->
         frame["site"] = site
         if frame.get("far_end") == "home":
             _draw_home_lines(frame, cat, rng)
-    # After every other draw: a share of reuse leaves the rest of the site's sessions as they were. (An app whose share
-    # is 0% or 100% draws nothing, so moving one app's share to either end shifts the draws of the apps after it.)
+    # After every other draw: a share of reuse leaves the rest of the site's sessions as they were. Every transfer app
+    # draws, whatever its share, so moving one app's share (to 0% or 100% too) leaves the others' draws as they were.
     for frame in frames:
         if frame["traffic"] == "transfer":
             app = cat.apps[frame["app"]]
@@ -224,14 +224,15 @@ def _site_sessions(scenario: Scenario, site_class: SiteClass, site: str, rng) ->
 def _draw_connections(part: dict, reuse_share: float, rng, prefix: str = "") -> None:
     """Give each transfer of a part its connection: ``reused`` with probability ``reuse_share``, else ``new``.
 
-    Nothing is drawn when every transfer of the app is on a new connection, or every one on a reused one. A
-    multiplexed app's (``prefix`` ``multiplexed-``) say what a transfer does when it finds the connection idle.
+    A number is drawn per transfer at any share (0%: none below it, 100%: all), so a sweep of one app's share leaves
+    the apps drawn after it as they were (common random numbers). A multiplexed app's (``prefix``
+    ``multiplexed-``) say what a transfer does when it finds the connection idle.
     """
-    if reuse_share <= 0.0 or reuse_share >= 1.0:
+    draws = rng.random(part["n"])
+    if reuse_share <= 0.0 or reuse_share >= 1.0:  # (drawn all the same: one value for the whole part)
         part["connection"] = prefix + ("reused" if reuse_share >= 1.0 else "new")
         return
-    reused = rng.random(part["n"]) < reuse_share
-    part["connection"] = np.where(reused, prefix + "reused", prefix + "new").astype(object)
+    part["connection"] = np.where(draws < reuse_share, prefix + "reused", prefix + "new").astype(object)
 
 
 def _draw_home_lines(part: dict, cat: Catalogue, rng) -> None:

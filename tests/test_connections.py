@@ -131,6 +131,24 @@ def test_drawing_connections_leaves_every_other_draw_as_it_was(scenarios_dir):
     assert set(share_100.loc[share_100["app"] == "record_view", "connection"]) == {"multiplexed-reused"}
 
 
+@pytest.mark.parametrize("share", ["0%", "100%"])
+def test_a_share_at_either_end_leaves_the_next_apps_draws_as_they_were(scenarios_dir, share):
+    # scanning kept alive at 50%, drawn after record views: moving the views' share from 80% to 0% or 100% must not
+    # move which scans find their connection open (each app draws a number per transfer at any share)
+    def scans(view_share):
+        overrides = {"catalogue.apps.record_view.reused_share": view_share,
+                     "catalogue.apps.scanning.connection": "reused", "catalogue.apps.scanning.reused_share": "50%"}
+        scenario = load(scenarios_dir / "icb.yaml", overrides)
+        trace_ = workload.generate(scenario, topo_mod.build(scenario), 5)
+        return trace_, trace_.loc[trace_["app"] == "scanning", "connection"].tolist()
+
+    (_, scans_80), (at_end, scans_end) = scans("80%"), scans(share)
+    assert len(scans_80) > 100 and set(scans_80) == {"new", "reused"}
+    assert scans_end == scans_80
+    views = at_end.loc[at_end["app"] == "record_view", "connection"]
+    assert set(views) == {"multiplexed-reused" if share == "100%" else "multiplexed-new"}
+
+
 def _measured_scenario(scenarios_dir, tmp_path, rows: str):
     path = tmp_path / "measured.csv"
     path.write_text("site,app,start_s,direction,size_bytes,duration_s,connection\n" + rows)
