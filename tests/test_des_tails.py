@@ -15,7 +15,7 @@ import pytest
 from helpers import site, topology, trace, transfer
 
 from sim import des
-from sim.des import tails
+from sim.des import overflow, tails
 
 G = 1448 / 1514
 # The mean wait of the case below, by hand: each way's chance times its wait (0.0155 s)
@@ -162,3 +162,29 @@ def test_a_sessions_rank_counts_its_sites_earlier_sessions_in_trace_order():
     firsts = {site: keys[sites.index(site)] for site in set(sites)}  # each site's first session has rank 0
     assert [int(key - firsts[site]) for key, site in zip(keys, sites)] == [0, 0, 1, 2, 1, 0]
     assert np.array_equal(tails.session_keys(pd.Series(sites, dtype="str")), keys)  # a Series keys alike
+
+
+def _fetches_overflowing_their_last_round(n: int = 300):
+    # A 10 Mbit/s line, 50 ms, a 10 kB buffer that a long download holds: the room its standing queue leaves is less
+    # than a 10 kB fetch's 7 segments, which go in one round (10 segments of initial window; the path holds
+    # 10e6 x G x 0.05 / 11,584 = 41), so that round overflows and loses the fetch's tail, which the probe repairs:
+    # 2 handshakes, 1 data round and 2 round trips of probe (tcp.TAIL_PROBE_RTTS), 5 round trips in all.
+    topo = topology(site("a", down_bps=10e6, up_bps=10e6, rtt_s=0.05, buffer_bytes=10_000))
+    sessions = trace(transfer("a", 0.0, 2e9), *(transfer("a", 5.0 + 2.0 * k, 10e3) for k in range(n)))
+    return des.run(sessions, topo, des.RunWindow(0.0, 5.0 + 2.0 * n + 10.0, 60.0), seed=11).records.iloc[1:]
+
+
+def test_a_tail_lost_in_the_last_round_waits_for_one_probe_and_draws_no_second_tail_loss(monkeypatch):
+    # The buffer's loss made 20 times the fitted (sim.des.overflow's FULL_SHARE 0.05 -> 1.0: about 2%), so that many
+    # fetches' draws fall where a tail loss would be: none may wait for a second probe (2 round trips more) or for a
+    # lost probe's RTO. Only the setup's timers remain: a lost SYN (1 s) or the other setup packet (the RTO,
+    # SRTT + max(4 x SRTT / 2, 0.2 s)).
+    monkeypatch.setattr(overflow, "FULL_SHARE", 1.0)
+    fetches = _fetches_overflowing_their_last_round()
+    rtt_s = fetches["rtt_s"].to_numpy()
+    assert ((rtt_s > 0.05) & (rtt_s < 0.05 + 10_000 * 8 / 10e6)).all()  # the path and part of the buffer
+    plain_s = 5 * rtt_s
+    waited_s = fetches["duration_s"].to_numpy() - plain_s
+    syn, other = np.isclose(waited_s, 1.0, atol=1e-9), np.isclose(waited_s, rtt_s + 0.2, atol=1e-9)
+    assert (np.isclose(waited_s, 0.0, atol=1e-9) | syn | other).all()
+    assert 0 < (syn | other).sum() < 0.2 * len(fetches)  # about 2 x 2% of them: the setup's two exposures

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim.des import calls, reserved, tails
+from sim.des import calls, reserved, tails, tcp
 from sim.records import RECORD_COLUMNS, conform
 from sim.topology import Topology
 
@@ -58,14 +58,19 @@ class Context:
         """Record a transfer whose last byte is sent at ``now_s`` (s), completed once any timer it waits for fires.
 
         Its last segments see the congestion loss of its data path now (its links as it ends), and its timers the
-        round trip now: its fixed part and its data path's queues as they are (:mod:`sim.des.tails`). A transfer
-        whose last byte (or timer) comes past the horizon is not completed, however it got there.
+        round trip now: its fixed part and its data path's queues as they are (:mod:`sim.des.tails`); one whose last
+        slow-start round overflowed a queue lost its tail there, and its start-up already counts the probe that
+        repaired it (``tcp.TAIL_PROBE_RTTS``), so only its setup can still wait for a timer. A transfer whose last
+        byte (or timer) comes past the horizon is not completed, however it got there.
         """
         if flow.conn is not None:
             flow.conn.leave(flow, now_s)
         row = self.row[flow.session]
         path = flow.path
-        tail_loss = path[0].congestion_loss if len(path) == 1 else tails.path_loss(path)
+        if flow.recovery_rounds == tcp.TAIL_PROBE_RTTS:  # its last round overflowed: the tail was lost, and the
+            tail_loss = 0.0  # probe its start-up counted repaired it (no second tail loss: only its setup's chances)
+        else:
+            tail_loss = path[0].congestion_loss if len(path) == 1 else tails.path_loss(path)
         # (the draw is 0 <= u < 1: with no loss, or past every chance, it waits for nothing)
         if (tail_loss > 0.0 or flow.setup_loss > 0.0) and tails.may_wait(self.tail_u[row], flow.setup_loss, tail_loss,
                                                                           flow.setup_rounds):
