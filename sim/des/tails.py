@@ -18,8 +18,10 @@ The setup's packets see the data path's loss when the transfer starts, its last 
 Each transfer draws one uniform number from the run's seed and its session's key (:func:`uniforms`), and its added delay
 is where that number falls (:func:`delay_s`): the chances are laid end to end (a SYN lost, another setup packet
 lost, the tail lost with its probe, the tail lost), each its own exposure's, so two losses in one transfer (a chance
-of the loss rate squared) are not counted twice. Losses fast retransmit repairs are not modelled (about one round
-trip each; a long flow's are in the Mathis bound of its steady rate).
+of the loss rate squared) are not counted twice. A transfer whose last slow-start round overflowed a queue has lost
+its tail already, and its start-up counts the probe (``tcp.TAIL_PROBE_RTTS``): it draws for its setup alone.
+Losses fast retransmit repairs are not modelled (about one round trip each; a long flow's are in the Mathis bound of
+its steady rate).
 """
 
 from __future__ import annotations
