@@ -258,6 +258,7 @@ PHASE_SETTLE_S = 1.0                           # each phase's first second left 
 # line's rate, topologies/access.yaml).
 BESIDE_BULK_BYTES, BESIDE_BULK_SHORT_BYTES, BESIDE_BULK_PER_S = 10e6, 150e3, 2.0
 BESIDE_BULK_BUFFER_BYTES = 0.100 * LINE_BPS / 8
+LONE_EVERY_S = 1.0  # lone short downloads, one a second: a 200 kB one takes about 0.2 s on the idle 10 Mbit/s line
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,8 @@ def cases(seed: int = 1) -> list[Case]:
 
     Bulk, several bulk, short flows at load, a call beside an upload, a call beside short flows, a priority queue,
     a call through a failover, the short flows again on kept-alive connections, short flows beside a bulk download,
-    the short flows again as streams of one multiplexed connection.
+    the short flows again as streams of one multiplexed connection, and short downloads one at a time on an idle
+    line, new and kept-alive (each alone: its start-up and rest with nothing else).
     """
     import numpy as np
 
@@ -303,7 +305,16 @@ def cases(seed: int = 1) -> list[Case]:
         Case("short flows on kept-alive connections", line, trace(*_kept_alive(shorts)), transfers, "down"),
         _short_beside_bulk(seed),
         Case("short flows on one multiplexed connection", line, trace(*_multiplexed(shorts)), transfers, "down"),
+        Case("lone short downloads", line, trace(*_lone(LONE_EVERY_S)), transfers, "down"),
+        Case("lone short downloads on kept-alive connections", line, trace(*_kept_alive(_lone(LONE_EVERY_S))),
+             transfers, "down"),
     ]
+
+
+def _lone(every_s: float) -> list[dict]:
+    """Short downloads every ``every_s`` from 1 s to the window's last 2 s: each ends long before the next starts."""
+    count = int((CASE_WINDOW_S - 3.0) / every_s) + 1
+    return [transfer(1.0 + every_s * k, SHORT_BYTES, "down", app="record_view") for k in range(count)]
 
 
 def _kept_alive(sessions: list[dict]) -> list[dict]:

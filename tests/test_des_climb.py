@@ -127,14 +127,15 @@ def _both_ways(sessions: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_a_call_climbs_back_from_its_minimum_after_an_upload():
-    # a call from 0 to 60 s; an upload from 10 s: its start-up is two round trips of the queues the call's 1.5 Mbit/s
-    # makes (M/D/1, both ways; a pipe of under 10 segments: no slow start), then it takes what the call leaves. The
+    # a call from 0 to 60 s; an upload from 10 s: its start-up is three round trips of the queues the call's 1.5
+    # Mbit/s makes (M/D/1, both ways): two of handshakes and its request's (a pipe of under 10 segments: no slow start,
+    # the handover round trip alone), then it takes what the call leaves. The
     # call: 1.5 Mbit/s until the upload is active, its sender's cuts down to 350 kbit/s over 2.6 s (_cuts), 350
     # kbit/s to the upload's end (the upload at 1.65 Mbit/s then), the climb (18.9 s, CLIMB_BITS), then 1.5 Mbit/s
     # to 60 s. The upstream is the call's worse direction.
     records = _both_ways(trace(call("s", 0.0, 60.0), _upload(10.0)))
     upload, video = records.loc[10.0], records.loc[0.0]
-    active_s = 10.0 + 2 * (_md1_s(TARGET, 2e6) + _md1_s(TARGET, 100e6))
+    active_s = 10.0 + 3 * (_md1_s(TARGET, 2e6) + _md1_s(TARGET, 100e6))
     took_s, yield_bits = _yield(TARGET, 1.65e6 * 10)
     assert 10.7 < took_s < 10.8  # the cuts carried 1.25 Mbit more than the minimum would have: 0.76 s more upload
     assert upload["end_s"] == pytest.approx(active_s + took_s, rel=1e-9)
@@ -151,18 +152,18 @@ def test_a_call_climbs_back_from_its_minimum_after_an_upload():
 def test_a_second_upload_cuts_the_climb_short():
     # as above, and a second upload at 25 s: the climb from the first upload's end runs its steps to 3 s (the
     # exponential's bits over 3 s) and part of the step from 3 to 7 s at that step's rate, until the second upload is
-    # active (its start-up's two round trips of the queues the climbing call makes); the call then yields from the
+    # active (its start-up's three round trips of the queues the climbing call makes); the call then yields from the
     # exponential's value then, its cuts taking it to its minimum, until the second upload's last byte leaves, and
     # climbs all the way. The second upload's record ends a timer's wait later (a lost tail: sim.des.tails; after
     # PTO = 2 SRTT, 2 x the 0.48 s standing queue and the call's M/D/1 queues of about 1 ms), which frees no capacity.
     records = _both_ways(trace(call("s", 0.0, 60.0), _upload(10.0), _upload(25.0)))
-    first_active_s = 10.0 + 2 * (_md1_s(TARGET, 2e6) + _md1_s(TARGET, 100e6))
+    first_active_s = 10.0 + 3 * (_md1_s(TARGET, 2e6) + _md1_s(TARGET, 100e6))
     first_took_s, first_yield_bits = _yield(TARGET, 1.65e6 * 10)
     first_end_s = first_active_s + first_took_s
     assert records.loc[10.0, "end_s"] == pytest.approx(first_end_s, rel=1e-9)
     assert 3 < 25 - first_end_s < 7  # the climb is in its step from 3 to 7 s when the second upload arrives
     step_bps = MINIMUM * (1.08**7 - 1.08**3) / (4 * GROWTH)  # the exponential's mean over [3, 7] s
-    second_active_s = 25 + 2 * (_md1_s(step_bps, 2e6) + _md1_s(TARGET, 100e6))
+    second_active_s = 25 + 3 * (_md1_s(step_bps, 2e6) + _md1_s(TARGET, 100e6))
     climbed_s = second_active_s - first_end_s
     second_took_s, second_yield_bits = _yield(MINIMUM * 1.08**climbed_s, 1.65e6 * 10)
     second_end_s = second_active_s + second_took_s
@@ -182,7 +183,7 @@ def test_a_short_yield_costs_the_cuts_the_sender_makes_in_it():
     # 0.725 for 0.3 s, 0.998 for 0.6 s, then 1.376): 1.56 s, in which the sender made 1 + floor(1.36 / 0.3) = 5 cuts
     upload = transfer("s", 10.0, 1.65e6 * 1 / 8 * GOODPUT_FACTOR, "up")
     records = _both_ways(trace(call("s", 0.0, 60.0), upload))
-    active_s = 10.0 + 2 * (_md1_s(TARGET, 2e6) + _md1_s(TARGET, 100e6))
+    active_s = 10.0 + 3 * (_md1_s(TARGET, 2e6) + _md1_s(TARGET, 100e6))
     took_s, yield_bits = _yield(TARGET, 1.65e6)
     assert 1.4 < took_s < 1.7
     assert records.loc[10.0, "end_s"] == pytest.approx(active_s + took_s, rel=1e-9)

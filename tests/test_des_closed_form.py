@@ -22,11 +22,12 @@ IW_BYTES = 10 * 1448
 def test_one_transfer_completion_time_matches_slow_start_plus_fluid():
     # 5 MB down a 10 Mbit/s link, RTT 20 ms (site) + 10 ms (cloud) = 30 ms.
     # Window to fill the pipe: 10e6 * GOODPUT * 0.03 / (8 * 1448) = 24.77 segments -> 2 doublings from 10.
-    # Slow start sends 10 + 20 = 30 segments = 43,440 B in those 2 round trips.
-    # Time = 2 RTT (handshakes) + 2 RTT (slow start) + (5e6 - 43,440) B * 8 / (10e6 * GOODPUT).
+    # Slow start sends 10 + 20 = 30 segments = 43,440 B in those 2 round trips; the next window's data comes a round
+    # trip after the second's (the handover: its ACKs to the sender, the data back).
+    # Time = 2 RTT (handshakes) + 2 RTT (slow start) + 1 RTT (handover) + (5e6 - 43,440) B * 8 / (10e6 * GOODPUT).
     topo = topology(site("a", down_bps=10e6, up_bps=1e6, rtt_s=0.02), cloud_rtt_s=0.01)
     result = simulate(topo, trace(transfer("a", 100.0, 5e6)))
-    expected_s = 4 * 0.03 + (5e6 - 43_440) * 8 / (10e6 * GOODPUT)
+    expected_s = 5 * 0.03 + (5e6 - 43_440) * 8 / (10e6 * GOODPUT)
     record = result.records.iloc[0]
     assert record["completed"]
     assert record["duration_s"] == pytest.approx(expected_s, rel=1e-9)
@@ -83,11 +84,12 @@ def test_a_flow_joining_a_saturated_link_pays_the_full_buffer_in_every_round_tri
     # the share. At C/2 its window must reach 4e6 * GOODPUT * 0.12 / (8 * 1448) = 39.6 segments: 2 doublings
     # from 10, 0.24 s and 30 segments (43,440 B) more. Neither round overflows the 30 kB (19.8 frames) the standing
     # queue leaves: the first adds its 10 segments to the queue, the second 10 more than it drains (20 sent, two
-    # for each ACK of the first). So it joins at t = 1 + 0.48 = 1.48 s with 956,560 B left.
+    # for each ACK of the first). A round trip of handover (0.12 s) follows, so it joins at t = 1 + 0.6 = 1.6 s
+    # with 956,560 B left.
     topo = topology(site("a", down_bps=8e6, up_bps=8e6))
     records = simulate(topo, trace(transfer("a", 0.0, 4e6), transfer("a", 1.0, 1e6))).records
     r = 8e6 * GOODPUT / 8
-    t2_end = 1.48 + (1e6 - 30 * 1448) / (r / 2)
+    t2_end = 1.6 + (1e6 - 30 * 1448) / (r / 2)
     assert records["rtt_s"].iloc[1] == pytest.approx(0.12, rel=1e-9)
     assert records["end_s"].iloc[1] == pytest.approx(t2_end, rel=1e-9)
 

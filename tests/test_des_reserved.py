@@ -57,8 +57,9 @@ def test_an_upload_takes_what_the_stream_leaves_and_fills_the_queue_it_sees():
     records = simulate(topo, trace(_stream(0.0, 100.0, rate_bps), transfer("s", 20.0, size_bytes, "up")),
                        horizon_s=600.0, bin_s=10.0)
     stream, upload = (records.records.set_index("app").loc[app] for app in ("telephony", "record_view"))
-    # Its handshakes take 2 round trips of the queues the stream makes (up and down); slow start then fills the pipe.
-    setup_s = 2 * (_md1_s(rate_bps, capacity_bps) + _md1_s(rate_bps, 10e6))
+    # Its handshakes take 2 round trips of the queues the stream makes (up and down), and its request's data 1 more
+    # (the pipe is under the initial window: no slow-start round, the handover alone); then it goes at its share.
+    setup_s = 3 * (_md1_s(rate_bps, capacity_bps) + _md1_s(rate_bps, 10e6))
     assert upload["duration_s"] == pytest.approx(30.0 + setup_s, rel=1e-9)
     full_s = 0.8 * buffer_bytes * 8 / capacity_bps
     idle_s = _md1_s(rate_bps, capacity_bps)
@@ -154,7 +155,8 @@ def test_short_transfers_saturate_a_line_in_bursts_not_with_a_standing_queue():
     sessions = trace(_stream(0.0, 20.0, rate_bps), transfer("s", 10.0, 100e3), transfer("s", 10.0, 100e3))
     records = simulate(topo, sessions, horizon_s=60.0).records
     busy_s = 2 * 100e3 * 8 / ((capacity_bps - rate_bps) * GOODPUT)  # both share what the stream leaves
-    setup_s = 2 * 2 * _md1_s(rate_bps, capacity_bps)  # 2 handshakes over the stream's queues, each way
+    setup_s = 3 * 2 * _md1_s(rate_bps, capacity_bps)  # 2 handshakes and the request's round trip (no slow start:
+    # the pipe is under the initial window, the handover alone) over the stream's queues, each way
     downloads = records.loc[records["app"] == "record_view", "duration_s"].to_numpy()
     # their last bytes arrive together; a record may add a timer's wait for a tail lost in the bursts' overflow
     # (sim.des.tails, drawn per session: tests/test_des_tails.py), one of 2 SRTT here (59.4 ms at seed 0)

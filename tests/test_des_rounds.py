@@ -5,8 +5,9 @@ queue is 0.8 of it: 0.8 x 125,000 x 8 / 10e6 = 80 ms). MSS 1448 B in 1514 B fram
 window 10 segments (14,480 B), 2 round trips of handshakes before data.
 
 A bulk download of 5 MB alone from 0 s: handshakes at 20 ms (nothing queued yet), its pipe 10e6 x G x 0.02 /
-(8 x 1448) = 16.5 segments, so 1 slow-start round (14,480 B), then the line: it sends its last byte at
-T = 3 x 0.02 + (5e6 - 14,480) x 8 / (10e6 x G) = 4.2302 s, holding the standing queue until then.
+(8 x 1448) = 16.5 segments, so 1 slow-start round (14,480 B) and a round trip of handover (that round's ACKs to the
+sender, the next window's data back: tcp.HANDOVER_RTTS), then the line: it sends its last byte at
+T = 4 x 0.02 + (5e6 - 14,480) x 8 / (10e6 x G) = 4.2502 s, holding the standing queue until then.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ G = 1448 / 1514
 RATE_BPS, RTT_S, BUFFER_BYTES = 10e6, 0.020, 125_000
 QUEUE_S = 0.8 * BUFFER_BYTES * 8 / RATE_BPS   # 80 ms: the bulk download's standing queue
 BULK_BYTES = 5e6
-BULK_END_S = 3 * RTT_S + (BULK_BYTES - 14_480) * 8 / (RATE_BPS * G)
+BULK_END_S = 4 * RTT_S + (BULK_BYTES - 14_480) * 8 / (RATE_BPS * G)
 SHORT_BYTES = 100_000
 
 
@@ -49,26 +50,26 @@ def test_a_transfer_wholly_behind_the_standing_queue_pays_it_every_round():
 def test_rounds_that_straddle_the_end_of_the_standing_queue_take_each_its_own_rtt():
     # It starts 150 ms before the bulk download ends: its first round trip (100 ms) and its second, begun 50 ms
     # before the end, pay the queue; every later round begins after it, at 20 ms with the whole line: pipe 16.5
-    # segments, 1 slow-start round (14,480 B), then 85,520 B at 10 Mbit/s alone.
-    # 2 x 0.1 + 0.02 + 85,520 x 8 / (10e6 x G) = 0.2915 s (it would take 0.5 s at the RTT found at its start).
+    # segments, 1 slow-start round (14,480 B), the handover, then 85,520 B at 10 Mbit/s alone.
+    # 2 x 0.1 + 2 x 0.02 + 85,520 x 8 / (10e6 x G) = 0.3115 s (0.7 s wholly behind the queue, above).
     short = _short_beside_bulk(BULK_END_S - 0.15)
-    expected_s = 2 * 0.1 + 0.02 + (SHORT_BYTES - 14_480) * 8 / (RATE_BPS * G)
+    expected_s = 2 * 0.1 + 2 * 0.02 + (SHORT_BYTES - 14_480) * 8 / (RATE_BPS * G)
     assert short["duration_s"] == pytest.approx(expected_s, rel=1e-9)
     assert short["rtt_s"] == pytest.approx(RTT_S + QUEUE_S, rel=1e-9)  # the record keeps the RTT found at its start
 
 
 def test_a_round_begun_before_the_end_keeps_its_rtt_and_one_begun_after_does_not():
     # Started 50 ms before the end: its first round (to +100 ms) pays the queue, the second begins 50 ms after the
-    # end: 0.1 + 0.02 (second handshake) + 0.02 (slow start) + 85,520 B alone.
+    # end: 0.1 + 0.02 (second handshake) + 0.02 (slow start) + 0.02 (handover) + 85,520 B alone.
     short = _short_beside_bulk(BULK_END_S - 0.05)
-    expected_s = 0.1 + 2 * 0.02 + (SHORT_BYTES - 14_480) * 8 / (RATE_BPS * G)
+    expected_s = 0.1 + 3 * 0.02 + (SHORT_BYTES - 14_480) * 8 / (RATE_BPS * G)
     assert short["duration_s"] == pytest.approx(expected_s, rel=1e-9)
 
 
 def test_a_transfer_after_the_queue_is_gone_never_pays_it():
-    # Alone after the bulk download: 2 handshakes + 1 slow-start round at 20 ms, then 85,520 B alone.
+    # Alone after the bulk download: 2 handshakes + 1 slow-start round + the handover at 20 ms, then 85,520 B alone.
     short = _short_beside_bulk(BULK_END_S + 1.0)
-    assert short["duration_s"] == pytest.approx(3 * 0.02 + (SHORT_BYTES - 14_480) * 8 / (RATE_BPS * G), rel=1e-9)
+    assert short["duration_s"] == pytest.approx(4 * 0.02 + (SHORT_BYTES - 14_480) * 8 / (RATE_BPS * G), rel=1e-9)
     assert short["rtt_s"] == pytest.approx(RTT_S, rel=1e-9)
 
 
@@ -88,10 +89,14 @@ def test_the_cursor_counts_rounds_begun_and_leaves_one_beginning_now_to_the_new_
 
 
 def test_slow_start_rounds_agree_with_the_start_up_model():
-    for size, rate, rtt in ((100e3, 5e6, 0.1), (100e3, 10e6, 0.02), (5e6, 10e6, 0.03), (50e3, 1e9, 0.1)):
+    # a round trip of handover where bytes are left after slow start: 100 kB in 3 rounds (101,360 B) none; 100 kB
+    # after 1 round (14,480 B) and 5 MB after 2 (43,440 B) one; 50 kB in 3 rounds none
+    for size, rate, rtt, handover in ((100e3, 5e6, 0.1, 0), (100e3, 10e6, 0.02, 1), (5e6, 10e6, 0.03, 1),
+                                      (50e3, 1e9, 0.1, 0)):
         start = tcp.slow_start(size, rate, rtt)
         ss = tcp.slow_start_rounds(size, rate, rtt)
-        assert start.rounds == start.setup_rounds + ss == tcp.HANDSHAKE_RTTS + ss
+        assert start.rounds == start.setup_rounds + ss + handover == tcp.HANDSHAKE_RTTS + ss + handover
+        assert start.recovery_rounds == handover
         assert start.sent_bytes == tcp.sent_in(size, ss)
         assert start.duration_s == pytest.approx(start.rounds * rtt, rel=1e-12)
 

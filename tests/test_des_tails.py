@@ -81,9 +81,10 @@ def test_a_sessions_key_is_its_site_and_its_rank_there_whatever_else_the_trace_h
 # A 1 Mbit/s line, 10 ms RTT, a 15 kB buffer (9.9 packets: Cubic keeps 0.36 + 0.038 x 9.9 = 0.737 of 0.8 of it,
 # 0.8 x 0.737 x 0.12 s = 70.8 ms). A long download holds it; 10 kB fetches (7 segments) come every 2 s: each pays
 # 10 + 70.8 ms a round trip. Their window would fill their path (half the line: 0.5e6 x G x 0.0808 / (8 x 1448) =
-# 3.3 segments) before the initial window's 10, so after the 2 handshakes they share the line at once: 10 kB at
-# 0.5 Mbit/s. At their start they see the loss of the download alone overflowing the buffer, at their end that of
-# both flows at 0.5 Mbit/s (sim.des.overflow; worked out in the test below).
+# 3.3 segments) before the initial window's 10, so after the 2 handshakes and their request's round trip (no
+# slow-start round: the handover alone) they share the line: 10 kB at 0.5 Mbit/s. At their start they see the loss
+# of the download alone overflowing the buffer, at their end that of both flows at 0.5 Mbit/s (sim.des.overflow;
+# worked out in the test below).
 SLOW_BPS, SLOW_RTT_S, SLOW_BUFFER = 1e6, 0.010, 15_000
 
 
@@ -109,7 +110,7 @@ def test_fetches_behind_an_overflowing_queue_wait_exactly_the_timer_their_draw_g
     assert (loss, end_loss) == (pytest.approx(0.01324, abs=1e-5), pytest.approx(0.05297, abs=1e-5))
     records = _fetches_beside_a_download(seed=11)
     fetches = records.iloc[1:]
-    plain_s = 2 * rtt_s + 10e3 * 8 / (SLOW_BPS / 2 * G)
+    plain_s = 3 * rtt_s + 10e3 * 8 / (SLOW_BPS / 2 * G)
     draws = tails.uniforms(11, tails.session_keys(records["site"].to_numpy()))[1:]
     expected = [plain_s + tails.delay_s(u, loss, end_loss, 2, 10e3, rtt_s, rtt_s) for u in draws]
     assert fetches["duration_s"].to_numpy() == pytest.approx(np.array(expected), rel=1e-9)

@@ -44,8 +44,9 @@ def test_a_transfer_alone_on_the_line_takes_its_size_over_the_rate_plus_its_star
     records = pipeline.simulate(load(scenario(tmp_path))).result.records.set_index("app")
     # adsl2plus at 3.0 km: 8 Mbit/s down (topologies/access.yaml derating); RTT 45 ms + 10 ms to the cloud.
     # Window to fill the pipe: 8e6 * GOODPUT * 0.055 / (8 * 1448) = 36.3 segments: 2 doublings from 10, sending
-    # 10 + 20 = 30 segments (43,440 B). Time = 2 handshake RTTs + 2 slow-start RTTs + the rest at the line rate.
-    expected_s = 4 * 0.055 + (2e6 - 43_440) * 8 / (8e6 * GOODPUT)
+    # 10 + 20 = 30 segments (43,440 B). Time = 2 handshake RTTs + 2 slow-start RTTs + 1 RTT of handover (the second
+    # round's ACKs to the sender, the next window's data back) + the rest at the line rate.
+    expected_s = 5 * 0.055 + (2e6 - 43_440) * 8 / (8e6 * GOODPUT)
     fetch = records.loc["record_view"]
     assert fetch["start_s"] == 8 * 3600 + 600 and fetch["completed"]
     assert fetch["duration_s"] == pytest.approx(expected_s, rel=1e-9)

@@ -25,8 +25,9 @@ class Transfer:
     the setup's; ``done_rounds`` of them are done by ``round_end_s`` (s), and every later one lasts ``round_rtt_s``
     (s); ``fixed_rtt_s`` is its RTT but for its data path's queues (s), ``key`` its data path's state when last
     planned (set only while it is followed). Its slow start delivers ``ss_bytes`` (bytes) from ``data_from_s`` (s)
-    until ``active_at_s``; its last ``recovery_rounds`` round trips repair a round that overflowed a standing queue's
-    room (:func:`sim.des.tcp.overflow`).
+    until ``active_at_s``; its last ``recovery_rounds`` round trips are those after slow start: they repair a round
+    that overflowed a standing queue's room (:func:`sim.des.tcp.overflow`), or hand over to its share
+    (``sim.des.tcp.HANDOVER_RTTS``).
     ``setup_loss`` is its data path's loss when it started (0..1), and ``opens`` whether it opens its connection (its
     first setup round trip a SYN's), for its tail (:mod:`sim.des.tails`). A stream of a multiplexed connection
     (``conn``, :mod:`sim.des.connections`) has ``weight`` 1/k and cap C/k while k streams share it, and ``joined``

@@ -10,11 +10,12 @@ A fluid model's queues change only at its events, so the start-up is planned who
 and planned again from the round in progress whenever an event changes a link of its data path: whether a long
 transfer holds its standing queue (tens to hundreds of ms), or its line (a fault, a repair). Rounds already begun keep
 their RTT; the rest take the new one, and slow start's exit (the round whose window fills the path) is found again
-from the new rate and RTT. Short transfers' burst queue coming and going does not re-plan a start-up: it is the mean
-of a busy spell, shallower than the bursts' real queue, and the one found at the start is the better estimate of what
-the rounds meet (following it took the calibration's short flows at 60% load from -2% to -17% against the emulation:
-docs/model.md). Nor does M/D/1 queueing below saturation (a reservation step, a little more load: a few ms). The ACK
-path's queues are those found at the start for the whole start-up (following them too would
+from the new rate and RTT. Short transfers' burst queue coming and going re-plans it too: each round takes the burst
+queue of its moment (M/D/1 at the cut-off while short transfers saturate the line), which with the handover round
+trip after slow start (``sim.des.tcp.HANDOVER_RTTS``) agrees with the emulation on the calibration's short flows,
+new and kept-alive (docs/fidelity.md); holding the queue found at the start had made up for that missing round trip
+on new connections only. M/D/1 queueing below saturation (a reservation step, a little more load: a few ms) does not
+re-plan a start-up. The ACK path's queues are those found at the start for the whole start-up (following them too would
 need the lone-transfer shortcut, :mod:`sim.des.shortcuts`, to hold off while a transfer starting the other way
 crosses its link).
 
@@ -50,11 +51,14 @@ def advance(end_s: float, done: int, rtt_s: float, total: int, now_s: float) -> 
 
 
 def path_key(path: tuple) -> tuple:
-    """What re-plans a start-up when it changes: whether each data-path link holds a standing queue, and its line."""
+    """What re-plans a start-up when it changes: each data-path link's saturation, and its line.
+
+    Saturation: a long transfer's standing queue, short transfers' bursts, or neither.
+    """
     if len(path) == 1:
         link = path[0]
-        return link.saturated == queueing.STANDING, link.capacity_bps, link.rtt_shift_s, link.buffer_bytes
-    return tuple((link.saturated == queueing.STANDING, link.capacity_bps, link.rtt_shift_s, link.buffer_bytes)
+        return link.saturated, link.capacity_bps, link.rtt_shift_s, link.buffer_bytes
+    return tuple((link.saturated, link.capacity_bps, link.rtt_shift_s, link.buffer_bytes)
                  for link in path)
 
 
@@ -106,7 +110,8 @@ class Rounds:
         if flow.recovery_rounds and ss_done >= planned:
             return planned, flow.recovery_rounds
         ss_rounds = max(ss_done, tcp.slow_start_rounds(flow.size_bytes, expected_bps, rtt_s))
-        return tcp.overflow(flow.size_bytes, ss_rounds, room, first_round=ss_done + 1)
+        ss_rounds, recovery = tcp.overflow(flow.size_bytes, ss_rounds, room, first_round=ss_done + 1)
+        return ss_rounds, tcp.after_slow_start(flow.size_bytes, ss_rounds, recovery)
 
     def _count_bits(self, flow, sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) the wire bits of a start-up's slow-start rounds on its links."""
