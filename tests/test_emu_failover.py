@@ -128,7 +128,10 @@ def test_the_call_is_at_target_before_silent_during_the_failover_and_climbs_back
     on_backup_s = CALL_START_S + FAULT_S + FAILOVER_S
     for direction in ("up", "down"):
         before = _phase(table, "gp-fttc", direction, "before")
-        assert before.rate_bps == pytest.approx(TARGET_BPS, rel=0.03) and before.share_at_target == 1.0
+        # at most one second of the phase under 95% of the target: a stall of the sender (a Python process on a
+        # shared core) of about 50 ms moves its packets into the next second, which the phase's mean (within 3%) keeps
+        assert before.rate_bps == pytest.approx(TARGET_BPS, rel=0.03)
+        assert before.share_at_target >= 1.0 - 1.0 / before.seconds
         outage = _phase(table, "gp-fttc", direction, "fault")
         assert outage.silent_s == outage.seconds == FAILOVER_S - SETTLE_S and outage.rate_bps == 0.0
         # After the outage the sender is at its minimum (no report for 5 s: x0.85 every 0.5 s, 1.5 x 0.85^9
