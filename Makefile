@@ -28,7 +28,7 @@ test: install
 bench: install
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
 
-# The calibration suite (root, ~6 minutes of real time): each case on one link in the emulation and the simulator;
+# The calibration suite (root, ~11 minutes of real time): each case on one link in the emulation and the simulator;
 # prints the table and writes it into docs/fidelity.md and benchmarks/results/calibration.json (sim/calibrate.py).
 calibrate: install
 	$(PY) -m sim.calibrate
