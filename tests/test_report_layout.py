@@ -182,3 +182,15 @@ def test_a_matrix_cell_with_no_sites_is_grey_and_labelled():
     full = figs.compliance_matrix(_run_data("m", _classes([("gp_small", "ADSL2+", 4, 1)]),
                                             {"video": "video consultations"}))
     assert "Grey cells" not in full.footnote and "grey" not in full.title
+
+
+def test_log_axes_get_1_2_5_ticks_written_whole_and_powers_of_ten_past_three_decades():
+    log_ticks = figs.log_ticks
+    # 0.35 to 250: from 0.2 (the last tick at or below 0.35) to 500 (the first at or above 250), 1-2-5 a decade
+    assert log_ticks([0.35, 250.0, float("nan"), 0.0]) == {
+        "tickvals": [0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0],
+        "ticktext": ["0.2", "0.5", "1", "2", "5", "10", "20", "50", "100", "200", "500"]}
+    # 0.07 to 10,000 spans more than three decades: powers of ten only, with thousands grouped
+    assert log_ticks([0.07, 10_000.0])["ticktext"] == ["0.01", "0.1", "1", "10", "100", "1,000", "10,000"]
+    assert log_ticks([20.0, 50.0]) == {"tickvals": [20.0, 50.0], "ticktext": ["20", "50"]}  # ticks on the data
+    assert log_ticks([]) == {} and log_ticks([-1.0, float("inf")]) == {}  # plotly's own ticks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,35 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
 def technology_colour(technology: str) -> str:
     """The colour of an access technology, the same in every figure (a technology not listed: black)."""
     return TECHNOLOGY_COLOURS.get(technology, "#000000")
+
+
+LOG_TICK_DECADES = 3  # a choice of layout: ten 1-2-5 labels fit under a half-width subplot, sixteen do not
+
+
+def log_ticks(values) -> dict:
+    """Ticks of 1, 2 and 5 in each decade for a log axis that must show ``values`` (the data's units), labelled whole.
+
+    Over more than ``LOG_TICK_DECADES`` decades, powers of ten alone (so the labels fit side by side).
+
+    Returns the axis settings (``tickvals``, ``ticktext``): the ticks from the last one at or below the least value
+    to the first at or above the greatest, each written as a reader writes it ("0.5", "20", "1,000"), where
+    plotly's own log ticks label the minor ones by their first digit alone ("2 3 4 ... 100"). No finite positive
+    value: no settings (plotly's own).
+    """
+    from sim.units import significant
+
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if not len(values):
+        return {}
+    low, high = values.min(), values.max()
+    steps = (1, 2, 5) if high / low <= 10**LOG_TICK_DECADES else (1,)  # wider: powers of ten alone
+    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+             for m in steps]
+    first = max(t for t in ticks if t <= low * (1 + 1e-12))
+    last = min(t for t in ticks if t >= high * (1 - 1e-12))
+    kept = [t for t in ticks if first <= t <= last]
+    return {"tickvals": kept, "ticktext": [significant(t) for t in kept]}
 
 
 def target_line(fig: go.Figure, *, x: float | None = None, y: float | None = None, text: str, log_x: bool = False,

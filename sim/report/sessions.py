@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from sim.report.data import RunData, technology_rank
-from sim.report.figures import FAIL, PASS, FigureSpec, _layout, esc, target_line, technology_colour
+from sim.report.figures import FAIL, PASS, FigureSpec, _layout, esc, log_ticks, target_line, technology_colour
 from sim.units import significant
 
 
@@ -50,7 +50,8 @@ def _cdf(app: str, label: str, times_by_tech: dict[str, np.ndarray], limit_s: fl
                                         if worst["technology"] != best["technology"] else ""))
     _layout(fig, title)
     fig.update_layout(showlegend=True)  # a single technology still says which it is
-    fig.update_xaxes(type="log", title_text="completion time (s, log scale)", range=[np.log10(low), np.log10(high)])
+    fig.update_xaxes(type="log", title_text="completion time (s, log scale)", range=[np.log10(low), np.log10(high)],
+                     **log_ticks([low, high]))
     fig.update_yaxes(title_text="share of transfers completed", range=[0, 1.02], tickformat=".0%")
     note = (f"Time from request to last byte, TCP and TLS set-up included. The {_seconds(limit_s)} limit is this "
             "run's target (targets.yaml, sourced or labelled there, or the scenario's own). " + size_note)

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from sim.errors import TestbedError
 from sim.report import plan_backup
 from sim.report.data import app_labels
-from sim.report.figures import FAIL, PASS, SERIES, FigureSpec, _layout, esc, target_line
+from sim.report.figures import FAIL, PASS, SERIES, FigureSpec, _layout, esc, log_ticks, target_line
 from sim.report.page import esc as html_esc
 from sim.report.page import page
 from sim.units import significant
@@ -61,7 +61,8 @@ def plan_needs(summary: pd.DataFrame, target_share: float) -> FigureSpec:
         fig.add_trace(go.Scatter(x=summary[f"product_{d}_bps"] / 1e6, y=labels, mode="markers",
                                  name="cheapest product that meets the targets", showlegend=col == 1,
                                  marker={"color": FAIL, "symbol": "diamond-open", "size": 13}), 1, col)
-    fig.update_xaxes(type="log", title_text="capacity (Mbit/s, log scale)")
+        shown = pd.concat([need, low, high, summary[f"product_{d}_bps"]]) / 1e6
+        fig.update_xaxes(type="log", title_text="capacity (Mbit/s, log scale)", **log_ticks(shown), row=1, col=col)
     named = summary[summary["product"].astype(str) != ""]
     title = (f"Least capacity for {target_share:.0%} of sites to meet every target: "
              f"{len(named)} of {len(summary)} site classes have a product on the ladder that is enough")
@@ -96,7 +97,9 @@ def plan_curves(curve: pd.DataFrame, summary: pd.DataFrame, target_share: float)
                 fig.add_vrect(x0=need[f"{d}_ci_low_bps"] / 1e6, x1=need[f"{d}_ci_high_bps"] / 1e6, row=1, col=col,
                               fillcolor=PASS, opacity=0.12, line_width=0)
             target_line(fig, y=target_share, text=f"bar: {target_share:.0%} of sites", row=1, col=col)
-        fig.update_xaxes(type="log", title_text="capacity (Mbit/s, log scale)")
+            shown = pd.concat([part["capacity_bps"], pd.Series([need[f"{d}_ci_low_bps"], need[f"{d}_ci_high_bps"]])])
+            fig.update_xaxes(type="log", title_text="capacity (Mbit/s, log scale)", **log_ticks(shown / 1e6),
+                             row=1, col=col)
         fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%", title_text="sites meeting every target", col=1)
         title = (f"{site_class}: {target_share:.0%} of sites meet every target from "
                  f"{_mbps(need['down_need_bps'])} down and {_mbps(need['up_need_bps'])} up")
