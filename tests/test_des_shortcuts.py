@@ -109,3 +109,32 @@ def test_skipping_unobserved_events_changes_no_table(a, b, sessions, shared_bps,
     pd.testing.assert_frame_equal(fast.records, plain.records, rtol=1e-7, atol=1e-8)
     pd.testing.assert_frame_equal(fast.links, plain.links, rtol=1e-9, atol=1e-6)
     assert fast.events <= plain.events
+
+
+def test_a_link_whose_media_are_not_held_has_every_call_free(monkeypatch, scenarios_dir):
+    # The shortcuts (a quiet arrival's check, a lone transfer's replay) skip a link's calls when ``link.media_held``
+    # says no re-share left one held, climbing back, yielding or silenced. Checked after every re-share of every
+    # link in runs where calls yield to uploads and short flows, climb back and go silent through a line's fault
+    # (the calibration cases with calls) and in a scenario's hour of ADSL2+, FTTC and FTTP practices (resilience).
+    from sim import calibrate, pipeline
+    from sim.des.group import Group
+    from sim.load import load
+
+    checked = {"links": 0, "held": 0}
+    reshare = Group._reshare_link
+
+    def checking(self, link, now_s, replay=True):
+        reshare(self, link, now_s, replay)
+        media = self._media_on(link)
+        checked["links"] += 1
+        if link.media_held:
+            checked["held"] += 1
+        else:
+            assert all(m.free for m in media), (link.name, now_s)
+
+    monkeypatch.setattr(Group, "_reshare_link", checking)
+    for case in calibrate.cases():
+        if "video_rate_bps" in case.metrics or "video_rate_bps@before" in case.metrics:
+            calibrate.simulate(case)
+    pipeline.simulate(load(scenarios_dir / "resilience.yaml"))
+    assert checked["links"] > 1000 and checked["held"] > 200  # the check ran, on links with held calls too
