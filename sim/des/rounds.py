@@ -111,7 +111,7 @@ class Rounds:
             return planned, flow.recovery_rounds
         ss_rounds = max(ss_done, tcp.slow_start_rounds(flow.size_bytes, expected_bps, rtt_s))
         ss_rounds, recovery = tcp.overflow(flow.size_bytes, ss_rounds, room, first_round=ss_done + 1)
-        return ss_rounds, tcp.after_slow_start(flow.size_bytes, ss_rounds, recovery)
+        return ss_rounds, tcp.after_slow_start(flow.size_bytes, tcp.sent_in(flow.size_bytes, ss_rounds), recovery)
 
     def _count_bits(self, flow, sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) the wire bits of a start-up's slow-start rounds on its links."""

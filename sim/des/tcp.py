@@ -32,7 +32,7 @@ MAX_WINDOW_BYTES = 6 * 2**20   # Linux default tcp_rmem maximum (autotuning ceil
 RECOVERY_RTTS, TAIL_PROBE_RTTS = 1, 2
 # A transfer that goes on past slow start gets data at its share a round trip after its last slow-start round (or,
 # with none, after its request went): that round's ACKs (or the request) take half a round trip to the sender, its next
-# data half a round trip back. Measured in the emulation (docs/fidelity.md, "The handover round trip"): a lone 200 kB
+# data half a round trip back. Measured in the emulation (docs/model.md, "The handover round trip"): a lone 200 kB
 # download on a 10 Mbit/s, 20 ms line took 194 ms on a kept-alive connection and 238 ms on a new one, where the
 # model without it gave 175 and 215 ms. Where a round overflowed mid-transfer, the loss's recovery is that round trip.
 HANDOVER_RTTS = 1
@@ -87,8 +87,8 @@ def slow_start(size_bytes: float, rate_bps: float, rtt_s: float, extra_rtts: int
     recovery = 0
     if room_segments != math.inf:  # (overflow() finds nothing to overflow without a standing queue: most transfers)
         rounds, recovery = overflow(size_bytes, rounds, room_segments)
-    recovery = after_slow_start(size_bytes, rounds, recovery)
     sent_bytes = INITIAL_WINDOW_SEGMENTS * MSS_BYTES * (2**rounds - 1)  # (sent_in)
+    recovery = after_slow_start(size_bytes, sent_bytes, recovery)
     return _new_tuple(StartUp, (setup_s + (rounds + recovery) * rtt_s, sent_bytes if sent_bytes < size_bytes
                                 else size_bytes, setup_s, setup_rounds, setup_rounds + rounds + recovery, recovery))
 
@@ -141,15 +141,15 @@ def slow_start_rounds(size_bytes: float, rate_bps: float, rtt_s: float) -> int:
     return to_fill
 
 
-def after_slow_start(size_bytes: float, ss_rounds: int, recovery_rounds: int) -> int:
-    """Round trips after ``ss_rounds`` slow-start rounds and before the rest at the flow's share.
+def after_slow_start(size_bytes: float, ss_sent_bytes: float, recovery_rounds: int) -> int:
+    """Round trips after slow start (which sent ``ss_sent_bytes``) and before the rest at the flow's share.
 
     A loss's ``recovery_rounds`` (:func:`overflow`) where a round overflowed; else ``HANDOVER_RTTS`` if bytes are left
     after slow start, and none if it sent them all.
     """
     if recovery_rounds:
         return recovery_rounds
-    return HANDOVER_RTTS if sent_in(size_bytes, ss_rounds) < size_bytes else 0
+    return HANDOVER_RTTS if ss_sent_bytes < size_bytes else 0
 
 
 def sent_in(size_bytes: float, ss_rounds: int) -> float:

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from sim.report.data import RunData, by_technology, technology_rank
 from sim.text import visible
+from sim.units import significant
 
 MATRIX_COLUMNS = 4  # apps side by side in the compliance matrix; more go on further rows
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
@@ -72,8 +73,6 @@ def log_ticks(values) -> dict:
     plotly's own log ticks label the minor ones by their first digit alone ("2 3 4 ... 100"). No finite positive
     value: no settings (plotly's own).
     """
-    from sim.units import significant
-
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values) & (values > 0)]
     if not len(values):
