@@ -465,8 +465,8 @@ def _split_rows(case: Case, replayed: Replayed, sim_records: pd.DataFrame) -> li
     if case.apps:
         judged = judged[judged["app"].isin(case.apps)]
     sessions = judged["session_id"]
-    return calibrate_split.rows(case.name, calibrate_split.emulated(replayed.results, sessions),
-                                calibrate_split.simulated(sim_records, case.trace, sessions))
+    return calibrate_split.rows(case.name, calibrate_split.split(replayed.records, sessions),
+                                calibrate_split.split(sim_records, sessions))
 
 
 def _figure(name: str, value: float) -> str:

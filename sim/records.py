@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-FORMAT_VERSION = 2  # 2: app names from the registry, the traffic column
+FORMAT_VERSION = 3  # 2: app names from the registry, the traffic column; 3: transfers' setup_s, first_data_s
 
 RECORD_COLUMNS = {
     "engine": "str",              # "des" or "emu"
@@ -32,6 +32,8 @@ RECORD_COLUMNS = {
     "end_s": "float64",           # NaN when not completed
     "completed": "bool",
     "duration_s": "float64",      # transfer: completion time; stream: call length
+    "setup_s": "float64",         # transfer: from its start until its request went (handshakes; 0 kept-alive)
+    "first_data_s": "float64",    # transfer: from its start until its answer's first data came (NaN: not measured)
     "size_bytes": "float64",      # transfer: payload; stream: bytes received in the worse direction
     "mean_rate_bps": "float64",   # transfer: size / duration; stream: mean rate, worse direction
     "target_rate_bps": "float64",  # stream: recommended bitrate, the far end's direction (NaN for transfers)

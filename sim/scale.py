@@ -34,9 +34,9 @@ Progress = Callable[[float, float], None]  # progress(done, total): shards, runs
 
 SHARDS_DIR = "shards"
 PLAN_FILE = "shards.json"
-# What a shard writes (2: verdicts too; 3: checksums; 4: Arrow files; 5: the trace's connection column); a
-# partial folder of another layout is not resumed.
-SHARD_LAYOUT = 5
+# What a shard writes (2: verdicts too; 3: checksums; 4: Arrow files; 5: the trace's connection column; 6: records
+# with transfers' setup_s and first_data_s); a partial folder of another layout is not resumed.
+SHARD_LAYOUT = 6
 SHARD_TABLES = ("trace", "records", "links", "session_verdicts", "site_verdicts")
 # The tables only the merge reads, a row group at a time: Arrow IPC files (read without decoding). The others
 # are Parquet (the backup day reads the site verdicts; the merge reads the links whole).

@@ -174,35 +174,29 @@ def test_short_flows_beside_a_bulk_download_are_judged_on_the_short_ones():
     assert alone_s * 0.99 < got["median_completion_s"] < alone_s * 2
 
 
-def test_the_split_of_short_downloads_reads_each_engines_own_times():
-    # Emulated: three completed downloads, set-up 40, 42, 0 ms (the third reused), first bytes 20-21 ms after its
-    # request, done at 200, 230, 150 ms; an upload and an unfinished download are left out. Medians: set-up 40 ms,
-    # first round trip 21 ms, the rest 200 - 61, 230 - 63, 150 - 20 = 139, 167, 130 ms: 139 ms.
+def test_the_split_of_short_downloads_reads_each_engines_records():
+    # Three completed downloads, set-up 40, 42, 0 ms (the third reused), first bytes 20-21 ms after its request,
+    # done at 200, 230, 150 ms; an upload and an unfinished download are left out. Medians: set-up 40 ms, first
+    # round trip 21 ms, the rest 200 - 61, 230 - 63, 150 - 20 = 139, 167, 130 ms: 139 ms.
     from sim import calibrate_split
 
-    entry = dict(completed=True, direction="down")
-    results = {"site1": {"transfers": [
-        entry | dict(session_id=1, setup_s=0.040, first_data_s=0.061, duration_s=0.200),
-        entry | dict(session_id=2, setup_s=0.042, first_data_s=0.063, duration_s=0.230),
-        entry | dict(session_id=3, setup_s=0.000, first_data_s=0.020, duration_s=0.150),
-        dict(session_id=4, completed=True, direction="up", setup_s=0.04, first_data_s=None, duration_s=1.0),
-        entry | dict(session_id=5, completed=False, setup_s=0.04, first_data_s=0.06, duration_s=None)]}}
-    emu = calibrate_split.emulated(results, pd.Series([1, 2, 3, 4, 5]))
+    records = pd.DataFrame({"session_id": [1, 2, 3, 4, 5], "completed": [True, True, True, True, False],
+                            "direction": ["down", "down", "down", "up", "down"],
+                            "setup_s": [0.040, 0.042, 0.0, 0.04, 0.04],
+                            "first_data_s": [0.061, 0.063, 0.020, float("nan"), 0.06],
+                            "duration_s": [0.200, 0.230, 0.150, 1.0, float("nan")]})
+    emu = calibrate_split.split(records, pd.Series([1, 2, 3, 4, 5]))
     assert emu == pytest.approx({"setup_s": 0.040, "first_data_s": 0.021, "rest_s": 0.139})
-    # Simulated: two new connections at RTT 20 and 30 ms (set-up 2 RTT), one reused at 25 ms (none), done at 180,
-    # 250 and 100 ms: set-up 40, 60, 0 (median 40); first round trip 20, 30, 25 (25); rest 120, 160, 75 (120) ms.
-    trace = pd.DataFrame({"session_id": [1, 2, 3], "connection": ["new", "new", "reused"]})
-    records = pd.DataFrame({"session_id": [1, 2, 3], "completed": [True] * 3, "direction": ["down"] * 3,
-                            "rtt_s": [0.020, 0.030, 0.025], "duration_s": [0.180, 0.250, 0.100]})
-    des_ = calibrate_split.simulated(records, trace, pd.Series([1, 2, 3]))
-    assert des_ == pytest.approx({"setup_s": 0.040, "first_data_s": 0.025, "rest_s": 0.120})
-    # a stream of a multiplexed connection may have joined it open: its set-up and rest are not known
-    multiplexed = trace.assign(connection=["multiplexed-new", "new", "multiplexed-reused"])
-    assert calibrate_split.simulated(records, multiplexed, pd.Series([1, 2, 3])) == pytest.approx(
-        {"setup_s": 0.060, "first_data_s": 0.025, "rest_s": 0.160})
+    # the simulator's side of the lone downloads: 2 handshakes of 20 ms, the request's round trip, then the rest
+    # (0.2352 - 0.06 s: the closed form below)
+    case = next(c for c in calibrate.cases() if c.name == "lone short downloads")
+    records, _ = calibrate.simulate(case)
+    des_ = calibrate_split.split(records, case.trace["session_id"])
+    rest_s = 4 * 0.02 + (calibrate.SHORT_BYTES - 14_480) * 8 / (calibrate.LINE_BPS * GOODPUT) - 0.06
+    assert des_ == pytest.approx({"setup_s": 0.040, "first_data_s": 0.020, "rest_s": rest_s}, rel=1e-9)
     text = calibrate_split.table(calibrate_split.rows("short", emu, des_))
     assert "| short | setup_s | 40.0 ms | 40.0 ms | +0.0 ms |" in text
-    assert "| short | rest_s | 139.0 ms | 120.0 ms | -19.0 ms |" in text
+    assert "| short | rest_s | 139.0 ms | 175.2 ms | +36.2 ms |" in text
 
 
 def test_the_simulator_side_of_lone_short_downloads_is_the_closed_form():

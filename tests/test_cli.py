@@ -26,7 +26,7 @@ def test_run_writes_a_complete_results_folder(tmp_path, scenarios_dir):
     assert {p.name for p in folder.iterdir()} == RUN_FILES
     assert results.is_complete(folder)
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["seed"] == 1 and meta["engine"] == "des" and meta["format_version"] == 2
+    assert meta["seed"] == 1 and meta["engine"] == "des" and meta["format_version"] == 3
     assert meta["sessions"] == len(pd.read_parquet(folder / "trace.parquet"))
     verdicts = pd.read_csv(folder / "verdicts.csv")
     row = verdicts[(verdicts["access_profile"] == "adsl2plus") & (verdicts["app"] == "video")].iloc[0]

@@ -66,6 +66,24 @@ def test_a_round_begun_before_the_end_keeps_its_rtt_and_one_begun_after_does_not
     assert short["duration_s"] == pytest.approx(expected_s, rel=1e-9)
 
 
+def test_the_records_say_when_each_request_went_and_its_first_data_came():
+    # Alone: 2 handshakes of 20 ms, then the request's round trip: request at 0.04 s, first data at 0.06 s. Wholly
+    # behind the standing queue: rounds of 100 ms, so 0.2 and 0.3 s. Straddling the queue's end (from 150 ms before
+    # it): its first round trip (100 ms) and its second, begun 50 ms before the end, keep the queue (request at 0.2 s);
+    # the third, begun after it, is 20 ms (first data at 0.22 s). On a kept-alive connection alone: no handshake,
+    # first data one round trip after its start.
+    records = simulate(_line(), trace(transfer("a", 0.0, BULK_BYTES))).records
+    assert records.loc[0, "setup_s"] == pytest.approx(2 * RTT_S, rel=1e-9)
+    assert records.loc[0, "first_data_s"] == pytest.approx(3 * RTT_S, rel=1e-9)
+    behind = _short_beside_bulk(1.0)
+    assert (behind["setup_s"], behind["first_data_s"]) == (pytest.approx(0.2, rel=1e-9), pytest.approx(0.3, rel=1e-9))
+    straddling = _short_beside_bulk(BULK_END_S - 0.15)
+    assert straddling["setup_s"] == pytest.approx(0.2, rel=1e-9)
+    assert straddling["first_data_s"] == pytest.approx(0.22, rel=1e-9)
+    kept = simulate(_line(), trace(transfer("a", 0.0, SHORT_BYTES, connection="reused"))).records.iloc[0]
+    assert (kept["setup_s"], kept["first_data_s"]) == (0.0, pytest.approx(RTT_S, rel=1e-9))
+
+
 def test_a_transfer_after_the_queue_is_gone_never_pays_it():
     # Alone after the bulk download: 2 handshakes + 1 slow-start round + the handover at 20 ms, then 85,520 B alone.
     short = _short_beside_bulk(BULK_END_S + 1.0)

@@ -13,7 +13,8 @@ PINNED = [
     ("access_profile", "str"), ("technology", "str"), ("medium", "str"), ("app", "str"), ("traffic", "str"),
     ("kind", "str"), ("direction", "str"), ("urgency", "str"), ("far_profile", "str"), ("start_s", "float64"),
     ("end_s", "float64"), ("completed", "bool"),
-    ("duration_s", "float64"), ("size_bytes", "float64"), ("mean_rate_bps", "float64"),
+    ("duration_s", "float64"), ("setup_s", "float64"), ("first_data_s", "float64"), ("size_bytes", "float64"),
+    ("mean_rate_bps", "float64"),
     ("target_rate_bps", "float64"), ("min_rate_bps", "float64"), ("share_at_target", "float64"),
     ("share_below_min", "float64"), ("one_way_delay_s", "float64"), ("one_way_delay_p95_s", "float64"),
     ("jitter_s", "float64"), ("loss", "float64"), ("queue_delay_s", "float64"), ("rtt_s", "float64"),
@@ -23,7 +24,7 @@ PINNED = [
 
 def test_schema_is_pinned():
     assert list(records.RECORD_COLUMNS.items()) == PINNED
-    assert records.FORMAT_VERSION == 2
+    assert records.FORMAT_VERSION == 3
 
 
 @pytest.fixture

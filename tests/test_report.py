@@ -97,6 +97,24 @@ def test_scenario_strings_are_escaped(tmp_path, topologies_dir):
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
 
 
+def test_a_folder_of_another_record_format_is_refused_by_name(smoke_run, tmp_path):
+    # A folder written before the records gained transfers' setup_s and first_data_s (format 2): report and compare
+    # refuse it with both formats named, exit 2, no traceback; the folder is left as it was.
+    old = tmp_path / "old-run"
+    shutil.copytree(smoke_run, old)
+    meta = json.loads((old / "meta.json").read_text())
+    (old / "meta.json").write_text(json.dumps(meta | {"format_version": 2}))
+    pd.read_parquet(old / "records.parquet").drop(columns=["setup_s", "first_data_s"]).to_parquet(
+        old / "records.parquet", index=False)
+    before = sorted(p.name for p in old.iterdir())
+    for args in (["report", str(old)], ["compare", str(old), str(smoke_run), "--out", str(tmp_path / "cmp")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "its records are of format 2" in result.output and "this testbed reads format 3" in result.output
+        assert "Traceback" not in result.output
+    assert sorted(p.name for p in old.iterdir()) == before and not (tmp_path / "cmp").exists()
+
+
 def test_compare_reports_what_changes(tmp_path):
     root = tmp_path / "results"
     base = pipeline.run(_scenario("ci-smoke"), out=root, png=False).folder

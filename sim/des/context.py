@@ -89,10 +89,16 @@ class Context:
         columns["mean_rate_bps"][row] = flow.size_bytes * 8 / duration_s if duration_s > 0 else _NAN
         columns["queue_delay_s"][row] = flow.queue_delay_s
         columns["rtt_s"][row] = flow.rtt_s
+        start_s = self.start_s[row]
+        columns["setup_s"][row] = flow.request_at_s - start_s
+        columns["first_data_s"][row] = flow.first_data_at_s - start_s
 
     def abandon_transfer(self, flow) -> None:
-        """Record a transfer still unfinished at the horizon."""
-        self._put(flow.session, False, flow.bottleneck(), queue_delay_s=flow.queue_delay_s, rtt_s=flow.rtt_s)
+        """Record a transfer still unfinished at the horizon (its request and first data if they came before)."""
+        start_s, horizon_s = self.start_s[self.row[flow.session]], self.horizon_s
+        self._put(flow.session, False, flow.bottleneck(), queue_delay_s=flow.queue_delay_s, rtt_s=flow.rtt_s,
+                  setup_s=flow.request_at_s - start_s if flow.request_at_s <= horizon_s else _NAN,
+                  first_data_s=flow.first_data_at_s - start_s if flow.first_data_at_s <= horizon_s else _NAN)
 
     def finish_call(self, session: int, halves: list, now_s: float, completed: bool) -> None:
         """Keep a call replayed as flows (its two directions, settled to ``now_s``) for :meth:`finish_streams`."""
@@ -150,5 +156,6 @@ class Context:
         return conform(pd.DataFrame(out), RECORD_COLUMNS)
 
 
-_OUTCOME_FLOATS = ("end_s", "duration_s", "size_bytes", "mean_rate_bps", "share_at_target", "share_below_min",
-                   "one_way_delay_s", "one_way_delay_p95_s", "jitter_s", "loss", "queue_delay_s", "rtt_s")
+_OUTCOME_FLOATS = ("end_s", "duration_s", "setup_s", "first_data_s", "size_bytes", "mean_rate_bps",
+                   "share_at_target", "share_below_min", "one_way_delay_s", "one_way_delay_p95_s", "jitter_s", "loss",
+                   "queue_delay_s", "rtt_s")

@@ -28,6 +28,9 @@ class Transfer:
     until ``active_at_s``; its last ``recovery_rounds`` round trips are those after slow start: they repair a round
     that overflowed a standing queue's room (:func:`sim.des.tcp.overflow`), or hand over to its share
     (``sim.des.tcp.HANDOVER_RTTS``).
+    Its request goes at ``request_at_s`` (s: after its handshakes) and its answer's first data comes at
+    ``first_data_at_s`` (s: a round trip after the request, or for a stream joining an open connection at the end of
+    its setup), both moved by a re-plan until they pass.
     ``setup_loss`` is its data path's loss when it started (0..1), and ``opens`` whether it opens its connection (its
     first setup round trip a SYN's), for its tail (:mod:`sim.des.tails`). A stream of a multiplexed connection
     (``conn``, :mod:`sim.des.connections`) has ``weight`` 1/k and cap C/k while k streams share it, and ``joined``
@@ -38,7 +41,8 @@ class Transfer:
     __slots__ = ("session", "path", "size_bytes", "remaining_bytes", "active_at_s", "cap_bps", "rate_bps",
                  "limiter", "limited_bits", "rtt_s", "queue_delay_s", "since_s", "long", "fixed_rtt_s",
                  "round_rtt_s", "setup_rounds", "rounds", "round_end_s", "done_rounds", "ss_bytes", "data_from_s",
-                 "key", "setup_loss", "opens", "recovery_rounds", "conn", "weight", "joined")
+                 "key", "setup_loss", "opens", "recovery_rounds", "conn", "weight", "joined", "request_rounds",
+                 "request_at_s", "first_data_rounds", "first_data_at_s")
 
     def __init__(self, session: int, path: tuple, size_bytes: float, remaining_bytes: float,
                  active_at_s: float, cap_bps: float, rtt_s: float, queue_delay_s: float) -> None:

@@ -253,7 +253,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
             start = tcp.slow_start(size, expected_bps, rtt_s, chunks - 1, handshakes, standing_room(path))
         flow = Transfer(s.session_id, path, size, size - start.sent_bytes, now_s + start.duration_s,
                         cap_bps, rtt_s, queue_s + back_s)
-        self._plan_start(flow, start, fixed_rtt_s, loss, now_s)
+        self._plan_start(flow, start, fixed_rtt_s, loss, now_s, handshakes, joins)
         flow.opens = handshakes > 0
         if conn is not None:
             flow.joined = joins

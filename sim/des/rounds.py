@@ -74,16 +74,23 @@ def standing_room(path: tuple) -> float:
 class Rounds:
     """A group's transfers starting up (a mixin of :class:`sim.des.group.Group`): planned, then followed."""
 
-    def _plan_start(self, flow, start: tcp.StartUp, fixed_rtt_s: float, setup_loss: float, now_s: float) -> None:
+    def _plan_start(self, flow, start: tcp.StartUp, fixed_rtt_s: float, setup_loss: float, now_s: float,
+                    handshakes: int = 0, joins: bool = False) -> None:
         """Give a new transfer its start-up, as :func:`sim.des.tcp.slow_start` planned it at ``now_s``.
 
         ``fixed_rtt_s`` is its RTT but for the data path's queues (s): the site's and the core's, and the ACK
         path's queues now; ``setup_loss`` its data path's loss now (0..1). Its slow-start bytes are counted on its
-        links over their rounds.
+        links over their rounds. Its request goes after its ``handshakes`` round trips; its first data comes a round
+        trip after its setup, or at its end if it ``joins`` an open connection (the setup then is the request's own
+        round trip, or the wait for the connection's first data).
         """
         flow.fixed_rtt_s, flow.round_rtt_s, flow.setup_loss = fixed_rtt_s, flow.rtt_s, setup_loss
         flow.setup_rounds, flow.rounds, flow.recovery_rounds = start.setup_rounds, start.rounds, start.recovery_rounds
         flow.round_end_s, flow.done_rounds = now_s, 0
+        flow.request_rounds = handshakes
+        flow.first_data_rounds = start.setup_rounds if joins else start.setup_rounds + 1
+        flow.request_at_s = now_s + handshakes * flow.rtt_s
+        flow.first_data_at_s = now_s + flow.first_data_rounds * flow.rtt_s
         flow.ss_bytes, flow.data_from_s = start.sent_bytes, now_s + start.setup_s
         if start.sent_bytes > 0:  # (as _count_bits: this is the path every transfer takes)
             wire_bits = start.sent_bytes * 8 / tcp.GOODPUT_FACTOR
@@ -166,6 +173,10 @@ class Rounds:
         self._count_bits(flow, -1.0)
         if done < setup:
             flow.data_from_s = end_s + (setup - done) * rtt_s
+        if done <= flow.request_rounds:  # (round ``done`` ends at end_s, each later one rtt_s after)
+            flow.request_at_s = end_s + (flow.request_rounds - done) * rtt_s
+        if done <= flow.first_data_rounds:
+            flow.first_data_at_s = end_s + (flow.first_data_rounds - done) * rtt_s
         flow.round_end_s, flow.done_rounds, flow.round_rtt_s = end_s, done, rtt_s
         flow.rounds = setup + ss_rounds + flow.recovery_rounds
         flow.active_at_s = flow.since_s = end_s + (flow.rounds - done) * rtt_s

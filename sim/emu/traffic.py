@@ -24,7 +24,8 @@ from sim.errors import EngineError
 from sim.workload import TRACE_COLUMNS
 
 RESULT_COLUMNS = {
-    "session_id": "int64", "end_s": "float64", "completed": "bool", "duration_s": "float64",
+    "session_id": "int64", "end_s": "float64", "completed": "bool", "duration_s": "float64", "setup_s": "float64",
+    "first_data_s": "float64",
     "size_bytes": "float64", "mean_rate_bps": "float64", "share_at_target": "float64",
     "share_below_min": "float64", "one_way_delay_s": "float64", "one_way_delay_p95_s": "float64",
     "jitter_s": "float64", "loss": "float64", "queue_delay_s": "float64", "rtt_s": "float64", "bottleneck": "str",
@@ -246,7 +247,8 @@ def _transfer_row(row, entry: dict | None, base_rtt_s: float) -> dict:
         return out
     rtt_s = _num(entry.get("rtt_s"))
     queue_delay_s = max(0.0, rtt_s - base_rtt_s) if math.isfinite(rtt_s - base_rtt_s) else _NAN
-    out.update(completed=bool(entry["completed"]), rtt_s=rtt_s, queue_delay_s=queue_delay_s)
+    out.update(completed=bool(entry["completed"]), rtt_s=rtt_s, queue_delay_s=queue_delay_s,
+               setup_s=_num(entry.get("setup_s")), first_data_s=_num(entry.get("first_data_s")))
     if entry["completed"]:
         duration_s = entry["duration_s"]
         out.update(end_s=entry["end_s"], duration_s=duration_s,

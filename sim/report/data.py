@@ -107,6 +107,7 @@ def read_run(folder: Path | str) -> RunData:
         raise TestbedError(f"{folder}: not a finished results folder (no meta.json)")
     try:
         meta = json.loads((folder / "meta.json").read_text())
+        _check_format(folder, meta)
         resolved = json.loads((folder / "resolved.json").read_text())
         classes = pd.read_csv(folder / "verdicts.csv", dtype={"reason": str}, keep_default_na=False)
         sites = pd.read_csv(folder / "site_verdicts.csv", dtype={"reason": str, "site": str}, keep_default_na=False,
@@ -117,6 +118,20 @@ def read_run(folder: Path | str) -> RunData:
     except (OSError, ValueError, KeyError) as exc:
         raise TestbedError(f"{folder}: cannot read the results folder: {exc}") from None
     return RunData(folder, meta, resolved, classes, sites, records, fidelity)
+
+
+def _check_format(folder: Path, meta: dict) -> None:
+    """Refuse a folder whose record table is of another format than this testbed's (:data:`sim.records.FORMAT_VERSION`).
+
+    Raises:
+        TestbedError: Naming both formats and the testbed version that wrote the folder.
+    """
+    written = meta.get("format_version")
+    if written != rec.FORMAT_VERSION:
+        raise TestbedError(f"{folder}: its records are of format {written} (written by testbed "
+                           f"{meta.get('package_version', '?')} at revision {meta.get('git_revision') or '?'}), this "
+                           f"testbed reads format {rec.FORMAT_VERSION}: run its scenario again with this version, or "
+                           "read it with the version that wrote it")
 
 
 def _released(frame: pd.DataFrame) -> pd.DataFrame:
