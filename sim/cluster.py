@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -193,20 +195,76 @@ def _worker_count(workers: int | None) -> int:
 
 @contextmanager
 def _local_client(workers: int) -> Iterator[object]:
-    """A client of a new LocalCluster of ``workers`` processes, closed with it."""
+    """A client of a new LocalCluster of ``workers`` processes, closed with it.
+
+    A Ctrl-C while the cluster starts is held until it is up (:func:`_interrupts_held`), then stops the run as one
+    at any later moment does, closing the cluster.
+    """
     from dask.distributed import Client, LocalCluster
+    with _interrupts_held() as release:
+        try:
+            # Dask's HTTP server always starts; on a free local port, two runs never compete for its default 8787.
+            # Its own log stays quiet (its errors at shutdown are about tasks the run no longer wants): what goes
+            # wrong in a task reaches the run as that task's exception (``map_ordered``), and a dead worker as
+            # KilledWorker.
+            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                 dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
+        except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
+            release()  # (an interrupt held meanwhile comes first: the user asked to stop)
+            raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "
+                               "fewer --workers, or --workers 0") from None
+        with local:
+            release()
+            with Client(local) as client:
+                client.register_plugin(_ignore_interrupts(), name="testbed-ignore-interrupts")
+                yield client
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)  # what stops a run (the CLI makes SIGTERM a KeyboardInterrupt too)
+INTERRUPT_HOLD_MAX_S = 10.0  # a cluster starts in a second or two; an interrupt after this long held acts at once
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[object]:
+    """Hold an interrupt (SIGINT, or SIGTERM if it has a Python handler) until ``release()``, which then raises it.
+
+    Dask's LocalCluster, interrupted while it starts, leaves a cluster that nothing can close: its own atexit
+    handler then fails on it, printing a traceback. An interrupt then is noted instead and, at ``release()`` (once
+    the cluster is up and will be closed), handed to the handler it was meant for: the command stops as it does at
+    any other moment, a second or two later. Another interrupt is held too (Ctrl-C is often pressed twice), unless
+    the first has waited :data:`INTERRUPT_HOLD_MAX_S`: a start that hangs can still be stopped, at once. Outside
+    the main thread (where no handler runs) nothing is held.
+
+    Yields:
+        ``release()``: restore the handlers, and call the held one (which raises KeyboardInterrupt) if a signal came.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in INTERRUPTS}
+    handlers = {signum: handler for signum, handler in handlers.items() if callable(handler)}
+    held: dict[int, float] = {}  # each signal held: when it first came (monotonic s)
+
+    def hold(signum: int, frame: object) -> None:
+        if held and time.monotonic() - min(held.values()) > INTERRUPT_HOLD_MAX_S:
+            handlers[signum](signum, frame)
+        held.setdefault(signum, time.monotonic())
+
+    def release() -> None:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        if held:
+            signum = min(held, key=held.get)
+            held.clear()
+            handlers[signum](signum, None)
+
+    for signum in handlers:
+        signal.signal(signum, hold)
     try:
-        # Dask's HTTP server always starts; on a free local port, two runs never compete for its default 8787.
-        # Its own log stays quiet (its errors at shutdown are about tasks the run no longer wants): what goes wrong
-        # in a task reaches the run as that task's exception (``map_ordered``), and a dead worker as KilledWorker.
-        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
-    except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
-        raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "
-                           "fewer --workers, or --workers 0") from None
-    with local, Client(local) as client:
-        client.register_plugin(_ignore_interrupts(), name="testbed-ignore-interrupts")
-        yield client
+        yield release
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 def _ignore_interrupts():
