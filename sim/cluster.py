@@ -197,17 +197,19 @@ def _worker_count(workers: int | None) -> int:
 def _local_client(workers: int) -> Iterator[object]:
     """A client of a new LocalCluster of ``workers`` processes, closed with it.
 
-    A Ctrl-C while the cluster starts is held until it is up (:func:`_interrupts_held`), then stops the run as one
-    at any later moment does, closing the cluster.
+    Its worker processes never take a Ctrl-C (the command's process stops the run and closes the cluster): they are
+    started by an event loop of :func:`_loop_deaf_to_sigint`, so each is born with SIGINT blocked, and the
+    :func:`_ignore_interrupts` plugin then ignores it for good. A Ctrl-C while the cluster starts is held until it
+    is up (:func:`_interrupts_held`), then stops the run as one at any later moment does, closing the cluster.
     """
     from dask.distributed import Client, LocalCluster
-    with _interrupts_held() as release:
+    with _loop_deaf_to_sigint() as loop, _interrupts_held() as release:
         try:
             # Dask's HTTP server always starts; on a free local port, two runs never compete for its default 8787.
             # Its own log stays quiet (its errors at shutdown are about tasks the run no longer wants): what goes
             # wrong in a task reaches the run as that task's exception (``map_ordered``), and a dead worker as
             # KilledWorker.
-            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, loop=loop,
                                  dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
         except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
             release()  # (an interrupt held meanwhile comes first: the user asked to stop)
@@ -267,6 +269,39 @@ def _interrupts_held() -> Iterator[object]:
             signal.signal(signum, handler)
 
 
+@contextmanager
+def _loop_deaf_to_sigint() -> Iterator[object]:
+    """A running Dask event loop (a Tornado IOLoop) whose thread, and every thread it starts, blocks SIGINT.
+
+    A Ctrl-C reaches the terminal's whole process group, worker processes still starting up too: one that had
+    Python's KeyboardInterrupt handler by then died printing a traceback. A signal mask, unlike a handler, is kept
+    by a thread's new threads and across fork and exec, so the workers this loop spawns (a Nanny's process-start
+    thread; restarted workers too) are born with SIGINT blocked: a Ctrl-C then stays pending in them, never
+    delivered (the :func:`_ignore_interrupts` plugin discards it once the worker is up). This is how CPython itself
+    starts its resource tracker (bpo-33613).
+
+    The command's own process never goes deaf: only this loop's thread blocks SIGINT for good; the main thread
+    blocks it just while that thread starts (milliseconds), and a Ctrl-C meanwhile is held, not lost: it is
+    delivered when the mask is restored and stops the command there, as one at any other moment does. The
+    resource tracker (a helper process of multiprocessing, started by a worker's first queue) is started here
+    first, because starting it unblocks SIGINT in the thread that does so, which would otherwise be this loop's.
+    """
+    from multiprocessing import resource_tracker
+
+    from distributed.utils import LoopRunner
+    resource_tracker.ensure_running()
+    runner = LoopRunner()
+    try:
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            runner.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        yield runner.loop
+    finally:
+        runner.stop()
+
+
 def _ignore_interrupts():
     """A Dask worker plugin (:class:`IgnoreInterrupts`), its class made when a cluster starts (Dask imported)."""
     from distributed import WorkerPlugin
@@ -276,8 +311,10 @@ def _ignore_interrupts():
 
         A Ctrl-C reaches the terminal's whole process group: the command's process stops the run and closes the
         cluster, so its workers must not take the signal too (each would die printing a KeyboardInterrupt traceback).
-        Set on every worker as it starts (a restarted one too); one still starting up when the Ctrl-C comes (the first
-        second or two of a run) can still print its traceback.
+        They are born with SIGINT blocked (:func:`_loop_deaf_to_sigint`); this, set on every worker as it starts (a
+        restarted one too), ignores it: a Ctrl-C held pending since start-up is dropped, and one after stays
+        harmless even if something in the worker unblocks SIGINT (as multiprocessing does when it starts a
+        resource tracker there).
         """
 
         def setup(self, worker) -> None:

@@ -651,6 +651,84 @@ def test_a_ctrl_c_to_the_whole_process_group_mid_plan_ends_it_without_worker_tra
         pytest.fail("a process of the plan's group is still running after it exited")
 
 
+def _sigint_bits(pid: int) -> dict[str, bool]:
+    """SIGINT's bit in the SigBlk, SigIgn and SigCgt masks of process ``pid`` (/proc/PID/status: its main thread)."""
+    bits = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        field, _, value = line.partition(":")
+        if field in ("SigBlk", "SigIgn", "SigCgt"):
+            bits[field] = bool(int(value, 16) >> (signal.SIGINT - 1) & 1)
+    return bits
+
+
+# The moments of a worker process's start-up (before the cluster is up) at which the Ctrl-C lands, each a condition
+# on one worker process: it exists (Python still starting); Python's KeyboardInterrupt handler is installed; it is
+# importing Dask (psutil's compiled module mapped). The last two are before the worker could have been told to
+# ignore SIGINT (no SigIgn): the window in which a worker died printing a KeyboardInterrupt traceback.
+WORKER_STARTUP_MOMENTS = {
+    "born": lambda pid: True,
+    "handler installed": lambda pid: _sigint_bits(pid)["SigCgt"],
+    "importing dask": lambda pid: "psutil" in Path(f"/proc/{pid}/maps").read_text() and not _sigint_bits(pid)["SigIgn"],
+}
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """The Dask worker processes among the children of process ``pid`` (multiprocessing's spawned children)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # (a thread that just ended)
+            continue
+        for child in children:
+            try:
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+            except OSError:  # (a child that just ended)
+                continue
+    return found
+
+
+@pytest.mark.parametrize("moment", list(WORKER_STARTUP_MOMENTS))
+def test_a_ctrl_c_to_the_whole_process_group_while_workers_start_ends_the_run_without_tracebacks(tmp_path,
+                                                                                                 scenarios_dir, moment):
+    # A Ctrl-C in a run's first second or two reaches worker processes that are still starting (Python's own
+    # KeyboardInterrupt handler in place, Dask not yet set up). It must end the run as any interrupt does: 130, one
+    # line, no traceback from the command or from a worker, nothing kept, and no process of the group left.
+    out = tmp_path / "out"
+    process = subprocess.Popen([_python(), "-c", "from sim.entry import main; main()", "run",
+                                str(scenarios_dir / "ci-smoke.yaml"), "--workers", "2", "--out", str(out),
+                                "--no-png"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    group, reached = process.pid, WORKER_STARTUP_MOMENTS[moment]
+    try:
+        for _ in range(60_000):  # a bounded wait (120 s), polled finely so the signal lands at that moment
+            try:
+                if any(reached(pid) for pid in _worker_pids(process.pid)) or process.poll() is not None:
+                    break
+            except (OSError, KeyError):  # (a process that ended while it was read)
+                pass
+            time.sleep(0.002)
+        assert process.poll() is None, f"the run ended before the moment {moment!r}: {process.communicate()}"
+        os.killpg(group, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    said = stdout + stderr
+    assert process.returncode == 130, (process.returncode, said)
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
+    assert "interrupted; nothing was kept" in stderr, stderr
+    assert not (out / "ci-smoke").exists() or list((out / "ci-smoke").iterdir()) == []
+    for _ in range(300):  # the workers end with the command: within a bounded wait (30 s)
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a process of the run's group is still running after it exited")
+
+
 def test_an_interrupt_while_the_local_cluster_starts_is_held_until_it_is_up_unless_it_waited_too_long(monkeypatch):
     # Dask's start, interrupted, leaves a cluster its own atexit fails to close (a traceback): Ctrl-C, pressed once
     # or twice, is held until the cluster is up and then raised; one after a long hold (a start that hangs) at once.
