@@ -641,14 +641,18 @@ def test_a_ctrl_c_to_the_whole_process_group_mid_plan_ends_it_without_worker_tra
     assert process.returncode == 130, (process.returncode, rest)
     assert "Traceback" not in rest and "interrupted; nothing was kept" in rest, rest
     assert not (tmp_path / "out" / "ci-smoke").exists() or list((tmp_path / "out" / "ci-smoke").iterdir()) == []
-    for _ in range(300):  # the workers end with the cluster: within a bounded wait (30 s)
+    _wait_for_group_to_end(group, "plan")
+
+
+def _wait_for_group_to_end(group: int, what: str) -> None:
+    """Fail unless every process of ``group`` ends within 30 s (the workers end with the command's cluster)."""
+    for _ in range(300):
         try:
             os.killpg(group, 0)
         except ProcessLookupError:
-            break
+            return
         time.sleep(0.1)
-    else:
-        pytest.fail("a process of the plan's group is still running after it exited")
+    pytest.fail(f"a process of the {what}'s group is still running after it exited")
 
 
 def _sigint_bits(pid: int) -> dict[str, bool]:
@@ -719,14 +723,7 @@ def test_a_ctrl_c_to_the_whole_process_group_while_workers_start_ends_the_run_wi
     assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
     assert "interrupted; nothing was kept" in stderr, stderr
     assert not (out / "ci-smoke").exists() or list((out / "ci-smoke").iterdir()) == []
-    for _ in range(300):  # the workers end with the command: within a bounded wait (30 s)
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("a process of the run's group is still running after it exited")
+    _wait_for_group_to_end(group, "run")
 
 
 def test_an_interrupt_while_the_local_cluster_starts_is_held_until_it_is_up_unless_it_waited_too_long(monkeypatch):
