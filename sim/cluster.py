@@ -200,7 +200,8 @@ def _local_client(workers: int) -> Iterator[object]:
     Its worker processes never take a Ctrl-C (the command's process stops the run and closes the cluster): they are
     started by an event loop of :func:`_loop_deaf_to_sigint`, so each is born with SIGINT blocked, and the
     :func:`_ignore_interrupts` plugin then ignores it for good. A Ctrl-C while the cluster starts is held until it
-    is up (:func:`_interrupts_held`), then stops the run as one at any later moment does, closing the cluster.
+    is up (:func:`_interrupts_held`), then stops the run as one at any later moment does, closing the cluster; and
+    the closing is never cut short by another (:func:`_close`).
     """
     from dask.distributed import Client, LocalCluster
     with _loop_deaf_to_sigint() as loop, _interrupts_held() as release:
@@ -215,11 +216,33 @@ def _local_client(workers: int) -> Iterator[object]:
             release()  # (an interrupt held meanwhile comes first: the user asked to stop)
             raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "
                                "fewer --workers, or --workers 0") from None
-        with local:
+        client = None
+        try:
             release()
-            with Client(local) as client:
-                client.register_plugin(_ignore_interrupts(), name="testbed-ignore-interrupts")
-                yield client
+            client = Client(local)
+            client.register_plugin(_ignore_interrupts(), name="testbed-ignore-interrupts")
+            yield client
+        except BaseException:
+            _close(client, local, stopping=True)
+            raise
+        _close(client, local, stopping=False)
+
+
+def _close(client, local, stopping: bool) -> None:
+    """Close ``client`` (if any) and the LocalCluster ``local``, holding interrupts until both are closed.
+
+    Closing waits for the tasks the workers are running (seconds), and Ctrl-C is often pressed again meanwhile: cut
+    short, the closing would leave a cluster that Dask's own exit handler then fails to close, printing a
+    traceback. An interrupt meanwhile is held (:func:`_interrupts_held`; at once after
+    :data:`INTERRUPT_HOLD_MAX_S`: a closing that hangs can still be stopped). When the run is already ``stopping``
+    (an interrupt or an error is on its way out) it is dropped: that is what it asked for; else it is raised once
+    both are closed, and stops the run there.
+    """
+    with _interrupts_held() as release:
+        if client is not None:
+            client.close()
+        local.close()
+        release(deliver=not stopping)
 
 
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)  # what stops a run (the CLI makes SIGTERM a KeyboardInterrupt too)
@@ -238,10 +261,11 @@ def _interrupts_held() -> Iterator[object]:
     the main thread (where no handler runs) nothing is held.
 
     Yields:
-        ``release()``: restore the handlers, and call the held one (which raises KeyboardInterrupt) if a signal came.
+        ``release(deliver=True)``: restore the handlers, and call the held one (which raises KeyboardInterrupt) if a
+        signal came and ``deliver``; with ``deliver`` False a signal held is dropped.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
+        yield lambda deliver=True: None
         return
     handlers = {signum: signal.getsignal(signum) for signum in INTERRUPTS}
     handlers = {signum: handler for signum, handler in handlers.items() if callable(handler)}
@@ -252,13 +276,14 @@ def _interrupts_held() -> Iterator[object]:
             handlers[signum](signum, frame)
         held.setdefault(signum, time.monotonic())
 
-    def release() -> None:
+    def release(deliver: bool = True) -> None:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
         if held:
             signum = min(held, key=held.get)
             held.clear()
-            handlers[signum](signum, None)
+            if deliver:
+                handlers[signum](signum, None)
 
     for signum in handlers:
         signal.signal(signum, hold)

@@ -644,6 +644,43 @@ def test_a_ctrl_c_to_the_whole_process_group_mid_plan_ends_it_without_worker_tra
     _wait_for_group_to_end(group, "plan")
 
 
+def test_ctrl_c_pressed_again_while_a_run_closes_its_workers_prints_no_traceback(tmp_path, scenarios_dir):
+    # A run stopped by Ctrl-C closes its local cluster, waiting for the shards its workers are running (seconds).
+    # Ctrl-C is often pressed again meanwhile: that must not cut the closing short (a cluster left half-closed, which
+    # Dask's own exit handler then fails to close, printing a KeyboardInterrupt traceback). Each shard here takes 3 s
+    # more, so the second and third Ctrl-C land while the workers are still being closed.
+    script = ("import sys, time\n"
+              "from sim import scale, entry\n"
+              "scale.SESSIONS_PER_SHARD = 100\n"
+              "real = scale.run_shard\n"
+              "def slow(*args):\n"
+              "    done = real(*args)\n"
+              "    time.sleep(3.0)\n"
+              "    return done\n"
+              "scale.run_shard = slow\n"
+              "sys.argv = ['testbed'] + sys.argv[1:]\n"
+              "entry.main()\n")
+    out = tmp_path / "out"
+    process = subprocess.Popen([_python(), "-c", script, "run", str(scenarios_dir / "ci-smoke.yaml"), "--out",
+                                str(out), "--no-png", "--workers", "2"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    group = process.pid
+    try:
+        _wait_for(lambda: any(out.rglob("*.done.json")), process)
+        for _ in range(3):
+            os.killpg(group, signal.SIGINT)
+            time.sleep(0.5)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    said = stdout + stderr
+    assert process.returncode == 130, (process.returncode, said)
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
+    assert "the finished shards are kept in" in " ".join(stderr.split()), stderr
+    _wait_for_group_to_end(group, "run")
+
+
 def _wait_for_group_to_end(group: int, what: str) -> None:
     """Fail unless every process of ``group`` ends within 30 s (the workers end with the command's cluster)."""
     for _ in range(300):
