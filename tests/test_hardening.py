@@ -475,7 +475,7 @@ def test_a_peer_that_is_not_a_dask_scheduler_is_refused_with_exit_2(peer, tmp_pa
 
 def test_a_real_scheduler_passes_the_greeting_check(tmp_path, scenarios_dir):
     from dask.distributed import LocalCluster
-    with LocalCluster(n_workers=1, processes=False, protocol="tcp", dashboard_address=None) as local:
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", dashboard_address="127.0.0.1:0") as local:
         result = invoke("run", scenarios_dir / "ci-smoke.yaml", "--out", tmp_path, "--no-png", "--scheduler",
                         local.scheduler_address)
     assert_clean_exit(result, 0)
@@ -572,7 +572,7 @@ def test_a_task_that_kills_its_worker_is_a_located_error_not_a_bug():
 
     from sim import scale
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as local, \
             Client(local) as client:
         with pytest.raises(TestbedError, match="worker process died each time it ran it .*fewer --workers"):
             scale.map_ordered(client, _die, [(9,)])
@@ -587,7 +587,7 @@ def test_a_hung_worker_stops_the_run_at_its_deadline_naming_what_is_left():
 
     from sim import scale
     # Two threads: both tasks start at once, so the short one finishes whichever the scheduler hands out first.
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as local, \
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0") as local, \
             Client(local) as client:
         client.submit(abs, -1).result()  # the worker is up: the deadline measures the tasks, not its start
         started = time.monotonic()

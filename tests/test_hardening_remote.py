@@ -28,7 +28,7 @@ def blind_worker(tmp_path):
     """A scheduler here and one worker that sees an empty folder where ``tmp_path`` is: the scheduler's address."""
     from dask.distributed import Client, LocalCluster
     dask = shutil.which("dask", path=os.path.dirname(sys.executable))
-    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as local:
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address="127.0.0.1:0") as local:
         command = (f"mount -t tmpfs none {tmp_path} && exec {dask} worker {local.scheduler_address} "
                    "--nworkers 1 --nthreads 1 --no-dashboard --no-nanny")
         worker = subprocess.Popen(["unshare", "-m", "sh", "-c", command], env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -65,7 +65,7 @@ def test_a_scheduler_without_workers_is_refused_naming_it(tmp_path, scenarios_di
 
     from sim import cluster
     monkeypatch.setattr(cluster, "WORKERS_WAIT_S", 1.0)
-    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as local:
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address="127.0.0.1:0") as local:
         with pytest.raises(TestbedError, match=r"has no workers .*start some there: dask worker tcp://"):
             pipeline.run(scenarios_dir / "ci-smoke.yaml", out=tmp_path, png=False, scheduler=local.scheduler_address)
     assert list(tmp_path.iterdir()) == []
@@ -77,7 +77,7 @@ def test_workers_running_another_copy_of_the_testbed_are_refused(tmp_path, scena
     shutil.copytree(ROOT / "sim", other / "sim", ignore=shutil.ignore_patterns("__pycache__"))
     (other / "sim" / "units.py").write_text((other / "sim" / "units.py").read_text() + "\n# changed\n")
     dask = shutil.which("dask", path=os.path.dirname(sys.executable))
-    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address=None) as local:
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", dashboard_address="127.0.0.1:0") as local:
         worker = subprocess.Popen([dask, "worker", local.scheduler_address, "--nthreads", "1", "--no-dashboard",
                                    "--no-nanny"], env={**os.environ, "PYTHONPATH": str(other)}, cwd=other,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
