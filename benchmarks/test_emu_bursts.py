@@ -6,6 +6,8 @@ of 50 kB and 1 MB; a 60 kB buffer; a 50 Mbit/s line), each replayed in the emula
 same arrivals (Poisson, off the variant's seed) and a low-rate probe call (20 packets/s of 100 bytes each way, fixed
 rate) whose downlink one-way delay less half the RTT is the queue a call would see. The emulation's downlink backlog is
 also read every 0.2 s (``tc -s qdisc``): its mean, how often it holds a frame or more ("busy"), and its mean then.
+Each row also has the window-level check's figures on the same arrivals (``benchmarks/window_check.py``, its queue
+read every millisecond over the same seconds).
 
 ``make bench`` (``--benchmark-only``) runs it (about 6 minutes) and writes ``benchmarks/results/emu_bursts.json``;
 docs/fidelity.md reads the figures. Skipped under ``make test``. Needs root and a machine that can emulate; every row
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import window_check
 
 from sim import calibrate
 from sim.des.tcp import FRAME_BYTES
@@ -88,6 +91,9 @@ def row(name: str, work_dir: Path) -> dict:
     busy_s = [q for q, backlog in zip(queue_s, samples) if backlog >= FRAME_BYTES]
     sim_records, _ = calibrate.simulate(case)
     sim_probe = sim_records[sim_records["session_id"] == _probe_id(case)].iloc[0]
+    checked = window_check.run(case.trace.loc[case.trace["app"] == "record_view", "start_s"], VARIANTS[name][1],
+                               rate_bps, RTT_S, VARIANTS[name][3])
+    mean_s, busy_share, while_busy_s = checked.queue(SAMPLED_FROM_S, SAMPLED_TO_S)
     return {"variant": name, "line_bps": rate_bps, "download_bytes": VARIANTS[name][1], "load": VARIANTS[name][2],
             "buffer_bytes": VARIANTS[name][3], "downloads": int((case.trace["app"] == "record_view").sum()),
             "emulation": {**_figures(_downloads(replayed.records), probe.get("one_way_delay_s")),
@@ -96,7 +102,15 @@ def row(name: str, work_dir: Path) -> dict:
                           "busy_share": len(busy_s) / len(samples) if samples else None,
                           "mean_backlog_while_busy_s": statistics.fmean(busy_s) if busy_s else None},
             "simulator": _figures(_downloads(sim_records), float(sim_probe["one_way_delay_s"])),
+            "window_check": {**_figures([float(d) for d in checked.completion_s if np.isfinite(d)], None),
+                             "mean_queue_s": mean_s, "busy_share": busy_share, "mean_queue_while_busy_s": while_busy_s,
+                             "exit_window_p10_p50_p90_segments": _deciles(checked.exit_window_segments)},
             "held": replayed.held, "why": replayed.why[:300]}
+
+
+def _deciles(values) -> list[float] | None:
+    finite = [float(v) for v in values if np.isfinite(v)]
+    return [float(q) for q in np.percentile(finite, [10, 50, 90])] if finite else None
 
 
 def _save(rows: list[dict]) -> None:
@@ -122,5 +136,6 @@ def test_short_downloads_at_loads_sizes_buffers_and_rates(benchmark, request, tm
     for measured in rows:  # every download ends in both engines, and the backlog was read through the window
         assert measured["emulation"]["completed"] == measured["downloads"], measured
         assert measured["simulator"]["completed"] == measured["downloads"], measured
+        assert measured["window_check"]["completed"] == measured["downloads"], measured
         expected_samples = (SAMPLED_TO_S - SAMPLED_FROM_S) / calibrate.BACKLOG_SAMPLE_S
         assert measured["emulation"]["backlog_samples"] >= 0.8 * expected_samples, measured
