@@ -7,7 +7,7 @@ same arrivals (Poisson, off the variant's seed) and a low-rate probe call (20 pa
 rate) whose downlink one-way delay less half the RTT is the queue a call would see. The emulation's downlink backlog is
 also read every 0.2 s (``tc -s qdisc``): its mean, how often it holds a frame or more ("busy"), and its mean then.
 Each row also has the window-level check's figures on the same arrivals (``benchmarks/window_check.py``, its queue
-read every millisecond over the same seconds).
+read every millisecond over the same seconds), at its burst share (0.25) and at 0, 0.5 and 0.75.
 
 ``make bench`` (``--benchmark-only``) runs it (about 6 minutes) and writes ``benchmarks/results/emu_bursts.json``;
 docs/fidelity.md reads the figures. Skipped under ``make test``. Needs root and a machine that can emulate; every row
@@ -36,6 +36,7 @@ WINDOW_S, LAST_START_S = 30.0, 29.0
 PROBE_START_S, PROBE_DURATION_S = 2.0, 26.0
 PROBE_BPS, PROBE_PAYLOAD_BYTES = 16e3, 100
 SAMPLED_FROM_S, SAMPLED_TO_S = 2.0, 28.0
+BURST_SHARES = (0.0, window_check.BURST_SHARE, 0.5, 0.75)   # the window-level check's, its default and a range
 # name: (line rate each way (bit/s), download size (bytes), the downloads' share of the line, buffer each way (bytes))
 VARIANTS = {
     "base": (10e6, 200e3, 0.6, 150e3),
@@ -91,9 +92,7 @@ def row(name: str, work_dir: Path) -> dict:
     busy_s = [q for q, backlog in zip(queue_s, samples) if backlog >= FRAME_BYTES]
     sim_records, _ = calibrate.simulate(case)
     sim_probe = sim_records[sim_records["session_id"] == _probe_id(case)].iloc[0]
-    checked = window_check.run(case.trace.loc[case.trace["app"] == "record_view", "start_s"], VARIANTS[name][1],
-                               rate_bps, RTT_S, VARIANTS[name][3])
-    mean_s, busy_share, while_busy_s = checked.queue(SAMPLED_FROM_S, SAMPLED_TO_S)
+    checks = {share: _window_check(case, name, share) for share in BURST_SHARES}
     return {"variant": name, "line_bps": rate_bps, "download_bytes": VARIANTS[name][1], "load": VARIANTS[name][2],
             "buffer_bytes": VARIANTS[name][3], "downloads": int((case.trace["app"] == "record_view").sum()),
             "emulation": {**_figures(_downloads(replayed.records), probe.get("one_way_delay_s")),
@@ -102,10 +101,20 @@ def row(name: str, work_dir: Path) -> dict:
                           "busy_share": len(busy_s) / len(samples) if samples else None,
                           "mean_backlog_while_busy_s": statistics.fmean(busy_s) if busy_s else None},
             "simulator": _figures(_downloads(sim_records), float(sim_probe["one_way_delay_s"])),
-            "window_check": {**_figures([float(d) for d in checked.completion_s if np.isfinite(d)], None),
-                             "mean_queue_s": mean_s, "busy_share": busy_share, "mean_queue_while_busy_s": while_busy_s,
-                             "exit_window_p10_p50_p90_segments": _deciles(checked.exit_window_segments)},
+            "window_check": checks[window_check.BURST_SHARE],
+            "window_check_by_burst_share": {str(share): checked for share, checked in checks.items()},
             "held": replayed.held, "why": replayed.why[:300]}
+
+
+def _window_check(case: calibrate.Case, name: str, burst_share: float) -> dict:
+    """The window-level check's figures for a variant's downloads, with ``burst_share`` (``window_check.run``)."""
+    rate_bps, size_bytes, _, buffer_bytes = VARIANTS[name]
+    checked = window_check.run(case.trace.loc[case.trace["app"] == "record_view", "start_s"], size_bytes, rate_bps,
+                               RTT_S, buffer_bytes, burst_share=burst_share)
+    mean_s, busy_share, while_busy_s = checked.queue(SAMPLED_FROM_S, SAMPLED_TO_S)
+    return {**_figures([float(d) for d in checked.completion_s if np.isfinite(d)], None), "mean_queue_s": mean_s,
+            "busy_share": busy_share, "mean_queue_while_busy_s": while_busy_s,
+            "exit_window_p10_p50_p90_segments": _deciles(checked.exit_window_segments)}
 
 
 def _deciles(values) -> list[float] | None:

@@ -19,14 +19,27 @@ def test_an_unqueued_download_slow_starts_as_the_fluid_closed_form():
     # On 1 Gbit/s the path holds 1,651 segments: a 200 kB download's window (at most 148) never fills it, so nothing
     # queues and HyStart never fires. Fluid slow start delivers dW/dt = W / R from W = 10: S segments take
     # R ln(1 + S / 10). A new connection first pays 3 round trips (2 of handshakes, its request's), a kept-alive one 1;
-    # the end is half a round trip after the last byte leaves.
+    # the end is half a round trip after the last byte leaves. (Without the bursts' queue: see the next test.)
     segments = SIZE_BYTES / wc.MSS_BYTES
     slow_start_s = RTT_S * math.log(1 + segments / wc.INITIAL_WINDOW_SEGMENTS)  # 53.9 ms
     for kept_alive, before_rtts in ((False, 3), (True, 1)):
-        outcome = wc.run([0.1], SIZE_BYTES, 1e9, RTT_S, 1e6, kept_alive=kept_alive)
+        outcome = wc.run([0.1], SIZE_BYTES, 1e9, RTT_S, 1e6, kept_alive=kept_alive, burst_share=0.0)
         expected_s = before_rtts * RTT_S + slow_start_s + RTT_S / 2  # 123.9 ms new, 83.9 ms kept alive
         assert outcome.completion_s[0] == pytest.approx(expected_s, abs=1e-4)
         assert math.isnan(outcome.exit_window_segments[0]) and outcome.queue(0.0, 1.0) == (0.0, 0.0, 0.0)
+
+
+def test_slow_starts_bursts_hold_their_share_of_what_is_in_flight():
+    # The same unqueued download: in flight are min(W, S - delivered) segments, W = 10 + delivered, largest where the
+    # two meet, at delivered = (S - 10) / 2: (S + 10) / 2 = 74.1 segments. The queue's largest reading is the burst
+    # share of that (18.5 segments at 0.25), read once a millisecond: in flight then moves by the flow's rate, W / R =
+    # 3.7 segments a millisecond, so the reading is within the share of that of the peak.
+    segments = SIZE_BYTES / wc.MSS_BYTES
+    peak = (segments + 10) / 2
+    for share in (0.25, 0.5):
+        outcome = wc.run([0.1], SIZE_BYTES, 1e9, RTT_S, 1e6, burst_share=share)
+        largest = max(outcome.queue_segments_by_ms.values())
+        assert share * (peak - peak / RTT_S * 1e-3) <= largest <= share * peak + 1e-9
 
 
 def test_a_lone_bulk_download_past_the_path_runs_at_the_line_rate():
@@ -38,7 +51,7 @@ def test_a_lone_bulk_download_past_the_path_runs_at_the_line_rate():
     path = RTT_S / frame_s
     segments = 1e6 / wc.MSS_BYTES
     expected_s = 3 * RTT_S + RTT_S * math.log(path / 10) + (segments - path + 10) * frame_s + RTT_S / 2
-    outcome = wc.run([0.1], 1e6, 10e6, RTT_S, 10e6, hystart=False)
+    outcome = wc.run([0.1], 1e6, 10e6, RTT_S, 10e6, hystart=False, burst_share=0.0)
     assert outcome.completion_s[0] == pytest.approx(expected_s, abs=5e-4)
 
 
@@ -52,7 +65,7 @@ def test_hystart_ends_slow_start_at_the_first_round_whose_delay_passes_its_thres
     path = RTT_S / frame_s
     at_fill_s = RTT_S * math.log(path / 10)
     window = path + (RTT_S - at_fill_s) / frame_s
-    outcome = wc.run([0.1], 1e6, 10e6, RTT_S, 10e6)
+    outcome = wc.run([0.1], 1e6, 10e6, RTT_S, 10e6, burst_share=0.0)
     assert outcome.exit_window_segments[0] == pytest.approx(window + wc.HYSTART_SAMPLES_SEGMENTS, abs=0.2)
 
 

@@ -11,7 +11,10 @@ rate ``C`` and base round trip ``R`` whose drop-tail buffer holds ``B`` frames:
 * each delivers ``W / RTT`` segments a second, the line at most ``C``: where the windows ask more, the line is shared
   in proportion to them (each flow sends its window a round trip, and the queue serves them in turn);
 * the queue is the windows' excess over the path: ``min(B, sum(W) - C R)`` frames (each flow counts at most what it
-  has left to send), and every flow's RTT is ``R`` plus that queue's time;
+  has left to send), and every flow's RTT is ``R`` plus that queue's time; but never less than ``burst_share`` of what
+  the flows in slow start have in flight: a flow in slow start sends two segments for each ACK, at twice the rate its
+  ACKs come back, so in a round the bottleneck's queue grows from nothing to half the segments it sent, a quarter on
+  average (``BURST_SHARE``, 0.25, from that reasoning; ``benchmarks/test_emu_bursts.py`` runs 0 to 0.75);
 * slow start grows ``W`` by a segment per segment delivered until Linux's HyStart sees a round's RTT exceed the least
   RTT its connection has seen by ``clamp(least / 8, 4 ms, 16 ms)``, from a window of 16 (``net/ipv4/tcp_cubic.c``:
   ``hystart_low_window``, ``HYSTART_DELAY_MIN``/``MAX``; Ha and Rhee, 2008); the window then gains the 8 segments of
@@ -23,7 +26,7 @@ rate ``C`` and base round trip ``R`` whose drop-tail buffer holds ``B`` frames:
 
 Time advances in steps of ``step_s`` (at most 0.2 ms, and half a frame's time on a fast line) until every download
 has ended, or 10 s after the last one started. Not modelled: loss's
-timers and tails, the bursts within a round (two segments sent per ACK), delayed ACKs, anything but downloads.
+timers and tails, losses to the bursts within a round, delayed ACKs, anything but downloads.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ CUBIC_BETA = 0.7
 CUBIC_GROWTH_PER_ROUND_SEGMENTS = 0.53
 HANDSHAKE_RTTS = 2
 REUSE_LEAD_S = 3.0
+BURST_SHARE = 0.25
 STEP_MAX_S = 2e-4
 
 
@@ -88,10 +92,12 @@ class Outcome:
 
 
 def run(starts_s, size_bytes: float, rate_bps: float, rtt_s: float, buffer_bytes: float, kept_alive=False,
-        hystart: bool = True, reuse_lead_s: float = REUSE_LEAD_S, step_s: float | None = None) -> Outcome:
+        hystart: bool = True, reuse_lead_s: float = REUSE_LEAD_S, step_s: float | None = None,
+        burst_share: float = BURST_SHARE) -> Outcome:
     """Replay downloads of ``size_bytes`` starting at ``starts_s`` on one line (see the module).
 
-    ``kept_alive``: one flag for all, or one per download.
+    ``kept_alive``: one flag for all, or one per download; ``burst_share``: the share of the slow-starting flows'
+    segments in flight the queue holds at least (0..1).
     """
     frame_s = FRAME_BYTES * 8 / rate_bps
     step_s = step_s or min(STEP_MAX_S, frame_s / 2)
@@ -123,7 +129,9 @@ def run(starts_s, size_bytes: float, rate_bps: float, rtt_s: float, buffer_bytes
                 loser = max(starting, key=lambda f: f.window_segments)
                 loser.window_segments *= CUBIC_BETA
                 loser.phase = "avoidance"
-        queue_segments = min(buffer_segments, max(0.0, excess))
+        in_slow_start = sum(min(f.window_segments, total_segments - f.delivered_segments) for f in sending
+                            if f.phase == "slow start")
+        queue_segments = min(buffer_segments, max(0.0, excess, burst_share * in_slow_start))
         queue_log[int(round(now_s * 1000))] = queue_segments
         live = [f for f in live if f.phase != "done"]
         now_s += step_s
