@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -772,6 +773,29 @@ def test_an_interrupt_while_the_local_cluster_starts_is_held_until_it_is_up_unle
     # (signal.raise_signal sends it to this thread, whose handler then runs at once: one sent to the process with
     # os.kill may land on another thread of the test's process, which a busy machine can schedule too late.)
     from sim import cluster
+    with _sigint_as_a_command_has_it():
+        _check_interrupts_held(cluster, monkeypatch)
+
+
+@contextmanager
+def _sigint_as_a_command_has_it():
+    """SIGINT as a command's main thread has it (Python's handler, not blocked) for the block, then as it was.
+
+    The held-interrupt test checks :func:`sim.cluster._interrupts_held` from that state. In about 1 of 8 runs of
+    this file under xdist, SIGINT was not so when the test began (its first interrupt was not held): an earlier test
+    in the same worker process had left it otherwise. Which one is not yet found.
+    """
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: None)  # (drops one pending while blocked)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _check_interrupts_held(cluster, monkeypatch) -> None:
     before = signal.getsignal(signal.SIGINT)
     with cluster._interrupts_held() as release:
         for _ in range(2):
