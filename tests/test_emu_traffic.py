@@ -342,10 +342,12 @@ def test_a_reused_connection_saves_its_two_handshake_round_trips(tmp_path, delay
                    f"new connections {np.round(new, 3).tolist()} s, reused {np.round(reused, 3).tolist()} s: "
                    f"{saved_s * 1e3:.0f} ms saved, expected {2 * rtt_s * 1e3:.0f} ms")
     # each transfer's set-up (connect and hello: 2 round trips on a new connection, none on a reused one) and its
-    # first data, one round trip after its request goes
+    # first data, one round trip after its request goes. The set-up is counted from when the agent woke for the
+    # transfer (its ``late_s`` after the start): how late its timer fired is the agent's, which the run's health
+    # checks judge, not the connection's (one fresh-clone run, the machine 98% idle, woke them 13-54 ms late)
     entries = results["site1"]["transfers"]
-    setup_s = np.array([e["setup_s"] for e in entries])
-    first_s = np.array([e["first_data_s"] for e in entries]) - setup_s
+    setup_s = np.array([e["setup_s"] - e["late_s"] for e in entries])
+    first_s = np.array([e["first_data_s"] - e["setup_s"] for e in entries])
     unless_starved(watch, np.allclose(setup_s[0::2], 2 * rtt_s, atol=0.03) and np.all(setup_s[1::2] < 0.01)
                    and np.allclose(first_s, rtt_s, atol=0.02),
                    f"set-up {np.round(setup_s, 3).tolist()} s, first data {np.round(first_s, 3).tolist()} s after "
