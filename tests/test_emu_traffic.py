@@ -343,8 +343,9 @@ def test_a_reused_connection_saves_its_two_handshake_round_trips(tmp_path, delay
                    f"{saved_s * 1e3:.0f} ms saved, expected {2 * rtt_s * 1e3:.0f} ms")
     # each transfer's set-up (connect and hello: 2 round trips on a new connection, none on a reused one) and its
     # first data, one round trip after its request goes. The set-up is counted from when the agent woke for the
-    # transfer (its ``late_s`` after the start): how late its timer fired is the agent's, which the run's health
-    # checks judge, not the connection's (one fresh-clone run, the machine 98% idle, woke them 13-54 ms late)
+    # transfer (its ``late_s`` after the start): how late its timer fired is the agent's, not the connection's (one
+    # fresh-clone run, the machine 98% idle, woke them 13-54 ms late; the agent records that lateness, the run's
+    # health checks do not judge it)
     entries = results["site1"]["transfers"]
     setup_s = np.array([e["setup_s"] - e["late_s"] for e in entries])
     first_s = np.array([e["first_data_s"] - e["setup_s"] for e in entries])
