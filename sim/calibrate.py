@@ -187,7 +187,8 @@ def emulate(topo: Topology, trace: pd.DataFrame, duration_s: float, work_dir: Pa
     out = Replayed(done.records, done.results, sampler.frame(), backlog.relative(epoch_s), queues,
                    calls=done.calls, changes=done.changes)
     try:
-        held = emu_engine.judge_health(sampler, chosen, topo, health.Thresholds(), done.changes)
+        held = emu_engine.judge_health(sampler, chosen, topo, health.Thresholds(), done.changes,
+                                       done.results)
         out.held, out.why = not held.refused and held.meta["failed"] == 0, held.meta["why"]
         rows = held.meta["rows"]
     except health.HealthError as exc:

@@ -120,8 +120,10 @@ def catalogue_with(topologies_dir: Path, folder: Path, file_name: str, line_star
 
 
 # How an emulation run that refused its results for the machine's sake says so (sim.emu.health.cause): the machine
-# was starved of CPU, or stalled (a probe that outranks every task woke late). Any other refusal is a link's.
-MACHINE_CAUSES = ("Likely cause: CPU starvation", "Likely cause: the machine stalled")
+# was starved of CPU, or stalled (a probe that outranks every task woke late), or a traffic agent started transfers
+# late (its loop held up) while the links held. Any other refusal is a link's.
+MACHINE_CAUSES = ("Likely cause: CPU starvation", "Likely cause: the machine stalled",
+                  "Likely cause: late starts, not the links")
 
 
 def refused_for_the_machine(why: str) -> bool:

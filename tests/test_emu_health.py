@@ -197,6 +197,20 @@ def test_a_link_fault_on_an_idle_machine_is_not_blamed_on_the_cpu():
     assert health.refusal(rows[:-1]) == ""
 
 
+def test_a_late_start_fails_its_sites_interval_naming_the_agents_not_the_links():
+    # starts on the trace clock from 100 s, 10 s intervals: 103 and 108 s are interval 0, 115 s interval 1
+    starts = [("a", 103.0, 0.003), ("a", 108.0, 0.021), ("b", 103.0, 0.0195), ("a", 115.0, 0.002)]
+    rows = health.judge_starts(starts, 100.0, 10.0, TH)
+    assert [(r["link"], r["interval"], r["start_s"], r["measured"], r["ok"]) for r in rows] == [
+        ("access:a", 0, 100.0, 0.021, False), ("access:a", 1, 110.0, 0.002, True), ("access:b", 0, 100.0, 0.0195, True)]
+    assert rows[0]["detail"] == "2 transfers started, 1 over 20 ms late, the latest 21.0 ms late"
+    assert health.affected_sites(rows, ["a", "b", "c"]) == ["a"]
+    message = health.refusal(rows)
+    assert message.startswith("access:a: transfer_start_late_s in interval(s) 100 s")
+    assert "Likely cause: late starts, not the links" in message
+    assert health.judge_starts([], 100.0, 10.0, TH) == []
+
+
 # ---- the engine's verdict: refuse the sites whose links did not hold, or the run ---------------------------------
 
 class _Watch:
@@ -258,3 +272,17 @@ def test_a_starved_machine_refuses_the_whole_run_naming_the_cpu():
                                                  r".*Likely cause: CPU starvation") as caught:
         engine.judge_health(_Sampler(rows), chosen, topo, TH)
     assert caught.value.rows == rows
+
+
+def test_a_site_whose_transfers_started_late_is_refused_from_the_agents_results():
+    from sim.emu import engine
+
+    chosen, topo = _slice_and_topology()  # sessions 0 (a), 1 (b), 2 (c), 3 (b); the slice from 100 s
+    entry = {"start_s": 104.0, "late_s": 0.001}
+    results = {"h-a": {"transfers": [entry | {"session_id": 0}]},
+               "h-b": {"transfers": [entry | {"session_id": 1}, entry | {"session_id": 3, "late_s": 0.054}]},
+               "h-c": {"transfers": [entry | {"session_id": 2, "late_s": None}]}}  # never started: not judged
+    held = engine.judge_health(_Sampler([]), chosen, topo, TH, results=results)
+    assert (held.kept, held.refused) == (("a", "c"), ("b",))
+    assert held.meta["checks"] == 2 and held.meta["failed"] == 1
+    assert "the latest 54.0 ms late" in held.meta["why"]

@@ -15,6 +15,7 @@ import time
 import pandas as pd
 import pytest
 from conftest import ROOT
+from helpers import refused_for_the_machine
 from typer.testing import CliRunner
 
 from sim.cli import app
@@ -76,20 +77,18 @@ def _skip_if_refused_for_cpu(output: str) -> None:
         pytest.skip("machine too busy: " + said[said.find("error:"):][:1200])
 
 
-STALLED = "Likely cause: the machine stalled"  # how a run refused for a stalled machine's sake says so (its probes)
-
-
 def _refused_for_the_machine(result, out) -> str:
-    """The run's own reasons when it refused sites for the machine's sake (starved of CPU, or stalled), else "".
+    """The run's own reasons when it refused sites for the machine's sake (starved of CPU, stalled, or its agents
+    late: :func:`helpers.refused_for_the_machine`), else "".
 
     A run refuses all its sites (exit 2, the reasons in its output) or some (exit 0, the reasons in meta.json).
     """
     if result.exit_code == 2:
-        return result.output if STARVED in result.output or STALLED in result.output else ""
+        return result.output if refused_for_the_machine(result.output) else ""
     metas = list(out.glob("*/*/meta.json")) if result.exit_code == 0 else []
     checked = json.loads(metas[0].read_text())["emulation"]["health"] if len(metas) == 1 else {}
     why = checked.get("why", "")
-    return why if checked.get("refused_sites") and (STARVED in why or STALLED in why) else ""
+    return why if checked.get("refused_sites") and refused_for_the_machine(why) else ""
 
 
 def _run_both(path, out, marker: str, links_before: set[str]) -> object:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim import engines, units
-from sim.emu import capabilities, changer, health, linksteps, net, window
+from sim.emu import capabilities, changer, health, linksteps, net, traffic, window
 from sim.emu.linkplan import EmuSettings
 from sim.emu.playback import ENGINE, replay
 from sim.emu.utilisation import Sampler
@@ -121,7 +121,7 @@ def run(trace: pd.DataFrame, topo: Topology, scenario: Scenario, *, seed: int, w
         sampler = Sampler(emu, min(scenario.utilisation_bin, MAX_BIN_S), chosen.start_s)
         done = replay(emu, chosen, sub, work_dir, congestion_control=cc, sampler=sampler, steps=steps,
                       progress=progress)
-    held = judge_health(sampler, chosen, sub, health.Thresholds(), done.changes)
+    held = judge_health(sampler, chosen, sub, health.Thresholds(), done.changes, done.results)
     meta = {"engine": ENGINE, "prefix": emu.prefix, "sites": list(held.kept), "window_start_s": chosen.start_s,
             "window_end_s": chosen.end_s, "drain_s": chosen.drain_s,
             "sessions": int(chosen.trace["site"].isin(held.kept).sum()),
@@ -161,14 +161,19 @@ class Held:
 
 
 def judge_health(sampler: Sampler, chosen: window.Slice, sub: Topology, th: health.Thresholds,
-                 changes: list[dict] | None = None) -> Held:
-    """Judge the counters sampled during the replay, and each link change; refuse the sites whose links did not hold.
+                 changes: list[dict] | None = None, results: dict | None = None) -> Held:
+    """Judge the replay's sampled counters, link changes and transfer starts; refuse the sites that did not hold.
+
+    ``results``: the agents' results by host, whose transfers' start lateness is judged (a site whose transfers
+    started late is refused as one whose links did not hold).
 
     Raises:
         HealthError: Every site is affected (naming links, intervals and the likely cause).
     """
     rows = sampler.watch.judge(chosen.start_s, sampler.bin_s, th)
     rows += changer.health_rows(changes or [], chosen.start_s, sampler.bin_s)
+    rows += health.judge_starts(traffic.transfer_starts(chosen.trace, results or {}), chosen.start_s, sampler.bin_s,
+                                th)
     members = {f"shared:{name}": list(group["site"]) for name, group in sub.sites.groupby("aggregation") if name}
     refused = tuple(health.affected_sites(rows, list(chosen.sites), members))
     message = health.refusal(rows, lambda s: units.format_clock(s, with_seconds=True))

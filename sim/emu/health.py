@@ -30,8 +30,10 @@ from sim.errors import EngineError
 LATENESS_EDGES_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.010, 0.020, 0.050, 0.100, 0.200, 0.500, 1.0)
 HOST = "host"  # the ``link`` of the checks that concern the whole machine (CPU)
 # Checks a machine that stalls fails: a shim that could not release in time, a queue or socket that overflowed while
-# its reader had no CPU. A failed shaper, loss or link-change check is never the machine's.
-MACHINE_CHECKS = frozenset({"shim_late_share", "undecided_drops_pkts", "receive_buffer_drops_pkts"})
+# its reader had no CPU, a traffic agent that woke late to start a transfer. A failed shaper, loss or link-change
+# check is never the machine's.
+MACHINE_CHECKS = frozenset({"shim_late_share", "undecided_drops_pkts", "receive_buffer_drops_pkts",
+                            "transfer_start_late_s"})
 SERVER = "server"  # the ``link`` of the checks of the server host, which every site's traffic reaches
 
 
@@ -80,6 +82,11 @@ class Thresholds:
             cores 99-100% busy and pressure 50-87%, and a record fetch on FTTP took 1.70 s against 1.34 s. 0.40
             lies between the two (the busy share, 95% against at most 77%, separates them further). A machine
             without PSI is judged by the busy share alone.
+        start_late_s: Latest a traffic agent may start a transfer after its planned moment (s; 0.02). A transfer's
+            completion time counts from its planned start, so a late start adds to it whole: 20 ms is 10% of the
+            shortest completion the calibration judges (a kept-alive 200 kB download alone, 198 ms), its goal on a
+            median. Measured (2026-12-03): on ci-smoke with the machine otherwise idle the agents started every
+            session within 3 ms; in one fresh-clone test run they started transfers 13-54 ms late.
     """
 
     late_s: float = 0.005
@@ -91,6 +98,7 @@ class Thresholds:
     loss_min_pkts: int = 200
     starved_busy_share: float = 0.95
     starved_pressure_share: float = 0.40
+    start_late_s: float = 0.02
 
     def as_dict(self) -> dict:
         """The thresholds as JSON-ready data (for meta.json)."""
@@ -407,6 +415,28 @@ def judge_cpu(interval: Interval, before: CpuReading, after: CpuReading, th: Thr
                 f"waited {fig['wait_s']:.2f} s, ran {fig['run_s']:.2f} s")]
 
 
+def judge_starts(starts: list[tuple[str, float, float]], window_start_s: float, bin_s: float,
+                 th: Thresholds) -> list[dict]:
+    """Whether the traffic agents started each site's transfers on time: one row per site and interval with any.
+
+    ``starts``: (site, planned start on the trace clock (s since midnight), lateness (s)) of every transfer an
+    agent started. Judged: the latest start in the interval against ``th.start_late_s``; the row is the site's
+    access link's (``access:<site>``), so a late start refuses that site's results only.
+    """
+    found: dict[tuple[str, int], list[float]] = {}
+    for site, start_s, late_s in starts:
+        k = max(0, int((start_s - window_start_s) // bin_s))
+        found.setdefault((site, k), []).append(late_s)
+    rows = []
+    for (site, k), lates in sorted(found.items()):
+        latest_s, late = max(lates), sum(1 for x in lates if x > th.start_late_s)
+        rows.append(row(Interval(k, window_start_s + k * bin_s, bin_s), f"access:{site}", "-",
+                        "transfer_start_late_s", latest_s, th.start_late_s, latest_s <= th.start_late_s,
+                        f"{len(lates)} transfers started, {late} over {th.start_late_s * 1e3:g} ms late, the latest "
+                        f"{latest_s * 1e3:.1f} ms late"))
+    return rows
+
+
 def stall_s(before: list[int], after: list[int], edges_s: tuple[float, ...] = LATENESS_EDGES_S) -> float:
     """Lower edge (s) of the latest bucket with a wake-up between two cumulative histograms: "late by at least".
 
@@ -484,10 +514,11 @@ def refusal(rows: list[dict], clock=None) -> str:
 
 
 def cause(rows: list[dict], intervals: set[int]) -> str:
-    """The likely cause of failures in ``intervals``: CPU starvation, a stalled machine, or a link fault.
+    """The likely cause of failures in ``intervals``: CPU starvation, a stalled machine, late starts or a link fault.
 
     CPU starvation is named with its figures; a stalled machine with the stall probes' (only when every failure is
-    one a stall makes, :data:`MACHINE_CHECKS`, in an interval a probe woke ``late_s`` or more late).
+    one a stall makes, :data:`MACHINE_CHECKS`, in an interval a probe woke ``late_s`` or more late); late starts
+    when every failure is a transfer started late (:func:`judge_starts`).
     """
     hungry = starved_intervals(rows) & intervals
     if hungry:
@@ -502,6 +533,12 @@ def cause(rows: list[dict], intervals: set[int]) -> str:
                 "machine (a virtual machine's hypervisor does this: docs/emulation.md), not from the links or the "
                 "shims by other work; every failure was a late release or a queue that overflowed meanwhile: run "
                 "again, or on a machine with dedicated CPUs")
+    failed = [r for r in failures(rows) if r["interval"] in intervals]
+    if failed and all(r["check"] == "transfer_start_late_s" for r in failed):
+        return ("late starts, not the links: the links held, but a traffic agent started transfers later than the "
+                "limit, so their completion times (counted from the planned start) are too long; the machine had "
+                "CPU to spare by its counters, so the agent's own loop was held up (other work in bursts shorter "
+                "than an interval, or many sessions on one host): run again, or with fewer sites")
     return ("not CPU (the machine had CPU to spare); a link, a delay shim or the kernel's queue did not hold: see "
             "the health table in meta.json")
 

@@ -204,6 +204,18 @@ def records(trace: pd.DataFrame, results: dict[str, dict]) -> pd.DataFrame:
     return frame.astype(RESULT_COLUMNS)
 
 
+def transfer_starts(trace: pd.DataFrame, results: dict[str, dict]) -> list[tuple[str, float, float]]:
+    """(site, planned start s since midnight, lateness s) of every transfer an agent started, for the health check.
+
+    The lateness is the agent's own (``late_s``: when it woke to connect, or to send a reused connection's first
+    request, after the planned moment); a transfer it never started has none and is left out.
+    """
+    site = dict(zip(trace["session_id"].tolist(), trace["site"].tolist()))
+    return [(site[entry["session_id"]], entry["start_s"], entry["late_s"])
+            for _, result in sorted(results.items()) for entry in result["transfers"]
+            if entry.get("late_s") is not None and entry["session_id"] in site]
+
+
 def _collect(trace: pd.DataFrame, results: dict[str, dict]) -> tuple[dict, dict]:
     """Transfer entries by session, and call ends by session and role; check formats, errors and ids."""
     known = set(trace["session_id"].tolist())
