@@ -29,3 +29,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name.startswith(EMULATION_FILES):
             item.add_marker(pytest.mark.emulation)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_left_as_found():
+    """Fail a test that leaves SIGINT's handler or the main thread's signal mask otherwise than it found them.
+
+    A command's interrupts depend on both (:mod:`sim.cluster`); a test that changes them for the tests after it in
+    the same process makes those tests' results depend on their order.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler, mask = signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    after_handler, after_mask = signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert (after_handler, after_mask) == (handler, mask), (
+        f"the test left SIGINT's handler {after_handler!r} (found {handler!r}) and the blocked signals "
+        f"{sorted(after_mask)} (found {sorted(mask)})")
