@@ -286,3 +286,9 @@ def test_a_site_whose_transfers_started_late_is_refused_from_the_agents_results(
     assert (held.kept, held.refused) == (("a", "c"), ("b",))
     assert held.meta["checks"] == 2 and held.meta["failed"] == 1
     assert "the latest 54.0 ms late" in held.meta["why"]
+
+
+def test_only_failures_a_busy_or_stalled_machine_makes_are_the_machines_alone():
+    assert health.the_machines_only({"shim_late_share", "cpu_starved", "transfer_start_late_s"})
+    assert not health.the_machines_only({"shim_late_share", "shaper_delivered_share"})  # a shaper is a link's
+    assert not health.the_machines_only({"link_change"}) and not health.the_machines_only(set())

@@ -175,11 +175,6 @@ def beside_upload(tmp_path_factory):
     return replayed
 
 
-# The health checks a busy or stalled machine fails (sim.emu.health): short of CPU, a probe that outranks every task
-# woken late, and what those do to the links (a delay shim's late releases, drops nothing decided).
-MACHINE_FAILURES = health.MACHINE_CHECKS | {"cpu_starved", "machine_stall_s"}
-
-
 def _skip_if_starved(replayed) -> None:
     """Skip, quoting the run's own measured reason, when the machine could not hold the links (sim.emu.health).
 
@@ -187,7 +182,7 @@ def _skip_if_starved(replayed) -> None:
     failed any other check (its rate, its loss) still fails the test.
     """
     failed = {check.rsplit(": ", 1)[-1] for check in replayed.failed_checks}
-    if f"{health.HOST} -: cpu_starved" in replayed.failed_checks or (failed and failed <= MACHINE_FAILURES):
+    if f"{health.HOST} -: cpu_starved" in replayed.failed_checks or health.the_machines_only(failed):
         pytest.skip(f"machine too busy: {replayed.why[:600]}")
 
 

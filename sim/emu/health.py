@@ -34,6 +34,9 @@ HOST = "host"  # the ``link`` of the checks that concern the whole machine (CPU)
 # check is never the machine's.
 MACHINE_CHECKS = frozenset({"shim_late_share", "undecided_drops_pkts", "receive_buffer_drops_pkts",
                             "transfer_start_late_s"})
+# Every check a busy or stalled machine fails: those above, and the machine's own (short of CPU; a stall, which is
+# reported, never failed). A run whose failures are all among them says nothing against its links.
+MACHINE_FAILURES = MACHINE_CHECKS | {"cpu_starved", "machine_stall_s"}
 SERVER = "server"  # the ``link`` of the checks of the server host, which every site's traffic reaches
 
 
@@ -465,6 +468,11 @@ def judge_stall(interval: Interval, before: dict[int, list[int]], after: dict[in
 
 
 # ---- the verdict ------------------------------------------------------------------------------------------------
+
+def the_machines_only(checks: set[str]) -> bool:
+    """Whether the failed checks (by name: ``shim_late_share``, ...) are some and all the machine's own to fail."""
+    return bool(checks) and checks <= MACHINE_FAILURES
+
 
 def failures(rows: list[dict]) -> list[dict]:
     """The rows that did not hold."""
