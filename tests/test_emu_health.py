@@ -292,3 +292,13 @@ def test_only_failures_a_busy_or_stalled_machine_makes_are_the_machines_alone():
     assert health.the_machines_only({"shim_late_share", "cpu_starved", "transfer_start_late_s"})
     assert not health.the_machines_only({"shim_late_share", "shaper_delivered_share"})  # a shaper is a link's
     assert not health.the_machines_only({"link_change"}) and not health.the_machines_only(set())
+
+
+def test_a_late_start_in_an_interval_the_machine_stalled_is_blamed_on_the_stall():
+    rows = health.judge_starts([("a", 103.0, 0.030)], 100.0, 10.0, TH)
+    rows.append(health.row(Interval(0, 100.0, 10.0), health.HOST, "-", "machine_stall_s", 0.02, TH.late_s, True,
+                           "a probe outranking every task woke late by at least (ms): CPU 0 20, CPU 1 0.5"))
+    message = health.refusal(rows)
+    assert "Likely cause: the machine stalled" in message and "or a transfer started late meanwhile" in message
+    rows[-1]["measured"] = 0.002  # no stall that long: the agent's own lateness
+    assert "Likely cause: late starts, not the links" in health.refusal(rows)

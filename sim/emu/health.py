@@ -539,8 +539,8 @@ def cause(rows: list[dict], intervals: set[int]) -> str:
         return (f"the machine stalled: in each failed interval a probe that outranks every task woke late by at least "
                 f"the limit ({stall['detail']}; limit {stall['limit'] * 1e3:g} ms), so a CPU was taken from the whole "
                 "machine (a virtual machine's hypervisor does this: docs/emulation.md), not from the links or the "
-                "shims by other work; every failure was a late release or a queue that overflowed meanwhile: run "
-                "again, or on a machine with dedicated CPUs")
+                "shims by other work; every failure was a late release, a queue that overflowed or a transfer "
+                "started late meanwhile: run again, or on a machine with dedicated CPUs")
     failed = [r for r in failures(rows) if r["interval"] in intervals]
     if failed and all(r["check"] == "transfer_start_late_s" for r in failed):
         return ("late starts, not the links: the links held, but a traffic agent started transfers later than the "
