@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -129,3 +130,13 @@ MACHINE_CAUSES = ("Likely cause: CPU starvation", "Likely cause: the machine sta
 def refused_for_the_machine(why: str) -> bool:
     """Whether a run's refusal (its message, or meta.json's health ``why``) blames the machine, not a link."""
     return any(cause in why for cause in MACHINE_CAUSES)
+
+
+def cannot_emulate() -> str | None:
+    """Why this machine cannot run an emulation test (not root, or what it lacks), or None if it can."""
+    from sim.emu import capabilities
+
+    if os.geteuid() != 0:
+        return "needs root: run `make test` as root"
+    missing = capabilities.missing_for_a_run(capabilities.detect())
+    return "; ".join(missing) if missing else None

@@ -10,16 +10,15 @@ faults.yaml, an assumption) is shortened to 5 s here so the whole fault fits a 3
 from __future__ import annotations
 
 import math
-import os
 
 import pandas as pd
 import pytest
 from conftest import ROOT
-from helpers import call, refused_for_the_machine, trace
+from helpers import call, cannot_emulate, refused_for_the_machine, trace
 
 from sim import failover, topology
 from sim import linkchanges as lc
-from sim.emu import capabilities, engine
+from sim.emu import engine
 from sim.errors import EngineError
 from sim.load import load
 
@@ -34,13 +33,6 @@ SHIM_LATENESS_S = 0.002                            # a delay shim's p99 lateness
 SLOW = lc.LineState(20e6, 3e6, 0.120, 0.002, 150e3, 150e3, "fifo")  # made up: the FTTP line slow, far and lossy
 
 
-def _cannot_emulate() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: run `make test` as root"
-    missing = capabilities.missing_for_a_run(capabilities.detect())
-    return "; ".join(missing) if missing else None
-
-
 def _scenario(tmp_path):
     text = (ROOT / "scenarios" / "ci-smoke.yaml").read_text().replace(
         "name: ci-smoke", f"name: emu-failover\ncatalogue: {ROOT / 'topologies'}")
@@ -51,7 +43,7 @@ def _scenario(tmp_path):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    reason = _cannot_emulate()
+    reason = cannot_emulate()
     if reason:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("failover")

@@ -19,21 +19,14 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import refused_for_the_machine
+from helpers import cannot_emulate, refused_for_the_machine
 
 from sim import calibrate
-from sim.emu import capabilities, health
+from sim.emu import health
 
 STARTS_S = (2.0, 4.0, 6.0)  # three 50 kB downloads, each alone: about 0.1 s each on a 10 Mbit/s, 20 ms line
 STOP_BEFORE_S, STOP_FOR_S = 0.05, 0.25  # the agent is stopped from 50 ms before the second start, for 250 ms
 FORCED_LATE_S = STOP_FOR_S - STOP_BEFORE_S  # so it starts that transfer at least 200 ms late
-
-
-def _cannot_emulate() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: run `make test` as root"
-    missing = capabilities.missing_for_a_run(capabilities.detect())
-    return "; ".join(missing) if missing else None
 
 
 def _stop_the_agent_across(work_dir: Path, index: int, done: threading.Event, out: dict) -> None:
@@ -72,7 +65,7 @@ def _agent_pid(spec_path: Path) -> int | None:
 
 
 def test_an_agent_stopped_across_a_transfers_start_has_its_site_refused_for_late_starts(tmp_path):
-    reason = _cannot_emulate()
+    reason = cannot_emulate()
     if reason:
         pytest.skip(reason)
     topo = calibrate.one_site(10e6, 10e6, 0.020, 150e3)

@@ -7,14 +7,13 @@ The root test takes about a minute; it is skipped, with the reason, where the ma
 from __future__ import annotations
 
 import math
-import os
 
 import pandas as pd
 import pytest
-from helpers import catalogue_with
+from helpers import cannot_emulate, catalogue_with
 
 from sim import calibrate, topology
-from sim.emu import capabilities, health, linkplan, qos
+from sim.emu import health, linkplan, qos
 from sim.emu.linkplan import FRAME_BYTES, EmuSettings
 from sim.errors import EngineError, ScenarioError
 from sim.load import load
@@ -121,13 +120,6 @@ def test_parsers_on_captured_output():
 
 # ---- real packets (root) --------------------------------------------------------------------------------------------
 
-def _cannot_emulate() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root: run `make test` as root"
-    missing = capabilities.missing_for_a_run(capabilities.detect())
-    return "; ".join(missing) if missing else None
-
-
 RATE_UP_BPS, RTT_S, BUFFER_BYTES = 2e6, 0.020, 150e3
 CALL_BPS, CALL_PAYLOAD_BYTES = 87.2e3, 218          # telephony (apps.yaml, S5): a fixed-rate codec
 CALL_FRAME_BYTES = CALL_PAYLOAD_BYTES + 8 + 20 + 14  # + UDP, IP, Ethernet headers as HTB counts them
@@ -160,7 +152,7 @@ CALL = {"fifo": 2, "priority": 3}
 
 @pytest.fixture(scope="module")
 def beside_upload(tmp_path_factory):
-    reason = _cannot_emulate()
+    reason = cannot_emulate()
     if reason:
         pytest.skip(reason)
     sessions = calibrate.trace(*(calibrate.transfer(0.0, 200e6, "up", site=site)  # never ends: 800 s at 2 Mbit/s
@@ -221,7 +213,7 @@ def test_the_upload_rate_is_the_same_with_or_without_priority(beside_upload):
 
 
 def test_verification_refuses_a_priority_line_whose_filter_is_gone(tmp_path):
-    reason = _cannot_emulate()
+    reason = cannot_emulate()
     if reason:
         pytest.skip(reason)
     from sim.emu import net
