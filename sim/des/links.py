@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from typing import NamedTuple
 
 from sim.des import queueing
@@ -217,10 +218,8 @@ class Link:
         """Take the reserved rate in force at ``now_s``; True if it changed (the link must then be re-shared)."""
         if self.next_step_s > now_s:
             return False
-        steps_s, k = self.steps_s, self.step  # (passed(), written out: a link's every step comes here)
-        n = len(steps_s)
-        while k < n and steps_s[k] <= now_s:
-            k += 1
+        steps_s = self.steps_s  # (passed(), written out: a link's every step comes here)
+        n, k = len(steps_s), bisect_right(steps_s, now_s, self.step)
         self.step, self.next_step_s = k, steps_s[k] if k < n else math.inf
         reserved_bps = self.steps_bps[k - 1]
         if reserved_bps == self.reserved_bps:
@@ -308,10 +307,8 @@ def passed(steps_s: list[float], k: int, now_s: float) -> tuple[int, float]:
 
     Returns the index of the first step still to come and its time (inf when none is left).
     """
-    n = len(steps_s)
-    while k < n and steps_s[k] <= now_s:
-        k += 1
-    return k, steps_s[k] if k < n else math.inf
+    k = bisect_right(steps_s, now_s, k)  # (steps are in time order)
+    return k, steps_s[k] if k < len(steps_s) else math.inf
 
 
 def bin_count(start_s: float, end_s: float, bin_s: float) -> int:
