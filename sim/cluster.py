@@ -193,6 +193,12 @@ def _worker_count(workers: int | None) -> int:
     return workers
 
 
+# Dask settings the embedded cluster's nannies give the workers they start (and start again, after a worker dies),
+# over this process's. Dask's statistical profiler samples a worker's stack every 10 ms for its dashboard, which a
+# run never shows: on `england` it made the shards about a third slower (benchmarks/README.md, 2026-12-04).
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
+
 @contextmanager
 def _local_client(workers: int) -> Iterator[object]:
     """A client of a new LocalCluster of ``workers`` processes, closed with it.
@@ -211,7 +217,7 @@ def _local_client(workers: int) -> Iterator[object]:
             # wrong in a task reaches the run as that task's exception (``map_ordered``), and a dead worker as
             # KilledWorker.
             local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, loop=loop,
-                                 dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
+                                 dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL, config=WORKER_CONFIG)
         except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
             release()  # (an interrupt held meanwhile comes first: the user asked to stop)
             raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "

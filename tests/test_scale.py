@@ -84,6 +84,22 @@ def test_two_worker_cluster_gives_the_single_process_records_though_a_worker_is_
     assert not (sharded.folder / scale.SHARDS_DIR).exists()
 
 
+def test_embedded_cluster_workers_run_without_dasks_profiler():
+    # Dask's statistical profiler samples a worker's stack every 10 ms (about a third of every shard's time on
+    # england): the embedded cluster's workers start without it, and so do those their nannies start again; the
+    # command's own process keeps Dask's default (on), so without the cluster's setting the workers would profile.
+    import dask
+    with scale.cluster(workers=2) as client:
+        first = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
+        client.restart()
+        again = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
+    assert len(first) == 2 and len(again) == 2
+    assert set(first).isdisjoint(again)  # new worker processes
+    for names in [*first.values(), *again.values()]:
+        assert "heartbeat" in names and "profile" not in names and "profile-cycle" not in names, names
+    assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
 def test_interrupted_run_resumes_without_redoing_finished_shards(small_shards, icb_morning, tmp_path,
                                                                  monkeypatch, single):
     real, first_calls, resumed_calls = scale.run_shard, [], []
