@@ -194,8 +194,9 @@ def _worker_count(workers: int | None) -> int:
 
 
 # Dask settings the embedded cluster's nannies give the workers they start (and start again, after a worker dies),
-# over this process's. Dask's statistical profiler samples a worker's stack every 10 ms for its dashboard, which a
-# run never shows: on `england` it made the shards about a third slower (benchmarks/README.md, 2026-12-04).
+# over this process's. Dask's statistical profiler samples a worker's stack every 10 ms (taking the interpreter's lock
+# from the task) for a dashboard no run shows; whole `england` runs with and without it differ by less than the
+# machine's own spread (benchmarks/README.md, 2026-12-04), so this only spares work nothing reads.
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 

@@ -85,8 +85,8 @@ def test_two_worker_cluster_gives_the_single_process_records_though_a_worker_is_
 
 
 def test_embedded_cluster_workers_run_without_dasks_profiler():
-    # Dask's statistical profiler samples a worker's stack every 10 ms (about a third of every shard's time on
-    # england): the embedded cluster's workers start without it, and so do those their nannies start again; the
+    # Dask's statistical profiler samples a worker's stack every 10 ms for a dashboard no run shows: the embedded
+    # cluster's workers start without it, and so do those their nannies start again; the
     # command's own process keeps Dask's default (on), so without the cluster's setting the workers would profile.
     import dask
     with scale.cluster(workers=2) as client:
