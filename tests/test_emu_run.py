@@ -15,12 +15,12 @@ import time
 import pandas as pd
 import pytest
 from conftest import ROOT
-from helpers import refused_for_the_machine
+from helpers import cannot_emulate, refused_for_the_machine
 from typer.testing import CliRunner
 
 from sim.cli import app
-from sim.emu import capabilities, utilisation
 from sim.emu import clean as cleaner
+from sim.emu import utilisation
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,14 +31,10 @@ VIDEO_RATE_RELATIVE = 0.10
 VIDEO_DELAY_ABS_S, VIDEO_DELAY_RELATIVE = 0.005, 0.25
 
 
-def _can_emulate() -> str | None:
-    missing = capabilities.missing_for_a_run(capabilities.detect())
-    return "; ".join(missing) if missing else None
-
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or bool(_can_emulate()),
-                                reason="emulation needs root and Mininet: run `make test` as root "
-                                       "(it installs mininet, iperf3, irtt); `testbed doctor` says what is missing")
+CANNOT_EMULATE = cannot_emulate()
+pytestmark = pytest.mark.skipif(CANNOT_EMULATE is not None,
+                                reason=f"emulation: {CANNOT_EMULATE} (`make test` as root installs mininet, iperf3, "
+                                       "irtt; `testbed doctor` says what is missing)")
 
 
 def _scenario(tmp_path, duration="45s", drain="20s", start="08:05", name="emu-smoke"):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 import pytest
 from conftest import ROOT
-from helpers import refused_for_the_machine
+from helpers import cannot_emulate, refused_for_the_machine
 from typer.testing import CliRunner
 
 from sim import pipeline, topology, workload
@@ -185,16 +183,9 @@ def test_a_trace_longer_than_a_run_can_hold_is_refused_at_its_key(tmp_path, monk
                              "it by site"
 
 
-def _cannot_emulate() -> str | None:
-    from sim.emu import capabilities
-    missing = capabilities.missing_for_a_run(capabilities.detect())
-    return "; ".join(missing) if missing else None
-
-
 @pytest.mark.emulation
-@pytest.mark.skipif(os.geteuid() != 0 or bool(_cannot_emulate()),
-                    reason="emulation needs root and Mininet: run `make test` as root "
-                           "(it installs mininet, iperf3, irtt); `testbed doctor` says what is missing")
+@pytest.mark.skipif(cannot_emulate() is not None, reason="emulation needs root and Mininet: run `make test` as root "
+                    "(it installs mininet, iperf3, irtt); `testbed doctor` says what is missing")
 def test_a_measured_trace_of_one_practice_replays_in_the_emulation(tmp_path):
     # ADSL2+ at 3.0 km: 8 Mbit/s down, 0.9 up. Three sessions in a 15 s emulated window from 08:05.
     rows = ("St Mary's Surgery,record_view,08:05:02,down,500000,\n"
