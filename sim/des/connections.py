@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import math
 
+from mypy_extensions import trait
+
 from sim.des import tcp
+from sim.des.flows import Transfer
 from sim.des.session import Session
+from sim.des.state import GroupState
 
 # The trace's connection of a multiplexed app's transfer, by what it does on an idle connection.
 MULTIPLEXED = {"multiplexed-new": "new", "multiplexed-reused": "reused"}
@@ -52,19 +56,19 @@ class Connection:
         """Whether a stream of it is under way at ``now_s`` (s), so a new stream joins it."""
         return self.live > 0 or self.busy_until_s > now_s + _EPS_S
 
-    def join(self, flow) -> None:
+    def join(self, flow: Transfer) -> None:
         """Count a stream that starts on it (``flow.joined`` says whether it found it open)."""
         flow.conn = self
         if not flow.joined:  # it opens the connection (or wakes an idle one): its first data comes then
             self.ready_s = flow.data_from_s
         self.live += 1
 
-    def activate(self, flow) -> None:
+    def activate(self, flow: Transfer) -> None:
         """A stream's start-up ended: it shares the connection's window from now."""
         self.cap_bps = flow.cap_bps
         self._reweigh(self.streams + [flow])
 
-    def leave(self, flow, end_s: float) -> None:
+    def leave(self, flow: Transfer, end_s: float) -> None:
         """A stream sent its last byte at ``end_s`` (s): it no longer counts."""
         self.live -= 1
         if end_s > self.busy_until_s:  # (max())
@@ -97,7 +101,8 @@ def joined_start(conn: Connection, rtt_s: float, extra_rtts: int, now_s: float) 
     return tcp.StartUp(setup_s, 0.0, setup_s, setup_rounds, setup_rounds)
 
 
-class Connections:
+@trait
+class Connections(GroupState):
     """The group's multiplexed connections (a mixin of :class:`sim.des.group.Group`), by app and data path."""
 
     connections: dict

@@ -21,9 +21,13 @@ import itertools
 import math
 
 import numpy as np
+from mypy_extensions import trait
 
 from sim.des import overflow, queueing, tcp
+from sim.des.flows import Transfer
+from sim.des.links import Link
 from sim.des.linkshare import media_shares, set_link_media, steady_media
+from sim.des.state import GroupState
 
 # A crowd's event costs about 0.1-0.2 ms of numpy calls whatever its size, transfers held as objects about 2 us each
 # (benchmarks/README.md, 2026-12-02): a link's transfers become a crowd when this many are active on it, and go back
@@ -72,8 +76,9 @@ class Crowd:
     ``link_bits``/``win_bits`` the bits each sent under either limit, ``has_link``/``has_win`` whether it has any.
     """
 
-    def __init__(self, link, flows: list) -> None:
-        self.link, self.flows = link, []
+    def __init__(self, link: Link, flows: list) -> None:
+        self.link = link
+        self.flows: list[Transfer] = []
         self.numbers = np.empty((len(_NUMBERS), 0))  # a row per name of _NUMBERS, a column per transfer
         self.flags = np.empty((len(_FLAGS), 0), dtype=bool)  # a row per name of _FLAGS
         self.finish: np.ndarray | None = None  # when each sends its last byte at its rate (s), kept until it changes
@@ -254,12 +259,13 @@ class Crowd:
         return tcp.mathis_loss(rate_bps, rtt_s + link.queue_delay_s)
 
 
-class Crowds:
+@trait
+class Crowds(GroupState):
     """The group's crowded links (a mixin of :class:`sim.des.group.Group`, for groups whose paths are one link)."""
 
     crowds: dict
 
-    def _on_link(self, link) -> int:
+    def _on_link(self, link: Link) -> int:
         """How many transfers are active on ``link`` (one-link paths)."""
         crowd = self.crowds.get(link)
         return len(crowd) if crowd is not None else sum(1 for f in self.transfers if f.path[0] is link)

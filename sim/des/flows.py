@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+from sim.des.links import Link
 from sim.des.queueing import (
     VIDEO_CLIMB_STEP_S,
     VIDEO_DECREASE,
@@ -44,6 +46,24 @@ class Transfer:
                  "key", "setup_loss", "opens", "recovery_rounds", "conn", "weight", "joined", "request_rounds",
                  "request_at_s", "first_data_rounds", "first_data_at_s")
 
+    # set by its group as it starts (sim.des.rounds.Rounds._plan_start, _follow)
+    fixed_rtt_s: float
+    round_rtt_s: float
+    setup_rounds: int
+    rounds: int
+    round_end_s: float
+    done_rounds: int
+    ss_bytes: float
+    data_from_s: float
+    key: tuple
+    setup_loss: float
+    opens: bool
+    recovery_rounds: int
+    request_rounds: int
+    request_at_s: float
+    first_data_rounds: int
+    first_data_at_s: float
+
     def __init__(self, session: int, path: tuple, size_bytes: float, remaining_bytes: float,
                  active_at_s: float, cap_bps: float, rtt_s: float, queue_delay_s: float) -> None:
         self.session, self.path = session, path
@@ -51,11 +71,11 @@ class Transfer:
         self.active_at_s, self.cap_bps = active_at_s, cap_bps
         self.rtt_s, self.queue_delay_s = rtt_s, queue_delay_s
         self.rate_bps = 0.0
-        self.limiter = None
+        self.limiter: Link | None = None
         self.limited_bits: dict[str, float] = {}
         self.since_s = active_at_s  # accounting is settled up to here
         self.long = True  # whether it goes through loss cycles, holding a standing queue (set by its group)
-        self.conn = None  # its multiplexed connection (sim.des.connections), if it is a stream of one
+        self.conn: Any = None  # its multiplexed connection (sim.des.connections), if it is a stream of one
         self.weight = 1.0  # its weight in the water-filling: 1/k as one of k active streams of a connection
         self.joined = False  # whether it joined an open connection (no handshake, no slow start)
         # its start-up's rounds are given by its group (sim.des.rounds.Rounds._plan_start)
@@ -84,7 +104,7 @@ class Transfer:
             return "start-up"
         if len(self.limited_bits) == 1:  # (most often: one limit throughout)
             return next(iter(self.limited_bits))
-        return max(sorted(self.limited_bits), key=self.limited_bits.get)
+        return max(sorted(self.limited_bits), key=self.limited_bits.__getitem__)
 
 
 def earliest_finish_s(transfers: list, best_s: float) -> float:
@@ -239,7 +259,8 @@ class Media:
         self.target_bps, self.min_bps = target_bps, min_bps
         self.base_delay_s, self.end_s = base_delay_s, end_s
         self.rate_bps = 0.0
-        self.limiter = self.cause = None
+        self.limiter: Link | None = None
+        self.cause: Link | None = None
         self.yielded = False  # whether its cause is TCP's queue on that link (it yielded to transfers there)
         self.bits = self.at_target_s = self.below_min_s = self.elapsed_s = 0.0
         self.limited_s: dict[str, float] = {}
@@ -390,6 +411,6 @@ class Media:
         t = self.elapsed_s
         if t <= 0:
             return {"bytes": 0.0, "rate": 0.0, "at_target": 0.0, "below_min": 1.0, "bottleneck": "none"}
-        limited = max(sorted(self.limited_s), key=self.limited_s.get) if self.limited_s else "none"
+        limited = max(sorted(self.limited_s), key=self.limited_s.__getitem__) if self.limited_s else "none"
         return {"bytes": self.bits / 8, "rate": self.bits / t, "at_target": self.at_target_s / t,
                 "below_min": self.below_min_s / t, "bottleneck": limited}

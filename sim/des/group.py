@@ -35,6 +35,7 @@ from sim.des import tcp
 from sim.des.connections import MULTIPLEXED, Connections, joined_start
 from sim.des.crowd import Crowds
 from sim.des.flows import Media, Transfer, earliest_finish_s, ended_transfers
+from sim.des.links import Link
 from sim.des.linkshare import share_elastic_alone, share_link
 from sim.des.rounds import Rounds, standing_room
 from sim.des.session import Session
@@ -163,7 +164,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
                     best_s = min(best_s, link.binding_step_s(best_s))
         return best_s
 
-    def _line_changed(self, link) -> None:
+    def _line_changed(self, link: Link) -> None:
         """A link's line changed (:meth:`sim.des.links.Link.take_line`): its flows share its new capacity.
 
         A transfer arriving at this instant finds the share the change leaves it, as at a reservation step.
@@ -174,7 +175,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         if self.single_link_paths:
             link.new_share_bps = max(0.0, link.new_share_bps + freed_bps / (self._on_link(link) + 1))
 
-    def _reserved_changed(self, link, arriving: bool = True) -> None:
+    def _reserved_changed(self, link: Link, arriving: bool = True) -> None:
         """A link's reserved rate changed: fluid flows share what is left; its queues change now.
 
         A transfer arriving at this instant, before the link is re-shared, finds the share the change leaves it:
@@ -247,7 +248,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         handshakes = tcp.HANDSHAKE_RTTS_BY_CONNECTION[s.connection]
         conn = self._connection(s, path) if s.connection in MULTIPLEXED else None
         joins = conn is not None and conn.is_open(now_s)
-        if joins:  # a stream on its open connection: its request, then it shares the open window
+        if joins and conn is not None:  # a stream on its open connection: its request, then it shares the open window
             start, handshakes = joined_start(conn, rtt_s, chunks - 1, now_s), 0
         else:
             start = tcp.slow_start(size, expected_bps, rtt_s, chunks - 1, handshakes, standing_room(path))
@@ -343,7 +344,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
             return
         self._reshare_shared(now_s)
 
-    def _reshare_link(self, link, now_s: float, replay: bool = True) -> None:
+    def _reshare_link(self, link: Link, now_s: float, replay: bool = True) -> None:
         """:meth:`_reshare` when every path is one link: each changed link on its own, in closed form.
 
         With ``replay`` (and the shortcuts on), a transfer left alone among transfers on the link is replayed to
@@ -362,7 +363,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         if replay and self.skip and len(transfers) == 1:
             self._replay_lone(transfers[0], link, media, now_s)
 
-    def _media_on(self, link) -> list:
+    def _media_on(self, link: Link) -> list:
         """The media whose path begins with ``link``, in ``media`` order (to read, not to change).
 
         Kept per link as ``media`` grows (calls join at its end: the list given grows with it); rebuilt when it is
@@ -412,7 +413,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
                     end_on[first] = end_s
         self.media_seen = (self.media, len(self.media))
 
-    def _demand_bps(self, link, media: list) -> float | None:
+    def _demand_bps(self, link: Link, media: list) -> float | None:
         """``sum()`` of what the media whose path begins with ``link`` ask for (bit/s; None without media).
 
         ``media``: :meth:`_media_on` of the link, just asked for (which brought ``demand_on`` up to date with the

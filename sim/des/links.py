@@ -8,8 +8,6 @@ from typing import NamedTuple
 
 from sim.des import queueing
 
-_NO_STEPS: tuple = ()
-
 
 class Line(NamedTuple):
     """What a link's line is at some time: its capacity, buffer, loss, queueing and round trip.
@@ -99,9 +97,12 @@ class Link:
         self.reserved_bps = 0.0
         self.line0 = Line(capacity_bps, buffer_bytes, loss, priority)
         self._set_line(self.line0)
-        self.line_steps_s, self.line_steps, self.line_step, self.next_line_s = _NO_STEPS, _NO_STEPS, 0, math.inf
+        self.line_steps_s: list[float] = []  # (none: its line stays as the topology has it)
+        self.line_steps: list[Line] = []
+        self.line_step, self.next_line_s = 0, math.inf
         self.media_load_bps = 0.0
-        self.steps_s = self.steps_bps = _NO_STEPS
+        self.steps_s: list[float] = []  # (none: no fixed-rate stream uses it)
+        self.steps_bps: list[float] = []
         self.step, self.next_step_s = 0, math.inf
         self.bind_limit_bps, self.bind_next = math.nan, 0
         self.history: tuple[list, ...] = ([], [], [], [], [])

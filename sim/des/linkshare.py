@@ -14,12 +14,13 @@ from typing import NamedTuple
 
 from sim.des import overflow, queueing, tcp
 from sim.des.flows import Media, Transfer
+from sim.des.links import Link
 from sim.des.sharing import water_level
 
 _EPS_S = 1e-9
 
 
-def share_link(link, transfers: list, media: list, now_s: float) -> None:
+def share_link(link: Link, transfers: list, media: list, now_s: float) -> None:
     """Share a link among its transfers and media (:func:`shares`); give the link its load and queues."""
     if media and link.media_bps <= link.free_headroom_bps and _share_beside_steady_calls(link, transfers, media, now_s):
         return
@@ -33,7 +34,7 @@ def share_link(link, transfers: list, media: list, now_s: float) -> None:
         _share_unweighted(link, transfers, media, now_s)
 
 
-def share_generally(link, transfers: list, media: list, now_s: float) -> None:
+def share_generally(link: Link, transfers: list, media: list, now_s: float) -> None:
     """:func:`share_link` of transfers (and calls) by :func:`shares`: weighted streams' way, and the plain one."""
     n_transfers = len(transfers)
     rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media, now_s)
@@ -50,7 +51,7 @@ def share_generally(link, transfers: list, media: list, now_s: float) -> None:
     link.note(now_s)
 
 
-def _share_unweighted(link, transfers: list, media: list, now_s: float) -> None:
+def _share_unweighted(link: Link, transfers: list, media: list, now_s: float) -> None:
     """:func:`share_generally` with no weighted stream, written out.
 
     :func:`shares` (by :func:`fill` and :func:`saturation`), the transfers' shares, the link's load and its
@@ -106,7 +107,7 @@ def _saturation_at(transfers: list, caps_bps: list[float], level_bps: float) -> 
     return state
 
 
-def _share_among_calls(link, media: list, now_s: float) -> None:
+def _share_among_calls(link: Link, media: list, now_s: float) -> None:
     """:func:`share_link` for a link with calls and no transfer: the calls share its headroom, saturating nothing.
 
     (Calls on a line they ask more of than its headroom, between transfers: most re-shares of a slow upstream.)
@@ -119,7 +120,7 @@ def _share_among_calls(link, media: list, now_s: float) -> None:
     link.note(now_s)
 
 
-def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float) -> bool:
+def _share_beside_steady_calls(link: Link, transfers: list, media: list, now_s: float) -> bool:
     """:func:`share_link` when the link's calls fit its headroom: True unless they must yield to TCP.
 
     The calls then get what they ask for whatever the transfers do, so the transfers share what they leave, and the
@@ -161,7 +162,8 @@ def _share_beside_steady_calls(link, transfers: list, media: list, now_s: float)
     return True
 
 
-def set_link_media(link, media: list, rates: list[float], limited: list[bool], saturated: int, now_s: float) -> float:
+def set_link_media(link: Link, media: list, rates: list[float], limited: list[bool], saturated: int,
+                   now_s: float) -> float:
     """Give a link's media their shares (as :func:`set_media`, with this link the only one).
 
     Returns the least the media take (each its rate or its minimum, whichever is lower: bit/s).
@@ -182,7 +184,7 @@ def set_link_media(link, media: list, rates: list[float], limited: list[bool], s
     return video_floor_bps
 
 
-def steady_media(link, media: list, now_s: float) -> None:
+def steady_media(link: Link, media: list, now_s: float) -> None:
     """Give a link's media what they ask for, if they joined or left since they last got it (``link.media_steady``)."""
     if not link.media_steady:
         for m in media:
@@ -194,7 +196,7 @@ def steady_media(link, media: list, now_s: float) -> None:
         link.media_steady, link.media_held = True, False
 
 
-def share_elastic_alone(link, transfers: list | tuple, now_s: float) -> None:
+def share_elastic_alone(link: Link, transfers: list | tuple, now_s: float) -> None:
     """:func:`share_link` for a link with at most one transfer and no media (the common case)."""
     if transfers:
         link.new_share_bps = link.free_bps / 2
@@ -203,7 +205,7 @@ def share_elastic_alone(link, transfers: list | tuple, now_s: float) -> None:
         idle_link(link, now_s)
 
 
-def congestion_loss(link, elastic: list) -> float:
+def congestion_loss(link: Link, elastic: list) -> float:
     """Drop rate at a saturated drop-tail link (0..0.5); none when no flow saturates it.
 
     Where a long transfer holds Cubic's standing queue, the loss a packet joining it sees as the TCP flows it
@@ -224,7 +226,7 @@ def congestion_loss(link, elastic: list) -> float:
     return _loss(link, len(elastic), rate_bps, rtt_s)
 
 
-def _loss(link, n_flows: int, rate_bps: float, rtt_s: float) -> float:
+def _loss(link: Link, n_flows: int, rate_bps: float, rtt_s: float) -> float:
     """The drop rate at a link ``n_flows`` TCP flows saturate (0..0.5), as :func:`congestion_loss` gives it.
 
     ``rate_bps``: their mean rate (bit/s); ``rtt_s``: their mean RTT but for the link's queue (s).
@@ -244,7 +246,8 @@ class _Flow(NamedTuple):
 
 def connection_flows(elastic: list) -> list:
     """The TCP flows among transfers: each plain one, and each multiplexed connection once, its rates summed."""
-    flows, by_conn = [], {}
+    flows: list = []
+    by_conn: dict[int, int] = {}
     for f in elastic:
         if f.conn is None:
             flows.append(f)
@@ -257,7 +260,7 @@ def connection_flows(elastic: list) -> list:
     return flows
 
 
-def carry_alone(flow: Transfer, link, now_s: float) -> None:
+def carry_alone(flow: Transfer, link: Link, now_s: float) -> None:
     """Give a transfer alone on its link its share from ``now_s``, and the link its load and queues."""
     free_bps = link.free_bps
     if flow.cap_bps > free_bps:  # the link limits it: it saturates the link (saturation() of one transfer)
@@ -271,7 +274,7 @@ def carry_alone(flow: Transfer, link, now_s: float) -> None:
     link.note(now_s)
 
 
-def idle_link(link, now_s: float) -> None:
+def idle_link(link: Link, now_s: float) -> None:
     """:func:`share_link` for a link with no transfer and no media: it carries nothing from ``now_s``."""
     link.new_share_bps = link.free_bps  # (a new transfer would be alone)
     link.carry(0.0, False, 0.0)
@@ -279,7 +282,7 @@ def idle_link(link, now_s: float) -> None:
     link.note(now_s)
 
 
-def shares(link, free_bps: float, headroom_bps: float, transfers: list, media: list, now_s: float,
+def shares(link: Link, free_bps: float, headroom_bps: float, transfers: list, media: list, now_s: float,
            ) -> tuple[list[float], list[bool], int]:
     """Shares on one link (transfers, then media), whether the link limits each, and how transfers saturate it.
 
@@ -346,7 +349,7 @@ def media_shares(video_caps: list[float], headroom_bps: float) -> tuple[list[flo
     return media_rates, [cap > media_level for cap in video_caps], sum(media_rates)
 
 
-def lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: float | None = None,
+def lone_finish_s(flow: Transfer, link: Link, from_s: float, media: list, demand_bps: float | None = None,
                   until_s: float = math.inf) -> float:
     """When a transfer alone among transfers on its link from ``from_s`` sends its last byte (s).
 
@@ -367,7 +370,7 @@ def lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: 
     return math.inf if media and link.next_step_s < finish_s - _EPS_S else finish_s
 
 
-def _lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps: float | None = None,
+def _lone_finish_s(flow: Transfer, link: Link, from_s: float, media: list, demand_bps: float | None = None,
                    until_s: float = math.inf) -> float:
     """:func:`lone_finish_s` through the link's steps, the media's state as it is (every one of them free).
 
@@ -406,7 +409,7 @@ def _lone_finish_s(flow: Transfer, link, from_s: float, media: list, demand_bps:
     return t_s
 
 
-def _beside_free_calls_bps(flow: Transfer, link, free_bps: float, headroom_bps: float, demand_bps: float | None,
+def _beside_free_calls_bps(flow: Transfer, link: Link, free_bps: float, headroom_bps: float, demand_bps: float | None,
                            ) -> float | None:
     """:func:`shares`'s rate for a lone transfer beside free calls asking for ``demand_bps`` in all, if it is quick.
 

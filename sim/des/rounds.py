@@ -32,7 +32,11 @@ from __future__ import annotations
 
 import math
 
+from mypy_extensions import trait
+
 from sim.des import queueing, tcp
+from sim.des.flows import Transfer
+from sim.des.state import GroupState
 
 _EPS_S = 1e-9
 
@@ -71,10 +75,11 @@ def standing_room(path: tuple) -> float:
     return room
 
 
-class Rounds:
+@trait
+class Rounds(GroupState):
     """A group's transfers starting up (a mixin of :class:`sim.des.group.Group`): planned, then followed."""
 
-    def _plan_start(self, flow, start: tcp.StartUp, fixed_rtt_s: float, setup_loss: float, now_s: float,
+    def _plan_start(self, flow: Transfer, start: tcp.StartUp, fixed_rtt_s: float, setup_loss: float, now_s: float,
                     handshakes: int = 0, joins: bool = False) -> None:
         """Give a new transfer its start-up, as :func:`sim.des.tcp.slow_start` planned it at ``now_s``.
 
@@ -97,14 +102,14 @@ class Rounds:
             for link in flow.path:
                 link.add_bits(flow.data_from_s, flow.active_at_s, wire_bits)
 
-    def _follow(self, flow, expected_bps: float) -> None:
+    def _follow(self, flow: Transfer, expected_bps: float) -> None:
         """Follow a transfer's start-up from now: note its data path's state, and whether it is a long one."""
         flow.key = path_key(flow.path)
         flow.long = self._is_long(flow, expected_bps, flow.rtt_s)
         self.starting.append(flow)
 
     @staticmethod
-    def _data_rounds(flow, ss_done: int, expected_bps: float, rtt_s: float, room: float) -> tuple[int, int]:
+    def _data_rounds(flow: Transfer, ss_done: int, expected_bps: float, rtt_s: float, room: float) -> tuple[int, int]:
         """A re-planned start-up's slow-start rounds and recovery round trips, ``ss_done`` of its rounds past its setup.
 
         A round that overflowed a standing queue's room once begun has lost its segments: its recovery stays. Else
@@ -120,7 +125,7 @@ class Rounds:
         ss_rounds, recovery = tcp.overflow(flow.size_bytes, ss_rounds, room, first_round=ss_done + 1)
         return ss_rounds, tcp.after_slow_start(flow.size_bytes, tcp.sent_in(flow.size_bytes, ss_rounds), recovery)
 
-    def _count_bits(self, flow, sign: float) -> None:
+    def _count_bits(self, flow: Transfer, sign: float) -> None:
         """Add (``sign`` 1) or take back (-1) the wire bits of a start-up's slow-start rounds on its links."""
         if flow.ss_bytes > 0:
             wire_bits = sign * flow.ss_bytes * 8 / tcp.GOODPUT_FACTOR
@@ -128,14 +133,14 @@ class Rounds:
                 link.add_bits(flow.data_from_s, flow.active_at_s, wire_bits)
 
     @staticmethod
-    def _is_long(flow, expected_bps: float, rtt_s: float) -> bool:
+    def _is_long(flow: Transfer, expected_bps: float, rtt_s: float) -> bool:
         """Whether it is long enough to go through loss cycles, holding a standing queue (``LONG_FLOW_FILLS``)."""
         path = flow.path
         buffer_bytes = path[0].buffer_bytes if len(path) == 1 else max(link.buffer_bytes for link in path)
         fill_bytes = buffer_bytes + expected_bps * rtt_s / 8
         return flow.remaining_bytes > queueing.LONG_FLOW_FILLS * fill_bytes
 
-    def _busy(self, path: tuple, flow) -> bool:
+    def _busy(self, path: tuple, flow: Transfer) -> bool:
         """Whether another transfer is active or starting on a link of ``path`` (so its saturation may change)."""
         for link in path:
             if link in self.crowds:
@@ -156,7 +161,7 @@ class Rounds:
                 flow.key = key
                 self._replan(flow, now_s)
 
-    def _replan(self, flow, now_s: float) -> None:
+    def _replan(self, flow: Transfer, now_s: float) -> None:
         """Plan the rest of a start-up at ``now_s`` with the data path's queues, rate and line as they are now."""
         path = flow.path
         end_s, done = advance(flow.round_end_s, flow.done_rounds, flow.round_rtt_s, flow.rounds, now_s)

@@ -6,13 +6,17 @@ share what calls and reservations leave. Only the direction that changed is reco
 
 from __future__ import annotations
 
+from mypy_extensions import trait
+
 from sim.des import queueing
 from sim.des.flows import Media
 from sim.des.linkshare import congestion_loss, set_media, set_transfer
 from sim.des.sharing import NO_LINK, max_min
+from sim.des.state import GroupState
 
 
-class SharedLinks:
+@trait
+class SharedLinks(GroupState):
     """Re-sharing a group whose sites share a link; uses the group's flows, links and capacities."""
 
     def _reshare_shared(self, now_s: float) -> None:
@@ -74,8 +78,8 @@ class SharedLinks:
         else:
             media_rates, media_limiter, capacity = [], [], self.capacity
         keys = [tuple(id(link) for link in f.path) for f in transfers]
-        weights = [f.weight for f in transfers]  # 1/k for each of k streams of a multiplexed connection
-        weights = weights if any(w != 1.0 for w in weights) else None
+        each = [f.weight for f in transfers]  # 1/k for each of k streams of a multiplexed connection
+        weights = each if any(w != 1.0 for w in each) else None
         rates, limiter = max_min([f.cap_bps for f in transfers], keys, capacity, weights) if transfers else ([], [])
         return rates + media_rates, limiter + [abs(k) if k != NO_LINK else k for k in media_limiter]
 
@@ -98,5 +102,5 @@ class SharedLinks:
             if load_bps != link.load_bps or is_saturated != link.saturated or calls_bps != link.media_load_bps:
                 link.settle(now_s)
                 link.carry(load_bps, is_saturated, calls_bps)
-            link.congestion_loss = congestion_loss(link, elastic.get(id(link), ()))
+            link.congestion_loss = congestion_loss(link, elastic.get(id(link), []))
             link.note(now_s)

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import math
 
+from mypy_extensions import trait
+
 from sim.des.flows import Transfer
+from sim.des.links import Link
 from sim.des.linkshare import lone_finish_s, share_elastic_alone, share_link
 from sim.des.session import Session
+from sim.des.state import GroupState
 
 _EPS_S = 1e-9
 
 
-class Shortcuts:
+@trait
+class Shortcuts(GroupState):
     """Quiet arrivals and lone transfers; uses the group's sessions, flows, horizon and :meth:`_reshare_link`."""
 
     def _start_quietly(self, i: int, change_s: float, starts_s: list, is_video: list) -> tuple[int, float]:
@@ -69,7 +74,7 @@ class Shortcuts:
                     link.carry(link.load_bps, link.saturated)
                     link.new_share_bps = link.free_bps
 
-    def _replay_lone(self, flow: Transfer, link, media: list, now_s: float) -> None:
+    def _replay_lone(self, flow: Transfer, link: Link, media: list, now_s: float) -> None:
         """Replay a transfer alone among transfers on its link to its end, if nothing touches the link before.
 
         Nothing does when no session arrives, no flow is starting towards the link and none of its media ends
@@ -84,14 +89,14 @@ class Shortcuts:
         if self._quiet_until(finish_s, link, self.next_arrival_s):
             self._finish_lone(flow, link, finish_s, media)
 
-    def _quiet_bound_s(self, link, next_arrival_s: float) -> float:
+    def _quiet_bound_s(self, link: Link, next_arrival_s: float) -> float:
         """A time (s) after which no lone transfer on ``link`` can end and pass :meth:`_quiet_until`.
 
         The next arrival, the horizon or its media's first end (its media just asked for), whichever comes first.
         """
         return min(next_arrival_s, self.ctx.horizon_s, self.end_on.get(link, math.inf))
 
-    def _quiet_until(self, finish_s: float, link, next_arrival_s: float) -> bool:
+    def _quiet_until(self, finish_s: float, link: Link, next_arrival_s: float) -> bool:
         """Whether a lone transfer ending at ``finish_s`` ends before anything else touches its link.
 
         Its media (``_media_on(link)``, just asked for) must all end after it: the earliest of them does.
@@ -130,7 +135,7 @@ class Shortcuts:
         self._finish_lone(flow, link, finish_s, media, listed=False)
         return True
 
-    def _other_on(self, link, flow: Transfer) -> bool:
+    def _other_on(self, link: Link, flow: Transfer) -> bool:
         """Whether a transfer other than ``flow`` is active or starting on ``link`` (paths of one link)."""
         for f in self.transfers:
             if f.path[0] is link:
@@ -140,7 +145,7 @@ class Shortcuts:
                 return True
         return False
 
-    def _finish_lone(self, flow: Transfer, link, finish_s: float, media: list, listed: bool = True) -> None:
+    def _finish_lone(self, flow: Transfer, link: Link, finish_s: float, media: list, listed: bool = True) -> None:
         """Replay a lone transfer's link through its reservation steps to the transfer's end at ``finish_s``.
 
         ``media``: the link's media, which stay until then. ``listed``: whether the transfer is among the group's
@@ -159,7 +164,7 @@ class Shortcuts:
         self._share_lone_link(link, (), media, finish_s)
 
     @staticmethod
-    def _share_lone_link(link, transfers: tuple, media: list, now_s: float) -> None:
+    def _share_lone_link(link: Link, transfers: tuple, media: list, now_s: float) -> None:
         """:meth:`_reshare_link` without a replay, for a link whose transfers and media are known.
 
         Its transfers are at most the lone one (so it has no crowd), its media those the caller found on it.
@@ -170,7 +175,7 @@ class Shortcuts:
         else:
             share_elastic_alone(link, transfers, now_s)
 
-    def _take_step(self, link, now_s: float) -> None:
+    def _take_step(self, link: Link, now_s: float) -> None:
         """Take a link's reservation steps due by ``now_s``.
 
         Its flows are then re-shared by the caller at once, which sets its load and queues (nothing reads them
