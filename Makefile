@@ -1,12 +1,13 @@
 # The two commands of the README: `make demo` and `make test`. Both set up everything a fresh machine
-# lacks: the Debian packages (python3-venv, chromium; with apt-get when root and missing), the virtual environment
-# in .venv, and the Python packages in it.
+# lacks: the Debian packages (python3-venv, chromium, a C compiler; with apt-get when root and missing), the virtual
+# environment in .venv, the Python packages in it, and the simulator's hot modules compiled (sim/native.py).
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+NATIVE := $(VENV)/des-native/stamp
 
 .PHONY: demo test bench calibrate lint install system-deps clean-results
 
@@ -26,7 +27,7 @@ test: install
 	exit $$status
 
 bench: install
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
+	TESTBED_INTERPRETED=0 $(PY) -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
 
 # The calibration suite (root, ~11 minutes of real time): each case on one link in the emulation and the simulator;
 # prints the table and writes it into docs/fidelity.md and benchmarks/results/calibration.json (sim/calibrate.py).
@@ -36,16 +37,20 @@ calibrate: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-install: system-deps $(STAMP)
+install: system-deps $(STAMP) $(NATIVE)
 
 # Debian packages: installed with apt-get only when missing, and only when running as root.
 # python3-venv: virtual environments; chromium: PNG figures (kaleido) and the report's browser test;
+# gcc and Python's headers (python3-dev): the compiled simulator;
 # the emulation: mininet (mnexec), iperf3, irtt, iptables, ping, ethtool.
 EMU_DEBS := mininet iperf3 irtt iptables iputils-ping ethtool
 system-deps:
 	@missing=""; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || missing="$$missing python3-dev"; \
 	for deb in $(EMU_DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$deb 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$deb"; done; \
 	if [ -n "$$missing" ]; then \
@@ -61,6 +66,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,emu]'
 	touch $(STAMP)
+
+# The simulator's hot modules compiled by mypyc (sim/native.py), again whenever a source of sim/des changes; without a
+# C compiler the simulator runs interpreted (the same tables, more slowly).
+$(NATIVE): $(STAMP) $(wildcard sim/des/*.py) sim/native.py
+	@if command -v gcc >/dev/null; then echo "compiling the simulator (mypyc, about a minute)"; $(PY) -m sim.native; \
+	else echo "no C compiler (gcc): the simulator runs interpreted"; fi
 
 clean-results:
 	find results -mindepth 1 -maxdepth 1 -not -name '.gitkeep' -not -name 'README.md' -exec rm -rf {} +

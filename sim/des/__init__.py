@@ -6,6 +6,11 @@ targets or reports; its only output is the record table and the links' utilisati
 
 from __future__ import annotations
 
+# ruff: noqa: E402 - the compiled modules go on the search path before any of them is imported
+from sim import native
+
+native.enable(__path__)  # the hot modules compiled, if built from these very sources (sim.native)
+
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

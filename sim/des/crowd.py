@@ -88,17 +88,62 @@ class Crowd:
     def __len__(self) -> int:
         return len(self.flows)
 
-    cap = property(lambda self: self.numbers[0])
-    rate = property(lambda self: self.numbers[1])
-    rem = property(lambda self: self.numbers[2])
-    since = property(lambda self: self.numbers[3])
-    rtt_net = property(lambda self: self.numbers[4])
-    link_bits = property(lambda self: self.numbers[5])
-    win_bits = property(lambda self: self.numbers[6])
-    limited = property(lambda self: self.flags[0])
-    long = property(lambda self: self.flags[1])
-    has_link = property(lambda self: self.flags[2])
-    has_win = property(lambda self: self.flags[3])
+    # rows of numbers and flags by name (methods, not property() of lambdas: a compiled class keeps those as plain
+    # class attributes)
+    @property
+    def cap(self) -> np.ndarray:
+        """Each transfer's cap (bit/s)."""
+        return self.numbers[0]
+
+    @property
+    def rate(self) -> np.ndarray:
+        """Each one's rate (bit/s)."""
+        return self.numbers[1]
+
+    @property
+    def rem(self) -> np.ndarray:
+        """Each one's bytes still to send."""
+        return self.numbers[2]
+
+    @property
+    def since(self) -> np.ndarray:
+        """When each was last settled (s)."""
+        return self.numbers[3]
+
+    @property
+    def rtt_net(self) -> np.ndarray:
+        """Each one's round trip less its queueing (s)."""
+        return self.numbers[4]
+
+    @property
+    def link_bits(self) -> np.ndarray:
+        """The bits each sent while the link limited it."""
+        return self.numbers[5]
+
+    @property
+    def win_bits(self) -> np.ndarray:
+        """The bits each sent while its window limited it."""
+        return self.numbers[6]
+
+    @property
+    def limited(self) -> np.ndarray:
+        """Whether the link (not its window) limits each."""
+        return self.flags[0]
+
+    @property
+    def long(self) -> np.ndarray:
+        """Whether each is long (goes through loss cycles)."""
+        return self.flags[1]
+
+    @property
+    def has_link(self) -> np.ndarray:
+        """Whether each has sent under the link's limit."""
+        return self.flags[2]
+
+    @property
+    def has_win(self) -> np.ndarray:
+        """Whether each has sent under its window's limit."""
+        return self.flags[3]
 
     def add(self, flows: list) -> None:
         """Take transfers that became active on the link (after those already here)."""
