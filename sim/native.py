@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-MODULES = ("state", "group", "rounds", "shortcuts", "shared", "crowd", "connections", "links", "flows", "linkshare",
-           "tcp", "queueing", "sharing", "overflow", "tails")
+MODULES = ("state", "group", "rounds", "shortcuts", "shared", "crowd", "connections", "context", "links", "flows",
+           "linkshare", "tcp", "queueing", "sharing", "overflow", "tails")
 INTERPRETED_ENV = "TESTBED_INTERPRETED"
 DES = Path(__file__).parent / "des"
 STAMP = "stamp"

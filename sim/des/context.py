@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from mypy_extensions import mypyc_attr
 
 from sim.des import calls, reserved, tails, tcp
 from sim.records import RECORD_COLUMNS, conform
@@ -15,6 +17,7 @@ _NAN = float("nan")
 ENGINE = "des"  # the records' engine column
 
 
+@mypyc_attr(native_class=False)  # (pickled to Dask's workers as a plain class)
 @dataclass(frozen=True)
 class RunWindow:
     """Time frame of a simulation (s since midnight): series start, horizon, utilisation bin width."""
@@ -126,7 +129,7 @@ class Context:
             self.completed = np.array(self.completed, dtype=bool)
             self.bottleneck = np.array(self.bottleneck, dtype=object)
 
-    def _put_columns(self, rows: np.ndarray, columns: dict[str, list | np.ndarray]) -> None:
+    def _put_columns(self, rows: np.ndarray, columns: Mapping[str, list | np.ndarray]) -> None:
         for name, values in columns.items():
             target = self.completed if name == "completed" else self.bottleneck if name == "bottleneck" \
                 else self.columns[name]
