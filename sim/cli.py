@@ -263,9 +263,14 @@ def check(scenario: Path = typer.Argument(..., help="Scenario file (YAML)."),
 
 @app.command()
 def doctor() -> None:
-    """Report what this machine can emulate (root, Mininet, shaping, delay method, tools); exit 0 if it can, else 2."""
+    """Report what this machine can emulate (root, Mininet, shaping, delay method, tools); exit 0 if it can, else 2.
+
+    Its first line says which simulator runs here: compiled or interpreted, and why (:mod:`sim.native`).
+    """
     with exits():
+        from sim import native
         from sim.emu import capabilities
+        out.print(native.describe(), highlight=False, markup=False)
         caps = capabilities.detect()
         for line in capabilities.doctor_lines(caps):
             out.print(line, highlight=False, markup=False)

@@ -67,6 +67,17 @@ def in_use() -> bool:
     return not group.__file__.endswith(".py")
 
 
+def describe() -> str:
+    """One line on which simulator this process runs, and why (for ``testbed doctor``)."""
+    if in_use():
+        return f"simulator: compiled (mypyc, {folder()})"
+    if os.environ.get(INTERPRETED_ENV) == "1":
+        return f"simulator: interpreted ({INTERPRETED_ENV}=1)"
+    why = {"missing": "not compiled here", "stale": "compiled from other sources",
+           "current": "compiled after this process started"}[state()]
+    return f"simulator: interpreted ({why}: `make install` compiles it; the same records, more slowly)"
+
+
 def build() -> None:
     """Compile :data:`MODULES` into :func:`folder`, replacing any build there; the stamp written last.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import des, engines, linkchanges, merge, report, results, scale, spells, targets, topology, workload
+from sim import des, engines, linkchanges, merge, native, report, results, scale, spells, targets, topology, workload
 from sim import records as records_mod
 from sim.des import overflow, queueing, tails
 from sim.errors import CapabilityError
@@ -346,6 +346,7 @@ def write(outcome: Outcome, folder: Path, scenario_file: Path, *, tables: bool =
                         seed=outcome.seed, sessions=outcome.sessions, events=outcome.tables.events,
                         wall_s=outcome.wall_s, extra={"emulation": outcome.meta, "shards": outcome.shards,
                                                       "simulator": _simulator_assumptions(),
+                                                      "simulator_compiled": native.in_use(),
                                                       "resumed": outcome.resumed})
     held = {"trace": outcome.trace, "records": outcome.result.records, "links": outcome.result.links} if tables \
         else {"trace": None, "records": None, "links": None}  # a sharded run's: in the folder, not read here

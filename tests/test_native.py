@@ -73,3 +73,33 @@ def test_the_cases_take_the_crowded_failover_and_shared_link_paths(monkeypatch):
     for name in ("fttc-failover", "estate-sample"):
         pipeline.simulate(load(native_cases.ROOT / "scenarios" / f"{name}.yaml"), 1)
     assert not native.in_use() and all(taken.values()), taken
+
+
+def test_the_compiled_modules_are_used_only_while_built_from_the_sources_as_they_are(tmp_path, monkeypatch):
+    monkeypatch.setattr(native, "folder", lambda: tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # (enable() adds the build's shared library there)
+    monkeypatch.delenv(native.INTERPRETED_ENV)
+    search: list[str] = []
+    assert native.state() == "missing" and not native.enable(search) and search == []
+    assert native.describe() == ("simulator: interpreted (not compiled here: `make install` compiles it; the same "
+                                 "records, more slowly)")
+    (tmp_path / native.STAMP).write_text("0" * 64 + "\n")  # a build of other sources
+    assert native.state() == "stale" and not native.enable(search) and search == []
+    assert "compiled from other sources" in native.describe()
+    (tmp_path / native.STAMP).write_text(native.digest() + "\n")
+    assert native.state() == "current"
+    monkeypatch.setenv(native.INTERPRETED_ENV, "1")
+    assert not native.enable(search) and search == []
+    assert native.describe() == "simulator: interpreted (TESTBED_INTERPRETED=1)"
+    monkeypatch.setenv(native.INTERPRETED_ENV, "0")
+    assert native.enable(search) and search == [str(tmp_path / "des")] and sys.path[-1] == str(tmp_path)
+
+
+def test_the_digest_changes_with_any_source_of_the_simulator(tmp_path, monkeypatch):
+    for path in native.DES.glob("*.py"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr(native, "DES", tmp_path)
+    before = native.digest()
+    queueing = tmp_path / "queueing.py"
+    queueing.write_text(queueing.read_text() + "\n# an edit\n")
+    assert native.digest() != before
