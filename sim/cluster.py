@@ -198,6 +198,11 @@ def _worker_count(workers: int | None) -> int:
 # from the task) for a dashboard no run shows; whole `england` runs with and without it differ by less than the
 # machine's own spread (benchmarks/README.md, 2026-12-04), so this only spares work nothing reads.
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+# What the nannies read when they are made (so for every worker they start): glibc's own allocator settings rather
+# than Dask's ``MALLOC_TRIM_THRESHOLD_=65536``, which hands freed memory back to the kernel at once (and pins the
+# mmap threshold at 128 KiB), so a shard's arrays are faulted in afresh each time: 7.8 times the page faults and
+# 14% more CPU on 23 of england's shards (benchmarks/README.md, 2026-12-04).
+NANNY_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 @contextmanager
@@ -210,6 +215,7 @@ def _local_client(workers: int) -> Iterator[object]:
     is up (:func:`_interrupts_held`), then stops the run as one at any later moment does, closing the cluster; and
     the closing is never cut short by another (:func:`_close`).
     """
+    import dask
     from dask.distributed import Client, LocalCluster
     with _loop_deaf_to_sigint() as loop, _interrupts_held() as release:
         try:
@@ -217,8 +223,10 @@ def _local_client(workers: int) -> Iterator[object]:
             # Its own log stays quiet (its errors at shutdown are about tasks the run no longer wants): what goes
             # wrong in a task reaches the run as that task's exception (``map_ordered``), and a dead worker as
             # KilledWorker.
-            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, loop=loop,
-                                 dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL, config=WORKER_CONFIG)
+            with dask.config.set(NANNY_CONFIG):
+                local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, loop=loop,
+                                     dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
+                                     config=WORKER_CONFIG)
         except Exception as exc:  # noqa: BLE001 - a cluster that cannot start is the machine's limit, not a bug
             release()  # (an interrupt held meanwhile comes first: the user asked to stop)
             raise TestbedError(f"could not start {workers} local Dask workers ({type(exc).__name__}: {exc}); try "

@@ -84,20 +84,30 @@ def test_two_worker_cluster_gives_the_single_process_records_though_a_worker_is_
     assert not (sharded.folder / scale.SHARDS_DIR).exists()
 
 
-def test_embedded_cluster_workers_run_without_dasks_profiler():
-    # Dask's statistical profiler samples a worker's stack every 10 ms for a dashboard no run shows: the embedded
-    # cluster's workers start without it, and so do those their nannies start again; the
-    # command's own process keeps Dask's default (on), so without the cluster's setting the workers would profile.
+def _worker_state(dask_worker) -> tuple[list[str], str | None]:
+    import os
+    return sorted(dask_worker.periodic_callbacks), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_embedded_cluster_workers_run_without_dasks_profiler_and_allocator_setting(monkeypatch):
+    # Dask's statistical profiler samples a worker's stack every 10 ms for a dashboard no run shows, and Dask sets
+    # MALLOC_TRIM_THRESHOLD_=65536 in the environment its nannies start workers in (freed memory goes back to the
+    # kernel at once, and is faulted in again by the next shard): the embedded cluster's workers start without
+    # either, and so do those their nannies start again. The command's own process keeps Dask's defaults, so
+    # without the cluster's settings the workers would have both.
     import dask
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     with scale.cluster(workers=2) as client:
-        first = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
+        first = client.run(_worker_state)
         client.restart()
-        again = client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
+        again = client.run(_worker_state)
     assert len(first) == 2 and len(again) == 2
     assert set(first).isdisjoint(again)  # new worker processes
-    for names in [*first.values(), *again.values()]:
+    for names, trim in [*first.values(), *again.values()]:
         assert "heartbeat" in names and "profile" not in names and "profile-cycle" not in names, names
+        assert trim is None
     assert dask.config.get("distributed.worker.profile.enabled") is True
+    assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"] == 65536
 
 
 def test_interrupted_run_resumes_without_redoing_finished_shards(small_shards, icb_morning, tmp_path,
