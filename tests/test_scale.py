@@ -223,6 +223,28 @@ def test_merge_in_small_blocks_across_row_groups_gives_the_single_process_tables
     key = ["link", "bin_start_s"]
     pd.testing.assert_frame_equal(outcome.result.links.sort_values(key).reset_index(drop=True),
                                   single.result.links.sort_values(key).reset_index(drop=True))
+    _check_bounds_select_stretches_of_the_day(outcome.folder / "records.parquet", single.result.records)
+
+
+def _check_bounds_select_stretches_of_the_day(path, records: pd.DataFrame) -> None:
+    """Each row group of the merged records has bounds of start_s and session_id (its own rows' min and max, in
+    order from group to group), and none of a column whose bounds would span the day in every group."""
+    import pyarrow.parquet as pq
+    meta = pq.ParquetFile(path).metadata
+    names = meta.schema.to_arrow_schema().names
+    first = 0
+    assert meta.num_row_groups > 5
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        rows = records.iloc[first:first + group.num_rows]
+        first += group.num_rows
+        for column in ("start_s", "session_id"):
+            stats = group.column(names.index(column)).statistics
+            assert (stats.min, stats.max) == (rows[column].min(), rows[column].max())
+        for column in ("duration_s", "site"):
+            stats = group.column(names.index(column)).statistics
+            assert stats is None or not stats.has_min_max
+    assert first == len(records)
 
 
 def test_densest_shards_start_first(scenarios_dir):
