@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.des.paths import Intervals, PathHistory, add_states
+from sim.des.paths import Intervals, PathHistory, add_states, p95_stacked
 from sim.des.reserved import Streams
 
 _TINY = 1e-9
@@ -64,6 +64,7 @@ def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str,
     if not halves:
         return [], {}
     queue, jitter, p95, loss, shift = (np.zeros(len(halves)) for _ in range(5))
+    overs, delays_s, ranks, indexes = [], [], [], []
     for path, index in _by_path([h.path for h in halves]).values():
         history = histories.of(path)
         members = [halves[k] for k in index]
@@ -73,8 +74,12 @@ def adaptive(finished: list, histories: Histories) -> tuple[list[int], dict[str,
         index = np.array(index)
         queue[index], jitter[index], shift[index], at_start_loss = _means(
             over, np.array([history.queue_s, history.jitter_s, history.shift_s, history.loss]))
-        p95[index] = over.p95(history.delay_s(), history.delay_rank())
         loss[index] = _rate_weighted_loss(members, history, at_start_loss)
+        overs.append(over)
+        delays_s.append(history.delay_s())
+        ranks.append(history.delay_rank())
+        indexes.append(index)
+    p95[np.concatenate(indexes)] = p95_stacked(overs, delays_s, ranks)  # every path's at once
     base_s = np.array([h.base_delay_s for h in halves])
     delays = {"delay": base_s + queue + shift, "delay_p95": base_s + p95, "jitter": jitter, "loss": loss,
               "queue": queue}
@@ -171,8 +176,8 @@ class _FixedHalves:
         A batch's streams are those at ``index`` (positions in ``start_s`` and ``end_s``, s), on the path ``history``.
         """
         overs = [history.over(start_s[index], end_s[index]) for index, history in batches]
-        for (index, history), over in zip(batches, overs):
-            self.delay_p95[index] = over.p95(history.delay_s(), history.delay_rank())
+        self.delay_p95[np.concatenate([index for index, _ in batches])] = p95_stacked(
+            overs, [history.delay_s() for _, history in batches], [history.delay_rank() for _, history in batches])
         paths = _Stacked(batches, overs)
         index = paths.index
         span_s = end_s[index] - start_s[index]
