@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -215,28 +217,54 @@ def run(path: Path | str, *, seed: int | None = None, out: Path | str = "results
                 outcome = _sharded(scenario, seed, folder.partial, progress, scheduler, workers, resumed=bool(resume))
         else:
             outcome = simulate(scenario, seed, progress, phases)
-        with phases("write"):
-            write(outcome, folder.partial, Path(path), tables=not sharded)  # a sharded run's are merged there
-            if outcome.failover is not None:  # asked only then: a sharded run's result is read whole (GBs)
-                _write_phases(outcome.result, outcome.failover, folder.partial)
-        with phases("report"):
-            report.render(folder.partial, png=png)
+        # a sharded run's shard files (merged now) are removed meanwhile: the kernel's work, on the other core
+        with _meanwhile(functools.partial(scale.discard, folder.partial) if sharded else None):
+            with phases("write"):
+                write(outcome, folder.partial, Path(path), tables=not sharded)  # a sharded run's are merged there
+                if outcome.failover is not None:  # asked only then: a sharded run's result is read whole (GBs)
+                    _write_phases(outcome.result, outcome.failover, folder.partial)
+            with phases("report"):
+                report.render(folder.partial, png=png)
     tables = replace(outcome.tables, folder=folder.final) if sharded else outcome.tables  # the tables' final place
     return Outcome(**{**outcome.__dict__, "tables": tables, "folder": folder.final, "timings_s": phases})
+
+
+@contextmanager
+def _meanwhile(work: Callable[[], None] | None) -> Iterator[None]:
+    """Run ``work`` (if any) on a thread of its own while the block runs; after it, wait for it and raise its error."""
+    if work is None:
+        yield
+        return
+    failed: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, raised there
+            failed.append(exc)
+
+    thread = threading.Thread(target=body, name="testbed-meanwhile", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 def _sharded(scenario: Scenario, seed: int, folder: Path, progress, scheduler: str | None,
              workers: int | None, resumed: bool = False) -> Outcome:
     """Run a scenario in shards (see :mod:`sim.scale`); merge them into the run's tables, written into ``folder``.
 
-    The shards evaluate their own sessions and sites; their files are removed once merged.
+    The shards evaluate their own sessions and sites; their files stay, for the caller to remove
+    (:func:`sim.scale.discard`).
     """
     started = time.perf_counter()
     topo = topology.build(scenario)
     with scale.cluster(scheduler, workers) as client:
         done = scale.run_shards(scenario, topo, seed, _window(scenario), folder, client, progress)
     merged = merge.shards(folder, scale.plan_shards(scenario, topo), scenario.targets)
-    scale.discard(folder)
     tables = Stored(folder, merged.sessions, done.events, merged.sites, merged.classes)
     return Outcome(scenario, topo, seed, tables, time.perf_counter() - started, shards=done.describe(),
                    resumed=resumed)

@@ -154,3 +154,34 @@ def test_a_sharded_run_that_fails_after_a_shard_names_what_it_kept(smoke, tmp_pa
     assert "RuntimeError: a bug in a shard" in said and "Traceback" not in said
     assert f"the finished shards are kept in {partial}; once fixed, finish it with: testbed run {smoke} --resume " \
            f"{partial} --workers 0" in said
+
+
+def test_work_meanwhile_runs_beside_the_block_and_is_waited_for():
+    # The merged shard files are removed on a thread of their own while the verdicts and report are written: the
+    # work runs while the block does (it waits for the block's signal), and the block's end waits for it.
+    import threading
+    signal, done = threading.Event(), []
+
+    def work():
+        assert signal.wait(timeout=30)
+        done.append(threading.current_thread().name)
+
+    with pipeline._meanwhile(work):
+        signal.set()
+    assert done == ["testbed-meanwhile"]
+
+
+def test_work_meanwhile_that_fails_raises_after_the_block():
+    ran = []
+
+    def work():
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"), pipeline._meanwhile(work):
+        ran.append(True)
+    assert ran == [True]
+
+
+def test_a_sharded_run_leaves_no_shard_files_behind(uninterrupted):
+    assert (uninterrupted / "meta.json").is_file() and (uninterrupted / "records.parquet").is_file()
+    assert not (uninterrupted / scale.SHARDS_DIR).exists() and not (uninterrupted / scale.PLAN_FILE).exists()

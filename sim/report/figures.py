@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from sim.report.data import RunData, by_technology, technology_rank
@@ -47,8 +48,11 @@ def esc(text: object) -> str:
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    # The template as plotly's registry holds it: given by name, it is looked up and copied twice per figure (half
+    # of a figure's layout time); the figure's JSON is the same.
     fig.update_layout(title={"text": esc(title), "x": 0.01, "font": {"size": 16}}, height=height,
-                      template="simple_white", font={"family": "Arial, Helvetica, sans-serif", "size": 13},
+                      template=pio.templates["simple_white"],
+                      font={"family": "Arial, Helvetica, sans-serif", "size": 13},
                       margin={"l": 70, "r": 30, "t": 70, "b": 60},
                       # Beside the plot: the margin grows to fit it (below, it met the x axis's title in short plots).
                       legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"})
