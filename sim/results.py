@@ -242,20 +242,25 @@ def dumps_indented(doc: dict) -> str:
     break inside a string is always escaped, so the text's line breaks are the separators'. Any other shape is
     left to ``json.dumps``.
     """
-    def flat(value) -> bool:
-        return isinstance(value, dict) and bool(value) and not any(isinstance(v, (dict, list)) for v in value.values())
+    def flat(value) -> bool:  # a dict of scalars only (a set of the values' types: no Python loop per value)
+        return type(value) is dict and bool(value) and _SCALARS.issuperset(map(type, value.values()))
 
-    if not all(not isinstance(v, (dict, list)) or (isinstance(v, list) and all(flat(r) for r in v))
+    if not all(not isinstance(v, (dict, list)) or (isinstance(v, list) and all(map(flat, v)))
                for v in doc.values()) or not doc:
         return json.dumps(doc, indent=1)
     items = []
     for key, value in doc.items():
         text = json.dumps(value, separators=(",\n", ": ")) if isinstance(value, list) and value else json.dumps(value)
         if isinstance(value, list) and value:  # [{"k": v,\n"k2": v2},\n{...}]: each record's items a line apart
-            records = text[2:-2].split("},\n{")
-            text = "[\n" + ",\n".join("  {\n   " + r.replace("\n", "\n   ") + "\n  }" for r in records) + "\n ]"
+            # every separator indented, then those between records (after a record's "}", before the next's "{":
+            # values are scalars, so nowhere else) opened into their own lines
+            records = text[2:-2].replace(",\n", ",\n   ").replace("},\n   {", "\n  },\n  {\n   ")
+            text = "[\n  {\n   " + records + "\n  }\n ]"
         items.append(f" {json.dumps(key)}: {text}")
     return "{\n" + ",\n".join(items) + "\n}"
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # what JSON's scalars read back as
 
 
 def meta(*, scenario: str, scenario_file: str, engine: str, seed: int, sessions: int, events: int,
