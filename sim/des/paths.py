@@ -103,21 +103,7 @@ class Intervals:
         first value whose cumulative time reaches 95% of its interval's. ``rank``: :func:`value_ranks` of
         ``values``, where already known.
         """
-        times_s, start_s, end_s, k0, k1 = self.times_s, self.start_s, self.end_s, self.k0, self.k1
-        counts = k1 - k0 + 1
-        offsets = np.cumsum(counts) - counts
-        segment = np.arange(counts.sum()) - np.repeat(offsets - k0, counts)  # each pair's segment
-        durations_s = _overlaps_s(times_s, start_s, end_s, k0, k1, segment, offsets)
-        if rank is None:
-            rank = value_ranks(values)
-        keys = np.repeat(np.arange(len(k0), dtype=np.int64) * len(values), counts) + rank[segment]
-        order = np.argsort(keys, kind="stable")  # by owner, then value (ties by segment): keys are distinct
-        reached_s = np.cumsum(durations_s[order])
-        before_s = np.concatenate([[0.0], reached_s])[offsets]  # time counted before each interval's first pair
-        goal_s = before_s + 0.95 * (end_s - start_s)
-        first = np.searchsorted(reached_s, goal_s - 1e-12 * np.maximum(1.0, goal_s), side="left")
-        pick = np.minimum(np.maximum(first, offsets), offsets + counts - 1)
-        return np.where(end_s > start_s, values[segment[order[pick]]], values[k0])
+        return p95_stacked([self], [values], [value_ranks(values) if rank is None else rank])
 
     def below_by_link(self, below: np.ndarray) -> np.ndarray:
         """Which link of the path (index) held each interval below its rate longest, or -1 if none did."""
@@ -129,12 +115,11 @@ class Intervals:
 def p95_stacked(overs: list[Intervals], values: list[np.ndarray], ranks: list[np.ndarray]) -> np.ndarray:
     """:meth:`Intervals.p95` of many paths' intervals at once: ``overs[b]`` over ``values[b]`` (with its ``ranks[b]``).
 
-    Returns every interval's 95th percentile, batch after batch, equal to the bit to each batch's own
-    :meth:`Intervals.p95`: the batches' (interval, segment) pairs are laid end to end and sorted by one key (interval,
-    then rank), and only the running sum of time restarts at each batch (a loop of one cumulative sum per batch,
-    adding in the order that batch's own sum does). Within an interval's pairs the running sum never falls, so the
-    first pair that reaches its goal is found by counting the pairs below it, which gives the position the
-    method's search over its batch's sums does once kept to the interval's pairs.
+    Returns every interval's 95th percentile, batch after batch, equal to the bit to each batch computed alone:
+    the batches' (interval, segment) pairs are laid end to end and sorted by one key (interval, then rank), and the
+    running sum of time restarts at each batch (one cumulative sum per batch, adding as that batch alone would).
+    Within an interval's pairs the running sum never falls, so the first pair that reaches its goal is found by
+    counting the pairs below it.
     """
     if not overs:
         return np.zeros(0)
@@ -158,13 +143,12 @@ def p95_stacked(overs: list[Intervals], values: list[np.ndarray], ranks: list[np
     order = np.argsort(keys, kind="stable")
     ordered_s = durations_s[order]
     reached_s = np.empty_like(ordered_s)
-    pairs = np.bincount(np.repeat(np.arange(len(overs)), n_each), weights=counts, minlength=len(overs))
-    pair_bounds = np.concatenate([[0], np.cumsum(pairs.astype(np.int64))])  # each batch's pairs, in order
+    # each batch's pairs, in order: from its first interval's first pair to the next batch's
+    pair_bounds = np.append(offsets, len(ordered_s))[np.concatenate([[0], np.cumsum(n_each)])]
     for a, b in zip(pair_bounds[:-1].tolist(), pair_bounds[1:].tolist()):
         np.cumsum(ordered_s[a:b], out=reached_s[a:b])
-    first_of_batch = np.zeros(len(reached_s), dtype=bool)
-    first_of_batch[pair_bounds[:-1][pair_bounds[:-1] < len(reached_s)]] = True
-    before_s = np.where(first_of_batch[offsets], 0.0, reached_s[offsets - 1])
+    first_of_batch = offsets == np.repeat(pair_bounds[:-1], n_each)  # nothing counted before it in its batch
+    before_s = np.where(first_of_batch, 0.0, reached_s[offsets - 1])
     goal_s = before_s + 0.95 * (end_s - start_s)
     threshold_s = goal_s - 1e-12 * np.maximum(1.0, goal_s)
     below = np.add.reduceat((reached_s < np.repeat(threshold_s, counts)).astype(np.int64), offsets)
