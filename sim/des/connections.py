@@ -27,6 +27,7 @@ from mypy_extensions import trait
 
 from sim.des import tcp
 from sim.des.flows import Transfer
+from sim.des.links import Link
 from sim.des.session import Session
 from sim.des.state import GroupState
 
@@ -76,7 +77,7 @@ class Connection:
         if flow in self.streams:
             self._reweigh([f for f in self.streams if f is not flow])
 
-    def _reweigh(self, streams: list) -> None:
+    def _reweigh(self, streams: list[Transfer]) -> None:
         """Make ``streams`` the active ones: each weight ``1/k`` and cap ``C/k``; keep the links' counts."""
         old_k, k = len(self.streams), len(streams)
         path = streams[0].path if streams else self.streams[0].path
@@ -107,7 +108,7 @@ class Connections(GroupState):
 
     connections: dict
 
-    def _connection(self, s: Session, path: tuple) -> Connection:
+    def _connection(self, s: Session, path: tuple[Link, ...]) -> Connection:
         """The connection of session ``s``'s app on ``path`` (made when first asked for)."""
         key = (s.app, path)
         conn = self.connections.get(key)

@@ -24,7 +24,7 @@ import numpy as np
 from mypy_extensions import trait
 
 from sim.des import overflow, queueing, tcp
-from sim.des.flows import Transfer
+from sim.des.flows import Media, Transfer
 from sim.des.links import Link
 from sim.des.linkshare import media_shares, set_link_media, steady_media
 from sim.des.state import GroupState
@@ -76,7 +76,7 @@ class Crowd:
     ``link_bits``/``win_bits`` the bits each sent under either limit, ``has_link``/``has_win`` whether it has any.
     """
 
-    def __init__(self, link: Link, flows: list) -> None:
+    def __init__(self, link: Link, flows: list[Transfer]) -> None:
         self.link = link
         self.flows: list[Transfer] = []
         self.numbers = np.empty((len(_NUMBERS), 0))  # a row per name of _NUMBERS, a column per transfer
@@ -145,7 +145,7 @@ class Crowd:
         """Whether each has sent under its window's limit."""
         return self.flags[3]
 
-    def add(self, flows: list) -> None:
+    def add(self, flows: list[Transfer]) -> None:
         """Take transfers that became active on the link (after those already here)."""
         label = self.link.label
         self.flows.extend(flows)
@@ -188,18 +188,18 @@ class Crowd:
         numbers[3] = np.where(which, np.maximum(since, now_s), since)
         self.finish = None
 
-    def take_done(self, limit_s: float, now_s: float) -> list:
+    def take_done(self, limit_s: float, now_s: float) -> list[Transfer]:
         """Remove the transfers done by ``limit_s`` (s), settled to ``now_s`` and up to date, in order."""
         done = self.finish_s() <= limit_s
         if not done.any():
             return []
         return self._remove(done, now_s)
 
-    def take_all(self) -> list:
+    def take_all(self) -> list[Transfer]:
         """Remove every transfer, up to date (not settled: each goes on as an object), in order."""
         return self._remove(np.ones(len(self.flows), dtype=bool), None)
 
-    def _remove(self, leaving: np.ndarray, now_s: float | None) -> list:
+    def _remove(self, leaving: np.ndarray, now_s: float | None) -> list[Transfer]:
         """Remove the transfers ``leaving`` (a mask), settled to ``now_s`` if given, and bring them up to date."""
         if now_s is not None:
             self.settle(leaving, now_s)
@@ -223,7 +223,7 @@ class Crowd:
             flow.limiter = link if limited else None
             flow.limited_bits = {**({label: link_bits} if has_link else {}), **({_WINDOW: win_bits} if has_win else {})}
 
-    def share(self, media: list, now_s: float) -> None:
+    def share(self, media: list[Media], now_s: float) -> None:
         """:func:`sim.des.linkshare.share_link` for the crowd's link, its transfers these and its calls ``media``."""
         link = self.link
         if media and link.media_bps <= link.free_headroom_bps and self._share_beside_steady_calls(media, now_s):
@@ -265,7 +265,7 @@ class Crowd:
             return queueing.NOT_SATURATED
         return queueing.STANDING if (limited & self.long).any() else queueing.BURSTS
 
-    def _share_beside_steady_calls(self, media: list, now_s: float) -> bool:
+    def _share_beside_steady_calls(self, media: list[Media], now_s: float) -> bool:
         """``linkshare._share_beside_steady_calls`` for the crowd: True unless the calls must yield to TCP."""
         link = self.link
         if not link.media_steady and link.media_held and not all(m.free for m in media):  # a call held or climbing back
@@ -315,7 +315,7 @@ class Crowds(GroupState):
         crowd = self.crowds.get(link)
         return len(crowd) if crowd is not None else sum(1 for f in self.transfers if f.path[0] is link)
 
-    def _activate(self, due: list) -> None:
+    def _activate(self, due: list[Transfer]) -> None:
         """Make transfers whose start-up ended active: a crowd's if their link has one, or now becomes one."""
         if not self.single_link_paths:
             self.transfers.extend(due)
@@ -334,7 +334,7 @@ class Crowds(GroupState):
                 crowds[link] = Crowd(link, [f for f in self.transfers if f.path[0] is link])
                 self.transfers = [f for f in self.transfers if f.path[0] is not link]
 
-    def _crowds_done(self, limit_s: float, now_s: float) -> list:
+    def _crowds_done(self, limit_s: float, now_s: float) -> list[Transfer]:
         """The crowds' transfers done by ``limit_s`` (s), settled and removed; a crowd grown small breaks up."""
         done = []
         for link, crowd in list(self.crowds.items()):

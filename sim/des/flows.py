@@ -64,7 +64,7 @@ class Transfer:
     first_data_rounds: int
     first_data_at_s: float
 
-    def __init__(self, session: int, path: tuple, size_bytes: float, remaining_bytes: float,
+    def __init__(self, session: int, path: tuple[Link, ...], size_bytes: float, remaining_bytes: float,
                  active_at_s: float, cap_bps: float, rtt_s: float, queue_delay_s: float) -> None:
         self.session, self.path = session, path
         self.size_bytes, self.remaining_bytes = size_bytes, remaining_bytes
@@ -107,7 +107,7 @@ class Transfer:
         return max(sorted(self.limited_bits), key=self.limited_bits.__getitem__)
 
 
-def earliest_finish_s(transfers: list, best_s: float) -> float:
+def earliest_finish_s(transfers: list[Transfer], best_s: float) -> float:
     """The earlier of ``best_s`` and the first end among ``transfers`` at their current rates (s).
 
     :meth:`Transfer.finish_s` written out (the same operations): a busy line's group asks it of every transfer at
@@ -127,7 +127,7 @@ def earliest_finish_s(transfers: list, best_s: float) -> float:
     return best_s
 
 
-def ended_transfers(transfers: list, limit_s: float) -> list:
+def ended_transfers(transfers: list[Transfer], limit_s: float) -> list[Transfer]:
     """The transfers among ``transfers`` whose :meth:`Transfer.finish_s` is at most ``limit_s`` (s), in order.
 
     :meth:`Transfer.finish_s` written out (the same operations), as in :func:`earliest_finish_s`.
@@ -253,7 +253,7 @@ class Media:
                  "yield_from_bps", "silent_s", "silent_from_bps", "start_s", "seg_start_s", "seg_rate_bps",
                  "climb_memo")
 
-    def __init__(self, session: int, path: tuple, far_cap_bps: float, target_bps: float, min_bps: float,
+    def __init__(self, session: int, path: tuple[Link, ...], far_cap_bps: float, target_bps: float, min_bps: float,
                  base_delay_s: float, start_s: float, end_s: float) -> None:
         self.session, self.path, self.far_cap_bps = session, path, far_cap_bps
         self.target_bps, self.min_bps = target_bps, min_bps

@@ -59,7 +59,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
             exact).
     """
 
-    def __init__(self, links: list, sessions: list, ctx, skip_unobserved: bool = True) -> None:
+    def __init__(self, links: list[Link], sessions: list[Session], ctx, skip_unobserved: bool = True) -> None:
         self.links, self.sessions, self.ctx = links, sessions, ctx
         self.skip = skip_unobserved
         self.reserving = [link for link in links if link.steps_s]  # links that fixed-rate streams use
@@ -267,7 +267,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         self._follow(flow, expected_bps)
         return flow
 
-    def _available_bps(self, path: tuple) -> float:
+    def _available_bps(self, path: tuple[Link, ...]) -> float:
         """Estimate of the rate a new transfer will find: a fair share of what video leaves."""
         if self.single_link_paths:  # kept up to date by each re-share of the link
             share_bps = path[0].new_share_bps
@@ -363,7 +363,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
         if replay and self.skip and len(transfers) == 1:
             self._replay_lone(transfers[0], link, media, now_s)
 
-    def _media_on(self, link: Link) -> list:
+    def _media_on(self, link: Link) -> list[Media]:
         """The media whose path begins with ``link``, in ``media`` order (to read, not to change).
 
         Kept per link as ``media`` grows (calls join at its end: the list given grows with it); rebuilt when it is
@@ -387,7 +387,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
             self.media_seen = (media, len(media))
         return self.on_link.get(link, _NONE)
 
-    def _media_left(self, before: list, ended: list) -> None:
+    def _media_left(self, before: list[Media], ended: list[Media]) -> None:
         """Keep ``on_link`` for ``media`` now that the calls ``ended`` left it (``before``: the list as it was).
 
         Each link's list loses those calls in place (the rest keep their order, as a rebuild from the new list would
@@ -413,7 +413,7 @@ class Group(Rounds, Shortcuts, SharedLinks, Crowds, Connections):
                     end_on[first] = end_s
         self.media_seen = (self.media, len(self.media))
 
-    def _demand_bps(self, link: Link, media: list) -> float | None:
+    def _demand_bps(self, link: Link, media: list[Media]) -> float | None:
         """``sum()`` of what the media whose path begins with ``link`` ask for (bit/s; None without media).
 
         ``media``: :meth:`_media_on` of the link, just asked for (which brought ``demand_on`` up to date with the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from sim.des import overflow, queueing, tcp
@@ -20,7 +21,7 @@ from sim.des.sharing import water_level
 _EPS_S = 1e-9
 
 
-def share_link(link: Link, transfers: list, media: list, now_s: float) -> None:
+def share_link(link: Link, transfers: list[Transfer], media: list[Media], now_s: float) -> None:
     """Share a link among its transfers and media (:func:`shares`); give the link its load and queues."""
     if media and link.media_bps <= link.free_headroom_bps and _share_beside_steady_calls(link, transfers, media, now_s):
         return
@@ -34,7 +35,7 @@ def share_link(link: Link, transfers: list, media: list, now_s: float) -> None:
         _share_unweighted(link, transfers, media, now_s)
 
 
-def share_generally(link: Link, transfers: list, media: list, now_s: float) -> None:
+def share_generally(link: Link, transfers: list[Transfer], media: list[Media], now_s: float) -> None:
     """:func:`share_link` of transfers (and calls) by :func:`shares`: weighted streams' way, and the plain one."""
     n_transfers = len(transfers)
     rates, limited, saturated = shares(link, link.free_bps, link.free_headroom_bps, transfers, media, now_s)
@@ -51,7 +52,7 @@ def share_generally(link: Link, transfers: list, media: list, now_s: float) -> N
     link.note(now_s)
 
 
-def _share_unweighted(link: Link, transfers: list, media: list, now_s: float) -> None:
+def _share_unweighted(link: Link, transfers: list[Transfer], media: list[Media], now_s: float) -> None:
     """:func:`share_generally` with no weighted stream, written out.
 
     :func:`shares` (by :func:`fill` and :func:`saturation`), the transfers' shares, the link's load and its
@@ -96,7 +97,7 @@ def _share_unweighted(link: Link, transfers: list, media: list, now_s: float) ->
     link.note(now_s)
 
 
-def _saturation_at(transfers: list, caps_bps: list[float], level_bps: float) -> int:
+def _saturation_at(transfers: list[Transfer], caps_bps: list[float], level_bps: float) -> int:
     """:func:`saturation` of transfers of caps ``caps_bps`` at the water level ``level_bps`` (bit/s)."""
     state = queueing.NOT_SATURATED
     for flow, cap_bps in zip(transfers, caps_bps):
@@ -107,7 +108,7 @@ def _saturation_at(transfers: list, caps_bps: list[float], level_bps: float) -> 
     return state
 
 
-def _share_among_calls(link: Link, media: list, now_s: float) -> None:
+def _share_among_calls(link: Link, media: list[Media], now_s: float) -> None:
     """:func:`share_link` for a link with calls and no transfer: the calls share its headroom, saturating nothing.
 
     (Calls on a line they ask more of than its headroom, between transfers: most re-shares of a slow upstream.)
@@ -120,7 +121,7 @@ def _share_among_calls(link: Link, media: list, now_s: float) -> None:
     link.note(now_s)
 
 
-def _share_beside_steady_calls(link: Link, transfers: list, media: list, now_s: float) -> bool:
+def _share_beside_steady_calls(link: Link, transfers: list[Transfer], media: list[Media], now_s: float) -> bool:
     """:func:`share_link` when the link's calls fit its headroom: True unless they must yield to TCP.
 
     The calls then get what they ask for whatever the transfers do, so the transfers share what they leave, and the
@@ -162,7 +163,7 @@ def _share_beside_steady_calls(link: Link, transfers: list, media: list, now_s: 
     return True
 
 
-def set_link_media(link: Link, media: list, rates: list[float], limited: list[bool], saturated: int,
+def set_link_media(link: Link, media: list[Media], rates: list[float], limited: list[bool], saturated: int,
                    now_s: float) -> float:
     """Give a link's media their shares (as :func:`set_media`, with this link the only one).
 
@@ -184,7 +185,7 @@ def set_link_media(link: Link, media: list, rates: list[float], limited: list[bo
     return video_floor_bps
 
 
-def steady_media(link: Link, media: list, now_s: float) -> None:
+def steady_media(link: Link, media: list[Media], now_s: float) -> None:
     """Give a link's media what they ask for, if they joined or left since they last got it (``link.media_steady``)."""
     if not link.media_steady:
         for m in media:
@@ -196,7 +197,7 @@ def steady_media(link: Link, media: list, now_s: float) -> None:
         link.media_steady, link.media_held = True, False
 
 
-def share_elastic_alone(link: Link, transfers: list | tuple, now_s: float) -> None:
+def share_elastic_alone(link: Link, transfers: Sequence[Transfer], now_s: float) -> None:
     """:func:`share_link` for a link with at most one transfer and no media (the common case)."""
     if transfers:
         link.new_share_bps = link.free_bps / 2
@@ -205,7 +206,7 @@ def share_elastic_alone(link: Link, transfers: list | tuple, now_s: float) -> No
         idle_link(link, now_s)
 
 
-def congestion_loss(link: Link, elastic: list) -> float:
+def congestion_loss(link: Link, elastic: list[Transfer]) -> float:
     """Drop rate at a saturated drop-tail link (0..0.5); none when no flow saturates it.
 
     Where a long transfer holds Cubic's standing queue, the loss a packet joining it sees as the TCP flows it
@@ -215,15 +216,14 @@ def congestion_loss(link: Link, elastic: list) -> float:
     """
     if not elastic or not link.saturated:
         return 0.0
-    if link.streams:
-        elastic = connection_flows(elastic)
-    if len(elastic) == 1:  # (most often: the mean of one, as sum() and the division below give it)
-        flow = elastic[0]
+    flows = connection_flows(elastic) if link.streams else elastic
+    if len(flows) == 1:  # (most often: the mean of one, as sum() and the division below give it)
+        flow = flows[0]
         rate_bps, rtt_s = flow.rate_bps, flow.rtt_s - flow.queue_delay_s
     else:  # (sums of lists: the same additions in the same order, quicker than of generators)
-        rate_bps = sum([f.rate_bps for f in elastic]) / len(elastic)
-        rtt_s = sum([f.rtt_s - f.queue_delay_s for f in elastic]) / len(elastic)
-    return _loss(link, len(elastic), rate_bps, rtt_s)
+        rate_bps = sum([f.rate_bps for f in flows]) / len(flows)
+        rtt_s = sum([f.rtt_s - f.queue_delay_s for f in flows]) / len(flows)
+    return _loss(link, len(flows), rate_bps, rtt_s)
 
 
 def _loss(link: Link, n_flows: int, rate_bps: float, rtt_s: float) -> float:
@@ -244,8 +244,11 @@ class _Flow(NamedTuple):
     queue_delay_s: float
 
 
-def connection_flows(elastic: list) -> list:
-    """The TCP flows among transfers: each plain one, and each multiplexed connection once, its rates summed."""
+def connection_flows(elastic: list[Transfer]) -> list:
+    """The TCP flows among transfers: each plain one, and each multiplexed connection once, its rates summed.
+
+    A connection's flow is a :class:`_Flow`, not a transfer: the list holds both (untyped, for the compiler).
+    """
     flows: list = []
     by_conn: dict[int, int] = {}
     for f in elastic:
@@ -282,8 +285,8 @@ def idle_link(link: Link, now_s: float) -> None:
     link.note(now_s)
 
 
-def shares(link: Link, free_bps: float, headroom_bps: float, transfers: list, media: list, now_s: float,
-           ) -> tuple[list[float], list[bool], int]:
+def shares(link: Link, free_bps: float, headroom_bps: float, transfers: list[Transfer], media: list[Media],
+           now_s: float) -> tuple[list[float], list[bool], int]:
     """Shares on one link (transfers, then media), whether the link limits each, and how transfers saturate it.
 
     Media (delay-based senders that back off only on a queue or heavy loss) share the video headroom left by the
@@ -349,7 +352,7 @@ def media_shares(video_caps: list[float], headroom_bps: float) -> tuple[list[flo
     return media_rates, [cap > media_level for cap in video_caps], sum(media_rates)
 
 
-def lone_finish_s(flow: Transfer, link: Link, from_s: float, media: list, demand_bps: float | None = None,
+def lone_finish_s(flow: Transfer, link: Link, from_s: float, media: list[Media], demand_bps: float | None = None,
                   until_s: float = math.inf) -> float:
     """When a transfer alone among transfers on its link from ``from_s`` sends its last byte (s).
 
@@ -370,7 +373,7 @@ def lone_finish_s(flow: Transfer, link: Link, from_s: float, media: list, demand
     return math.inf if media and link.next_step_s < finish_s - _EPS_S else finish_s
 
 
-def _lone_finish_s(flow: Transfer, link: Link, from_s: float, media: list, demand_bps: float | None = None,
+def _lone_finish_s(flow: Transfer, link: Link, from_s: float, media: list[Media], demand_bps: float | None = None,
                    until_s: float = math.inf) -> float:
     """:func:`lone_finish_s` through the link's steps, the media's state as it is (every one of them free).
 

@@ -36,6 +36,7 @@ from mypy_extensions import trait
 
 from sim.des import queueing, tcp
 from sim.des.flows import Transfer
+from sim.des.links import Link
 from sim.des.state import GroupState
 
 _EPS_S = 1e-9
@@ -54,7 +55,7 @@ def advance(end_s: float, done: int, rtt_s: float, total: int, now_s: float) -> 
     return end_s + begun * rtt_s, done + begun
 
 
-def path_key(path: tuple) -> tuple:
+def path_key(path: tuple[Link, ...]) -> tuple:
     """What re-plans a start-up when it changes: each data-path link's saturation, and its line.
 
     Saturation: a long transfer's standing queue, short transfers' bursts, or neither.
@@ -66,7 +67,7 @@ def path_key(path: tuple) -> tuple:
                  for link in path)
 
 
-def standing_room(path: tuple) -> float:
+def standing_room(path: tuple[Link, ...]) -> float:
     """The least room a standing queue leaves on ``path``'s links (segments; inf where none holds one)."""
     room = math.inf
     for link in path:
@@ -140,7 +141,7 @@ class Rounds(GroupState):
         fill_bytes = buffer_bytes + expected_bps * rtt_s / 8
         return flow.remaining_bytes > queueing.LONG_FLOW_FILLS * fill_bytes
 
-    def _busy(self, path: tuple, flow: Transfer) -> bool:
+    def _busy(self, path: tuple[Link, ...], flow: Transfer) -> bool:
         """Whether another transfer is active or starting on a link of ``path`` (so its saturation may change)."""
         for link in path:
             if link in self.crowds:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from mypy_extensions import trait
 
 from sim.des import queueing
-from sim.des.flows import Media
+from sim.des.flows import Media, Transfer
+from sim.des.links import Link
 from sim.des.linkshare import congestion_loss, set_media, set_transfer
 from sim.des.sharing import NO_LINK, max_min
 from sim.des.state import GroupState
@@ -62,7 +63,8 @@ class SharedLinks(GroupState):
                 [m for m in self.media if m.path[0].direction in directions],
                 [link for link in self.links if link.direction in directions])
 
-    def _share(self, transfers: list, media: list, video_caps: list[float]) -> tuple[list[float], list[int]]:
+    def _share(self, transfers: list[Transfer], media: list[Media],
+               video_caps: list[float]) -> tuple[list[float], list[int]]:
         """Shares of transfers, then media, and the link ids limiting them (as :func:`sim.des.linkshare.shares`).
 
         Media share each link's video headroom (a virtual link keyed by the negated id) max-min fairly among
@@ -83,7 +85,7 @@ class SharedLinks(GroupState):
         rates, limiter = max_min([f.cap_bps for f in transfers], keys, capacity, weights) if transfers else ([], [])
         return rates + media_rates, limiter + [abs(k) if k != NO_LINK else k for k in media_limiter]
 
-    def _update_links(self, links: list, flows: list, saturated: dict[int, int], now_s: float) -> None:
+    def _update_links(self, links: list[Link], flows: list, saturated: dict[int, int], now_s: float) -> None:
         """Give each link its new load and queues; only links whose load or saturation changed are settled."""
         loads_bps = dict.fromkeys(map(id, links), 0.0)
         media_bps = dict.fromkeys(map(id, links), 0.0)
@@ -93,7 +95,7 @@ class SharedLinks(GroupState):
                 loads_bps[id(link)] += flow.rate_bps
                 if is_media:
                     media_bps[id(link)] += flow.rate_bps
-        elastic: dict[int, list] = {}
+        elastic: dict[int, list[Transfer]] = {}
         for flow in self.transfers:
             if flow.limiter is not None and id(flow.limiter) in saturated:
                 elastic.setdefault(id(flow.limiter), []).append(flow)

@@ -18,7 +18,7 @@ import math
 
 from mypy_extensions import trait
 
-from sim.des.flows import Transfer
+from sim.des.flows import Media, Transfer
 from sim.des.links import Link
 from sim.des.linkshare import lone_finish_s, share_elastic_alone, share_link
 from sim.des.session import Session
@@ -31,7 +31,7 @@ _EPS_S = 1e-9
 class Shortcuts(GroupState):
     """Quiet arrivals and lone transfers; uses the group's sessions, flows, horizon and :meth:`_reshare_link`."""
 
-    def _start_quietly(self, i: int, change_s: float, starts_s: list, is_video: list) -> tuple[int, float]:
+    def _start_quietly(self, i: int, change_s: float, starts_s: list[float], is_video: list[bool]) -> tuple[int, float]:
         """Start each transfer arriving before the next change (at ``change_s``, s), from session ``i``, eventless.
 
         Each may end within its start-up (done), be replayed whole if it will be alone on its link
@@ -74,7 +74,7 @@ class Shortcuts(GroupState):
                     link.carry(link.load_bps, link.saturated)
                     link.new_share_bps = link.free_bps
 
-    def _replay_lone(self, flow: Transfer, link: Link, media: list, now_s: float) -> None:
+    def _replay_lone(self, flow: Transfer, link: Link, media: list[Media], now_s: float) -> None:
         """Replay a transfer alone among transfers on its link to its end, if nothing touches the link before.
 
         Nothing does when no session arrives, no flow is starting towards the link and none of its media ends
@@ -145,7 +145,8 @@ class Shortcuts(GroupState):
                 return True
         return False
 
-    def _finish_lone(self, flow: Transfer, link: Link, finish_s: float, media: list, listed: bool = True) -> None:
+    def _finish_lone(self, flow: Transfer, link: Link, finish_s: float, media: list[Media],
+                     listed: bool = True) -> None:
         """Replay a lone transfer's link through its reservation steps to the transfer's end at ``finish_s``.
 
         ``media``: the link's media, which stay until then. ``listed``: whether the transfer is among the group's
@@ -164,7 +165,7 @@ class Shortcuts(GroupState):
         self._share_lone_link(link, (), media, finish_s)
 
     @staticmethod
-    def _share_lone_link(link: Link, transfers: tuple, media: list, now_s: float) -> None:
+    def _share_lone_link(link: Link, transfers: tuple[Transfer, ...], media: list[Media], now_s: float) -> None:
         """:meth:`_reshare_link` without a replay, for a link whose transfers and media are known.
 
         Its transfers are at most the lone one (so it has no crowd), its media those the caller found on it.

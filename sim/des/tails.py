@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from sim.des import tcp
+from sim.des.links import Link
 
 TAIL_SEGMENTS = 3       # RFC 5681's duplicate-ACK threshold: a loss among the last 3 segments brings fewer than 3
 TLP_MIN_S = 0.010       # the probe timeout's floor (s): Linux 3.10-4.x's tcp_schedule_loss_probe (docs/sources.md)
@@ -160,7 +161,7 @@ def may_wait(u: float, setup_loss: float, tail_loss: float, setup_rounds: int) -
     return u < (1 + setup_rounds) * setup_loss + TAIL_SEGMENTS * tail_loss
 
 
-def path_loss(path: tuple) -> float:
+def path_loss(path: tuple[Link, ...]) -> float:
     """The congestion loss (0..1) a packet crossing ``path``'s links now sees."""
     if len(path) == 1:
         return path[0].congestion_loss
