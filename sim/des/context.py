@@ -10,6 +10,7 @@ import pandas as pd
 from mypy_extensions import mypyc_attr
 
 from sim.des import calls, reserved, tails, tcp
+from sim.des.flows import Media, Transfer
 from sim.records import RECORD_COLUMNS, conform
 from sim.topology import Topology
 
@@ -57,7 +58,7 @@ class Context:
         for name, value in values.items():
             self.columns[name][row] = value
 
-    def finish_transfer(self, flow, now_s: float) -> None:
+    def finish_transfer(self, flow: Transfer, now_s: float) -> None:
         """Record a transfer whose last byte is sent at ``now_s`` (s), completed once any timer it waits for fires.
 
         Its last segments see the congestion loss of its data path now (its links as it ends), and its timers the
@@ -96,14 +97,14 @@ class Context:
         columns["setup_s"][row] = flow.request_at_s - start_s
         columns["first_data_s"][row] = flow.first_data_at_s - start_s
 
-    def abandon_transfer(self, flow) -> None:
+    def abandon_transfer(self, flow: Transfer) -> None:
         """Record a transfer still unfinished at the horizon (its request and first data if they came before)."""
         start_s, horizon_s = self.start_s[self.row[flow.session]], self.horizon_s
         self._put(flow.session, False, flow.bottleneck(), queue_delay_s=flow.queue_delay_s, rtt_s=flow.rtt_s,
                   setup_s=flow.request_at_s - start_s if flow.request_at_s <= horizon_s else _NAN,
                   first_data_s=flow.first_data_at_s - start_s if flow.first_data_at_s <= horizon_s else _NAN)
 
-    def finish_call(self, session: int, halves: list, now_s: float, completed: bool) -> None:
+    def finish_call(self, session: int, halves: list[Media], now_s: float, completed: bool) -> None:
         """Keep a call replayed as flows (its two directions, settled to ``now_s``) for :meth:`finish_streams`."""
         self.finished_calls.append((session, tuple(halves), now_s, completed))
 

@@ -26,6 +26,7 @@ more share), it climbs back at ``VIDEO_INCREASE_PER_S`` (:class:`sim.des.flows.M
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from sim.des.tcp import FRAME_BYTES
 
@@ -63,7 +64,10 @@ SMALL_BUFFER_SHARE_AT_ZERO, SMALL_BUFFER_SHARE_PER_PACKET = 0.36, 0.038
 # in bursts, taken as M/D/1 at the cut-off utilisation: ~30 ms at 10 Mbit/s, where the emulation measured ~36 ms beside
 # 200 kB downloads at 60% load (docs/fidelity.md, "call beside short flows"); the standing queue was 96 ms.
 LONG_FLOW_FILLS = 2.0
-NOT_SATURATED, BURSTS, STANDING = 0, 1, 2  # a link's saturation: none, by short transfers only, by a long one
+# a link's saturation: none, by short transfers only, by a long one (Final: the compiled modules take their values)
+NOT_SATURATED: Final = 0
+BURSTS: Final = 1
+STANDING: Final = 2
 
 
 def full_buffer_delay_s(buffer_bytes: float, capacity_bps: float) -> float:

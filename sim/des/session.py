@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from sim.des.links import Link
+
 
 class Session(NamedTuple):
     """One session of the trace (:data:`sim.workload.TRACE_COLUMNS`, the columns groups read), as a tuple.
@@ -30,8 +32,8 @@ class Session(NamedTuple):
     connection: str
     target_rate_bps: float
     min_rate_bps: float
-    up: tuple
-    down: tuple
+    up: tuple[Link, ...]
+    down: tuple[Link, ...]
     rtt_s: float
 
 
