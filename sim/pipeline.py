@@ -119,7 +119,7 @@ class Stored:
     def _read(self, name: str) -> pd.DataFrame:
         columns = {"records": records_mod.RECORD_COLUMNS, "links": records_mod.LINK_COLUMNS}.get(name)
         path = self.folder / results.TABLE_FILES[name]
-        return records_mod.read(path, columns) if columns else pd.read_parquet(path)
+        return records_mod.read(path, columns) if columns else records_mod.read_parquet(path)
 
     @property
     def trace(self) -> pd.DataFrame:
@@ -128,7 +128,7 @@ class Stored:
 
     def trace_columns(self, names: list[str]) -> pd.DataFrame:
         """Only these columns of the trace, read from the folder."""
-        return pd.read_parquet(self.folder / results.TABLE_FILES["trace"], columns=names)
+        return records_mod.read_parquet(self.folder / results.TABLE_FILES["trace"], columns=names)
 
     @property
     def result(self) -> engines.Result:

@@ -69,3 +69,19 @@ def test_text_can_be_read_as_categories(tmp_path, des_records):
     some = records.read(path, records.RECORD_COLUMNS, only=["app", "duration_s"], categories=True)
     assert [str(t) for t in some.dtypes] == ["category", "float64"]
     assert some["app"].astype(str).tolist() == des_records["app"].tolist()
+
+
+@pytest.mark.parametrize("options", [{}, {"columns": ["app", "duration_s", "completed"]},
+                                     {"read_dictionary": ["site", "app"]},
+                                     {"columns": ["site", "end_s"], "filters": [("app", "in", ["video"])],
+                                      "read_dictionary": ["site"]}])
+def test_a_table_reads_as_pandas_reads_it(tmp_path, des_records, options):
+    """read_parquet gives pandas.read_parquet's frame: values, column types (text, categories, NaN) and index."""
+    path = tmp_path / "records.parquet"
+    frame = pd.concat([des_records] * 3, ignore_index=True)
+    frame.loc[1, "bottleneck"] = None  # missing text reads back as pandas reads it
+    frame.to_parquet(path, index=False, row_group_size=4)  # several row groups: chunked columns
+    ours, theirs = records.read_parquet(path, **options), pd.read_parquet(path, **options)
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+    assert list(ours.dtypes) == list(theirs.dtypes)
+    assert ours.index.equals(theirs.index) and type(ours.index) is type(theirs.index)

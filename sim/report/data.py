@@ -60,9 +60,9 @@ class RunData:
         """
         try:
             if text_as_categories:
-                return _released(pd.read_parquet(self.folder / f"{name}.parquet", columns=columns,
-                                                 read_dictionary=columns))
-            return _released(pd.read_parquet(self.folder / f"{name}.parquet", columns=columns))
+                return _released(rec.read_parquet(self.folder / f"{name}.parquet", columns=columns,
+                                                  read_dictionary=columns))
+            return _released(rec.read_parquet(self.folder / f"{name}.parquet", columns=columns))
         except (OSError, ValueError, KeyError) as exc:
             raise TestbedError(f"{self.folder}: cannot read {name}.parquet: {exc}") from None
 
