@@ -150,7 +150,7 @@ def _links(topology: Topology, window: RunWindow) -> tuple[list[Link], dict[str,
 def _groups(topology: Topology, trace: pd.DataFrame, as_flows: np.ndarray, site_links: dict, ctx: Context,
             skip_unobserved: bool) -> list[Group]:
     """One group per set of sites sharing links (a site alone when it shares none), replaying the rows ``as_flows``."""
-    trace = trace[as_flows]
+    trace = trace.loc[as_flows, ["site", *_SESSION_COLUMNS]]  # (only the columns read: the rest is not copied)
     members: dict[str, list[str]] = {}
     for site, aggregation in zip(topology.sites["site"], topology.sites["aggregation"]):
         members.setdefault(aggregation or f"site:{site}", []).append(site)
