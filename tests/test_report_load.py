@@ -71,3 +71,29 @@ def test_sums_per_combination_of_codes_as_a_grouping_by_them_gives():
     by_columns = pd.DataFrame({"site_class": codes[0], "direction": codes[1], "hour": codes[2], "app": codes[3],
                                "bits": bits}).groupby(["site_class", "direction", "hour", "app"])["bits"].sum()
     pd.testing.assert_frame_equal(out, by_columns.reset_index())
+
+
+def test_a_folder_without_its_trace_draws_every_other_figure(tmp_path):
+    # The busy-hour load is summed on a thread of its own beside the other figures: a folder whose trace is gone
+    # (nothing to sum) still gets its page, with every other figure and without that one.
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+    from sim.report import render
+    (tmp_path / "t.csv").write_text("site,app,start_s,direction,size_bytes,duration_s\n"
+                                    "gp,record_view,08:05,down,2000000,\n")
+    (tmp_path / "s.yaml").write_text("name: one-way\nyear: 2024\nwindow: {start: '08:00', end: '09:00'}\n"
+                                     "drain: 10min\nsites:\n  - {class: gp_medium, count: 1, access: fttp_330_50, "
+                                     "name: gp}\ntrace: t.csv\n")
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--no-png"])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "out" / "one-way").iterdir()
+    figures = sorted(p.name for p in (folder / "figures").glob("*.csv"))
+    assert "busy-hour-load.csv" in figures, figures
+    (folder / "trace.parquet").unlink()
+    for csv in (folder / "figures").glob("*.csv"):
+        csv.unlink()
+    page = render(folder, png=False).read_text()
+    assert "Busy-hour downstream load" not in page
+    left = sorted(p.name for p in (folder / "figures").glob("*.csv"))
+    assert left == [name for name in figures if name != "busy-hour-load.csv"], (left, figures)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sim.errors import CapabilityError
@@ -48,12 +49,21 @@ def render(folder: Path | str, *, png: bool | None = None) -> Path:
 
 
 def _figures(run: RunData) -> list:
-    """Every figure of a run's report, in reading order: verdicts, then what loads the lines, then the detail."""
+    """Every figure of a run's report, in reading order: verdicts, then what loads the lines, then the detail.
+
+    The busy-hour load is summed on a thread of its own meanwhile: it reads the whole trace again and sums it by
+    class, hour and app (Arrow's reading and numpy's and pandas' sums run without Python's lock), while the other
+    figures are drawn here.
+    """
     from sim.report.availability import availability_figure
     from sim.report.callquality import quality_figure
-    from sim.report.load import load_figure
-    specs = figs.all_figures(run)
-    extra = [spec for spec in (load_figure(run), quality_figure(run), availability_figure(run)) if spec is not None]
+    from sim.report.load import busy_hour_load_or_none, load_figure
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-load") as pool:
+        busy = pool.submit(busy_hour_load_or_none, run)
+        specs = figs.all_figures(run)
+        quality = quality_figure(run)
+        load = load_figure(run, busy.result()) if busy.result() is not None else None
+    extra = [spec for spec in (load, quality, availability_figure(run)) if spec is not None]
     return specs[:2] + extra + specs[2:]
 
 

@@ -115,13 +115,21 @@ def _sums(codes: tuple[np.ndarray, ...], values: np.ndarray, names: list[str]) -
                          "bits": sums.to_numpy()})
 
 
-def load_figure(run: RunData) -> FigureSpec | None:
-    """Stacked bars: each site class's busy-hour load by app, upstream and downstream, sources in the footnote."""
+def busy_hour_load_or_none(run: RunData) -> pd.DataFrame | None:
+    """:func:`busy_hour_load`, or None when the folder has no trace to draw it from."""
     try:
-        table = busy_hour_load(run)
+        return busy_hour_load(run)
     except TestbedError:
         return None
-    if table.empty:
+
+
+def load_figure(run: RunData, table: pd.DataFrame | None = None) -> FigureSpec | None:
+    """Stacked bars: each site class's busy-hour load by app, upstream and downstream, sources in the footnote.
+
+    ``table``: :func:`busy_hour_load` of ``run``, if already worked out (else it is, here); None when there is none.
+    """
+    table = busy_hour_load_or_none(run) if table is None else table
+    if table is None or table.empty:
         return None
     classes = sorted(set(table["site_class"]))
     totals = table.groupby(["site_class", "direction"])["rate_bps"].sum()
