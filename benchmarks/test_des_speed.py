@@ -31,7 +31,7 @@ def test_icb_simulation_speed(benchmark, icb):
     assert len(result.records) == len(trace)
     benchmark.extra_info["sessions"] = len(trace)
     benchmark.extra_info["events"] = result.events
-    benchmark.extra_info["simulator"] = "compiled" if native.in_use() else "interpreted"  # make bench: compiled
+    benchmark.extra_info["simulator"] = native.describe()  # make bench: compiled
     if benchmark.stats is not None:  # absent under --benchmark-disable
         mean_s = benchmark.stats.stats.mean
         benchmark.extra_info["sessions_per_s"] = round(len(trace) / mean_s)

@@ -85,11 +85,6 @@ def _workers_simulator() -> str:
     return "compiled" if native.state() == "current" else f"interpreted (its build {native.state()})"
 
 
-def _simulator() -> str:
-    """Which simulator this process runs (``make bench``: compiled, where built)."""
-    return "compiled" if native.in_use() else "interpreted"
-
-
 def _scaled(factor: int):
     scenario = load(SCENARIOS / "icb.yaml")
     groups = tuple(g.model_copy(update={"count": g.count * factor}) for g in scenario.sites)
@@ -105,7 +100,8 @@ def test_run_time_grows_linearly_with_sites(benchmark, factor):
     window = pipeline._window(scenario)
     result = benchmark.pedantic(des.run, args=(trace, topo, window), rounds=2, iterations=1)
     benchmark.extra_info.update(factor=factor, sites=len(topo.sites), sessions=len(trace), events=result.events,
-                                sessions_per_s=round(len(trace) / benchmark.stats.stats.mean), simulator=_simulator())
+                                sessions_per_s=round(len(trace) / benchmark.stats.stats.mean),
+                                simulator=native.describe())
 
 
 @pytest.mark.parametrize("site_class", ["gp_small", "gp_medium", "gp_large", "acute_site", "community_clinic"])

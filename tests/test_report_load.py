@@ -33,8 +33,8 @@ def test_a_stream_over_three_hours_is_split_across_all_of_them():
     assert down.to_dict() == pytest.approx({8: 1800 * 1e6, 9: 3600 * 1e6, 10: 1800 * 1e6})
 
 
-def test_a_run_whose_load_goes_one_way_only_draws_it(tmp_path):
-    # A measured trace of downloads alone (as a short emulated slice can hold): the figure names the downstream.
+def _one_way_run(tmp_path):
+    """The results folder of a run of one practice and its one measured download (2 MB at 08:05)."""
     from typer.testing import CliRunner
 
     from sim.cli import app
@@ -46,6 +46,12 @@ def test_a_run_whose_load_goes_one_way_only_draws_it(tmp_path):
     result = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--no-png"])
     assert result.exit_code == 0, result.output
     (folder,) = (tmp_path / "out" / "one-way").iterdir()
+    return folder
+
+
+def test_a_run_whose_load_goes_one_way_only_draws_it(tmp_path):
+    # A measured trace of downloads alone (as a short emulated slice can hold): the figure names the downstream.
+    folder = _one_way_run(tmp_path)
     page = (folder / "report.html").read_text()
     # 2 MB in the 08:00 hour: 16e6 bits / 3600 s = 4.44 kbit/s, all of it the record view
     assert "Busy-hour downstream load: GP practice, medium" in page and "offers 0.00444 Mbit/s per site" in page
@@ -76,23 +82,13 @@ def test_sums_per_combination_of_codes_as_a_grouping_by_them_gives():
 def test_a_folder_without_its_trace_draws_every_other_figure(tmp_path):
     # The busy-hour load is summed on a thread of its own beside the other figures: a folder whose trace is gone
     # (nothing to sum) still gets its page, with every other figure and without that one.
-    from typer.testing import CliRunner
-
-    from sim.cli import app
-    from sim.report import render
-    (tmp_path / "t.csv").write_text("site,app,start_s,direction,size_bytes,duration_s\n"
-                                    "gp,record_view,08:05,down,2000000,\n")
-    (tmp_path / "s.yaml").write_text("name: one-way\nyear: 2024\nwindow: {start: '08:00', end: '09:00'}\n"
-                                     "drain: 10min\nsites:\n  - {class: gp_medium, count: 1, access: fttp_330_50, "
-                                     "name: gp}\ntrace: t.csv\n")
-    result = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--no-png"])
-    assert result.exit_code == 0, result.output
-    (folder,) = (tmp_path / "out" / "one-way").iterdir()
+    folder = _one_way_run(tmp_path)
     figures = sorted(p.name for p in (folder / "figures").glob("*.csv"))
     assert "busy-hour-load.csv" in figures, figures
     (folder / "trace.parquet").unlink()
     for csv in (folder / "figures").glob("*.csv"):
         csv.unlink()
+    from sim.report import render
     page = render(folder, png=False).read_text()
     assert "Busy-hour downstream load" not in page
     left = sorted(p.name for p in (folder / "figures").glob("*.csv"))

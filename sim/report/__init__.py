@@ -62,7 +62,7 @@ def _figures(run: RunData) -> list:
         busy = pool.submit(busy_hour_load_or_none, run)
         specs = figs.all_figures(run)
         quality = quality_figure(run)
-        load = load_figure(run, busy.result()) if busy.result() is not None else None
+        load = load_figure(run, busy.result())
     extra = [spec for spec in (load, quality, availability_figure(run)) if spec is not None]
     return specs[:2] + extra + specs[2:]
 

@@ -123,12 +123,11 @@ def busy_hour_load_or_none(run: RunData) -> pd.DataFrame | None:
         return None
 
 
-def load_figure(run: RunData, table: pd.DataFrame | None = None) -> FigureSpec | None:
+def load_figure(run: RunData, table: pd.DataFrame | None) -> FigureSpec | None:
     """Stacked bars: each site class's busy-hour load by app, upstream and downstream, sources in the footnote.
 
-    ``table``: :func:`busy_hour_load` of ``run``, if already worked out (else it is, here); None when there is none.
+    ``table``: :func:`busy_hour_load_or_none` of ``run`` (None: no figure).
     """
-    table = busy_hour_load_or_none(run) if table is None else table
     if table is None or table.empty:
         return None
     classes = sorted(set(table["site_class"]))
